@@ -1,0 +1,93 @@
+"""Teams, memberships with roles, and API tokens for CI."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    DATA_SCIENTIST = "data_scientist", "Data scientist"
+    APPROVER = "approver", "Approver"
+    ADMIN = "admin", "Admin"
+
+
+# What each role may do. Kept as data so the API and the UI ask the same question.
+UPLOAD_ROLES = frozenset({Role.DATA_SCIENTIST, Role.ADMIN})
+
+
+class Team(models.Model):
+    """A group of people who share models, targets and policies. Everything is scoped to one."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=60, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in a team."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.get_role_display()}"
+
+
+TOKEN_PREFIX = "slw"  # noqa: S105 - a public marker, not a secret
+
+
+def hash_token_secret(secret: str) -> str:
+    # Tokens are 256-bit random strings, so a plain SHA-256 is enough: no dictionary to guess from.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for CI and the CLI. Only its hash is stored; the value is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({TOKEN_PREFIX}_{self.key_id}_…)"
+
+    @classmethod
+    def issue(cls, user: object, name: str, scopes: list[str], expires_at: object = None) -> tuple[ApiToken, str]:
+        """Create a token; return it with the plain value, which is never retrievable again."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            key_id=key_id,
+            key_hash=hash_token_secret(secret),
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+        return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()

@@ -1,0 +1,14 @@
+"""All routes of the public REST API (/api/v1/)."""
+
+from django.urls import path
+
+from apps.registry.api import views as registry
+
+urlpatterns = [
+    path("teams/", registry.TeamList.as_view(), name="team-list"),
+    path("models/", registry.ModelListCreate.as_view(), name="model-list"),
+    path("models/<slug:slug>/", registry.ModelDetail.as_view(), name="model-detail"),
+    path("models/<slug:slug>/versions/", registry.VersionListUpload.as_view(), name="version-list"),
+    path("versions/<int:pk>/", registry.VersionDetail.as_view(), name="version-detail"),
+    path("jobs/<int:pk>/", registry.JobDetail.as_view(), name="job-detail"),
+]

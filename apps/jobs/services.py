@@ -1,0 +1,298 @@
+"""Every write to runs and jobs goes through here: start, claim, progress, finish, reconcile.
+
+The rules (docs/adr/0002): PostgreSQL is the truth; Celery messages only say "look at job N".
+Messages are sent after the transaction commits; a job is claimed with a conditional UPDATE;
+all writes by a worker are fenced by the attempt it claimed; a reconciler re-sends messages
+that were lost and takes back jobs whose worker stopped sending heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.registry import lifecycle
+from apps.registry.models import ModelVersion, VersionStatus
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "slipway.pipeline.run_job"
+LOG_LIMIT_CHARS = 200_000
+
+# The steps a pipeline runs for a version, in order. Later issues extend this list.
+DEFAULT_STEPS: tuple[str, ...] = (JobKind.INSPECT,)
+
+
+def _send(job_id: int, queue: str) -> None:
+    from config.celery_app import app
+
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+
+
+def _enqueue_on_commit(job: Job) -> None:
+    job_id, queue = job.pk, job.queue
+    transaction.on_commit(lambda: _send(job_id, queue))
+
+
+def _append(log: str, line: str) -> str:
+    stamped = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line.rstrip()}\n"
+    combined = log + stamped
+    if len(combined) > LOG_LIMIT_CHARS:
+        combined = "[earlier log lines dropped]\n" + combined[-LOG_LIMIT_CHARS:]
+    return combined
+
+
+def start_pipeline(
+    version: ModelVersion, user: Any, steps: tuple[str, ...] = DEFAULT_STEPS, queue: str = "cpu"
+) -> PipelineRun:
+    """Create a run with one job per step; the first is sent to a worker once this commits."""
+    with transaction.atomic():
+        lifecycle.transition(version, VersionStatus.PROCESSING, reason="pipeline started")
+        run = PipelineRun.objects.create(version=version, created_by=user if getattr(user, "pk", None) else None)
+        jobs = [
+            Job(
+                run=run,
+                kind=kind,
+                sequence=index,
+                queue=queue,
+                max_attempts=settings.JOB_MAX_ATTEMPTS,
+                status=JobStatus.QUEUED if index == 0 else JobStatus.PENDING,
+                enqueued_at=timezone.now() if index == 0 else None,
+            )
+            for index, kind in enumerate(steps)
+        ]
+        Job.objects.bulk_create(jobs)
+        first = Job.objects.get(run=run, sequence=0)
+        _enqueue_on_commit(first)
+    return run
+
+
+def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
+    """Take a queued job (or one whose worker went silent) for this worker; None if not ours.
+
+    A redelivered message for a job that is running elsewhere with a fresh heartbeat, or
+    that already finished, claims nothing: that is what makes duplicate deliveries harmless.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    with transaction.atomic():
+        claimed = Job.objects.filter(
+            Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before),
+            pk=job_id,
+            attempt__lt=F("max_attempts"),
+        ).update(
+            status=JobStatus.RUNNING,
+            attempt=F("attempt") + 1,
+            worker_host=worker_host[:255],
+            celery_task_id=task_id[:64],
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            progress_message="started",
+            error="",
+            error_code="",
+        )
+        if not claimed:
+            _fail_if_attempts_exhausted(job_id)
+            return None
+        job = Job.objects.select_related("run__version").get(pk=job_id)
+        job.log = _append(job.log, f"attempt {job.attempt} of {job.max_attempts} started on {worker_host}")
+        Job.objects.filter(pk=job_id).update(log=job.log)
+        PipelineRun.objects.filter(pk=job.run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now
+        )
+    return job
+
+
+def _fail_if_attempts_exhausted(job_id: int) -> None:
+    stale_before = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    job = Job.objects.filter(
+        Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before),
+        pk=job_id,
+        attempt__gte=F("max_attempts"),
+    ).first()
+    if job is not None:
+        _finish_failed(
+            job,
+            job.attempt,
+            "attempts_exhausted",
+            f"The {job.get_kind_display().lower()} step was tried {job.attempt} times and its worker "
+            "stopped each time before finishing (crash, out of memory, or restart). Check the worker's "
+            "logs and memory limits, then re-run the pipeline.",
+        )
+
+
+def report_progress(job: Job, progress: float, message: str = "") -> bool:
+    """Record progress and a heartbeat. False means this worker no longer owns the job."""
+    progress = min(1.0, max(0.0, float(progress)))
+    updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(
+        progress=progress, progress_message=message[:200], heartbeat_at=timezone.now()
+    )
+    return bool(updated)
+
+
+def heartbeat(job: Job) -> bool:
+    """Tell the reconciler this job's worker is alive."""
+    return bool(
+        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(heartbeat_at=timezone.now())
+    )
+
+
+def append_log(job: Job, text: str) -> None:
+    with transaction.atomic():
+        current = Job.objects.select_for_update().filter(pk=job.pk, attempt=job.attempt).first()
+        if current is None:
+            return
+        current.log = _append(current.log, text)
+        Job.objects.filter(pk=job.pk).update(log=current.log)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step produced: a JSON result for the job, and writes made with the completion."""
+
+    result: dict[str, Any]
+    persist: Callable[[Job], None] | None = None
+    log: str = ""
+
+
+def complete(job: Job, outcome: StepOutcome) -> bool:
+    """Mark the job succeeded, store its outputs, and start the next step, all in one transaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).first()
+        )
+        if locked is None:
+            logger.warning(
+                "job %s attempt %s finished but no longer owns the job; result dropped",
+                job.pk,
+                job.attempt,
+            )
+            return False
+        if outcome.persist is not None:
+            outcome.persist(locked)
+        log = locked.log
+        if outcome.log:
+            log = _append(log, outcome.log)
+        log = _append(log, "succeeded")
+        Job.objects.filter(pk=job.pk).update(
+            status=JobStatus.SUCCEEDED,
+            progress=1.0,
+            progress_message="done",
+            finished_at=now,
+            heartbeat_at=now,
+            result=outcome.result,
+            log=log,
+        )
+        _advance(locked.run_id)
+    return True
+
+
+def _advance(run_id: int) -> None:
+    nxt = Job.objects.filter(run_id=run_id, status=JobStatus.PENDING).order_by("sequence").first()
+    if nxt is not None:
+        Job.objects.filter(pk=nxt.pk).update(status=JobStatus.QUEUED, enqueued_at=timezone.now())
+        _enqueue_on_commit(nxt)
+        return
+    run = PipelineRun.objects.select_related("version").get(pk=run_id)
+    PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    lifecycle.transition(run.version, VersionStatus.READY, reason="pipeline finished")
+
+
+def fail(job: Job, code: str, message: str, log: str = "") -> bool:
+    """Fail the job with a readable reason; the rest of the run is cancelled and the version fails."""
+    return _finish_failed(job, job.attempt, code, message, log)
+
+
+def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "") -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            Job.objects.select_for_update()
+            .filter(pk=job.pk, attempt=attempt)
+            .exclude(status__in=FINISHED_JOB_STATUSES)
+            .first()
+        )
+        if locked is None:
+            return False
+        text = locked.log
+        if log:
+            text = _append(text, log)
+        text = _append(text, f"failed: {message}")
+        Job.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED, error=message, error_code=code[:50], finished_at=now, log=text
+        )
+        Job.objects.filter(run_id=locked.run_id, status=JobStatus.PENDING).update(
+            status=JobStatus.CANCELLED, finished_at=now
+        )
+        PipelineRun.objects.filter(pk=locked.run_id).update(status=RunStatus.FAILED, finished_at=now)
+        version = ModelVersion.objects.get(runs__id=locked.run_id)
+        lifecycle.transition(version, VersionStatus.FAILED, reason=f"{locked.get_kind_display()}: {message}")
+    return True
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    requeued_stale: int
+    resent_lost: int
+    failed_exhausted: int
+
+
+def reconcile() -> ReconcileReport:
+    """Take back jobs whose worker went silent and re-send messages that seem lost."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    lost_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    requeued = resent = failed = 0
+
+    for job in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before):
+        if job.attempt >= job.max_attempts:
+            if _finish_failed(
+                job,
+                job.attempt,
+                "attempts_exhausted",
+                f"The {job.get_kind_display().lower()} step's worker ({job.worker_host or 'unknown host'}) "
+                f"stopped responding on attempt {job.attempt} of {job.max_attempts}. Check the worker's logs "
+                "and memory limits, then re-run the pipeline.",
+            ):
+                failed += 1
+            continue
+        with transaction.atomic():
+            moved = Job.objects.filter(
+                pk=job.pk,
+                status=JobStatus.RUNNING,
+                attempt=job.attempt,
+                heartbeat_at__lt=stale_before,
+            ).update(
+                status=JobStatus.QUEUED,
+                enqueued_at=now,
+                log=_append(
+                    job.log,
+                    f"worker {job.worker_host} stopped responding during attempt {job.attempt}; re-queued",
+                ),
+            )
+            if moved:
+                requeued += 1
+                _enqueue_on_commit(job)
+
+    for job in Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=lost_before):
+        with transaction.atomic():
+            if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, enqueued_at=job.enqueued_at).update(
+                enqueued_at=now
+            ):
+                resent += 1
+                _enqueue_on_commit(job)
+
+    if requeued or resent or failed:
+        logger.info("reconciler: %d re-queued, %d re-sent, %d failed for good", requeued, resent, failed)
+    return ReconcileReport(requeued_stale=requeued, resent_lost=resent, failed_exhausted=failed)

@@ -1,0 +1,181 @@
+"""API representations of models, versions, artifacts, runs and jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.accounts.models import Team
+from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.registry.models import Artifact, ModelVersion, RegisteredModel
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = ["slug", "name", "role", "created_at"]
+
+    def get_role(self, team: Team) -> str | None:
+        roles: dict[int, str] = self.context.get("roles", {})
+        return roles.get(team.pk)
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    parent_id = serializers.IntegerField(allow_null=True, read_only=True)
+    job_id = serializers.IntegerField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "format",
+            "sha256",
+            "size",
+            "original_filename",
+            "parent_id",
+            "job_id",
+            "tool_versions",
+            "metadata",
+            "created_at",
+        ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "sequence",
+            "status",
+            "queue",
+            "progress",
+            "progress_message",
+            "attempt",
+            "max_attempts",
+            "worker_host",
+            "enqueued_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+            "error",
+            "error_code",
+        ]
+
+
+class JobDetailSerializer(JobSerializer):
+    run_id = serializers.IntegerField(read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "run_id", "log", "result"]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    jobs = JobSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = PipelineRun
+        fields = ["id", "status", "created_at", "started_at", "finished_at", "jobs"]
+
+
+class VersionSummarySerializer(serializers.ModelSerializer):
+    model: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team = serializers.CharField(source="model.team.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "team",
+            "model",
+            "number",
+            "framework",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "notes",
+            "created_by",
+            "created_at",
+        ]
+
+
+class VersionDetailSerializer(VersionSummarySerializer):
+    source_artifact = ArtifactSerializer(read_only=True)
+    artifacts = ArtifactSerializer(many=True, read_only=True)
+    latest_run = serializers.SerializerMethodField()
+    reports = serializers.SerializerMethodField()
+
+    class Meta(VersionSummarySerializer.Meta):
+        fields = [
+            *VersionSummarySerializer.Meta.fields,
+            "source_artifact",
+            "artifacts",
+            "latest_run",
+            "reports",
+        ]
+
+    def _latest_run(self, version: ModelVersion) -> PipelineRun | None:
+        runs = list(version.runs.all())  # prefetched, newest first
+        return runs[0] if runs else None
+
+    def get_latest_run(self, version: ModelVersion) -> dict[str, Any] | None:
+        run = self._latest_run(version)
+        return RunSerializer(run).data if run else None
+
+    def get_reports(self, version: ModelVersion) -> dict[str, Any]:
+        """Each finished step's report from the latest run, keyed by step kind."""
+        run = self._latest_run(version)
+        if run is None:
+            return {}
+        return {
+            job.kind: job.result
+            for job in run.jobs.all()
+            if job.status == JobStatus.SUCCEEDED and job.result is not None
+        }
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    team: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    latest_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "team",
+            "name",
+            "slug",
+            "description",
+            "created_by",
+            "created_at",
+            "latest_version",
+        ]
+
+    def get_latest_version(self, model: RegisteredModel) -> dict[str, Any] | None:
+        versions = list(model.versions.all())  # prefetched, newest first
+        return VersionSummarySerializer(versions[0]).data if versions else None
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    slug = serializers.SlugField(max_length=100, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    team = serializers.SlugField(
+        required=False, allow_blank=True, help_text="Team slug; needed if you are in several teams."
+    )
+
+
+class VersionUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        allow_empty_file=True,  # refused by the upload service with a clearer sentence
+        help_text="An ONNX model (.onnx), or a .zip holding model.onnx plus its external data files.",
+    )
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    team = serializers.SlugField(required=False, allow_blank=True, help_text="Team for a model created by this upload.")

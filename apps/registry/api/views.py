@@ -1,0 +1,176 @@
+"""REST endpoints for teams, models, versions and jobs. Everything is scoped to the user's teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.models import Membership
+from apps.accounts.scoping import visible_teams
+from apps.core.api.errors import ApiError
+from apps.jobs.models import Job, PipelineRun
+from apps.registry import services
+from apps.registry.api.serializers import (
+    JobDetailSerializer,
+    ModelCreateSerializer,
+    ModelSerializer,
+    TeamSerializer,
+    VersionDetailSerializer,
+    VersionSummarySerializer,
+    VersionUploadSerializer,
+)
+from apps.registry.models import ModelVersion, RegisteredModel
+from apps.registry.uploads import UploadTooLarge
+
+
+class TeamList(generics.ListAPIView):
+    """Teams you are a member of, with your role in each."""
+
+    serializer_class = TeamSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet:
+        return visible_teams(self.request.user).order_by("slug").distinct()
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        user: Any = self.request.user
+        roles = dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
+        return {**super().get_serializer_context(), "roles": roles}
+
+
+def _models_for(user: Any) -> QuerySet[RegisteredModel]:
+    newest_first = ModelVersion.objects.select_related("model", "model__team", "created_by").order_by("-number")
+    return (
+        RegisteredModel.objects.filter(team__in=visible_teams(user))
+        .select_related("team", "created_by")
+        .prefetch_related(Prefetch("versions", queryset=newest_first))
+    )
+
+
+def _model_by_slug(request: Request, slug: str) -> RegisteredModel | None:
+    """The model with this slug in the user's teams; `?team=` disambiguates. None if absent."""
+    candidates = _models_for(request.user).filter(slug=slug)
+    team = request.query_params.get("team") or (request.data.get("team") if hasattr(request.data, "get") else None)
+    if team:
+        candidates = candidates.filter(team__slug=team)
+    found = list(candidates[:2])
+    if len(found) > 1:
+        raise ApiError(
+            "ambiguous_model",
+            f"Several of your teams have a model called '{slug}'; add ?team=<team slug> to say which.",
+        )
+    return found[0] if found else None
+
+
+class ModelListCreate(generics.ListCreateAPIView):
+    """List the models of your teams (filter with ?team= and ?q=), or register a new one."""
+
+    serializer_class = ModelSerializer
+
+    def get_queryset(self) -> QuerySet:
+        qs = _models_for(self.request.user)
+        if team := self.request.query_params.get("team"):
+            qs = qs.filter(team__slug=team)
+        if q := self.request.query_params.get("q"):
+            qs = qs.filter(name__icontains=q) | qs.filter(slug__icontains=q)
+        return qs
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = ModelCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        team = services.resolve_team_for_new_model(request.user, data.get("team"))
+        model = services.create_model(
+            team=team,
+            user=request.user,
+            name=data["name"],
+            slug=data.get("slug", ""),
+            description=data["description"],
+        )
+        model = _models_for(request.user).get(pk=model.pk)
+        return Response(ModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetail(APIView):
+    """One model of your teams, by slug."""
+
+    def get(self, request: Request, slug: str) -> Response:
+        model = _model_by_slug(request, slug)
+        if model is None:
+            raise Http404
+        return Response(ModelSerializer(model).data)
+
+
+class VersionListUpload(generics.ListAPIView):
+    """List a model's versions, or upload a new one (multipart, field `file`).
+
+    Uploading to a slug that does not exist yet registers the model in your team.
+    """
+
+    serializer_class = VersionSummarySerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self) -> QuerySet:
+        model = _model_by_slug(self.request, self.kwargs["slug"])
+        if model is None:
+            raise Http404
+        return model.versions.select_related("model", "model__team", "created_by").order_by("-number")
+
+    def post(self, request: Request, slug: str) -> Response:
+        # Refuse an oversized body from its declared length, before reading a byte of it.
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.MAX_UPLOAD_BYTES + 1024 * 1024:
+            raise UploadTooLarge(settings.MAX_UPLOAD_BYTES)
+        form = VersionUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        model = _model_by_slug(request, slug)
+        if model is None:
+            team = services.resolve_team_for_new_model(request.user, form.validated_data.get("team"))
+            model = services.create_model(team=team, user=request.user, name=slug, slug=slug)
+        version = services.upload_version(
+            model=model,
+            user=request.user,
+            uploaded=form.validated_data["file"],
+            notes=form.validated_data["notes"],
+        )
+        return Response(
+            VersionDetailSerializer(_version_queryset(request.user).get(pk=version.pk)).data,
+            status=201,
+        )
+
+
+def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
+    runs = PipelineRun.objects.order_by("-id").prefetch_related(
+        Prefetch("jobs", queryset=Job.objects.order_by("sequence"))
+    )
+    return (
+        ModelVersion.objects.filter(model__team__in=visible_teams(user))
+        .select_related("model", "model__team", "created_by", "source_artifact")
+        .prefetch_related(Prefetch("runs", queryset=runs), "artifacts")
+    )
+
+
+class VersionDetail(generics.RetrieveAPIView):
+    """A version with its artifacts, its latest pipeline run's jobs, and the step reports."""
+
+    serializer_class = VersionDetailSerializer
+
+    def get_queryset(self) -> QuerySet:
+        return _version_queryset(self.request.user)
+
+
+class JobDetail(generics.RetrieveAPIView):
+    """One job with its full log and result."""
+
+    serializer_class = JobDetailSerializer
+
+    def get_queryset(self) -> QuerySet:
+        return Job.objects.filter(run__version__model__team__in=visible_teams(self.request.user))

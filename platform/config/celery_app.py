@@ -1,0 +1,35 @@
+"""The Celery application. Named celery_app.py so it never shadows the `celery` package."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+
+app = Celery("slipway", include=["workers.tasks.pipeline", "workers.tasks.maintenance"])
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,  # PostgreSQL holds every job's state; no result backend
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue="default",
+    task_create_missing_queues=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+)
+
+
+@app.on_after_finalize.connect
+def _schedule_periodic(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        float(settings.RECONCILE_INTERVAL_SECONDS),
+        sender.signature("slipway.jobs.reconcile", queue="default"),
+        name="reconcile stuck jobs",
+    )

@@ -1,0 +1,1 @@
+"""Settings split by environment: base (shared), dev (one-command local run), test, prod."""

@@ -1,0 +1,197 @@
+"""Settings shared by every environment. Values come from the environment through `config.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+from config.env import envbool, envchoice, envint, envlist, envstr
+
+REPO_DIR = Path(__file__).resolve().parents[3]
+# Everything the platform writes at run time (SQLite file, local artifacts, the embedded
+# broker's queue folder) lives under one directory so a deployment mounts one volume.
+DATA_DIR = Path(envstr("SLIPWAY_DATA_DIR", str(REPO_DIR / "var"))).resolve()
+
+SECRET_KEY = envstr("SLIPWAY_SECRET_KEY")
+DEBUG = envbool("SLIPWAY_DEBUG", False)
+ALLOWED_HOSTS = envlist("SLIPWAY_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("SLIPWAY_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "apps.core",
+    "apps.accounts",
+    "apps.registry",
+    "apps.jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.core.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def database_from_env(default_url: str) -> dict[str, Any]:
+    """Parse DATABASE_URL; SQLite gets WAL and a busy timeout so web and worker can share it."""
+    url = envstr("DATABASE_URL", default_url)
+    try:
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+    except ValueError as exc:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Slipway understands: {exc}") from exc
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    return config
+
+
+DATABASES = {"default": database_from_env(f"sqlite:///{DATA_DIR / 'slipway.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = REPO_DIR / "staticfiles"
+
+# --- artifact storage -------------------------------------------------------------------
+STORAGE_BACKEND = envchoice("SLIPWAY_STORAGE", "local", ("local", "s3"))
+ARTIFACT_ROOT = DATA_DIR / "artifacts"
+if STORAGE_BACKEND == "s3":
+    _artifact_storage: dict = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": envstr("SLIPWAY_S3_BUCKET"),
+            "endpoint_url": envstr("SLIPWAY_S3_ENDPOINT_URL", "") or None,
+            "access_key": envstr("AWS_ACCESS_KEY_ID", "") or None,
+            "secret_key": envstr("AWS_SECRET_ACCESS_KEY", "") or None,
+            "file_overwrite": True,  # keys are content hashes: same key, same bytes
+            "default_acl": None,
+        },
+    }
+else:
+    _artifact_storage = {
+        "BACKEND": "apps.registry.storage.AtomicFileSystemStorage",
+        "OPTIONS": {"location": str(ARTIFACT_ROOT)},
+    }
+STORAGES = {
+    "default": _artifact_storage,
+    "artifacts": _artifact_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- uploads ----------------------------------------------------------------------------
+# Every file part goes straight to a temporary file on disk in 1 MiB chunks, hashed on the
+# way, so an upload of any size costs the web process a constant amount of memory.
+FILE_UPLOAD_HANDLERS = ["apps.registry.uploads.HashingUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp" / "uploads")
+MAX_UPLOAD_BYTES = envint("SLIPWAY_MAX_UPLOAD_BYTES", 8 * 2**30, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20  # non-file form fields only
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.DefaultPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# --- background work --------------------------------------------------------------------
+# Without CELERY_BROKER_URL the embedded default uses kombu's filesystem transport: a real
+# worker process, no server to run. Production sets redis://.
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# How long a running job may go without a heartbeat before the reconciler takes it back,
+# how long a queued job may wait before its message is presumed lost, and how many times
+# a job is tried before it fails for good.
+JOB_HEARTBEAT_SECONDS = envint("SLIPWAY_JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+JOB_STALE_AFTER_SECONDS = envint("SLIPWAY_JOB_STALE_AFTER_SECONDS", 120, minimum=5)
+JOB_REQUEUE_AFTER_SECONDS = envint("SLIPWAY_JOB_REQUEUE_AFTER_SECONDS", 300, minimum=5)
+JOB_MAX_ATTEMPTS = envint("SLIPWAY_JOB_MAX_ATTEMPTS", 3, minimum=1)
+RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
+
+# Limits for the sandboxed subprocess that opens untrusted model files.
+SANDBOX_MEMORY_BYTES = envint("SLIPWAY_SANDBOX_MEMORY_BYTES", 8 * 2**30, minimum=64 * 2**20)
+SANDBOX_TIMEOUT_SECONDS = envint("SLIPWAY_SANDBOX_TIMEOUT_SECONDS", 1800, minimum=1)
+WORK_DIR = DATA_DIR / "work"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "apps.core.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": envstr("SLIPWAY_LOG_LEVEL", "INFO")},
+}

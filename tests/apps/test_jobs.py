@@ -1,0 +1,129 @@
+"""Job claiming, fencing, progress, completion, failure and the reconciler."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.jobs import services
+from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.registry.models import ModelVersion, VersionStatus
+from tests.factories import ModelVersionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Messages that would go to the broker: (job_id, queue)."""
+    messages: list[tuple[int, str]] = []
+    monkeypatch.setattr(services, "_send", lambda job_id, queue: messages.append((job_id, queue)))
+    return messages
+
+
+def _start(steps=(JobKind.INSPECT, JobKind.VALIDATE), django_capture_on_commit_callbacks=None) -> PipelineRun:
+    version = ModelVersionFactory()
+    return services.start_pipeline(version, version.created_by, steps=steps)
+
+
+def test_start_queues_first_job_after_commit_and_marks_version_processing(sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = _start()
+    jobs = list(run.jobs.order_by("sequence"))
+    assert [(j.kind, j.status) for j in jobs] == [("inspect", "queued"), ("validate", "pending")]
+    assert sent == [(jobs[0].pk, "cpu")]
+    assert ModelVersion.objects.get(pk=run.version_id).status == VersionStatus.PROCESSING
+
+
+def test_claim_is_exclusive_and_duplicate_delivery_claims_nothing(sent):
+    run = _start()
+    first = run.jobs.get(sequence=0)
+    job = services.claim(first.pk, "host-a", "task-1")
+    assert job is not None and job.attempt == 1 and job.status == JobStatus.RUNNING
+    assert services.claim(first.pk, "host-b", "task-1-redelivered") is None
+    assert Job.objects.get(pk=first.pk).worker_host == "host-a"
+    assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+def test_complete_advances_to_next_step_and_finishing_marks_version_ready(sent, django_capture_on_commit_callbacks):
+    run = _start()
+    first = services.claim(run.jobs.get(sequence=0).pk, "h", "t")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.complete(first, services.StepOutcome(result={"ok": 1}))
+    second = run.jobs.get(sequence=1)
+    assert second.status == JobStatus.QUEUED and sent[-1] == (second.pk, "cpu")
+    second = services.claim(second.pk, "h", "t2")
+    services.complete(second, services.StepOutcome(result={}))
+    assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
+    assert ModelVersion.objects.get(pk=run.version_id).status == VersionStatus.READY
+    assert Job.objects.get(pk=first.pk).result == {"ok": 1}
+
+
+def test_failure_cancels_the_rest_and_fails_the_version_with_the_reason(sent):
+    run = _start()
+    job = services.claim(run.jobs.get(sequence=0).pk, "h", "t")
+    services.fail(job, "invalid_model", "The ONNX checker rejected the model: bad node.")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_code == "invalid_model"
+    assert "bad node" in job.log
+    assert run.jobs.get(sequence=1).status == JobStatus.CANCELLED
+    version = ModelVersion.objects.get(pk=run.version_id)
+    assert version.status == VersionStatus.FAILED and "bad node" in version.status_reason
+
+
+def test_a_replaced_worker_cannot_overwrite_its_successor(sent, settings):
+    run = _start()
+    stale = services.claim(run.jobs.get(sequence=0).pk, "old-host", "t1")
+    Job.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    fresh = services.claim(stale.pk, "new-host", "t1-redelivered")
+    assert fresh is not None and fresh.attempt == 2
+    assert not services.report_progress(stale, 0.5, "old worker woke up")
+    assert not services.complete(stale, services.StepOutcome(result={"from": "old"}))
+    assert not services.fail(stale, "x", "old worker failing")
+    assert services.complete(fresh, services.StepOutcome(result={"from": "new"}))
+    assert Job.objects.get(pk=fresh.pk).result == {"from": "new"}
+
+
+def test_progress_is_clamped_and_recorded(sent):
+    run = _start()
+    job = services.claim(run.jobs.get(sequence=0).pk, "h", "t")
+    assert services.report_progress(job, 1.7, "almost")
+    job.refresh_from_db()
+    assert job.progress == 1.0 and job.progress_message == "almost"
+
+
+def test_reconciler_requeues_silent_jobs_and_resends_lost_messages(sent, settings, django_capture_on_commit_callbacks):
+    run_a, run_b = _start(), _start()
+    silent = services.claim(run_a.jobs.get(sequence=0).pk, "dead-host", "t")
+    Job.objects.filter(pk=silent.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS + 5)
+    )
+    lost = run_b.jobs.get(sequence=0)
+    Job.objects.filter(pk=lost.pk).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS + 5)
+    )
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.reconcile()
+    assert report == services.ReconcileReport(requeued_stale=1, resent_lost=1, failed_exhausted=0)
+    assert sorted(sent) == sorted([(silent.pk, "cpu"), (lost.pk, "cpu")])
+    silent.refresh_from_db()
+    assert silent.status == JobStatus.QUEUED and "stopped responding" in silent.log
+    # Nothing is stuck any more: a second pass does nothing.
+    assert services.reconcile() == services.ReconcileReport(0, 0, 0)
+
+
+def test_reconciler_fails_a_job_whose_attempts_are_used_up(sent, settings):
+    run = _start()
+    job = services.claim(run.jobs.get(sequence=0).pk, "h", "t")
+    Job.objects.filter(pk=job.pk).update(
+        attempt=job.max_attempts,
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS + 5),
+    )
+    assert services.reconcile().failed_exhausted == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_code == "attempts_exhausted"
+    assert "stopped responding" in job.error
+    assert ModelVersion.objects.get(pk=run.version_id).status == VersionStatus.FAILED

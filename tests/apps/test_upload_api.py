@@ -1,0 +1,222 @@
+"""Uploading versions over the REST API: the happy path and every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from apps.accounts.models import ApiToken
+from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.registry.models import Artifact, ModelVersion, RegisteredModel, VersionStatus
+from tests import modelzoo
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _upload(client: APIClient, slug: str, name: str, data: bytes, **extra: str):
+    return client.post(
+        f"/api/v1/models/{slug}/versions/",
+        {"file": SimpleUploadedFile(name, data), **extra},
+        format="multipart",
+    )
+
+
+def _stored_blobs() -> list[Path]:
+    root = Path(settings.ARTIFACT_ROOT)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _leftover_upload_temp_files() -> list[Path]:
+    return [p for p in Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir() if p.is_file()]
+
+
+@pytest.fixture
+def onnx_bytes(tmp_path: Path) -> bytes:
+    return modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx").read_bytes()
+
+
+def test_upload_creates_version_artifact_and_queued_pipeline(personas, onnx_bytes, django_capture_on_commit_callbacks):
+    client = client_for(personas.owner)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _upload(client, "digits", "mlp.onnx", onnx_bytes, team="vision", notes="first try")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["number"] == 1 and body["model"] == "digits" and body["team"] == "vision"
+    assert body["framework"] == "onnx" and body["status"] == VersionStatus.PROCESSING
+    assert body["source_artifact"]["size"] == len(onnx_bytes)
+    assert body["source_artifact"]["original_filename"] == "mlp.onnx"
+    assert [j["kind"] for j in body["latest_run"]["jobs"]] == ["inspect"]
+    assert body["latest_run"]["jobs"][0]["status"] == JobStatus.QUEUED
+    assert len(callbacks) == 1, "the worker is told after commit, exactly once"
+    assert not _leftover_upload_temp_files()
+
+
+def test_version_numbers_count_up_and_same_bytes_are_stored_once(personas, onnx_bytes):
+    client = client_for(personas.owner)
+    blobs_before = len(_stored_blobs())
+    for expected in (1, 2):
+        response = _upload(client, "digits", "mlp.onnx", onnx_bytes, team="vision")
+        assert response.status_code == 201
+        assert response.json()["number"] == expected
+    artifacts = Artifact.objects.filter(version__model__slug="digits")
+    assert artifacts.count() == 2
+    assert len({a.storage_key for a in artifacts}) == 1
+    assert len(_stored_blobs()) == blobs_before + 1
+
+
+def test_zip_with_external_data_is_accepted(personas, tmp_path):
+    model = modelzoo.make_mlp_onnx(tmp_path / "m" / "model.onnx", with_external_data=True)
+    archive = modelzoo.make_zip(tmp_path / "m.zip", {p.name: p for p in model.parent.iterdir()})
+    response = _upload(client_for(personas.owner), "digits", "m.zip", archive.read_bytes(), team="vision")
+    assert response.status_code == 201, response.json()
+    assert response.json()["source_artifact"]["format"] == "onnx-zip"
+
+
+def test_token_authentication_for_ci(personas, onnx_bytes):
+    _, value = ApiToken.issue(personas.owner, "ci", ["read", "upload"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {value}")
+    assert _upload(client, "digits", "mlp.onnx", onnx_bytes, team="vision").status_code == 201
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {value[:-2]}xx")
+    response = client.get("/api/v1/models/")
+    assert response.status_code == 401
+    assert "not valid" in response.json()["message"]
+
+
+def test_viewer_may_not_upload_and_is_told_why(personas, onnx_bytes):
+    RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    response = _upload(client_for(personas.viewer), "digits", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 403
+    assert "viewer" in response.json()["message"]
+    assert not ModelVersion.objects.exists()
+
+
+def test_outsider_gets_404_not_403(personas, onnx_bytes):
+    model = RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes)
+    version = ModelVersion.objects.get(model=model)
+    outsider = client_for(personas.outsider)
+    assert outsider.get("/api/v1/models/digits/", {"team": "vision"}).status_code == 404
+    assert outsider.get(f"/api/v1/versions/{version.pk}/").status_code == 404
+    job = Job.objects.get(run__version=version)
+    assert outsider.get(f"/api/v1/jobs/{job.pk}/").status_code == 404
+    assert outsider.get("/api/v1/models/").json()["results"] == []
+    # Uploading to a slug they can't see creates their own model, never touches ours.
+    assert _upload(outsider, "digits", "mlp.onnx", onnx_bytes).status_code == 201
+    assert ModelVersion.objects.filter(model=model).count() == 1
+
+
+def test_anonymous_requests_are_refused(db):
+    for url in ("/api/v1/models/", "/api/v1/teams/", "/api/v1/versions/1/", "/api/v1/jobs/1/"):
+        assert APIClient().get(url).status_code in (401, 403)
+
+
+def test_teams_endpoint_lists_memberships_with_role(personas):
+    body = client_for(personas.owner).get("/api/v1/teams/").json()
+    assert body == [
+        {
+            "slug": "vision",
+            "name": "Vision",
+            "role": "data_scientist",
+            "created_at": body[0]["created_at"],
+        }
+    ]
+
+
+def _zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _bad_inputs(tmp_path: Path, onnx_bytes: bytes) -> dict[str, tuple[bytes, str, str]]:
+    """name -> (bytes, filename, expected error code)."""
+    bomb = modelzoo.make_zip_bomb(tmp_path / "bomb.zip")
+    return {
+        "not onnx": (b"GIF89a this is a picture, not a model" * 10, "model.onnx", "not_a_model"),
+        "text": (b"hello world\n" * 100, "model.onnx", "not_a_model"),
+        "truncated": (onnx_bytes[: len(onnx_bytes) // 2], "model.onnx", "truncated"),
+        "empty": (b"", "model.onnx", "empty_file"),
+        "zip with ../": (
+            _zip_bytes({"model.onnx": onnx_bytes, "../evil.bin": b"x"}),
+            "m.zip",
+            "unsafe_archive",
+        ),
+        "zip with absolute path": (
+            _zip_bytes({"model.onnx": onnx_bytes, "/etc/evil": b"x"}),
+            "m.zip",
+            "unsafe_archive",
+        ),
+        "zip bomb": (bomb.read_bytes(), "bomb.zip", "archive_too_large"),
+        "zip without a model": (_zip_bytes({"readme.txt": b"hi"}), "m.zip", "archive_layout"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not onnx",
+        "text",
+        "truncated",
+        "empty",
+        "zip with ../",
+        "zip with absolute path",
+        "zip bomb",
+        "zip without a model",
+    ],
+)
+def test_bad_files_get_a_400_with_a_sentence_and_leave_nothing_behind(personas, onnx_bytes, tmp_path, case):
+    data, filename, code = _bad_inputs(tmp_path, onnx_bytes)[case]
+    blobs_before = _stored_blobs()
+    RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    response = _upload(client_for(personas.owner), "digits", filename, data)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == code
+    assert body["message"].endswith(".") and len(body["message"]) > 30
+    assert not ModelVersion.objects.exists() and not Artifact.objects.exists() and not PipelineRun.objects.exists()
+    assert _stored_blobs() == blobs_before
+    assert not _leftover_upload_temp_files()
+
+
+def test_upload_over_the_size_limit_is_refused_with_413(personas, onnx_bytes):
+    RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    with override_settings(MAX_UPLOAD_BYTES=len(onnx_bytes) - 1):
+        response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 413
+    assert "SLIPWAY_MAX_UPLOAD_BYTES" in response.json()["message"]
+    assert not ModelVersion.objects.exists() and not Artifact.objects.exists()
+    assert not _leftover_upload_temp_files()
+
+
+def test_upload_without_file_says_which_field_is_missing(personas):
+    response = client_for(personas.owner).post("/api/v1/models/digits/versions/", {"notes": "x"}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["fields"]["file"]
+
+
+def test_database_failure_after_storing_removes_the_new_blob(personas, onnx_bytes, monkeypatch):
+    from apps.jobs import services as jobs
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(jobs, "start_pipeline", boom)
+    blobs_before = _stored_blobs()
+    RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    client = client_for(personas.owner)
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        _upload(client, "digits", "mlp.onnx", onnx_bytes)
+    assert _stored_blobs() == blobs_before
+    assert not ModelVersion.objects.exists()

@@ -1,0 +1,120 @@
+"""A real Celery worker process on the test database (PostgreSQL) and Redis.
+
+Tests here commit their data (`transactional_db`) so the worker, a separate process, sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("integration tests need PostgreSQL (DATABASE_URL=postgres://...)")
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return (
+        f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{connection.settings_dict['NAME']}"
+    )
+
+
+def _purge_broker() -> None:
+    import redis
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    with django_db_blocker.unblock():
+        url = _database_url()
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": url,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "SLIPWAY_DATA_DIR": str(settings.DATA_DIR),
+        "SLIPWAY_JOB_HEARTBEAT_SECONDS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")]),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_worker(env: dict[str, str], name: str, log_path: Path) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config.celery_app",
+            "worker",
+            "-Q",
+            "cpu,default",
+            "-n",
+            f"{name}@%h",
+            "--concurrency=1",
+            "--prefetch-multiplier=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(worker_env, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """One worker for the whole session, consuming the cpu and default queues."""
+    _purge_broker()
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(worker_env, "it", log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the Celery worker exited at start:\n{log_path.read_text()[-4000:]}")
+        if "ready." in log_path.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the Celery worker did not become ready in 60 s:\n{log_path.read_text()[-4000:]}")
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    yield proc
+    stop_worker(proc)
+
+
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

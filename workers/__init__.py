@@ -1,0 +1,1 @@
+"""Background work for Slipway: Celery tasks and the framework-free model engine."""

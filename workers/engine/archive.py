@@ -1,0 +1,309 @@
+"""Check and unpack a zip upload that holds an ONNX model and its external data files.
+
+A zip comes from a stranger, so it is treated as hostile: `check_archive` reads only the
+central directory and refuses unsafe paths, links, encrypted members, archives that
+expand too far (zip bombs) and layouts without exactly one model; `extract_archive`
+then streams each member out with its own byte count instead of trusting the sizes the
+zip declares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import posixpath
+import re
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.engine.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far an uploaded zip may expand; the bounds guard against zip bombs.
+
+    `max_ratio` is uncompressed size over compressed size, checked per entry and for the
+    whole archive.
+    """
+
+    max_entries: int = 10_000
+    max_total_bytes: int = 32 * 2**30
+    max_ratio: float = 200.0
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    """What `check_archive` found: the model member and every file that will be extracted."""
+
+    model_member: str
+    members: tuple[str, ...]
+    total_uncompressed: int
+
+
+DEFAULT_LIMITS = ArchiveLimits()
+
+LAYOUT_ADVICE = "The zip must hold one model.onnx plus its external data files."
+
+# Small entries may compress by any ratio: a short config file or a run of zero padding
+# compresses far better than 200:1 and cannot hurt anyone.
+_RATIO_EXEMPT_BYTES = 2**20
+_CHUNK_BYTES = 2**20
+# Finder adds AppleDouble copies ("__MACOSX/._model.onnx") to zips made on macOS; they
+# are not the user's files and would otherwise look like a second model.
+_MACOS_METADATA_DIR = "__MACOSX/"
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_ENCRYPTED_FLAG = 0x1
+
+
+def check_archive(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> ArchiveSummary:
+    """Check a zip upload from its central directory alone, without extracting anything.
+
+    Raises ModelError: "not_a_model" when the zip cannot be read; "unsafe_archive" for
+    absolute or `..` paths, backslashes or drive letters, links and other special files,
+    duplicate names and encrypted members; "archive_too_large" when the entry count, the
+    total size or the compression ratio passes `limits`; "archive_layout" unless there
+    is exactly one .onnx member (a member named model.onnx wins among several).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        raise ModelError(
+            "not_a_model",
+            "The file looks like a zip archive but its table of contents cannot be read, so "
+            "it is damaged or cut short. Re-create the zip and upload it again.",
+        ) from None
+
+    if len(infos) > limits.max_entries:
+        raise ModelError(
+            "archive_too_large",
+            f"The zip holds {len(infos):,} entries; the limit is {limits.max_entries:,}. {LAYOUT_ADVICE}",
+        )
+
+    seen: set[str] = set()
+    members: list[str] = []
+    total_uncompressed = 0
+    total_compressed = 0
+    for info in infos:
+        name = info.filename
+        _check_member_name(name)
+        key = posixpath.normpath(name.rstrip("/"))
+        if key in seen:
+            raise ModelError(
+                "unsafe_archive",
+                f"The zip holds '{name}' more than once. Re-create the zip so that each file appears once.",
+            )
+        seen.add(key)
+        _check_member_type(info)
+        if info.is_dir():
+            continue
+        if info.flag_bits & _ENCRYPTED_FLAG:
+            raise ModelError(
+                "unsafe_archive",
+                f"The zip member '{name}' is password-protected. Re-create the zip without "
+                "encryption and upload it again.",
+            )
+        _check_ratio(f"The zip member '{name}'", info.file_size, info.compress_size, limits)
+        total_uncompressed += info.file_size
+        total_compressed += info.compress_size
+        if name.startswith(_MACOS_METADATA_DIR):
+            continue
+        members.append(name)
+
+    if total_uncompressed > limits.max_total_bytes:
+        raise ModelError(
+            "archive_too_large",
+            f"The zip expands to {total_uncompressed:,} bytes; the limit is "
+            f"{limits.max_total_bytes:,} bytes. Upload a smaller model.",
+        )
+    _check_ratio("The zip as a whole", total_uncompressed, total_compressed, limits)
+
+    return ArchiveSummary(
+        model_member=_pick_model_member(members),
+        members=tuple(members),
+        total_uncompressed=total_uncompressed,
+    )
+
+
+def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Path:
+    """Extract a checked zip upload into `dest` and return the path of its model file.
+
+    Runs `check_archive` first, then streams each regular member to a file inside
+    `dest`, counting the bytes: an entry that decompresses past its declared size, or a
+    running total past `limits.max_total_bytes`, stops extraction with
+    "archive_too_large". A member whose data is damaged raises "not_a_model". On any
+    failure the files and folders this call created are removed again.
+    """
+    summary = check_archive(path, limits)
+    dest_existed = dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    written: list[Path] = []
+    made_dirs: list[Path] = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for name in summary.members:
+                target = _target_path(root, name)
+                _make_parents(target.parent, root, made_dirs)
+                info = archive.getinfo(name)
+                total = _extract_member(archive, info, target, total, limits, written)
+    except BaseException:
+        # Whatever went wrong (including a worker's time limit), leave no partial model
+        # behind for a later step to pick up.
+        _remove(written, made_dirs, None if dest_existed else root)
+        raise
+    return root / summary.model_member
+
+
+def _check_member_name(name: str) -> None:
+    reason = None
+    if name.startswith("/"):
+        reason = "has an absolute path"
+    elif "\\" in name:
+        reason = "has a backslash in its path"
+    elif _DRIVE_LETTER.match(name):
+        reason = "starts with a drive letter"
+    elif ".." in name.split("/"):
+        reason = "has a '..' component in its path"
+    elif "\x00" in name:
+        reason = "has a NUL character in its name"
+    if reason:
+        raise ModelError(
+            "unsafe_archive",
+            f"The zip member '{name}' {reason}, so it could be written outside the upload "
+            "folder. Re-create the zip with paths relative to its top folder.",
+        )
+
+
+def _check_member_type(info: zipfile.ZipInfo) -> None:
+    # Unix zips keep the file mode in the high 16 bits; zips from Windows leave it 0.
+    mode = info.external_attr >> 16
+    if not stat.S_IFMT(mode) or stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
+    raise ModelError(
+        "unsafe_archive",
+        f"The zip member '{info.filename}' is {kind}. Re-create the zip with the real files in place of links.",
+    )
+
+
+def _check_ratio(subject: str, uncompressed: int, compressed: int, limits: ArchiveLimits) -> None:
+    if uncompressed <= _RATIO_EXEMPT_BYTES:
+        return
+    ratio = uncompressed / max(compressed, 1)
+    if ratio > limits.max_ratio:
+        raise ModelError(
+            "archive_too_large",
+            f"{subject} expands {ratio:,.0f} times (from {compressed:,} to {uncompressed:,} "
+            f"bytes); the limit is {limits.max_ratio:,.0f} times, which guards against zip "
+            "bombs. Check the files, or zip them with less compression and upload again.",
+        )
+
+
+def _pick_model_member(members: list[str]) -> str:
+    onnx_members = [name for name in members if name.lower().endswith(".onnx")]
+    if len(onnx_members) == 1:
+        return onnx_members[0]
+    if not onnx_members:
+        hint = ""
+        if any(posixpath.basename(name) == "data.pkl" for name in members):
+            hint = " It looks like a PyTorch checkpoint; export it with torch.onnx.export first."
+        raise ModelError("archive_layout", f"The zip holds no .onnx file.{hint} {LAYOUT_ADVICE}")
+    named_model = [name for name in onnx_members if posixpath.basename(name) == "model.onnx"]
+    if len(named_model) == 1:
+        return named_model[0]
+    listed = ", ".join(f"'{name}'" for name in onnx_members[:5])
+    more = f" and {len(onnx_members) - 5} more" if len(onnx_members) > 5 else ""
+    raise ModelError(
+        "archive_layout",
+        f"The zip holds {len(onnx_members)} .onnx files ({listed}{more}), so it is not clear "
+        f"which one is the model. {LAYOUT_ADVICE}",
+    )
+
+
+def _target_path(root: Path, name: str) -> Path:
+    target = (root / name).resolve()
+    # check_archive already refused '..' and absolute names; this also catches a folder
+    # inside an existing `dest` that is a link to somewhere else.
+    if not target.is_relative_to(root) or target == root:
+        raise ModelError(
+            "unsafe_archive",
+            f"The zip member '{name}' would be written outside the upload folder. Re-create "
+            "the zip with paths relative to its top folder.",
+        )
+    return target
+
+
+def _make_parents(folder: Path, root: Path, made_dirs: list[Path]) -> None:
+    missing = []
+    while folder != root and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new_folder in reversed(missing):
+        new_folder.mkdir()
+        made_dirs.append(new_folder)
+
+
+def _extract_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    target: Path,
+    total: int,
+    limits: ArchiveLimits,
+    written: list[Path],
+) -> int:
+    """Stream one member to a new file `target`; return the running total of bytes."""
+    # zipfile stops reading at the size the zip declares and then reports only a
+    # checksum error. Lift its stop well past the declared size so that our own count is
+    # what trips, and the user hears the real reason.
+    probe = copy.copy(info)
+    probe.file_size = info.file_size + 2 * _CHUNK_BYTES
+    count = 0
+    with target.open("xb") as sink:
+        written.append(target)
+        try:
+            with archive.open(probe) as source:
+                while chunk := source.read(_CHUNK_BYTES):
+                    count += len(chunk)
+                    total += len(chunk)
+                    if count > info.file_size:
+                        raise ModelError(
+                            "archive_too_large",
+                            f"The zip member '{info.filename}' expands past the "
+                            f"{info.file_size:,} bytes its header declares, so extraction "
+                            "was stopped. Re-create the zip with a standard zip tool.",
+                        )
+                    if total > limits.max_total_bytes:
+                        raise ModelError(
+                            "archive_too_large",
+                            f"The zip expands past the limit of {limits.max_total_bytes:,} "
+                            "bytes, so extraction was stopped. Upload a smaller model.",
+                        )
+                    sink.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError):
+            raise _damaged_member(info.filename) from None
+    if count < info.file_size:
+        raise _damaged_member(info.filename)
+    return total
+
+
+def _damaged_member(name: str) -> ModelError:
+    return ModelError(
+        "not_a_model",
+        f"The zip member '{name}' is damaged (its data does not match its header), so the "
+        "zip is corrupt or cut short. Re-create the zip and upload it again.",
+    )
+
+
+def _remove(written: list[Path], made_dirs: list[Path], root: Path | None) -> None:
+    for file in written:
+        file.unlink(missing_ok=True)
+    for folder in [*reversed(made_dirs), *([root] if root else [])]:
+        # A folder that is not empty holds files that are not ours to delete.
+        with contextlib.suppress(OSError):
+            folder.rmdir()

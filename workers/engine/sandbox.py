@@ -1,0 +1,245 @@
+"""Run engine work on untrusted model files in a child process with memory and time limits.
+
+A model can crash a native runtime (segfault), allocate without bound, or hang. Each call
+runs in a fresh `python -m workers.engine.sandbox` process: address space capped with
+RLIMIT_AS, no core dumps, its own process group (killed whole on timeout). The parent gets
+progress and the result as JSON lines over a private pipe; everything the child or its
+native libraries print goes to a bounded log instead of corrupting that channel.
+
+Entry points are looked up by name in `workers.engine.entrypoints.ENTRYPOINTS`; the child
+never imports a module named by the caller.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ProgressCallback = Callable[[float, str], None]
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_LOG_TAIL_LINES = 200
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one sandboxed call."""
+
+    memory_bytes: int = 8 * 2**30
+    timeout_seconds: float = 1800.0
+
+
+class SandboxError(Exception):
+    """The sandboxed call did not return a result. `code` is stable; `message` is for people."""
+
+    def __init__(self, code: str, message: str, log: str = ""):
+        super().__init__(message)
+        self.code, self.message, self.log = code, message, log
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _limit_child(memory_bytes: int) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def run_in_sandbox(
+    entrypoint: str,
+    payload: dict[str, Any],
+    limits: SandboxLimits,
+    on_progress: ProgressCallback | None = None,
+    what: str = "this step",
+) -> tuple[dict[str, Any], str]:
+    """Run ENTRYPOINTS[entrypoint](payload, progress) in a child; return (result, log).
+
+    Raises `workers.engine.errors.ModelError` when the entry point rejected the model (a
+    readable problem with the user's file), and `SandboxError` when the child crashed, ran
+    out of memory or time, or failed unexpectedly.
+    """
+    from workers.engine.errors import ModelError
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.engine.sandbox", entrypoint],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(_REPO_ROOT),
+        preexec_fn=_limit_child(limits.memory_bytes),
+        close_fds=True,
+    )
+    log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
+    timed_out = threading.Event()
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            log_tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def kill_on_deadline() -> None:
+        if proc.poll() is None:
+            timed_out.set()
+            _kill_group(proc)
+
+    stderr_thread = threading.Thread(target=drain_stderr, daemon=True)
+    stderr_thread.start()
+    timer = threading.Timer(limits.timeout_seconds, kill_on_deadline)
+    timer.daemon = True
+    timer.start()
+    result: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        for raw in proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                log_tail.append(raw.decode("utf-8", "replace").rstrip())
+                continue
+            kind = message.get("type")
+            if kind == "progress" and on_progress is not None:
+                on_progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
+            elif kind == "result":
+                result = message.get("data") or {}
+            elif kind in ("model_error", "crash"):
+                failure = message
+        returncode = proc.wait()
+    except BaseException:
+        _kill_group(proc)  # e.g. the worker's soft time limit fired while we waited
+        raise
+    finally:
+        timer.cancel()
+        stderr_thread.join(timeout=5)
+    log = "\n".join(log_tail)
+
+    if timed_out.is_set():
+        raise SandboxError(
+            "timeout",
+            f"{what.capitalize()} did not finish within {limits.timeout_seconds:.0f} s and was stopped. "
+            "The model may be too large for this worker, or it makes the runtime hang.",
+            log,
+        )
+    if failure is not None and failure["type"] == "model_error":
+        raise ModelError(failure["code"], failure["message"])
+    if failure is not None:
+        if failure.get("exception") == "MemoryError":
+            raise SandboxError(
+                "out_of_memory",
+                _oom_message(what, limits),
+                log + "\n" + failure.get("traceback", ""),
+            )
+        raise SandboxError(
+            "engine_error",
+            f"{what.capitalize()} failed with an unexpected {failure.get('exception')}: {failure.get('message')}",
+            log + "\n" + failure.get("traceback", ""),
+        )
+    if returncode != 0 or result is None:
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            if -returncode in (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV) and _looks_like_oom(log):
+                raise SandboxError("out_of_memory", _oom_message(what, limits), log)
+            raise SandboxError(
+                "crashed",
+                f"The runtime crashed ({name}) during {what}. The model file may be corrupt or use something the "
+                "runtime can't handle; the worker itself is unaffected.",
+                log,
+            )
+        if _looks_like_oom(log):
+            raise SandboxError("out_of_memory", _oom_message(what, limits), log)
+        raise SandboxError("crashed", f"{what.capitalize()} stopped unexpectedly (exit code {returncode}).", log)
+    return result, log
+
+
+def _oom_message(what: str, limits: SandboxLimits) -> str:
+    return (
+        f"{what.capitalize()} needed more than the sandbox's memory limit of {_gib(limits.memory_bytes)}. "
+        "Use a worker with more memory or raise SLIPWAY_SANDBOX_MEMORY_BYTES."
+    )
+
+
+def _looks_like_oom(log: str) -> bool:
+    lowered = log.lower()
+    return any(s in lowered for s in ("memoryerror", "bad_alloc", "cannot allocate memory", "out of memory"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+# ---- child side --------------------------------------------------------------------------
+
+
+def _child_main(entrypoint: str) -> int:
+    # Keep the protocol on a private descriptor; anything printed to stdout (by Python code
+    # or native libraries) goes to stderr, which the parent keeps as the log.
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message, default=str) + "\n")
+        channel.flush()
+
+    last_sent = [0.0]
+
+    def progress(fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - last_sent[0] > 0.2:
+            last_sent[0] = now
+            send({"type": "progress", "progress": fraction, "message": message})
+
+    from workers.engine.entrypoints import ENTRYPOINTS
+    from workers.engine.errors import ModelError
+
+    try:
+        function = ENTRYPOINTS[entrypoint]
+        payload = json.loads(sys.stdin.read() or "{}")
+        send({"type": "result", "data": function(payload, progress)})
+    except ModelError as exc:
+        send({"type": "model_error", "code": exc.code, "message": exc.message})
+    except BaseException as exc:  # report everything; the parent decides what it means
+        send(
+            {
+                "type": "crash",
+                "exception": type(exc).__name__,
+                "message": str(exc)[:2000],
+                "traceback": traceback.format_exc()[-20000:],
+            }
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

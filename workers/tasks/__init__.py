@@ -1,0 +1,1 @@
+"""Celery entry points: thin, take ids only, claim the Job, call the engine, store results."""

@@ -1,0 +1,15 @@
+"""Periodic housekeeping run by celery beat."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from celery import shared_task
+
+from apps.jobs import services
+
+
+@shared_task(name="slipway.jobs.reconcile", acks_late=True, soft_time_limit=120, time_limit=180)
+def reconcile() -> dict[str, int]:
+    """Re-send lost job messages and take back jobs whose worker stopped sending heartbeats."""
+    return asdict(services.reconcile())
