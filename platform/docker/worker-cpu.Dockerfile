@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+#
+# Slipway CPU worker image: Celery consuming the `cpu` and `default` queues (conversion,
+# inspection, validation, CPU benchmarks). docker-compose.yml also runs beat from it.
+# The entrypoint waits for the database and for the web process to have migrated it.
+#
+# Build context is the repository root:
+#   docker build -f platform/docker/worker-cpu.Dockerfile -t slipway/worker-cpu .
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- builder: a virtualenv with the project and its dependencies -------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first, read from pyproject.toml alone, so a code change reuses this layer.
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["s3"]))' > requirements.txt \
+    && pip install --no-cache-dir -r requirements.txt
+COPY apps ./apps
+COPY workers ./workers
+COPY platform ./platform
+RUN pip install --no-cache-dir ".[s3]"
+
+# --- runtime ----------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+# PYTHONPATH: /app/platform holds the `config` package (platform/ is not a package); both
+# entries come before site-packages, so the code under /app is what runs.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app:/app/platform \
+    DJANGO_SETTINGS_MODULE=config.settings.prod \
+    SLIPWAY_DATA_DIR=/var/lib/slipway \
+    SLIPWAY_WORKER_PROFILE=cpu \
+    SLIPWAY_ROLE=worker
+# uid/gid 10001 in every Slipway image: they share the artifact volume. The data dir is
+# created owned by slipway so a fresh named volume mounted there inherits that owner.
+RUN groupadd --gid 10001 slipway \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/slipway \
+        --shell /usr/sbin/nologin slipway \
+    && install -d -o slipway -g slipway -m 0750 /var/lib/slipway
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY manage.py ./
+COPY apps ./apps
+COPY workers ./workers
+COPY platform ./platform
+COPY --chmod=0755 platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoint
+
+USER slipway:slipway
+ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]
+CMD ["sh", "-c", "exec celery -A config.celery_app worker -Q cpu,default -n cpu@%h --concurrency=\"${WORKER_CONCURRENCY:-2}\" --prefetch-multiplier=1 -O fair"]
