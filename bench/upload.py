@@ -105,14 +105,20 @@ def multipart_stream(path: Path, boundary: str, fields: dict[str, str]):
     tail = f"\r\n--{boundary}--\r\n".encode()
     length = len(head) + path.stat().st_size + len(tail)
 
-    def body():
-        yield head
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
-        yield tail
+    class Body:
+        """Iterable with a length: requests sends Content-Length and streams the chunks."""
 
-    return body(), length
+        def __len__(self) -> int:
+            return length
+
+        def __iter__(self):
+            yield head
+            with open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+            yield tail
+
+    return Body(), length
 
 
 def run(size_bytes: int) -> dict:
@@ -188,7 +194,7 @@ def run(size_bytes: int) -> dict:
             baseline = sampler.peak
             sampler.start()
             boundary = "slipwaybench" + os.urandom(8).hex()
-            body, length = multipart_stream(archive, boundary, {"team": "default"})
+            body, _ = multipart_stream(archive, boundary, {"team": "default"})
             t0 = time.perf_counter()
             response = requests.post(
                 f"{url}/api/v1/models/bench-big/versions/",
@@ -196,7 +202,6 @@ def run(size_bytes: int) -> dict:
                 headers={
                     "Authorization": f"Bearer {token}",
                     "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    "Content-Length": str(length),
                 },
                 timeout=900,
             )

@@ -7,17 +7,18 @@ PY=.venv/bin/python
 HOST=${SLIPWAY_HOST:-127.0.0.1}
 PORT=${SLIPWAY_PORT:-8000}
 export DJANGO_SETTINGS_MODULE=config.settings.dev
-mkdir -p var
+DATA_DIR=${SLIPWAY_DATA_DIR:-var}
+mkdir -p "$DATA_DIR"
 
 $PY manage.py migrate --noinput >/dev/null
 $PY manage.py collectstatic --noinput >/dev/null
 
 PYTHONPATH=platform .venv/bin/celery -A config.celery_app worker -B -Q cpu,default \
-  --concurrency=2 --loglevel=INFO --logfile=var/worker.log --pidfile= \
-  --schedule="var/celerybeat-schedule" &
+  --concurrency=2 --loglevel=INFO --logfile="$DATA_DIR/worker.log" --pidfile= \
+  --schedule="$DATA_DIR/celerybeat-schedule" &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 
 $PY manage.py bootstrap --url "http://$HOST:$PORT/"
-echo "  worker log:  var/worker.log      (Ctrl-C stops web and worker)"
+echo "  worker log:  $DATA_DIR/worker.log      (Ctrl-C stops web and worker)"
 $PY manage.py runserver "$HOST:$PORT" --noreload

@@ -33,9 +33,16 @@ DEFAULT_STEPS: tuple[str, ...] = (JobKind.INSPECT,)
 
 
 def _send(job_id: int, queue: str) -> None:
+    """Tell a worker about a job. A broker outage is not the caller's failure: the job is
+    committed, and the reconciler re-sends messages for jobs left queued too long."""
     from config.celery_app import app
 
-    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    try:
+        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    except Exception:
+        logger.warning(
+            "could not send job %s to queue %s; the reconciler will re-send it", job_id, queue, exc_info=True
+        )
 
 
 def _enqueue_on_commit(job: Job) -> None:

@@ -19,6 +19,10 @@ app.conf.update(
     task_default_queue="default",
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
+    # A web request that enqueues must not hang on a dead broker: give up fast and let the
+    # reconciler re-send (the job row is already committed).
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+    broker_connection_timeout=3,
     worker_hijack_root_logger=False,
     timezone="UTC",
 )

@@ -127,3 +127,14 @@ def test_reconciler_fails_a_job_whose_attempts_are_used_up(sent, settings):
     assert job.status == JobStatus.FAILED and job.error_code == "attempts_exhausted"
     assert "stopped responding" in job.error
     assert ModelVersion.objects.get(pk=run.version_id).status == VersionStatus.FAILED
+
+
+def test_a_broker_outage_while_enqueueing_is_logged_not_raised(monkeypatch, caplog):
+    from config.celery_app import app
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("redis is down")
+
+    monkeypatch.setattr(app, "send_task", broker_down)
+    services._send(123, "cpu")
+    assert "reconciler will re-send" in caplog.text
