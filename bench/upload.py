@@ -181,12 +181,15 @@ def run(size_bytes: int) -> dict:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
                 try:
-                    if requests.get(f"{url}/healthz", timeout=1).ok:
+                    if requests.get(f"{url}/healthz", timeout=5).ok:
                         break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
+                except requests.RequestException:
+                    time.sleep(0.2)
+            else:
+                raise SystemExit("the web server did not answer /healthz within 120 s")
             worker_pid = psutil.Process(server.pid).children()[0].pid
             # Warm the worker (imports, first DB connection) so the baseline is its resting size.
             requests.get(f"{url}/api/v1/models/", headers={"Authorization": f"Bearer {token}"}, timeout=30)

@@ -1,0 +1,50 @@
+"""Every domain model has working admin list and detail pages."""
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib import admin
+from django.test import Client
+
+from apps.jobs import services
+from tests.factories import ModelVersionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+DOMAIN_MODELS = [
+    "accounts.team",
+    "accounts.membership",
+    "accounts.apitoken",
+    "registry.registeredmodel",
+    "registry.modelversion",
+    "registry.artifact",
+    "jobs.pipelinerun",
+    "jobs.job",
+]
+
+
+def test_domain_models_are_registered():
+    registered = {f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry}
+    assert set(DOMAIN_MODELS) <= registered
+
+
+@pytest.mark.parametrize("label", DOMAIN_MODELS)
+def test_admin_changelist_and_change_page_render(label, monkeypatch):
+    monkeypatch.setattr(services, "_send", lambda *a: None)
+    version = ModelVersionFactory()
+    services.start_pipeline(version, version.created_by)
+    from apps.accounts.models import ApiToken, Membership
+    from apps.registry.models import Artifact
+
+    Membership.objects.create(team=version.model.team, user=version.created_by)
+    ApiToken.issue(version.created_by, "ci", ["read"])
+    Artifact.objects.create(
+        version=version, kind="source", name="source", format="onnx", sha256="0" * 64, size=1, storage_key="k"
+    )
+    client = Client()
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    app, model = label.split(".")
+    listing = client.get(f"/admin/{app}/{model}/")
+    assert listing.status_code == 200
+    obj = django_apps.get_model(label).objects.first()
+    assert obj is not None
+    assert client.get(f"/admin/{app}/{model}/{obj.pk}/change/").status_code == 200
