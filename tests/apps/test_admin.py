@@ -19,6 +19,7 @@ DOMAIN_MODELS = [
     "registry.artifact",
     "jobs.pipelinerun",
     "jobs.job",
+    "runtimes.hardwareprofile",
 ]
 
 

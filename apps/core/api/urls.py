@@ -3,6 +3,7 @@
 from django.urls import path
 
 from apps.registry.api import views as registry
+from apps.runtimes.api import views as runtimes
 
 urlpatterns = [
     path("teams/", registry.TeamList.as_view(), name="team-list"),
@@ -11,4 +12,5 @@ urlpatterns = [
     path("models/<slug:slug>/versions/", registry.VersionListUpload.as_view(), name="version-list"),
     path("versions/<int:pk>/", registry.VersionDetail.as_view(), name="version-detail"),
     path("jobs/<int:pk>/", registry.JobDetail.as_view(), name="job-detail"),
+    path("profiles/", runtimes.HardwareProfileList.as_view(), name="profile-list"),
 ]

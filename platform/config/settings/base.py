@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.registry",
     "apps.jobs",
+    "apps.runtimes",
 ]
 
 MIDDLEWARE = [

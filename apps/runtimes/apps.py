@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RuntimesConfig(AppConfig):
+    name = "apps.runtimes"
+    label = "runtimes"
