@@ -67,6 +67,14 @@ class Job(models.Model):
     sequence = models.PositiveSmallIntegerField()
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
     queue = models.CharField(max_length=50, default="cpu")
+    profile = models.ForeignKey(
+        "runtimes.HardwareProfile",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The hardware profile this step works for (validate, optimize, benchmark).",
+    )
     progress = models.FloatField(default=0.0)
     progress_message = models.CharField(max_length=200, blank=True)
     attempt = models.PositiveSmallIntegerField(default=0)

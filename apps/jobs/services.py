@@ -28,8 +28,24 @@ logger = logging.getLogger(__name__)
 RUN_JOB_TASK = "slipway.pipeline.run_job"
 LOG_LIMIT_CHARS = 200_000
 
-# The steps a pipeline runs for a version, in order. Later issues extend this list.
-DEFAULT_STEPS: tuple[str, ...] = (JobKind.INSPECT,)
+# Steps run once per version, then steps run once per hardware profile, on that profile's queue.
+VERSION_STEPS: tuple[str, ...] = (JobKind.INSPECT,)
+PROFILE_STEPS: tuple[str, ...] = (JobKind.VALIDATE, JobKind.OPTIMIZE)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    kind: str
+    queue: str = "cpu"
+    profile: Any = None  # a runtimes.HardwareProfile
+
+
+def plan_steps(profiles: list[Any]) -> list[PlannedStep]:
+    """The pipeline for a version: inspect, then validate and optimize for each profile."""
+    steps = [PlannedStep(kind) for kind in VERSION_STEPS]
+    for profile in profiles:
+        steps.extend(PlannedStep(kind, profile.queue, profile) for kind in PROFILE_STEPS)
+    return steps
 
 
 def _send(job_id: int, queue: str) -> None:
@@ -58,24 +74,28 @@ def _append(log: str, line: str) -> str:
     return combined
 
 
-def start_pipeline(
-    version: ModelVersion, user: Any, steps: tuple[str, ...] = DEFAULT_STEPS, queue: str = "cpu"
-) -> PipelineRun:
-    """Create a run with one job per step; the first is sent to a worker once this commits."""
+def start_pipeline(version: ModelVersion, user: Any, steps: list[PlannedStep] | None = None) -> PipelineRun:
+    """Create a run with one job per step; the first is sent to a worker once this commits.
+
+    Without `steps`, the version's own plan: inspect, then validate + optimize per profile.
+    """
+    if steps is None:
+        steps = plan_steps(list(version.profiles.order_by("slug")))
     with transaction.atomic():
         lifecycle.transition(version, VersionStatus.PROCESSING, reason="pipeline started")
         run = PipelineRun.objects.create(version=version, created_by=user if getattr(user, "pk", None) else None)
         jobs = [
             Job(
                 run=run,
-                kind=kind,
+                kind=step.kind,
                 sequence=index,
-                queue=queue,
+                queue=step.queue,
+                profile=step.profile,
                 max_attempts=settings.JOB_MAX_ATTEMPTS,
                 status=JobStatus.QUEUED if index == 0 else JobStatus.PENDING,
                 enqueued_at=timezone.now() if index == 0 else None,
             )
-            for index, kind in enumerate(steps)
+            for index, step in enumerate(steps)
         ]
         Job.objects.bulk_create(jobs)
         first = Job.objects.get(run=run, sequence=0)

@@ -72,6 +72,20 @@ class ModelVersion(models.Model):
         "registry.Artifact", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     notes = models.TextField(blank=True)
+    profiles = models.ManyToManyField(
+        "runtimes.HardwareProfile",
+        blank=True,
+        related_name="+",
+        help_text="Hardware profiles to validate, optimize and benchmark this version for.",
+    )
+    calibration = models.ForeignKey(
+        "registry.Artifact",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Representative inputs (.npz) for static quantization.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -87,6 +101,7 @@ class ArtifactKind(models.TextChoices):
     SOURCE = "source", "Uploaded source"
     ONNX = "onnx", "Converted ONNX"
     VARIANT = "variant", "Optimized variant"
+    CALIBRATION = "calibration", "Calibration data"
 
 
 class Artifact(models.Model):

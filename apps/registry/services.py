@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.text import slugify
@@ -16,8 +17,10 @@ from apps.core.api.errors import ApiError
 from apps.jobs import services as jobs
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
 from apps.registry.storage import delete_blob_if_unreferenced, put_blob
+from apps.runtimes.models import HardwareProfile
 from workers.engine.errors import ModelError
 from workers.engine.formats import detect_format
+from workers.engine.npz import describe_npz
 
 # The format detector's answer -> the framework recorded on the version.
 FORMAT_FRAMEWORK = {"onnx": Framework.ONNX, "onnx-zip": Framework.ONNX}
@@ -84,7 +87,38 @@ def resolve_team_for_new_model(user: Any, team_slug: str | None) -> Team:
     )
 
 
-def upload_version(*, model: RegisteredModel, user: Any, uploaded: Any, notes: str = "") -> ModelVersion:
+def resolve_profiles(slugs: list[str] | None) -> list[HardwareProfile]:
+    """The enabled hardware profiles named, or the configured defaults; unknown names are a 400."""
+    wanted = slugs or list(settings.DEFAULT_PROFILES)
+    found = {p.slug: p for p in HardwareProfile.objects.filter(slug__in=wanted, enabled=True)}
+    missing = [slug for slug in wanted if slug not in found]
+    if missing:
+        known = ", ".join(HardwareProfile.objects.filter(enabled=True).order_by("slug").values_list("slug", flat=True))
+        raise ApiError(
+            "unknown_profile",
+            f"Unknown or disabled hardware profile(s): {', '.join(missing)}. Available: {known}.",
+        )
+    return [found[slug] for slug in dict.fromkeys(wanted)]
+
+
+def _check_calibration(uploaded: Any) -> None:
+    if uploaded.size == 0:
+        raise ApiError("invalid_calibration", "The calibration file is empty. Upload an .npz with one array per input.")
+    try:
+        describe_npz(Path(uploaded.temporary_file_path()))
+    except ModelError as exc:
+        raise ApiError(exc.code, exc.message) from exc
+
+
+def upload_version(
+    *,
+    model: RegisteredModel,
+    user: Any,
+    uploaded: Any,
+    notes: str = "",
+    profiles: list[str] | None = None,
+    calibration: Any = None,
+) -> ModelVersion:
     """Store an uploaded file, create the next version, and start its pipeline after commit.
 
     `uploaded` is the handler's temporary file (already on disk, hashed). Bad files are
@@ -101,9 +135,17 @@ def upload_version(*, model: RegisteredModel, user: Any, uploaded: Any, notes: s
         fmt = detect_format(Path(uploaded.temporary_file_path()))
     except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
+    chosen_profiles = resolve_profiles(profiles)
+    if calibration is not None:
+        _check_calibration(calibration)
 
     sha256 = uploaded.sha256
     key, created = put_blob(uploaded, sha256)
+    new_keys = [key] if created else []
+    if calibration is not None:
+        calibration_key, calibration_created = put_blob(calibration, calibration.sha256)
+        if calibration_created:
+            new_keys.append(calibration_key)
     try:
         with transaction.atomic():
             # Lock the model row so concurrent uploads get distinct, gapless numbers.
@@ -127,10 +169,22 @@ def upload_version(*, model: RegisteredModel, user: Any, uploaded: Any, notes: s
                 original_filename=(uploaded.name or "")[:255],
             )
             version.source_artifact = artifact
-            version.save(update_fields=["source_artifact"])
+            if calibration is not None:
+                version.calibration = Artifact.objects.create(
+                    version=version,
+                    kind=ArtifactKind.CALIBRATION,
+                    name="calibration",
+                    format="npz",
+                    sha256=calibration.sha256,
+                    size=calibration.size,
+                    storage_key=calibration_key,
+                    original_filename=(calibration.name or "")[:255],
+                )
+            version.save(update_fields=["source_artifact", "calibration"])
+            version.profiles.set(chosen_profiles)
             jobs.start_pipeline(version, user)
     except BaseException:
-        if created:
-            delete_blob_if_unreferenced(key)
+        for new_key in new_keys:
+            delete_blob_if_unreferenced(new_key)
         raise
     return version

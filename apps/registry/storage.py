@@ -7,6 +7,7 @@ never leaves a half-written blob under a real key (S3 objects appear whole by de
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -100,6 +101,15 @@ def delete_blob_if_unreferenced(key: str) -> bool:
         return False
     artifact_storage().delete(key)
     return True
+
+
+def sha256_file(path: Path) -> str:
+    """Hash a file in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def materialize(key: str, dest: Path) -> Path:

@@ -23,9 +23,9 @@ def sent(monkeypatch):
     return messages
 
 
-def _start(steps=(JobKind.INSPECT, JobKind.VALIDATE), django_capture_on_commit_callbacks=None) -> PipelineRun:
+def _start(kinds=(JobKind.INSPECT, JobKind.VALIDATE)) -> PipelineRun:
     version = ModelVersionFactory()
-    return services.start_pipeline(version, version.created_by, steps=steps)
+    return services.start_pipeline(version, version.created_by, steps=[services.PlannedStep(k) for k in kinds])
 
 
 def test_start_queues_first_job_after_commit_and_marks_version_processing(sent, django_capture_on_commit_callbacks):
@@ -138,3 +138,19 @@ def test_a_broker_outage_while_enqueueing_is_logged_not_raised(monkeypatch, capl
     monkeypatch.setattr(app, "send_task", broker_down)
     services._send(123, "cpu")
     assert "reconciler will re-send" in caplog.text
+
+
+def test_the_default_plan_is_inspect_then_validate_and_optimize_per_profile_on_its_queue(sent):
+    from apps.runtimes.models import HardwareProfile
+
+    version = ModelVersionFactory()
+    version.profiles.set(HardwareProfile.objects.filter(slug__in=["x86-cpu", "nvidia-gpu"]))
+    run = services.start_pipeline(version, version.created_by)
+    layout = [(j.kind, j.queue, j.profile.slug if j.profile else None) for j in run.jobs.order_by("sequence")]
+    assert layout == [
+        ("inspect", "cpu", None),
+        ("validate", "gpu", "nvidia-gpu"),
+        ("optimize", "gpu", "nvidia-gpu"),
+        ("validate", "cpu", "x86-cpu"),
+        ("optimize", "cpu", "x86-cpu"),
+    ]

@@ -53,7 +53,11 @@ def test_upload_creates_version_artifact_and_queued_pipeline(personas, onnx_byte
     assert body["framework"] == "onnx" and body["status"] == VersionStatus.PROCESSING
     assert body["source_artifact"]["size"] == len(onnx_bytes)
     assert body["source_artifact"]["original_filename"] == "mlp.onnx"
-    assert [j["kind"] for j in body["latest_run"]["jobs"]] == ["inspect"]
+    assert [(j["kind"], j["profile"]) for j in body["latest_run"]["jobs"]] == [
+        ("inspect", None),
+        ("validate", "x86-cpu"),
+        ("optimize", "x86-cpu"),
+    ]
     assert body["latest_run"]["jobs"][0]["status"] == JobStatus.QUEUED
     assert len(callbacks) == 1, "the worker is told after commit, exactly once"
     assert not _leftover_upload_temp_files()
@@ -106,7 +110,7 @@ def test_outsider_gets_404_not_403(personas, onnx_bytes):
     outsider = client_for(personas.outsider)
     assert outsider.get("/api/v1/models/digits/", {"team": "vision"}).status_code == 404
     assert outsider.get(f"/api/v1/versions/{version.pk}/").status_code == 404
-    job = Job.objects.get(run__version=version)
+    job = Job.objects.filter(run__version=version).first()
     assert outsider.get(f"/api/v1/jobs/{job.pk}/").status_code == 404
     assert outsider.get("/api/v1/models/").json()["results"] == []
     # Uploading to a slug they can't see creates their own model, never touches ours.
@@ -220,3 +224,43 @@ def test_database_failure_after_storing_removes_the_new_blob(personas, onnx_byte
         _upload(client, "digits", "mlp.onnx", onnx_bytes)
     assert _stored_blobs() == blobs_before
     assert not ModelVersion.objects.exists()
+
+
+def test_profiles_and_calibration_are_recorded(personas, onnx_bytes, tmp_path):
+    import numpy as np
+
+    calibration = tmp_path / "calib.npz"
+    np.savez(calibration, input=np.zeros((4, 16), np.float32))
+    response = client_for(personas.owner).post(
+        "/api/v1/models/digits/versions/",
+        {
+            "file": SimpleUploadedFile("mlp.onnx", onnx_bytes),
+            "calibration": SimpleUploadedFile("calib.npz", calibration.read_bytes()),
+            "profiles": "x86-cpu,arm-cpu-mnn",
+            "team": "vision",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    version = ModelVersion.objects.get(pk=response.json()["id"])
+    assert sorted(version.profiles.values_list("slug", flat=True)) == ["arm-cpu-mnn", "x86-cpu"]
+    assert version.calibration is not None and version.calibration.format == "npz"
+    assert [a["kind"] for a in response.json()["artifacts"]].count("calibration") == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"profiles": "x86-cpu,quantum-tpu"}, "unknown_profile"),
+        ({"calibration": SimpleUploadedFile("calib.npz", b"not an npz")}, "invalid_calibration"),
+    ],
+)
+def test_unknown_profiles_and_bad_calibration_are_refused_before_storing(personas, onnx_bytes, extra, code):
+    response = client_for(personas.owner).post(
+        "/api/v1/models/digits/versions/",
+        {"file": SimpleUploadedFile("mlp.onnx", onnx_bytes), "team": "vision", **extra},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert not ModelVersion.objects.exists() and _stored_blobs() == []

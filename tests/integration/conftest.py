@@ -110,6 +110,20 @@ def celery_worker_process(worker_env, tmp_path_factory) -> Iterator[subprocess.P
     stop_worker(proc)
 
 
+@pytest.fixture(autouse=True)
+def seeded_reference_data(request):
+    """Transactional tests truncate every table afterwards, seed data included: put it back."""
+    if not request.node.get_closest_marker("django_db"):
+        return
+    request.getfixturevalue("transactional_db")
+    import importlib
+
+    from apps.runtimes.models import HardwareProfile
+
+    for profile in importlib.import_module("apps.runtimes.migrations.0002_seed_profiles").PROFILES:
+        HardwareProfile.objects.update_or_create(slug=profile["slug"], defaults=profile)
+
+
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

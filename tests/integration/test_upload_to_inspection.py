@@ -88,7 +88,9 @@ def test_broken_models_fail_readably_and_the_worker_keeps_going(personas, celery
     assert celery_worker_process.poll() is None
     body = _finished(client, _upload(client, good, "after-failures")["id"])
     assert body["status"] == VersionStatus.READY
-    # Failed runs leave the source artifact (the upload itself is kept) but no other outputs.
-    assert not Artifact.objects.exclude(kind="source").exists()
+    # Failed runs keep the upload itself (the source artifact) and produce no other outputs.
+    failed_versions = ModelVersion.objects.filter(status=VersionStatus.FAILED)
+    assert failed_versions.count() == 2
+    assert not Artifact.objects.filter(version__in=failed_versions).exclude(kind="source").exists()
     assert Job.objects.filter(status=JobStatus.RUNNING).count() == 0
     assert ModelVersion.objects.filter(status=VersionStatus.PROCESSING).count() == 0

@@ -9,21 +9,91 @@ from typing import Any
 ProgressCallback = Callable[[float, str], None]
 
 
-def inspect_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
-    """Unpack the source (an .onnx file or a .zip with external data) and inspect the model.
-
-    payload: {"source": path, "format": "onnx" | "onnx-zip", "workdir": path}
-    """
+def _model_path(payload: dict[str, Any], progress: ProgressCallback) -> Path:
+    """The ONNX file to work on: the source itself, or model.onnx unpacked from a .zip."""
     from workers.engine.archive import extract_archive
-    from workers.engine.inspection import inspect_model
 
     source = Path(payload["source"])
-    if payload["format"] == "onnx-zip":
-        progress(0.02, "unpacking archive")
-        model_path = extract_archive(source, Path(payload["workdir"]) / "unpacked")
-    else:
-        model_path = source
-    return inspect_model(model_path, progress=progress).to_dict()
+    if payload["format"] != "onnx-zip":
+        return source
+    progress(0.02, "unpacking archive")
+    return extract_archive(source, Path(payload["workdir"]) / "unpacked")
+
+
+def inspect_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Inspect the model. payload: {"source": path, "format": "onnx" | "onnx-zip", "workdir": path}"""
+    from workers.engine.inspection import inspect_model
+
+    return inspect_model(_model_path(payload, progress), progress=progress).to_dict()
+
+
+def validate_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """One backend's op-support report. payload: source/format/workdir plus {"backend": name}.
+
+    A backend Slipway has no module for is judged from its published operator list if one
+    ships, else reported as not available on this worker.
+    """
+    from workers.engine.backends.base import SupportReport
+    from workers.engine.backends.published import load_published_list, report_from_published_list
+    from workers.engine.backends.registry import get_backend
+
+    name = payload["backend"]
+    model_path = _model_path(payload, progress)
+    progress(0.1, f"asking {name}")
+    try:
+        backend = get_backend(name)
+    except KeyError:
+        oplist = load_published_list(name)
+        if oplist is not None:
+            return report_from_published_list(name, model_path, oplist).to_dict()
+        return SupportReport(
+            backend=name,
+            runtime_version=None,
+            installed=False,
+            method="runtime",
+            verdict="not_installed",
+            notes=(f"Slipway has no {name} backend on this worker and no published operator list for it.",),
+        ).to_dict()
+    return backend.check_support(model_path).to_dict()
+
+
+def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Build one backend's variants for a profile.
+
+    payload: source/format/workdir plus {"backend", "profile": HardwareProfile fields,
+    "calibration": path or null, "calibration_method", "per_channel", "out_dir"}.
+    """
+    from workers.engine.backends.base import Calibration, HardwareProfile
+    from workers.engine.backends.registry import get_backend
+
+    model_path = _model_path(payload, progress)
+    try:
+        backend = get_backend(payload["backend"])
+    except KeyError:
+        return {"variants": [], "skipped": f"Slipway has no {payload['backend']} backend."}
+    if not backend.available():
+        return {"variants": [], "skipped": f"{backend.name} is not installed on this worker."}
+    fields = payload["profile"]
+    profile = HardwareProfile(
+        name=fields["name"],
+        device_kind=fields["device_kind"],
+        backends=tuple(fields["backends"]),
+        precisions=tuple(fields["precisions"]),
+        queue=fields["queue"],
+        options=dict(fields.get("options", {})),
+    )
+    calibration = None
+    if payload.get("calibration"):
+        calibration = Calibration(
+            path=Path(payload["calibration"]),
+            method=payload.get("calibration_method", "minmax"),
+            per_channel=bool(payload.get("per_channel", False)),
+        )
+    out_dir = Path(payload["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress(0.1, f"building {backend.name} variants")
+    variants = backend.build_variants(model_path, profile, calibration, out_dir)
+    return {"variants": [variant.to_dict() for variant in variants]}
 
 
 def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
@@ -53,5 +123,7 @@ def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict
 
 ENTRYPOINTS: dict[str, Callable[[dict[str, Any], ProgressCallback], dict[str, Any]]] = {
     "inspect": inspect_entry,
+    "validate": validate_entry,
+    "optimize": optimize_entry,
     "selftest": _selftest_entry,
 }

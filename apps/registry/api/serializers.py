@@ -46,11 +46,14 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    profile: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
     class Meta:
         model = Job
         fields = [
             "id",
             "kind",
+            "profile",
             "sequence",
             "status",
             "queue",
@@ -129,15 +132,20 @@ class VersionDetailSerializer(VersionSummarySerializer):
         return RunSerializer(run).data if run else None
 
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:
-        """Each finished step's report from the latest run, keyed by step kind."""
+        """Each finished step's report from the latest run: by step kind, then by profile for
+        steps that run per hardware profile (validate, optimize)."""
         run = self._latest_run(version)
         if run is None:
             return {}
-        return {
-            job.kind: job.result
-            for job in run.jobs.all()
-            if job.status == JobStatus.SUCCEEDED and job.result is not None
-        }
+        reports: dict[str, Any] = {}
+        for job in run.jobs.all():
+            if job.status != JobStatus.SUCCEEDED or job.result is None:
+                continue
+            if job.profile is not None:
+                reports.setdefault(job.kind, {})[job.profile.slug] = job.result
+            else:
+                reports[job.kind] = job.result
+        return reports
 
 
 class ModelSerializer(serializers.ModelSerializer):
@@ -179,3 +187,14 @@ class VersionUploadSerializer(serializers.Serializer):
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     team = serializers.SlugField(required=False, allow_blank=True, help_text="Team for a model created by this upload.")
+    profiles = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Comma-separated hardware profile slugs (default: the server's SLIPWAY_DEFAULT_PROFILES).",
+    )
+    calibration = serializers.FileField(
+        required=False,
+        allow_empty_file=True,
+        help_text="Representative inputs for INT8 static quantization: an .npz with one array per model input.",
+    )

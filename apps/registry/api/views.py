@@ -135,11 +135,14 @@ class VersionListUpload(generics.ListAPIView):
         if model is None:
             team = services.resolve_team_for_new_model(request.user, form.validated_data.get("team"))
             model = services.create_model(team=team, user=request.user, name=slug, slug=slug)
+        data = form.validated_data
         version = services.upload_version(
             model=model,
             user=request.user,
-            uploaded=form.validated_data["file"],
-            notes=form.validated_data["notes"],
+            uploaded=data["file"],
+            notes=data["notes"],
+            profiles=[p.strip() for p in data["profiles"].split(",") if p.strip()],
+            calibration=data.get("calibration"),
         )
         return Response(
             VersionDetailSerializer(_version_queryset(request.user).get(pk=version.pk)).data,
@@ -149,7 +152,7 @@ class VersionListUpload(generics.ListAPIView):
 
 def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
     runs = PipelineRun.objects.order_by("-id").prefetch_related(
-        Prefetch("jobs", queryset=Job.objects.order_by("sequence"))
+        Prefetch("jobs", queryset=Job.objects.select_related("profile").order_by("sequence"))
     )
     return (
         ModelVersion.objects.filter(model__team__in=visible_teams(user))

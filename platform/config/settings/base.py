@@ -134,6 +134,8 @@ STORAGES = {
 # way, so an upload of any size costs the web process a constant amount of memory.
 FILE_UPLOAD_HANDLERS = ["apps.registry.uploads.HashingUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp" / "uploads")
+# Hardware profiles a version is built for when the upload names none.
+DEFAULT_PROFILES = envlist("SLIPWAY_DEFAULT_PROFILES", ["x86-cpu"])
 MAX_UPLOAD_BYTES = envint("SLIPWAY_MAX_UPLOAD_BYTES", 8 * 2**30, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20  # non-file form fields only
 

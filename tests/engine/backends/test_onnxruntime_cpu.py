@@ -1,0 +1,355 @@
+"""The onnxruntime CPU backend: which ops it runs, which variants it builds, and how they run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+from tests.modelzoo import (
+    make_cnn_onnx,
+    make_function_onnx,
+    make_if_onnx,
+    make_mlp_onnx,
+    rapidocr_det_model_path,
+)
+from workers.engine.backends.base import (
+    BackendNotInstalled,
+    Calibration,
+    HardwareProfile,
+    SupportReport,
+    Variant,
+)
+from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from workers.engine.backends.registry import BACKENDS, get_backend, installed_backends
+from workers.engine.errors import ModelError
+
+X86_CPU = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32", "int8"))
+NVIDIA_GPU = HardwareProfile("nvidia-gpu", "gpu", ("onnxruntime",), ("fp16",), queue="gpu")
+OPT_VARIANTS = ["ort-opt-basic", "ort-opt-extended", "ort-opt-all"]
+
+
+@pytest.fixture
+def backend() -> OnnxRuntimeCpuBackend:
+    return OnnxRuntimeCpuBackend(intra_op_threads=1)
+
+
+def _image(seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _ops(report: SupportReport) -> dict[str, tuple[str, str, str]]:
+    return {f"{op.domain}:{op.op_type}": (op.status, op.device, op.reason) for op in report.ops}
+
+
+def _save(path: Path, nodes: list[onnx.NodeProto], outputs: list[onnx.ValueInfoProto], **opsets: int) -> Path:
+    graph = helper.make_graph(nodes, "inline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], outputs)
+    imports = [helper.make_opsetid("", opsets.pop("default", 17))]
+    imports += [helper.make_opsetid(domain.replace("_", "."), version) for domain, version in opsets.items()]
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+# --- operator support -------------------------------------------------------------------
+
+
+def test_cnn_is_fully_supported_on_the_cpu_provider(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    report = backend.check_support(make_cnn_onnx(tmp_path / "cnn.onnx"))
+    assert (report.backend, report.installed, report.runtime_version) == ("onnxruntime", True, onnxruntime.__version__)
+    assert (report.method, report.verdict) == ("runtime", "full")
+    assert {op.op_type for op in report.ops} == {"Conv", "Relu", "MaxPool", "Flatten", "Gemm"}
+    assert {(op.status, op.device) for op in report.ops} == {("supported", "CPUExecutionProvider")}
+    assert [(part.device, part.node_count) for part in report.partitions] == [("CPUExecutionProvider", 5)]
+    assert any("optimizations disabled" in note for note in report.notes)
+
+
+def test_support_names_the_nodes_of_the_uploaded_model(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    path = make_cnn_onnx(tmp_path / "cnn.onnx")
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.name = f"backbone/{node.op_type.lower()}"
+    model.graph.node[1].name = model.graph.node[0].name  # a duplicate name, as some exporters write
+    onnx.save_model(model, str(path))
+
+    report = backend.check_support(path)
+    nodes = [name for part in report.partitions for name in part.nodes]
+    assert nodes == ["backbone/conv_0", "backbone/conv_1", "backbone/maxpool", "backbone/flatten", "backbone/gemm"]
+    # Operator fusion would merge Conv and Relu; the support check keeps them apart.
+    assert {op.op_type: op.nodes for op in report.ops}["Relu"] == ("backbone/conv_1",)
+
+
+def test_subgraphs_and_functions_are_reported(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    branching = backend.check_support(make_if_onnx(tmp_path / "if.onnx"))
+    assert branching.verdict == "full"
+    assert {op.op_type for op in branching.ops} == {"If", "Add", "Mul", "Neg"}
+    assert [part.node_count for part in branching.partitions] == [1]
+
+    function = backend.check_support(make_function_onnx(tmp_path / "function.onnx"))
+    assert _ops(function) == {"slipway.tests:ScaledRelu": ("supported", "CPUExecutionProvider", "")}
+    assert any("function bodies" in note for note in function.notes)
+
+
+def test_external_data_and_a_real_detector(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    external = backend.check_support(make_mlp_onnx(tmp_path / "exported" / "model.onnx", with_external_data=True))
+    assert (external.method, external.verdict) == ("runtime", "full")
+
+    detector = backend.check_support(rapidocr_det_model_path())
+    assert (detector.method, detector.verdict) == ("runtime", "full")
+    assert {"Conv", "Resize", "Sigmoid"} <= {op.op_type for op in detector.ops}
+
+
+def test_custom_domain_op_is_unsupported_and_the_rest_still_reported(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path
+) -> None:
+    path = _save(
+        tmp_path / "custom.onnx",
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Foo", ["a"], ["b"], domain="com.example"),
+            helper.make_node("Sigmoid", ["b"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        com_example=1,
+    )
+    report = backend.check_support(path)
+    assert (report.method, report.verdict) == ("probe", "partial")
+    ops = _ops(report)
+    status, device, reason = ops["com.example:Foo"]
+    assert (status, device) == ("unsupported", "")
+    assert "Foo" in reason and "\n" not in reason and not reason.startswith("[ONNXRuntimeError]")
+    assert ops["ai.onnx:Relu"][:2] == ("supported", "CPUExecutionProvider")
+    assert ops["ai.onnx:Sigmoid"][:2] == ("supported", "CPUExecutionProvider")
+    assert [part.nodes for part in report.partitions] == [("Relu_0",), ("Sigmoid_2",)]
+    assert any("could not load the whole model" in note for note in report.notes)
+
+
+def test_op_without_a_cpu_kernel_for_its_dtype(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    path = _save(
+        tmp_path / "int16_relu.onnx",
+        [
+            helper.make_node("Relu", ["x"], ["y"]),
+            helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.INT16),
+            helper.make_node("Relu", ["x16"], ["y16"]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("y16", TensorProto.INT16, [2, 3]),
+        ],
+    )
+    report = backend.check_support(path)
+    assert (report.method, report.verdict) == ("probe", "partial")
+    relu = {op.nodes: (op.status, op.reason) for op in report.ops if op.op_type == "Relu"}
+    assert relu[("Relu_0",)] == ("supported", "")
+    status, reason = relu[("Relu_2",)]
+    assert status == "unsupported" and "Could not find an implementation for Relu" in reason
+
+
+def test_opset_newer_than_the_runtime(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    path = _save(
+        tmp_path / "future.onnx",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        default=99,
+    )
+    report = backend.check_support(path)
+    assert (report.method, report.verdict) == ("probe", "none")
+    (relu,) = report.ops
+    assert relu.status == "unsupported" and "Opset 99" in relu.reason
+    assert report.partitions == ()
+
+
+def test_unparsable_file_is_a_model_error(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(ModelError) as raised:
+        backend.check_support(path)
+    assert raised.value.code == "invalid_model"
+
+
+def test_model_that_fails_for_a_reason_other_than_its_ops(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    path = make_mlp_onnx(tmp_path / "exported" / "model.onnx", with_external_data=True)
+    (tmp_path / "exported" / "weights.bin").unlink()
+    report = backend.check_support(path)
+    assert (report.method, report.verdict) == ("probe", "error")
+    assert report.error and "\n" not in report.error
+    assert {op.status for op in report.ops} == {"supported"}
+    assert any("another reason" in note for note in report.notes)
+
+
+# --- variants ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Variant]]:
+    folder = tmp_path_factory.mktemp("cnn")
+    model = make_cnn_onnx(folder / "cnn.onnx")
+    rng = np.random.default_rng(3)
+    np.savez(folder / "calibration.npz", image=rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
+    calibration = Calibration(folder / "calibration.npz", method="minmax", per_channel=True)
+    variants = OnnxRuntimeCpuBackend(intra_op_threads=1).build_variants(model, X86_CPU, calibration, folder / "out")
+    return model, variants
+
+
+def test_x86_cpu_profile_builds_five_runnable_variants(
+    backend: OnnxRuntimeCpuBackend, cnn_variants: tuple[Path, list[Variant]]
+) -> None:
+    model, variants = cnn_variants
+    assert [variant.name for variant in variants] == [*OPT_VARIANTS, "ort-int8-dynamic", "ort-int8-static-qdq"]
+    image = _image()
+    reference = backend.load(model).run({"image": image})["logits"]
+    for variant in variants:
+        assert variant.backend == "onnxruntime" and variant.format == "onnx"
+        assert variant.tool_versions == {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+        assert variant.files == (variant.path,) and variant.path.is_file()
+        output = backend.load(variant.path).run({"image": image})["logits"]
+        if variant.precision == "fp32":
+            assert np.allclose(output, reference, rtol=1e-4, atol=1e-6), variant.name
+        else:
+            assert variant.precision == "int8"
+            assert _cosine(output, reference) > 0.98, variant.name
+
+
+def test_variant_options_say_how_each_was_made(cnn_variants: tuple[Path, list[Variant]]) -> None:
+    by_name = {variant.name: variant for variant in cnn_variants[1]}
+    assert by_name["ort-opt-basic"].options["graph_optimization_level"] == "basic"
+    assert "hardware_specific" not in by_name["ort-opt-extended"].options
+    assert by_name["ort-opt-all"].options["hardware_specific"] is True
+    assert "same kind of hardware" in by_name["ort-opt-all"].options["warning"]
+    static = by_name["ort-int8-static-qdq"]
+    assert static.pass_name == "ort-quantize-static"
+    assert {key: static.options[key] for key in ("quant_format", "calibrate_method", "per_channel")} == {
+        "quant_format": "QDQ",
+        "calibrate_method": "minmax",
+        "per_channel": True,
+    }
+    assert static.options["calibration_batches"] == 16  # the model's batch is fixed at 1
+    graph_ops = {node.op_type for node in onnx.load(str(static.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops
+
+
+def test_only_the_profile_precisions_are_built(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
+    assert [v.name for v in backend.build_variants(model, fp32_only, None, tmp_path / "fp32")] == OPT_VARIANTS
+    int8_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("int8",))
+    # Without calibration data there is no static quantization.
+    assert [v.name for v in backend.build_variants(model, int8_only, None, tmp_path / "int8")] == ["ort-int8-dynamic"]
+
+
+def test_external_data_models_give_external_data_variants(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_mlp_onnx(tmp_path / "exported" / "model.onnx", with_external_data=True)
+    samples = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", input=samples)
+    variants = backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    assert len(variants) == 5
+    rows = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    reference = backend.load(model).run({"input": rows})["output"]
+    for variant in variants:
+        assert variant.options["external_data"] is True
+        assert all(path.is_file() for path in variant.files)
+        output = backend.load(variant.path).run({"input": rows})["output"]
+        assert _cosine(output, reference) > 0.95, variant.name
+    for name in OPT_VARIANTS:
+        files = next(variant.files for variant in variants if variant.name == name)
+        assert [path.name for path in files] == [f"{name}.onnx", f"{name}.onnx.data"]
+
+
+def test_gpu_profile_builds_fp16_with_float32_inputs(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    (variant,) = backend.build_variants(model, NVIDIA_GPU, None, tmp_path / "out")
+    assert (variant.name, variant.precision, variant.options["keep_io_types"]) == ("ort-fp16", "fp16", True)
+    weights = {tensor.data_type for tensor in onnx.load(str(variant.path)).graph.initializer}
+    assert weights == {TensorProto.FLOAT16}
+    image = _image()
+    output = backend.load(variant.path).run({"image": image})["logits"]
+    assert output.dtype == np.float32
+    assert _cosine(output, backend.load(model).run({"image": image})["logits"]) > 0.99
+
+
+def test_calibration_mismatch_stops_the_build(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "calibration.npz", image=np.zeros((4, 3, 64, 64), np.float32))
+    with pytest.raises(ModelError) as raised:
+        backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    assert raised.value.code == "calibration_mismatch"
+    assert "'image'" in raised.value.message and "[1, 3, 32, 32]" in raised.value.message
+    assert not list(tmp_path.glob("out/*.onnx"))
+
+
+def test_a_variant_that_does_not_load_is_dropped_with_a_note(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    real_check = backend._check_loads
+
+    def refuse_all_level(path: Path, providers: list[str]) -> None:
+        if path.name == "ort-opt-all.onnx":
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : simulated kernel mismatch\nmore detail")
+        real_check(path, providers)
+
+    monkeypatch.setattr(backend, "_check_loads", refuse_all_level)
+    fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
+    variants = backend.build_variants(model, fp32_only, None, tmp_path / "out")
+    assert [variant.name for variant in variants] == ["ort-opt-basic", "ort-opt-extended"]
+    assert not (tmp_path / "out" / "ort-opt-all.onnx").exists()
+    assert backend.last_build_notes == (
+        "ort-opt-all was built but does not load, so it was dropped: simulated kernel mismatch",
+    )
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+def test_session_runs_and_closes(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    session = backend.load(make_mlp_onnx(tmp_path / "mlp.onnx"))
+    assert (session.input_names, session.output_names) == (("input",), ("output",))
+    outputs = session.run({"input": np.ones((2, 16), np.float32)})
+    assert outputs["output"].shape == (2, 4)
+    session.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        session.run({"input": np.ones((2, 16), np.float32)})
+
+
+# --- onnxruntime missing ----------------------------------------------------------------
+
+
+def test_missing_runtime_is_reported_not_raised(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    assert backend.runtime_version() is None
+    assert backend.available() is False
+    assert backend.check_support(model) == backend.not_installed_report()
+    assert backend.check_support(model).verdict == "not_installed"
+    with pytest.raises(BackendNotInstalled):
+        backend.build_variants(model, X86_CPU, None, tmp_path / "out")
+    with pytest.raises(BackendNotInstalled):
+        backend.load(model)
+    assert installed_backends() == {"onnxruntime": None}
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+def test_registry_finds_backends_by_name() -> None:
+    assert BACKENDS["onnxruntime"] is OnnxRuntimeCpuBackend
+    assert isinstance(get_backend("onnxruntime"), OnnxRuntimeCpuBackend)
+    assert installed_backends() == {"onnxruntime": onnxruntime.__version__}
+
+
+def test_unknown_backend_names_the_known_ones() -> None:
+    with pytest.raises(KeyError) as raised:
+        get_backend("tensorrt")
+    assert str(raised.value) == "There is no backend named 'tensorrt'; known backends: onnxruntime."

@@ -1,0 +1,35 @@
+"""The matrix lines up ops across backends and marks what a backend could not answer."""
+
+from workers.engine.support_matrix import build_matrix
+
+
+def _op(op_type, status, reason="", domain="ai.onnx"):
+    return {"op_type": op_type, "domain": domain, "status": status, "reason": reason, "nodes": [op_type.lower()]}
+
+
+def test_rows_cover_every_op_of_every_backend_and_count_problems():
+    matrix = build_matrix(
+        {
+            "onnxruntime": {
+                "verdict": "partial",
+                "method": "probe",
+                "ops": [_op("Conv", "supported"), _op("Foo", "unsupported", "no kernel", "com.example")],
+            },
+            "openvino": {"verdict": "full", "method": "runtime", "ops": [_op("Conv", "supported")]},
+            "mnn": {"verdict": "error", "method": "converter", "error": "converter crashed (SIGSEGV)", "ops": []},
+        }
+    )
+    assert matrix["backends"] == ["mnn", "onnxruntime", "openvino"]
+    assert [(r["domain"], r["op_type"]) for r in matrix["rows"]] == [("ai.onnx", "Conv"), ("com.example", "Foo")]
+    conv, foo = matrix["rows"]
+    assert conv["cells"]["onnxruntime"]["status"] == "supported"
+    assert conv["cells"]["mnn"] == {
+        "status": "unknown",
+        "reason": "converter crashed (SIGSEGV)",
+        "nodes": [],
+        "device": "",
+    }
+    assert foo["cells"]["onnxruntime"]["reason"] == "no kernel"
+    assert foo["cells"]["openvino"]["status"] == "unknown"
+    assert matrix["problems"] == 2
+    assert matrix["verdicts"] == {"mnn": "error", "onnxruntime": "partial", "openvino": "full"}

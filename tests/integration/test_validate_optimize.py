@@ -1,0 +1,88 @@
+"""Upload -> inspect -> validate -> optimize on a real worker: the op-support matrix and variants
+that are stored as artifacts, each loadable and runnable."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.registry.models import Artifact, ArtifactKind, VersionStatus
+from apps.registry.storage import materialize
+from tests import modelzoo
+from tests.conftest import client_for
+from tests.integration.conftest import wait_for
+from workers.engine.backends.registry import get_backend
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _finished(client, version_id: int) -> dict:
+    def done():
+        body = client.get(f"/api/v1/versions/{version_id}/").json()
+        return body if body["status"] in (VersionStatus.READY, VersionStatus.FAILED) else None
+
+    return wait_for(done, timeout=300, what=f"version {version_id} to finish its pipeline")
+
+
+def _runnable_path(artifact: Artifact, workdir: Path) -> Path:
+    """Fetch a variant artifact and return the file its backend loads."""
+    if artifact.format.endswith("+zip"):
+        bundle = materialize(artifact.storage_key, workdir / "bundle.zip")
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(workdir / "files")
+        return workdir / "files" / artifact.metadata["main_file"]
+    return materialize(artifact.storage_key, workdir / artifact.metadata["main_file"])
+
+
+def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas, celery_worker_process, tmp_path):
+    cnn = modelzoo.make_cnn_onnx(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(0)
+    calibration = tmp_path / "calibration.npz"
+    (input_name,) = [i.name for i in onnx.load(str(cnn)).graph.input]
+    np.savez(calibration, **{input_name: rng.standard_normal((16, 3, 32, 32)).astype(np.float32)})
+
+    client = client_for(personas.owner)
+    response = client.post(
+        "/api/v1/models/cnn/versions/",
+        {
+            "file": SimpleUploadedFile("cnn.onnx", cnn.read_bytes()),
+            "calibration": SimpleUploadedFile("calibration.npz", calibration.read_bytes()),
+            "profiles": "x86-cpu",
+            "team": "vision",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = _finished(client, response.json()["id"])
+    assert body["status"] == VersionStatus.READY, body["latest_run"]
+    assert [j["status"] for j in body["latest_run"]["jobs"]] == ["succeeded"] * 3
+
+    validate = body["reports"]["validate"]["x86-cpu"]
+    assert validate["reports"]["onnxruntime"]["verdict"] == "full"
+    matrix = validate["matrix"]
+    ops = {row["op_type"]: row for row in matrix["rows"]}
+    assert ops["Conv"]["cells"]["onnxruntime"]["status"] == "supported"
+    assert set(matrix["backends"]) == {"onnxruntime", "openvino"}
+
+    optimize = body["reports"]["optimize"]["x86-cpu"]
+    variants = Artifact.objects.filter(version_id=body["id"], kind=ArtifactKind.VARIANT)
+    assert variants.count() == len(optimize["variants"]) >= 4
+    names = {v["name"] for v in optimize["variants"]}
+    assert "ort-int8-static-qdq" in names or any("static" in n for n in names), names
+
+    reference = get_backend("onnxruntime").load(cnn)
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    expected = next(iter(reference.run({input_name: x}).values()))
+    for artifact in variants:
+        assert artifact.parent_id == body["source_artifact"]["id"] and artifact.job_id is not None
+        workdir = tmp_path / artifact.name.replace("/", "_")
+        session = get_backend(artifact.metadata["backend"]).load(_runnable_path(artifact, workdir))
+        got = next(iter(session.run({input_name: x}).values()))
+        session.close()
+        cosine = float(np.dot(got.ravel(), expected.ravel()) / (np.linalg.norm(got) * np.linalg.norm(expected)))
+        assert cosine > 0.95, (artifact.name, cosine)

@@ -1,0 +1,1 @@
+"""Runtime backends, one module per runtime, found by name through `registry`."""

@@ -1,0 +1,158 @@
+"""The contract every runtime backend implements, and the data it returns.
+
+A backend answers, for one runtime on this worker: is it installed (and which version),
+which operators of a model it supports on which device (`check_support`), which optimized
+variants it can build for a hardware profile (`build_variants`), and how to run one
+(`load` -> `Session.run`). Heavy runtime libraries are imported inside methods, so listing
+backends never imports them, and a runtime that is missing is reported, not raised.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    # Only the Session protocol's annotations name numpy; importing the contract must not load it.
+    import numpy as np
+
+SupportStatus = Literal["supported", "unsupported", "fallback"]
+Verdict = Literal["full", "partial", "none", "not_installed", "error"]
+SupportMethod = Literal["runtime", "probe", "converter", "published_list"]
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """Where variants will run: e.g. `x86-cpu` (cpu), `nvidia-gpu` (gpu), `arm-cpu-mnn`."""
+
+    name: str
+    device_kind: Literal["cpu", "gpu"]
+    backends: tuple[str, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+    queue: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    """One operator type of the model on one backend, with the nodes it covers."""
+
+    op_type: str
+    domain: str
+    status: SupportStatus
+    reason: str = ""
+    nodes: tuple[str, ...] = ()
+    device: str = ""  # where it runs when supported, e.g. "CPUExecutionProvider", "CPU"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A contiguous piece of the graph the runtime assigns to one device or provider."""
+
+    device: str
+    node_count: int
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SupportReport:
+    """A backend's answer to "can you run this model, op by op?"."""
+
+    backend: str
+    runtime_version: str | None
+    installed: bool
+    method: SupportMethod
+    verdict: Verdict
+    ops: tuple[OpSupport, ...] = ()
+    partitions: tuple[Partition, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Representative inputs for static quantization: an .npz of arrays named like the model's inputs,
+    each with the batch on axis 0."""
+
+    path: Path
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = False
+    max_samples: int = 128
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An optimized model file a backend built, with how it was made."""
+
+    name: str  # unique within a version, e.g. "ort-int8-static-qdq"
+    backend: str
+    path: Path  # main file; companions (weights, .bin) live beside it
+    format: str  # "onnx", "openvino-ir", "mnn", "ncnn", "tensorrt-plan"
+    precision: str  # "fp32", "fp16", "int8", "int8-weights"
+    pass_name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()  # every file that belongs to the variant, path included
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["files"] = [str(p) for p in self.files]
+        return data
+
+
+class Session(Protocol):
+    """A loaded model ready to run."""
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class BackendNotInstalled(RuntimeError):
+    """Raised by `load`/`build_variants` when the runtime is not installed on this worker."""
+
+
+class Backend(ABC):
+    """Base class of runtime backends. Subclasses set `name` and implement the methods."""
+
+    name: str = ""
+
+    @abstractmethod
+    def runtime_version(self) -> str | None:
+        """The runtime's version, or None when it is not installed here."""
+
+    def available(self) -> bool:
+        return self.runtime_version() is not None
+
+    def not_installed_report(self) -> SupportReport:
+        return SupportReport(
+            backend=self.name,
+            runtime_version=None,
+            installed=False,
+            method="runtime",
+            verdict="not_installed",
+            notes=(f"{self.name} is not installed on this worker.",),
+        )
+
+    @abstractmethod
+    def check_support(self, model_path: Path) -> SupportReport:
+        """Which operators of the model this runtime supports, and where they run."""
+
+    @abstractmethod
+    def build_variants(
+        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    ) -> list[Variant]:
+        """Build this backend's optimized variants for the profile into out_dir."""
+
+    @abstractmethod
+    def load(self, variant_path: Path) -> Session:
+        """Load a variant (or the original ONNX model) for inference."""

@@ -1,0 +1,950 @@
+"""onnxruntime on the CPU: operator support, optimized and quantized variants, and sessions.
+
+`check_support` asks onnxruntime itself: it builds a session with graph optimizations
+off (so every node keeps its name and maps back to the uploaded model) and reads the
+runtime's record of which execution provider took which node. When no session can be
+built (an operator without a kernel, a custom domain, an opset the runtime does not
+know), each distinct node is loaded on its own in a one-node model, and the runtime's
+error says why a node is refused.
+
+`build_variants` builds, for a CPU profile, models optimized offline at the basic,
+extended and all levels, an INT8 dynamically quantized model and, with calibration data,
+an INT8 static QDQ model; for a GPU profile, an FP16 model. Every variant is loaded once
+before it is returned; one that does not load is dropped and the reason kept in
+`last_build_notes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import io
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers.engine.backends.base import (
+    Backend,
+    BackendNotInstalled,
+    Calibration,
+    HardwareProfile,
+    OpSupport,
+    Partition,
+    SupportMethod,
+    SupportReport,
+    SupportStatus,
+    Variant,
+    Verdict,
+)
+from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.errors import ModelError
+from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from onnx import GraphProto, ModelProto, NodeProto, TypeProto, ValueInfoProto
+
+logger = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_PROVIDER = "CUDAExecutionProvider"
+
+# Models larger than this (weights included) get their variants' weights in a separate
+# file: protobuf cannot hold more than 2 GB, and the quantizers copy the model around.
+EXTERNAL_DATA_THRESHOLD_BYTES = int(1.5 * 2**30)
+
+# Initializers up to this size are copied into one-node probe models (some kernels want
+# constant inputs); larger ones become graph inputs of the same type and shape.
+_PROBE_CONSTANT_BYTES = 64 * 2**10
+
+_MAX_REASON_CHARS = 500
+
+_OPT_LEVELS = ("basic", "extended", "all")
+
+_ALL_LEVEL_WARNING = (
+    "onnxruntime warns that a model optimized offline at the 'all' level can hold optimizations "
+    "specific to the CPU it was built on (such as NCHWc layouts); run it on the same kind of "
+    "hardware, or rebuild it there."
+)
+
+_SUPPORT_METHOD_NOTE = (
+    "Placement comes from onnxruntime's graph-assignment record for a session built with graph "
+    "optimizations disabled, so every node keeps its name and maps back to the uploaded model; "
+    "optimized variants may fuse nodes further."
+)
+
+
+class OnnxRuntimeSession:
+    """A model loaded in onnxruntime on the CPU, ready to run."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        intra_op_threads: int | None = None,
+        providers: Sequence[str] = (CPU_PROVIDER,),
+    ) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self._session: Any = onnxruntime.InferenceSession(str(model_path), options, providers=list(providers))
+        self.input_names = tuple(value.name for value in self._session.get_inputs())
+        self.output_names = tuple(value.name for value in self._session.get_outputs())
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on `inputs` (input name -> array); returns output name -> array."""
+        if self._session is None:
+            raise RuntimeError("This session is closed; load the model again to run it.")
+        values = self._session.run(list(self.output_names), inputs)
+        return dict(zip(self.output_names, values, strict=True))
+
+    def close(self) -> None:
+        """Free the session; `run` fails afterwards."""
+        self._session = None
+
+
+class OnnxRuntimeCpuBackend(Backend):
+    """onnxruntime with its CPU execution provider."""
+
+    name = "onnxruntime"
+
+    def __init__(self, intra_op_threads: int | None = None) -> None:
+        self.intra_op_threads = intra_op_threads
+        # Why variants were dropped or built differently in the last `build_variants` call.
+        self.last_build_notes: tuple[str, ...] = ()
+
+    def runtime_version(self) -> str | None:
+        """onnxruntime's version, or None when it cannot be imported here."""
+        try:
+            import onnxruntime
+        except ImportError:
+            return None
+        return str(onnxruntime.__version__)
+
+    # --- operator support -----------------------------------------------------------
+
+    def check_support(self, model_path: Path) -> SupportReport:
+        """Which operators of the model onnxruntime runs on the CPU, and which it refuses.
+
+        Support is grouped per (domain, op_type); nodes of one op type that end up
+        differently (say Relu on float and on int16) get one entry each. Raises
+        ModelError "invalid_model" when the file cannot be parsed as ONNX.
+        """
+        version = self.runtime_version()
+        if version is None:
+            return self.not_installed_report()
+
+        model = _load_graph(model_path)
+        nodes, renamed = _label_nodes(model)
+        try:
+            placement, expanded = self._placement_from_runtime(model_path, model, renamed)
+        except Exception as exc:  # onnxruntime raises its own exception types, all plain Exceptions
+            return self._probe_report(model, nodes, version, _runtime_error_text(exc))
+
+        notes = [_SUPPORT_METHOD_NOTE]
+        default_device = next(iter(set(expanded.values())), CPU_PROVIDER)
+        statuses: dict[str, tuple[SupportStatus, str, str]] = {}
+        missing = []
+        for node in nodes:
+            device = placement.get(node.label)
+            if device is None:
+                # Function calls (and ops onnxruntime implements as functions) are inlined:
+                # their body nodes run, under other names.
+                missing.append(node.label)
+                device = default_device
+            statuses[node.label] = ("supported", device, "")
+        if missing:
+            notes.append(
+                f"{len(missing)} node(s) were expanded into their function bodies and run as those: "
+                + ", ".join(missing[:10])
+                + ("..." if len(missing) > 10 else "")
+                + "."
+            )
+        return self._report(nodes, statuses, version, "runtime", notes)
+
+    def _placement_from_runtime(
+        self, model_path: Path, model: ModelProto, renamed: bool
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(node label -> provider, unknown node name -> provider) from a real session."""
+        import onnxruntime
+
+        options = self._session_options()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        if renamed:
+            # The model was changed in memory to give every node a unique name; its
+            # external weights are still found next to the original file.
+            options.add_session_config_entry(
+                "session.model_external_initializers_file_folder_path", str(model_path.parent)
+            )
+            session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=[CPU_PROVIDER])
+        else:
+            session = onnxruntime.InferenceSession(str(model_path), options, providers=[CPU_PROVIDER])
+
+        labels = {node.name for node in _walk_nodes(model.graph)}
+        placement: dict[str, str] = {}
+        others: dict[str, str] = {}
+        try:
+            subgraphs = session.get_provider_graph_assignment_info()
+        except AttributeError:
+            # Older onnxruntime: a session with only the CPU provider runs every node there.
+            return dict.fromkeys(labels, session.get_providers()[0]), {}
+        for subgraph in subgraphs:
+            for assigned in subgraph.get_nodes():
+                target = placement if assigned.name in labels else others
+                target[assigned.name] = subgraph.ep_name
+        return placement, others
+
+    def _probe_report(
+        self, model: ModelProto, nodes: list[_LabeledNode], version: str, session_error: str
+    ) -> SupportReport:
+        """Load each distinct node on its own to find the ones onnxruntime refuses."""
+        import onnxruntime
+
+        context = _ProbeContext.of(model)
+        outcomes: dict[tuple[Any, ...], tuple[SupportStatus, str, str]] = {}
+        statuses: dict[str, tuple[SupportStatus, str, str]] = {}
+        for node in nodes:
+            key = context.node_key(node.proto)
+            if key not in outcomes:
+                probe = context.one_node_model(node.proto)
+                options = self._session_options()
+                options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                try:
+                    onnxruntime.InferenceSession(probe.SerializeToString(), options, providers=[CPU_PROVIDER])
+                    outcomes[key] = ("supported", CPU_PROVIDER, "")
+                except Exception as exc:  # onnxruntime's own exception types
+                    outcomes[key] = ("unsupported", "", _runtime_error_text(exc))
+            statuses[node.label] = outcomes[key]
+
+        notes = [
+            f"onnxruntime could not load the whole model ({session_error}); each distinct node "
+            "(operator, attributes, input types and ranks) was loaded on its own in a one-node model."
+        ]
+        notes.extend(context.notes)
+        report = self._report(nodes, statuses, version, "probe", notes)
+        if report.verdict == "full":
+            notes.append(
+                "Every operator loads on its own, so the model fails for another reason, such as how "
+                "its nodes are connected or its weights are stored."
+            )
+            return replace(report, verdict="error", notes=tuple(notes), error=session_error)
+        return report
+
+    def _report(
+        self,
+        nodes: list[_LabeledNode],
+        statuses: Mapping[str, tuple[SupportStatus, str, str]],
+        version: str,
+        method: SupportMethod,
+        notes: list[str],
+    ) -> SupportReport:
+        groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
+        for node in nodes:
+            status, device, reason = statuses[node.label]
+            groups.setdefault((node.domain, node.op_type, status, device, reason), []).append(node.label)
+        ops = tuple(
+            OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
+            for (domain, op_type, status, device, reason), labels in groups.items()
+        )
+        supported = sum(1 for node in nodes if statuses[node.label][0] == "supported")
+        verdict: Verdict = "full" if supported == len(nodes) else "none" if supported == 0 else "partial"
+
+        partitions: list[Partition] = []
+        run: list[str] = []
+        run_device = ""
+        for node in nodes:
+            if not node.top_level:
+                continue  # subgraph nodes run inside their If/Loop/Scan node
+            status, device, _ = statuses[node.label]
+            device = device if status == "supported" else ""
+            if run and device != run_device:
+                if run_device:
+                    partitions.append(Partition(run_device, len(run), tuple(run)))
+                run = []
+            run.append(node.label)
+            run_device = device
+        if run and run_device:
+            partitions.append(Partition(run_device, len(run), tuple(run)))
+
+        return SupportReport(
+            backend=self.name,
+            runtime_version=version,
+            installed=True,
+            method=method,
+            verdict=verdict,
+            ops=ops,
+            partitions=tuple(partitions),
+            notes=tuple(notes),
+        )
+
+    # --- variants ---------------------------------------------------------------------
+
+    def build_variants(
+        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    ) -> list[Variant]:
+        """Build the variants the profile asks for into `out_dir`, each checked to load.
+
+        CPU profiles: "fp32" gives ort-opt-basic, ort-opt-extended and ort-opt-all; "int8"
+        gives ort-int8-dynamic and, with `calibration`, ort-int8-static-qdq. GPU profiles:
+        "fp16" gives ort-fp16 (inputs and outputs stay float32). Variants of a model with
+        external data, or larger than 1.5 GB, keep their weights in "<name>.onnx.data".
+
+        Raises BackendNotInstalled when onnxruntime is missing, ModelError "invalid_model"
+        for a file that is not ONNX, and the ModelErrors of `load_calibration` for
+        calibration data that does not fit the model.
+        """
+        if not self.available():
+            raise BackendNotInstalled(f"{self.name} is not installed on this worker.")
+        import onnx
+        import onnxruntime
+
+        header = _load_graph(model_path)
+        large = _model_bytes(model_path, header) > EXTERNAL_DATA_THRESHOLD_BYTES
+        external = large or _has_external_data(header)
+        versions = {"onnx": str(onnx.__version__), "onnxruntime": str(onnxruntime.__version__)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        notes: list[str] = []
+
+        samples: dict[str, np.ndarray] = {}
+        specs = _input_specs(header.graph)
+        if profile.device_kind == "cpu" and "int8" in profile.precisions and calibration is not None:
+            # Before anything is built: a wrong calibration file is the user's to fix.
+            samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
+
+        plans: list[tuple[str, str, Callable[[Path, Path], dict[str, Any]]]] = []
+        if profile.device_kind == "cpu":
+            if "fp32" in profile.precisions:
+                for level in _OPT_LEVELS:
+                    plans.append((f"ort-opt-{level}", "fp32", self._optimizer(level, external)))
+        elif "fp16" in profile.precisions:
+            plans.append(("ort-fp16", "fp16", _fp16_builder(external, large)))
+
+        scratch = Path(tempfile.mkdtemp(prefix=".ort-build-", dir=out_dir))
+        try:
+            if profile.device_kind == "cpu" and "int8" in profile.precisions:
+                source, prep_note = _preprocess_for_quantization(model_path, scratch, external)
+                plans.append(("ort-int8-dynamic", "int8", _dynamic_quantizer(source, prep_note, external)))
+                if calibration is not None:
+                    quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs)
+                    plans.append(("ort-int8-static-qdq", "int8", quantizer))
+
+            providers = [CPU_PROVIDER]
+            if profile.device_kind == "gpu" and GPU_PROVIDER in onnxruntime.get_available_providers():
+                providers = [GPU_PROVIDER, CPU_PROVIDER]
+            variants = []
+            for name, precision, build in plans:
+                target = out_dir / f"{name}.onnx"
+                try:
+                    options = build(model_path, target)
+                except Exception as exc:  # the optimizers and quantizers raise anything
+                    _remove_variant_files(target)
+                    notes.append(f"{name} was not built: {_runtime_error_text(exc)}")
+                    continue
+                try:
+                    self._check_loads(target, providers)
+                except Exception as exc:  # onnxruntime's own exception types
+                    _remove_variant_files(target)
+                    notes.append(f"{name} was built but does not load, so it was dropped: {_runtime_error_text(exc)}")
+                    continue
+                variants.append(
+                    Variant(
+                        name=name,
+                        backend=self.name,
+                        path=target,
+                        format="onnx",
+                        precision=precision,
+                        pass_name=options.pop("pass_name"),
+                        options=options,
+                        tool_versions=dict(versions),
+                        files=_variant_files(target),
+                    )
+                )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for note in notes:
+            logger.warning("%s", note)
+        self.last_build_notes = tuple(notes)
+        return variants
+
+    def _optimizer(self, level: str, external: bool) -> Callable[[Path, Path], dict[str, Any]]:
+        def build(model_path: Path, target: Path) -> dict[str, Any]:
+            import onnxruntime
+
+            levels = {
+                "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            }
+            options = self._session_options()
+            options.graph_optimization_level = levels[level]
+            options.optimized_model_filepath = str(target)
+            if external:
+                options.add_session_config_entry(
+                    "session.optimized_model_external_initializers_file_name", f"{target.name}.data"
+                )
+                options.add_session_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+                )
+            onnxruntime.InferenceSession(str(model_path), options, providers=[CPU_PROVIDER])
+            result: dict[str, Any] = {
+                "pass_name": "ort-graph-optimization",
+                "graph_optimization_level": level,
+                "optimized_for": CPU_PROVIDER,
+                "external_data": external,
+            }
+            if level == "all":
+                result["hardware_specific"] = True
+                result["warning"] = _ALL_LEVEL_WARNING
+            return result
+
+        return build
+
+    def _check_loads(self, path: Path, providers: list[str]) -> None:
+        import onnxruntime
+
+        onnxruntime.InferenceSession(str(path), self._session_options(), providers=providers)
+
+    def _session_options(self) -> Any:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # onnxruntime warns freely about users' models; what matters ends up in reports and notes.
+        options.log_severity_level = 3
+        if self.intra_op_threads:
+            options.intra_op_num_threads = self.intra_op_threads
+        return options
+
+    # --- running ----------------------------------------------------------------------
+
+    def load(self, variant_path: Path) -> OnnxRuntimeSession:
+        """Load a variant (or the original model) on the CPU provider."""
+        if not self.available():
+            raise BackendNotInstalled(f"{self.name} is not installed on this worker.")
+        return OnnxRuntimeSession(variant_path, intra_op_threads=self.intra_op_threads)
+
+
+# --- variant builders -------------------------------------------------------------------
+
+
+def _preprocess_for_quantization(model_path: Path, scratch: Path, external: bool) -> tuple[Path, str]:
+    """Run onnxruntime's quantization pre-processing (shape inference, cleanup) if it works."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = scratch / "preprocessed.onnx"
+    failures = []
+    # Symbolic shape inference needs sympy and fails on some models; ONNX shape inference
+    # and the cleanup pass still help on their own.
+    for skip_symbolic in (False, True):
+        try:
+            quant_pre_process(
+                str(model_path),
+                str(target),
+                skip_symbolic_shape=skip_symbolic,
+                save_as_external_data=external,
+                all_tensors_to_one_file=True,
+                external_data_location=f"{target.name}.data",
+            )
+        except Exception as exc:  # pre-processing is best effort
+            failures.append(_runtime_error_text(exc))
+            _remove_variant_files(target)
+            continue
+        if skip_symbolic:
+            return target, f"Pre-processed without symbolic shape inference ({failures[0]})."
+        return target, "Pre-processed with onnxruntime's quant_pre_process."
+    return model_path, f"Quantized without pre-processing, which failed: {failures[-1]}"
+
+
+def _dynamic_quantizer(source: Path, prep_note: str, external: bool) -> Callable[[Path, Path], dict[str, Any]]:
+    def build(model_path: Path, target: Path) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, use_external_data_format=external)
+        return {
+            "pass_name": "ort-quantize-dynamic",
+            "weight_type": "int8",
+            "activations": "quantized to uint8 at run time",
+            "preprocessing": prep_note,
+            "external_data": external,
+        }
+
+    return build
+
+
+def _static_quantizer(
+    source: Path,
+    prep_note: str,
+    external: bool,
+    calibration: Calibration,
+    samples: Mapping[str, np.ndarray],
+    specs: Sequence[TensorSpec],
+) -> Callable[[Path, Path], dict[str, Any]]:
+    def build(model_path: Path, target: Path) -> dict[str, Any]:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        methods = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }
+        reader = _FeedReader(calibration_feeds(samples, specs))
+        # The histogram calibrators print progress to stdout; a worker's stdout is its log.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(source),
+                str(target),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=calibration.per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[calibration.method],
+                use_external_data_format=external,
+            )
+        return {
+            "pass_name": "ort-quantize-static",
+            "quant_format": "QDQ",
+            "calibrate_method": calibration.method,
+            "per_channel": calibration.per_channel,
+            "activation_type": "int8",
+            "weight_type": "int8",
+            "calibration_batches": reader.count,
+            "preprocessing": prep_note,
+            "external_data": external,
+        }
+
+    return build
+
+
+def _fp16_builder(external: bool, large: bool) -> Callable[[Path, Path], dict[str, Any]]:
+    def build(model_path: Path, target: Path) -> dict[str, Any]:
+        import onnx
+
+        try:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            tool = "onnxruntime.transformers.float16"
+        except ImportError:
+            from onnxconverter_common.float16 import convert_float_to_float16
+
+            tool = "onnxconverter_common.float16"
+        model = onnx.load(str(model_path))
+        # Shape inference serializes the model, which fails for protos over 2 GB.
+        converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=large)
+        _save_model(converted, target, external)
+        return {"pass_name": "fp16-conversion", "tool": tool, "keep_io_types": True, "external_data": external}
+
+    return build
+
+
+class _FeedReader:
+    """A calibration data reader for onnxruntime's quantizer (it checks for `get_next`)."""
+
+    def __init__(self, feeds: Iterator[dict[str, np.ndarray]]) -> None:
+        self._feeds = feeds
+        self.count = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed = next(self._feeds, None)
+        if feed is not None:
+            self.count += 1
+        return feed
+
+
+def _save_model(model: ModelProto, target: Path, external: bool) -> None:
+    import onnx
+
+    if external:
+        onnx.save_model(
+            model,
+            str(target),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{target.name}.data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(target))
+
+
+def _variant_files(path: Path) -> tuple[Path, ...]:
+    """The model file and every external data file it names."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    files = [path]
+    for tensor in _walk_initializers(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    companion = path.parent / entry.value
+                    if companion not in files:
+                        files.append(companion)
+    return tuple(files)
+
+
+def _remove_variant_files(target: Path) -> None:
+    """Delete a failed variant: its file, the data files it names, and "<name>.data"."""
+    try:
+        files = list(_variant_files(target)) if target.is_file() else []
+    except Exception:  # a half-written file: remove what is known by name
+        files = []
+    for path in [*files, target, target.with_name(f"{target.name}.data")]:
+        # Only the variant's own files: never a data file it might share with the original.
+        if path.parent == target.parent and path.name.startswith(target.stem):
+            path.unlink(missing_ok=True)
+
+
+# --- reading models -----------------------------------------------------------------------
+
+
+def _load_graph(model_path: Path) -> ModelProto:
+    """The model without its external weights."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(model_path), format="protobuf", load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError):
+        raise ModelError(
+            "invalid_model",
+            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
+            "format. Export the model to ONNX again and upload the new file.",
+        ) from None
+
+
+def _walk_graphs(graph: GraphProto) -> Iterator[GraphProto]:
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _walk_graphs(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _walk_graphs(subgraph)
+
+
+def _walk_nodes(graph: GraphProto) -> Iterator[NodeProto]:
+    for each in _walk_graphs(graph):
+        yield from each.node
+
+
+def _walk_initializers(graph: GraphProto) -> Iterator[Any]:
+    for each in _walk_graphs(graph):
+        yield from each.initializer
+
+
+def _has_external_data(model: ModelProto) -> bool:
+    import onnx
+
+    return any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _walk_initializers(model.graph))
+
+
+def _model_bytes(model_path: Path, model: ModelProto) -> int:
+    """The model file plus its external data files."""
+    total = model_path.stat().st_size
+    locations = set()
+    for tensor in _walk_initializers(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
+    for location in locations:
+        companion = model_path.parent / location
+        if companion.is_file():
+            total += companion.stat().st_size
+    return total
+
+
+def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
+    """The graph inputs the caller feeds (initializers excluded), as TensorSpecs."""
+    import onnx
+
+    constants = {tensor.name for tensor in graph.initializer}
+    specs = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor_type = value.type.tensor_type
+        dtype: str | None = None
+        if value.type.HasField("tensor_type") and tensor_type.elem_type:
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+            except (KeyError, ValueError, TypeError):
+                dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
+        shape: tuple[Dim, ...] | None = None
+        if tensor_type.HasField("shape"):
+            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
+        specs.append(TensorSpec(value.name, dtype, shape))
+    return tuple(specs)
+
+
+def _dim(dim: Any) -> Dim:
+    which = dim.WhichOneof("value")
+    if which == "dim_value" and dim.dim_value >= 0:
+        return int(dim.dim_value)
+    if which == "dim_param":
+        return str(dim.dim_param)
+    return None
+
+
+@dataclass(frozen=True)
+class _LabeledNode:
+    """A node of the uploaded model with the unique label the report uses for it."""
+
+    label: str
+    domain: str
+    op_type: str
+    top_level: bool
+    proto: NodeProto
+
+
+def _label_nodes(model: ModelProto) -> tuple[list[_LabeledNode], bool]:
+    """Every node (main graph in topological order, then into subgraphs), uniquely named.
+
+    A node keeps its own name when that is unique; others get "<op_type>_<index>" (index
+    in its graph), and nodes in subgraphs are prefixed with their parent's label and the
+    attribute, e.g. "If_0/then_branch/Add_0". The protos are renamed in place, so that
+    onnxruntime reports the same labels; returns whether any name changed.
+    """
+    counts: dict[str, int] = {}
+    for node in _walk_nodes(model.graph):
+        if node.name:
+            counts[node.name] = counts.get(node.name, 0) + 1
+    used: set[str] = set()
+    labeled: list[_LabeledNode] = []
+    renamed = False
+
+    def visit(graph_nodes: Sequence[NodeProto], prefix: str, top_level: bool) -> None:
+        nonlocal renamed
+        for index, node in enumerate(graph_nodes):
+            base = node.name if node.name and counts[node.name] == 1 else f"{node.name or node.op_type}_{index}"
+            label = prefix + base
+            suffix = 1
+            while label in used:
+                suffix += 1
+                label = f"{prefix}{base}#{suffix}"
+            used.add(label)
+            if node.name != label:
+                node.name = label
+                renamed = True
+            labeled.append(_LabeledNode(label, node.domain or DEFAULT_DOMAIN, node.op_type, top_level, node))
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    visit(list(attribute.g.node), f"{label}/{attribute.name}/", False)
+                for position, subgraph in enumerate(attribute.graphs):
+                    visit(list(subgraph.node), f"{label}/{attribute.name}[{position}]/", False)
+
+    visit(_topological_order(model.graph), "", True)
+    return labeled, renamed
+
+
+def _topological_order(graph: GraphProto) -> list[NodeProto]:
+    """The graph's nodes in a topological order, stable where the file's order allows."""
+    producers: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name:
+                producers[name] = index
+    waiting = [0] * len(graph.node)
+    consumers: dict[int, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        sources = {producers[name] for name in _node_inputs(node) if name in producers and producers[name] != index}
+        waiting[index] = len(sources)
+        for source in sources:
+            consumers.setdefault(source, []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for consumer in consumers.get(index, ()):
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                heapq.heappush(ready, consumer)
+    # A cycle is invalid ONNX; keep the remaining nodes in file order rather than lose them.
+    placed = set(order)
+    order.extend(index for index in range(len(graph.node)) if index not in placed)
+    return [graph.node[index] for index in order]
+
+
+def _node_inputs(node: NodeProto) -> list[str]:
+    """The node's inputs and the outer-scope names its subgraphs read."""
+    names = [name for name in node.input if name]
+    for attribute in node.attribute:
+        subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+        for subgraph in subgraphs:
+            names.extend(_outer_scope_names(subgraph))
+    return names
+
+
+def _outer_scope_names(graph: GraphProto) -> list[str]:
+    """Names a subgraph reads from the graph around it."""
+    defined = {value.name for value in graph.input}
+    defined.update(tensor.name for tensor in graph.initializer)
+    defined.update(sparse.values.name for sparse in graph.sparse_initializer)
+    found: list[str] = []
+    for node in graph.node:
+        for name in _node_inputs(node):
+            if name not in defined and name not in found:
+                found.append(name)
+        defined.update(node.output)
+    return found
+
+
+# --- probing one node at a time -----------------------------------------------------------
+
+
+@dataclass
+class _ProbeContext:
+    """What is known about every value of a model, to rebuild any node as a model of its own."""
+
+    model: ModelProto
+    types: dict[str, TypeProto]
+    constants: dict[str, Any]  # small embedded initializers, copied into probes
+    notes: list[str]
+
+    @classmethod
+    def of(cls, model: ModelProto) -> _ProbeContext:
+        import onnx
+
+        notes: list[str] = []
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception as exc:  # shape inference raises several types; the declared types remain
+            notes.append(f"Shape inference failed, so probes use the declared types: {_runtime_error_text(exc)}")
+            inferred = model
+        types: dict[str, TypeProto] = {}
+        constants: dict[str, Any] = {}
+        for graph in _walk_graphs(inferred.graph):
+            for value in [*graph.input, *graph.value_info, *graph.output]:
+                if value.type.WhichOneof("value") is not None:
+                    types.setdefault(value.name, value.type)
+            for tensor in graph.initializer:
+                types[tensor.name] = onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
+                embedded = tensor.data_location != onnx.TensorProto.EXTERNAL
+                if embedded and tensor.ByteSize() <= _PROBE_CONSTANT_BYTES:
+                    constants[tensor.name] = tensor
+            for sparse in graph.sparse_initializer:
+                types[sparse.values.name] = onnx.helper.make_tensor_type_proto(
+                    sparse.values.data_type, list(sparse.dims)
+                )
+        return cls(model, types, constants, notes)
+
+    def opset(self, domain: str) -> int:
+        for entry in self.model.opset_import:
+            if (entry.domain or DEFAULT_DOMAIN) == (domain or DEFAULT_DOMAIN):
+                return int(entry.version)
+        return 0
+
+    def node_key(self, node: NodeProto) -> tuple[Any, ...]:
+        """What decides whether onnxruntime has a kernel: op, attributes, input types and ranks."""
+        attributes = []
+        for attribute in node.attribute:
+            if attribute.HasField("g") or len(attribute.graphs):
+                # Subgraphs differ from node to node: probe each such node.
+                return ("node", id(node))
+            if attribute.HasField("t"):
+                value: Any = ("tensor", attribute.t.data_type, tuple(attribute.t.dims))
+            else:
+                value = attribute.SerializeToString()
+            attributes.append((attribute.name, value))
+        inputs = tuple(self._type_key(name) for name in node.input)
+        return (node.domain or DEFAULT_DOMAIN, node.op_type, tuple(sorted(attributes)), inputs)
+
+    def _type_key(self, name: str) -> Any:
+        if not name:
+            return None
+        type_proto = self.types.get(name)
+        if type_proto is None:
+            return "?"
+        tensor_type = type_proto.tensor_type if type_proto.HasField("tensor_type") else None
+        if tensor_type is None:
+            return type_proto.WhichOneof("value")
+        rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else None
+        return (tensor_type.elem_type, rank)
+
+    def one_node_model(self, node: NodeProto) -> ModelProto:
+        """The node alone in a model, its inputs as graph inputs or small constants."""
+        from onnx import helper
+
+        inputs: list[ValueInfoProto] = []
+        initializers = []
+        seen: set[str] = set()
+        formal_positions = {name: position for position, name in reversed(list(enumerate(node.input))) if name}
+        for name in _node_inputs(node):
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.constants:
+                initializers.append(self.constants[name])
+            else:
+                type_proto = self._input_type(node, name, formal_positions.get(name))
+                inputs.append(helper.make_value_info(name, type_proto))
+        outputs = [
+            helper.make_value_info(name, self.types[name])
+            if name in self.types
+            else helper.make_empty_tensor_value_info(name)
+            for name in node.output
+            if name
+        ]
+        graph = helper.make_graph([node], f"probe_{node.op_type}", inputs, outputs, initializer=initializers)
+        probe = helper.make_model(
+            graph, opset_imports=list(self.model.opset_import), functions=list(self.model.functions)
+        )
+        probe.ir_version = self.model.ir_version
+        return probe
+
+    def _input_type(self, node: NodeProto, name: str, position: int | None) -> TypeProto:
+        import onnx
+
+        known = self.types.get(name)
+        if known is not None:
+            return known
+        # The type is unknown (often downstream of an op that shape inference cannot see
+        # through): take the first type the op's schema allows, float preferred.
+        allowed = ["tensor(float)"]
+        if position is not None:
+            try:
+                schema = onnx.defs.get_schema(node.op_type, self.opset(node.domain), node.domain)
+                formal = schema.inputs[min(position, len(schema.inputs) - 1)]
+                constraint = {item.type_param_str: item.allowed_type_strs for item in schema.type_constraints}
+                allowed = list(constraint.get(formal.type_str, [formal.type_str])) or allowed
+            except (onnx.defs.SchemaError, IndexError):
+                pass
+        chosen = "tensor(float)" if "tensor(float)" in allowed else sorted(allowed)[0]
+        self.notes.append(
+            f"The type of '{name}' (input of {node.name or node.op_type}) is unknown; the probe used {chosen}."
+        )
+        return _type_from_string(chosen)
+
+
+def _type_from_string(text: str) -> TypeProto:
+    """A TypeProto from a schema type string such as "tensor(float)" or "seq(tensor(int64))"."""
+    import onnx
+    from onnx import helper
+
+    inner = text[text.index("(") + 1 : -1] if "(" in text else text
+    if text.startswith("tensor("):
+        names = {name.lower(): value for name, value in onnx.TensorProto.DataType.items()}
+        return helper.make_tensor_type_proto(names.get(inner, onnx.TensorProto.FLOAT), None)
+    if text.startswith("seq("):
+        return helper.make_sequence_type_proto(_type_from_string(inner))
+    if text.startswith("optional("):
+        return helper.make_optional_type_proto(_type_from_string(inner))
+    return helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None)
+
+
+def _runtime_error_text(exc: BaseException) -> str:
+    """The first line of a runtime error, without onnxruntime's status prefix and source location."""
+    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
+    line = re.sub(r"^Load model from .*? failed:\s*", "", line)
+    line = re.sub(r"^\S+:\d+ .*?\)\s+(?=[A-Z])", "", line)
+    return line[:_MAX_REASON_CHARS]

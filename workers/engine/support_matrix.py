@@ -1,0 +1,47 @@
+"""Combine per-backend support reports into the op-type x backend matrix users read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """reports: backend name -> SupportReport.to_dict() (or an error report).
+
+    Returns {"backends": [...], "rows": [{"domain", "op_type", "cells": {backend: cell}}],
+    "verdicts": {backend: verdict}, "problems": n}. A cell is {"status", "reason", "nodes",
+    "device"}; a backend that could not answer gives cells of status "unknown".
+    """
+    backends = sorted(reports)
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for backend in backends:
+        for op in reports[backend].get("ops", []):
+            key = (op.get("domain") or "ai.onnx", op["op_type"])
+            rows.setdefault(key, {})[backend] = {
+                "status": op["status"],
+                "reason": op.get("reason", ""),
+                "nodes": list(op.get("nodes", [])),
+                "device": op.get("device", ""),
+            }
+    table = []
+    problems = 0
+    for (domain, op_type), cells in sorted(rows.items(), key=lambda item: (item[0][0] != "ai.onnx", item[0])):
+        for backend in backends:
+            if backend not in cells:
+                report = reports[backend]
+                cells[backend] = {
+                    "status": "unknown",
+                    "reason": report.get("error") or f"{backend} gave no answer for this op ({report.get('verdict')}).",
+                    "nodes": [],
+                    "device": "",
+                }
+        if any(cell["status"] != "supported" for cell in cells.values()):
+            problems += 1
+        table.append({"domain": domain, "op_type": op_type, "cells": cells})
+    return {
+        "backends": backends,
+        "rows": table,
+        "verdicts": {backend: reports[backend].get("verdict", "error") for backend in backends},
+        "methods": {backend: reports[backend].get("method", "") for backend in backends},
+        "problems": problems,
+    }
