@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu]'
+	$(PY) -m pip install --quiet --no-deps 'pnnx>=20250503'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -262,7 +262,7 @@ def test_dockerfile_conventions(name: str) -> None:
     assert installs
     for install in installs:
         assert "--no-cache-dir" in install, install
-    assert any('".[s3]"' in install for install in installs)
+    assert any(re.search(r'"\.\[s3[\],]', install) for install in installs)
     assert "platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoint" in text
     assert 'ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]' in lines
 
@@ -303,3 +303,9 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     for required in (".git", ".venv", "var", ".env", "**/node_modules", "frontend/dist"):
         assert required in patterns, required
     assert "**/__pycache__" in patterns
+
+
+def test_cpu_worker_image_has_the_cpu_runtimes() -> None:
+    text = (ROOT / "platform/docker/worker-cpu.Dockerfile").read_text()
+    assert '".[s3,runtimes-cpu]"' in text
+    assert '--no-deps "pnnx' in text, "pnnx must not pull torch into the image"

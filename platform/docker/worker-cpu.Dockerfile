@@ -19,12 +19,13 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, read from pyproject.toml alone, so a code change reuses this layer.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["s3"]))' > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["s3"] + p["optional-dependencies"]["runtimes-cpu"]))' > requirements.txt \
+    && pip install --no-cache-dir -r requirements.txt \
+    && pip install --no-cache-dir --no-deps "pnnx>=20250503"
 COPY apps ./apps
 COPY workers ./workers
 COPY platform ./platform
-RUN pip install --no-cache-dir ".[s3]"
+RUN pip install --no-cache-dir ".[s3,runtimes-cpu]"
 
 # --- runtime ----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -13,7 +13,7 @@ import pytest
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "workers" / "engine"
 REPO_ROOT = ENGINE_DIR.parents[1]
 FRAMEWORKS = {"django", "celery", "rest_framework", "kombu"}
-HEAVY = {"onnx", "onnxruntime", "numpy", "torch", "tensorrt"}
+HEAVY = {"onnx", "onnxruntime", "numpy", "torch", "tensorrt", "openvino", "nncf", "MNN", "ncnn", "pnnx", "onnx2torch"}
 ENGINE_FILES = sorted(ENGINE_DIR.rglob("*.py"))
 
 

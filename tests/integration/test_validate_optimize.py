@@ -86,3 +86,47 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
         session.close()
         cosine = float(np.dot(got.ravel(), expected.ravel()) / (np.linalg.norm(got) * np.linalg.norm(expected)))
         assert cosine > 0.95, (artifact.name, cosine)
+
+
+def test_embedded_profile_builds_mnn_and_ncnn_variants_and_a_custom_op_is_named(
+    personas, celery_worker_process, tmp_path
+):
+    from onnx import TensorProto, helper
+
+    client = client_for(personas.owner)
+    cnn = modelzoo.make_cnn_onnx(tmp_path / "cnn.onnx")
+    response = client.post(
+        "/api/v1/models/cnn-arm/versions/",
+        {"file": SimpleUploadedFile("cnn.onnx", cnn.read_bytes()), "profiles": "arm-cpu-mnn", "team": "vision"},
+        format="multipart",
+    )
+    body = _finished(client, response.json()["id"])
+    assert body["status"] == VersionStatus.READY, body["latest_run"]
+    built = {v["backend"] for v in body["reports"]["optimize"]["arm-cpu-mnn"]["variants"]}
+    assert built == {"mnn", "ncnn"}
+
+    # A model with an op from a custom domain: every backend names it, none crashes the step.
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Foo", ["r"], ["y"], domain="com.example")],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)], ir_version=9
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, path)
+    response = client.post(
+        "/api/v1/models/custom-op/versions/",
+        {"file": SimpleUploadedFile("custom.onnx", path.read_bytes()), "profiles": "x86-cpu", "team": "vision"},
+        format="multipart",
+    )
+    body = _finished(client, response.json()["id"])
+    validate = body["reports"]["validate"]["x86-cpu"]
+    foo = next(row for row in validate["matrix"]["rows"] if row["op_type"] == "Foo")
+    for backend in ("onnxruntime", "openvino"):
+        assert foo["cells"][backend]["status"] == "unsupported", foo
+        assert foo["cells"][backend]["reason"]
+    relu = next(row for row in validate["matrix"]["rows"] if row["op_type"] == "Relu")
+    assert relu["cells"]["onnxruntime"]["status"] == "supported"

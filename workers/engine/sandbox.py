@@ -16,9 +16,11 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -77,20 +79,39 @@ def run_in_sandbox(
     readable problem with the user's file), and `SandboxError` when the child crashed, ran
     out of memory or time, or failed unexpectedly.
     """
-    from workers.engine.errors import ModelError
 
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
+    scratch = tempfile.mkdtemp(prefix="slipway-sandbox-")
+    try:
+        return _run(entrypoint, payload, limits, on_progress, what, env, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(
+    entrypoint: str,
+    payload: dict[str, Any],
+    limits: SandboxLimits,
+    on_progress: ProgressCallback | None,
+    what: str,
+    env: dict[str, str],
+    scratch: str,
+) -> tuple[dict[str, Any], str]:
+    from workers.engine.errors import ModelError
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.engine.sandbox", entrypoint],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
-        cwd=str(_REPO_ROOT),
+        # A scratch working directory: libraries that drop temporary files in the current
+        # directory must not litter the code tree.
+        cwd=scratch,
         preexec_fn=_limit_child(limits.memory_bytes),
         close_fds=True,
     )

@@ -16,9 +16,9 @@ PROFILES = [
     {
         "slug": "nvidia-gpu",
         "name": "NVIDIA GPU",
-        "description": "NVIDIA GPUs: TensorRT engines, ONNX Runtime CUDA, PyTorch CUDA.",
+        "description": "NVIDIA GPUs: TensorRT engines, ONNX Runtime FP16 models, PyTorch CUDA.",
         "device_kind": "gpu",
-        "backends": ["tensorrt", "onnxruntime_cuda", "torch_cuda"],
+        "backends": ["tensorrt", "onnxruntime", "torch_cuda"],
         "precisions": ["fp32", "fp16", "int8"],
         "queue": "gpu",
         "options": {"batch_sizes": [1, 8, 32, 128], "concurrency": [1, 4, 16], "max_abs_error": 1e-2, "min_cosine": 0.99},

@@ -337,7 +337,7 @@ def test_missing_runtime_is_reported_not_raised(
         backend.build_variants(model, X86_CPU, None, tmp_path / "out")
     with pytest.raises(BackendNotInstalled):
         backend.load(model)
-    assert installed_backends() == {"onnxruntime": None}
+    assert installed_backends()["onnxruntime"] is None
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -346,10 +346,11 @@ def test_missing_runtime_is_reported_not_raised(
 def test_registry_finds_backends_by_name() -> None:
     assert BACKENDS["onnxruntime"] is OnnxRuntimeCpuBackend
     assert isinstance(get_backend("onnxruntime"), OnnxRuntimeCpuBackend)
-    assert installed_backends() == {"onnxruntime": onnxruntime.__version__}
+    assert installed_backends()["onnxruntime"] == onnxruntime.__version__
 
 
 def test_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(KeyError) as raised:
-        get_backend("tensorrt")
-    assert str(raised.value) == "There is no backend named 'tensorrt'; known backends: onnxruntime."
+        get_backend("quantum")
+    assert str(raised.value).startswith("There is no backend named 'quantum'; known backends: ")
+    assert "onnxruntime" in str(raised.value)

@@ -444,14 +444,17 @@ def _preprocess_for_quantization(model_path: Path, scratch: Path, external: bool
     # and the cleanup pass still help on their own.
     for skip_symbolic in (False, True):
         try:
-            quant_pre_process(
-                str(model_path),
-                str(target),
-                skip_symbolic_shape=skip_symbolic,
-                save_as_external_data=external,
-                all_tensors_to_one_file=True,
-                external_data_location=f"{target.name}.data",
-            )
+            # Symbolic shape inference saves a scratch copy named sym_shape_infer_temp.onnx in
+            # the current directory; keep it in our scratch folder.
+            with contextlib.chdir(scratch):
+                quant_pre_process(
+                    str(model_path),
+                    str(target),
+                    skip_symbolic_shape=skip_symbolic,
+                    save_as_external_data=external,
+                    all_tensors_to_one_file=True,
+                    external_data_location=f"{target.name}.data",
+                )
         except Exception as exc:  # pre-processing is best effort
             failures.append(_runtime_error_text(exc))
             _remove_variant_files(target)

@@ -8,10 +8,20 @@ that is not installed reports None as its version.
 from __future__ import annotations
 
 from workers.engine.backends.base import Backend
+from workers.engine.backends.mnn import MnnBackend
+from workers.engine.backends.ncnn import NcnnBackend
 from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from workers.engine.backends.openvino import OpenVinoBackend
+from workers.engine.backends.tensorrt import TensorRtBackend
+from workers.engine.backends.torch_cuda import TorchCudaBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     OnnxRuntimeCpuBackend.name: OnnxRuntimeCpuBackend,
+    OpenVinoBackend.name: OpenVinoBackend,
+    MnnBackend.name: MnnBackend,
+    NcnnBackend.name: NcnnBackend,
+    TensorRtBackend.name: TensorRtBackend,
+    TorchCudaBackend.name: TorchCudaBackend,
 }
 
 

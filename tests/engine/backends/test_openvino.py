@@ -1,0 +1,272 @@
+"""The OpenVINO CPU backend: which ops it runs, which IR variants it builds, and how they run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+from tests.modelzoo import make_cnn_onnx, make_if_onnx, make_mlp_onnx, rapidocr_det_model_path
+from workers.engine.backends import openvino as openvino_backend
+from workers.engine.backends.base import BackendNotInstalled, Calibration, HardwareProfile, SupportReport, Variant
+from workers.engine.backends.openvino import OpenVinoBackend
+from workers.engine.backends.published import load_published_list
+from workers.engine.errors import ModelError
+
+openvino = pytest.importorskip("openvino")
+
+X86_CPU = HardwareProfile("x86-cpu", "cpu", ("onnxruntime", "openvino"), ("fp32", "int8"))
+ALL_VARIANTS = ["ov-ir-fp32", "ov-ir-fp16", "ov-ir-int8", "ov-ir-int8-weights"]
+
+
+@pytest.fixture
+def backend() -> OpenVinoBackend:
+    return OpenVinoBackend(num_threads=1)
+
+
+def _image(seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _ops(report: SupportReport) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    return {f"{op.domain}:{op.op_type}": (op.status, op.device, op.nodes) for op in report.ops}
+
+
+def _custom_op_model(path: Path) -> Path:
+    """Relu -> com.example.Foo -> Sigmoid: OpenVINO has no conversion for Foo."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("Foo", ["r"], ["f"], name="foo", domain="com.example", alpha=2.0),
+            helper.make_node("Sigmoid", ["f"], ["y"], name="sigmoid"),
+        ],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+# --- operator support -------------------------------------------------------------------
+
+
+def test_cnn_is_fully_supported_on_the_cpu(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    report = backend.check_support(make_cnn_onnx(tmp_path / "cnn.onnx"))
+    assert (report.backend, report.installed, report.method, report.verdict) == ("openvino", True, "runtime", "full")
+    assert report.runtime_version == openvino.__version__.split("-")[0]
+    assert _ops(report) == {
+        "ai.onnx:Conv": ("supported", "CPU", ("Conv_0",)),
+        "ai.onnx:Relu": ("supported", "CPU", ("Relu_1",)),
+        "ai.onnx:MaxPool": ("supported", "CPU", ("MaxPool_2",)),
+        "ai.onnx:Flatten": ("supported", "CPU", ("Flatten_3",)),
+        "ai.onnx:Gemm": ("supported", "CPU", ("Gemm_4",)),
+    }
+    assert [(part.device, part.node_count) for part in report.partitions] == [("CPU", 5)]
+    assert any("query_model" in note for note in report.notes)
+
+
+def test_named_nodes_of_a_real_model_map_back_one_to_one(backend: OpenVinoBackend) -> None:
+    try:
+        path = rapidocr_det_model_path()
+    except LookupError:
+        pytest.skip("rapidocr_onnxruntime is not installed")
+    report = backend.check_support(path)
+    reported = [name for op in report.ops for name in op.nodes]
+    model = onnx.load(str(path), load_external_data=False)
+    assert report.verdict == "full"
+    assert len(set(reported)) == len(reported) == len(model.graph.node)
+    assert {node.name for node in model.graph.node if node.name} <= set(reported)
+
+
+def test_a_folded_dropout_does_not_take_its_producers_place(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("Dropout", ["r"], ["d"], name="dropout"),
+            helper.make_node("Neg", ["d"], ["y"], name="neg"),
+        ],
+        "dropout",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(tmp_path / "dropout.onnx"))
+
+    report = backend.check_support(tmp_path / "dropout.onnx")
+    assert report.verdict == "full"
+    assert [(part.device, part.nodes) for part in report.partitions] == [("CPU", ("relu", "dropout", "neg"))]
+    (folded,) = [note for note in report.notes if "no OpenVINO operation of their own" in note]
+    assert folded.endswith(": dropout.")
+
+
+def test_custom_op_is_unsupported_by_name_and_the_rest_still_judged(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    report = backend.check_support(_custom_op_model(tmp_path / "custom.onnx"))
+    assert report.verdict == "partial"
+    assert _ops(report) == {
+        "ai.onnx:Relu": ("supported", "CPU", ("relu",)),
+        "com.example:Foo": ("unsupported", "", ("foo",)),
+        "ai.onnx:Sigmoid": ("supported", "CPU", ("sigmoid",)),
+    }
+    foo = next(op for op in report.ops if op.op_type == "Foo")
+    assert "no conversion rule for com.example.Foo" in foo.reason
+    assert [(part.device, part.nodes) for part in report.partitions] == [
+        ("CPU", ("relu",)),
+        ("", ("foo",)),
+        ("CPU", ("sigmoid",)),
+    ]
+    assert any("converted partially" in note for note in report.notes)
+
+
+def test_custom_op_inside_a_branch_makes_its_if_unsupported(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model = onnx.load(str(make_if_onnx(tmp_path / "if.onnx")))
+    then_branch = next(attr.g for attr in model.graph.node[0].attribute if attr.name == "then_branch")
+    then_branch.node[0].op_type, then_branch.node[0].domain = "Foo", "com.example"
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    onnx.save_model(model, str(tmp_path / "if_custom.onnx"))
+
+    ops = _ops(backend.check_support(tmp_path / "if_custom.onnx"))
+    assert ops["com.example:Foo"] == ("unsupported", "", ("If_0/then_branch/Foo_0",))
+    assert ops["ai.onnx:If"][:2] == ("unsupported", "")
+    assert ops["ai.onnx:Mul"][:2] == ("unsupported", "")  # runs inside the If, which cannot run
+
+
+def test_a_file_that_is_not_onnx_is_a_model_error(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"definitely not protobuf")
+    with pytest.raises(ModelError) as caught:
+        backend.check_support(path)
+    assert caught.value.code == "invalid_model"
+
+
+# --- variants ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Variant], OpenVinoBackend]:
+    root = tmp_path_factory.mktemp("openvino")
+    model_path = make_cnn_onnx(root / "cnn.onnx")
+    samples = np.random.default_rng(3).standard_normal((32, 3, 32, 32)).astype(np.float32)
+    np.savez(root / "calibration.npz", image=samples)
+    backend = OpenVinoBackend(num_threads=1)
+    variants = backend.build_variants(model_path, X86_CPU, Calibration(root / "calibration.npz"), root / "variants")
+    assert backend.last_build_notes == ()
+    return model_path, variants, backend
+
+
+def test_cpu_profile_builds_fp32_fp16_weights_and_int8_ir(
+    cnn_variants: tuple[Path, list[Variant], OpenVinoBackend],
+) -> None:
+    _, variants, _ = cnn_variants
+    assert [variant.name for variant in variants] == ALL_VARIANTS
+    assert [variant.precision for variant in variants] == ["fp32", "fp16-weights", "int8", "int8-weights"]
+    for variant in variants:
+        assert (variant.backend, variant.format) == ("openvino", "openvino-ir")
+        assert variant.files == (variant.path, variant.path.with_suffix(".bin"))
+        assert all(path.is_file() for path in variant.files)
+        assert set(variant.tool_versions) == {"openvino", "nncf", "onnx"}
+
+
+def test_every_variant_runs_close_to_onnxruntime(cnn_variants: tuple[Path, list[Variant], OpenVinoBackend]) -> None:
+    model_path, variants, backend = cnn_variants
+    image = _image()
+    (expected,) = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": image}
+    )
+    for variant in variants:
+        session = backend.load(variant.path)
+        assert (session.input_names, session.output_names) == (("image",), ("logits",))
+        logits = session.run({"image": image})["logits"]
+        session.close()
+        assert logits.shape == (1, 10)
+        if variant.precision == "fp32":
+            np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+        else:
+            assert _cosine(logits, expected) > 0.98, variant.name
+
+
+def test_without_calibration_int8_is_weights_only(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model_path = make_mlp_onnx(tmp_path / "mlp.onnx")
+    variants = backend.build_variants(model_path, X86_CPU, None, tmp_path / "variants")
+    assert [variant.name for variant in variants] == ["ov-ir-fp32", "ov-ir-fp16", "ov-ir-int8-weights"]
+    assert any("needs calibration data" in note for note in backend.last_build_notes)
+
+
+def test_calibration_that_does_not_fit_is_the_users_to_fix(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model_path = make_cnn_onnx(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "calibration.npz", pixels=np.zeros((4, 3, 32, 32), dtype=np.float32))
+    with pytest.raises(ModelError) as caught:
+        backend.build_variants(model_path, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    assert caught.value.code == "calibration_mismatch"
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_runs_an_onnx_model_with_a_dynamic_batch(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model_path = make_mlp_onnx(tmp_path / "mlp.onnx")
+    rows = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    (expected,) = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": rows}
+    )
+    session = backend.load(model_path)
+    assert (session.input_names, session.output_names) == (("input",), ("output",))
+    np.testing.assert_allclose(session.run({"input": rows})["output"], expected, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="do not match"):
+        session.run({"rows": rows})
+    session.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        session.run({"input": rows})
+
+
+# --- without OpenVINO -------------------------------------------------------------------
+
+
+@pytest.fixture
+def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes `import openvino` raise ImportError.
+    monkeypatch.setitem(sys.modules, "openvino", None)
+
+
+@pytest.mark.usefixtures("without_openvino")
+def test_not_installed_answers_from_the_published_list(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model_path = make_cnn_onnx(tmp_path / "cnn.onnx")
+    assert (backend.available(), backend.runtime_version()) == (False, None)
+    report = backend.check_support(model_path)
+    assert (report.installed, report.method, report.verdict) == (False, "published_list", "full")
+    assert "not installed" in report.notes[0]
+    with pytest.raises(BackendNotInstalled, match="not installed"):
+        backend.build_variants(model_path, X86_CPU, None, tmp_path / "out")
+    with pytest.raises(BackendNotInstalled, match="not installed"):
+        backend.load(model_path)
+
+
+@pytest.mark.usefixtures("without_openvino")
+def test_not_installed_without_a_published_list(
+    backend: OpenVinoBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_backend, "load_published_list", lambda runtime: None)
+    report = backend.check_support(make_cnn_onnx(tmp_path / "cnn.onnx"))
+    assert (report.installed, report.verdict) == (False, "not_installed")
+
+
+def test_published_list_says_where_it_comes_from() -> None:
+    oplist = load_published_list("openvino")
+    assert oplist is not None
+    assert oplist.runtime == "openvino"
+    assert "supported_ops.md" in oplist.source and oplist.retrieved
+    assert oplist.lookup("", "Conv")[0] == "supported"
+    assert oplist.lookup("ai.onnx", "Det")[0] == "unsupported"  # listed without a supported version
+    assert oplist.lookup("com.example", "Foo")[0] == "unsupported"
+    statuses = {entry["status"] for ops in oplist.domains.values() for entry in ops.values()}
+    assert statuses == {"supported", "unsupported"}

@@ -1,0 +1,997 @@
+"""OpenVINO on the CPU: operator support, IR variants (FP32, FP16 weights, INT8) and sessions.
+
+`check_support` converts the model with OpenVINO's ONNX frontend and asks the CPU plugin
+(`Core.query_model`) which of the resulting operations it runs. The plugin answers with
+OpenVINO operation names, which are mapped back to the ONNX nodes they came from:
+
+1. The frontend names the operation that produces a node's output after the ONNX node when
+   the node has a name, else after its output tensor, and keeps the ONNX output tensor
+   names on the OpenVINO outputs (model outputs are named after their tensor). Helper
+   operations get "<that name>/<suffix>" (such as "conv/WithoutBiases").
+2. So an operation belongs to the ONNX node whose name equals its friendly name, else to
+   the node that produces one of its output tensors, else to the node named by the part of
+   its friendly name before a "/". The frontend drops Identity and Dropout nodes and gives
+   their output name to the operation that made their input, so a name that points at one
+   of them is followed back to the node that made its input.
+3. The remaining operations (auto-named, like "Subtract_9": shape and bias helpers the
+   frontend inserts) belong to the nearest mapped operation they feed, or failing that the
+   nearest one that feeds them.
+
+A node is supported when every operation it maps to is in the plugin's answer. A node
+with no operation of its own (Identity, Dropout: folded away by the frontend) counts as
+supported. When the frontend cannot convert an operator, the model is converted partially
+(`FrontEnd.convert_partially`): the operator stays as a framework node that names its ONNX
+type and domain, and is reported unsupported with the frontend's message; the framework
+nodes are cut out of the graph (their outputs become parameters) so that the plugin can
+still judge the operations around them.
+
+`build_variants` writes OpenVINO IR (.xml + .bin): FP32, FP16-compressed weights, INT8
+from NNCF post-training quantization with calibration data, and NNCF INT8 weight
+compression. Every variant is compiled once on the CPU before it is returned; one that
+does not build or compile is dropped and the reason kept in `last_build_notes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import importlib.metadata
+import io
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers.engine.backends.base import (
+    Backend,
+    BackendNotInstalled,
+    Calibration,
+    HardwareProfile,
+    OpSupport,
+    Partition,
+    SupportReport,
+    SupportStatus,
+    Variant,
+    Verdict,
+)
+from workers.engine.backends.published import load_published_list, report_from_published_list
+from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.errors import ModelError
+from workers.engine.inspection import Dim, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from onnx import GraphProto, ModelProto, NodeProto
+
+logger = logging.getLogger(__name__)
+
+DEVICE = "CPU"
+DEFAULT_DOMAIN = "ai.onnx"
+
+# Where build_variants records the model's input and output names inside the IR, so that a
+# session keys its outputs by the names of the uploaded model.
+_RT_INFO_KEY = "slipway"
+
+_MAX_REASON_CHARS = 500
+
+_NOT_INSTALLED = (
+    "OpenVINO is not installed on this worker: install the openvino package on it, or build and "
+    "run this model with another backend."
+)
+
+_SUPPORT_METHOD_NOTE = (
+    "Placement comes from OpenVINO's CPU plugin (Core.query_model) for the model as the ONNX "
+    "frontend converts it. The plugin names OpenVINO operations; each was mapped back to the ONNX "
+    "node it came from by its friendly name and output tensor names, and helper operations the "
+    "frontend inserts were counted with the node they feed."
+)
+
+_FRAMEWORK_NODE_TYPES = ("ONNXFrameworkNode", "NotSupportedONNXNode")
+
+
+class OpenVinoSession:
+    """A model compiled by OpenVINO for the CPU, ready to run."""
+
+    def __init__(self, compiled: Any, input_names: Sequence[str], output_names: Sequence[str]) -> None:
+        self._compiled: Any = compiled
+        self._request: Any = compiled.create_infer_request()
+        self.input_names = tuple(input_names)
+        self.output_names = tuple(output_names)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on `inputs` (input name -> array); returns output name -> array."""
+        if self._request is None:
+            raise RuntimeError("This session is closed; load the model again to run it.")
+        missing = [name for name in self.input_names if name not in inputs]
+        unknown = [name for name in inputs if name not in self.input_names]
+        if missing or unknown:
+            raise ValueError(
+                f"The inputs do not match the model: it takes {', '.join(self.input_names)}; "
+                f"missing {', '.join(missing) or 'none'}, unknown {', '.join(unknown) or 'none'}."
+            )
+        feeds = {index: inputs[name] for index, name in enumerate(self.input_names)}
+        results = self._request.infer(feeds, share_inputs=False, share_outputs=False)
+        return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs, strict=True)}
+
+    def close(self) -> None:
+        """Free the compiled model; `run` fails afterwards."""
+        self._request = None
+        self._compiled = None
+
+
+class OpenVinoBackend(Backend):
+    """OpenVINO with its CPU plugin."""
+
+    name = "openvino"
+
+    def __init__(self, num_threads: int | None = None, inference_precision: str | None = "f32") -> None:
+        """`inference_precision` pins the CPU plugin's precision for float operations: "f32"
+        (the default, so that results match the model's own) or None for the plugin's choice,
+        which is bf16 or f16 on CPUs that support them."""
+        self.num_threads = num_threads
+        self.inference_precision = inference_precision
+        # Why variants were dropped or built differently in the last `build_variants` call.
+        self.last_build_notes: tuple[str, ...] = ()
+
+    def runtime_version(self) -> str | None:
+        """OpenVINO's release (such as "2026.4.1"), or None when it cannot be imported here."""
+        full = _openvino_version()
+        return full.split("-")[0] if full else None
+
+    # --- operator support -----------------------------------------------------------
+
+    def check_support(self, model_path: Path) -> SupportReport:
+        """Which operators of the model OpenVINO runs on the CPU, and which it cannot convert.
+
+        Support is grouped per (domain, op_type, status, reason); partitions are the runs
+        of top-level nodes in topological order, device "CPU" or "" for a run OpenVINO cannot
+        take. Without OpenVINO installed, the answer comes from OpenVINO's published ONNX
+        operator list when Slipway ships one. Raises ModelError "invalid_model" when the file
+        cannot be parsed as ONNX.
+        """
+        version = self.runtime_version()
+        if version is None:
+            oplist = load_published_list(self.name)
+            if oplist is None:
+                return self.not_installed_report()
+            return report_from_published_list(self.name, model_path, oplist)
+
+        onnx_model = _load_graph(model_path)
+        nodes = _label_nodes(onnx_model)
+        notes = [_SUPPORT_METHOD_NOTE]
+        try:
+            graph = _read_converted(model_path)
+        except Exception as exc:  # OpenVINO raises plain RuntimeErrors for conversion failures
+            conversion_error = _error_text(exc)
+            try:
+                graph = _read_partially_converted(model_path, onnx_model, _conversion_failures(str(exc)))
+            except Exception as partial_exc:  # the frontend cannot read the file at all
+                return self._error_report(version, conversion_error, _error_text(partial_exc))
+            notes.append(
+                "OpenVINO's ONNX frontend could not convert every operator, so the model was converted "
+                "partially: the operators it could not convert are reported unsupported with its message, "
+                "and the CPU plugin judged the rest with those operators cut out of the graph."
+            )
+        notes.extend(graph.notes)
+        statuses, folded = _node_statuses(nodes, graph)
+        if folded:
+            notes.append(
+                f"{len(folded)} node(s) have no OpenVINO operation of their own after conversion (the frontend "
+                "folds Identity and Dropout into their neighbours and reads some constants as attributes) "
+                "and count as supported: " + _short_list(folded)
+            )
+        return self._report(nodes, statuses, version, notes)
+
+    def _report(
+        self,
+        nodes: list[_OnnxNode],
+        statuses: Mapping[str, tuple[SupportStatus, str, str]],
+        version: str,
+        notes: list[str],
+    ) -> SupportReport:
+        groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
+        for node in nodes:
+            status, device, reason = statuses[node.label]
+            groups.setdefault((node.domain, node.op_type, status, device, reason), []).append(node.label)
+        ops = tuple(
+            OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
+            for (domain, op_type, status, device, reason), labels in groups.items()
+        )
+        supported = sum(1 for node in nodes if statuses[node.label][0] == "supported")
+        verdict: Verdict = "full" if supported == len(nodes) else "none" if supported == 0 else "partial"
+
+        # Runs of top-level nodes in topological order; a run OpenVINO cannot take has device "".
+        partitions: list[Partition] = []
+        run: list[str] = []
+        run_device = ""
+        for node in nodes:
+            if not node.top_level:
+                continue  # subgraph nodes run inside their If/Loop/Scan node
+            status, device, _ = statuses[node.label]
+            device = device if status == "supported" else ""
+            if run and device != run_device:
+                partitions.append(Partition(run_device, len(run), tuple(run)))
+                run = []
+            run.append(node.label)
+            run_device = device
+        if run:
+            partitions.append(Partition(run_device, len(run), tuple(run)))
+
+        return SupportReport(
+            backend=self.name,
+            runtime_version=version,
+            installed=True,
+            method="runtime",
+            verdict=verdict,
+            ops=ops,
+            partitions=tuple(partitions),
+            notes=tuple(notes),
+        )
+
+    def _error_report(self, version: str, conversion_error: str, partial_error: str) -> SupportReport:
+        return SupportReport(
+            backend=self.name,
+            runtime_version=version,
+            installed=True,
+            method="runtime",
+            verdict="error",
+            notes=(
+                "OpenVINO could not read the model, not even partially, so no operator could be judged: "
+                f"{partial_error}",
+            ),
+            error=conversion_error,
+        )
+
+    # --- variants ---------------------------------------------------------------------
+
+    def build_variants(
+        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    ) -> list[Variant]:
+        """Build OpenVINO IR variants for the profile into `out_dir`, each checked to compile.
+
+        Always "ov-ir-fp32" (the model converted to IR); "ov-ir-fp16" (weights stored as
+        FP16, precision "fp16-weights") for CPU profiles and profiles asking for "fp16";
+        with "int8" in the precisions, "ov-ir-int8" (NNCF post-training quantization, only
+        with `calibration`) and "ov-ir-int8-weights" (NNCF INT8 weight compression, weights
+        only). Each variant is "<name>.xml" plus "<name>.bin".
+
+        Raises BackendNotInstalled when OpenVINO is missing, ModelError "invalid_model" for
+        a file that is not ONNX, and the ModelErrors of `load_calibration` for calibration
+        data that does not fit the model. Variants that fail are dropped, not raised.
+        """
+        ov_version = _openvino_version()
+        if ov_version is None:
+            raise BackendNotInstalled(_NOT_INSTALLED)
+        import onnx
+        import openvino
+
+        header = _load_graph(model_path)
+        specs = _input_specs(header.graph)
+        wants_int8 = "int8" in profile.precisions
+        samples: dict[str, np.ndarray] = {}
+        if wants_int8 and calibration is not None:
+            # Before anything is built: a wrong calibration file is the user's to fix.
+            samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
+
+        versions = {"openvino": ov_version, "onnx": str(onnx.__version__)}
+        nncf_version = _package_version("nncf")
+        if nncf_version:
+            versions["nncf"] = nncf_version
+        out_dir.mkdir(parents=True, exist_ok=True)
+        notes: list[str] = []
+
+        try:
+            converted = openvino.convert_model(str(model_path))
+        except Exception as exc:  # conversion failures are plain RuntimeErrors
+            notes.append(
+                f"The model could not be converted to OpenVINO IR, so no variant was built: {_error_text(exc)}"
+            )
+            self._finish_build(notes)
+            return []
+        names = {
+            "input_names": [spec.name for spec in specs],
+            "output_names": [value.name for value in header.graph.output],
+        }
+        for key, value in names.items():
+            converted.set_rt_info(json.dumps(value), [_RT_INFO_KEY, key])
+
+        plans: list[tuple[str, str, Callable[[Any, Path], dict[str, Any]]]] = [("ov-ir-fp32", "fp32", _save_fp32)]
+        if profile.device_kind == "cpu" or "fp16" in profile.precisions:
+            plans.append(("ov-ir-fp16", "fp16-weights", _save_fp16_weights))
+        if wants_int8:
+            if calibration is not None:
+                plans.append(("ov-ir-int8", "int8", _int8_quantizer(calibration, samples, specs)))
+            else:
+                notes.append("ov-ir-int8 was not built: static INT8 quantization needs calibration data.")
+            plans.append(("ov-ir-int8-weights", "int8-weights", _compress_weights_int8))
+
+        variants = []
+        for name, precision, build in plans:
+            target = out_dir / f"{name}.xml"
+            try:
+                options = build(converted.clone(), target)
+            except Exception as exc:  # NNCF and the IR serializer raise anything
+                _remove_ir(target)
+                notes.append(f"{name} was not built: {_error_text(exc)}")
+                continue
+            try:
+                self.load(target).close()
+            except Exception as exc:  # compile errors are plain RuntimeErrors
+                _remove_ir(target)
+                notes.append(f"{name} was built but does not compile on the CPU, so it was dropped: {_error_text(exc)}")
+                continue
+            variants.append(
+                Variant(
+                    name=name,
+                    backend=self.name,
+                    path=target,
+                    format="openvino-ir",
+                    precision=precision,
+                    pass_name=options.pop("pass_name"),
+                    options=options,
+                    tool_versions=dict(versions),
+                    files=(target, target.with_suffix(".bin")),
+                )
+            )
+        self._finish_build(notes)
+        return variants
+
+    def _finish_build(self, notes: list[str]) -> None:
+        for note in notes:
+            logger.warning("%s", note)
+        self.last_build_notes = tuple(notes)
+
+    # --- running ----------------------------------------------------------------------
+
+    def load(self, variant_path: Path) -> OpenVinoSession:
+        """Compile an IR variant (.xml, its .bin beside it) or an ONNX model on the CPU."""
+        if not self.available():
+            raise BackendNotInstalled(_NOT_INSTALLED)
+        import openvino
+
+        if variant_path.suffix.lower() not in (".xml", ".onnx"):
+            raise ValueError(f"OpenVINO loads .xml (IR) or .onnx files, not '{variant_path.name}'.")
+        core = openvino.Core()
+        model = core.read_model(str(variant_path))
+        config: dict[str, Any] = {}
+        if self.inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        if self.num_threads:
+            config["INFERENCE_NUM_THREADS"] = self.num_threads
+        compiled = core.compile_model(model, DEVICE, config)
+        input_names = _port_names(model, model.inputs, "input_names")
+        output_names = _port_names(model, model.outputs, "output_names")
+        return OpenVinoSession(compiled, input_names, output_names)
+
+
+# --- variant builders -------------------------------------------------------------------
+
+
+def _save_fp32(model: Any, target: Path) -> dict[str, Any]:
+    import openvino
+
+    openvino.save_model(model, str(target), compress_to_fp16=False)
+    return {"pass_name": "ov-convert-model", "compress_to_fp16": False}
+
+
+def _save_fp16_weights(model: Any, target: Path) -> dict[str, Any]:
+    import openvino
+
+    openvino.save_model(model, str(target), compress_to_fp16=True)
+    return {
+        "pass_name": "ov-fp16-weights",
+        "compress_to_fp16": True,
+        "weights": "fp16",
+        "compute": "the device's inference precision: the weights are decompressed when the model is compiled",
+    }
+
+
+def _int8_quantizer(
+    calibration: Calibration, samples: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]
+) -> Callable[[Any, Path], dict[str, Any]]:
+    def build(model: Any, target: Path) -> dict[str, Any]:
+        import nncf
+        import openvino
+
+        feeds = list(calibration_feeds(samples, specs))
+        with _quiet_nncf():
+            quantized = nncf.quantize(
+                model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(feeds)
+            )
+        openvino.save_model(quantized, str(target), compress_to_fp16=False)
+        options: dict[str, Any] = {
+            "pass_name": "nncf-quantize",
+            "preset": "performance (symmetric INT8 activations and weights)",
+            "weights": "int8, per channel",
+            "activations": "int8, per tensor",
+            "calibration_batches": len(feeds),
+            "range_estimation": "NNCF's default",
+        }
+        if calibration.method != "minmax":
+            options["calibrate_method_ignored"] = (
+                f"The requested '{calibration.method}' calibration method has no direct NNCF setting; "
+                "NNCF's default range estimation was used."
+            )
+        return options
+
+    return build
+
+
+def _compress_weights_int8(model: Any, target: Path) -> dict[str, Any]:
+    import nncf
+    import openvino
+
+    with _quiet_nncf():
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    openvino.save_model(compressed, str(target), compress_to_fp16=False)
+    return {
+        "pass_name": "nncf-compress-weights",
+        "mode": "int8_asym",
+        "weights": "int8, per channel, asymmetric",
+        "activations": "unchanged (float)",
+    }
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF draws progress bars and logs tables on stdout; a worker's stdout is its log."""
+    nncf_logger = logging.getLogger("nncf")
+    previous = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        nncf_logger.setLevel(previous)
+
+
+def _remove_ir(target: Path) -> None:
+    target.unlink(missing_ok=True)
+    target.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _port_names(model: Any, ports: Sequence[Any], key: str) -> tuple[str, ...]:
+    """The name of each input or output: the ONNX model's, as recorded at build time.
+
+    A port can carry several tensor names (an Identity output shares its input's tensor).
+    The recorded names are used only where each is one of its port's names; otherwise a
+    model output is named like its Result, and an input by any of its names.
+    """
+    if model.has_rt_info([_RT_INFO_KEY, key]):
+        with contextlib.suppress(ValueError, TypeError):
+            recorded = json.loads(str(model.get_rt_info([_RT_INFO_KEY, key]).value))
+            if (
+                isinstance(recorded, list)
+                and len(recorded) == len(ports)
+                and all(name in port.get_names() for name, port in zip(recorded, ports, strict=True))
+            ):
+                return tuple(str(name) for name in recorded)
+    results = model.get_results() if key == "output_names" else [None] * len(ports)
+    names: list[str] = []
+    for port, result in zip(ports, results, strict=True):
+        candidates = port.get_names()
+        chosen = port.get_any_name() if candidates else f"{key.removesuffix('_names')}_{len(names)}"
+        own = result.get_friendly_name().removesuffix("/sink_port_0") if result is not None else ""
+        names.append(own if own in candidates else chosen)
+    return tuple(names)
+
+
+# --- converted graph: the facts the support report needs --------------------------------
+
+
+@dataclass
+class _OvOp:
+    """One OpenVINO operation, as plain data (OpenVINO objects must not outlive the frontend)."""
+
+    name: str
+    type_name: str
+    output_names: tuple[str, ...]
+    consumers: list[int] = field(default_factory=list)
+    producers: list[int] = field(default_factory=list)
+    onnx_type: tuple[str, str] | None = None  # (domain, op_type) of a framework node
+    bodies: list[list[_OvOp]] = field(default_factory=list)  # If/Loop/TensorIterator bodies
+
+
+@dataclass
+class _ConvertedGraph:
+    ops: list[_OvOp]
+    placement: dict[str, str]  # friendly name -> device, from query_model
+    failures: dict[str, str] = field(default_factory=dict)  # "domain.Op" or "Op" -> frontend message
+    notes: list[str] = field(default_factory=list)
+    judged: bool = True  # False when the plugin refused to judge the graph at all
+
+
+def _read_converted(model_path: Path) -> _ConvertedGraph:
+    """The fully converted model; raises when the frontend cannot convert every operator."""
+    import openvino
+
+    core = openvino.Core()
+    model = core.read_model(str(model_path))
+    try:
+        placement = dict(core.query_model(model, DEVICE))
+    except Exception as exc:  # the plugin refuses the graph as a whole
+        note = f"The CPU plugin could not judge the model: {_error_text(exc)}"
+        return _ConvertedGraph(ops=_collect_ops(model), placement={}, notes=[note], judged=False)
+    return _ConvertedGraph(ops=_collect_ops(model), placement=placement)
+
+
+def _read_partially_converted(model_path: Path, onnx_model: ModelProto, failures: dict[str, str]) -> _ConvertedGraph:
+    """Convert what the frontend can; its framework nodes are cut out before the plugin is asked."""
+    import openvino
+    from openvino.frontend import FrontEndManager
+
+    # Framework nodes are objects of the frontend's library: the manager that loaded it must
+    # outlive every object of the model, so nothing of the model leaves this function.
+    manager = FrontEndManager()
+    frontend = manager.load_by_framework("onnx")
+    input_model = frontend.load(str(model_path))
+    model = frontend.convert_partially(input_model)
+    try:
+        ops = _collect_ops(model)
+        notes: list[str] = []
+        judged = True
+        try:
+            cut = _cut_framework_nodes(model, onnx_model, notes)
+            placement = dict(openvino.Core().query_model(cut, DEVICE))
+            del cut
+        except Exception as exc:  # the cut graph does not validate, or the plugin refuses it
+            placement, judged = {}, False
+            notes.append(f"The CPU plugin could not judge the partially converted model: {_error_text(exc)}")
+        return _ConvertedGraph(ops=ops, placement=placement, failures=failures, notes=notes, judged=judged)
+    finally:
+        del model, input_model
+
+
+def _conversion_failures(text: str) -> dict[str, str]:
+    """Why each operator failed to convert, per "domain.Op" key, from the frontend's error.
+
+    The error reads "-- No conversion rule found for operations: Det-22, com.example.Foo"
+    and, for converters that threw, "-- Resize-18 with a message:" followed by the message.
+    """
+    failures: dict[str, str] = {}
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        no_rule = re.match(r"-- No conversion rule found for operations: (.*)", line)
+        if no_rule:
+            for item in no_rule.group(1).split(","):
+                key = _failure_key(item)
+                failures.setdefault(key, f"OpenVINO's ONNX frontend has no conversion rule for {key}.")
+            continue
+        threw = re.match(r"-- (\S+) with a message:", line)
+        if threw:
+            message = []
+            for following in lines[index + 1 :]:
+                if following.startswith("-- ") or following.startswith("Summary:"):
+                    break
+                if following.strip():
+                    message.append(following.strip())
+            key = _failure_key(threw.group(1))
+            failures[key] = f"OpenVINO's ONNX frontend failed to convert {key}: " + " ".join(message)
+    for key, reason in failures.items():
+        failures[key] = reason[:_MAX_REASON_CHARS]
+    return failures
+
+
+def _failure_key(item: str) -> str:
+    """ "Det-22" -> "Det"; "com.example.Foo" stays."""
+    return re.sub(r"-\d+$", "", item.strip())
+
+
+def _collect_ops(model: Any) -> list[_OvOp]:
+    ops = model.get_ordered_ops()
+    index = {op.get_instance_id(): position for position, op in enumerate(ops)}
+    collected = []
+    for op in ops:
+        names: list[str] = []
+        for output in op.outputs():
+            names.extend(sorted(output.get_names()))
+        onnx_type = None
+        if op.get_type_name() in _FRAMEWORK_NODE_TYPES:
+            attributes = op.get_attributes()
+            onnx_type = (attributes.get("ONNX_META_domain") or DEFAULT_DOMAIN, attributes.get("ONNX_META_type", ""))
+        bodies = [_collect_ops(body) for body in _bodies(op)]
+        collected.append(
+            _OvOp(op.get_friendly_name(), op.get_type_name(), tuple(names), onnx_type=onnx_type, bodies=bodies)
+        )
+    for position, op in enumerate(ops):
+        for value in op.input_values():
+            producer = index.get(value.get_node().get_instance_id())
+            if producer is not None:
+                collected[position].producers.append(producer)
+                collected[producer].consumers.append(position)
+    return collected
+
+
+def _bodies(op: Any) -> list[Any]:
+    if op.get_type_name() == "If":
+        return [op.get_then_body(), op.get_else_body()]
+    if op.get_type_name() in ("Loop", "TensorIterator"):
+        return [op.get_function()]
+    return []
+
+
+def _cut_framework_nodes(model: Any, onnx_model: ModelProto, notes: list[str]) -> Any:
+    """A model where each framework node (or op holding one in a body) is replaced by
+    parameters for its outputs and results for its inputs, so the plugin can judge the rest."""
+    import openvino
+    from openvino import opset13
+
+    value_types = _onnx_value_types(onnx_model)
+    parameters = list(model.get_parameters())
+    results = list(model.get_results())
+    for op in model.get_ordered_ops():
+        if not _holds_framework_node(op):
+            continue
+        for value in op.input_values():
+            results.append(opset13.result(value))
+        for output in op.outputs():
+            element_type, shape = output.get_element_type(), output.get_partial_shape()
+            known = next((value_types[name] for name in output.get_names() if name in value_types), None)
+            if known is not None:
+                element_type, shape = openvino.Type(known[0]), openvino.PartialShape(list(known[1]))
+            elif element_type.is_dynamic or shape.rank.is_dynamic:
+                # The plugin judges few operations of unknown rank: assume the operator keeps
+                # its first input's type and shape, as element-wise custom operators do.
+                if op.get_input_size():
+                    element_type = op.input_value(0).get_element_type()
+                    shape = op.input_value(0).get_partial_shape()
+                notes.append(
+                    f"The type of '{output.get_any_name() if output.get_names() else op.get_friendly_name()}' "
+                    "(made by an operator OpenVINO could not convert) is unknown; the operations after it were "
+                    "judged assuming it has the type and shape of that operator's first input."
+                )
+            parameter = opset13.parameter(shape, element_type if not element_type.is_dynamic else openvino.Type.f32)
+            for target in list(output.get_target_inputs()):
+                target.replace_source_output(parameter.output(0))
+            parameters.append(parameter)
+    cut = openvino.Model(results, parameters, "cut")
+    cut.validate_nodes_and_infer_types()
+    return cut
+
+
+def _holds_framework_node(op: Any) -> bool:
+    if op.get_type_name() in _FRAMEWORK_NODE_TYPES:
+        return True
+    return any(_holds_framework_node(inner) for body in _bodies(op) for inner in body.get_ordered_ops())
+
+
+def _onnx_value_types(onnx_model: ModelProto) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """Tensor name -> (numpy dtype, shape with -1 for unknown dims) where shape inference knows them."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx_model)
+    except Exception:  # custom domains and broken models: use what the file declares
+        inferred = onnx_model
+    known: dict[str, tuple[Any, tuple[int, ...]]] = {}
+    graph = inferred.graph
+    for value in [*graph.value_info, *graph.output, *graph.input]:
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or not tensor_type.elem_type or not tensor_type.HasField("shape"):
+            continue
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+        except (KeyError, ValueError, TypeError):
+            continue
+        dims = tuple(dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim)
+        known[value.name] = (dtype, dims)
+    return known
+
+
+# --- mapping OpenVINO operations back to ONNX nodes ---------------------------------------
+
+
+def _node_statuses(
+    nodes: list[_OnnxNode], graph: _ConvertedGraph
+) -> tuple[dict[str, tuple[SupportStatus, str, str]], list[str]]:
+    """(label -> (status, device, reason), labels of nodes that have no operation of their own)."""
+    index = _NodeIndex(nodes)
+    # label -> (operation, why it cannot run or "" when it can)
+    owners: dict[str, list[tuple[_OvOp, str]]] = {}
+
+    def visit(ops: list[_OvOp], enclosing: tuple[str, str] | None) -> None:
+        labels = _assign(ops, index)
+        for op, label in zip(ops, labels, strict=True):
+            reason = _refusal(op, graph, enclosing)
+            if label is not None:
+                owners.setdefault(label, []).append((op, reason))
+            for body in op.bodies:
+                visit(body, (label or op.name, reason))
+
+    visit(graph.ops, None)
+    statuses: dict[str, tuple[SupportStatus, str, str]] = {}
+    folded = []
+    for node in nodes:
+        # A framework node's reason names the operator that failed, so it goes first.
+        owned = sorted(owners.get(node.label, []), key=lambda entry: entry[0].onnx_type is None)
+        reasons = [reason for _, reason in owned if reason]
+        if not owned:
+            folded.append(node.label)
+            statuses[node.label] = ("supported", DEVICE, "")
+        elif reasons:
+            statuses[node.label] = ("unsupported", "", reasons[0])
+        else:
+            statuses[node.label] = ("supported", DEVICE, "")
+    return statuses, folded
+
+
+class _NodeIndex:
+    """Finds the ONNX node an OpenVINO operation was converted from (see the module docstring)."""
+
+    # The frontend drops these and gives their output tensor name to the operation that
+    # made their input, so that name points at the node that really made the operation.
+    PASS_THROUGH = ("Identity", "Dropout")
+
+    def __init__(self, nodes: list[_OnnxNode]) -> None:
+        self.by_name = {node.name: node.label for node in nodes if node.name and node.unique_name}
+        self.by_output: dict[str, str] = {}
+        for node in nodes:
+            for output in node.outputs:
+                self.by_output.setdefault(output, node.label)
+        self.order = {node.label: position for position, node in enumerate(nodes)}
+        self.source: dict[str, str] = {}
+        for node in nodes:
+            if node.op_type in self.PASS_THROUGH and node.domain == DEFAULT_DOMAIN and node.inputs:
+                producer = self.by_output.get(node.inputs[0])
+                if producer is not None:
+                    self.source[node.label] = producer
+
+    def direct_label(self, op: _OvOp) -> str | None:
+        """The node named by the operation itself, or None for helpers that need the graph."""
+        label = self.by_name.get(op.name)
+        if label is None:
+            produced = {self.by_output[name] for name in op.output_names if name in self.by_output}
+            label = min(produced, key=self.order.__getitem__) if produced else None
+        prefix = op.name
+        while label is None and "/" in prefix:
+            prefix = prefix.rsplit("/", 1)[0]
+            label = self.by_name.get(prefix) or self.by_output.get(prefix)
+        if op.type_name == "Identity":
+            return label  # an Identity the frontend kept (it does for model outputs)
+        seen = set()
+        while label in self.source and label not in seen:
+            seen.add(label)
+            label = self.source[label]
+        return label
+
+
+def _assign(ops: list[_OvOp], index: _NodeIndex) -> list[str | None]:
+    """The ONNX node label each operation of one graph belongs to (None for inputs and outputs)."""
+    direct = [None if op.type_name in ("Parameter", "Result") else index.direct_label(op) for op in ops]
+    labels = list(direct)
+    for position, op in enumerate(ops):
+        if direct[position] is None and op.type_name not in ("Parameter", "Result"):
+            labels[position] = _nearest_label(ops, direct, position, "consumers") or _nearest_label(
+                ops, direct, position, "producers"
+            )
+    return labels
+
+
+def _nearest_label(ops: list[_OvOp], labels: list[str | None], start: int, direction: str) -> str | None:
+    seen = {start}
+    queue = deque(getattr(ops[start], direction))
+    while queue:
+        position = queue.popleft()
+        if position in seen:
+            continue
+        seen.add(position)
+        if labels[position] is not None:
+            return labels[position]
+        queue.extend(getattr(ops[position], direction))
+    return None
+
+
+def _refusal(op: _OvOp, graph: _ConvertedGraph, enclosing: tuple[str, str] | None) -> str:
+    """Why the CPU cannot run this operation, or "" when it can.
+
+    `enclosing` is (label, refusal) of the If/Loop whose body holds the operation: the plugin
+    names only top-level operations, and a body runs where its If/Loop runs.
+    """
+    if op.onnx_type is not None:
+        return _framework_reason(op, graph.failures)
+    if _holds_framework(op):
+        return "A subgraph of this node holds operators OpenVINO's ONNX frontend cannot convert."
+    if enclosing is not None:
+        label, refusal = enclosing
+        return f"It runs inside a subgraph of '{label}', which OpenVINO cannot run." if refusal else ""
+    if op.name in graph.placement:
+        return ""
+    if not graph.judged:
+        return "OpenVINO's CPU plugin could not judge this model (see the notes)."
+    return f"OpenVINO's CPU plugin does not run the {op.type_name} operation this node converts to."
+
+
+def _holds_framework(op: _OvOp) -> bool:
+    return any(inner.onnx_type is not None or _holds_framework(inner) for body in op.bodies for inner in body)
+
+
+def _framework_reason(op: _OvOp, failures: Mapping[str, str]) -> str:
+    domain, op_type = op.onnx_type or (DEFAULT_DOMAIN, op.type_name)
+    key = op_type if domain == DEFAULT_DOMAIN else f"{domain}.{op_type}"
+    return failures.get(key) or f"OpenVINO's ONNX frontend could not convert {key}."
+
+
+# --- reading ONNX models ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _OnnxNode:
+    """A node of the uploaded model with the unique label the report uses for it."""
+
+    label: str
+    name: str
+    unique_name: bool
+    domain: str
+    op_type: str
+    top_level: bool
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def _load_graph(model_path: Path) -> ModelProto:
+    """The model without its external weights."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(model_path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError):
+        raise ModelError(
+            "invalid_model",
+            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
+            "format. Export the model to ONNX again and upload the new file.",
+        ) from None
+
+
+def _label_nodes(model: ModelProto) -> list[_OnnxNode]:
+    """Every node (main graph in topological order, then into subgraphs), uniquely labelled.
+
+    A node keeps its own name when that is unique; others get "<name or op_type>_<index>",
+    and nodes in subgraphs are prefixed with their parent's label and the attribute, e.g.
+    "If_0/then_branch/Add_0" (the labels the onnxruntime backend uses too).
+    """
+    counts: dict[str, int] = {}
+    for node in _walk_nodes(model.graph):
+        if node.name:
+            counts[node.name] = counts.get(node.name, 0) + 1
+    used: set[str] = set()
+    labeled: list[_OnnxNode] = []
+
+    def visit(graph_nodes: Sequence[NodeProto], prefix: str, top_level: bool) -> None:
+        for index, node in enumerate(graph_nodes):
+            unique = bool(node.name) and counts[node.name] == 1
+            base = node.name if unique else f"{node.name or node.op_type}_{index}"
+            label = prefix + base
+            suffix = 1
+            while label in used:
+                suffix += 1
+                label = f"{prefix}{base}#{suffix}"
+            used.add(label)
+            inputs = tuple(node.input)
+            outputs = tuple(name for name in node.output if name)
+            domain = node.domain or DEFAULT_DOMAIN
+            labeled.append(_OnnxNode(label, node.name, unique, domain, node.op_type, top_level, inputs, outputs))
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    visit(list(attribute.g.node), f"{label}/{attribute.name}/", False)
+                for position, subgraph in enumerate(attribute.graphs):
+                    visit(list(subgraph.node), f"{label}/{attribute.name}[{position}]/", False)
+
+    visit(_topological_order(model.graph), "", True)
+    return labeled
+
+
+def _walk_nodes(graph: GraphProto) -> Iterator[NodeProto]:
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _walk_nodes(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _walk_nodes(subgraph)
+
+
+def _topological_order(graph: GraphProto) -> list[NodeProto]:
+    """The graph's nodes in a topological order, stable where the file's order allows."""
+    producers: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name:
+                producers[name] = index
+    waiting = [0] * len(graph.node)
+    consumers: dict[int, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        sources = {producers[name] for name in _node_inputs(node) if producers.get(name, index) != index}
+        waiting[index] = len(sources)
+        for source in sources:
+            consumers.setdefault(source, []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for consumer in consumers.get(index, ()):
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                heapq.heappush(ready, consumer)
+    # A cycle is invalid ONNX; keep the remaining nodes in file order rather than lose them.
+    placed = set(order)
+    order.extend(index for index in range(len(graph.node)) if index not in placed)
+    return [graph.node[index] for index in order]
+
+
+def _node_inputs(node: NodeProto) -> list[str]:
+    """The node's inputs and every name its subgraphs read (outer-scope names among them)."""
+    names = [name for name in node.input if name]
+    for attribute in node.attribute:
+        for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+            for inner in subgraph.node:
+                names.extend(_node_inputs(inner))
+    return names
+
+
+def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
+    """The graph inputs the caller feeds (initializers excluded), as TensorSpecs."""
+    import onnx
+
+    constants = {tensor.name for tensor in graph.initializer}
+    specs = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor_type = value.type.tensor_type
+        dtype: str | None = None
+        if value.type.HasField("tensor_type") and tensor_type.elem_type:
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+            except (KeyError, ValueError, TypeError):
+                dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
+        shape: tuple[Dim, ...] | None = None
+        if tensor_type.HasField("shape"):
+            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
+        specs.append(TensorSpec(value.name, dtype, shape))
+    return tuple(specs)
+
+
+def _dim(dim: Any) -> Dim:
+    which = dim.WhichOneof("value")
+    if which == "dim_value" and dim.dim_value >= 0:
+        return int(dim.dim_value)
+    if which == "dim_param":
+        return str(dim.dim_param)
+    return None
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def _openvino_version() -> str | None:
+    """OpenVINO's full build version, or None when it cannot be imported here."""
+    try:
+        import openvino
+    except (ImportError, OSError):  # OSError: its native libraries are missing
+        return None
+    return str(openvino.__version__)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _error_text(exc: BaseException) -> str:
+    """An OpenVINO error without its "Exception from src/...cpp:84:" and "Check ... failed" lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+", line)]
+    return " ".join(kept or lines or [type(exc).__name__])[:_MAX_REASON_CHARS]
+
+
+def _short_list(labels: Sequence[str], limit: int = 10) -> str:
+    return ", ".join(labels[:limit]) + ("..." if len(labels) > limit else "") + "."
