@@ -133,7 +133,7 @@ def test_common_other_formats_are_named(tmp_path: Path, content: bytes, named: s
     error = _detect_error(_write(tmp_path, content))
     assert error.code == "not_a_model"
     assert named in error.message
-    assert "Export the model to ONNX first" in error.message
+    assert "which Slipway can't read in this form" in error.message
 
 
 @pytest.mark.parametrize("frac", [0.02, 0.3, 0.5, 0.9, 0.999])

@@ -51,3 +51,15 @@ def test_unknown_entrypoint_is_an_engine_error():
     with pytest.raises(SandboxError) as info:
         run_in_sandbox("no-such-entry", {}, LIMITS)
     assert info.value.code == "engine_error" and "KeyError" in info.value.message
+
+
+def test_the_sandbox_has_no_network():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(SandboxError) as info:
+            run_in_sandbox("selftest", {"action": "connect", "port": port}, LIMITS)
+    assert "NetworkForbidden" in info.value.message and "network access is disabled" in info.value.message

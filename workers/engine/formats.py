@@ -21,8 +21,10 @@ ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 ACCEPTED_FORMATS = (
-    "Slipway accepts an ONNX model saved as a .onnx file, or a .zip holding one .onnx "
-    "file plus its external data files."
+    "Slipway accepts an ONNX model (.onnx, or a .zip holding one .onnx file plus its external data "
+    "files), TorchScript (torch.jit.save) or ExportedProgram (torch.export.save) files, a zipped "
+    "TensorFlow SavedModel, a Keras .keras file, a TFLite file, a scikit-learn model saved with skops, "
+    "or an XGBoost (.json/.ubj) or LightGBM (.txt) model."
 )
 
 EMPTY_FILE_MESSAGE = "The uploaded file is empty (0 bytes). Choose the model file again and re-upload."
@@ -212,10 +214,9 @@ def _not_a_model(path: Path) -> ModelError:
     if guess:
         return ModelError(
             "not_a_model",
-            f"This file is not an ONNX model: it looks like {guess}. Export the model to "
-            f"ONNX first. {ACCEPTED_FORMATS}",
+            f"This file looks like {guess}, which Slipway can't read in this form. {ACCEPTED_FORMATS}",
         )
-    return ModelError("not_a_model", f"This file is not an ONNX model. {ACCEPTED_FORMATS}")
+    return ModelError("not_a_model", f"This file is not a model format Slipway recognizes. {ACCEPTED_FORMATS}")
 
 
 def _guess_other_format(path: Path) -> str | None:

@@ -221,6 +221,29 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 # ---- child side --------------------------------------------------------------------------
 
 
+class NetworkForbidden(OSError):
+    """Raised in the sandbox when code tries to open a network connection."""
+
+
+def _forbid_network() -> None:
+    """No engine step needs the network, and a model file must not be able to phone home or
+    download code: connections and name lookups fail inside the sandbox. (Native code could
+    still open sockets; production workers add a network policy for that.)"""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> Any:
+        raise NetworkForbidden("network access is disabled inside Slipway's sandbox")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+    socket.getaddrinfo = refuse  # type: ignore[assignment]
+    socket.create_connection = refuse  # type: ignore[assignment]
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        os.environ[name] = "http://127.0.0.1:9"  # the discard port: nothing answers
+
+
 def _child_main(entrypoint: str) -> int:
     # Keep the protocol on a private descriptor; anything printed to stdout (by Python code
     # or native libraries) goes to stderr, which the parent keeps as the log.
@@ -240,6 +263,7 @@ def _child_main(entrypoint: str) -> int:
             last_sent[0] = now
             send({"type": "progress", "progress": fraction, "message": message})
 
+    _forbid_network()
     from workers.engine.entrypoints import ENTRYPOINTS
     from workers.engine.errors import ModelError
 

@@ -1,0 +1,1 @@
+"""Framework importers: PyTorch, TensorFlow/Keras, TFLite, scikit-learn, XGBoost, LightGBM -> ONNX."""
