@@ -20,6 +20,24 @@ def _model_path(payload: dict[str, Any], progress: ProgressCallback) -> Path:
     return extract_archive(source, Path(payload["workdir"]) / "unpacked")
 
 
+def import_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Convert a framework file to ONNX with its importer and check parity.
+
+    payload: {"source": path, "format": importer format, "out_dir": path, "inputs": [..]}
+    """
+    from workers.engine.importers.base import ImportOptions
+    from workers.engine.importers.registry import get_importer, require_available
+    from workers.engine.signature import parse_input_specs
+
+    importer = get_importer(payload["format"])
+    require_available(importer)
+    options = ImportOptions(inputs=parse_input_specs(payload.get("inputs") or []))
+    out_dir = Path(payload["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress(0.05, f"importing with {importer.framework}")
+    return importer.convert(Path(payload["source"]), out_dir, options, progress).to_dict()
+
+
 def inspect_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """Inspect the model. payload: {"source": path, "format": "onnx" | "onnx-zip", "workdir": path}"""
     from workers.engine.inspection import inspect_model
@@ -116,12 +134,18 @@ def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict
         return {"allocated": len(blob)}
     if action == "hang":
         time.sleep(3600)
+    if action == "connect":
+        import socket
+
+        socket.create_connection(("127.0.0.1", int(payload["port"])), timeout=2)
+        return {"connected": True}
     if action == "reject":
         raise ModelError("invalid_model", "The model is not valid.")
     raise ValueError(f"unknown action {action!r}")
 
 
 ENTRYPOINTS: dict[str, Callable[[dict[str, Any], ProgressCallback], dict[str, Any]]] = {
+    "import": import_entry,
     "inspect": inspect_entry,
     "validate": validate_entry,
     "optimize": optimize_entry,
