@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu]'
+	$(PY) -m pip install --quiet torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls CUDA builds
+	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu,pytorch,tensorflow,sklearn]'
 	$(PY) -m pip install --quiet --no-deps 'pnnx>=20250503'
 	touch $(STAMP)
 

@@ -13,9 +13,10 @@ mkdir -p "$DATA_DIR"
 $PY manage.py migrate --noinput >/dev/null
 $PY manage.py collectstatic --noinput >/dev/null
 
-PYTHONPATH=platform .venv/bin/celery -A config.celery_app worker -B -Q cpu,default \
+# run_worker adds an import queue for each framework installed here (PyTorch, TensorFlow, ...).
+$PY manage.py run_worker --queues cpu,default -- -B \
   --concurrency=2 --loglevel=INFO --logfile="$DATA_DIR/worker.log" --pidfile= \
-  --schedule="$DATA_DIR/celerybeat-schedule" &
+  --schedule="$DATA_DIR/celerybeat-schedule" >/dev/null &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 

@@ -55,9 +55,11 @@ DATA_DIR = "/var/lib/slipway"
 
 EXPECTED_COMMANDS = {
     "web": "gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --timeout 600",
-    "worker-cpu": "celery -A config.celery_app worker -Q cpu,default -n cpu@%h"
+    # run_worker adds an import queue per framework installed in the image (apps/jobs run_worker).
+    "worker-cpu": "python manage.py run_worker --queues cpu,default -- -n cpu@%h"
     " --concurrency=${WORKER_CONCURRENCY:-2} --prefetch-multiplier=1 -O fair",
-    "worker-gpu": "celery -A config.celery_app worker -Q gpu -n gpu@%h --concurrency=1 --prefetch-multiplier=1 -O fair",
+    "worker-gpu": "python manage.py run_worker --queues gpu -- -n gpu@%h"
+    " --concurrency=1 --prefetch-multiplier=1 -O fair",
     "beat": "celery -A config.celery_app beat --schedule /var/lib/slipway/celerybeat-schedule",
 }
 EXPECTED_ROLES = {"web": "web", "worker-cpu": "worker", "worker-gpu": "worker", "beat": "beat"}

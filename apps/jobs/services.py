@@ -40,9 +40,18 @@ class PlannedStep:
     profile: Any = None  # a runtimes.HardwareProfile
 
 
-def plan_steps(profiles: list[Any]) -> list[PlannedStep]:
-    """The pipeline for a version: inspect, then validate and optimize for each profile."""
-    steps = [PlannedStep(kind) for kind in VERSION_STEPS]
+ONNX_FORMATS = frozenset({"onnx", "onnx-zip"})
+
+
+def plan_steps(profiles: list[Any], source_format: str = "onnx") -> list[PlannedStep]:
+    """The pipeline for a version: import (for framework files, on a queue served only by
+    workers that have that framework), inspect, then validate and optimize for each profile."""
+    steps = []
+    if source_format not in ONNX_FORMATS:
+        from workers.engine.importers.registry import import_queue
+
+        steps.append(PlannedStep(JobKind.IMPORT, import_queue(source_format)))
+    steps += [PlannedStep(kind) for kind in VERSION_STEPS]
     for profile in profiles:
         steps.extend(PlannedStep(kind, profile.queue, profile) for kind in PROFILE_STEPS)
     return steps
@@ -80,7 +89,8 @@ def start_pipeline(version: ModelVersion, user: Any, steps: list[PlannedStep] | 
     Without `steps`, the version's own plan: inspect, then validate + optimize per profile.
     """
     if steps is None:
-        steps = plan_steps(list(version.profiles.order_by("slug")))
+        source_format = version.source_artifact.format if version.source_artifact else "onnx"
+        steps = plan_steps(list(version.profiles.order_by("slug")), source_format)
     with transaction.atomic():
         lifecycle.transition(version, VersionStatus.PROCESSING, reason="pipeline started")
         run = PipelineRun.objects.create(version=version, created_by=user if getattr(user, "pk", None) else None)

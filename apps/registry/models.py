@@ -72,6 +72,11 @@ class ModelVersion(models.Model):
         "registry.Artifact", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     notes = models.TextField(blank=True)
+    input_spec = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Inputs declared at upload: [{name, shape (ints or symbolic names), dtype}].",
+    )
     profiles = models.ManyToManyField(
         "runtimes.HardwareProfile",
         blank=True,

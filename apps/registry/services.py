@@ -19,11 +19,16 @@ from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion
 from apps.registry.storage import delete_blob_if_unreferenced, put_blob
 from apps.runtimes.models import HardwareProfile
 from workers.engine.errors import ModelError
-from workers.engine.formats import detect_format
+from workers.engine.importers.registry import detect_upload_format, framework_of
 from workers.engine.npz import describe_npz
+from workers.engine.signature import parse_input_specs, specs_to_json
 
-# The format detector's answer -> the framework recorded on the version.
-FORMAT_FRAMEWORK = {"onnx": Framework.ONNX, "onnx-zip": Framework.ONNX}
+
+def framework_for(fmt: str) -> str:
+    """The framework recorded on a version for a detected format."""
+    if fmt in ("onnx", "onnx-zip"):
+        return Framework.ONNX
+    return Framework(framework_of(fmt))
 
 
 def require_upload_role(user: Any, team: Team) -> None:
@@ -118,6 +123,7 @@ def upload_version(
     notes: str = "",
     profiles: list[str] | None = None,
     calibration: Any = None,
+    inputs: Any = None,
 ) -> ModelVersion:
     """Store an uploaded file, create the next version, and start its pipeline after commit.
 
@@ -132,7 +138,8 @@ def upload_version(
             "The uploaded file is empty (0 bytes). Choose the model file again and re-upload.",
         )
     try:
-        fmt = detect_format(Path(uploaded.temporary_file_path()))
+        fmt = detect_upload_format(Path(uploaded.temporary_file_path()))
+        specs = parse_input_specs(inputs) if inputs is not None else ()
     except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
     chosen_profiles = resolve_profiles(profiles)
@@ -154,8 +161,9 @@ def upload_version(
             version = ModelVersion.objects.create(
                 model=model,
                 number=number,
-                framework=FORMAT_FRAMEWORK[fmt],
+                framework=framework_for(fmt),
                 notes=notes,
+                input_spec=specs_to_json(specs),
                 created_by=user,
             )
             artifact = Artifact.objects.create(

@@ -55,4 +55,4 @@ COPY --chmod=0755 platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoin
 
 USER slipway:slipway
 ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]
-CMD ["sh", "-c", "exec celery -A config.celery_app worker -Q cpu,default -n cpu@%h --concurrency=\"${WORKER_CONCURRENCY:-2}\" --prefetch-multiplier=1 -O fair"]
+CMD ["sh", "-c", "exec python manage.py run_worker --queues cpu,default -- -n cpu@%h --concurrency=\"${WORKER_CONCURRENCY:-2}\" --prefetch-multiplier=1 -O fair"]

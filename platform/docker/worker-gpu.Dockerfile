@@ -103,4 +103,4 @@ COPY --chmod=0755 platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoin
 
 USER slipway:slipway
 ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]
-CMD ["celery", "-A", "config.celery_app", "worker", "-Q", "gpu", "-n", "gpu@%h", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]
+CMD ["python", "manage.py", "run_worker", "--queues", "gpu", "--", "-n", "gpu@%h", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]

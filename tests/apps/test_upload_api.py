@@ -264,3 +264,37 @@ def test_unknown_profiles_and_bad_calibration_are_refused_before_storing(persona
     assert response.status_code == 400
     assert response.json()["code"] == code
     assert not ModelVersion.objects.exists() and _stored_blobs() == []
+
+
+def test_a_framework_file_is_detected_by_content_and_gets_an_import_step_on_its_queue(personas, tmp_path):
+    skops_io = pytest.importorskip("skops.io")
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    path = tmp_path / "model.bin"  # the name says nothing: detection is by content
+    skops_io.dump(LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0]), path)
+    response = client_for(personas.owner).post(
+        "/api/v1/models/linreg/versions/",
+        {"file": SimpleUploadedFile("model.bin", path.read_bytes()), "team": "vision"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["framework"] == "sklearn" and body["source_artifact"]["format"] == "sklearn-skops"
+    first = body["latest_run"]["jobs"][0]
+    assert (first["kind"], first["queue"]) == ("import", "import-sklearn-skops")
+
+
+def test_a_bad_input_signature_is_refused_with_an_example(personas, onnx_bytes):
+    response = client_for(personas.owner).post(
+        "/api/v1/models/digits/versions/",
+        {
+            "file": SimpleUploadedFile("mlp.onnx", onnx_bytes),
+            "team": "vision",
+            "inputs": '[{"name": "x", "shape": [0]}]',
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_inputs" and "Example:" in response.json()["message"]
+    assert not ModelVersion.objects.exists()

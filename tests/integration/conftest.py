@@ -58,13 +58,11 @@ def start_worker(env: dict[str, str], name: str, log_path: Path) -> subprocess.P
     return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery_app",
-            "worker",
-            "-Q",
+            "manage.py",
+            "run_worker",
+            "--queues",
             "cpu,default",
+            "--",
             "-n",
             f"{name}@%h",
             "--concurrency=1",

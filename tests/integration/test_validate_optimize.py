@@ -31,7 +31,7 @@ def _finished(client, version_id: int) -> dict:
 
 def _runnable_path(artifact: Artifact, workdir: Path) -> Path:
     """Fetch a variant artifact and return the file its backend loads."""
-    if artifact.format.endswith("+zip"):
+    if artifact.format.endswith("zip"):
         bundle = materialize(artifact.storage_key, workdir / "bundle.zip")
         with zipfile.ZipFile(bundle) as archive:
             archive.extractall(workdir / "files")

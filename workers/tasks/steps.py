@@ -18,7 +18,7 @@ from django.core.files import File
 
 from apps.jobs.models import Job, JobKind
 from apps.jobs.services import StepOutcome
-from apps.registry.models import Artifact, ArtifactKind
+from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize, put_blob, sha256_file
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError, SandboxLimits, run_in_sandbox
@@ -46,13 +46,94 @@ def job_workdir(job: Job) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fetch_model(job: Job, workdir: Path) -> dict[str, str]:
-    """Copy the version's model to the job's folder; the sandbox payload that points at it."""
-    source = job.run.version.source_artifact
+def model_artifact(version: ModelVersion) -> Artifact:
+    """The ONNX model the later steps work on: the import's output, or the upload itself."""
+    imported = version.artifacts.filter(kind=ArtifactKind.ONNX).order_by("-id").first()
+    source = imported or version.source_artifact
     assert source is not None, "a version always has its source artifact"
-    suffix = ".zip" if source.format == "onnx-zip" else ".onnx"
-    local = materialize(source.storage_key, workdir / f"source{suffix}")
-    return {"source": str(local), "format": source.format, "workdir": str(workdir)}
+    return source
+
+
+def _fetch_model(job: Job, workdir: Path) -> dict[str, str]:
+    """Copy the version's ONNX model to the job's folder; the sandbox payload that points at it."""
+    model = model_artifact(job.run.version)
+    suffix = ".zip" if model.format == "onnx-zip" else ".onnx"
+    local = materialize(model.storage_key, workdir / f"model{suffix}")
+    return {"source": str(local), "format": model.format, "workdir": str(workdir)}
+
+
+def _store_files(files: list[Path], main: Path, fmt: str, bundle: Path) -> dict[str, Any]:
+    """Store one artifact's files as one blob: the file itself, or an uncompressed zip of all
+    of them (a model with external data, an IR with its weights). Returns what the row needs."""
+    if len(files) > 1:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for file in files:
+                archive.write(file, file.name)
+        path, fmt = bundle, f"{fmt}-zip" if fmt == "onnx" else f"{fmt}+zip"
+    else:
+        path = main
+    digest = sha256_file(path)
+    with open(path, "rb") as fh:
+        key, _ = put_blob(File(fh, name=path.name), digest)
+    return {
+        "sha256": digest,
+        "size": path.stat().st_size,
+        "key": key,
+        "format": fmt,
+        "main_file": main.name,
+        "files": [f.name for f in files],
+    }
+
+
+def run_import(job: Job, progress: ProgressCallback) -> StepOutcome:
+    """Convert the uploaded framework file to ONNX (checked, with parity) and store it."""
+    version = job.run.version
+    source = version.source_artifact
+    assert source is not None, "a version always has its source artifact"
+    with job_workdir(job) as workdir:
+        progress(0.01, "fetching the uploaded file")
+        local = materialize(source.storage_key, workdir / "upload.bin")
+        report, log = run_in_sandbox(
+            "import",
+            {
+                "source": str(local),
+                "format": source.format,
+                "out_dir": str(workdir / "onnx"),
+                "inputs": version.input_spec,
+            },
+            sandbox_limits(),
+            on_progress=_scaled(progress, 0.05, 0.95),
+            what="the import",
+        )
+        files = [Path(f) for f in report["files"]]
+        stored = _store_files(files, Path(report["onnx_path"]), "onnx", workdir / "bundle.zip")
+    # Paths inside the sandbox's scratch folder mean nothing to readers of the report.
+    report = {**report, "onnx_path": stored["main_file"], "files": stored["files"]}
+
+    def persist(locked: Job) -> None:
+        artifact = Artifact.objects.create(
+            version=version,
+            kind=ArtifactKind.ONNX,
+            name="onnx",
+            format=stored["format"],
+            sha256=stored["sha256"],
+            size=stored["size"],
+            storage_key=stored["key"],
+            parent=source,
+            job=locked,
+            tool_versions=report.get("tool_versions", {}),
+            metadata={
+                "converter": report["converter"],
+                "method": report["method"],
+                "fallback_reason": report.get("fallback_reason", ""),
+                "main_file": stored["main_file"],
+                "files": stored["files"],
+            },
+        )
+        report["artifact_id"] = artifact.pk
+
+    return StepOutcome(result=report, persist=persist, log=log[-5000:] if log else "")
 
 
 def _scaled(progress: ProgressCallback, start: float, end: float) -> ProgressCallback:
@@ -114,25 +195,12 @@ def run_validate(job: Job, progress: ProgressCallback) -> StepOutcome:
     return StepOutcome(result=result, log="\n".join(logs))
 
 
-def _package_variant(variant: dict[str, Any], workdir: Path) -> tuple[Path, str]:
-    """One file per artifact: a single-file variant as is, several files as an uncompressed zip."""
-    files = [Path(f) for f in variant.get("files") or [variant["path"]]]
-    if len(files) == 1:
-        return files[0], variant["format"]
-    bundle = workdir / "bundles" / f"{variant['name']}.zip"
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for file in files:
-            archive.write(file, file.name)
-    return bundle, f"{variant['format']}+zip"
-
-
 def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
     """Build every backend's variants for the job's profile and store each as an artifact."""
     assert job.profile is not None, "optimize runs per hardware profile"
     version = job.run.version
     profile = job.profile
-    model_artifact = version.source_artifact
+    parent = model_artifact(version)
     backends = list(profile.backends)
     variants: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -178,12 +246,10 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
             if built.get("skipped"):
                 skipped[backend] = built["skipped"]
             for variant in built["variants"]:
-                path, fmt = _package_variant(variant, workdir)
-                digest = sha256_file(path)
-                with open(path, "rb") as fh:
-                    key, _ = put_blob(File(fh, name=path.name), digest)
+                files = [Path(f) for f in variant.get("files") or [variant["path"]]]
+                bundle = workdir / "bundles" / f"{variant['name']}.zip"
                 stored.append(
-                    {"variant": variant, "sha256": digest, "size": path.stat().st_size, "key": key, "format": fmt}
+                    {"variant": variant, **_store_files(files, Path(variant["path"]), variant["format"], bundle)}
                 )
                 variants.append(
                     {k: variant[k] for k in ("name", "backend", "format", "precision", "pass_name", "options")}
@@ -203,7 +269,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                 sha256=entry["sha256"],
                 size=entry["size"],
                 storage_key=entry["key"],
-                parent=model_artifact,
+                parent=parent,
                 job=locked,
                 tool_versions=variant.get("tool_versions", {}),
                 metadata={
@@ -212,8 +278,8 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                     "precision": variant["precision"],
                     "pass": variant["pass_name"],
                     "options": variant.get("options", {}),
-                    "main_file": Path(variant["path"]).name,
-                    "files": [Path(f).name for f in variant.get("files") or [variant["path"]]],
+                    "main_file": entry["main_file"],
+                    "files": entry["files"],
                 },
             )
             summary["artifact_id"] = artifact.pk
@@ -222,6 +288,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
 
 
 STEPS: dict[str, Callable[[Job, ProgressCallback], StepOutcome]] = {
+    JobKind.IMPORT: run_import,
     JobKind.INSPECT: run_inspect,
     JobKind.VALIDATE: run_validate,
     JobKind.OPTIMIZE: run_optimize,

@@ -103,6 +103,7 @@ class VersionSummarySerializer(serializers.ModelSerializer):
             "status_reason",
             "status_changed_at",
             "notes",
+            "input_spec",
             "created_by",
             "created_at",
         ]
@@ -192,6 +193,11 @@ class VersionUploadSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
         help_text="Comma-separated hardware profile slugs (default: the server's SLIPWAY_DEFAULT_PROFILES).",
+    )
+    inputs = serializers.JSONField(
+        required=False,
+        help_text="Input signature for formats that don't carry one, e.g. "
+        '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic.',
     )
     calibration = serializers.FileField(
         required=False,

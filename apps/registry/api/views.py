@@ -143,6 +143,7 @@ class VersionListUpload(generics.ListAPIView):
             notes=data["notes"],
             profiles=[p.strip() for p in data["profiles"].split(",") if p.strip()],
             calibration=data.get("calibration"),
+            inputs=data.get("inputs"),
         )
         return Response(
             VersionDetailSerializer(_version_queryset(request.user).get(pk=version.pk)).data,

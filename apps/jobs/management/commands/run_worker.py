@@ -1,0 +1,50 @@
+"""Start a Celery worker on exactly the queues this machine can serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from config.env import envlist
+
+
+def worker_queues(base: list[str], with_imports: bool = True) -> list[str]:
+    """The hardware-profile queues given, plus one import queue per framework installed here
+    (so a worker without TensorFlow never takes a Keras import)."""
+    queues = list(dict.fromkeys(base))
+    if with_imports:
+        from workers.engine.importers.registry import available_import_queues
+
+        queues += [q for q in available_import_queues() if q not in queues]
+    return queues
+
+
+class Command(BaseCommand):
+    help = (
+        "Start a Celery worker on its hardware queues (SLIPWAY_WORKER_QUEUES, default cpu,default) plus "
+        "an import queue for each framework installed here. Arguments after -- go to `celery worker`."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--queues", help="comma list of hardware queues (default: SLIPWAY_WORKER_QUEUES)")
+        parser.add_argument("--no-import-queues", action="store_true", help="take no framework import jobs")
+        parser.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        base = (
+            options["queues"].split(",") if options["queues"] else envlist("SLIPWAY_WORKER_QUEUES", ["cpu", "default"])
+        )
+        queues = worker_queues([q.strip() for q in base if q.strip()], not options["no_import_queues"])
+        extra = [a for a in options["celery_args"] if a != "--"]
+        self.stdout.write(f"worker queues: {', '.join(queues)}")
+        self.stdout.flush()
+        argv = [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "-Q", ",".join(queues), *extra]
+        repo = Path(__file__).resolve().parents[4]
+        paths = [str(repo), str(repo / "platform"), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process with the worker

@@ -1,0 +1,80 @@
+"""The framework importers, found by format; content sniffing for uploads; import queues.
+
+Each importer gets its own Celery queue, `import-<format>`: a worker subscribes only to the
+queues of the importers whose framework it has installed, so a worker without TensorFlow
+never takes a Keras job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workers.engine.errors import ModelError
+from workers.engine.importers.base import Importer
+from workers.engine.importers.gbdt import LightGBMImporter, XGBoostImporter
+from workers.engine.importers.pytorch import ExportedProgramImporter, TorchScriptImporter
+from workers.engine.importers.sklearn import SkopsImporter, refuse_pickle
+from workers.engine.importers.tensorflow import KerasImporter, SavedModelImporter, TfliteImporter
+
+# Most specific first: several formats are zips, and sniffers look at different members.
+IMPORTERS: tuple[type[Importer], ...] = (
+    ExportedProgramImporter,
+    TorchScriptImporter,
+    SavedModelImporter,
+    KerasImporter,
+    SkopsImporter,
+    TfliteImporter,
+    XGBoostImporter,
+    LightGBMImporter,
+)
+FORMATS: dict[str, type[Importer]] = {importer.format: importer for importer in IMPORTERS}
+
+
+def sniff_format(path: Path) -> str | None:
+    """The importer format of a file from its content, or None when no importer claims it.
+
+    Pickles are refused here (ModelError), before any importer could be tempted to load one.
+    """
+    refuse_pickle(path)
+    for importer in IMPORTERS:
+        if importer.sniff(path):
+            return importer.format
+    return None
+
+
+def detect_upload_format(path: Path) -> str:
+    """The format of an uploaded file from its content: a framework format an importer
+    claims, else ONNX (`onnx` or `onnx-zip`). Raises ModelError saying what is accepted."""
+    from workers.engine.formats import detect_format
+
+    return sniff_format(path) or detect_format(path)
+
+
+def get_importer(fmt: str) -> Importer:
+    try:
+        return FORMATS[fmt]()
+    except KeyError:
+        known = ", ".join(sorted(FORMATS))
+        raise KeyError(f"There is no importer for format '{fmt}'; known formats: {known}.") from None
+
+
+def framework_of(fmt: str) -> str:
+    return FORMATS[fmt].framework
+
+
+def import_queue(fmt: str) -> str:
+    return f"import-{fmt}"
+
+
+def available_import_queues() -> list[str]:
+    """The import queues this worker can serve: one per importer whose framework is installed."""
+    return [import_queue(importer.format) for importer in IMPORTERS if importer().available()]
+
+
+def require_available(importer: Importer) -> None:
+    if not importer.available():
+        raise ModelError(
+            "framework_not_installed",
+            f"This worker has no {importer.framework} installed, so it can't import {importer.format} files. "
+            f"{importer.install_hint}".strip(),
+        )
