@@ -1,29 +1,65 @@
-"""How well the onnxruntime backend's support check predicts what actually runs.
+"""How well each backend's support check predicts what actually runs: onnxruntime, OpenVINO, MNN.
 
 Takes every case of ONNX's node test suite (`onnx.backend.test.case.node.collect_testcases()`:
-a small model, its inputs and expected outputs), asks `OnnxRuntimeCpuBackend.check_support`
-about the case's model, then runs the case with the backend's own session and compares the
-outputs with the expected ones (rtol 1e-3, atol 1e-7, as onnx's backend test does). "Said
-supported" is a "full" verdict; "ran" is a session that was created and ran without raising.
-The agreement is the share of cases where the two say the same. Prints the result as JSON
-and writes it to BENCHMARKS.md (section "Op-support matrix (ONNX node test suite)") unless
---no-write.
+a small model, its inputs and expected outputs) and, for each backend, asks its
+`check_support` about the case's model, then runs the case with that backend and compares
+the outputs with the expected ones (rtol 1e-3, atol 1e-7 unless the case sets its own, as
+onnx's backend test does):
 
-    python bench/op_support_matrix.py              # every case (about 1900, a few minutes)
-    python bench/op_support_matrix.py --limit 50 --no-write
+- onnxruntime: `OnnxRuntimeCpuBackend.load` on the ONNX model (CPU provider);
+- OpenVINO: `OpenVinoBackend.load` on the ONNX model (CPU plugin, f32 inference precision);
+- MNN: `MnnBackend.build_variants` for an fp32-only profile (MNN's converter), then
+  `MnnBackend.load` on the .mnn file.
+
+"Said supported" is a "full" verdict; "ran" is a session (or MNN model) that was created
+and ran without raising; "matched" means the outputs equal the expected ones within the
+tolerance (an output whose dtype differs from the model's, such as MNN's int32 for int64,
+is compared after casting it to the model's dtype, and counted). The agreement is the share
+of cases where "said supported" and "ran" say the same.
+
+Native runtimes can crash (OpenVINO's reader has segfaulted on malformed node-test models,
+such as a Pad without `pads`; MNN dies on several cases) or hang, so each backend works in
+forked child processes, one case at a time, each in its own process group: a child that
+dies or passes the per-case time limit is killed and replaced, and its case is recorded as
+crashed (so is one that grows past 3 GiB resident; its address space is capped at 6 GiB).
+A case whose support check crashes counts as "not said supported" and is run again,
+without the check, in a fresh child.
+
+Cases whose graph inputs or outputs have a dtype numpy lacks (bfloat16, float8, int4...)
+mostly cannot be fed or fetched through the runtimes' Python APIs; the agreement is also
+given without them (the same cases for every backend). The op-type summary counts the op
+types (from cases that are not "_expanded" function bodies, numpy I/O cases left out) that
+each backend claims, and that actually run and match, in every case that uses them.
+
+`--budget-s` bounds the whole run: each backend gets an equal share of what is left when
+its turn comes; cases are run in a fixed shuffled order, so a backend cut short by its
+budget has covered a spread of op types, and the output says how many cases it covered.
+Prints the result (JSON with --json) and writes it to BENCHMARKS.md (section "Op-support
+matrix (ONNX node test suite)") unless --no-write.
+
+    python bench/op_support_matrix.py                  # every case, every backend (~7 min on 2 cores)
+    python bench/op_support_matrix.py --limit 50 --no-write --json --backends onnxruntime,openvino
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
+import random
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from itertools import combinations
+from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +67,37 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SECTION = "Op-support matrix (ONNX node test suite)"
+BACKENDS = ("onnxruntime", "openvino", "mnn")
+TITLES = {"onnxruntime": "onnxruntime", "openvino": "OpenVINO", "mnn": "MNN"}
 RTOL, ATOL = 1e-3, 1e-7
 MAX_LISTED = 15
-NUMPY_IO_ERROR = re.compile(
-    r"can't be converted to MLDataType|No corresponding Numpy type|Unable to handle object of type"
+DEFAULT_BUDGET_S = 840.0
+DEFAULT_CASE_TIMEOUT_S = 60.0
+# A worker past this resident size is killed (seen: MNN's OneHot growing past 15 GiB on a
+# node-test case); its address space is capped at twice this, for allocations too fast to watch.
+DEFAULT_MEMORY_LIMIT_BYTES = 3 * 2**30
+MNN_CONVERTER_TIMEOUT_S = 20.0
+SHUFFLE_SEED = 0
+# ONNX element types that numpy has no dtype for, so no runtime's Python API can feed or fetch them.
+NUMPY_LACKS = (
+    "BFLOAT16",
+    "FLOAT8E4M3FN",
+    "FLOAT8E4M3FNUZ",
+    "FLOAT8E5M2",
+    "FLOAT8E5M2FNUZ",
+    "FLOAT8E8M0",
+    "FLOAT6E2M3",
+    "FLOAT6E3M2",
+    "FLOAT4E2M1",
+    "UINT4",
+    "INT4",
+    "UINT2",
+    "INT2",
 )
+
+_LOG_MARK = "=== op-support-matrix case: "
+# The cases, sorted by name. main() fills this before forking the workers, which index into it.
+_CASES: list[Any] = []
 
 
 def collect_cases() -> list[Any]:
@@ -49,76 +111,358 @@ def collect_cases() -> list[Any]:
     return sorted(cases, key=lambda case: case.name)
 
 
-def run_case(backend: Any, case: Any, model_path: Path) -> dict[str, Any]:
-    """Check support for one case, then run it and compare with the expected outputs."""
-    import onnx
-    from onnx.backend.test.runner import Runner
+# --- one backend, one case (in a worker process) ---------------------------------------------
 
-    onnx.save_model(case.model, str(model_path))
+
+class CaseRunner:
+    """One backend as the matrix uses it: its support check, and a session for a case's model."""
+
+    def __init__(self, name: str, scratch: Path) -> None:
+        self.name = name
+        self.scratch = scratch
+        if name == "onnxruntime":
+            from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+
+            self.backend: Any = OnnxRuntimeCpuBackend(intra_op_threads=1)
+        elif name == "openvino":
+            from workers.engine.backends.openvino import OpenVinoBackend
+
+            self.backend = OpenVinoBackend(num_threads=1)
+        elif name == "mnn":
+            from workers.engine.backends.mnn import MnnBackend
+
+            self.backend = MnnBackend(threads=1, converter_timeout_s=MNN_CONVERTER_TIMEOUT_S)
+        else:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+    def load(self, model_path: Path) -> Any:
+        """A session for the model: the ONNX file itself, or for MNN its fp32 conversion."""
+        if self.name != "mnn":
+            return self.backend.load(model_path)
+        from workers.engine.backends.base import HardwareProfile
+
+        out_dir = self.scratch / "mnn-variants"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        profile = HardwareProfile("op-support-matrix", "cpu", ("mnn",), ("fp32",))
+        variants = self.backend.build_variants(model_path, profile, None, out_dir)
+        if not variants:
+            raise RuntimeError("; ".join(self.backend.last_build_notes) or "MNN built no fp32 variant")
+        return self.backend.load(variants[0].path)
+
+
+def check_case(backend: Any, case: Any, model_path: Path) -> dict[str, Any]:
+    """Ask the backend's support check about the case's model (already saved at model_path)."""
     result: dict[str, Any] = {"case": case.name}
     try:
         report = backend.check_support(model_path)
         result["verdict"] = report.verdict
         result["method"] = report.method
         result["unsupported"] = sorted({f"{op.op_type}: {op.reason}" for op in report.ops if op.status != "supported"})
+        if report.error:
+            result["unsupported"].append(report.error)
     except Exception as exc:
         result.update(verdict="check_failed", method="", unsupported=[f"{type(exc).__name__}: {exc}"])
     result["said_supported"] = result["verdict"] == "full"
+    return result
+
+
+def run_case(runner: CaseRunner, case: Any, model_path: Path) -> dict[str, Any]:
+    """Run the case's model on every data set of the case and compare with the expected outputs."""
+    import numpy as np
+    from onnx.backend.test.runner import Runner
 
     graph = case.model.graph
+    output_names = [value.name for value in graph.output]
     runs = []
     try:
-        session = backend.load(model_path)
+        session = runner.load(model_path)
+        takes = set(session.input_names)
         for inputs, expected in case.data_sets:
-            feeds = {value.name: _as_test_data(data, value) for data, value in zip(inputs, graph.input, strict=False)}
+            feeds = {
+                value.name: _as_test_data(data, value)
+                for data, value in zip(inputs, graph.input, strict=False)
+                if value.name in takes
+            }
             outputs = session.run(feeds)
-            runs.append(([outputs[name] for name in session.output_names], expected))
+            if all(name in outputs for name in output_names):
+                actual = [outputs[name] for name in output_names]
+            else:  # named otherwise by the runtime: take them in order
+                actual = [outputs[name] for name in session.output_names]
+            runs.append((actual, expected))
         session.close()
     except Exception as exc:
-        result.update(ran=False, matched=False, run_error=_first_line(exc))
-        # numpy has no bfloat16, float8, int4...: the Python API cannot feed or fetch them.
-        result["numpy_io"] = bool(NUMPY_IO_ERROR.search(result["run_error"]))
-        return result
+        return {"ran": False, "matched": False, "run_error": _first_line(exc)}
 
-    result.update(ran=True, matched=True, numpy_io=False)
+    result: dict[str, Any] = {"ran": True, "matched": True, "dtype_cast": False}
     try:
         for actual, expected in runs:
             expected = [_as_test_data(data, value) for data, value in zip(expected, graph.output, strict=False)]
+            for position, (got, want) in enumerate(zip(actual, expected, strict=False)):
+                if (
+                    isinstance(got, np.ndarray)
+                    and isinstance(want, np.ndarray)
+                    and got.dtype != want.dtype
+                    and want.dtype != object
+                ):
+                    # e.g. MNN computes int64 as int32: compare the values, count the cast.
+                    actual[position] = got.astype(want.dtype)
+                    result["dtype_cast"] = True
             Runner.assert_similar_outputs(expected, actual, rtol=case.rtol or RTOL, atol=case.atol or ATOL)
-    except (AssertionError, TypeError, ValueError) as exc:
+    except Exception as exc:  # AssertionError mostly; a list where a tensor was expected raises others
         result.update(matched=False, mismatch=_first_line(exc))
     return result
 
 
-def summarize(results: list[dict[str, Any]], cases: list[Any], seconds: float) -> dict[str, Any]:
-    """Counts and the agreement between "said supported" and "ran"."""
-    import onnx
-    import onnxruntime
+def _worker_main(backend_name: str, conn: Any, scratch: Path, memory_limit_bytes: int) -> None:
+    """A worker: receives (case index, skip_check), answers ("checked", ...) then ("ran", ...)."""
+    import resource
 
-    op_types = {op for case in cases for op in _op_types(case)}
-    ran_op_types = {op for case, result in zip(cases, results, strict=True) if result["ran"] for op in _op_types(case)}
-    agree = sum(result["said_supported"] == result["ran"] for result in results)
+    os.setsid()  # its own process group: the parent kills it whole, converter children included
+    resource.setrlimit(resource.RLIMIT_AS, (2 * memory_limit_bytes, 2 * memory_limit_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    log = os.open(scratch / "log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)  # runtimes print to the descriptors; keep that off the bench's output
+    os.dup2(log, 2)
+    warnings.simplefilter("ignore")
+    import onnx
+
+    runner = CaseRunner(backend_name, scratch)
+    model_path = scratch / "model.onnx"
+    while (task := conn.recv()) is not None:
+        index, skip_check = task
+        case = _CASES[index]
+        os.write(1, f"\n{_LOG_MARK}{case.name}\n".encode())  # the log tail after a crash starts here
+        onnx.save_model(case.model, str(model_path))
+        if not skip_check:
+            conn.send(("checked", check_case(runner.backend, case, model_path)))
+        conn.send(("ran", run_case(runner, case, model_path)))
+
+
+# --- the worker pool (in the parent) ------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    scratch: Path
+    process: Any = None
+    conn: Any = None
+    task: tuple[int, bool] | None = None
+    started: float = 0.0
+    check: dict[str, Any] | None = None
+
+
+@dataclass
+class BackendRun:
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    budget_s: float = 0.0
+    out_of_budget: bool = False
+
+
+def run_backend(
+    name: str,
+    order: list[int],
+    workers: int,
+    budget_s: float,
+    case_timeout_s: float,
+    scratch: Path,
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
+) -> BackendRun:
+    """Every case of `order` on one backend, in `workers` child processes, until the budget runs out."""
+    context = multiprocessing.get_context("fork")
+    started = time.monotonic()
+    deadline = started + budget_s
+    run = BackendRun(budget_s=budget_s)
+    queue: deque[tuple[int, bool]] = deque((index, False) for index in order)
+    crashed_checks: dict[int, dict[str, Any]] = {}
+    slots = [_Slot(scratch=scratch / f"{name}-{number}") for number in range(workers)]
+
+    def start(slot: _Slot) -> None:
+        shutil.rmtree(slot.scratch, ignore_errors=True)
+        slot.scratch.mkdir(parents=True)
+        parent_end, child_end = context.Pipe()
+        slot.process = context.Process(
+            target=_worker_main, args=(name, child_end, slot.scratch, memory_limit_bytes), daemon=True
+        )
+        slot.process.start()
+        child_end.close()
+        slot.conn = parent_end
+
+    def finish(slot: _Slot, ran: dict[str, Any]) -> None:
+        assert slot.task is not None
+        index = slot.task[0]
+        check = slot.check or crashed_checks.pop(index)
+        run.results[index] = {**check, **ran}
+        slot.task = None
+        if len(run.results) % 200 == 0:
+            print(f"{name}: {len(run.results)}/{len(order)} cases", file=sys.stderr, flush=True)
+
+    def lost(slot: _Slot, how: str) -> None:
+        """The worker died or hung on its case: record it, replace the worker."""
+        assert slot.task is not None
+        index, skip_check = slot.task
+        detail = f"{how}: {_log_tail(slot.scratch / 'log')}".rstrip(": ")
+        _stop(slot)
+        if slot.check is None and not skip_check:
+            # Lost in the support check: not said supported. Run the case alone in a fresh worker.
+            crashed_checks[index] = {
+                "case": _CASES[index].name,
+                "verdict": "crashed",
+                "method": "",
+                "unsupported": [detail],
+                "said_supported": False,
+                "crashed_in": "check_support",
+            }
+            queue.appendleft((index, True))
+            slot.task = None
+            return
+        outcome = {"ran": False, "matched": False, "run_error": detail}
+        if "crashed_in" not in (slot.check or crashed_checks.get(index, {})):
+            outcome["crashed_in"] = "run"
+        finish(slot, outcome)
+
+    try:
+        while True:
+            now = time.monotonic()
+            for slot in slots:
+                # A case whose check crashed is run even past the deadline, so it is not left half done.
+                if slot.task is None and queue and (now < deadline or queue[0][1]):
+                    if slot.process is None:
+                        start(slot)
+                    slot.task, slot.started, slot.check = queue.popleft(), time.monotonic(), None
+                    slot.conn.send(slot.task)
+            busy = [slot for slot in slots if slot.task is not None]
+            if not busy:
+                break
+            wait_for_any([slot.conn for slot in busy] + [slot.process.sentinel for slot in busy], timeout=0.5)
+            for slot in busy:
+                dead = False
+                try:
+                    while slot.task is not None and slot.conn.poll():
+                        kind, data = slot.conn.recv()
+                        if kind == "checked":
+                            slot.check = data
+                        else:
+                            finish(slot, data)
+                except (EOFError, OSError):
+                    dead = True
+                if slot.task is None:
+                    continue
+                if dead or not slot.process.is_alive():
+                    slot.process.join(timeout=5)
+                    code = slot.process.exitcode
+                    signame = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
+                    lost(slot, f"crashed ({signame})")
+                elif time.monotonic() - slot.started > case_timeout_s:
+                    lost(slot, f"timed out after {case_timeout_s:.0f} s")
+                elif _resident_bytes(slot.process.pid) > memory_limit_bytes:
+                    lost(slot, f"killed: resident memory past {memory_limit_bytes / 2**30:.1f} GiB")
+    finally:
+        for slot in slots:
+            _stop(slot)
+    run.seconds = time.monotonic() - started
+    run.out_of_budget = bool(queue)
+    return run
+
+
+def _stop(slot: _Slot) -> None:
+    if slot.process is None:
+        return
+    if slot.process.is_alive():
+        with contextlib.suppress(OSError):
+            slot.conn.send(None)
+        slot.process.join(timeout=0.5)
+    if slot.process.is_alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(slot.process.pid, signal.SIGKILL)
+        slot.process.join(timeout=10)
+    else:
+        # The group may outlive its leader (a converter child): end it too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(slot.process.pid, signal.SIGKILL)
+    slot.conn.close()
+    slot.process = slot.conn = None
+
+
+def _resident_bytes(pid: int) -> int:
+    """The process's resident set size (0 when it cannot be read)."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _log_tail(path: Path) -> str:
+    """The worker log's last two meaningful lines: what the runtime said before it died."""
+    try:
+        text = path.read_bytes()[-4000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    text = text.rpartition(_LOG_MARK)[2].partition("\n")[2]
+    # Not MNN's banner, printed by every process that loads it.
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "device supports" not in line]
+    return " / ".join(lines[-2:])[:300]
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def summarize_backend(name: str, cases: list[Any], run: BackendRun, numpy_io: set[str]) -> dict[str, Any]:
+    """Counts and the agreement between "said supported" and "ran" for one backend."""
+    results = [run.results[index] for index in sorted(run.results)]
+    for result in results:
+        result["numpy_io"] = result["case"] in numpy_io
     comparable = [result for result in results if not result["numpy_io"]]
-    agree_comparable = sum(result["said_supported"] == result["ran"] for result in comparable)
+
+    def agreement(items: list[dict[str, Any]], key: str = "ran") -> float:
+        return round(100 * sum(item["said_supported"] == item[key] for item in items) / len(items), 2) if items else 0.0
+
     false_yes = [result for result in comparable if result["said_supported"] and not result["ran"]]
     false_no = [result for result in results if not result["said_supported"] and result["ran"]]
+    wrong = [result for result in comparable if result["said_supported"] and result["ran"] and not result["matched"]]
+    lost = [result for result in results if "crashed_in" in result]
+    by_name = {case.name: case for case in cases}
+
+    def by_op_type(items: list[dict[str, Any]]) -> dict[str, int]:
+        """How many of the items' cases use each op type (non-"_expanded" cases only), most first."""
+        counts = Counter(
+            op for item in items if not item["case"].endswith("_expanded") for op in _op_types(by_name[item["case"]])
+        )
+        return dict(counts.most_common())
+
+    failures: dict[str, list[str]] = {}
+    for result in false_yes:
+        failures.setdefault(_error_kind(result.get("run_error", "")), []).append(result["case"])
+    crashes: dict[str, list[dict[str, Any]]] = {}
+    for result in lost:
+        crashes.setdefault(_lost_detail(result).partition(":")[0], []).append(result)
     return {
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "cores": os.cpu_count(),
-        "seconds": round(seconds, 1),
-        "cases": len(results),
-        "op_types": len(op_types),
-        "op_types_in_a_case_that_ran": len(ran_op_types),
+        "version": _version(name),
+        "cases": len(cases),
+        "covered": len(results),
+        "out_of_budget": run.out_of_budget,
+        "budget_s": round(run.budget_s, 1),
+        "seconds": round(run.seconds, 1),
         "said_supported": sum(result["said_supported"] for result in results),
         "ran": sum(result["ran"] for result in results),
         "ran_and_matched": sum(result["matched"] for result in results),
-        "agreement_percent": round(100 * agree / len(results), 2) if results else 0.0,
+        "agreement_percent": agreement(results),
+        "agreement_with_matched_percent": agreement(results, "matched"),
         "numpy_io_cases": len(results) - len(comparable),
-        "agreement_percent_without_numpy_io": round(100 * agree_comparable / len(comparable), 2) if comparable else 0.0,
+        "agreement_percent_without_numpy_io": agreement(comparable),
+        "agreement_with_matched_percent_without_numpy_io": agreement(comparable, "matched"),
         "said_supported_but_failed": sum(result["said_supported"] and not result["ran"] for result in results),
         "said_supported_but_failed_without_numpy_io": len(false_yes),
         "said_unsupported_but_ran": len(false_no),
+        "said_supported_ran_but_mismatched": len(wrong),
+        "output_dtype_cast": sum(bool(result.get("dtype_cast")) for result in results),
+        "crashes": len(lost),
+        "crashes_in_check_support": sum(result["crashed_in"] == "check_support" for result in lost),
+        "timeouts": sum("timed out" in _lost_detail(result) for result in lost),
+        "crashed_cases": [
+            {"case": result["case"], "in": result["crashed_in"], "detail": _lost_detail(result)} for result in lost
+        ],
         "methods": dict(Counter(result["method"] for result in results)),
         "verdicts": dict(Counter(result["verdict"] for result in results)),
         "disagreements": [
@@ -130,6 +474,70 @@ def summarize(results: list[dict[str, Any]], cases: list[Any], seconds: float) -
             }
             for result in (false_yes + false_no)[:MAX_LISTED]
         ],
+        "wrong_results": [
+            {"case": result["case"], "detail": result.get("mismatch", "")[:200]} for result in wrong[:MAX_LISTED]
+        ],
+        # Said supported but failed to run (numpy I/O cases left out), grouped by error.
+        "failures_by_error": [
+            {"error": error, "cases": len(names), "example": names[0]}
+            for error, names in sorted(failures.items(), key=lambda item: -len(item[1]))
+        ],
+        "crashes_by_kind": [
+            {"kind": kind, "cases": len(items), "op_types": sorted(by_op_type(items))}
+            for kind, items in sorted(crashes.items(), key=lambda item: -len(item[1]))
+        ],
+        # Said supported, ran, wrong outputs (numpy I/O cases left out): cases per op type.
+        "wrong_by_op_type": by_op_type(wrong),
+    }
+
+
+def op_type_matrix(cases: list[Any], runs: dict[str, BackendRun], numpy_io: set[str]) -> dict[str, Any]:
+    """Per op type: which backends claim it, and which run it right, in every case that uses it.
+
+    Judged on the cases every backend covered, leaving out "_expanded" cases (function bodies:
+    they test the composed op, not each op of the body) and numpy I/O cases. A backend
+    "claims" an op type when its check said supported in all of them, and "runs" it when all
+    of them ran and matched.
+    """
+    names = list(runs)
+    shared = set.intersection(*(set(run.results) for run in runs.values())) if runs else set()
+    judged = [
+        index
+        for index in sorted(shared)
+        if not cases[index].name.endswith("_expanded") and cases[index].name not in numpy_io
+    ]
+    uses: dict[str, list[int]] = {}
+    for index in judged:
+        for op in _op_types(cases[index]):
+            uses.setdefault(op, []).append(index)
+    claims = {
+        name: {op for op, indexes in uses.items() if all(runs[name].results[i]["said_supported"] for i in indexes)}
+        for name in names
+    }
+    works = {
+        name: {op for op, indexes in uses.items() if all(runs[name].results[i]["matched"] for i in indexes)}
+        for name in names
+    }
+
+    def breakdown(sets: dict[str, set[str]]) -> dict[str, int]:
+        rows: dict[str, int] = {}
+        for size in range(len(names), 0, -1):
+            for group in combinations(names, size):
+                key = "all" if size == len(names) and size > 1 else "+".join(group) + " only"
+                rows[key] = sum(
+                    all(op in sets[name] for name in group) and not any(op in sets[n] for n in names if n not in group)
+                    for op in uses
+                )
+        rows["none"] = sum(not any(op in sets[name] for name in names) for op in uses)
+        return rows
+
+    return {
+        "op_types": len(uses),
+        "cases": len(judged),
+        "claimed": breakdown(claims),
+        "ran_and_matched": breakdown(works),
+        "claimed_but_wrong": {name: sorted(claims[name] - works[name]) for name in names},
+        "run_by_none": sorted(op for op in uses if not any(op in works[name] for name in names)),
     }
 
 
@@ -141,80 +549,201 @@ def write_benchmarks(summary: dict[str, Any]) -> None:
         if path.exists()
         else "# Benchmarks\n\nNumbers from `bench/`; each is a ratio to a reference run in the same run.\n"
     )
-    rows = [
-        ("cases", summary["cases"]),
-        ("op types in the case models", summary["op_types"]),
-        ("op types in at least one case that ran", summary["op_types_in_a_case_that_ran"]),
-        ("said supported (verdict `full`)", summary["said_supported"]),
-        ("ran (session created, run without error)", summary["ran"]),
-        ("ran and matched the expected outputs", summary["ran_and_matched"]),
-        ("**agreement: said supported == ran**", f"**{summary['agreement_percent']} %**"),
-        ("said supported but failed to run", summary["said_supported_but_failed"]),
-        ("cases whose bfloat16/float8/int4... data the Python API cannot feed or fetch", summary["numpy_io_cases"]),
-        (
-            "**agreement without those numpy I/O cases**",
-            f"**{summary['agreement_percent_without_numpy_io']} %** "
-            f"({summary['cases'] - summary['numpy_io_cases']} cases)",
-        ),
-        ("said unsupported but ran", summary["said_unsupported_but_ran"]),
-        (
-            "support method (runtime / probe)",
-            f"{summary['methods'].get('runtime', 0)} / {summary['methods'].get('probe', 0)}",
-        ),
-        ("time", f"{summary['seconds']} s"),
-    ]
-    section = (
-        f"## {SECTION}\n\n"
-        f"`bench/op_support_matrix.py`, {time.strftime('%Y-%m-%d')}, {summary['cores']} cores, onnx "
-        f"{summary['onnx']}, onnxruntime {summary['onnxruntime']}: every case of ONNX's node test suite, "
-        "asked to `OnnxRuntimeCpuBackend.check_support` and then run with onnxruntime (CPU) against its "
-        f"expected outputs (rtol {RTOL}, atol {ATOL}, as onnx's backend test).\n\n"
-        "| measure | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows) + "\n"
-    )
-    if summary["disagreements"]:
-        section += (
-            "A support check loads the model; it cannot see a kernel that exists but fails at run time on "
-            "particular inputs. Disagreements other than numpy I/O:\n\n"
-        )
-        for item in summary["disagreements"]:
-            outcome = "ran" if item["ran"] else "failed"
-            detail = item["detail"].replace("|", "/").replace("\n", " ")
-            section += f"- `{item['case']}`: verdict {item['verdict']}, {outcome}: {detail}\n"
     pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
+    section = render_section(summary)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n"), text)
+        # The match ends before the newline that ends the blank line above the next section.
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text if text.endswith("\n") else text + "\n")
 
 
+def render_section(summary: dict[str, Any]) -> str:
+    backends: dict[str, dict[str, Any]] = summary["backends"]
+    names = list(backends)
+
+    def row(label: str, value: Any) -> str:
+        return f"| {label} | " + " | ".join(str(value(backends[name])) for name in names) + " |\n"
+
+    versions = ", ".join(f"{TITLES[name]} {backends[name]['version']}" for name in names)
+    section = (
+        f"## {SECTION}\n\n"
+        f"`bench/op_support_matrix.py`, {time.strftime('%Y-%m-%d')}, {summary['cores']} cores, "
+        f"{summary['workers']} worker processes a backend, onnx {summary['onnx']}, {versions}: "
+        f"the {summary['cases']} cases of ONNX's node test suite, each asked to every backend's `check_support` "
+        '("said supported": verdict `full`) and then run with that backend against the case\'s expected outputs '
+        f"(rtol {RTOL}, atol {ATOL} unless the case sets its own, as onnx's backend test). onnxruntime and "
+        "OpenVINO load the ONNX model (`load`, CPU; OpenVINO at f32 inference precision); MNN converts it to an "
+        "fp32 `.mnn` (`build_variants`) and runs that. Each backend works in forked child processes that are "
+        f"replaced when one crashes, passes {summary['case_timeout_s']:.0f} s on a case or "
+        f"{summary['memory_limit_gib']:g} GiB resident; the case is then "
+        "recorded as crashed (a crash in the support check counts as not said supported, and the case is run "
+        f"again without it). Time budget {summary['budget_s']:.0f} s in all, each backend an equal share of "
+        "what is left when its turn comes.\n\n"
+        "| measure | " + " | ".join(TITLES[name] for name in names) + " |\n"
+        "|---|" + "---|" * len(names) + "\n"
+    )
+    section += row("cases covered", lambda b: f"{b['covered']} of {b['cases']}")
+    section += row("said supported (verdict `full`)", lambda b: b["said_supported"])
+    section += row("ran (session created, run without error)", lambda b: b["ran"])
+    section += row("ran and matched the expected outputs", lambda b: b["ran_and_matched"])
+    section += row("**agreement: said supported == ran**", lambda b: f"**{b['agreement_percent']} %**")
+    section += row("agreement: said supported == ran and matched", lambda b: f"{b['agreement_with_matched_percent']} %")
+    section += row(
+        "crashed or hung (child lost; in `check_support`)",
+        lambda b: f"{b['crashes']} ({b['crashes_in_check_support']})",
+    )
+    section += row(
+        "cases with bfloat16/float8/int4... inputs or outputs (the Python APIs mostly cannot feed or fetch them)",
+        lambda b: b["numpy_io_cases"],
+    )
+    section += row(
+        "**agreement without those numpy I/O cases**",
+        lambda b: f"**{b['agreement_percent_without_numpy_io']} %** ({b['covered'] - b['numpy_io_cases']} cases)",
+    )
+    section += row(
+        "agreement with ran and matched, without numpy I/O cases",
+        lambda b: f"{b['agreement_with_matched_percent_without_numpy_io']} %",
+    )
+    section += row(
+        "said supported but failed to run (without numpy I/O cases)",
+        lambda b: f"{b['said_supported_but_failed']} ({b['said_supported_but_failed_without_numpy_io']})",
+    )
+    section += row("said unsupported but ran", lambda b: b["said_unsupported_but_ran"])
+    section += row(
+        "said supported, ran, wrong outputs (without numpy I/O cases)", lambda b: b["said_supported_ran_but_mismatched"]
+    )
+    section += row(
+        "ran with an output dtype other than the model's (compared after a cast)", lambda b: b["output_dtype_cast"]
+    )
+    section += row(
+        "support method", lambda b: ", ".join(f"{method or 'none'} {count}" for method, count in b["methods"].items())
+    )
+    section += row("time", lambda b: f"{b['seconds']} s")
+
+    matrix = summary.get("op_type_matrix")
+    if matrix and len(names) > 1:
+        section += (
+            f"\nOp types, judged on the {matrix['cases']} cases every backend covered that are not `_expanded` "
+            "function bodies or numpy I/O cases: a backend claims an op type when its check said supported in "
+            f"every case that uses it, and runs it when every such case ran and matched ({matrix['op_types']} "
+            "op types).\n\n| op types | claimed | ran and matched |\n|---|---|---|\n"
+        )
+        for key, count in matrix["claimed"].items():
+            label = "all " + str(len(names)) if key == "all" else key.replace("+", " + ")
+            for name in names:
+                label = label.replace(name, TITLES[name])
+            section += f"| {label} | {count} | {matrix['ran_and_matched'][key]} |\n"
+        section += "\n"
+        for name in names:
+            wrong = matrix["claimed_but_wrong"][name]
+            if wrong:
+                section += f"- {TITLES[name]} claims but does not run right in every case: " + _short(wrong) + "\n"
+        if matrix["run_by_none"]:
+            section += "- run right by none: " + _short(matrix["run_by_none"]) + "\n"
+
+    section += (
+        "\nWhere the checks and the runs part ways (numpy I/O cases left out; op types counted over cases "
+        "that are not `_expanded`):\n\n"
+    )
+    for name in names:
+        backend = backends[name]
+        failed = "; ".join(
+            f"{item['cases']}x `{_cell(item['error'], 90)}` (e.g. `{item['example']}`)"
+            for item in backend["failures_by_error"][:6]
+        )
+        crashed = "; ".join(
+            f"{item['kind']}: {item['cases']} cases ({', '.join(item['op_types'][:8]) or '_expanded cases'})"
+            for item in backend["crashes_by_kind"]
+        )
+        wrong = ", ".join(f"{op} {count}" for op, count in list(backend["wrong_by_op_type"].items())[:20])
+        if not wrong:
+            wrong = "only `_expanded` cases" if backend["said_supported_ran_but_mismatched"] else "none"
+        section += f"- **{TITLES[name]}**: said supported but failed to run: {failed or 'none'}.\n"
+        if crashed:
+            section += f"  Lost (crashed or hung): {crashed}.\n"
+        section += (
+            f"  Said supported, ran, wrong outputs ({backend['said_supported_ran_but_mismatched']} cases), "
+            f"cases per op type: {wrong}.\n"
+        )
+    return section
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """A short plain-text table for the terminal."""
+    lines = []
+    for name, backend in summary["backends"].items():
+        lines.append(
+            f"{TITLES[name]:12} covered {backend['covered']}/{backend['cases']}  said {backend['said_supported']}  "
+            f"ran {backend['ran']}  matched {backend['ran_and_matched']}  agreement {backend['agreement_percent']} % "
+            f"(without numpy I/O {backend['agreement_percent_without_numpy_io']} %)  crashes {backend['crashes']}  "
+            f"{backend['seconds']} s"
+        )
+    matrix = summary.get("op_type_matrix")
+    if matrix:
+        lines.append(f"op types ({matrix['op_types']}): claimed {matrix['claimed']}")
+        lines.append(f"  ran and matched {matrix['ran_and_matched']}")
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases (by name)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, from: " + ", ".join(BACKENDS))
     parser.add_argument("--no-write", action="store_true", help="don't update BENCHMARKS.md")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="time for all backends together")
+    parser.add_argument("--case-timeout-s", type=float, default=DEFAULT_CASE_TIMEOUT_S, help="per case and backend")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="child processes a backend")
     parser.add_argument("--details", type=Path, help="also write every case's result to this JSON file")
     args = parser.parse_args()
+    names = [name.strip() for name in args.backends.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        parser.error(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
 
-    from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+    import onnx
 
-    backend = OnnxRuntimeCpuBackend()
-    cases = collect_cases()[: args.limit]
-    started = time.perf_counter()
-    results = []
+    started = time.monotonic()
+    _CASES[:] = collect_cases()[: args.limit]
+    numpy_io = {case.name for case in _CASES if _lacks_numpy_dtype(case)}
+    order = list(range(len(_CASES)))
+    random.Random(SHUFFLE_SEED).shuffle(order)
+    runs: dict[str, BackendRun] = {}
     with tempfile.TemporaryDirectory(prefix="op-support-") as scratch:
-        model_path = Path(scratch) / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for index, case in enumerate(cases, start=1):
-                results.append(run_case(backend, case, model_path))
-                if index % 200 == 0:
-                    print(f"{index}/{len(cases)} cases", file=sys.stderr)
-    summary = summarize(results, cases, time.perf_counter() - started)
-    print(json.dumps(summary, indent=2))
+        for position, name in enumerate(names):
+            left = args.budget_s - (time.monotonic() - started)
+            share = max(left, 0.0) / (len(names) - position)
+            print(f"{name}: {len(order)} cases, budget {share:.0f} s", file=sys.stderr, flush=True)
+            runs[name] = run_backend(name, order, args.workers, share, args.case_timeout_s, Path(scratch))
+            print(f"{name}: {len(runs[name].results)} cases in {runs[name].seconds:.0f} s", file=sys.stderr)
+
+    summary: dict[str, Any] = {
+        "onnx": onnx.__version__,
+        "cores": os.cpu_count(),
+        "workers": args.workers,
+        "budget_s": args.budget_s,
+        "case_timeout_s": args.case_timeout_s,
+        "memory_limit_gib": DEFAULT_MEMORY_LIMIT_BYTES / 2**30,
+        "cases": len(_CASES),
+        "op_types": len({op for case in _CASES for op in _op_types(case)}),
+        "backends": {name: summarize_backend(name, _CASES, run, numpy_io) for name, run in runs.items()},
+        "op_type_matrix": op_type_matrix(_CASES, runs, numpy_io),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(summary, indent=2) if args.json else render_text(summary))
     if args.details:
-        args.details.write_text(json.dumps(results, indent=1))
+        details = {name: [run.results[index] for index in sorted(run.results)] for name, run in runs.items()}
+        args.details.write_text(json.dumps(details, indent=1))
     if not args.no_write:
         write_benchmarks(summary)
+
+
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def _as_test_data(data: Any, value: Any) -> Any:
@@ -238,13 +767,74 @@ def _as_test_data(data: Any, value: Any) -> Any:
     return data
 
 
-def _op_types(case: Any) -> set[tuple[str, str]]:
-    return {(node.domain or "ai.onnx", node.op_type) for node in case.model.graph.node}
+def _lacks_numpy_dtype(case: Any) -> bool:
+    """Whether a graph input or output of the case has an element type numpy has no dtype for."""
+    from onnx import TensorProto
+
+    lacking = {getattr(TensorProto, name) for name in NUMPY_LACKS if hasattr(TensorProto, name)}
+
+    def element_types(type_proto: Any) -> list[int]:
+        kind = type_proto.WhichOneof("value")
+        if kind == "tensor_type":
+            return [type_proto.tensor_type.elem_type]
+        if kind == "sequence_type":
+            return element_types(type_proto.sequence_type.elem_type)
+        if kind == "optional_type":
+            return element_types(type_proto.optional_type.elem_type)
+        if kind == "map_type":
+            return [type_proto.map_type.key_type, *element_types(type_proto.map_type.value_type)]
+        return []
+
+    graph = case.model.graph
+    return any(kind in lacking for value in [*graph.input, *graph.output] for kind in element_types(value.type))
+
+
+def _op_types(case: Any) -> set[str]:
+    """The case's op types: "Add", or "domain.Op" outside the default domain."""
+    return {
+        node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        for node in case.model.graph.node
+    }
+
+
+def _version(name: str) -> str:
+    import importlib.metadata
+
+    package = {"onnxruntime": "onnxruntime", "openvino": "openvino", "mnn": "MNN"}[name]
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _error_kind(text: str) -> str:
+    """An error message without what varies from case to case (node names, sizes, paths)."""
+    text = re.sub(r"Name:'[^']*'", "Name:''", text)
+    text = re.sub(r"\b\d{3,}\b", "N", text)
+    return text[:160]
+
+
+def _lost_detail(result: dict[str, Any]) -> str:
+    if result.get("crashed_in") == "check_support":
+        return result["unsupported"][0] if result["unsupported"] else ""
+    return str(result.get("run_error", ""))
+
+
+def _short(items: list[str], limit: int = 25) -> str:
+    return ", ".join(f"`{item}`" for item in items[:limit]) + (
+        f" and {len(items) - limit} more" if len(items) > limit else ""
+    )
+
+
+def _cell(text: str, limit: int) -> str:
+    return text.replace("|", "/").replace("\n", " ")[:limit]
 
 
 def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return text[:300]
+    """The first line that says something: not OpenVINO's "Exception from src/....cpp:117:" lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+", line)]
+    return next(iter(useful or lines), type(exc).__name__)[:300]
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ def test_dockerfile_conventions(name: str) -> None:
     assert installs
     for install in installs:
         assert "--no-cache-dir" in install, install
-    assert any(re.search(r'"\.\[s3[\],]', install) for install in installs)
+    assert any(re.search(r'"\.\[s3[\],]|--no-deps "\."', install) for install in installs)
     assert "platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoint" in text
     assert 'ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]' in lines
 
@@ -309,5 +309,6 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
 
 def test_cpu_worker_image_has_the_cpu_runtimes() -> None:
     text = (ROOT / "platform/docker/worker-cpu.Dockerfile").read_text()
-    assert '".[s3,runtimes-cpu]"' in text
+    assert "ARG SLIPWAY_EXTRAS=s3,runtimes-cpu,sklearn" in text
     assert '--no-deps "pnnx' in text, "pnnx must not pull torch into the image"
+    assert "download.pytorch.org/whl/cpu" in text, "torch, when asked for, must be the CPU build"

@@ -18,14 +18,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, read from pyproject.toml alone, so a code change reuses this layer.
+# SLIPWAY_EXTRAS picks what this worker can do: the CPU runtimes always; the importers for
+# scikit-learn/XGBoost/LightGBM by default; add "pytorch" and/or "tensorflow" to build a worker
+# that also takes those import jobs (manage.py run_worker subscribes to what is installed).
+# The pytorch extra takes torch's CPU build from its own index, never a CUDA build.
+ARG SLIPWAY_EXTRAS=s3,runtimes-cpu,sklearn
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["s3"] + p["optional-dependencies"]["runtimes-cpu"]))' > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt \
+RUN python -c 'import os, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = os.environ["SLIPWAY_EXTRAS"].split(","); print("\n".join(p["dependencies"] + [d for e in extras for d in p["optional-dependencies"][e]]))' > requirements.txt \
+    && pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
     && pip install --no-cache-dir --no-deps "pnnx>=20250503"
 COPY apps ./apps
 COPY workers ./workers
 COPY platform ./platform
-RUN pip install --no-cache-dir ".[s3,runtimes-cpu]"
+RUN pip install --no-cache-dir --no-deps "."
 
 # --- runtime ----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
