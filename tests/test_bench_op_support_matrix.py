@@ -37,7 +37,7 @@ def test_matrix_reports_agreement_for_every_backend() -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # ~20 s on a quiet machine
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
