@@ -38,3 +38,27 @@ class HardwareProfile(models.Model):
             queue=self.queue,
             options=dict(self.options),
         )
+
+
+class Worker(models.Model):
+    """A Celery worker process as it describes itself at start and by heartbeat: its hardware,
+    the runtimes and importers installed, and the queues it consumes."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="Celery node name, e.g. cpu@host-1.")
+    host = models.CharField(max_length=255)
+    arch = models.CharField(max_length=32, blank=True)
+    cpu_model = models.CharField(max_length=255, blank=True)
+    cpu_flags = models.JSONField(default=list, blank=True)
+    cores = models.PositiveIntegerField(default=0)
+    memory_bytes = models.BigIntegerField(default=0)
+    gpus = models.JSONField(default=list, blank=True)
+    runtimes = models.JSONField(default=dict, blank=True, help_text="Backend name -> version (null: not installed).")
+    importers = models.JSONField(default=list, blank=True, help_text="Framework formats this worker can import.")
+    queues = models.JSONField(default=list, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

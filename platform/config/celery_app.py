@@ -6,7 +6,9 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
-app = Celery("slipway", include=["workers.tasks.pipeline", "workers.tasks.maintenance"])
+app = Celery(
+    "slipway", include=["workers.tasks.pipeline", "workers.tasks.maintenance", "workers.tasks.worker_registry"]
+)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_serializer="json",

@@ -48,6 +48,7 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "SLIPWAY_DATA_DIR": str(settings.DATA_DIR),
         "SLIPWAY_JOB_HEARTBEAT_SECONDS": "1",
+        "SLIPWAY_WORKER_HEARTBEAT_SECONDS": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")]),
         "PYTHONUNBUFFERED": "1",
     }

@@ -94,3 +94,16 @@ def test_broken_models_fail_readably_and_the_worker_keeps_going(personas, celery
     assert not Artifact.objects.filter(version__in=failed_versions).exclude(kind="source").exists()
     assert Job.objects.filter(status=JobStatus.RUNNING).count() == 0
     assert ModelVersion.objects.filter(status=VersionStatus.PROCESSING).count() == 0
+
+
+def test_the_running_worker_describes_itself(personas, celery_worker_process):
+    client = client_for(personas.viewer)
+
+    def registered():
+        workers = [w for w in client.get("/api/v1/workers/").json() if w["name"].startswith("it@")]
+        return workers[0] if workers and workers[0]["status"] == "online" else None
+
+    worker = wait_for(registered, timeout=60, what="the worker to register and beat")
+    assert {"cpu", "default"} <= set(worker["queues"])
+    assert "import-sklearn-skops" in worker["queues"] and "sklearn-skops" in worker["importers"]
+    assert worker["runtimes"]["onnxruntime"] and worker["cores"] >= 1 and worker["memory_bytes"] > 0

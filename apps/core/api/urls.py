@@ -13,4 +13,5 @@ urlpatterns = [
     path("versions/<int:pk>/", registry.VersionDetail.as_view(), name="version-detail"),
     path("jobs/<int:pk>/", registry.JobDetail.as_view(), name="job-detail"),
     path("profiles/", runtimes.HardwareProfileList.as_view(), name="profile-list"),
+    path("workers/", runtimes.WorkerList.as_view(), name="worker-list"),
 ]

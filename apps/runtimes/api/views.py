@@ -3,7 +3,8 @@
 from django.db.models import QuerySet
 from rest_framework import generics, serializers
 
-from apps.runtimes.models import HardwareProfile
+from apps.runtimes.models import HardwareProfile, Worker
+from apps.runtimes.services import worker_status
 
 
 class HardwareProfileSerializer(serializers.ModelSerializer):
@@ -20,3 +21,30 @@ class HardwareProfileList(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[HardwareProfile]:
         return HardwareProfile.objects.order_by("slug")
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Worker
+        fields = [
+            "name", "host", "arch", "cpu_model", "cpu_flags", "cores", "memory_bytes", "gpus", "runtimes",
+            "importers", "queues", "started_at", "last_heartbeat_at", "stopped_at", "status",
+        ]  # fmt: skip
+
+    def get_status(self, worker: Worker) -> str:
+        return worker_status(worker)
+
+
+class WorkerList(generics.ListAPIView):
+    """Workers with their hardware, installed runtimes and importers, queues and heartbeat.
+
+    `status` is online, stale (no heartbeat for SLIPWAY_WORKER_STALE_AFTER_SECONDS) or stopped.
+    """
+
+    serializer_class = WorkerSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Worker]:
+        return Worker.objects.order_by("stopped_at", "-last_heartbeat_at")

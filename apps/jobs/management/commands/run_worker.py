@@ -13,6 +13,17 @@ from django.core.management.base import BaseCommand
 from config.env import envlist
 
 
+def hardware_queues() -> list[str]:
+    """The queues of the enabled hardware profiles this machine can serve: every CPU profile's,
+    and GPU profiles' only where nvidia-smi shows a GPU. `default` carries housekeeping."""
+    from apps.runtimes.models import HardwareProfile
+    from workers.engine.hardware import query_gpus
+
+    kinds = ["cpu", "gpu"] if query_gpus() else ["cpu"]
+    profiles = HardwareProfile.objects.filter(enabled=True, device_kind__in=kinds).order_by("slug")
+    return ["default", *dict.fromkeys(profile.queue for profile in profiles)]
+
+
 def worker_queues(base: list[str], with_imports: bool = True) -> list[str]:
     """The hardware-profile queues given, plus one import queue per framework installed here
     (so a worker without TensorFlow never takes a Keras import)."""
@@ -26,19 +37,25 @@ def worker_queues(base: list[str], with_imports: bool = True) -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "Start a Celery worker on its hardware queues (SLIPWAY_WORKER_QUEUES, default cpu,default) plus "
-        "an import queue for each framework installed here. Arguments after -- go to `celery worker`."
+        "Start a Celery worker on the queues of the hardware profiles this machine can serve (or --queues / "
+        "SLIPWAY_WORKER_QUEUES) plus an import queue for each framework installed here. Arguments after -- "
+        "go to `celery worker`."
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--queues", help="comma list of hardware queues (default: SLIPWAY_WORKER_QUEUES)")
+        parser.add_argument(
+            "--queues",
+            help="comma list of hardware queues (default: SLIPWAY_WORKER_QUEUES, else the queues of the "
+            "hardware profiles this machine can serve)",
+        )
         parser.add_argument("--no-import-queues", action="store_true", help="take no framework import jobs")
         parser.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        base = (
-            options["queues"].split(",") if options["queues"] else envlist("SLIPWAY_WORKER_QUEUES", ["cpu", "default"])
-        )
+        if options["queues"]:
+            base = options["queues"].split(",")
+        else:
+            base = envlist("SLIPWAY_WORKER_QUEUES", []) or hardware_queues()
         queues = worker_queues([q.strip() for q in base if q.strip()], not options["no_import_queues"])
         extra = [a for a in options["celery_args"] if a != "--"]
         self.stdout.write(f"worker queues: {', '.join(queues)}")

@@ -1,0 +1,62 @@
+"""The worker registry: registration, heartbeat, staleness, the API list and queue selection."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.jobs.management.commands.run_worker import hardware_queues, worker_queues
+from apps.runtimes import services
+from apps.runtimes.models import Worker
+from tests.conftest import client_for
+from workers.engine.hardware import describe_hardware
+
+pytestmark = pytest.mark.django_db
+
+
+def _register(name="cpu@box-1"):
+    return services.register_worker(
+        name,
+        hardware=describe_hardware().to_dict(),
+        runtimes={"onnxruntime": "1.32.0", "tensorrt": None},
+        importers=["keras"],
+        queues=["cpu", "default"],
+        pid=123,
+    )
+
+
+def test_workers_are_listed_with_hardware_and_status(personas, settings):
+    _register("cpu@box-1")
+    _register("cpu@box-2")
+    Worker.objects.filter(name="cpu@box-2").update(
+        last_heartbeat_at=timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS + 1)
+    )
+    services.mark_stopped("cpu@box-1")
+    _register("gpu@box-3")
+    body = client_for(personas.viewer).get("/api/v1/workers/").json()
+    status = {w["name"]: w["status"] for w in body}
+    assert status == {"cpu@box-1": "stopped", "cpu@box-2": "stale", "gpu@box-3": "online"}
+    entry = next(w for w in body if w["name"] == "gpu@box-3")
+    assert entry["cores"] >= 1 and entry["cpu_model"] and entry["runtimes"]["onnxruntime"] == "1.32.0"
+
+
+def test_heartbeat_brings_a_stale_worker_back(settings):
+    _register()
+    Worker.objects.update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.worker_status(Worker.objects.get()) == "stale"
+    assert services.heartbeat("cpu@box-1")
+    assert services.worker_status(Worker.objects.get()) == "online"
+    assert services.queues_served("cpu") and not services.queues_served("gpu")
+
+
+def test_workers_need_authentication(db):
+    assert APIClient().get("/api/v1/workers/").status_code in (401, 403)
+
+
+def test_a_machine_without_gpus_serves_only_cpu_profiles(monkeypatch):
+    monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: ())
+    assert hardware_queues() == ["default", "cpu"]
+    monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: ("a gpu",))
+    assert hardware_queues() == ["default", "cpu", "gpu"]
+    assert worker_queues(["cpu"], with_imports=False) == ["cpu"]

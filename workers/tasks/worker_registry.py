@@ -1,0 +1,72 @@
+"""A worker announces its hardware, runtimes, importers and queues when it is ready, beats while
+it runs, and signs off when it stops. The registry is what the UI's worker list shows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+def _beat(name: str, registration: dict[str, Any]) -> None:
+    from apps.runtimes import services
+
+    while not _stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
+        try:
+            # No row to beat on (deleted, or a restored database): announce again.
+            if not services.heartbeat(name):
+                services.register_worker(name, **registration)
+        except Exception:  # a database blip must not kill the heartbeat thread
+            logger.warning("worker heartbeat failed; retrying", exc_info=True)
+        finally:
+            close_old_connections()
+
+
+@worker_ready.connect
+def announce(sender: Any = None, **_: Any) -> None:
+    from apps.runtimes import services
+    from workers.engine.backends.registry import installed_backends
+    from workers.engine.hardware import describe_hardware
+    from workers.engine.importers.registry import IMPORTERS
+
+    name = getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}"
+    app = getattr(sender, "app", None)
+    queues = sorted(app.amqp.queues.consume_from) if app is not None else []
+    registration: dict[str, Any] = {
+        "hardware": describe_hardware().to_dict(),
+        "runtimes": installed_backends(),
+        "importers": [importer.format for importer in IMPORTERS if importer().available()],
+        "queues": queues,
+        "pid": os.getpid(),
+    }
+    try:
+        services.register_worker(name, **registration)
+    except Exception:
+        logger.exception("could not register this worker; jobs still run, the worker list will miss it")
+        return
+    finally:
+        close_old_connections()
+    _stop.clear()
+    threading.Thread(target=_beat, args=(name, registration), daemon=True, name="worker-heartbeat").start()
+    logger.info("registered worker %s consuming %s", name, ", ".join(queues))
+
+
+@worker_shutdown.connect
+def sign_off(sender: Any = None, **_: Any) -> None:
+    from apps.runtimes import services
+
+    _stop.set()
+    name = getattr(sender, "hostname", None)
+    if name:
+        try:
+            services.mark_stopped(name)
+        except Exception:
+            logger.warning("could not mark worker %s stopped", name, exc_info=True)
