@@ -30,7 +30,13 @@ LOG_LIMIT_CHARS = 200_000
 
 # Steps run once per version, then steps run once per hardware profile, on that profile's queue.
 VERSION_STEPS: tuple[str, ...] = (JobKind.INSPECT,)
-PROFILE_STEPS: tuple[str, ...] = (JobKind.VALIDATE, JobKind.OPTIMIZE)
+PROFILE_STEPS: tuple[str, ...] = (
+    JobKind.VALIDATE,
+    JobKind.OPTIMIZE,
+    JobKind.PARITY,
+    JobKind.BENCHMARK,
+    JobKind.RECOMMEND,
+)
 
 
 @dataclass(frozen=True)

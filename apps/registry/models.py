@@ -16,6 +16,11 @@ class RegisteredModel(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
+    tolerance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Accuracy tolerance overrides for every version of this model, e.g. {"min_cosine": 0.999}.',
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -91,6 +96,29 @@ class ModelVersion(models.Model):
         related_name="+",
         help_text="Representative inputs (.npz) for static quantization.",
     )
+    validation = models.ForeignKey(
+        "registry.Artifact",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Inputs (.npz) every variant is compared on against the FP32 reference.",
+    )
+    tolerance = models.JSONField(
+        default=dict, blank=True, help_text="Accuracy tolerance given at upload (the model's overrides win)."
+    )
+    objective = models.CharField(
+        max_length=40,
+        default="p99_latency_batch1",
+        help_text="How the recommendation ranks variants: p99_latency_batch1 or throughput_within_p99_budget.",
+    )
+    p99_budget_ms = models.FloatField(null=True, blank=True, help_text="The p99 latency budget for the objective.")
+    benchmark_settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Sweep chosen at upload, e.g. {"batch_sizes": [1, 8], "concurrency": [1, 4]}; '
+        "the hardware profile's defaults otherwise.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -107,6 +135,7 @@ class ArtifactKind(models.TextChoices):
     ONNX = "onnx", "Converted ONNX"
     VARIANT = "variant", "Optimized variant"
     CALIBRATION = "calibration", "Calibration data"
+    VALIDATION = "validation", "Validation data"
 
 
 class Artifact(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,68 @@ def resolve_profiles(slugs: list[str] | None) -> list[HardwareProfile]:
     return [found[slug] for slug in dict.fromkeys(wanted)]
 
 
-def _check_calibration(uploaded: Any) -> None:
+def _check_npz(uploaded: Any, what: str) -> None:
     if uploaded.size == 0:
-        raise ApiError("invalid_calibration", "The calibration file is empty. Upload an .npz with one array per input.")
+        raise ApiError(f"invalid_{what}", f"The {what} file is empty. Upload an .npz with one array per model input.")
     try:
         describe_npz(Path(uploaded.temporary_file_path()))
     except ModelError as exc:
+        raise ApiError(
+            f"invalid_{what}", exc.message.replace("calibration", what).replace("Calibration", what.title())
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How the version's variants are judged: accuracy tolerance and the ranking objective."""
+
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    objective: str = "p99_latency_batch1"
+    p99_budget_ms: float | None = None
+    benchmark: dict[str, Any] = field(default_factory=dict)
+
+
+BENCHMARK_LISTS = ("batch_sizes", "concurrency")
+BENCHMARK_NUMBERS = ("max_seconds_per_point", "window_runs", "max_windows", "warmup_runs")
+
+
+def check_evaluation(evaluation: Evaluation) -> None:
+    from workers.engine.parity import Tolerance
+    from workers.engine.recommend import OBJECTIVES
+
+    if not isinstance(evaluation.tolerance, dict):
+        raise ApiError("invalid_tolerance", 'The tolerance must be a JSON object, e.g. {"min_cosine": 0.999}.')
+    try:
+        Tolerance.from_options(None, evaluation.tolerance)
+    except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
+    if evaluation.objective not in OBJECTIVES:
+        raise ApiError(
+            "invalid_objective", f"Unknown objective '{evaluation.objective}'; use one of {', '.join(OBJECTIVES)}."
+        )
+    if evaluation.objective == "throughput_within_p99_budget" and not evaluation.p99_budget_ms:
+        raise ApiError(
+            "invalid_objective",
+            "The objective throughput_within_p99_budget needs p99_budget_ms, the p99 latency (ms) a request may take.",
+        )
+    if evaluation.p99_budget_ms is not None and evaluation.p99_budget_ms <= 0:
+        raise ApiError("invalid_objective", "p99_budget_ms must be a positive number of milliseconds.")
+    example = 'e.g. {"batch_sizes": [1, 8, 32], "concurrency": [1, 4], "max_seconds_per_point": 10}'
+    if not isinstance(evaluation.benchmark, dict):
+        raise ApiError("invalid_benchmark", f"The benchmark settings must be a JSON object, {example}.")
+    for key, value in evaluation.benchmark.items():
+        if key in BENCHMARK_LISTS:
+            ok = isinstance(value, list) and 0 < len(value) <= 16
+            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value)
+        elif key in BENCHMARK_NUMBERS:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600
+        else:
+            raise ApiError(
+                "invalid_benchmark",
+                f"Unknown benchmark setting '{key}'; use {', '.join(BENCHMARK_LISTS + BENCHMARK_NUMBERS)}.",
+            )
+        if not ok:
+            raise ApiError("invalid_benchmark", f"The benchmark setting '{key}' has an invalid value, {example}.")
 
 
 def upload_version(
@@ -123,15 +179,19 @@ def upload_version(
     notes: str = "",
     profiles: list[str] | None = None,
     calibration: Any = None,
+    validation: Any = None,
     inputs: Any = None,
+    evaluation: Evaluation | None = None,
 ) -> ModelVersion:
     """Store an uploaded file, create the next version, and start its pipeline after commit.
 
-    `uploaded` is the handler's temporary file (already on disk, hashed). Bad files are
-    refused here with a 400 before anything is stored; a failure after the blob was written
-    removes the blob again unless another artifact shares it.
+    `uploaded` is the handler's temporary file (already on disk, hashed); `calibration` and
+    `validation` optional .npz files likewise. Bad input is refused here with a 400 before
+    anything is stored; a failure after blobs were written removes them again unless another
+    artifact shares them.
     """
     require_upload_role(user, model.team)
+    evaluation = evaluation or Evaluation()
     if uploaded.size == 0:
         raise ApiError(
             "empty_file",
@@ -143,17 +203,22 @@ def upload_version(
     except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
     chosen_profiles = resolve_profiles(profiles)
-    if calibration is not None:
-        _check_calibration(calibration)
+    side_files = {"calibration": calibration, "validation": validation}
+    for what, side in side_files.items():
+        if side is not None:
+            _check_npz(side, what)
+    check_evaluation(evaluation)
 
     sha256 = uploaded.sha256
     key, created = put_blob(uploaded, sha256)
     new_keys = [key] if created else []
-    if calibration is not None:
-        calibration_key, calibration_created = put_blob(calibration, calibration.sha256)
-        if calibration_created:
-            new_keys.append(calibration_key)
+    side_keys: dict[str, str] = {}
     try:
+        for what, side in side_files.items():
+            if side is not None:
+                side_keys[what], side_created = put_blob(side, side.sha256)
+                if side_created:
+                    new_keys.append(side_keys[what])
         with transaction.atomic():
             # Lock the model row so concurrent uploads get distinct, gapless numbers.
             RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
@@ -164,9 +229,13 @@ def upload_version(
                 framework=framework_for(fmt),
                 notes=notes,
                 input_spec=specs_to_json(specs),
+                tolerance=evaluation.tolerance,
+                objective=evaluation.objective,
+                p99_budget_ms=evaluation.p99_budget_ms,
+                benchmark_settings=evaluation.benchmark,
                 created_by=user,
             )
-            artifact = Artifact.objects.create(
+            version.source_artifact = Artifact.objects.create(
                 version=version,
                 kind=ArtifactKind.SOURCE,
                 name="source",
@@ -176,19 +245,20 @@ def upload_version(
                 storage_key=key,
                 original_filename=(uploaded.name or "")[:255],
             )
-            version.source_artifact = artifact
-            if calibration is not None:
-                version.calibration = Artifact.objects.create(
-                    version=version,
-                    kind=ArtifactKind.CALIBRATION,
-                    name="calibration",
-                    format="npz",
-                    sha256=calibration.sha256,
-                    size=calibration.size,
-                    storage_key=calibration_key,
-                    original_filename=(calibration.name or "")[:255],
-                )
-            version.save(update_fields=["source_artifact", "calibration"])
+            for what, side in side_files.items():
+                if side is not None:
+                    artifact = Artifact.objects.create(
+                        version=version,
+                        kind=ArtifactKind(what),
+                        name=what,
+                        format="npz",
+                        sha256=side.sha256,
+                        size=side.size,
+                        storage_key=side_keys[what],
+                        original_filename=(side.name or "")[:255],
+                    )
+                    setattr(version, what, artifact)
+            version.save(update_fields=["source_artifact", "calibration", "validation"])
             version.profiles.set(chosen_profiles)
             jobs.start_pipeline(version, user)
     except BaseException:

@@ -49,6 +49,8 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         "SLIPWAY_DATA_DIR": str(settings.DATA_DIR),
         "SLIPWAY_JOB_HEARTBEAT_SECONDS": "1",
         "SLIPWAY_WORKER_HEARTBEAT_SECONDS": "1",
+        # Tests check the pipeline's correctness, not timings: keep each benchmark point short.
+        "SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT": "0.4",
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")]),
         "PYTHONUNBUFFERED": "1",
     }

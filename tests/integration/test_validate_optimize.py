@@ -60,7 +60,9 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
     assert response.status_code == 201, response.content
     body = _finished(client, response.json()["id"])
     assert body["status"] == VersionStatus.READY, body["latest_run"]
-    assert [j["status"] for j in body["latest_run"]["jobs"]] == ["succeeded"] * 3
+    kinds = [j["kind"] for j in body["latest_run"]["jobs"]]
+    assert kinds == ["inspect", "validate", "optimize", "parity", "benchmark", "recommend"]
+    assert [j["status"] for j in body["latest_run"]["jobs"]] == ["succeeded"] * 6
 
     validate = body["reports"]["validate"]["x86-cpu"]
     assert validate["reports"]["onnxruntime"]["verdict"] == "full"
@@ -74,6 +76,29 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
     assert variants.count() == len(optimize["variants"]) >= 4
     names = {v["name"] for v in optimize["variants"]}
     assert "ort-int8-static-qdq" in names or any("static" in n for n in names), names
+
+    # Parity: every variant compared with the FP32 original on the same inputs.
+    parity = body["reports"]["parity"]["x86-cpu"]
+    assert set(parity["variants"]) == names
+    assert parity["variants"]["ort-opt-basic"]["passed"] is True
+    for result in parity["variants"].values():
+        assert result["outputs"] and all("cosine" in o and "max_abs_error" in o for o in result["outputs"])
+    # Benchmark: the sweep for the original and each variant, with raw samples for plots.
+    benchmark = body["reports"]["benchmark"]["x86-cpu"]
+    baseline_points = benchmark["baseline"]["points"]
+    assert baseline_points and baseline_points[0]["p50_ms"] > 0 and baseline_points[0]["samples_ms"]
+    measured = [v for v in benchmark["variants"].values() if v.get("points")]
+    assert len(measured) >= 4
+    for point in (p for v in measured for p in v["points"]):
+        assert point["p50_ms"] <= point["p99_ms"] <= point["max_ms"] and point["throughput"] > 0
+    # Recommendation: the fastest variant that passed parity, with the runner-up and why others lost.
+    recommendation = body["reports"]["recommend"]["x86-cpu"]
+    assert recommendation["objective"] == "p99_latency_batch1"
+    winner = recommendation["winner"]
+    assert winner is not None and winner["name"] in parity["passed"]
+    assert recommendation["runner_up"] is not None
+    assert all(other["reason"] for other in recommendation["others"])
+    assert recommendation["regression"] is None  # no earlier approved version
 
     reference = get_backend("onnxruntime").load(cnn)
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)

@@ -16,6 +16,7 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,26 +63,39 @@ _ENCRYPTED_FLAG = 0x1
 def check_archive(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> ArchiveSummary:
     """Check a zip upload from its central directory alone, without extracting anything.
 
-    Raises ModelError: "not_a_model" when the zip cannot be read; "unsafe_archive" for
-    absolute or `..` paths, backslashes or drive letters, links and other special files,
-    duplicate names and encrypted members; "archive_too_large" when the entry count, the
-    total size or the compression ratio passes `limits`; "archive_layout" unless there
-    is exactly one .onnx member (a member named model.onnx wins among several).
+    Raises ModelError: the codes of `check_members`; "archive_layout" unless there is
+    exactly one .onnx member (a member named model.onnx wins among several).
+    """
+    members, total_uncompressed = check_members(path, limits)
+    return ArchiveSummary(
+        model_member=_pick_model_member(members),
+        members=tuple(members),
+        total_uncompressed=total_uncompressed,
+    )
+
+
+def check_members(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, entries_advice: str = LAYOUT_ADVICE
+) -> tuple[list[str], int]:
+    """The safety checks of any zip from a stranger, from its central directory alone.
+
+    Returns the regular files to extract (macOS metadata left out) and the uncompressed
+    size of all regular files. Raises ModelError: "not_a_model" when the zip cannot be
+    read; "unsafe_archive" for absolute or `..` paths, backslashes or drive letters, links
+    and other special files, duplicate names and encrypted members; "archive_too_large"
+    when the entry count (its message ends with `entries_advice`), the total size or the
+    compression ratio passes `limits`.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, ValueError, EOFError):
-        raise ModelError(
-            "not_a_model",
-            "The file looks like a zip archive but its table of contents cannot be read, so "
-            "it is damaged or cut short. Re-create the zip and upload it again.",
-        ) from None
+        raise unreadable_archive() from None
 
     if len(infos) > limits.max_entries:
         raise ModelError(
             "archive_too_large",
-            f"The zip holds {len(infos):,} entries; the limit is {limits.max_entries:,}. {LAYOUT_ADVICE}",
+            f"The zip holds {len(infos):,} entries; the limit is {limits.max_entries:,}. {entries_advice}",
         )
 
     seen: set[str] = set()
@@ -121,24 +135,37 @@ def check_archive(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Archive
             f"{limits.max_total_bytes:,} bytes. Upload a smaller model.",
         )
     _check_ratio("The zip as a whole", total_uncompressed, total_compressed, limits)
+    return members, total_uncompressed
 
-    return ArchiveSummary(
-        model_member=_pick_model_member(members),
-        members=tuple(members),
-        total_uncompressed=total_uncompressed,
+
+def unreadable_archive() -> ModelError:
+    """The error for a zip whose table of contents cannot be read."""
+    return ModelError(
+        "not_a_model",
+        "The file looks like a zip archive but its table of contents cannot be read, so "
+        "it is damaged or cut short. Re-create the zip and upload it again.",
     )
 
 
 def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Path:
     """Extract a checked zip upload into `dest` and return the path of its model file.
 
-    Runs `check_archive` first, then streams each regular member to a file inside
-    `dest`, counting the bytes: an entry that decompresses past its declared size, or a
-    running total past `limits.max_total_bytes`, stops extraction with
-    "archive_too_large". A member whose data is damaged raises "not_a_model". On any
-    failure the files and folders this call created are removed again.
+    Runs `check_archive` first, then streams each regular member out with
+    `extract_members`, which counts the bytes and removes what it created on failure.
     """
     summary = check_archive(path, limits)
+    return extract_members(path, summary.members, dest, limits) / summary.model_member
+
+
+def extract_members(path: Path, members: Sequence[str], dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Path:
+    """Stream each of `members` (names `check_members` returned) to a file inside `dest`.
+
+    Counts the bytes: an entry that decompresses past its declared size, or a running
+    total past `limits.max_total_bytes`, stops extraction with "archive_too_large". A
+    member whose data is damaged raises "not_a_model". On any failure the files and
+    folders this call created (`dest` among them) are removed again. Returns `dest`,
+    resolved.
+    """
     dest_existed = dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
@@ -147,7 +174,7 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
     try:
         with zipfile.ZipFile(path) as archive:
             total = 0
-            for name in summary.members:
+            for name in members:
                 target = _target_path(root, name)
                 _make_parents(target.parent, root, made_dirs)
                 info = archive.getinfo(name)
@@ -157,7 +184,7 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
         # behind for a later step to pick up.
         _remove(written, made_dirs, None if dest_existed else root)
         raise
-    return root / summary.model_member
+    return root
 
 
 def _check_member_name(name: str) -> None:

@@ -114,6 +114,60 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
     return {"variants": [variant.to_dict() for variant in variants]}
 
 
+def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Run the original model in onnxruntime on the parity inputs and save inputs and outputs.
+
+    payload: {"model": path, "validation": path or null, "samples": n, "store": path (.npz)}
+    """
+    import numpy as np
+
+    from workers.engine.backends.registry import get_backend
+    from workers.engine.parity import reference_inputs, run_session
+
+    validation = Path(payload["validation"]) if payload.get("validation") else None
+    inputs = reference_inputs(Path(payload["model"]), validation, samples=int(payload.get("samples", 8)))
+    progress(0.3, "running the reference")
+    session = get_backend("onnxruntime").load(Path(payload["model"]))
+    outputs = run_session(session, inputs)
+    session.close()
+    arrays = {f"in/{i}/{name}": value for i, feed in enumerate(inputs) for name, value in feed.items()}
+    arrays.update({f"out/{i}/{name}": value for i, run in enumerate(outputs) for name, value in run.items()})
+    np.savez(payload["store"], **arrays)  # type: ignore[arg-type]
+    return {"samples": len(inputs), "source": "validation set" if validation else "generated inputs"}
+
+
+def _load_runs(path: Path, prefix: str) -> list[dict[str, Any]]:
+    import numpy as np
+
+    runs: dict[int, dict[str, Any]] = {}
+    with np.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            head, index, name = key.split("/", 2)
+            if head == prefix:
+                runs.setdefault(int(index), {})[name] = data[key]
+    return [runs[i] for i in sorted(runs)]
+
+
+def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Run one variant on the saved inputs and compare with the saved reference outputs.
+
+    payload: {"backend", "variant": path, "store": path, "tolerance": {...}}
+    """
+    from workers.engine.backends.registry import get_backend
+    from workers.engine.parity import Tolerance, compare_variant, run_session
+
+    store = Path(payload["store"])
+    inputs, reference = _load_runs(store, "in"), _load_runs(store, "out")
+    tolerance = Tolerance(**payload["tolerance"])
+    progress(0.2, f"running the variant with {payload['backend']}")
+    session = get_backend(payload["backend"]).load(Path(payload["variant"]))
+    try:
+        outputs = run_session(session, inputs)
+    finally:
+        session.close()
+    return compare_variant(reference, outputs, tolerance).to_dict()
+
+
 def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """Used by the sandbox's own tests: behave as asked (echo, crash, allocate, hang, reject)."""
     import os
@@ -149,5 +203,7 @@ ENTRYPOINTS: dict[str, Callable[[dict[str, Any], ProgressCallback], dict[str, An
     "inspect": inspect_entry,
     "validate": validate_entry,
     "optimize": optimize_entry,
+    "parity_reference": parity_reference_entry,
+    "parity_variant": parity_variant_entry,
     "selftest": _selftest_entry,
 }

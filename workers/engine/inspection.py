@@ -487,6 +487,36 @@ def _tensor_spec(value: ValueInfoProto) -> TensorSpec:
     return TensorSpec(value.name, kind.removesuffix("_type") if kind else None, None)
 
 
+def graph_input_specs(graph: GraphProto, *, numpy_dtypes_only: bool = False) -> tuple[TensorSpec, ...]:
+    """The inputs a caller feeds to `graph` (initializers excluded), for the backends.
+
+    Unlike `InspectionReport.inputs`, each dtype is numpy's name for the element type (a
+    string input is "object"), because callers make or check numpy arrays with it. An
+    element type numpy has no dtype for keeps the ONNX type's name in lower case, or is
+    None with `numpy_dtypes_only`. Inputs that are not tensors have dtype None.
+    """
+    import onnx
+
+    constants = {tensor.name for tensor in graph.initializer}
+    specs = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor_type = value.type.tensor_type
+        dtype: str | None = None
+        if value.type.HasField("tensor_type") and tensor_type.elem_type:
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+            except (KeyError, ValueError, TypeError):
+                if not numpy_dtypes_only:
+                    dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
+        shape: tuple[Dim, ...] | None = None
+        if tensor_type.HasField("shape"):
+            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
+        specs.append(TensorSpec(value.name, dtype, shape))
+    return tuple(specs)
+
+
 def _dim(dim: Any) -> Dim:
     which = dim.WhichOneof("value")
     if which == "dim_value":

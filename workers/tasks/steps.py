@@ -10,6 +10,7 @@ import shutil
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,9 +288,298 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
     return StepOutcome(result=result, persist=persist, log="\n".join(logs))
 
 
+# ---- parity, benchmark, recommendation --------------------------------------------------
+
+
+def _profile_variants(job: Job) -> list[Artifact]:
+    """The variants this run's optimize step built for the job's profile."""
+    assert job.profile is not None
+    return list(
+        Artifact.objects.filter(
+            version=job.run.version, kind=ArtifactKind.VARIANT, job__run=job.run, metadata__profile=job.profile.slug
+        ).order_by("id")
+    )
+
+
+def _local_model(job: Job, workdir: Path) -> Path:
+    """The version's ONNX model as a local file (unpacked when it is a zip with external data)."""
+    from workers.engine.archive import extract_archive
+
+    payload = _fetch_model(job, workdir)
+    if payload["format"] == "onnx-zip":
+        return extract_archive(Path(payload["source"]), workdir / "model")
+    return Path(payload["source"])
+
+
+def _local_variant(artifact: Artifact, dest: Path) -> Path:
+    """A variant artifact as local files; returns the file its backend loads."""
+    dest.mkdir(parents=True, exist_ok=True)
+    main = artifact.metadata.get("main_file") or "model"
+    if artifact.format.endswith("zip"):
+        bundle = materialize(artifact.storage_key, dest.parent / f"{dest.name}.zip")
+        with zipfile.ZipFile(bundle) as archive:
+            for member in archive.namelist():
+                # Our own bundles hold plain file names; anything else is not ours.
+                if Path(member).name != member:
+                    raise SandboxError("engine_error", f"Variant bundle {artifact.name} has an unexpected member.")
+            archive.extractall(dest)
+        bundle.unlink()
+        return dest / main
+    return materialize(artifact.storage_key, dest / main)
+
+
+def _tolerance_for(job: Job) -> dict[str, Any]:
+    """Profile defaults, then the upload's tolerance, then the model's own overrides."""
+    from workers.engine.parity import Tolerance
+
+    assert job.profile is not None
+    version = job.run.version
+    overrides = {**(version.tolerance or {}), **(version.model.tolerance or {})}
+    return asdict(Tolerance.from_options(job.profile.options, overrides))
+
+
+def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
+    """Compare every variant with the FP32 original on the same inputs, each in its own sandbox."""
+    assert job.profile is not None
+    version = job.run.version
+    tolerance = _tolerance_for(job)
+    variants = _profile_variants(job)
+    results: dict[str, dict[str, Any]] = {}
+    with job_workdir(job) as workdir:
+        progress(0.01, "fetching the model")
+        model = _local_model(job, workdir)
+        validation = None
+        if version.validation is not None:
+            validation = str(materialize(version.validation.storage_key, workdir / "validation.npz"))
+        store = workdir / "reference.npz"
+        reference, _ = run_in_sandbox(
+            "parity_reference",
+            {"model": str(model), "validation": validation, "samples": 8, "store": str(store)},
+            sandbox_limits(),
+            on_progress=_scaled(progress, 0.05, 0.2),
+            what="running the original model for parity",
+        )
+        for index, artifact in enumerate(variants):
+            name = artifact.name.split("/", 1)[-1]
+            backend = artifact.metadata.get("backend", "")
+            start = 0.2 + 0.8 * index / max(1, len(variants))
+            try:
+                path = _local_variant(artifact, workdir / "variants" / name)
+                results[name], _ = run_in_sandbox(
+                    "parity_variant",
+                    {"backend": backend, "variant": str(path), "store": str(store), "tolerance": tolerance},
+                    sandbox_limits(),
+                    on_progress=_scaled(progress, start, start + 0.8 / max(1, len(variants))),
+                    what=f"the parity check of {name}",
+                )
+            except (ModelError, SandboxError) as exc:
+                results[name] = {"passed": False, "reasons": [exc.message], "error": exc.message, "outputs": []}
+            results[name]["artifact_id"] = artifact.pk
+            results[name]["backend"] = backend
+    passed = sorted(name for name, r in results.items() if r.get("passed"))
+    return StepOutcome(
+        result={
+            "profile": job.profile.slug,
+            "tolerance": tolerance,
+            "inputs": reference,
+            "variants": results,
+            "passed": passed,
+        }
+    )
+
+
+def _benchmark_config(job: Job, memory_limit: int | None) -> Any:
+    from workers.engine.benchmark import BenchmarkConfig
+
+    assert job.profile is not None
+    options = {**job.profile.options, **(job.run.version.benchmark_settings or {})}
+    seconds = float(options.get("max_seconds_per_point", 5.0))
+    if settings.BENCHMARK_MAX_SECONDS_PER_POINT > 0:
+        seconds = min(seconds, settings.BENCHMARK_MAX_SECONDS_PER_POINT)
+    return BenchmarkConfig(
+        batch_sizes=tuple(int(b) for b in options.get("batch_sizes", [1])),
+        concurrency=tuple(int(c) for c in options.get("concurrency", [1])),
+        window_runs=int(options.get("window_runs", 30)),
+        max_windows=int(options.get("max_windows", 10)),
+        max_seconds_per_point=seconds,
+        warmup_runs=int(options.get("warmup_runs", 5)),
+        memory_limit_bytes=memory_limit,
+    )
+
+
+def _benchmark(backend: str, path: Path, config: Any, progress: ProgressCallback) -> dict[str, Any]:
+    from workers.engine.benchmark import BenchmarkFailed, benchmark_variant
+
+    try:
+        return benchmark_variant(backend, path, None, config, progress).to_dict()
+    except BenchmarkFailed as exc:
+        if exc.code == "invalid_input" and config.batch_sizes != (1,):
+            # A model with a fixed batch can only be measured as it is.
+            result = _benchmark(backend, path, replace(config, batch_sizes=(1,)), progress)
+            result.setdefault("notes", [])
+            result["notes"] = [*result["notes"], f"Only batch 1 was measured: {exc.message}"]
+            return result
+        return {"error": exc.message, "error_code": exc.code, "backend": backend, "points": []}
+
+
+def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
+    """Benchmark the original model (plain onnxruntime) and every variant on this worker's
+    hardware, one fresh pinned process each, over the profile's (or upload's) sweep."""
+    from workers.engine.backends.registry import get_backend
+
+    assert job.profile is not None
+    gpu = job.profile.device_kind == "gpu"
+    config = _benchmark_config(job, None if gpu else settings.SANDBOX_MEMORY_BYTES)
+    variants = _profile_variants(job)
+    results: dict[str, dict[str, Any]] = {}
+    with job_workdir(job) as workdir:
+        progress(0.01, "fetching the model")
+        model = _local_model(job, workdir)
+        steps = len(variants) + 1
+        progress(0.03, "benchmarking the original model")
+        baseline = _benchmark("onnxruntime", model, config, _scaled(progress, 0.03, 0.03 + 0.97 / steps))
+        for index, artifact in enumerate(variants, start=1):
+            name = artifact.name.split("/", 1)[-1]
+            backend = artifact.metadata.get("backend", "")
+            start = 0.03 + 0.97 * index / steps
+            if not get_backend(backend).available():
+                results[name] = {"error": f"{backend} is not installed on this worker.", "points": []}
+                continue
+            path = _local_variant(artifact, workdir / "variants" / name)
+            results[name] = _benchmark(backend, path, config, _scaled(progress, start, start + 0.97 / steps))
+            results[name]["artifact_id"] = artifact.pk
+    return StepOutcome(
+        result={
+            "profile": job.profile.slug,
+            "worker_host": job.worker_host,
+            "config": asdict(config),
+            "baseline": baseline,
+            "variants": results,
+        }
+    )
+
+
+def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
+    """Benchmark points in the recommender's terms."""
+    return [
+        {
+            "batch": p["batch_size"],
+            "concurrency": p["concurrency"],
+            "p50": p["p50_ms"],
+            "p99": p["p99_ms"],
+            "throughput": p["throughput"],
+        }
+        for p in benchmark.get("points", [])
+    ]
+
+
+def _step_result(job: Job, kind: str) -> dict[str, Any]:
+    earlier = job.run.jobs.filter(kind=kind, profile=job.profile, status="succeeded").order_by("-sequence").first()
+    return (earlier.result if earlier else None) or {}
+
+
+def _previous_approved(job: Job) -> tuple[ModelVersion, dict[str, Any]] | None:
+    """The model's latest approved version with a recommendation for this profile."""
+    from apps.registry.models import VersionStatus
+
+    version = job.run.version
+    previous = (
+        ModelVersion.objects.filter(model=version.model, status=VersionStatus.APPROVED, number__lt=version.number)
+        .order_by("-number")
+        .first()
+    )
+    if previous is None:
+        return None
+    earlier = (
+        Job.objects.filter(run__version=previous, kind=JobKind.RECOMMEND, profile=job.profile, status="succeeded")
+        .order_by("-id")
+        .first()
+    )
+    return (previous, earlier.result) if earlier and earlier.result else None
+
+
+def _winner_figures(recommendation: dict[str, Any], parity: dict[str, Any]) -> dict[str, Any] | None:
+    winner = recommendation.get("winner")
+    if not winner:
+        return None
+    outputs = (parity.get("variants", {}).get(winner["name"]) or {}).get("outputs", [])
+    cosines = [o["cosine"] for o in outputs if isinstance(o.get("cosine"), int | float)]
+    return {
+        "name": winner["name"],
+        "value": winner.get("value"),
+        "p99_ms": winner.get("p99_ms"),
+        "min_cosine": min(cosines) if cosines else None,
+    }
+
+
+def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
+    """Pick the fastest variant that passes parity, by the version's objective, and compare
+    with the model's previous approved version on the same profile."""
+    from workers.engine.recommend import recommend
+
+    assert job.profile is not None
+    version = job.run.version
+    parity, benchmark = _step_result(job, JobKind.PARITY), _step_result(job, JobKind.BENCHMARK)
+    candidates = []
+    for artifact in _profile_variants(job):
+        name = artifact.name.split("/", 1)[-1]
+        measured = benchmark.get("variants", {}).get(name, {})
+        candidates.append(
+            {
+                "name": name,
+                "backend": artifact.metadata.get("backend", ""),
+                "precision": artifact.metadata.get("precision", ""),
+                "parity": parity.get("variants", {}).get(name),
+                "points": _points(measured),
+                "benchmark_error": measured.get("error", "") if measured else "not benchmarked",
+                "size_bytes": artifact.size,
+            }
+        )
+    progress(0.5, "ranking the variants")
+    baseline = benchmark.get("baseline") or {}
+    result = recommend(
+        candidates, _points(baseline) or None, version.objective, budget_ms=version.p99_budget_ms
+    ).to_dict()
+    result["profile"] = job.profile.slug
+    current = _winner_figures(result, parity)
+    previous = _previous_approved(job)
+    regression: dict[str, Any] | None = None
+    if previous is not None and current is not None:
+        before = _winner_figures(previous[1], {})
+        earlier_parity = (
+            Job.objects.filter(run__version=previous[0], kind=JobKind.PARITY, profile=job.profile, status="succeeded")
+            .order_by("-id")
+            .first()
+        )
+        if earlier_parity and earlier_parity.result and previous[1].get("winner"):
+            before = _winner_figures(previous[1], earlier_parity.result)
+        if before is not None:
+            regression = {
+                "previous_version": previous[0].number,
+                "previous": before,
+                "current": current,
+                "latency_delta_ms": _delta(current.get("p99_ms"), before.get("p99_ms")),
+                "latency_ratio": _ratio(current.get("p99_ms"), before.get("p99_ms")),
+                "cosine_delta": _delta(current.get("min_cosine"), before.get("min_cosine")),
+            }
+    result["regression"] = regression
+    return StepOutcome(result=result)
+
+
+def _delta(new: Any, old: Any) -> float | None:
+    return float(new) - float(old) if isinstance(new, int | float) and isinstance(old, int | float) else None
+
+
+def _ratio(new: Any, old: Any) -> float | None:
+    return float(new) / float(old) if isinstance(new, int | float) and isinstance(old, int | float) and old else None
+
+
 STEPS: dict[str, Callable[[Job, ProgressCallback], StepOutcome]] = {
     JobKind.IMPORT: run_import,
     JobKind.INSPECT: run_inspect,
     JobKind.VALIDATE: run_validate,
     JobKind.OPTIMIZE: run_optimize,
+    JobKind.PARITY: run_parity,
+    JobKind.BENCHMARK: run_benchmark,
+    JobKind.RECOMMEND: run_recommend,
 }

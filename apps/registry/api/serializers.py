@@ -118,6 +118,10 @@ class VersionDetailSerializer(VersionSummarySerializer):
     class Meta(VersionSummarySerializer.Meta):
         fields = [
             *VersionSummarySerializer.Meta.fields,
+            "tolerance",
+            "objective",
+            "p99_budget_ms",
+            "benchmark_settings",
             "source_artifact",
             "artifacts",
             "latest_run",
@@ -198,6 +202,25 @@ class VersionUploadSerializer(serializers.Serializer):
         required=False,
         help_text="Input signature for formats that don't carry one, e.g. "
         '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic.',
+    )
+    validation = serializers.FileField(
+        required=False,
+        allow_empty_file=True,
+        help_text="Inputs every variant is compared on against the FP32 reference: an .npz, one array per input.",
+    )
+    tolerance = serializers.JSONField(
+        required=False,
+        help_text='Accuracy tolerance, e.g. {"max_abs_error": 1e-3, "min_cosine": 0.999, "min_top1_agreement": 0.99}. '
+        "Defaults come from the hardware profile; the model's own overrides win.",
+    )
+    objective = serializers.ChoiceField(
+        choices=["p99_latency_batch1", "throughput_within_p99_budget"], required=False, default="p99_latency_batch1"
+    )
+    p99_budget_ms = serializers.FloatField(required=False, allow_null=True, default=None)
+    benchmark = serializers.JSONField(
+        required=False,
+        help_text='Benchmark sweep, e.g. {"batch_sizes": [1, 8], "concurrency": [1, 4]}; '
+        "the hardware profile's defaults otherwise.",
     )
     calibration = serializers.FileField(
         required=False,

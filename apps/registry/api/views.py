@@ -143,7 +143,14 @@ class VersionListUpload(generics.ListAPIView):
             notes=data["notes"],
             profiles=[p.strip() for p in data["profiles"].split(",") if p.strip()],
             calibration=data.get("calibration"),
+            validation=data.get("validation"),
             inputs=data.get("inputs"),
+            evaluation=services.Evaluation(
+                tolerance=data.get("tolerance") or {},
+                objective=data["objective"],
+                p99_budget_ms=data.get("p99_budget_ms"),
+                benchmark=data.get("benchmark") or {},
+            ),
         )
         return Response(
             VersionDetailSerializer(_version_queryset(request.user).get(pk=version.pk)).data,

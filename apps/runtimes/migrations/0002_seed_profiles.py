@@ -11,7 +11,14 @@ PROFILES = [
         "backends": ["onnxruntime", "openvino"],
         "precisions": ["fp32", "int8"],
         "queue": "cpu",
-        "options": {"batch_sizes": [1, 8, 32], "concurrency": [1, 4], "max_abs_error": 1e-3, "min_cosine": 0.99},
+        "options": {
+            "batch_sizes": [1, 8],
+            "concurrency": [1, 4],
+            "max_seconds_per_point": 5,
+            "max_abs_error": 1e-3,
+            "min_cosine": 0.99,
+            "min_top1_agreement": 0.99,
+        },
     },
     {
         "slug": "nvidia-gpu",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,8 @@ JOB_HEARTBEAT_SECONDS = envint("SLIPWAY_JOB_HEARTBEAT_SECONDS", 10, minimum=1)
 JOB_STALE_AFTER_SECONDS = envint("SLIPWAY_JOB_STALE_AFTER_SECONDS", 120, minimum=5)
 JOB_REQUEUE_AFTER_SECONDS = envint("SLIPWAY_JOB_REQUEUE_AFTER_SECONDS", 300, minimum=5)
 JOB_MAX_ATTEMPTS = envint("SLIPWAY_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# A worker-wide cap on the time one benchmark point may take (0: the profile's or upload's own).
+BENCHMARK_MAX_SECONDS_PER_POINT = float(os.environ.get("SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT", "0") or 0)
 WORKER_HEARTBEAT_SECONDS = envint("SLIPWAY_WORKER_HEARTBEAT_SECONDS", 30, minimum=1)
 WORKER_STALE_AFTER_SECONDS = envint("SLIPWAY_WORKER_STALE_AFTER_SECONDS", 120, minimum=5)
 RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)

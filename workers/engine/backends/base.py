@@ -5,11 +5,17 @@ which operators of a model it supports on which device (`check_support`), which 
 variants it can build for a hardware profile (`build_variants`), and how to run one
 (`load` -> `Session.run`). Heavy runtime libraries are imported inside methods, so listing
 backends never imports them, and a runtime that is missing is reported, not raised.
+
+Backends build their reports from the same pieces: `ops_by_outcome` groups nodes into
+OpSupport entries, `device_runs` makes partitions, `verdict_for` names the verdict, and
+`Backend.installed_report` / `Backend.report_from_statuses` put a report together.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -74,6 +80,57 @@ class SupportReport:
         return asdict(self)
 
 
+def ops_by_outcome(nodes: Iterable[tuple[str, str, str, SupportStatus, str, str]]) -> tuple[OpSupport, ...]:
+    """One OpSupport per (domain, op_type, status, device, reason), with its nodes' labels in order.
+
+    Each of `nodes` is (label, domain, op_type, status, device, reason).
+    """
+    groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
+    for label, domain, op_type, status, device, reason in nodes:
+        groups.setdefault((domain, op_type, status, device, reason), []).append(label)
+    return tuple(
+        OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
+        for (domain, op_type, status, device, reason), labels in groups.items()
+    )
+
+
+def device_runs(placed: Iterable[tuple[str, str]]) -> list[Partition]:
+    """One Partition per run of consecutive nodes on the same device, from (label, device) pairs in run order."""
+    partitions: list[Partition] = []
+    run: list[str] = []
+    run_device = ""
+    for label, device in placed:
+        if run and device != run_device:
+            partitions.append(Partition(run_device, len(run), tuple(run)))
+            run = []
+        run.append(label)
+        run_device = device
+    if run:
+        partitions.append(Partition(run_device, len(run), tuple(run)))
+    return partitions
+
+
+def verdict_for(supported: int, total: int) -> Verdict:
+    """ "full" when all `total` nodes (or ops) are supported, "none" when none is, else "partial"."""
+    return "full" if supported == total else "none" if supported == 0 else "partial"
+
+
+class ReportedNode(Protocol):
+    """A node of the model as a support report names it."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def op_type(self) -> str: ...
+
+    @property
+    def top_level(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Representative inputs for static quantization: an .npz of arrays named like the model's inputs,
@@ -125,6 +182,8 @@ class Backend(ABC):
     """Base class of runtime backends. Subclasses set `name` and implement the methods."""
 
     name: str = ""
+    # Why variants were skipped, dropped or built differently in the last `build_variants` call.
+    last_build_notes: tuple[str, ...] = ()
 
     @abstractmethod
     def runtime_version(self) -> str | None:
@@ -132,6 +191,55 @@ class Backend(ABC):
 
     def available(self) -> bool:
         return self.runtime_version() is not None
+
+    def installed_report(
+        self,
+        version: str,
+        method: SupportMethod,
+        verdict: Verdict,
+        *,
+        ops: tuple[OpSupport, ...] = (),
+        partitions: tuple[Partition, ...] = (),
+        notes: Sequence[str] = (),
+        error: str = "",
+    ) -> SupportReport:
+        """A report of this backend, installed here in `version`."""
+        return SupportReport(
+            backend=self.name,
+            runtime_version=version,
+            installed=True,
+            method=method,
+            verdict=verdict,
+            ops=ops,
+            partitions=partitions,
+            notes=tuple(notes),
+            error=error,
+        )
+
+    def report_from_statuses(
+        self,
+        version: str,
+        method: SupportMethod,
+        nodes: Sequence[ReportedNode],
+        statuses: Mapping[str, tuple[SupportStatus, str, str]],
+        notes: Sequence[str],
+        *,
+        refused_partitions: bool,
+    ) -> SupportReport:
+        """The report of a runtime that judged every node: `statuses` maps each node's label
+        to its (status, device, reason).
+
+        Partitions are the runs of top-level nodes (subgraph nodes run inside their
+        If/Loop/Scan node), in the order of `nodes`, on one device; a run of nodes the runtime
+        refuses is a partition with device "" when `refused_partitions`, else in no partition.
+        """
+        ops = ops_by_outcome((node.label, node.domain, node.op_type, *statuses[node.label]) for node in nodes)
+        supported = sum(1 for node in nodes if statuses[node.label][0] == "supported")
+        top = [(node.label, *statuses[node.label][:2]) for node in nodes if node.top_level]
+        runs = device_runs((label, device if status == "supported" else "") for label, status, device in top)
+        partitions = tuple(run for run in runs if refused_partitions or run.device)
+        verdict = verdict_for(supported, len(nodes))
+        return self.installed_report(version, method, verdict, ops=ops, partitions=partitions, notes=notes)
 
     def not_installed_report(self) -> SupportReport:
         return SupportReport(
@@ -152,6 +260,13 @@ class Backend(ABC):
         self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
     ) -> list[Variant]:
         """Build this backend's optimized variants for the profile into out_dir."""
+
+    def record_build_notes(self, notes: Iterable[str]) -> None:
+        """Log each note of a `build_variants` call as a warning and keep them in `last_build_notes`."""
+        notes = tuple(notes)
+        for note in notes:
+            logging.getLogger(type(self).__module__).warning("%s", note)
+        self.last_build_notes = notes
 
     @abstractmethod
     def load(self, variant_path: Path) -> Session:

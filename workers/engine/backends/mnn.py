@@ -20,17 +20,22 @@ variant that fails either step is dropped and the reason kept in `last_build_not
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._converters import (
+    MAX_REASON_CHARS,
+    check_inputs,
+    converter_env,
+    decode_output,
+    first_line,
+)
+from workers.engine.backends._onnx_graph import load_graph, node_labels, nodes_by_op
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -41,16 +46,12 @@ from workers.engine.backends.base import (
     SupportReport,
     SupportStatus,
     Variant,
-    Verdict,
+    verdict_for,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
-from workers.engine.errors import ModelError
 
 if TYPE_CHECKING:
     import numpy as np
-    from onnx import GraphProto, ModelProto
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_DOMAIN = "ai.onnx"
 # Domains whose operators MNN's converter knows by name; in any other domain a name match
@@ -70,10 +71,15 @@ VARIANT_PLANS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 # The converter core, called the way the MNNConvert binary is (argv[0] is the program name).
 _CONVERTER_SCRIPT = "import sys, _tools; _tools.mnnconvert(['MNNConvert', *sys.argv[1:]])"
+# The converter child's environment (see `converter_env`) also keeps Python from reading the
+# user's site-packages or writing bytecode. The converter core does no networking of its own;
+# the dead proxy makes sure nothing in the child reaches a remote host through the usual
+# client libraries either.
+_INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")
+_PYTHON_ENV = {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 _UNSUPPORTED_LINE = re.compile(r"These Op Not Support:\s*(.*)")
 _SUCCESS_LINE = "Converted Success!"
-_MAX_REASON_CHARS = 500
 
 _SUPPORT_METHOD_NOTE = (
     "Support comes from MNN's converter: an operator counts as supported when the converter accepts "
@@ -117,9 +123,7 @@ class MnnSession:
 
         if self._module is None:
             raise RuntimeError("This session is closed; load the model again to run it.")
-        missing = [name for name in self.input_names if name not in inputs]
-        if missing:
-            raise ValueError(f"Inputs {missing} are missing; this model takes {list(self.input_names)}.")
+        check_inputs(self.input_names, inputs)
         feeds = []
         for name in self.input_names:
             array, dtype = _mnn_input(np.asarray(inputs[name]), F)
@@ -159,8 +163,6 @@ class MnnBackend(Backend):
     def __init__(self, threads: int = 1, converter_timeout_s: float = DEFAULT_CONVERTER_TIMEOUT_S) -> None:
         self.threads = threads
         self.converter_timeout_s = converter_timeout_s
-        # Why variants were dropped in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
 
     def runtime_version(self) -> str | None:
         """MNN's version, or None when MNN or its converter core (`_tools`) cannot be imported."""
@@ -187,22 +189,16 @@ class MnnBackend(Backend):
                 return self.not_installed_report()
             return report_from_published_list(self.name, model_path, oplist)
 
-        model = _load_graph(model_path)
-        nodes = _nodes_by_op(model)
+        model = load_graph(model_path)
+        nodes = nodes_by_op(model)
         with tempfile.TemporaryDirectory(prefix="slipway-mnn-") as scratch:
             run = self._convert(model_path, Path(scratch) / "probe.mnn", (), Path(scratch))
         refused = _unsupported_op_types(run.output)
         notes = [_SUPPORT_METHOD_NOTE]
 
         if not run.produced and not refused:
-            return SupportReport(
-                backend=self.name,
-                runtime_version=version,
-                installed=True,
-                method="converter",
-                verdict="error",
-                notes=tuple(notes),
-                error=_failure_text(run, self.converter_timeout_s),
+            return self.installed_report(
+                version, "converter", "error", notes=notes, error=_failure_text(run, self.converter_timeout_s)
             )
 
         ops = []
@@ -234,32 +230,16 @@ class MnnBackend(Backend):
                 f"functions it expanded): {', '.join(unknown)}."
             )
         supported = sum(1 for op in ops if op.status == "supported")
-        verdict: Verdict = "full" if supported == len(ops) else "none" if supported == 0 else "partial"
+        verdict = verdict_for(supported, len(ops))
         if verdict == "full" and not run.produced:
             # Only operators inside expanded functions were refused: no node of the model to blame.
-            return SupportReport(
-                backend=self.name,
-                runtime_version=version,
-                installed=True,
-                method="converter",
-                verdict="error",
-                notes=tuple(notes),
-                error=f"MNN's converter does not support {', '.join(unknown)}, used inside the model's functions.",
-            )
+            error = f"MNN's converter does not support {', '.join(unknown)}, used inside the model's functions."
+            return self.installed_report(version, "converter", "error", notes=notes, error=error)
         partitions: tuple[Partition, ...] = ()
         if verdict == "full":
-            top = tuple(_node_labels(model.graph))
+            top = tuple(node_labels(model.graph))
             partitions = (Partition(DEVICE, len(top), top),)
-        return SupportReport(
-            backend=self.name,
-            runtime_version=version,
-            installed=True,
-            method="converter",
-            verdict=verdict,
-            ops=tuple(ops),
-            partitions=partitions,
-            notes=tuple(notes),
-        )
+        return self.installed_report(version, "converter", verdict, ops=tuple(ops), partitions=partitions, notes=notes)
 
     # --- variants ---------------------------------------------------------------------
 
@@ -282,7 +262,7 @@ class MnnBackend(Backend):
             )
         import onnx
 
-        _load_graph(model_path)  # a file that is not ONNX is the user's to fix, before anything runs
+        load_graph(model_path)  # a file that is not ONNX is the user's to fix, before anything runs
         out_dir.mkdir(parents=True, exist_ok=True)
         versions = {"mnn": version, "onnx": str(onnx.__version__)}
         notes: list[str] = []
@@ -307,7 +287,7 @@ class MnnBackend(Backend):
                 self.load(target).close()
             except Exception as exc:  # MNN raises its own errors; any of them means it does not load
                 target.unlink(missing_ok=True)
-                notes.append(f"{name} was built but does not load, so it was dropped: {_first_line(str(exc))}")
+                notes.append(f"{name} was built but does not load, so it was dropped: {first_line(str(exc))}")
                 continue
             variants.append(
                 Variant(
@@ -322,9 +302,7 @@ class MnnBackend(Backend):
                     files=(target,),
                 )
             )
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
+        self.record_build_notes(notes)
         return variants
 
     # --- running ----------------------------------------------------------------------
@@ -357,7 +335,7 @@ class MnnBackend(Backend):
             completed = subprocess.run(
                 [sys.executable, "-c", _CONVERTER_SCRIPT, *argv],
                 cwd=str(workdir),
-                env=_converter_env(workdir),
+                env=converter_env(workdir, _INHERITED_ENV, **_PYTHON_ENV),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -365,37 +343,13 @@ class MnnBackend(Backend):
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            return ConverterRun(returncode=-1, output=_decode(exc.stdout), produced=False, timed_out=True)
-        output = _decode(completed.stdout)
+            return ConverterRun(returncode=-1, output=decode_output(exc.stdout), produced=False, timed_out=True)
+        output = decode_output(completed.stdout)
         produced = _SUCCESS_LINE in output and target.exists() and target.stat().st_size > 0
         return ConverterRun(returncode=completed.returncode, output=output, produced=produced)
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _converter_env(workdir: Path) -> dict[str, str]:
-    """A small environment for the converter child: no network, no user site, no home directory.
-
-    The converter core does no networking of its own; the dead proxy makes sure nothing in
-    the child can reach a remote host through the usual client libraries either.
-    """
-    env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR") if key in os.environ}
-    dead_proxy = "http://127.0.0.1:9"
-    env.update(
-        {
-            "HOME": str(workdir),
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "http_proxy": dead_proxy,
-            "https_proxy": dead_proxy,
-            "HTTP_PROXY": dead_proxy,
-            "HTTPS_PROXY": dead_proxy,
-            "ALL_PROXY": dead_proxy,
-            "OMP_NUM_THREADS": "1",
-        }
-    )
-    return env
 
 
 def _unsupported_op_types(output: str) -> set[str]:
@@ -422,56 +376,4 @@ def _failure_text(run: ConverterRun, timeout_s: float) -> str:
         if "device supports" not in line and not line.startswith(("Start to", "inputTensors", "outputTensors"))
     ]
     detail = "; ".join(useful[-3:]) if useful else f"exit code {run.returncode}"
-    return f"MNN's converter did not produce a model: {detail}"[:_MAX_REASON_CHARS]
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")[:_MAX_REASON_CHARS]
-
-
-def _decode(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, str):
-        return data
-    return data.decode("utf-8", "replace")
-
-
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights; ModelError when it is not ONNX."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), format="protobuf", load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
-def _walk_graphs(graph: GraphProto) -> Iterator[GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _walk_graphs(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _walk_graphs(subgraph)
-
-
-def _node_labels(graph: GraphProto) -> Iterator[str]:
-    for index, node in enumerate(graph.node):
-        yield node.name or f"{node.op_type}_{index}"
-
-
-def _nodes_by_op(model: ModelProto) -> dict[tuple[str, str], list[str]]:
-    """(domain, op_type) -> node names, over the main graph and every subgraph."""
-    nodes: dict[tuple[str, str], list[str]] = {}
-    for graph in _walk_graphs(model.graph):
-        for index, node in enumerate(graph.node):
-            label = node.name or f"{node.op_type}_{index}"
-            nodes.setdefault((node.domain or DEFAULT_DOMAIN, node.op_type), []).append(label)
-    return nodes
+    return f"MNN's converter did not produce a model: {detail}"[:MAX_REASON_CHARS]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import logging
 import os
 import re
 import shutil
@@ -42,6 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._converters import (
+    MAX_REASON_CHARS,
+    check_inputs,
+    converter_env,
+    decode_output,
+    first_line,
+)
+from workers.engine.backends._onnx_graph import load_graph, node_labels, nodes_by_op, walk_graphs
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -51,16 +58,14 @@ from workers.engine.backends.base import (
     Partition,
     SupportReport,
     Variant,
-    Verdict,
+    verdict_for,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
 from workers.engine.errors import ModelError
 
 if TYPE_CHECKING:
     import numpy as np
-    from onnx import GraphProto, ModelProto
-
-logger = logging.getLogger(__name__)
+    from onnx import ModelProto
 
 DEFAULT_DOMAIN = "ai.onnx"
 DEVICE = "CPU"
@@ -81,6 +86,8 @@ VARIANT_PLANS: tuple[tuple[str, str, bool], ...] = (
 _PNNX_TYPES = {1: "f32", 2: "u8", 3: "i8", 5: "i16", 6: "i32", 7: "i64", 9: "bool", 10: "f16", 11: "f64"}
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What pnnx's environment keeps of this process's (see `converter_env`).
+_INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR")
 _TODO = re.compile(r"\btodo (\S+)")
 _UNEXPECTED = re.compile(r"\bunexpected op_type (\S+)")
 _NOT_REGISTERED = re.compile(r"(?:([\w.]+):)?(\w+)\(-?\d+\) is not a registered function/op")
@@ -89,7 +96,6 @@ _IGNORED_PARAM = re.compile(r"\bignore (\S+) (\S+) param ([^=\s]+)=")
 _PY_INPUT = re.compile(r'ex\.input\("(\w+)", ncnn\.Mat\(\w+\.numpy\(\), batch_index=(\d+)\)')
 _PY_OUTPUT = re.compile(r'_, (\w+) = ex\.extract\("(\w+)"\)\s*\n\s*out\.append\(.*?\1\.numpy\(batch_index=(\d+)\)')
 _BLOB_INDEX = re.compile(r"^(?:in|out)(\d+)$")
-_MAX_REASON_CHARS = 500
 _MAX_LISTED = 10
 
 
@@ -190,9 +196,7 @@ class NcnnSession:
 
         if self._net is None:
             raise RuntimeError("This session is closed; load the model again to run it.")
-        missing = [name for name in self.input_names if name not in inputs]
-        if missing:
-            raise ValueError(f"Inputs {missing} are missing; this model takes {list(self.input_names)}.")
+        check_inputs(self.input_names, inputs)
         arrays = {binding.name: _ncnn_input(np.asarray(inputs[binding.name])) for binding in self._inputs}
         sizes = {
             arrays[binding.name].shape[binding.batch_index]
@@ -274,8 +278,6 @@ class NcnnBackend(Backend):
         self.converter_timeout_s = converter_timeout_s
         self.input_shapes = dict(input_shapes or {})
         self.pnnx_path = pnnx_path
-        # Why variants were dropped in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
 
     def runtime_version(self) -> str | None:
         """ncnn's version, or None when ncnn or the pnnx converter is missing (both are needed)."""
@@ -322,8 +324,8 @@ class NcnnBackend(Backend):
                 return self.not_installed_report()
             return report_from_published_list(self.name, model_path, oplist)
 
-        model = _load_graph(model_path)
-        nodes = _nodes_by_op(model)
+        model = load_graph(model_path)
+        nodes = nodes_by_op(model)
         pnnx_version = self._tool_versions()["pnnx"]
         notes = [
             f"Support comes from converting the model with pnnx {pnnx_version}: an operator counts as supported "
@@ -334,7 +336,7 @@ class NcnnBackend(Backend):
         try:
             shapes = _input_shapes(model, self.input_shapes)
         except ModelError as exc:
-            return self._report(version, "error", (), (), notes, exc.message)
+            return self.installed_report(version, "converter", "error", notes=notes, error=exc.message)
         notes.append(_shapes_note(shapes))
 
         with tempfile.TemporaryDirectory(prefix="slipway-ncnn-") as scratch:
@@ -350,7 +352,7 @@ class NcnnBackend(Backend):
             if findings.refused:
                 problem += " The model's other operators were not converted, so they are not listed."
         if not findings.refused and not complete:
-            return self._report(version, "error", (), (), notes, problem)
+            return self.installed_report(version, "converter", "error", notes=notes, error=problem)
 
         ops = []
         for (domain, op_type), names in nodes.items():
@@ -361,33 +363,13 @@ class NcnnBackend(Backend):
                 ops.append(OpSupport(op_type, domain, "supported", "", tuple(names), DEVICE))
             # Otherwise pnnx stopped before this op: it stays out of the report, and `error`
             # says why, rather than claiming support nobody checked.
-        refused = len(findings.refused)
-        verdict: Verdict = "full" if refused == 0 else "none" if refused == len(nodes) else "partial"
+        verdict = verdict_for(len(nodes) - len(findings.refused), len(nodes))
         partitions: tuple[Partition, ...] = ()
         if verdict == "full":
-            top = tuple(_node_labels(model.graph))
+            top = tuple(node_labels(model.graph))
             partitions = (Partition(DEVICE, len(top), top),)
-        return self._report(version, verdict, tuple(ops), partitions, notes, problem)
-
-    def _report(
-        self,
-        version: str,
-        verdict: Verdict,
-        ops: tuple[OpSupport, ...],
-        partitions: tuple[Partition, ...],
-        notes: list[str],
-        error: str,
-    ) -> SupportReport:
-        return SupportReport(
-            backend=self.name,
-            runtime_version=version,
-            installed=True,
-            method="converter",
-            verdict=verdict,
-            ops=ops,
-            partitions=partitions,
-            notes=tuple(notes),
-            error=error,
+        return self.installed_report(
+            version, "converter", verdict, ops=tuple(ops), partitions=partitions, notes=notes, error=problem
         )
 
     # --- variants ---------------------------------------------------------------------
@@ -409,7 +391,7 @@ class NcnnBackend(Backend):
                 "ncnn and its converter pnnx are not both installed on this worker, so no ncnn variants can be "
                 "built. Install the ncnn and pnnx packages on the worker or build on a worker that has them."
             )
-        model = _load_graph(model_path)
+        model = load_graph(model_path)
         shapes = _input_shapes(model, profile.options.get("input_shapes") or self.input_shapes)
         onnx_inputs = [shape.name for shape in shapes]
         onnx_outputs = [value.name for value in model.graph.output]
@@ -425,7 +407,7 @@ class NcnnBackend(Backend):
             io_path = out_dir / f"{name}.ncnn.io.json"
             with tempfile.TemporaryDirectory(prefix=".ncnn-build-", dir=out_dir) as scratch:
                 run = self._run_pnnx(model_path, Path(scratch), shapes, fp16=fp16)
-                findings = _findings(run, _nodes_by_op(model))
+                findings = _findings(run, nodes_by_op(model))
                 if not run.produced or findings.refused or findings.foreign_layers:
                     notes.append(f"{name} was not built: {_incomplete_text(run, findings, self.converter_timeout_s)}")
                     continue
@@ -453,7 +435,7 @@ class NcnnBackend(Backend):
             except Exception as exc:  # ncnn and file errors alike mean the variant is unusable
                 for path in files:
                     path.unlink(missing_ok=True)
-                notes.append(f"{name} was built but does not load, so it was dropped: {_first_line(str(exc))}")
+                notes.append(f"{name} was built but does not load, so it was dropped: {first_line(str(exc))}")
                 continue
             variants.append(
                 Variant(
@@ -476,9 +458,7 @@ class NcnnBackend(Backend):
                     files=files,
                 )
             )
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
+        self.record_build_notes(notes)
         return variants
 
     # --- running ----------------------------------------------------------------------
@@ -522,7 +502,7 @@ class NcnnBackend(Backend):
             completed = subprocess.run(
                 argv,
                 cwd=str(workdir),
-                env=_converter_env(workdir),
+                env=converter_env(workdir, _INHERITED_ENV),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -612,7 +592,7 @@ def _incomplete_text(run: PnnxRun, findings: Findings, timeout_s: float) -> str:
     text = "; ".join(parts) or "pnnx did not produce a usable ncnn model"
     if not text.startswith("pnnx"):  # pnnx's name is lower case; any other sentence starts upper case
         text = text[0].upper() + text[1:]
-    return text[:_MAX_REASON_CHARS] + "."
+    return text[:MAX_REASON_CHARS] + "."
 
 
 def _ignored_note(ignored: tuple[str, ...]) -> str:
@@ -718,7 +698,7 @@ def _place_model(model_path: Path, workdir: Path, shapes: list[InputShape]) -> N
                 for size in by_name[value.name].shape:
                     dims.add().dim_value = size
         onnx.save_model(model, str(workdir / "model.onnx"))
-    for graph in _walk_graphs(model.graph):
+    for graph in walk_graphs(model.graph):
         for tensor in graph.initializer:
             if tensor.data_location != onnx.TensorProto.EXTERNAL:
                 continue
@@ -744,75 +724,10 @@ def _declares(model: ModelProto, shapes: list[InputShape]) -> bool:
     return True
 
 
-def _converter_env(workdir: Path) -> dict[str, str]:
-    """A small environment for pnnx: no network, no home directory of the worker's user."""
-    env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
-    dead_proxy = "http://127.0.0.1:9"
-    env.update(
-        {
-            "HOME": str(workdir),
-            "http_proxy": dead_proxy,
-            "https_proxy": dead_proxy,
-            "HTTP_PROXY": dead_proxy,
-            "HTTPS_PROXY": dead_proxy,
-            "ALL_PROXY": dead_proxy,
-            "OMP_NUM_THREADS": "1",
-        }
-    )
-    return env
-
-
 def _decode(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-    return _ANSI.sub("", text)
+    return _ANSI.sub("", decode_output(data))
 
 
 def _last_lines(output: str, count: int = 3) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return "; ".join(lines[-count:])
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")[:_MAX_REASON_CHARS]
-
-
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights; ModelError when it is not ONNX."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), format="protobuf", load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
-def _walk_graphs(graph: GraphProto) -> Iterator[GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _walk_graphs(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _walk_graphs(subgraph)
-
-
-def _node_labels(graph: GraphProto) -> Iterator[str]:
-    for index, node in enumerate(graph.node):
-        yield node.name or f"{node.op_type}_{index}"
-
-
-def _nodes_by_op(model: ModelProto) -> dict[tuple[str, str], list[str]]:
-    """(domain, op_type) -> node names, over the main graph and every subgraph."""
-    nodes: dict[tuple[str, str], list[str]] = {}
-    for graph in _walk_graphs(model.graph):
-        for index, node in enumerate(graph.node):
-            label = node.name or f"{node.op_type}_{index}"
-            nodes.setdefault((node.domain or DEFAULT_DOMAIN, node.op_type), []).append(label)
-    return nodes

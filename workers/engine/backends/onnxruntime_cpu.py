@@ -17,9 +17,7 @@ before it is returned; one that does not load is dropped and the reason kept in
 from __future__ import annotations
 
 import contextlib
-import heapq
 import io
-import logging
 import re
 import shutil
 import tempfile
@@ -28,28 +26,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._onnx_graph import label_nodes, load_graph, probe_model, walk_graphs, walk_nodes
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
     Calibration,
     HardwareProfile,
-    OpSupport,
-    Partition,
-    SupportMethod,
     SupportReport,
     SupportStatus,
     Variant,
-    Verdict,
 )
 from workers.engine.calibration import calibration_feeds, load_calibration
-from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec
+from workers.engine.inspection import DEFAULT_DOMAIN, TensorSpec, graph_input_specs
 
 if TYPE_CHECKING:
     import numpy as np
     from onnx import GraphProto, ModelProto, NodeProto, TypeProto, ValueInfoProto
-
-logger = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDER = "CUDAExecutionProvider"
@@ -117,8 +109,6 @@ class OnnxRuntimeCpuBackend(Backend):
 
     def __init__(self, intra_op_threads: int | None = None) -> None:
         self.intra_op_threads = intra_op_threads
-        # Why variants were dropped or built differently in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
 
     def runtime_version(self) -> str | None:
         """onnxruntime's version, or None when it cannot be imported here."""
@@ -141,7 +131,7 @@ class OnnxRuntimeCpuBackend(Backend):
         if version is None:
             return self.not_installed_report()
 
-        model = _load_graph(model_path)
+        model = load_graph(model_path)
         nodes, renamed = _label_nodes(model)
         try:
             placement, expanded = self._placement_from_runtime(model_path, model, renamed)
@@ -167,7 +157,7 @@ class OnnxRuntimeCpuBackend(Backend):
                 + ("..." if len(missing) > 10 else "")
                 + "."
             )
-        return self._report(nodes, statuses, version, "runtime", notes)
+        return self.report_from_statuses(version, "runtime", nodes, statuses, notes, refused_partitions=False)
 
     def _placement_from_runtime(
         self, model_path: Path, model: ModelProto, renamed: bool
@@ -188,7 +178,7 @@ class OnnxRuntimeCpuBackend(Backend):
         else:
             session = onnxruntime.InferenceSession(str(model_path), options, providers=[CPU_PROVIDER])
 
-        labels = {node.name for node in _walk_nodes(model.graph)}
+        labels = {node.name for node in walk_nodes(model.graph)}
         placement: dict[str, str] = {}
         others: dict[str, str] = {}
         try:
@@ -229,7 +219,7 @@ class OnnxRuntimeCpuBackend(Backend):
             "(operator, attributes, input types and ranks) was loaded on its own in a one-node model."
         ]
         notes.extend(context.notes)
-        report = self._report(nodes, statuses, version, "probe", notes)
+        report = self.report_from_statuses(version, "probe", nodes, statuses, notes, refused_partitions=False)
         if report.verdict == "full":
             notes.append(
                 "Every operator loads on its own, so the model fails for another reason, such as how "
@@ -237,53 +227,6 @@ class OnnxRuntimeCpuBackend(Backend):
             )
             return replace(report, verdict="error", notes=tuple(notes), error=session_error)
         return report
-
-    def _report(
-        self,
-        nodes: list[_LabeledNode],
-        statuses: Mapping[str, tuple[SupportStatus, str, str]],
-        version: str,
-        method: SupportMethod,
-        notes: list[str],
-    ) -> SupportReport:
-        groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
-        for node in nodes:
-            status, device, reason = statuses[node.label]
-            groups.setdefault((node.domain, node.op_type, status, device, reason), []).append(node.label)
-        ops = tuple(
-            OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
-            for (domain, op_type, status, device, reason), labels in groups.items()
-        )
-        supported = sum(1 for node in nodes if statuses[node.label][0] == "supported")
-        verdict: Verdict = "full" if supported == len(nodes) else "none" if supported == 0 else "partial"
-
-        partitions: list[Partition] = []
-        run: list[str] = []
-        run_device = ""
-        for node in nodes:
-            if not node.top_level:
-                continue  # subgraph nodes run inside their If/Loop/Scan node
-            status, device, _ = statuses[node.label]
-            device = device if status == "supported" else ""
-            if run and device != run_device:
-                if run_device:
-                    partitions.append(Partition(run_device, len(run), tuple(run)))
-                run = []
-            run.append(node.label)
-            run_device = device
-        if run and run_device:
-            partitions.append(Partition(run_device, len(run), tuple(run)))
-
-        return SupportReport(
-            backend=self.name,
-            runtime_version=version,
-            installed=True,
-            method=method,
-            verdict=verdict,
-            ops=ops,
-            partitions=tuple(partitions),
-            notes=tuple(notes),
-        )
 
     # --- variants ---------------------------------------------------------------------
 
@@ -306,7 +249,7 @@ class OnnxRuntimeCpuBackend(Backend):
         import onnx
         import onnxruntime
 
-        header = _load_graph(model_path)
+        header = load_graph(model_path)
         large = _model_bytes(model_path, header) > EXTERNAL_DATA_THRESHOLD_BYTES
         external = large or _has_external_data(header)
         versions = {"onnx": str(onnx.__version__), "onnxruntime": str(onnxruntime.__version__)}
@@ -314,7 +257,7 @@ class OnnxRuntimeCpuBackend(Backend):
         notes: list[str] = []
 
         samples: dict[str, np.ndarray] = {}
-        specs = _input_specs(header.graph)
+        specs = graph_input_specs(header.graph)
         if profile.device_kind == "cpu" and "int8" in profile.precisions and calibration is not None:
             # Before anything is built: a wrong calibration file is the user's to fix.
             samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
@@ -369,9 +312,7 @@ class OnnxRuntimeCpuBackend(Backend):
                 )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
+        self.record_build_notes(notes)
         return variants
 
     def _optimizer(self, level: str, external: bool) -> Callable[[Path, Path], dict[str, Any]]:
@@ -608,38 +549,8 @@ def _remove_variant_files(target: Path) -> None:
 # --- reading models -----------------------------------------------------------------------
 
 
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), format="protobuf", load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
-def _walk_graphs(graph: GraphProto) -> Iterator[GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _walk_graphs(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _walk_graphs(subgraph)
-
-
-def _walk_nodes(graph: GraphProto) -> Iterator[NodeProto]:
-    for each in _walk_graphs(graph):
-        yield from each.node
-
-
 def _walk_initializers(graph: GraphProto) -> Iterator[Any]:
-    for each in _walk_graphs(graph):
+    for each in walk_graphs(graph):
         yield from each.initializer
 
 
@@ -664,38 +575,6 @@ def _model_bytes(model_path: Path, model: ModelProto) -> int:
     return total
 
 
-def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
-    """The graph inputs the caller feeds (initializers excluded), as TensorSpecs."""
-    import onnx
-
-    constants = {tensor.name for tensor in graph.initializer}
-    specs = []
-    for value in graph.input:
-        if value.name in constants:
-            continue
-        tensor_type = value.type.tensor_type
-        dtype: str | None = None
-        if value.type.HasField("tensor_type") and tensor_type.elem_type:
-            try:
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
-            except (KeyError, ValueError, TypeError):
-                dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
-        shape: tuple[Dim, ...] | None = None
-        if tensor_type.HasField("shape"):
-            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dtype, shape))
-    return tuple(specs)
-
-
-def _dim(dim: Any) -> Dim:
-    which = dim.WhichOneof("value")
-    if which == "dim_value" and dim.dim_value >= 0:
-        return int(dim.dim_value)
-    if which == "dim_param":
-        return str(dim.dim_param)
-    return None
-
-
 @dataclass(frozen=True)
 class _LabeledNode:
     """A node of the uploaded model with the unique label the report uses for it."""
@@ -710,71 +589,18 @@ class _LabeledNode:
 def _label_nodes(model: ModelProto) -> tuple[list[_LabeledNode], bool]:
     """Every node (main graph in topological order, then into subgraphs), uniquely named.
 
-    A node keeps its own name when that is unique; others get "<op_type>_<index>" (index
-    in its graph), and nodes in subgraphs are prefixed with their parent's label and the
-    attribute, e.g. "If_0/then_branch/Add_0". The protos are renamed in place, so that
+    The labels are those of `label_nodes`. The protos are renamed to them in place, so that
     onnxruntime reports the same labels; returns whether any name changed.
     """
-    counts: dict[str, int] = {}
-    for node in _walk_nodes(model.graph):
-        if node.name:
-            counts[node.name] = counts.get(node.name, 0) + 1
-    used: set[str] = set()
     labeled: list[_LabeledNode] = []
     renamed = False
-
-    def visit(graph_nodes: Sequence[NodeProto], prefix: str, top_level: bool) -> None:
-        nonlocal renamed
-        for index, node in enumerate(graph_nodes):
-            base = node.name if node.name and counts[node.name] == 1 else f"{node.name or node.op_type}_{index}"
-            label = prefix + base
-            suffix = 1
-            while label in used:
-                suffix += 1
-                label = f"{prefix}{base}#{suffix}"
-            used.add(label)
-            if node.name != label:
-                node.name = label
-                renamed = True
-            labeled.append(_LabeledNode(label, node.domain or DEFAULT_DOMAIN, node.op_type, top_level, node))
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    visit(list(attribute.g.node), f"{label}/{attribute.name}/", False)
-                for position, subgraph in enumerate(attribute.graphs):
-                    visit(list(subgraph.node), f"{label}/{attribute.name}[{position}]/", False)
-
-    visit(_topological_order(model.graph), "", True)
+    for item in label_nodes(model, _node_inputs):
+        node = item.node
+        if node.name != item.label:
+            node.name = item.label
+            renamed = True
+        labeled.append(_LabeledNode(item.label, node.domain or DEFAULT_DOMAIN, node.op_type, item.top_level, node))
     return labeled, renamed
-
-
-def _topological_order(graph: GraphProto) -> list[NodeProto]:
-    """The graph's nodes in a topological order, stable where the file's order allows."""
-    producers: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for name in node.output:
-            if name:
-                producers[name] = index
-    waiting = [0] * len(graph.node)
-    consumers: dict[int, list[int]] = {}
-    for index, node in enumerate(graph.node):
-        sources = {producers[name] for name in _node_inputs(node) if name in producers and producers[name] != index}
-        waiting[index] = len(sources)
-        for source in sources:
-            consumers.setdefault(source, []).append(index)
-    ready = [index for index, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for consumer in consumers.get(index, ()):
-            waiting[consumer] -= 1
-            if waiting[consumer] == 0:
-                heapq.heappush(ready, consumer)
-    # A cycle is invalid ONNX; keep the remaining nodes in file order rather than lose them.
-    placed = set(order)
-    order.extend(index for index in range(len(graph.node)) if index not in placed)
-    return [graph.node[index] for index in order]
 
 
 def _node_inputs(node: NodeProto) -> list[str]:
@@ -825,7 +651,7 @@ class _ProbeContext:
             inferred = model
         types: dict[str, TypeProto] = {}
         constants: dict[str, Any] = {}
-        for graph in _walk_graphs(inferred.graph):
+        for graph in walk_graphs(inferred.graph):
             for value in [*graph.input, *graph.value_info, *graph.output]:
                 if value.type.WhichOneof("value") is not None:
                     types.setdefault(value.name, value.type)
@@ -890,19 +716,7 @@ class _ProbeContext:
             else:
                 type_proto = self._input_type(node, name, formal_positions.get(name))
                 inputs.append(helper.make_value_info(name, type_proto))
-        outputs = [
-            helper.make_value_info(name, self.types[name])
-            if name in self.types
-            else helper.make_empty_tensor_value_info(name)
-            for name in node.output
-            if name
-        ]
-        graph = helper.make_graph([node], f"probe_{node.op_type}", inputs, outputs, initializer=initializers)
-        probe = helper.make_model(
-            graph, opset_imports=list(self.model.opset_import), functions=list(self.model.functions)
-        )
-        probe.ir_version = self.model.ir_version
-        return probe
+        return probe_model(self.model, node, inputs, initializers, self.types)
 
     def _input_type(self, node: NodeProto, name: str, position: int | None) -> TypeProto:
         import onnx

@@ -34,7 +34,6 @@ does not build or compile is dropped and the reason kept in `last_build_notes`.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import importlib.metadata
 import io
 import json
@@ -46,28 +45,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._onnx_graph import label_nodes, load_graph
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
     Calibration,
     HardwareProfile,
-    OpSupport,
-    Partition,
     SupportReport,
     SupportStatus,
     Variant,
-    Verdict,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
 from workers.engine.calibration import calibration_feeds, load_calibration
-from workers.engine.errors import ModelError
-from workers.engine.inspection import Dim, TensorSpec
+from workers.engine.inspection import TensorSpec, graph_input_specs
 
 if TYPE_CHECKING:
     import numpy as np
-    from onnx import GraphProto, ModelProto, NodeProto
-
-logger = logging.getLogger(__name__)
+    from onnx import ModelProto, NodeProto
 
 DEVICE = "CPU"
 DEFAULT_DOMAIN = "ai.onnx"
@@ -134,8 +128,6 @@ class OpenVinoBackend(Backend):
         which is bf16 or f16 on CPUs that support them."""
         self.num_threads = num_threads
         self.inference_precision = inference_precision
-        # Why variants were dropped or built differently in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
 
     def runtime_version(self) -> str | None:
         """OpenVINO's release (such as "2026.4.1"), or None when it cannot be imported here."""
@@ -160,7 +152,7 @@ class OpenVinoBackend(Backend):
                 return self.not_installed_report()
             return report_from_published_list(self.name, model_path, oplist)
 
-        onnx_model = _load_graph(model_path)
+        onnx_model = load_graph(model_path, file_format=None)
         nodes = _label_nodes(onnx_model)
         notes = [_SUPPORT_METHOD_NOTE]
         try:
@@ -184,53 +176,7 @@ class OpenVinoBackend(Backend):
                 "folds Identity and Dropout into their neighbours and reads some constants as attributes) "
                 "and count as supported: " + _short_list(folded)
             )
-        return self._report(nodes, statuses, version, notes)
-
-    def _report(
-        self,
-        nodes: list[_OnnxNode],
-        statuses: Mapping[str, tuple[SupportStatus, str, str]],
-        version: str,
-        notes: list[str],
-    ) -> SupportReport:
-        groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
-        for node in nodes:
-            status, device, reason = statuses[node.label]
-            groups.setdefault((node.domain, node.op_type, status, device, reason), []).append(node.label)
-        ops = tuple(
-            OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
-            for (domain, op_type, status, device, reason), labels in groups.items()
-        )
-        supported = sum(1 for node in nodes if statuses[node.label][0] == "supported")
-        verdict: Verdict = "full" if supported == len(nodes) else "none" if supported == 0 else "partial"
-
-        # Runs of top-level nodes in topological order; a run OpenVINO cannot take has device "".
-        partitions: list[Partition] = []
-        run: list[str] = []
-        run_device = ""
-        for node in nodes:
-            if not node.top_level:
-                continue  # subgraph nodes run inside their If/Loop/Scan node
-            status, device, _ = statuses[node.label]
-            device = device if status == "supported" else ""
-            if run and device != run_device:
-                partitions.append(Partition(run_device, len(run), tuple(run)))
-                run = []
-            run.append(node.label)
-            run_device = device
-        if run:
-            partitions.append(Partition(run_device, len(run), tuple(run)))
-
-        return SupportReport(
-            backend=self.name,
-            runtime_version=version,
-            installed=True,
-            method="runtime",
-            verdict=verdict,
-            ops=ops,
-            partitions=tuple(partitions),
-            notes=tuple(notes),
-        )
+        return self.report_from_statuses(version, "runtime", nodes, statuses, notes, refused_partitions=True)
 
     def _error_report(self, version: str, conversion_error: str, partial_error: str) -> SupportReport:
         return SupportReport(
@@ -269,8 +215,8 @@ class OpenVinoBackend(Backend):
         import onnx
         import openvino
 
-        header = _load_graph(model_path)
-        specs = _input_specs(header.graph)
+        header = load_graph(model_path, file_format=None)
+        specs = graph_input_specs(header.graph)
         wants_int8 = "int8" in profile.precisions
         samples: dict[str, np.ndarray] = {}
         if wants_int8 and calibration is not None:
@@ -290,7 +236,7 @@ class OpenVinoBackend(Backend):
             notes.append(
                 f"The model could not be converted to OpenVINO IR, so no variant was built: {_error_text(exc)}"
             )
-            self._finish_build(notes)
+            self.record_build_notes(notes)
             return []
         names = {
             "input_names": [spec.name for spec in specs],
@@ -337,13 +283,8 @@ class OpenVinoBackend(Backend):
                     files=(target, target.with_suffix(".bin")),
                 )
             )
-        self._finish_build(notes)
+        self.record_build_notes(notes)
         return variants
-
-    def _finish_build(self, notes: list[str]) -> None:
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
 
     # --- running ----------------------------------------------------------------------
 
@@ -832,97 +773,22 @@ class _OnnxNode:
     outputs: tuple[str, ...]
 
 
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
 def _label_nodes(model: ModelProto) -> list[_OnnxNode]:
-    """Every node (main graph in topological order, then into subgraphs), uniquely labelled.
-
-    A node keeps its own name when that is unique; others get "<name or op_type>_<index>",
-    and nodes in subgraphs are prefixed with their parent's label and the attribute, e.g.
-    "If_0/then_branch/Add_0" (the labels the onnxruntime backend uses too).
-    """
-    counts: dict[str, int] = {}
-    for node in _walk_nodes(model.graph):
-        if node.name:
-            counts[node.name] = counts.get(node.name, 0) + 1
-    used: set[str] = set()
-    labeled: list[_OnnxNode] = []
-
-    def visit(graph_nodes: Sequence[NodeProto], prefix: str, top_level: bool) -> None:
-        for index, node in enumerate(graph_nodes):
-            unique = bool(node.name) and counts[node.name] == 1
-            base = node.name if unique else f"{node.name or node.op_type}_{index}"
-            label = prefix + base
-            suffix = 1
-            while label in used:
-                suffix += 1
-                label = f"{prefix}{base}#{suffix}"
-            used.add(label)
-            inputs = tuple(node.input)
-            outputs = tuple(name for name in node.output if name)
-            domain = node.domain or DEFAULT_DOMAIN
-            labeled.append(_OnnxNode(label, node.name, unique, domain, node.op_type, top_level, inputs, outputs))
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    visit(list(attribute.g.node), f"{label}/{attribute.name}/", False)
-                for position, subgraph in enumerate(attribute.graphs):
-                    visit(list(subgraph.node), f"{label}/{attribute.name}[{position}]/", False)
-
-    visit(_topological_order(model.graph), "", True)
-    return labeled
-
-
-def _walk_nodes(graph: GraphProto) -> Iterator[NodeProto]:
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _walk_nodes(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _walk_nodes(subgraph)
-
-
-def _topological_order(graph: GraphProto) -> list[NodeProto]:
-    """The graph's nodes in a topological order, stable where the file's order allows."""
-    producers: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for name in node.output:
-            if name:
-                producers[name] = index
-    waiting = [0] * len(graph.node)
-    consumers: dict[int, list[int]] = {}
-    for index, node in enumerate(graph.node):
-        sources = {producers[name] for name in _node_inputs(node) if producers.get(name, index) != index}
-        waiting[index] = len(sources)
-        for source in sources:
-            consumers.setdefault(source, []).append(index)
-    ready = [index for index, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for consumer in consumers.get(index, ()):
-            waiting[consumer] -= 1
-            if waiting[consumer] == 0:
-                heapq.heappush(ready, consumer)
-    # A cycle is invalid ONNX; keep the remaining nodes in file order rather than lose them.
-    placed = set(order)
-    order.extend(index for index in range(len(graph.node)) if index not in placed)
-    return [graph.node[index] for index in order]
+    """Every node (main graph in topological order, then into subgraphs), labelled by
+    `label_nodes` (the labels the onnxruntime backend uses too)."""
+    return [
+        _OnnxNode(
+            item.label,
+            item.node.name,
+            item.unique_name,
+            item.node.domain or DEFAULT_DOMAIN,
+            item.node.op_type,
+            item.top_level,
+            tuple(item.node.input),
+            tuple(name for name in item.node.output if name),
+        )
+        for item in label_nodes(model, _node_inputs)
+    ]
 
 
 def _node_inputs(node: NodeProto) -> list[str]:
@@ -933,38 +799,6 @@ def _node_inputs(node: NodeProto) -> list[str]:
             for inner in subgraph.node:
                 names.extend(_node_inputs(inner))
     return names
-
-
-def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
-    """The graph inputs the caller feeds (initializers excluded), as TensorSpecs."""
-    import onnx
-
-    constants = {tensor.name for tensor in graph.initializer}
-    specs = []
-    for value in graph.input:
-        if value.name in constants:
-            continue
-        tensor_type = value.type.tensor_type
-        dtype: str | None = None
-        if value.type.HasField("tensor_type") and tensor_type.elem_type:
-            try:
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
-            except (KeyError, ValueError, TypeError):
-                dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
-        shape: tuple[Dim, ...] | None = None
-        if tensor_type.HasField("shape"):
-            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dtype, shape))
-    return tuple(specs)
-
-
-def _dim(dim: Any) -> Dim:
-    which = dim.WhichOneof("value")
-    if which == "dim_value" and dim.dim_value >= 0:
-        return int(dim.dim_value)
-    if which == "dim_param":
-        return str(dim.dim_param)
-    return None
 
 
 # --- small helpers --------------------------------------------------------------------------

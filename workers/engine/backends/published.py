@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from workers.engine.backends.base import OpSupport, SupportReport, Verdict
+from workers.engine.backends.base import OpSupport, SupportReport, verdict_for
 
 OPLIST_DIR = Path(__file__).resolve().parent / "oplists"
 DEFAULT_DOMAIN = "ai.onnx"
@@ -79,8 +79,8 @@ def report_from_published_list(backend: str, model_path: Path, oplist: Published
     for (domain, op_type), names in sorted(nodes.items()):
         status, note = oplist.lookup(domain, op_type)
         ops.append(OpSupport(op_type=op_type, domain=domain, status=status, reason=note, nodes=tuple(names)))  # type: ignore[arg-type]
-    unsupported = sum(1 for op in ops if op.status != "supported")
-    verdict: Verdict = "full" if unsupported == 0 else ("none" if unsupported == len(ops) else "partial")
+    supported = sum(1 for op in ops if op.status == "supported")
+    verdict = verdict_for(supported, len(ops))
     return SupportReport(
         backend=backend,
         runtime_version=None,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import heapq
 import json
 import logging
 import os
@@ -37,26 +36,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._onnx_graph import load_graph, topological_order, walk_graphs
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
     Calibration,
     HardwareProfile,
-    OpSupport,
-    Partition,
     SupportReport,
     SupportStatus,
     Variant,
-    Verdict,
+    device_runs,
+    ops_by_outcome,
+    verdict_for,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
 from workers.engine.calibration import calibration_feeds, load_calibration
 from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec
+from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec, graph_input_specs
 
 if TYPE_CHECKING:
     import numpy as np
-    from onnx import GraphProto, ModelProto
+    from onnx import ModelProto
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def file_sha256(*paths: Path) -> str:
 
 def model_sha256(model_path: Path) -> str:
     """The sha256 of the model file and of every external weights file it names, so retrained weights differ."""
-    model = _load_graph(model_path)
+    model = load_graph(model_path, file_format=None)
     return file_sha256(model_path, *_external_data_files(model_path, model))
 
 
@@ -543,26 +543,16 @@ def report_from_parser(
         else:
             statuses.append(("supported", GPU_DEVICE, ""))
 
-    groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
-    for node, (status, device, reason) in zip(nodes, statuses, strict=True):
-        groups.setdefault((node.domain, node.op_type, status, device, reason), []).append(node.label)
-    ops = tuple(
-        OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(labels), device=device)
-        for (domain, op_type, status, device, reason), labels in groups.items()
+    ops = ops_by_outcome(
+        (node.label, node.domain, node.op_type, *status) for node, status in zip(nodes, statuses, strict=True)
+    )
+    order = topological_order([node.inputs for node in nodes], [node.outputs for node in nodes])
+    partitions = device_runs(
+        (nodes[index].label, GPU_DEVICE if statuses[index][0] == "supported" else UNSUPPORTED_DEVICE) for index in order
     )
 
-    partitions: list[Partition] = []
-    for index in _topological_order(nodes):
-        status, _, _ = statuses[index]
-        device = GPU_DEVICE if status == "supported" else UNSUPPORTED_DEVICE
-        if partitions and partitions[-1].device == device:
-            last = partitions[-1]
-            partitions[-1] = Partition(device, last.node_count + 1, (*last.nodes, nodes[index].label))
-        else:
-            partitions.append(Partition(device, 1, (nodes[index].label,)))
-
     supported = sum(1 for status, _, _ in statuses if status == "supported")
-    verdict: Verdict = "full" if supported == len(nodes) else "none" if supported == 0 else "partial"
+    verdict = verdict_for(supported, len(nodes))
     notes: list[str] = []
     error = ""
     if not all_supported:
@@ -585,32 +575,6 @@ def report_from_parser(
     )
 
 
-def _topological_order(nodes: Sequence[ParserNode]) -> list[int]:
-    """Node indices in a topological order, the file's order where it already is one."""
-    producers = {name: index for index, node in enumerate(nodes) for name in node.outputs if name}
-    waiting = [0] * len(nodes)
-    consumers: dict[int, list[int]] = {}
-    for index, node in enumerate(nodes):
-        sources = {producers[name] for name in node.inputs if name in producers and producers[name] != index}
-        waiting[index] = len(sources)
-        for source in sources:
-            consumers.setdefault(source, []).append(index)
-    ready = [index for index, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for consumer in consumers.get(index, ()):
-            waiting[consumer] -= 1
-            if waiting[consumer] == 0:
-                heapq.heappush(ready, consumer)
-    # A cycle is invalid ONNX; keep the remaining nodes in file order rather than lose them.
-    placed = set(order)
-    order.extend(index for index in range(len(nodes)) if index not in placed)
-    return order
-
-
 # --- the backend -------------------------------------------------------------------------------
 
 
@@ -623,8 +587,6 @@ class TensorRtBackend(Backend):
         # Shapes a user gave for dynamic dims; they win over the hardware profile's input_shapes.
         self.input_shapes = dict(input_shapes or {})
         self.workspace_bytes = workspace_bytes
-        # Why precisions were skipped or variants dropped in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
 
     def runtime_version(self) -> str | None:
         """TensorRT's version when it imports and a CUDA device is usable here, else None."""
@@ -657,7 +619,7 @@ class TensorRtBackend(Backend):
 
         import tensorrt as trt
 
-        model = _load_graph(model_path)
+        model = load_graph(model_path, file_format=None)
         nodes = [
             ParserNode(
                 label=node.name or f"{node.op_type}_{index}",
@@ -711,8 +673,8 @@ class TensorRtBackend(Backend):
             )
         import tensorrt as trt
 
-        model = _load_graph(model_path)
-        specs = _input_specs(model.graph)
+        model = load_graph(model_path, file_format=None)
+        specs = graph_input_specs(model.graph)
         overrides = {**dict(profile.options.get("input_shapes") or {}), **self.input_shapes}
         shapes = optimization_profile_shapes(specs, profile.options.get("batch_sizes") or (1,), overrides)
         weak_typing = hasattr(trt.BuilderFlag, "FP16")
@@ -770,9 +732,7 @@ class TensorRtBackend(Backend):
                     files=(plan_path, stamp_path(plan_path)),
                 )
             )
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
+        self.record_build_notes(notes)
         return variants
 
     def _build_engine(
@@ -1162,70 +1122,12 @@ def _first_line(exc: BaseException) -> str:
 # --- reading models -----------------------------------------------------------------------------
 
 
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
 def _external_data_files(model_path: Path, model: ModelProto) -> list[Path]:
     import onnx
 
-    locations: list[str] = []
-
-    def visit(graph: GraphProto) -> None:
+    locations: set[str] = set()
+    for graph in walk_graphs(model.graph):
         for tensor in graph.initializer:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                for entry in tensor.external_data:
-                    if entry.key == "location" and entry.value not in locations:
-                        locations.append(entry.value)
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    visit(attribute.g)
-                for subgraph in attribute.graphs:
-                    visit(subgraph)
-
-    visit(model.graph)
+                locations.update(entry.value for entry in tensor.external_data if entry.key == "location")
     return [model_path.parent / location for location in sorted(locations) if (model_path.parent / location).is_file()]
-
-
-def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
-    """The graph inputs the caller feeds (initializers excluded), as TensorSpecs."""
-    import onnx
-
-    constants = {tensor.name for tensor in graph.initializer}
-    specs = []
-    for value in graph.input:
-        if value.name in constants:
-            continue
-        tensor_type = value.type.tensor_type
-        dtype: str | None = None
-        if value.type.HasField("tensor_type") and tensor_type.elem_type:
-            try:
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
-            except (KeyError, ValueError, TypeError):
-                dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
-        shape: tuple[Dim, ...] | None = None
-        if tensor_type.HasField("shape"):
-            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dtype, shape))
-    return tuple(specs)
-
-
-def _dim(dim: Any) -> Dim:
-    which = dim.WhichOneof("value")
-    if which == "dim_value" and dim.dim_value >= 0:
-        return int(dim.dim_value)
-    if which == "dim_param":
-        return str(dim.dim_param)
-    return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 import time
@@ -29,27 +28,26 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.backends._onnx_graph import load_graph, node_labels, probe_model
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
     Calibration,
     HardwareProfile,
-    OpSupport,
-    Partition,
     SupportMethod,
     SupportReport,
     SupportStatus,
     Variant,
-    Verdict,
+    device_runs,
+    ops_by_outcome,
+    verdict_for,
 )
 from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec
+from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec, graph_input_specs
 
 if TYPE_CHECKING:
     import numpy as np
     from onnx import GraphProto, ModelProto, NodeProto, TypeProto
-
-logger = logging.getLogger(__name__)
 
 VARIANT_FORMAT = "torch-onnx2torch"
 CONVERSION_STEP = "onnx2torch-conversion"
@@ -130,10 +128,6 @@ class TorchCudaBackend(Backend):
 
     name = "torch_cuda"
 
-    def __init__(self) -> None:
-        # Why variants were skipped or dropped in the last `build_variants` call.
-        self.last_build_notes: tuple[str, ...] = ()
-
     def runtime_version(self) -> str | None:
         """PyTorch's and CUDA's versions (and onnx2torch's) when all import and a GPU is usable, else None."""
         return _runtime()[0]
@@ -154,8 +148,8 @@ class TorchCudaBackend(Backend):
         version = self.runtime_version()
         if version is None:
             return self.not_installed_report()
-        model = _load_graph(model_path)
-        labels = _node_labels(model.graph)
+        model = load_graph(model_path, file_format=None)
+        labels = node_labels(model.graph)
         try:
             _convert(model_path)
         except Exception as exc:  # onnx2torch raises NotImplementedError, KeyError, ValueError, ...
@@ -210,8 +204,8 @@ class TorchCudaBackend(Backend):
         version = self.runtime_version()
         if version is None:
             raise BackendNotInstalled(_not_installed_sentence())
-        model = _load_graph(model_path)
-        specs = _input_specs(model.graph)
+        model = load_graph(model_path, file_format=None)
+        specs = graph_input_specs(model.graph, numpy_dtypes_only=True)
         mode = str(profile.options.get("torch_compile_mode", "default"))
         if mode not in COMPILE_MODES:
             raise ValueError(f"torch_compile_mode '{mode}' is not one of {', '.join(COMPILE_MODES)}.")
@@ -289,9 +283,7 @@ class TorchCudaBackend(Backend):
                     files=(spec_path,),
                 )
             )
-        for note in notes:
-            logger.warning("%s", note)
-        self.last_build_notes = tuple(notes)
+        self.record_build_notes(notes)
         return variants
 
     # --- running ------------------------------------------------------------------------
@@ -334,8 +326,8 @@ class TorchOnnxSession:
 
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"A torch_cuda session runs fp32 or fp16, not '{precision}'.")
-        model = _load_graph(onnx_path)
-        self.input_names = tuple(spec.name for spec in _input_specs(model.graph))
+        model = load_graph(onnx_path, file_format=None)
+        self.input_names = tuple(spec.name for spec in graph_input_specs(model.graph, numpy_dtypes_only=True))
         self.output_names = tuple(value.name for value in model.graph.output)
         self._output_plan = _output_plan(model.graph)
         self.precision = precision
@@ -457,38 +449,26 @@ def _report(
     method: SupportMethod,
     notes: list[str],
 ) -> SupportReport:
-    groups: dict[tuple[str, str, SupportStatus, str, str], list[str]] = {}
-    for node, label, (status, device, reason) in zip(graph.node, labels, statuses, strict=True):
-        groups.setdefault((node.domain or DEFAULT_DOMAIN, node.op_type, status, device, reason), []).append(label)
-    ops = tuple(
-        OpSupport(op_type=op_type, domain=domain, status=status, reason=reason, nodes=tuple(names), device=device)
-        for (domain, op_type, status, device, reason), names in groups.items()
+    ops = ops_by_outcome(
+        (label, node.domain or DEFAULT_DOMAIN, node.op_type, *status)
+        for node, label, status in zip(graph.node, labels, statuses, strict=True)
     )
-    partitions: list[Partition] = []
     # onnx2torch requires nodes in topological order, so the file's order is the run order.
-    for label, (status, _, _) in zip(labels, statuses, strict=True):
-        device = CUDA_DEVICE if status == "supported" else UNSUPPORTED_DEVICE
-        if partitions and partitions[-1].device == device:
-            last = partitions[-1]
-            partitions[-1] = Partition(device, last.node_count + 1, (*last.nodes, label))
-        else:
-            partitions.append(Partition(device, 1, (label,)))
+    partitions = device_runs(
+        (label, CUDA_DEVICE if status == "supported" else UNSUPPORTED_DEVICE)
+        for label, (status, _, _) in zip(labels, statuses, strict=True)
+    )
     supported = sum(1 for status, _, _ in statuses if status == "supported")
-    verdict: Verdict = "full" if supported == len(labels) else "none" if supported == 0 else "partial"
     return SupportReport(
         backend=backend,
         runtime_version=version,
         installed=True,
         method=method,
-        verdict=verdict,
+        verdict=verdict_for(supported, len(labels)),
         ops=ops,
         partitions=tuple(partitions),
         notes=tuple(notes),
     )
-
-
-def _node_labels(graph: GraphProto) -> list[str]:
-    return [node.name or f"{node.op_type}_{index}" for index, node in enumerate(graph.node)]
 
 
 def _converter_error_text(exc: BaseException) -> str:
@@ -544,19 +524,7 @@ class _ProbeBuilder:
                 inputs.append(helper.make_value_info(name, self.types[name]))
             else:
                 inputs.append(helper.make_empty_tensor_value_info(name))
-        outputs = [
-            helper.make_value_info(name, self.types[name])
-            if name in self.types
-            else helper.make_empty_tensor_value_info(name)
-            for name in node.output
-            if name
-        ]
-        graph = helper.make_graph([node], f"probe_{node.op_type}", inputs, outputs, initializer=initializers)
-        probe = helper.make_model(
-            graph, opset_imports=list(self.model.opset_import), functions=list(self.model.functions)
-        )
-        probe.ir_version = self.model.ir_version
-        return probe
+        return probe_model(self.model, node, inputs, initializers, self.types)
 
     def _probe_constant(self, tensor: Any) -> Any:
         """The initializer as is when small and embedded, else zeros of its shape (the converter needs values)."""
@@ -670,50 +638,3 @@ def _sha256(path: Path) -> str:
 
 
 # --- reading models -----------------------------------------------------------------------------
-
-
-def _load_graph(model_path: Path) -> ModelProto:
-    """The model without its external weights."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(model_path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError):
-        raise ModelError(
-            "invalid_model",
-            "The file could not be parsed as ONNX: it may be corrupted or saved in another "
-            "format. Export the model to ONNX again and upload the new file.",
-        ) from None
-
-
-def _input_specs(graph: GraphProto) -> tuple[TensorSpec, ...]:
-    """The graph inputs the caller feeds (initializers excluded), in the order onnx2torch takes them."""
-    import onnx
-
-    constants = {tensor.name for tensor in graph.initializer}
-    specs = []
-    for value in graph.input:
-        if value.name in constants:
-            continue
-        tensor_type = value.type.tensor_type
-        dtype: str | None = None
-        if value.type.HasField("tensor_type") and tensor_type.elem_type:
-            try:
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
-            except (KeyError, ValueError, TypeError):
-                dtype = None
-        shape: tuple[Dim, ...] | None = None
-        if tensor_type.HasField("shape"):
-            shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dtype, shape))
-    return tuple(specs)
-
-
-def _dim(dim: Any) -> Dim:
-    which = dim.WhichOneof("value")
-    if which == "dim_value" and dim.dim_value >= 0:
-        return int(dim.dim_value)
-    if which == "dim_param":
-        return str(dim.dim_param)
-    return None

@@ -9,6 +9,7 @@ regression values within the tolerances.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,14 +24,16 @@ from workers.engine.importers.base import (
     OutputParity,
     ProgressCallback,
 )
-from workers.engine.importers.parity import check_onnx, compare, run_onnx
-from workers.engine.importers.sklearn import (
+from workers.engine.importers.parity import (
     DEFAULT_INPUT_NAME,
     align_output,
+    check_onnx,
+    compare,
     compare_labels,
-    default_opset,
+    run_onnx,
     save_onnx,
     tabular_parity_inputs,
+    tabular_report,
 )
 
 if TYPE_CHECKING:
@@ -47,20 +50,53 @@ _XGBOOST_LABEL_OBJECTIVES = frozenset({"multi:softmax", "binary:hinge"})
 _LIGHTGBM_CLASSIFIER_OBJECTIVES = frozenset({"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova"})
 
 
-class XGBoostImporter(Importer):
+class _BoosterImporter(Importer):
+    """A booster of the framework named `framework` (also its module's name), converted by onnxmltools."""
+
+    method = ""  # the onnxmltools function that converts it, as the report names it
+
+    def framework_version(self) -> str | None:
+        """The framework's version; None unless onnxmltools is installed too."""
+        if not _installed(self.framework, "onnxmltools"):
+            return None
+        return str(importlib.import_module(self.framework).__version__)
+
+    def _report(
+        self,
+        framework_version: str,
+        proto: onnx.ModelProto,
+        onnx_path: Path,
+        files: tuple[Path, ...],
+        specs: Sequence[InputSpec],
+        parity: tuple[OutputParity, ...],
+        assumptions: Sequence[str],
+        notes: Sequence[str],
+    ) -> ImportReport:
+        import onnxmltools
+
+        return tabular_report(
+            self,
+            framework_version=framework_version,
+            converter="onnxmltools",
+            converter_version=str(onnxmltools.__version__),
+            method=self.method,
+            proto=proto,
+            onnx_path=onnx_path,
+            files=files,
+            specs=specs,
+            parity=parity,
+            assumptions=assumptions,
+            notes=notes,
+        )
+
+
+class XGBoostImporter(_BoosterImporter):
     """XGBoost models saved as JSON or UBJSON, converted by onnxmltools' `convert_xgboost`."""
 
     format = "xgboost"
     framework = "xgboost"
     install_hint = "pip install xgboost-cpu onnxmltools"
-
-    def framework_version(self) -> str | None:
-        """XGBoost's version; None unless onnxmltools is installed too."""
-        if not _installed("xgboost", "onnxmltools"):
-            return None
-        import xgboost
-
-        return str(xgboost.__version__)
+    method = "convert_xgboost"
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -124,44 +160,19 @@ class XGBoostImporter(Importer):
                 f"Slipway can't check a model with objective {objective}, whose predictions are labels without "
                 "scores. Train with binary:logistic or multi:softprob.",
             )
-        elif names[:2] == ["label", "probabilities"]:
-            parity = _classifier_parity(names, reference, converted, options)
         else:
-            parity = _regressor_parity(names, reference, converted, options)
+            parity = _booster_parity(names, reference, converted, options)
         progress(1.0, "Converted")
-        return ImportReport(
-            format=self.format,
-            framework=self.framework,
-            framework_version=str(xgboost.__version__),
-            converter="onnxmltools",
-            converter_version=str(onnxmltools.__version__),
-            method="convert_xgboost",
-            onnx_path=onnx_path,
-            files=files,
-            opset=default_opset(proto),
-            inputs=tuple(specs),
-            outputs=tuple(names),
-            parity=parity,
-            assumptions=tuple(assumptions),
-            notes=tuple(notes),
-            tool_versions=_tool_versions(),
-        )
+        return self._report(str(xgboost.__version__), proto, onnx_path, files, specs, parity, assumptions, notes)
 
 
-class LightGBMImporter(Importer):
+class LightGBMImporter(_BoosterImporter):
     """LightGBM text models, converted by onnxmltools' `convert_lightgbm` (which takes a Booster)."""
 
     format = "lightgbm"
     framework = "lightgbm"
     install_hint = "pip install lightgbm onnxmltools"
-
-    def framework_version(self) -> str | None:
-        """LightGBM's version; None unless onnxmltools is installed too."""
-        if not _installed("lightgbm", "onnxmltools"):
-            return None
-        import lightgbm
-
-        return str(lightgbm.__version__)
+    method = "convert_lightgbm"
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -201,28 +212,9 @@ class LightGBMImporter(Importer):
         names = [output.name for output in proto.graph.output]
         reference = booster.predict(feeds[specs[0].name])
         converted = run_onnx(onnx_path, feeds)
-        if names[:2] == ["label", "probabilities"]:
-            parity = _classifier_parity(names, reference, converted, options)
-        else:
-            parity = _regressor_parity(names, reference, converted, options)
+        parity = _booster_parity(names, reference, converted, options)
         progress(1.0, "Converted")
-        return ImportReport(
-            format=self.format,
-            framework=self.framework,
-            framework_version=str(lightgbm.__version__),
-            converter="onnxmltools",
-            converter_version=str(onnxmltools.__version__),
-            method="convert_lightgbm",
-            onnx_path=onnx_path,
-            files=files,
-            opset=default_opset(proto),
-            inputs=tuple(specs),
-            outputs=tuple(names),
-            parity=parity,
-            assumptions=tuple(assumptions),
-            notes=tuple(notes),
-            tool_versions=_tool_versions(),
-        )
+        return self._report(str(lightgbm.__version__), proto, onnx_path, files, specs, parity, assumptions, notes)
 
 
 def _installed(*names: str) -> bool:
@@ -376,8 +368,10 @@ def _regressor_parity(
     return compare(names, [ref], [got], options)
 
 
-def _tool_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"onnx": str(onnx.__version__), "onnxruntime": str(onnxruntime.__version__)}
+def _booster_parity(
+    names: Sequence[str], reference: Any, converted: Sequence[Any], options: ImportOptions
+) -> tuple[OutputParity, ...]:
+    """Parity of a classifier's outputs ("label", "probabilities") or of a regressor's one output."""
+    if names[:2] == ["label", "probabilities"]:
+        return _classifier_parity(names, reference, converted, options)
+    return _regressor_parity(names, reference, converted, options)

@@ -1,19 +1,29 @@
-"""Shared pieces of every importer: generated inputs, the ONNX checker, and the parity check."""
+"""Shared pieces of every importer: generated inputs, the ONNX checker, and the parity check;
+and what the tabular importers (scikit-learn, XGBoost, LightGBM) share besides."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workers.engine.errors import ModelError
-from workers.engine.importers.base import ImportOptions, InputSpec, OutputParity
+from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, OutputParity
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnx
 
 # Symbolic dims get this size in generated inputs (and the report says so).
 GENERATED_DIM = 2
+# The one input of a tabular model when the upload declares none.
+DEFAULT_INPUT_NAME = "input"
+# Rows per generated parity batch: tabular rows are cheap, and one row per batch would
+# barely touch a tree ensemble's branches.
+TABULAR_ROWS = 64
+# Protobuf can't serialize 2 GiB; leave headroom for the graph around the weights.
+_MAX_INLINE_ONNX_BYTES = 2**31 - 2**26
 
 
 def concrete_shape(spec: InputSpec) -> tuple[int, ...]:
@@ -113,3 +123,172 @@ def compare(
             "if this difference is acceptable.",
         )
     return tuple(results)
+
+
+# --- Tabular importers (scikit-learn, XGBoost, LightGBM) -----------------------------------
+
+
+def tabular_parity_inputs(specs: Sequence[InputSpec], options: ImportOptions, notes: list[str]) -> dict[str, Any]:
+    """Parity feeds: the user's .npz if given, else `parity_samples` generated batches of rows."""
+    import numpy as np
+
+    if options.parity_inputs is not None:
+        feeds = _load_tabular_parity_inputs(options.parity_inputs, specs)
+        notes.append(f"Parity checked on {len(next(iter(feeds.values())))} rows from the uploaded parity inputs.")
+        return feeds
+    batch_specs = [
+        InputSpec(spec.name, (TABULAR_ROWS, *spec.shape[1:]), spec.dtype)
+        if spec.shape and not (isinstance(spec.shape[0], int) and spec.shape[0] > 0)
+        else spec
+        for spec in specs
+    ]
+    batches = [generate_inputs(batch_specs, seed=seed) for seed in range(max(1, options.parity_samples))]
+    feeds = {spec.name: np.concatenate([batch[spec.name] for batch in batches]) for spec in specs}
+    rows = len(next(iter(feeds.values())))
+    notes.append(
+        f"Parity checked on {rows} generated rows (standard normal features); trees may leave branches untested "
+        "on such data, so upload parity inputs from real data for a stronger check."
+    )
+    return feeds
+
+
+def _load_tabular_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[str, Any]:
+    import numpy as np
+
+    how_to = "Save them with numpy.savez(path, <input name>=array, ...), one 2-D array per model input."
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelError(
+            "invalid_parity_inputs", f"The parity inputs are not a readable .npz ({exc}). {how_to}"
+        ) from exc
+    feeds: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in arrays:
+            raise ModelError(
+                "invalid_parity_inputs",
+                f"The parity inputs have no array named '{spec.name}' (found: {', '.join(sorted(arrays)) or 'none'}). "
+                f"{how_to}",
+            )
+        array = arrays[spec.name]
+        text = spec.dtype in ("string", "str")
+        fits = array.ndim == len(spec.shape) and all(
+            not isinstance(want, int) or want <= 0 or want == got
+            for want, got in zip(spec.shape, array.shape, strict=True)
+        )
+        if not fits or (text and array.dtype.kind not in "US"):
+            raise ModelError(
+                "invalid_parity_inputs",
+                f"Parity input '{spec.name}' is {array.dtype} {list(array.shape)}, but the input is declared "
+                f"{spec.dtype} {list(spec.shape)}. {how_to}",
+            )
+        feeds[spec.name] = array.astype(str) if text else array.astype(spec.dtype)
+    rows = {len(array) for array in feeds.values()}
+    if 0 in rows or len(rows) > 1:
+        raise ModelError(
+            "invalid_parity_inputs",
+            f"The parity inputs must have the same number of rows, at least one, in every array (found "
+            f"{', '.join(str(count) for count in sorted(rows))}). {how_to}",
+        )
+    return feeds
+
+
+def compare_labels(name: str, reference: Any, converted: Any) -> OutputParity:
+    """Predicted labels must be identical; raises ModelError("parity_failed") with the count that differ."""
+    import numpy as np
+
+    ref, got = np.asarray(reference).ravel(), np.asarray(converted).ravel()
+    if ref.shape != got.shape:
+        raise ModelError(
+            "parity_failed",
+            f"Output '{name}' has {got.size} labels in ONNX but {ref.size} in the framework.",
+        )
+    numeric = ref.dtype.kind in "biuf" and got.dtype.kind in "biuf"
+    same = ref == got if numeric else ref.astype(str) == got.astype(str)
+    mismatches = int((~same).sum())
+    if mismatches:
+        first = int(np.argmin(same))
+        raise ModelError(
+            "parity_failed",
+            f"The ONNX model predicts a different label than the original for {mismatches} of {ref.size} test rows "
+            f"(first at row {first}: {got[first]!r} instead of {ref[first]!r}). Try another opset, or report the "
+            "model to Slipway.",
+        )
+    return OutputParity(name, 0.0, 0.0, 1.0, True)
+
+
+def align_output(reference: Any, converted: Any) -> tuple[Any, Any]:
+    """Bring a framework result to the ONNX output's layout: [n] vs [n, 1], or a binary
+    classifier's positive-class column when the framework gives only that."""
+    import numpy as np
+
+    ref, got = np.asarray(reference), np.asarray(converted)
+    if ref.shape != got.shape and ref.size == got.size:
+        return ref.reshape(got.shape), got
+    if ref.ndim == 1 and got.ndim == 2 and got.shape == (ref.shape[0], 2):
+        return ref, got[:, 1]
+    return ref, got
+
+
+def save_onnx(proto: onnx.ModelProto, out_dir: Path) -> tuple[Path, tuple[Path, ...]]:
+    """Write model.onnx in out_dir (weights beside it when protobuf can't hold them)."""
+    import onnx
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    if proto.ByteSize() < _MAX_INLINE_ONNX_BYTES:
+        onnx.save_model(proto, str(onnx_path))
+        return onnx_path, (onnx_path,)
+    data_path = out_dir / "model.onnx.data"
+    onnx.save_model(proto, str(onnx_path), save_as_external_data=True, location=data_path.name)
+    return onnx_path, (onnx_path, data_path)
+
+
+def default_opset(proto: onnx.ModelProto) -> int:
+    """The model's ai.onnx opset (converters sometimes list it twice)."""
+    versions = [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
+    return max(versions) if versions else 0
+
+
+def tabular_report(
+    importer: Importer,
+    *,
+    framework_version: str,
+    converter: str,
+    converter_version: str,
+    method: str,
+    proto: onnx.ModelProto,
+    onnx_path: Path,
+    files: tuple[Path, ...],
+    specs: Sequence[InputSpec],
+    parity: tuple[OutputParity, ...],
+    assumptions: Sequence[str],
+    notes: Sequence[str],
+    extra_versions: Mapping[str, str] | None = None,
+) -> ImportReport:
+    """The report of a tabular import; its opset and output names are those of `proto`."""
+    import onnx
+    import onnxruntime
+
+    return ImportReport(
+        format=importer.format,
+        framework=importer.framework,
+        framework_version=framework_version,
+        converter=converter,
+        converter_version=converter_version,
+        method=method,
+        onnx_path=onnx_path,
+        files=files,
+        opset=default_opset(proto),
+        inputs=tuple(specs),
+        outputs=tuple(output.name for output in proto.graph.output),
+        parity=parity,
+        assumptions=tuple(assumptions),
+        notes=tuple(notes),
+        tool_versions={
+            "onnx": str(onnx.__version__),
+            "onnxruntime": str(onnxruntime.__version__),
+            **(extra_versions or {}),
+        },
+    )

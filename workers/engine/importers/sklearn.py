@@ -10,8 +10,8 @@ Pickle and joblib files are refused without being loaded: `sniff_pickle` recogni
 from their first bytes, and `pickle_references` names what they would import by reading
 opcodes with pickletools, which parses and never executes.
 
-The tabular helpers here (`tabular_parity_inputs`, `compare_labels`, `save_onnx`,
-`default_opset`) are shared with the XGBoost and LightGBM importers.
+The tabular helpers it shares with the XGBoost and LightGBM importers (`tabular_parity_inputs`,
+`compare_labels`, `save_onnx`, `tabular_report`, ...) are in `workers.engine.importers.parity`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,17 @@ from workers.engine.importers.base import (
     OutputParity,
     ProgressCallback,
 )
-from workers.engine.importers.parity import check_onnx, compare, generate_inputs, run_onnx
+from workers.engine.importers.parity import (
+    DEFAULT_INPUT_NAME,
+    align_output,
+    check_onnx,
+    compare,
+    compare_labels,
+    run_onnx,
+    save_onnx,
+    tabular_parity_inputs,
+    tabular_report,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,14 +59,8 @@ SKOPS_SCHEMA = "schema.json"
 # The schema holds the object tree only (arrays are separate .npy members); a real one is
 # kilobytes to a few megabytes.
 MAX_SCHEMA_BYTES = 64 * 2**20
-DEFAULT_INPUT_NAME = "input"
-# Rows per generated parity batch: tabular rows are cheap, and one row per batch would
-# barely touch a tree ensemble's branches.
-TABULAR_ROWS = 64
 # As in archive.py: small archives may compress by any ratio (short JSON, zero padding).
 _RATIO_EXEMPT_BYTES = 2**20
-# Protobuf can't serialize 2 GiB; leave headroom for the graph around the weights.
-_MAX_INLINE_ONNX_BYTES = 2**31 - 2**26
 
 PICKLE_REFUSED_MESSAGE = (
     "Slipway does not load pickle files: they can run arbitrary code when loaded. Save "
@@ -296,22 +300,20 @@ class SkopsImporter(Importer):
         reference = _sklearn_outputs(model, _sklearn_input(model, specs, feeds), names)
         parity = _compare_outputs(names, reference, converted, options)
         progress(1.0, "Converted")
-        return ImportReport(
-            format=self.format,
-            framework=self.framework,
+        return tabular_report(
+            self,
             framework_version=str(sklearn.__version__),
             converter="skl2onnx",
             converter_version=str(skl2onnx.__version__),
             method="convert_sklearn",
+            proto=proto,
             onnx_path=onnx_path,
             files=files,
-            opset=default_opset(proto),
-            inputs=tuple(specs),
-            outputs=tuple(names),
+            specs=specs,
             parity=parity,
-            assumptions=tuple(assumptions),
-            notes=tuple(notes),
-            tool_versions=_tool_versions(skops=str(skops.__version__)),
+            assumptions=assumptions,
+            notes=notes,
+            extra_versions={"skops": str(skops.__version__)},
         )
 
 
@@ -560,139 +562,6 @@ def _compare_outputs(
     compared = compare([n for n, _, _ in numeric], [r for _, r, _ in numeric], [g for _, _, g in numeric], options)
     by_name = {result.name: result for result in compared} | labels
     return tuple(by_name[name] for name in names)
-
-
-# --- Shared by the tabular importers ------------------------------------------------------
-
-
-def tabular_parity_inputs(specs: Sequence[InputSpec], options: ImportOptions, notes: list[str]) -> dict[str, Any]:
-    """Parity feeds: the user's .npz if given, else `parity_samples` generated batches of rows."""
-    import numpy as np
-
-    if options.parity_inputs is not None:
-        feeds = _load_parity_inputs(options.parity_inputs, specs)
-        notes.append(f"Parity checked on {len(next(iter(feeds.values())))} rows from the uploaded parity inputs.")
-        return feeds
-    batch_specs = [
-        InputSpec(spec.name, (TABULAR_ROWS, *spec.shape[1:]), spec.dtype)
-        if spec.shape and not (isinstance(spec.shape[0], int) and spec.shape[0] > 0)
-        else spec
-        for spec in specs
-    ]
-    batches = [generate_inputs(batch_specs, seed=seed) for seed in range(max(1, options.parity_samples))]
-    feeds = {spec.name: np.concatenate([batch[spec.name] for batch in batches]) for spec in specs}
-    rows = len(next(iter(feeds.values())))
-    notes.append(
-        f"Parity checked on {rows} generated rows (standard normal features); trees may leave branches untested "
-        "on such data, so upload parity inputs from real data for a stronger check."
-    )
-    return feeds
-
-
-def _load_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[str, Any]:
-    import numpy as np
-
-    how_to = "Save them with numpy.savez(path, <input name>=array, ...), one 2-D array per model input."
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelError(
-            "invalid_parity_inputs", f"The parity inputs are not a readable .npz ({exc}). {how_to}"
-        ) from exc
-    feeds: dict[str, Any] = {}
-    for spec in specs:
-        if spec.name not in arrays:
-            raise ModelError(
-                "invalid_parity_inputs",
-                f"The parity inputs have no array named '{spec.name}' (found: {', '.join(sorted(arrays)) or 'none'}). "
-                f"{how_to}",
-            )
-        array = arrays[spec.name]
-        text = spec.dtype in ("string", "str")
-        fits = array.ndim == len(spec.shape) and all(
-            not isinstance(want, int) or want <= 0 or want == got
-            for want, got in zip(spec.shape, array.shape, strict=True)
-        )
-        if not fits or (text and array.dtype.kind not in "US"):
-            raise ModelError(
-                "invalid_parity_inputs",
-                f"Parity input '{spec.name}' is {array.dtype} {list(array.shape)}, but the input is declared "
-                f"{spec.dtype} {list(spec.shape)}. {how_to}",
-            )
-        feeds[spec.name] = array.astype(str) if text else array.astype(spec.dtype)
-    rows = {len(array) for array in feeds.values()}
-    if 0 in rows or len(rows) > 1:
-        raise ModelError(
-            "invalid_parity_inputs",
-            f"The parity inputs must have the same number of rows, at least one, in every array (found "
-            f"{', '.join(str(count) for count in sorted(rows))}). {how_to}",
-        )
-    return feeds
-
-
-def compare_labels(name: str, reference: Any, converted: Any) -> OutputParity:
-    """Predicted labels must be identical; raises ModelError("parity_failed") with the count that differ."""
-    import numpy as np
-
-    ref, got = np.asarray(reference).ravel(), np.asarray(converted).ravel()
-    if ref.shape != got.shape:
-        raise ModelError(
-            "parity_failed",
-            f"Output '{name}' has {got.size} labels in ONNX but {ref.size} in the framework.",
-        )
-    numeric = ref.dtype.kind in "biuf" and got.dtype.kind in "biuf"
-    same = ref == got if numeric else ref.astype(str) == got.astype(str)
-    mismatches = int((~same).sum())
-    if mismatches:
-        first = int(np.argmin(same))
-        raise ModelError(
-            "parity_failed",
-            f"The ONNX model predicts a different label than the original for {mismatches} of {ref.size} test rows "
-            f"(first at row {first}: {got[first]!r} instead of {ref[first]!r}). Try another opset, or report the "
-            "model to Slipway.",
-        )
-    return OutputParity(name, 0.0, 0.0, 1.0, True)
-
-
-def align_output(reference: Any, converted: Any) -> tuple[Any, Any]:
-    """Bring a framework result to the ONNX output's layout: [n] vs [n, 1], or a binary
-    classifier's positive-class column when the framework gives only that."""
-    import numpy as np
-
-    ref, got = np.asarray(reference), np.asarray(converted)
-    if ref.shape != got.shape and ref.size == got.size:
-        return ref.reshape(got.shape), got
-    if ref.ndim == 1 and got.ndim == 2 and got.shape == (ref.shape[0], 2):
-        return ref, got[:, 1]
-    return ref, got
-
-
-def save_onnx(proto: onnx.ModelProto, out_dir: Path) -> tuple[Path, tuple[Path, ...]]:
-    """Write model.onnx in out_dir (weights beside it when protobuf can't hold them)."""
-    import onnx
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "model.onnx"
-    if proto.ByteSize() < _MAX_INLINE_ONNX_BYTES:
-        onnx.save_model(proto, str(onnx_path))
-        return onnx_path, (onnx_path,)
-    data_path = out_dir / "model.onnx.data"
-    onnx.save_model(proto, str(onnx_path), save_as_external_data=True, location=data_path.name)
-    return onnx_path, (onnx_path, data_path)
-
-
-def default_opset(proto: onnx.ModelProto) -> int:
-    """The model's ai.onnx opset (converters sometimes list it twice)."""
-    versions = [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
-    return max(versions) if versions else 0
-
-
-def _tool_versions(**extra: str) -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"onnx": str(onnx.__version__), "onnxruntime": str(onnxruntime.__version__), **extra}
 
 
 # --- Pickle files: recognised and refused, never loaded ------------------------------------

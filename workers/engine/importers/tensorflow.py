@@ -20,7 +20,6 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import os
-import posixpath
 import re
 import shutil
 import tempfile
@@ -95,11 +94,9 @@ _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]+")
 # --- the importers -----------------------------------------------------------------------
 
 
-class SavedModelImporter(Importer):
-    """A zipped TensorFlow SavedModel: its serving signature, converted with tf2onnx."""
+class _TensorFlowImporter(Importer):
+    """An importer whose framework is TensorFlow itself: it needs TensorFlow, tf2onnx and onnx."""
 
-    format = "tf-savedmodel"
-    framework = "tensorflow"
     install_hint = INSTALL_HINT
 
     def framework_version(self) -> str | None:
@@ -107,6 +104,13 @@ class SavedModelImporter(Importer):
 
     def available(self) -> bool:
         return _converter_stack_available()
+
+
+class SavedModelImporter(_TensorFlowImporter):
+    """A zipped TensorFlow SavedModel: its serving signature, converted with tf2onnx."""
+
+    format = "tf-savedmodel"
+    framework = "tensorflow"
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -298,19 +302,14 @@ class KerasImporter(Importer):
         )
 
 
-class TfliteImporter(Importer):
-    """A TensorFlow Lite flatbuffer, converted with tf2onnx's TFLite reader."""
+class TfliteImporter(_TensorFlowImporter):
+    """A TensorFlow Lite flatbuffer, converted with tf2onnx's TFLite reader.
+
+    Its framework version is TensorFlow's: TFLite's Python interpreter ships inside TensorFlow.
+    """
 
     format = "tflite"
     framework = "tflite"
-    install_hint = INSTALL_HINT
-
-    def framework_version(self) -> str | None:
-        # TFLite's Python interpreter ships inside TensorFlow.
-        return _installed_version("tensorflow", TENSORFLOW_DISTRIBUTIONS)
-
-    def available(self) -> bool:
-        return _converter_stack_available()
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -455,53 +454,9 @@ def _check_zip_members(path: Path, limits: archive.ArchiveLimits = archive.DEFAU
     """`archive.check_archive`'s safety checks without its one-.onnx-file layout rule: refuse
     unsafe paths, links, duplicates, encrypted members and zip bombs. Returns the regular files."""
     try:
-        with zipfile.ZipFile(path) as zipped:
-            infos = zipped.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
-        raise ModelError(
-            "not_a_model",
-            "The file looks like a zip archive but its table of contents cannot be read, so it is damaged or "
-            "cut short. Re-create the zip and upload it again.",
-        ) from None
-    if len(infos) > limits.max_entries:
-        raise ModelError(
-            "archive_too_large",
-            f"The zip holds {len(infos):,} entries; the limit is {limits.max_entries:,}. Upload a smaller model.",
-        )
-    seen: set[str] = set()
-    members: list[str] = []
-    total_uncompressed = total_compressed = 0
-    for info in infos:
-        name = info.filename
-        archive._check_member_name(name)
-        key = posixpath.normpath(name.rstrip("/"))
-        if key in seen:
-            raise ModelError(
-                "unsafe_archive",
-                f"The zip holds '{name}' more than once. Re-create the zip so that each file appears once.",
-            )
-        seen.add(key)
-        archive._check_member_type(info)
-        if info.is_dir():
-            continue
-        if info.flag_bits & archive._ENCRYPTED_FLAG:
-            raise ModelError(
-                "unsafe_archive",
-                f"The zip member '{name}' is password-protected. Re-create the zip without encryption and "
-                "upload it again.",
-            )
-        archive._check_ratio(f"The zip member '{name}'", info.file_size, info.compress_size, limits)
-        total_uncompressed += info.file_size
-        total_compressed += info.compress_size
-        if not name.startswith(archive._MACOS_METADATA_DIR):
-            members.append(name)
-    if total_uncompressed > limits.max_total_bytes:
-        raise ModelError(
-            "archive_too_large",
-            f"The zip expands to {total_uncompressed:,} bytes; the limit is {limits.max_total_bytes:,} bytes. "
-            "Upload a smaller model.",
-        )
-    archive._check_ratio("The zip as a whole", total_uncompressed, total_compressed, limits)
+        members, _ = archive.check_members(path, limits, entries_advice="Upload a smaller model.")
+    except OSError:
+        raise archive.unreadable_archive() from None
     return members
 
 
@@ -509,20 +464,7 @@ def _extract_zip(path: Path, dest: Path, limits: archive.ArchiveLimits = archive
     """Check the zip, then stream each regular member into `dest` counting its bytes, as
     `archive.extract_archive` does. Returns the extracted member names."""
     members = _check_zip_members(path, limits)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    written: list[Path] = []
-    made_dirs: list[Path] = []
-    try:
-        with zipfile.ZipFile(path) as zipped:
-            total = 0
-            for name in members:
-                target = archive._target_path(root, name)
-                archive._make_parents(target.parent, root, made_dirs)
-                total = archive._extract_member(zipped, zipped.getinfo(name), target, total, limits, written)
-    except BaseException:
-        archive._remove(written, made_dirs, None)
-        raise
+    archive.extract_members(path, members, dest, limits)
     return members
 
 

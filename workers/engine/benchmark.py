@@ -1,0 +1,1102 @@
+"""Latency and throughput of one model variant on this worker, measured the way it will serve.
+
+`benchmark_variant` runs every measurement in a fresh Python process of its own
+(`python -m workers.engine.benchmark`): pinned to the chosen cores with sched_setaffinity
+before it starts, with the thread-count variables (OMP_NUM_THREADS, ...) in its environment
+before any runtime is imported, in its own process group, with no core dumps. Nothing else
+runs in it: no sampler thread, no other runtime, and it talks to the parent only between
+measurements. Two benchmarks therefore never share a runtime's thread pools or allocator.
+
+In the child: the backend loads the variant (timed); for each batch size, seeded random inputs
+are built from the input signature (a symbolic leading dim takes the batch size); for each
+(batch size, concurrency) point the session is warmed up, then requests are timed in windows
+until `stable_windows` consecutive window medians agree within `stability_tolerance`, or a cap
+(`max_windows`, `max_seconds_per_point`) is reached. With concurrency N, N threads each call
+`run` in a loop, and latency is per request while throughput counts all of them. The garbage
+collector is off while timing. Statistics cover every timed window (warm-up excluded).
+
+The parent samples the child's resident memory with psutil from outside (sampling inside would
+take the child's GIL in the middle of timed requests), enforces an overall timeout by killing
+the child's process group, and turns every way the child can fail into `BenchmarkFailed`: the
+caller (a Celery worker) is never taken down by a variant that crashes or hangs its runtime.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ProgressCallback = Callable[[float, str], None]
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_LOG_TAIL_LINES = 200
+
+# Set to the intra-op thread count in the child's environment, so that OpenMP, BLAS and
+# friends size their pools to the pinned cores instead of to the whole machine.
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+# How backends name their thread-count argument, in the order tried.
+THREAD_PARAMETERS = ("intra_op_threads", "num_threads", "threads")
+# Backends whose Slipway session may be called from several threads at once. onnxruntime's
+# InferenceSession.run is thread-safe; Slipway's OpenVINO session holds a single infer request,
+# which is not, and TensorRT execution contexts are not either. Others get one session per thread.
+THREAD_SAFE_BACKENDS = frozenset({"onnxruntime"})
+# A point that reaches its time cap still gets this many timed requests.
+MIN_REQUESTS_AT_CAP = 3
+# How often the parent samples the child's resident memory.
+RSS_SAMPLE_SECONDS = 0.02
+_INT_RANGES = {"uint8": (0, 256), "int8": (-128, 128)}
+_SUPPORTED_DTYPES = (
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64", "bool",
+)  # fmt: skip
+
+
+class BenchmarkFailed(Exception):
+    """The benchmark produced no result. `code` is stable, `message` is a sentence for people.
+
+    Codes: "invalid_input" (the request can't be measured: bad config, unknown backend, an input
+    signature that doesn't fit the batch sizes), "not_installed", "load_failed", "run_failed"
+    (the runtime raised while running), "crashed" (the benchmark process died), "timeout".
+    `log` holds the tail of what the child printed.
+    """
+
+    def __init__(self, code: str, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.log = code, message, log
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"BenchmarkFailed({self.code!r}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to measure and when to stop.
+
+    A window is `window_runs` requests, or `window_seconds` of requests when that is set. A point
+    is stable once `stable_windows` consecutive window p50s are within `stability_tolerance` of
+    each other ((max - min) / median); measuring stops then, or after `max_windows` windows, or
+    when the point (warm-up included) has used `max_seconds_per_point` (warm-up may use at most
+    half of it). `intra_op_threads` None uses one thread per pinned core; `pin_cores` None pins
+    to the worker's own affinity. Symbolic dims other than the batch take `input_overrides`
+    (by dim name, or "input:axis" for unnamed dims), else 1. `timeout_seconds` None allows
+    300 s plus twice `max_seconds_per_point` per point. `memory_limit_bytes` caps the child's
+    address space (leave it None for GPU runtimes, which reserve large address ranges).
+    """
+
+    batch_sizes: tuple[int, ...] = (1,)
+    concurrency: tuple[int, ...] = (1,)
+    warmup_runs: int = 10
+    warmup_seconds: float = 0.5
+    window_runs: int = 50
+    window_seconds: float | None = None
+    stable_windows: int = 3
+    stability_tolerance: float = 0.10
+    max_windows: int = 20
+    max_seconds_per_point: float = 20.0
+    intra_op_threads: int | None = None
+    pin_cores: tuple[int, ...] | None = None
+    keep_samples: int = 2000
+    input_overrides: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+    timeout_seconds: float | None = None
+    memory_limit_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        def positive_ints(name: str, values: tuple[int, ...]) -> None:
+            if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+                raise ValueError(f"{name} must be a non-empty tuple of positive integers, not {values!r}.")
+
+        positive_ints("batch_sizes", self.batch_sizes)
+        positive_ints("concurrency", self.concurrency)
+        if self.pin_cores is not None and (
+            not self.pin_cores or any(not isinstance(c, int) or c < 0 for c in self.pin_cores)
+        ):
+            raise ValueError(f"pin_cores must name CPU ids (0, 1, ...), not {self.pin_cores!r}.")
+        for name in ("window_runs", "stable_windows", "max_windows", "keep_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1.")
+        if self.stable_windows > self.max_windows:
+            raise ValueError("stable_windows can't be more than max_windows.")
+        if self.warmup_runs < 0 or self.warmup_seconds < 0 or self.stability_tolerance < 0:
+            raise ValueError("warmup_runs, warmup_seconds and stability_tolerance can't be negative.")
+        if self.max_seconds_per_point <= 0 or (self.window_seconds is not None and self.window_seconds <= 0):
+            raise ValueError("max_seconds_per_point and window_seconds must be positive.")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise ValueError("intra_op_threads must be at least 1 (or None for one per pinned core).")
+
+    @property
+    def point_count(self) -> int:
+        return len(self.batch_sizes) * len(self.concurrency)
+
+    def overall_timeout(self) -> float:
+        """Seconds the whole benchmark may take before its process is killed."""
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        return 300.0 + self.point_count * 2 * self.max_seconds_per_point
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One (batch size, concurrency) point. Latencies are per request, in ms; a request runs
+    `batch_size` inferences, and `throughput` counts inferences per second over all threads.
+    `samples_ms` are raw latencies in time order, evenly thinned to `keep_samples`.
+    `peak_rss_bytes` is the child's largest sampled resident set while this point ran;
+    `peak_gpu_memory_bytes` is torch's allocator peak where torch.cuda is in use, else None."""
+
+    batch_size: int
+    concurrency: int
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    p99_9_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    throughput: float
+    requests_per_second: float
+    requests: int
+    warmup_runs: int
+    windows: int
+    window_p50s_ms: tuple[float, ...]
+    stable: bool
+    seconds: float
+    cpu_ms_per_request: float
+    sessions: int  # 1 when the threads share a session, else one per thread
+    samples_ms: tuple[float, ...]
+    peak_rss_bytes: int | None = None
+    peak_gpu_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    """The thread settings the child actually ran with, read back inside it."""
+
+    intra_op_threads: int
+    threads_argument: str | None  # the backend's constructor argument that took it; None: no such knob
+    pinned_cores: tuple[int, ...]  # os.sched_getaffinity in the child
+    env: dict[str, str]
+    os_threads_after_load: int | None  # threads of the child process once the model was loaded
+
+
+@dataclass(frozen=True)
+class HarnessOverhead:
+    """The harness's own cost, measured by timing a no-op with the same loop.
+
+    `per_inference_us`: wall time per request of the whole loop (timer calls, the call itself,
+    recording, window bookkeeping) around a no-op; it is what the harness adds to a request.
+    `reported_latency_us`: the p50 latency the harness reports for the no-op, i.e. the bias in
+    every latency it reports. `percent_of_1ms`: `per_inference_us` as a share of a 1 ms model."""
+
+    per_inference_us: float
+    reported_latency_us: float
+    requests: int
+    percent_of_1ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Everything one `benchmark_variant` call measured."""
+
+    backend: str
+    variant_path: str
+    runtime_version: str | None
+    load_ms: float
+    points: tuple[PointResult, ...]
+    threads: ThreadSettings
+    sessions_shared_between_threads: bool
+    inputs: dict[str, dict[str, dict[str, Any]]]  # batch size -> input name -> {"shape", "dtype"}
+    cpu_model: str
+    cpu_count: int
+    peak_rss_bytes: int | None  # the kernel's high-water mark for the child (VmHWM)
+    harness_overhead: HarnessOverhead | None
+    load_average: tuple[float, ...]
+    seconds: float
+    python: str
+    notes: tuple[str, ...]
+    config: BenchmarkConfig
+
+    def point(self, batch_size: int, concurrency: int = 1) -> PointResult:
+        """The point measured at this batch size and concurrency."""
+        for point in self.points:
+            if point.batch_size == batch_size and point.concurrency == concurrency:
+                return point
+        raise KeyError(f"no point with batch size {batch_size} and concurrency {concurrency}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- input data ----------------------------------------------------------------------------
+
+
+def _spec_fields(spec: Any) -> dict[str, Any]:
+    """An InputSpec, TensorSpec or {"name", "shape", "dtype"} mapping as plain JSON."""
+    if isinstance(spec, Mapping):
+        name, shape, dtype = spec.get("name"), spec.get("shape"), spec.get("dtype", "float32")
+    else:
+        name, shape, dtype = spec.name, spec.shape, getattr(spec, "dtype", "float32")
+    return {"name": str(name), "shape": None if shape is None else list(shape), "dtype": dtype or "float32"}
+
+
+def resolve_input_shapes(
+    input_specs: Sequence[Any], batch_size: int, overrides: Mapping[str, int] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """The concrete shape of every input at `batch_size`.
+
+    A symbolic (named or unknown) leading dim is the batch dim and takes `batch_size`, as does
+    any other dim with the same name; other symbolic dims take `overrides[name]` (or
+    `overrides["input:axis"]`), else 1. When no input has a symbolic leading dim the model has
+    fixed shapes and only batch size 1 is accepted. Raises BenchmarkFailed("invalid_input").
+    """
+    overrides = overrides or {}
+    specs = [_spec_fields(spec) for spec in input_specs]
+    for spec in specs:
+        if spec["shape"] is None:
+            raise BenchmarkFailed(
+                "invalid_input",
+                f"The rank of input '{spec['name']}' is unknown, so no input can be made for it; "
+                "declare its shape in the input signature.",
+            )
+        if spec["dtype"] not in _SUPPORTED_DTYPES:
+            raise BenchmarkFailed(
+                "invalid_input",
+                f"Input '{spec['name']}' has dtype {spec['dtype']}, for which the benchmark can't make random "
+                f"data; it supports {', '.join(_SUPPORTED_DTYPES)}.",
+            )
+    leading = [spec["shape"][0] for spec in specs if spec["shape"] and not isinstance(spec["shape"][0], int)]
+    batched = bool(leading)
+    batch_symbols = {dim for dim in leading if dim is not None}
+    if not batched and batch_size != 1:
+        fixed = ", ".join(f"{spec['name']} {'x'.join(map(str, spec['shape'])) or 'scalar'}" for spec in specs)
+        raise BenchmarkFailed(
+            "invalid_input",
+            f"The model's inputs have fixed shapes ({fixed}), so batch size {batch_size} can't be benchmarked; "
+            "benchmark batch size 1, or export the model with a dynamic batch dimension.",
+        )
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        dims: list[int] = []
+        for axis, dim in enumerate(spec["shape"]):
+            if isinstance(dim, int):
+                dims.append(dim)
+            elif (axis == 0 and batched) or dim in batch_symbols:
+                dims.append(batch_size)
+            else:
+                value = overrides.get(dim) if isinstance(dim, str) else None
+                value = value or overrides.get(f"{spec['name']}:{axis}") or 1
+                dims.append(int(value))
+        shapes[spec["name"]] = tuple(dims)
+    return shapes
+
+
+def make_inputs(
+    input_specs: Sequence[Any], batch_size: int, overrides: Mapping[str, int] | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs at `batch_size`: floats standard normal, uint8/int8 over their whole
+    range, other integers in [0, 10) (small enough to be valid indices for most models), bools
+    fair coins."""
+    import numpy as np
+
+    shapes = resolve_input_shapes(input_specs, batch_size, overrides)
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in (_spec_fields(spec) for spec in input_specs):
+        shape, dtype = shapes[spec["name"]], np.dtype(spec["dtype"])
+        if dtype.kind == "f":
+            feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec["name"]] = rng.random(shape) < 0.5
+        else:
+            low, high = _INT_RANGES.get(dtype.name, (0, 10))
+            feeds[spec["name"]] = rng.integers(low, high, shape).astype(dtype)
+    return feeds
+
+
+# ---- the measurement loops (child side) ------------------------------------------------------
+
+
+@dataclass
+class _Measured:
+    latencies_ns: list[int]
+    window_p50s_ns: list[float]
+    stable: bool
+    wall_ns: int  # from the first timed request's start to the last window's end
+    cpu_ns: int
+    warmup_runs: int
+
+
+def _is_stable(p50s: Sequence[float], config: BenchmarkConfig) -> bool:
+    """The last `stable_windows` window p50s agree within the tolerance."""
+    if len(p50s) < config.stable_windows:
+        return False
+    last = p50s[-config.stable_windows :]
+    spread = max(last) - min(last)
+    return spread == 0 or spread <= config.stability_tolerance * statistics.median(last)
+
+
+def _measure_serial(run: Callable[[Any], object], feed: Any, config: BenchmarkConfig) -> _Measured:
+    """Warm up, then time `run(feed)` back to back in windows until stable or capped."""
+    clock = time.perf_counter_ns
+    point_start = clock()
+    point_end = point_start + int(config.max_seconds_per_point * 1e9)
+    warmup_end = point_start + int(config.warmup_seconds * 1e9)
+    warmup_cap = point_start + (point_end - point_start) // 2
+    warmup = 0
+    while warmup < config.warmup_runs or clock() < warmup_end:
+        run(feed)
+        warmup += 1
+        if clock() >= warmup_cap:
+            break
+
+    latencies: list[int] = []
+    record = latencies.append
+    p50s: list[float] = []
+    stable = False
+    window_ns = int(config.window_seconds * 1e9) if config.window_seconds else 0
+    gc_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        cpu_start = time.process_time_ns()
+        started = clock()
+        while True:
+            first = len(latencies)
+            window_end = min(clock() + window_ns, point_end) if window_ns else point_end
+            left = config.window_runs if not window_ns else -1
+            while True:
+                t0 = clock()
+                run(feed)
+                t1 = clock()
+                record(t1 - t0)
+                left -= 1
+                if left == 0 or t1 >= window_end:
+                    break
+            p50s.append(statistics.median(latencies[first:]))
+            if _is_stable(p50s, config):
+                stable = True
+                break
+            if len(p50s) >= config.max_windows:
+                break
+            if t1 >= point_end and len(latencies) >= MIN_REQUESTS_AT_CAP:
+                break
+        ended = clock()
+        cpu_ns = time.process_time_ns() - cpu_start
+    finally:
+        if gc_enabled:
+            gc.enable()
+    return _Measured(latencies, p50s, stable, ended - started, cpu_ns, warmup)
+
+
+def _measure_concurrent(runs: Sequence[Callable[[Any], object]], feed: Any, config: BenchmarkConfig) -> _Measured:
+    """N threads (one per callable) run requests back to back; the main thread only watches
+    the clock and cuts the stream of completed requests into windows. Requests that straddle a
+    window boundary count in the window where they complete."""
+    clock = time.perf_counter_ns
+    records: list[list[tuple[int, int]]] = [[] for _ in runs]  # per thread: (end_ns, latency_ns)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(runs) + 1)
+
+    def loop(index: int) -> None:
+        run, record, stopped = runs[index], records[index].append, stop.is_set
+        try:
+            barrier.wait()
+            while not stopped():
+                t0 = clock()
+                run(feed)
+                t1 = clock()
+                record((t1, t1 - t0))
+        except BaseException as exc:  # handed to the main thread, which raises it
+            errors.append(exc)
+            stop.set()
+
+    def completed() -> int:
+        return sum(len(r) for r in records)
+
+    workers = [threading.Thread(target=loop, args=(i,), name=f"benchmark-{i}", daemon=True) for i in range(len(runs))]
+    for worker in workers:
+        worker.start()
+    point_start = clock()
+    point_end = point_start + int(config.max_seconds_per_point * 1e9)
+    warmup_end = point_start + int(config.warmup_seconds * 1e9)
+    warmup_cap = point_start + (point_end - point_start) // 2
+    gc_enabled = gc.isenabled()
+    try:
+        barrier.wait()
+        while not stop.is_set():
+            now = clock()
+            if (now >= warmup_end and completed() >= config.warmup_runs) or now >= warmup_cap:
+                break
+            time.sleep(0.001)
+        if errors:
+            raise errors[0]
+        warmup = completed()
+        done = [r[-1][1] for r in records if r]
+        typical_ns = statistics.median(done) if done else 1_000_000
+        # Wake often enough to cut windows close to their size, rarely enough to stay out of the way.
+        poll_s = min(0.02, max(0.0005, typical_ns * config.window_runs / len(runs) / 20 / 1e9))
+        gc.collect()
+        gc.disable()
+        measure_from = clock()
+        cpu_start = time.process_time_ns()
+        cursors = [0] * len(runs)
+        latencies: list[int] = []
+        p50s: list[float] = []
+        stable = False
+        window_ns = int(config.window_seconds * 1e9) if config.window_seconds else 0
+        boundary = measure_from
+        while True:
+            window_end = min(clock() + window_ns, point_end) if window_ns else point_end
+            counted = sum(cursors)
+            window: list[int] = []
+            while not stop.is_set():
+                time.sleep(poll_s)
+                now = clock()
+                if now >= window_end or (not window_ns and completed() - counted >= config.window_runs):
+                    boundary = now
+                    for i, thread_records in enumerate(records):
+                        j, end = cursors[i], len(thread_records)
+                        while j < end and thread_records[j][0] <= boundary:
+                            if thread_records[j][0] > measure_from:
+                                window.append(thread_records[j][1])
+                            j += 1
+                        cursors[i] = j
+                    if window:
+                        break
+            if errors:
+                raise errors[0]
+            latencies.extend(window)
+            p50s.append(statistics.median(window))
+            if _is_stable(p50s, config):
+                stable = True
+                break
+            if len(p50s) >= config.max_windows:
+                break
+            if boundary >= point_end and len(latencies) >= MIN_REQUESTS_AT_CAP:
+                break
+        cpu_ns = time.process_time_ns() - cpu_start
+    finally:
+        stop.set()
+        if gc_enabled:
+            gc.enable()
+        for worker in workers:
+            worker.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return _Measured(latencies, p50s, stable, boundary - measure_from, cpu_ns, warmup)
+
+
+def _noop(feed: Any) -> Any:
+    return feed
+
+
+def measure_harness_overhead(config: BenchmarkConfig | None = None, min_seconds: float = 0.3) -> HarnessOverhead:
+    """Time a no-op with the harness's own serial loop and window bookkeeping (the `config`'s
+    window size, so the per-window work is amortized as in a real run), repeatedly for at least
+    `min_seconds`, in this process. Returns the median over repeats of the cost per request.
+
+    This is the harness's cost per inference at concurrency 1; with several threads the loop is
+    the same per thread but requests also wait for the GIL around the runtime call.
+    """
+    config = config or BenchmarkConfig()
+    config = BenchmarkConfig(
+        window_runs=config.window_runs,
+        window_seconds=config.window_seconds,
+        warmup_runs=100,
+        warmup_seconds=0.0,
+        stable_windows=config.stable_windows,
+        stability_tolerance=config.stability_tolerance,
+        max_windows=config.max_windows,
+        max_seconds_per_point=max(min_seconds, 0.05),
+    )
+    per_request: list[float] = []
+    reported: list[float] = []
+    requests = 0
+    started = time.perf_counter()
+    while not per_request or time.perf_counter() - started < min_seconds:
+        measured = _measure_serial(_noop, {}, config)
+        per_request.append(measured.wall_ns / len(measured.latencies_ns))
+        reported.append(statistics.median(measured.latencies_ns))
+        requests += len(measured.latencies_ns)
+    per_inference_us = statistics.median(per_request) / 1000
+    return HarnessOverhead(
+        per_inference_us=round(per_inference_us, 4),
+        reported_latency_us=round(statistics.median(reported) / 1000, 4),
+        requests=requests,
+        percent_of_1ms=round(per_inference_us / 1000 * 100, 4),
+    )
+
+
+def _summarize(
+    measured: _Measured, batch_size: int, concurrency: int, sessions: int, keep: int, seconds: float
+) -> dict[str, Any]:
+    import numpy as np
+
+    values = np.asarray(measured.latencies_ns, dtype=np.float64) / 1e6
+    p50, p90, p95, p99, p999 = np.percentile(values, [50, 90, 95, 99, 99.9])
+    kept = values[np.linspace(0, len(values) - 1, keep).round().astype(np.int64)] if len(values) > keep else values
+    requests_per_second = len(values) / (measured.wall_ns / 1e9) if measured.wall_ns else 0.0
+
+    def ms(value: float) -> float:
+        return round(float(value), 3)  # µs resolution
+
+    return {
+        "batch_size": batch_size,
+        "concurrency": concurrency,
+        "p50_ms": ms(p50),
+        "p90_ms": ms(p90),
+        "p95_ms": ms(p95),
+        "p99_ms": ms(p99),
+        "p99_9_ms": ms(p999),
+        "mean_ms": ms(values.mean()),
+        "std_ms": ms(values.std(ddof=1) if len(values) > 1 else 0.0),
+        "min_ms": ms(values.min()),
+        "max_ms": ms(values.max()),
+        "throughput": round(requests_per_second * batch_size, 3),
+        "requests_per_second": round(requests_per_second, 3),
+        "requests": len(values),
+        "warmup_runs": measured.warmup_runs,
+        "windows": len(measured.window_p50s_ns),
+        "window_p50s_ms": [ms(p / 1e6) for p in measured.window_p50s_ns],
+        "stable": measured.stable,
+        "seconds": round(seconds, 3),
+        "cpu_ms_per_request": ms(measured.cpu_ns / 1e6 / len(values)),
+        "sessions": sessions,
+        "samples_ms": [ms(v) for v in kept.tolist()],
+    }
+
+
+# ---- the child process -------------------------------------------------------------------
+
+
+class _ChildFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def thread_parameter(backend_class: type) -> str | None:
+    """The name of the backend constructor's thread-count argument (one of THREAD_PARAMETERS), if any."""
+    import inspect
+
+    parameters = inspect.signature(backend_class).parameters
+    return next((name for name in THREAD_PARAMETERS if name in parameters), None)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what the platform module knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _os_threads() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def _peak_rss_kernel() -> int | None:
+    """VmHWM: the kernel's exact high-water mark of this process's resident set."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _torch_cuda() -> Any:
+    """torch, when the backend already imported it and a GPU is in use; the benchmark never imports it."""
+    torch = sys.modules.get("torch")
+    try:
+        return torch if torch is not None and torch.cuda.is_available() else None
+    except Exception:  # a broken CUDA setup must not fail the benchmark
+        return None
+
+
+def _specs_from_onnx(path: Path) -> list[dict[str, Any]]:
+    import onnx
+
+    from workers.engine.inspection import graph_input_specs
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [{"name": s.name, "shape": s.shape, "dtype": s.dtype} for s in graph_input_specs(model.graph)]
+
+
+def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Load, then measure every point; returns the result as JSON-able data."""
+    from workers.engine.backends.registry import BACKENDS
+
+    started = time.perf_counter()
+    config = BenchmarkConfig(
+        **{
+            **payload["config"],
+            **{key: tuple(payload["config"][key]) for key in ("batch_sizes", "concurrency")},
+            "pin_cores": tuple(payload["config"]["pin_cores"]) if payload["config"]["pin_cores"] else None,
+        }
+    )
+    name, path, threads = payload["backend"], Path(payload["variant_path"]), int(payload["threads"])
+    backend_class = BACKENDS.get(name)
+    if backend_class is None:
+        known = ", ".join(sorted(BACKENDS))
+        raise _ChildFailure("invalid_input", f"There is no backend named '{name}'; known backends: {known}.")
+    parameter = thread_parameter(backend_class)
+    backend = backend_class(**({parameter: threads} if parameter else {}))
+    version = backend.runtime_version()
+    if version is None:
+        raise _ChildFailure("not_installed", f"{name} is not installed on this worker, so it can't benchmark.")
+
+    send({"type": "progress", "progress": 0.02, "message": f"loading {path.name} with {name}"})
+    t0 = time.perf_counter_ns()
+    try:
+        session = backend.load(path)
+    except Exception as exc:
+        raise _ChildFailure(
+            "load_failed", f"{name} could not load {path.name}: {type(exc).__name__}: {str(exc)[:1500]}"
+        ) from exc
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    os_threads = _os_threads()
+
+    specs = payload["inputs"]
+    if not specs:
+        if path.suffix.lower() != ".onnx":
+            raise _ChildFailure(
+                "invalid_input", f"{path.name} is not an ONNX file, so its inputs must be given to benchmark it."
+            )
+        specs = _specs_from_onnx(path)
+    shared = name in THREAD_SAFE_BACKENDS or bool(getattr(session, "thread_safe", False))
+    notes: list[str] = []
+    if max(config.concurrency) > 1 and not shared:
+        notes.append(
+            f"{name} sessions are not safe to call from several threads at once, so at concurrency N each "
+            "of the N threads ran its own session (the variant loaded N times)."
+        )
+    sessions = [session]
+    if not parameter:
+        notes.append(f"{name} takes no thread-count argument; only the environment and the pinning apply.")
+    torch = _torch_cuda()
+    if torch is None:
+        notes.append("No GPU memory figures: torch.cuda is not in use in this runtime.")
+    else:
+        notes.append("GPU memory is the peak held by torch's CUDA allocator.")
+
+    points: list[dict[str, Any]] = []
+    inputs: dict[str, dict[str, dict[str, Any]]] = {}
+    total = config.point_count
+    for batch_size in config.batch_sizes:
+        try:
+            feed = make_inputs(specs, batch_size, config.input_overrides, seed=config.seed + batch_size)
+        except BenchmarkFailed as exc:
+            raise _ChildFailure(exc.code, exc.message) from exc
+        inputs[str(batch_size)] = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feed.items()}
+        for concurrency in config.concurrency:
+            index = len(points)
+            while not shared and len(sessions) < concurrency:
+                try:
+                    sessions.append(backend.load(path))
+                except Exception as exc:
+                    raise _ChildFailure(
+                        "load_failed",
+                        f"{name} loaded {path.name} once but not {len(sessions) + 1} times (one session per "
+                        f"thread at concurrency {concurrency}): {type(exc).__name__}: {str(exc)[:1500]}",
+                    ) from exc
+            send({"type": "point_start", "index": index})
+            if torch is not None:
+                torch.cuda.reset_peak_memory_stats()
+            point_started = time.perf_counter()
+            try:
+                if concurrency == 1:
+                    measured = _measure_serial(session.run, feed, config)
+                else:
+                    runs = [session.run] * concurrency if shared else [s.run for s in sessions[:concurrency]]
+                    measured = _measure_concurrent(runs, feed, config)
+            except Exception as exc:
+                raise _ChildFailure(
+                    "run_failed",
+                    f"{name} failed running {path.name} at batch size {batch_size}, concurrency {concurrency}: "
+                    f"{type(exc).__name__}: {str(exc)[:1500]}",
+                ) from exc
+            point = _summarize(
+                measured,
+                batch_size,
+                concurrency,
+                1 if shared or concurrency == 1 else concurrency,
+                config.keep_samples,
+                time.perf_counter() - point_started,
+            )
+            point["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated()) if torch is not None else None
+            points.append(point)
+            send({"type": "point_end", "index": index})
+            send(
+                {
+                    "type": "progress",
+                    "progress": 0.05 + 0.9 * len(points) / total,
+                    "message": f"batch {batch_size}, concurrency {concurrency}: p50 {point['p50_ms']} ms",
+                }
+            )
+    for each in sessions:
+        each.close()
+    overhead = measure_harness_overhead(config, min_seconds=0.2)
+    return {
+        "backend": name,
+        "variant_path": str(path),
+        "runtime_version": version,
+        "load_ms": round(load_ms, 3),
+        "points": points,
+        "threads": {
+            "intra_op_threads": threads,
+            "threads_argument": parameter,
+            "pinned_cores": sorted(os.sched_getaffinity(0)),
+            "env": {var: os.environ[var] for var in THREAD_ENV_VARS if var in os.environ},
+            "os_threads_after_load": os_threads,
+        },
+        "sessions_shared_between_threads": shared,
+        "inputs": inputs,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count() or 0,
+        "peak_rss_bytes": _peak_rss_kernel(),
+        "harness_overhead": overhead.to_dict(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "seconds": round(time.perf_counter() - started, 3),
+        "python": platform.python_version(),
+        "notes": notes,
+    }
+
+
+def _child_main() -> int:
+    # The protocol goes over a private descriptor; whatever Python code or native libraries
+    # print to stdout goes to stderr, which the parent keeps as the log.
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message, default=str) + "\n")
+        channel.flush()
+
+    try:
+        payload = json.loads(sys.stdin.read())
+        send({"type": "result", "data": _run_child(payload, send)})
+    except _ChildFailure as exc:
+        send({"type": "failed", "code": exc.code, "message": exc.message, "traceback": traceback.format_exc()})
+        return 1
+    except BaseException as exc:  # report everything; the parent decides what it means
+        send(
+            {
+                "type": "crash",
+                "exception": type(exc).__name__,
+                "message": str(exc)[:2000],
+                "traceback": traceback.format_exc()[-20000:],
+            }
+        )
+        return 1
+    return 0
+
+
+# ---- the parent side ---------------------------------------------------------------------
+
+
+class _RssSampler(threading.Thread):
+    """Samples the child's resident set from outside; attributes each sample to the point running."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="benchmark-rss", daemon=True)
+        self.point = -1  # set by the reader as the child reports; -1 between points
+        self.peaks: dict[int, int] = {}
+        self.done = threading.Event()
+        try:
+            import psutil
+
+            self._process: Any = psutil.Process(pid)
+            self._errors: tuple[type[BaseException], ...] = (psutil.Error,)
+        except Exception:  # psutil missing, or the child already gone: no memory figures
+            self._process = None
+
+    def sample(self) -> bool:
+        if self._process is None:
+            return False
+        try:
+            rss = int(self._process.memory_info().rss)
+        except self._errors:
+            return False
+        point = self.point
+        self.peaks[point] = max(self.peaks.get(point, 0), rss)
+        return True
+
+    def run(self) -> None:
+        while not self.done.wait(RSS_SAMPLE_SECONDS):
+            if not self.sample():
+                return
+
+
+def _limit_child(cores: list[int], memory_bytes: int | None) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        os.setsid()
+        os.sched_setaffinity(0, cores)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+    return apply
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _pinned_cores(config: BenchmarkConfig) -> list[int]:
+    available = sorted(os.sched_getaffinity(0))
+    if config.pin_cores is None:
+        return available
+    outside = sorted(set(config.pin_cores) - set(available))
+    if outside:
+        raise BenchmarkFailed(
+            "invalid_input",
+            f"pin_cores asks for CPU(s) {', '.join(map(str, outside))}, which this worker may not use; "
+            f"it may use {', '.join(map(str, available))}.",
+        )
+    return sorted(set(config.pin_cores))
+
+
+def benchmark_variant(
+    backend_name: str,
+    variant_path: Path | str,
+    input_specs: Sequence[Any] | None = None,
+    config: BenchmarkConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> BenchmarkResult:
+    """Benchmark one variant with one backend in a fresh, pinned child process.
+
+    `input_specs`: InputSpec/TensorSpec objects or {"name", "shape", "dtype"} mappings, one per
+    model input; None or empty reads them from the file when it is ONNX. `progress(fraction,
+    message)` is called from this thread as the child reports. Raises BenchmarkFailed (see its
+    codes) whenever there is no result; the calling process is never at risk.
+    """
+    config = config or BenchmarkConfig()
+    path = Path(variant_path).resolve()
+    if not path.is_file():
+        raise BenchmarkFailed("load_failed", f"There is no variant file at {path}.")
+    specs = [_spec_fields(spec) for spec in input_specs or ()]
+    if specs:
+        for batch_size in config.batch_sizes:
+            resolve_input_shapes(specs, batch_size, config.input_overrides)
+    cores = _pinned_cores(config)
+    threads = config.intra_op_threads or len(cores)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **{var: str(threads) for var in THREAD_ENV_VARS},
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
+    payload = {
+        "backend": backend_name,
+        "variant_path": str(path),
+        "inputs": specs,
+        "threads": threads,
+        "config": asdict(config),
+    }
+    scratch = tempfile.mkdtemp(prefix="slipway-benchmark-")
+    try:
+        data = _run_parent(payload, config, cores, env, scratch, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = _result_from_data(data, config)
+    if progress is not None:
+        progress(1.0, f"benchmarked {len(result.points)} point(s)")
+    return result
+
+
+def _run_parent(
+    payload: dict[str, Any],
+    config: BenchmarkConfig,
+    cores: list[int],
+    env: dict[str, str],
+    scratch: str,
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    what = f"benchmarking {Path(payload['variant_path']).name} with {payload['backend']}"
+    timeout = config.overall_timeout()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.engine.benchmark"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=scratch,  # runtimes that drop files in the working directory must not litter the code tree
+        preexec_fn=_limit_child(cores, config.memory_limit_bytes),
+        close_fds=True,
+    )
+    log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
+    timed_out = threading.Event()
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            log_tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def kill_on_deadline() -> None:
+        if proc.poll() is None:
+            timed_out.set()
+            _kill_group(proc)
+
+    stderr_thread = threading.Thread(target=drain_stderr, daemon=True)
+    stderr_thread.start()
+    sampler = _RssSampler(proc.pid)
+    sampler.start()
+    timer = threading.Timer(timeout, kill_on_deadline)
+    timer.daemon = True
+    timer.start()
+    result: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        for raw in proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                log_tail.append(raw.decode("utf-8", "replace").rstrip())
+                continue
+            kind = message.get("type")
+            if kind == "point_start":
+                sampler.point = int(message["index"])
+                sampler.sample()
+            elif kind == "point_end":
+                sampler.sample()
+                sampler.point = -1
+            elif kind == "progress" and progress is not None:
+                progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
+            elif kind == "result":
+                result = message.get("data") or {}
+            elif kind in ("failed", "crash"):
+                failure = message
+        returncode = proc.wait()
+    except BaseException:
+        _kill_group(proc)  # e.g. the worker's soft time limit fired while we waited
+        raise
+    finally:
+        timer.cancel()
+        sampler.done.set()
+        stderr_thread.join(timeout=5)
+    log = "\n".join(log_tail)
+
+    if timed_out.is_set():
+        raise BenchmarkFailed(
+            "timeout",
+            f"{what.capitalize()} did not finish within {timeout:.0f} s and was stopped. The model may hang in "
+            "this runtime, or it is too slow for these settings: lower max_seconds_per_point or the number of "
+            "points, or raise timeout_seconds.",
+            log,
+        )
+    if failure is not None:
+        log = log + "\n" + str(failure.get("traceback", ""))
+        if failure["type"] == "failed":
+            raise BenchmarkFailed(str(failure["code"]), str(failure["message"]), log)
+        raise BenchmarkFailed(
+            "crashed",
+            f"{what.capitalize()} failed with an unexpected {failure.get('exception')}: {failure.get('message')}",
+            log,
+        )
+    if returncode != 0 or result is None:
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            hint = " (the system may have run out of memory)" if -returncode == signal.SIGKILL else ""
+            raise BenchmarkFailed(
+                "crashed",
+                f"The runtime crashed ({name}{hint}) while {what}. The variant may be corrupt or use something the "
+                "runtime can't handle; the worker itself is unaffected.",
+                log,
+            )
+        raise BenchmarkFailed("crashed", f"{what.capitalize()} stopped unexpectedly (exit code {returncode}).", log)
+    for index, point in enumerate(result["points"]):
+        point["peak_rss_bytes"] = sampler.peaks.get(index)
+    sampled = max(sampler.peaks.values(), default=0)
+    result["peak_rss_bytes"] = max(result.get("peak_rss_bytes") or 0, sampled) or None
+    return result
+
+
+def _result_from_data(data: dict[str, Any], config: BenchmarkConfig) -> BenchmarkResult:
+    points = tuple(
+        PointResult(
+            **{
+                **point,
+                "window_p50s_ms": tuple(point["window_p50s_ms"]),
+                "samples_ms": tuple(point["samples_ms"]),
+            }
+        )
+        for point in data["points"]
+    )
+    threads = data["threads"]
+    overhead = data.get("harness_overhead")
+    return BenchmarkResult(
+        backend=data["backend"],
+        variant_path=data["variant_path"],
+        runtime_version=data["runtime_version"],
+        load_ms=data["load_ms"],
+        points=points,
+        threads=ThreadSettings(
+            intra_op_threads=threads["intra_op_threads"],
+            threads_argument=threads["threads_argument"],
+            pinned_cores=tuple(threads["pinned_cores"]),
+            env=dict(threads["env"]),
+            os_threads_after_load=threads["os_threads_after_load"],
+        ),
+        sessions_shared_between_threads=data["sessions_shared_between_threads"],
+        inputs=data["inputs"],
+        cpu_model=data["cpu_model"],
+        cpu_count=data["cpu_count"],
+        peak_rss_bytes=data["peak_rss_bytes"],
+        harness_overhead=HarnessOverhead(**overhead) if overhead else None,
+        load_average=tuple(data["load_average"]),
+        seconds=data["seconds"],
+        python=data["python"],
+        notes=tuple(data["notes"]),
+        config=config,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

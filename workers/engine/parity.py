@@ -1,0 +1,427 @@
+"""Accuracy parity: does an optimized variant still compute what the FP32 model computes?
+
+Every variant of a model runs on the same inputs as the original (the reference), and
+each output is compared: max abs error, max rel error, 99th-percentile abs error, cosine
+similarity and, for classifier-shaped outputs, top-1 agreement. `Tolerance` says how
+close is close enough, and the verdict (`VariantParity`) carries one sentence per
+problem, naming the output, the metric, the value and the limit, so that a user (and the
+recommendation) can say why a variant was turned down.
+
+The inputs are the user's validation set when there is one (`reference_inputs`), else
+generated: that checks that the variant computes the same numbers as the original, not
+that it is accurate on real data; only a validation set says that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers.engine.errors import ModelError
+from workers.engine.importers.base import InputSpec
+from workers.engine.importers.parity import generate_inputs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from workers.engine.backends.base import Session
+    from workers.engine.inspection import TensorSpec
+
+# Outputs with these words in their name are treated as scores over classes on their last
+# axis whatever their rank (for example token logits [batch, sequence, vocabulary]).
+CLASSIFIER_NAME_HINTS = ("logit", "prob", "score", "softmax", "class")
+
+# The floor under |reference| in the relative error, so that reference values of zero do
+# not divide by zero (the same floor as the import-time parity check).
+_REL_ERROR_FLOOR = 1e-6
+
+_MAX_ERROR_TEXT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a variant's outputs must be to the reference's for the variant to pass.
+
+    An output passes outright when every value is within `max_abs_error` of the
+    reference: the variant computes the same numbers. Otherwise (quantized and FP16
+    variants rarely stay that close) it passes when it keeps the model's behaviour:
+    cosine similarity at least `min_cosine`, top-1 agreement at least
+    `min_top1_agreement` (classifier-shaped outputs only), and, where set, the max
+    relative error within `max_rel_error` and the 99th-percentile abs error within
+    `p99_abs_error`. Cosine and top-1 ignore a uniform scale of the outputs; set
+    `max_rel_error` or `p99_abs_error` to catch that too. NaN or inf values where the
+    reference has none (or the other way round) always fail.
+    """
+
+    max_abs_error: float = 1e-3
+    min_cosine: float = 0.99
+    min_top1_agreement: float = 0.99
+    max_rel_error: float | None = None
+    p99_abs_error: float | None = None
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            optional = item.name in ("max_rel_error", "p99_abs_error")
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ModelError(
+                    "invalid_tolerance",
+                    f"The tolerance '{item.name}' must be a finite number{' or null' if optional else ''}, "
+                    f"not {value!r}.",
+                )
+            low, high = (0.0, 1.0) if item.name.startswith("min_") else (0.0, math.inf)
+            if item.name == "min_cosine":
+                low = -1.0
+            if not low <= value <= high:
+                bounds = f"between {low:g} and {high:g}" if high < math.inf else "zero or more"
+                raise ModelError("invalid_tolerance", f"The tolerance '{item.name}' must be {bounds}, not {value!r}.")
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Tolerance:
+        """The tolerance from a hardware profile's options, then a model's overrides.
+
+        `options` is the profile's whole options dict: its tolerance keys (max_abs_error,
+        max_rel_error, min_cosine, min_top1_agreement, p99_abs_error) are read and the
+        rest (batch sizes, concurrency ...) belong to other steps. `overrides` holds only
+        tolerance keys, each replacing the profile's; null turns an optional limit off.
+        Keys not given keep the defaults of `Tolerance`.
+
+        Raises ModelError("invalid_tolerance") for an unknown key in `overrides` or a
+        value that is not a number in range.
+        """
+        known = {item.name for item in fields(cls)}
+        values = {key: value for key, value in (options or {}).items() if key in known}
+        unknown = sorted(str(key) for key in (overrides or {}) if key not in known)
+        if unknown:
+            listed = ", ".join(f"'{key}'" for key in unknown)
+            raise ModelError(
+                "invalid_tolerance",
+                f"Unknown tolerance setting {listed}; the settings are {', '.join(sorted(known))}.",
+            )
+        values.update(overrides or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """How one output of a variant compares with the reference's, over all inputs.
+
+    Metrics are None when they could not be computed (the output is missing or has
+    another shape); `top1_agreement` is None for outputs that are not classifier-shaped.
+    The errors and the cosine are computed over the values that are finite in both.
+    """
+
+    name: str
+    passed: bool
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    p99_abs_error: float | None = None
+    cosine: float | None = None
+    top1_agreement: float | None = None
+    nonfinite_mismatches: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VariantParity:
+    """A variant's verdict: `passed`, and one sentence in `reasons` per problem found."""
+
+    passed: bool
+    outputs: tuple[OutputComparison, ...]
+    reasons: tuple[str, ...]
+    samples: int
+    tolerance: Tolerance
+    error: str = ""  # what the variant raised, when it could not run
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as plain dicts, lists, strings and numbers, ready for JSON."""
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["outputs"] = [{**output, "reasons": list(output["reasons"])} for output in data["outputs"]]
+        return data
+
+
+# --- inputs --------------------------------------------------------------------------
+
+
+def reference_inputs(
+    model_path: Path,
+    validation: Path | None = None,
+    samples: int = 8,
+    seed: int = 0,
+    *,
+    symbolic_dims: Mapping[str, int] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """The feeds every variant and the reference run on: at most `samples` of them.
+
+    With `validation` (an .npz holding one array per model input, named like the input,
+    samples on axis 0), the feeds are its first samples: one sample per feed, or k per
+    feed for a model with a fixed batch of k. The file is checked against the model's
+    inputs like a calibration file, and never unpickled.
+
+    Without it, the inputs are generated from `seed` like the import-time parity check's:
+    floats from a standard normal distribution (for every float input, images included:
+    the check is that the variant computes what the original computes, not that the
+    inputs look real), integers in [0, 8) so that they are valid indices, random
+    booleans. Symbolic dims take their size from `symbolic_dims`, or 1.
+
+    Raises ModelError "validation_mismatch" when an array is missing or has the wrong
+    dtype, rank or dims (the sentence names the input and the expected and given
+    shapes and dtypes), "validation_invalid" when the file is not a readable .npz of
+    plain arrays, "unsupported_input" when an input cannot be generated, and
+    "invalid_model" when the model is not ONNX.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, not {samples}")
+    specs = _input_specs(model_path)
+    if validation is not None:
+        return _validation_feeds(validation, specs, samples)
+    shapes = [(spec.name, _generated_shape(spec, symbolic_dims or {}), spec.dtype) for spec in specs]
+    input_specs = [InputSpec(name, shape, dtype or "") for name, shape, dtype in shapes]
+    return [generate_inputs(input_specs, seed=seed + index) for index in range(samples)]
+
+
+def _input_specs(model_path: Path) -> tuple[TensorSpec, ...]:
+    from workers.engine.backends._onnx_graph import load_graph
+    from workers.engine.inspection import graph_input_specs
+
+    return graph_input_specs(load_graph(model_path).graph, numpy_dtypes_only=True)
+
+
+def _generated_shape(spec: TensorSpec, symbolic_dims: Mapping[str, int]) -> tuple[int, ...]:
+    if spec.shape is None or spec.dtype is None:
+        missing = "shape" if spec.shape is None else "element type numpy knows"
+        raise ModelError(
+            "unsupported_input",
+            f"Input '{spec.name}' has no {missing}, so Slipway can't generate inputs for it. Upload a "
+            "validation set (.npz) with one array per model input, samples on axis 0.",
+        )
+    shape = []
+    for dim in spec.shape:
+        if isinstance(dim, int) and dim > 0:
+            shape.append(dim)
+        elif isinstance(dim, str) and dim in symbolic_dims:
+            shape.append(int(symbolic_dims[dim]))
+        else:
+            shape.append(1)
+    return tuple(shape)
+
+
+def _validation_feeds(path: Path, specs: Sequence[TensorSpec], samples: int) -> list[dict[str, np.ndarray]]:
+    from workers.engine.calibration import calibration_feeds, load_calibration
+
+    try:
+        arrays = load_calibration(path, specs)
+    except ModelError as exc:
+        # The same checks as for calibration data; only the file's name for the user differs.
+        code = "validation_invalid" if exc.code == "calibration_invalid" else "validation_mismatch"
+        raise ModelError(code, exc.message.replace("calibration", "validation")) from None
+    return list(itertools.islice(calibration_feeds(arrays, specs), samples))
+
+
+# --- comparison ----------------------------------------------------------------------
+
+
+def is_classifier_output(name: str, shape: Sequence[int], dtype: Any) -> bool:
+    """Whether an output holds scores over classes on its last axis, so top-1 agreement applies.
+
+    Float outputs only, with at least 2 classes on the last axis, and either of rank 2
+    ([batch, classes]) or with a name that says so (containing logit, prob, score,
+    softmax or class; for example [batch, sequence, vocabulary] "logits").
+    """
+    import numpy as np
+
+    if np.dtype(dtype).kind != "f" or len(shape) < 2 or shape[-1] < 2:
+        return False
+    return len(shape) == 2 or any(hint in name.lower() for hint in CLASSIFIER_NAME_HINTS)
+
+
+def compare_variant(
+    reference_outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    variant_outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+) -> VariantParity:
+    """Compare a variant's outputs with the reference's, output by output, under `tolerance`.
+
+    Each argument is one run's outputs (name -> array) or a list of them, one per input
+    feed, in the same order. Every output of the reference must be among the variant's
+    (extra ones are ignored) with the same shape; values are compared as float64.
+    Matching NaNs (and infinities of the same sign) count as equal; a NaN or inf where
+    the reference has a finite number, or the other way round, fails the output. A
+    missing output or another shape fails the output with a reason; nothing is raised.
+    """
+    reference_runs = _as_runs(reference_outputs)
+    variant_runs = _as_runs(variant_outputs)
+    if len(reference_runs) != len(variant_runs):
+        reason = f"The variant gave {len(variant_runs)} results for {len(reference_runs)} inputs."
+        return VariantParity(False, (), (reason,), len(reference_runs), tolerance)
+    names = list(reference_runs[0]) if reference_runs else []
+    outputs = tuple(
+        _compare_output(name, [run[name] for run in reference_runs], [run.get(name) for run in variant_runs], tolerance)
+        for name in names
+    )
+    reasons = tuple(reason for output in outputs for reason in output.reasons)
+    return VariantParity(not reasons, outputs, reasons, len(reference_runs), tolerance)
+
+
+def run_session(session: Session, inputs: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Run `session` on every feed in `inputs`; the outputs, one dict per feed."""
+    return [session.run(dict(feed)) for feed in inputs]
+
+
+def run_parity(
+    reference_session: Session,
+    variant_session: Session,
+    inputs: Sequence[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+) -> VariantParity:
+    """Run the reference and the variant on `inputs` and compare them (`compare_variant`).
+
+    A variant whose run raises fails, with the error's text as its reason. The
+    reference's errors are raised: they are not the variant's fault. To check many
+    variants, run the reference once with `run_session` and call `compare_variant`.
+    """
+    reference = run_session(reference_session, inputs)
+    try:
+        outputs = run_session(variant_session, inputs)
+    except Exception as exc:  # any runtime's error means the variant does not run
+        text = (str(exc).strip() or type(exc).__name__)[:_MAX_ERROR_TEXT_CHARS]
+        reason = f"The variant failed to run on the parity inputs: {text}"
+        return VariantParity(False, (), (reason,), len(inputs), tolerance, error=text)
+    return compare_variant(reference, outputs, tolerance)
+
+
+def _as_runs(outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]) -> list[Mapping[str, Any]]:
+    return [outputs] if isinstance(outputs, Mapping) else list(outputs)
+
+
+def _compare_output(
+    name: str, references: Sequence[Any], variants: Sequence[Any], tolerance: Tolerance
+) -> OutputComparison:
+    import numpy as np
+
+    refs = [np.asarray(ref) for ref in references]
+    if any(got is None for got in variants):
+        return OutputComparison(name, False, reasons=(f"Output '{name}' is missing from the variant's outputs.",))
+    gots = [np.asarray(got) for got in variants]
+    for ref, got in zip(refs, gots, strict=True):
+        if ref.shape != got.shape:
+            reason = (
+                f"Output '{name}' has shape {list(got.shape)} in the variant but {list(ref.shape)} in the reference."
+            )
+            return OutputComparison(name, False, reasons=(reason,))
+    if any(array.dtype.kind not in "biuf" for array in (*refs, *gots)):
+        return _compare_exactly(name, refs, gots)
+
+    ref_all = np.concatenate([ref.astype(np.float64).ravel() for ref in refs]) if refs else np.zeros(0)
+    got_all = np.concatenate([got.astype(np.float64).ravel() for got in gots]) if gots else np.zeros(0)
+    both_finite = np.isfinite(ref_all) & np.isfinite(got_all)
+    # NaN == NaN and inf == inf (same sign) count as agreeing; anything else non-finite does not.
+    same_nonfinite = ~both_finite & ((ref_all == got_all) | (np.isnan(ref_all) & np.isnan(got_all)))
+    variant_nonfinite = int(np.count_nonzero(np.isfinite(ref_all) & ~np.isfinite(got_all)))
+    other_mismatches = int(np.count_nonzero(~both_finite & ~same_nonfinite)) - variant_nonfinite
+
+    ref_values, got_values = ref_all[both_finite], got_all[both_finite]
+    diff = np.abs(ref_values - got_values)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(ref_values), _REL_ERROR_FLOOR)).max()) if diff.size else 0.0
+    p99_abs = float(np.percentile(diff, 99)) if diff.size else 0.0
+    cosine = _cosine(ref_values, got_values, max_abs)
+    top1 = None
+    if refs and is_classifier_output(name, refs[0].shape, refs[0].dtype):
+        top1 = _top1_agreement(refs, gots)
+
+    reasons = []
+    if variant_nonfinite:
+        reasons.append(
+            f"Output '{name}' has NaN or inf at {variant_nonfinite} of {ref_all.size} values where "
+            "the reference has finite numbers."
+        )
+    if other_mismatches:
+        reasons.append(
+            f"Output '{name}' differs from the reference at {other_mismatches} of {ref_all.size} values "
+            "where the reference has NaN or inf."
+        )
+    if max_abs > tolerance.max_abs_error:
+        # Not the same numbers: then the output must keep the model's behaviour.
+        behaviour = _behaviour_problems(name, tolerance, top1, cosine, p99_abs, max_rel)
+        if behaviour:
+            reasons.extend(behaviour)
+            reasons.append(f"Max abs error on '{name}' is {max_abs:.3g}, above the limit {tolerance.max_abs_error:g}.")
+    return OutputComparison(
+        name,
+        not reasons,
+        max_abs_error=max_abs,
+        max_rel_error=max_rel,
+        p99_abs_error=p99_abs,
+        cosine=cosine,
+        top1_agreement=top1,
+        nonfinite_mismatches=variant_nonfinite + other_mismatches,
+        reasons=tuple(reasons),
+    )
+
+
+def _compare_exactly(name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray]) -> OutputComparison:
+    """Strings, labels held as objects and the like: each value must be the reference's."""
+    import numpy as np
+
+    total = sum(ref.size for ref in refs)
+    differing = sum(int(np.count_nonzero(ref != got)) for ref, got in zip(refs, gots, strict=True))
+    if not differing:
+        return OutputComparison(name, True)
+    reason = f"Output '{name}' differs from the reference at {differing} of {total} values (compared exactly)."
+    return OutputComparison(name, False, reasons=(reason,))
+
+
+def _behaviour_problems(
+    name: str, tolerance: Tolerance, top1: float | None, cosine: float, p99_abs: float, max_rel: float
+) -> list[str]:
+    problems = []
+    if top1 is not None and top1 < tolerance.min_top1_agreement:
+        problems.append(
+            f"Top-1 agreement on '{name}' is {top1:.1%}, below the minimum {tolerance.min_top1_agreement:.1%}."
+        )
+    if cosine < tolerance.min_cosine:
+        problems.append(f"Cosine similarity on '{name}' is {cosine:.6g}, below the minimum {tolerance.min_cosine:g}.")
+    if tolerance.p99_abs_error is not None and p99_abs > tolerance.p99_abs_error:
+        problems.append(
+            f"The 99th-percentile abs error on '{name}' is {p99_abs:.3g}, above the limit {tolerance.p99_abs_error:g}."
+        )
+    if tolerance.max_rel_error is not None and max_rel > tolerance.max_rel_error:
+        problems.append(f"Max rel error on '{name}' is {max_rel:.3g}, above the limit {tolerance.max_rel_error:g}.")
+    return problems
+
+
+def _cosine(reference: np.ndarray, variant: np.ndarray, max_abs: float) -> float:
+    import numpy as np
+
+    norms = float(np.linalg.norm(reference) * np.linalg.norm(variant))
+    if norms > 0:
+        # Rounding can push the ratio a hair past 1.
+        return float(min(1.0, max(-1.0, float(np.dot(reference, variant)) / norms)))
+    return 1.0 if max_abs == 0 else 0.0
+
+
+def _top1_agreement(references: Sequence[np.ndarray], variants: Sequence[np.ndarray]) -> float:
+    """The share of rows (every position but the last axis) whose argmax agrees.
+
+    Rows with NaN or inf on either side are left out: the non-finite check reports them.
+    """
+    import numpy as np
+
+    classes = references[0].shape[-1]
+    ref_rows = np.concatenate([ref.reshape(-1, classes).astype(np.float64) for ref in references])
+    got_rows = np.concatenate([got.reshape(-1, classes).astype(np.float64) for got in variants])
+    finite = np.isfinite(ref_rows).all(axis=1) & np.isfinite(got_rows).all(axis=1)
+    if not finite.any():
+        return 1.0
+    agree = ref_rows[finite].argmax(axis=1) == got_rows[finite].argmax(axis=1)
+    return float(agree.mean())
