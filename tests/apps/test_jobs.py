@@ -147,10 +147,9 @@ def test_the_default_plan_is_inspect_then_validate_and_optimize_per_profile_on_i
     version.profiles.set(HardwareProfile.objects.filter(slug__in=["x86-cpu", "nvidia-gpu"]))
     run = services.start_pipeline(version, version.created_by)
     layout = [(j.kind, j.queue, j.profile.slug if j.profile else None) for j in run.jobs.order_by("sequence")]
+    per_profile = ["validate", "optimize", "parity", "benchmark", "recommend"]
     assert layout == [
         ("inspect", "cpu", None),
-        ("validate", "gpu", "nvidia-gpu"),
-        ("optimize", "gpu", "nvidia-gpu"),
-        ("validate", "cpu", "x86-cpu"),
-        ("optimize", "cpu", "x86-cpu"),
+        *[(kind, "gpu", "nvidia-gpu") for kind in per_profile],
+        *[(kind, "cpu", "x86-cpu") for kind in per_profile],
     ]

@@ -55,8 +55,7 @@ def test_upload_creates_version_artifact_and_queued_pipeline(personas, onnx_byte
     assert body["source_artifact"]["original_filename"] == "mlp.onnx"
     assert [(j["kind"], j["profile"]) for j in body["latest_run"]["jobs"]] == [
         ("inspect", None),
-        ("validate", "x86-cpu"),
-        ("optimize", "x86-cpu"),
+        *[(kind, "x86-cpu") for kind in ("validate", "optimize", "parity", "benchmark", "recommend")],
     ]
     assert body["latest_run"]["jobs"][0]["status"] == JobStatus.QUEUED
     assert len(callbacks) == 1, "the worker is told after commit, exactly once"
