@@ -95,6 +95,8 @@ class OpenVinoSession:
         self._request: Any = compiled.create_infer_request()
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
+        # Port objects are made anew on every `compiled.outputs` access: look them up once.
+        self._output_ports = tuple(compiled.outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on `inputs` (input name -> array); returns output name -> array."""
@@ -109,7 +111,7 @@ class OpenVinoSession:
             )
         feeds = {index: inputs[name] for index, name in enumerate(self.input_names)}
         results = self._request.infer(feeds, share_inputs=False, share_outputs=False)
-        return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs, strict=True)}
+        return {name: results[port] for name, port in zip(self.output_names, self._output_ports, strict=True)}
 
     def close(self) -> None:
         """Free the compiled model; `run` fails afterwards."""
