@@ -23,7 +23,6 @@ caller (a Celery worker) is never taken down by a variant that crashes or hangs 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import gc
 import json
@@ -32,7 +31,6 @@ import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,13 +41,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.child import run_child
+
 if TYPE_CHECKING:
     import numpy as np
 
 ProgressCallback = Callable[[float, str], None]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_LOG_TAIL_LINES = 200
 
 # Set to the intra-op thread count in the child's environment, so that OpenMP, BLAS and
 # friends size their pools to the pinned cores instead of to the whole machine.
@@ -866,26 +865,6 @@ class _RssSampler(threading.Thread):
                 return
 
 
-def _limit_child(cores: list[int], memory_bytes: int | None) -> Callable[[], None]:
-    def apply() -> None:
-        import resource
-
-        os.setsid()
-        os.sched_setaffinity(0, cores)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-
-    return apply
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
 def _pinned_cores(config: BenchmarkConfig) -> list[int]:
     available = sorted(os.sched_getaffinity(0))
     if config.pin_cores is None:
@@ -958,72 +937,50 @@ def _run_parent(
 ) -> dict[str, Any]:
     what = f"benchmarking {Path(payload['variant_path']).name} with {payload['backend']}"
     timeout = config.overall_timeout()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.engine.benchmark"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=scratch,  # runtimes that drop files in the working directory must not litter the code tree
-        preexec_fn=_limit_child(cores, config.memory_limit_bytes),
-        close_fds=True,
-    )
-    log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
-    timed_out = threading.Event()
-
-    def drain_stderr() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            log_tail.append(raw.decode("utf-8", "replace").rstrip())
-
-    def kill_on_deadline() -> None:
-        if proc.poll() is None:
-            timed_out.set()
-            _kill_group(proc)
-
-    stderr_thread = threading.Thread(target=drain_stderr, daemon=True)
-    stderr_thread.start()
-    sampler = _RssSampler(proc.pid)
-    sampler.start()
-    timer = threading.Timer(timeout, kill_on_deadline)
-    timer.daemon = True
-    timer.start()
     result: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(payload).encode())
-        proc.stdin.close()
-        for raw in proc.stdout:
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                log_tail.append(raw.decode("utf-8", "replace").rstrip())
-                continue
-            kind = message.get("type")
-            if kind == "point_start":
-                sampler.point = int(message["index"])
-                sampler.sample()
-            elif kind == "point_end":
-                sampler.sample()
-                sampler.point = -1
-            elif kind == "progress" and progress is not None:
-                progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
-            elif kind == "result":
-                result = message.get("data") or {}
-            elif kind in ("failed", "crash"):
-                failure = message
-        returncode = proc.wait()
-    except BaseException:
-        _kill_group(proc)  # e.g. the worker's soft time limit fired while we waited
-        raise
-    finally:
-        timer.cancel()
-        sampler.done.set()
-        stderr_thread.join(timeout=5)
-    log = "\n".join(log_tail)
+    samplers: list[_RssSampler] = []
 
-    if timed_out.is_set():
+    def on_start(pid: int) -> None:
+        samplers.append(_RssSampler(pid))
+        samplers[0].start()
+
+    def on_message(message: dict[str, Any]) -> None:
+        nonlocal result, failure
+        kind = message.get("type")
+        sampler = samplers[0]
+        if kind == "point_start":
+            sampler.point = int(message["index"])
+            sampler.sample()
+        elif kind == "point_end":
+            sampler.sample()
+            sampler.point = -1
+        elif kind == "progress" and progress is not None:
+            progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
+        elif kind == "result":
+            result = message.get("data") or {}
+        elif kind in ("failed", "crash"):
+            failure = message
+
+    try:
+        outcome = run_child(
+            ["-m", "workers.engine.benchmark"],
+            payload,
+            env=env,
+            cwd=scratch,  # runtimes that drop files in the working directory must not litter the code tree
+            timeout=timeout,
+            memory_bytes=config.memory_limit_bytes,
+            cores=cores,
+            on_message=on_message,
+            on_start=on_start,
+        )
+    finally:
+        for sampler in samplers:
+            sampler.done.set()
+    sampler = samplers[0]
+    returncode, log = outcome.returncode, outcome.log
+
+    if outcome.timed_out:
         raise BenchmarkFailed(
             "timeout",
             f"{what.capitalize()} did not finish within {timeout:.0f} s and was stopped. The model may hang in "

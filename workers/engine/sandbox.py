@@ -12,16 +12,12 @@ never imports a module named by the caller.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -29,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.engine.child import run_child
+
 ProgressCallback = Callable[[float, str], None]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_LOG_TAIL_LINES = 200
 
 
 @dataclass(frozen=True)
@@ -53,17 +50,6 @@ class SandboxError(Exception):
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
-
-
-def _limit_child(memory_bytes: int) -> Callable[[], None]:
-    def apply() -> None:
-        import resource
-
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
 
 
 def run_in_sandbox(
@@ -103,65 +89,34 @@ def _run(
 ) -> tuple[dict[str, Any], str]:
     from workers.engine.errors import ModelError
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.engine.sandbox", entrypoint],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    result: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+
+    def on_message(message: dict[str, Any]) -> None:
+        nonlocal result, failure
+        kind = message.get("type")
+        if kind == "progress" and on_progress is not None:
+            on_progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
+        elif kind == "result":
+            result = message.get("data") or {}
+        elif kind in ("model_error", "crash"):
+            failure = message
+
+    outcome = run_child(
+        ["-m", "workers.engine.sandbox", entrypoint],
+        payload,
         env=env,
         # A scratch working directory: libraries that drop temporary files in the current
         # directory must not litter the code tree.
         cwd=scratch,
-        preexec_fn=_limit_child(limits.memory_bytes),
-        close_fds=True,
+        timeout=limits.timeout_seconds,
+        memory_bytes=limits.memory_bytes,
+        on_message=on_message,
     )
-    log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
-    timed_out = threading.Event()
+    returncode, log = outcome.returncode, outcome.log
+    timed_out = outcome.timed_out
 
-    def drain_stderr() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            log_tail.append(raw.decode("utf-8", "replace").rstrip())
-
-    def kill_on_deadline() -> None:
-        if proc.poll() is None:
-            timed_out.set()
-            _kill_group(proc)
-
-    stderr_thread = threading.Thread(target=drain_stderr, daemon=True)
-    stderr_thread.start()
-    timer = threading.Timer(limits.timeout_seconds, kill_on_deadline)
-    timer.daemon = True
-    timer.start()
-    result: dict[str, Any] | None = None
-    failure: dict[str, Any] | None = None
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(payload).encode())
-        proc.stdin.close()
-        for raw in proc.stdout:
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                log_tail.append(raw.decode("utf-8", "replace").rstrip())
-                continue
-            kind = message.get("type")
-            if kind == "progress" and on_progress is not None:
-                on_progress(float(message.get("progress", 0.0)), str(message.get("message", "")))
-            elif kind == "result":
-                result = message.get("data") or {}
-            elif kind in ("model_error", "crash"):
-                failure = message
-        returncode = proc.wait()
-    except BaseException:
-        _kill_group(proc)  # e.g. the worker's soft time limit fired while we waited
-        raise
-    finally:
-        timer.cancel()
-        stderr_thread.join(timeout=5)
-    log = "\n".join(log_tail)
-
-    if timed_out.is_set():
+    if timed_out:
         raise SandboxError(
             "timeout",
             f"{what.capitalize()} did not finish within {limits.timeout_seconds:.0f} s and was stopped. "
@@ -209,13 +164,6 @@ def _oom_message(what: str, limits: SandboxLimits) -> str:
 def _looks_like_oom(log: str) -> bool:
     lowered = log.lower()
     return any(s in lowered for s in ("memoryerror", "bad_alloc", "cannot allocate memory", "out of memory"))
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
 
 
 # ---- child side --------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Supervise a child Python process that does risky engine work: its own process group with
+resource limits, a JSON payload on stdin, JSON-line messages on stdout, a bounded log of
+everything else, and a kill of the whole group at the deadline or when the caller is
+interrupted. The sandbox and the benchmark harness both run their children through it."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LOG_TAIL_LINES = 200
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    returncode: int
+    timed_out: bool
+    log: str  # the last LOG_TAIL_LINES lines of stderr and of non-JSON stdout
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the child and everything it started, then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _limits(memory_bytes: int | None, cores: Sequence[int] | None) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        os.setsid()
+        if cores:
+            os.sched_setaffinity(0, cores)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+    return apply
+
+
+def run_child(
+    args: Sequence[str],
+    payload: dict[str, Any],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    timeout: float,
+    on_message: Callable[[dict[str, Any]], None],
+    memory_bytes: int | None = None,
+    cores: Sequence[int] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ChildOutcome:
+    """Run `python <args>` under supervision; `on_message` gets every JSON line it prints.
+
+    `on_start(pid)` runs once the child exists (e.g. to sample its memory). Exceptions in the
+    caller's thread (a worker's time limit, say) kill the child group before they propagate.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        preexec_fn=_limits(memory_bytes, cores),
+        close_fds=True,
+    )
+    log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    timed_out = threading.Event()
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            log_tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def kill_on_deadline() -> None:
+        if proc.poll() is None:
+            timed_out.set()
+            kill_group(proc)
+
+    stderr_thread = threading.Thread(target=drain_stderr, daemon=True)
+    stderr_thread.start()
+    timer = threading.Timer(timeout, kill_on_deadline)
+    timer.daemon = True
+    timer.start()
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        for raw in proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                log_tail.append(raw.decode("utf-8", "replace").rstrip())
+                continue
+            if isinstance(message, dict):
+                on_message(message)
+        returncode = proc.wait()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        timer.cancel()
+        stderr_thread.join(timeout=5)
+    return ChildOutcome(returncode=returncode, timed_out=timed_out.is_set(), log="\n".join(log_tail))
