@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls CUDA builds
-	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu,pytorch,tensorflow,sklearn]'
+	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu,pytorch,tensorflow,sklearn,triton]'
 	$(PY) -m pip install --quiet --no-deps 'pnnx>=20250503'
+	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton>=0.5'  # only for its tritonserver binary (tests)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -17,6 +17,8 @@ class Personas:
     viewer: object  # read-only member of `team`
     outsider: object  # data scientist in another team: must see nothing of `team`
     other_team: object
+    approver: object  # reviews and deploys in `team`
+    admin: object  # manages `team` (and may upload and approve)
 
 
 @pytest.fixture
@@ -28,8 +30,14 @@ def personas(db: None) -> Personas:
     outsider = UserFactory(username="otto")
     MembershipFactory(team=team, user=owner, role="data_scientist")
     MembershipFactory(team=team, user=viewer, role="viewer")
+    approver = UserFactory(username="april", email="april@example.com")
+    admin = UserFactory(username="ada", email="ada@example.com")
     MembershipFactory(team=other, user=outsider, role="data_scientist")
-    return Personas(team=team, owner=owner, viewer=viewer, outsider=outsider, other_team=other)
+    MembershipFactory(team=team, user=approver, role="approver")
+    MembershipFactory(team=team, user=admin, role="admin")
+    return Personas(
+        team=team, owner=owner, viewer=viewer, outsider=outsider, other_team=other, approver=approver, admin=admin
+    )
 
 
 @pytest.fixture(autouse=True)

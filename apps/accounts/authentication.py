@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.accounts.models import TOKEN_PREFIX, ApiToken, hash_token_secret
+from apps.core.middleware import current_context
 
 # Writing last_used_at on every request would turn every read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -42,6 +43,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("The API token has expired. Create a new one.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The account that owns this API token is disabled.")
+        if (ctx := current_context()) is not None:
+            ctx.via = f"token:{token.key_id}"
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -17,15 +17,14 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
-# What each role may do. Kept as data so the API and the UI ask the same question.
-UPLOAD_ROLES = frozenset({Role.DATA_SCIENTIST, Role.ADMIN})
-
-
 class Team(models.Model):
     """A group of people who share models, targets and policies. Everything is scoped to one."""
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
+    four_eyes = models.BooleanField(
+        default=True, help_text="Whoever uploaded a version may not approve it (on by default)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -1,21 +1,53 @@
-"""Request ids: every request gets one (or keeps the caller's), echoed back and put in logs."""
+"""Request context: every request gets an id (or keeps the caller's), echoed back and put in
+logs, and the client's address and how it authenticated are kept for the audit trail."""
 
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import logging
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+@dataclass
+class RequestContext:
+    """What the audit trail records about where a change came from."""
+
+    request_id: str = "-"
+    ip: str | None = None
+    via: str = "system"  # "session", "token:<key id>", or "system"/"worker" outside requests
+
+
+_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("request_context", default=None)
+
+
 def current_request_id() -> str:
-    return _request_id.get()
+    ctx = _context.get()
+    return ctx.request_id if ctx else "-"
+
+
+def current_context() -> RequestContext | None:
+    return _context.get()
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    # X-Forwarded-For is only believed from a proxy the deployment says it runs behind.
+    remote = request.META.get("REMOTE_ADDR") or None
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded and remote in settings.TRUSTED_PROXIES:
+        remote = forwarded.split(",")[0].strip()
+    try:
+        return str(ipaddress.ip_address(remote)) if remote else None
+    except ValueError:
+        return None
 
 
 class RequestIdMiddleware:
@@ -25,16 +57,16 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-ID", "")
         request_id = supplied if _VALID.match(supplied) else uuid.uuid4().hex
-        token = _request_id.set(request_id)
+        token = _context.set(RequestContext(request_id=request_id, ip=_client_ip(request), via="session"))
         try:
             response = self.get_response(request)
         finally:
-            _request_id.reset(token)
+            _context.reset(token)
         response["X-Request-ID"] = request_id
         return response
 
 
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
+        record.request_id = current_request_id()
         return True

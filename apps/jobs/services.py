@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.approvals import services as approvals
 from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, VersionStatus
@@ -98,7 +99,8 @@ def start_pipeline(version: ModelVersion, user: Any, steps: list[PlannedStep] | 
         source_format = version.source_artifact.format if version.source_artifact else "onnx"
         steps = plan_steps(list(version.profiles.order_by("slug")), source_format)
     with transaction.atomic():
-        lifecycle.transition(version, VersionStatus.PROCESSING, reason="pipeline started")
+        actor = user if getattr(user, "pk", None) else None
+        lifecycle.transition(version, VersionStatus.PROCESSING, reason="pipeline started", actor=actor)
         run = PipelineRun.objects.create(version=version, created_by=user if getattr(user, "pk", None) else None)
         jobs = [
             Job(
@@ -250,6 +252,7 @@ def _advance(run_id: int) -> None:
     run = PipelineRun.objects.select_related("version").get(pk=run_id)
     PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
     lifecycle.transition(run.version, VersionStatus.READY, reason="pipeline finished")
+    approvals.version_ready(run.version)
 
 
 def fail(job: Job, code: str, message: str, log: str = "") -> bool:
@@ -280,7 +283,9 @@ def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "
         )
         PipelineRun.objects.filter(pk=locked.run_id).update(status=RunStatus.FAILED, finished_at=now)
         version = ModelVersion.objects.get(runs__id=locked.run_id)
-        lifecycle.transition(version, VersionStatus.FAILED, reason=f"{locked.get_kind_display()}: {message}")
+        reason = f"{locked.get_kind_display()}: {message}"
+        lifecycle.transition(version, VersionStatus.FAILED, reason=reason)
+        approvals.version_failed(version, reason)
     return True
 
 

@@ -58,7 +58,8 @@ VERSION_TRANSITIONS: dict[str, frozenset[str]] = {
     VersionStatus.PROCESSING: frozenset({VersionStatus.READY, VersionStatus.FAILED}),
     VersionStatus.READY: frozenset({VersionStatus.PROCESSING, VersionStatus.APPROVED, VersionStatus.REJECTED}),
     VersionStatus.FAILED: frozenset({VersionStatus.PROCESSING}),
-    VersionStatus.APPROVED: frozenset({VersionStatus.REVOKED}),
+    # A re-run of an approved version replaces its evidence, so the approval stops applying.
+    VersionStatus.APPROVED: frozenset({VersionStatus.REVOKED, VersionStatus.PROCESSING}),
     VersionStatus.REJECTED: frozenset({VersionStatus.PROCESSING}),
     VersionStatus.REVOKED: frozenset({VersionStatus.PROCESSING}),
 }

@@ -12,8 +12,9 @@ from django.db.models import Max
 from django.utils.text import slugify
 from rest_framework import status
 
-from apps.accounts.models import UPLOAD_ROLES, Team
-from apps.accounts.scoping import role_in, visible_teams
+from apps.accounts.models import Team
+from apps.accounts.permissions import Action, require
+from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.jobs import services as jobs
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
@@ -32,25 +33,8 @@ def framework_for(fmt: str) -> str:
     return Framework(framework_of(fmt))
 
 
-def require_upload_role(user: Any, team: Team) -> None:
-    role = role_in(user, team)
-    if role is None:
-        raise ApiError(
-            "not_found",
-            "Not found. It does not exist or you have no access to it.",
-            status.HTTP_404_NOT_FOUND,
-        )
-    if role not in UPLOAD_ROLES:
-        raise ApiError(
-            "forbidden",
-            f"Your role in team {team.slug} is {role.replace('_', ' ')}; uploading needs data scientist or admin. "
-            "Ask a team admin to change your role.",
-            status.HTTP_403_FORBIDDEN,
-        )
-
-
 def create_model(*, team: Team, user: Any, name: str, slug: str = "", description: str = "") -> RegisteredModel:
-    require_upload_role(user, team)
+    require(user, team, Action.UPLOAD)
     slug = slug or slugify(name)
     if not slug:
         raise ApiError("invalid_name", "The model name must contain at least one letter or digit.")
@@ -190,7 +174,7 @@ def upload_version(
     anything is stored; a failure after blobs were written removes them again unless another
     artifact shares them.
     """
-    require_upload_role(user, model.team)
+    require(user, model.team, Action.UPLOAD)
     evaluation = evaluation or Evaluation()
     if uploaded.size == 0:
         raise ApiError(

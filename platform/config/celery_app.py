@@ -7,7 +7,14 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
 app = Celery(
-    "slipway", include=["workers.tasks.pipeline", "workers.tasks.maintenance", "workers.tasks.worker_registry"]
+    "slipway",
+    include=[
+        "workers.tasks.pipeline",
+        "workers.tasks.maintenance",
+        "workers.tasks.worker_registry",
+        "workers.tasks.notifications",
+        "workers.tasks.webhooks",
+    ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -38,4 +45,9 @@ def _schedule_periodic(sender: Celery, **_: object) -> None:
         float(settings.RECONCILE_INTERVAL_SECONDS),
         sender.signature("slipway.jobs.reconcile", queue="default"),
         name="reconcile stuck jobs",
+    )
+    sender.add_periodic_task(
+        float(settings.RECONCILE_INTERVAL_SECONDS),
+        sender.signature("slipway.webhooks.sweep", queue="default"),
+        name="re-send lost webhook deliveries",
     )

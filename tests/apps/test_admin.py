@@ -20,6 +20,9 @@ DOMAIN_MODELS = [
     "jobs.pipelinerun",
     "jobs.job",
     "runtimes.hardwareprofile",
+    "audit.auditevent",
+    "approvals.policy",
+    "approvals.decision",
 ]
 
 
@@ -41,6 +44,10 @@ def test_admin_changelist_and_change_page_render(label, monkeypatch):
     Artifact.objects.create(
         version=version, kind="source", name="source", format="onnx", sha256="0" * 64, size=1, storage_key="k"
     )
+    from apps.approvals.models import Decision, Policy
+
+    Policy.objects.create(team=version.model.team, name="p", kind="no_cpu_fallback", created_by=version.created_by)
+    Decision.objects.create(version=version, kind="reject", actor=version.created_by, comment="no", evidence_sha256="0")
     client = Client()
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     app, model = label.split(".")

@@ -51,6 +51,13 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         "SLIPWAY_WORKER_HEARTBEAT_SECONDS": "1",
         # Tests check the pipeline's correctness, not timings: keep each benchmark point short.
         "SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT": "0.4",
+        # Webhook retries within a second, so the delivery test is quick.
+        "SLIPWAY_WEBHOOK_BACKOFF_BASE_SECONDS": "1",
+        "SLIPWAY_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "2",
+        "SLIPWAY_WEBHOOK_READ_TIMEOUT_SECONDS": "5",
+        # Review emails go to files the tests read.
+        "SLIPWAY_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "SLIPWAY_EMAIL_FILE_PATH": str(settings.DATA_DIR / "mail"),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")]),
         "PYTHONUNBUFFERED": "1",
     }

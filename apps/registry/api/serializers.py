@@ -114,10 +114,12 @@ class VersionDetailSerializer(VersionSummarySerializer):
     artifacts = ArtifactSerializer(many=True, read_only=True)
     latest_run = serializers.SerializerMethodField()
     reports = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField()
 
     class Meta(VersionSummarySerializer.Meta):
         fields = [
             *VersionSummarySerializer.Meta.fields,
+            "approval",
             "tolerance",
             "objective",
             "p99_budget_ms",
@@ -131,6 +133,12 @@ class VersionDetailSerializer(VersionSummarySerializer):
     def _latest_run(self, version: ModelVersion) -> PipelineRun | None:
         runs = list(version.runs.all())  # prefetched, newest first
         return runs[0] if runs else None
+
+    def get_approval(self, version: ModelVersion) -> dict[str, Any]:
+        """Whether the version is approved and the approval still matches its evidence."""
+        from apps.approvals.services import approval_state
+
+        return approval_state(version)
 
     def get_latest_run(self, version: ModelVersion) -> dict[str, Any] | None:
         run = self._latest_run(version)

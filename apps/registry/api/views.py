@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.models import Membership
+from apps.accounts.models import Membership, Role
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.jobs.models import Job, PipelineRun
@@ -27,7 +27,7 @@ from apps.registry.api.serializers import (
     VersionSummarySerializer,
     VersionUploadSerializer,
 )
-from apps.registry.models import ModelVersion, RegisteredModel
+from apps.registry.models import ModelVersion, RegisteredModel, VersionStatus
 from apps.registry.uploads import UploadTooLarge
 
 
@@ -74,6 +74,7 @@ class ModelListCreate(generics.ListCreateAPIView):
     """List the models of your teams (filter with ?team= and ?q=), or register a new one."""
 
     serializer_class = ModelSerializer
+    token_scopes = {"POST": "upload"}
 
     def get_queryset(self) -> QuerySet:
         qs = _models_for(self.request.user)
@@ -116,6 +117,7 @@ class VersionListUpload(generics.ListAPIView):
     """
 
     serializer_class = VersionSummarySerializer
+    token_scopes = {"POST": "upload"}
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self) -> QuerySet:
@@ -167,6 +169,33 @@ def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
         .select_related("model", "model__team", "created_by", "source_artifact")
         .prefetch_related(Prefetch("runs", queryset=runs), "artifacts")
     )
+
+
+class VersionList(generics.ListAPIView):
+    """Versions across your teams, newest first. Filters: ?team=, ?model=, ?status= (e.g. ready),
+    ?reviewable=true (ready for review in teams where you approve, and not your own upload
+    where the team follows the four-eyes rule): the review queue."""
+
+    serializer_class = VersionSummarySerializer
+
+    def get_queryset(self) -> QuerySet:
+        qs = ModelVersion.objects.filter(model__team__in=visible_teams(self.request.user)).select_related(
+            "model", "model__team", "created_by"
+        )
+        params = self.request.query_params
+        if team := params.get("team"):
+            qs = qs.filter(model__team__slug=team)
+        if model := params.get("model"):
+            qs = qs.filter(model__slug=model)
+        if state := params.get("status"):
+            qs = qs.filter(status=state)
+        if params.get("reviewable") in ("1", "true", "yes"):
+            user: Any = self.request.user
+            reviewing = Membership.objects.filter(user=user, role__in=(Role.APPROVER, Role.ADMIN)).values("team_id")
+            if not user.is_superuser:
+                qs = qs.filter(model__team__in=reviewing)
+            qs = qs.filter(status=VersionStatus.READY).exclude(model__team__four_eyes=True, created_by=user)
+        return qs
 
 
 class VersionDetail(generics.RetrieveAPIView):

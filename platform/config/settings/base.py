@@ -19,6 +19,8 @@ SECRET_KEY = envstr("SLIPWAY_SECRET_KEY")
 DEBUG = envbool("SLIPWAY_DEBUG", False)
 ALLOWED_HOSTS = envlist("SLIPWAY_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("SLIPWAY_CSRF_TRUSTED_ORIGINS", [])
+# Addresses of reverse proxies whose X-Forwarded-For is believed (for the audit trail's IPs).
+TRUSTED_PROXIES = frozenset(envlist("SLIPWAY_TRUSTED_PROXIES", []))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,6 +36,9 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.jobs",
     "apps.runtimes",
+    "apps.audit",
+    "apps.approvals",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -146,7 +151,10 @@ REST_FRAMEWORK = {
         "apps.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.accounts.permissions.TokenScopePermission",
+    ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
@@ -190,6 +198,20 @@ SANDBOX_MEMORY_BYTES = envint("SLIPWAY_SANDBOX_MEMORY_BYTES", 8 * 2**30, minimum
 SANDBOX_TIMEOUT_SECONDS = envint("SLIPWAY_SANDBOX_TIMEOUT_SECONDS", 1800, minimum=1)
 WORK_DIR = DATA_DIR / "work"
 
+# --- email (review requests to approvers) ------------------------------------------------
+# The console backend prints mails to the worker's log; production sets smtp and its server.
+EMAIL_BACKEND = envstr("SLIPWAY_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = envstr("SLIPWAY_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = envstr("SLIPWAY_EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("SLIPWAY_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("SLIPWAY_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = envstr("SLIPWAY_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = envbool("SLIPWAY_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envint("SLIPWAY_EMAIL_TIMEOUT", 20, minimum=1)
+DEFAULT_FROM_EMAIL = envstr("SLIPWAY_EMAIL_FROM", "Slipway <slipway@localhost>")
+# Where people reach the app; links in emails point here.
+PUBLIC_URL = envstr("SLIPWAY_PUBLIC_URL", "http://127.0.0.1:8000")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -206,3 +228,23 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": envstr("SLIPWAY_LOG_LEVEL", "INFO")},
 }
+
+# --- webhooks ---------------------------------------------------------------------------
+# Secrets at rest (webhook signing secrets, ...) are Fernet-encrypted with the first of these
+# comma-separated keys; all of them decrypt, for rotation. Unset: a key derived from
+# SECRET_KEY (apps.core.crypto). Give it as SLIPWAY_ENCRYPTION_KEY_FILE to read it from a file.
+ENCRYPTION_KEY = envstr("SLIPWAY_ENCRYPTION_KEY", "")
+# Whether user-given URLs (webhooks, ...) may point to loopback/private/link-local addresses
+# everywhere. Off: only a team admin's per-webhook `allow_private` permits it.
+ALLOW_PRIVATE_OUTBOUND = envbool("SLIPWAY_ALLOW_PRIVATE_OUTBOUND", False)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = envint("SLIPWAY_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
+# Keep well under the delivery task's 2-minute time limit.
+WEBHOOK_READ_TIMEOUT_SECONDS = envint("SLIPWAY_WEBHOOK_READ_TIMEOUT_SECONDS", 10, minimum=1)
+# Attempts per delivery. Retry n waits between half and all of base * 2**(n-1), capped
+# (random jitter): by default up to 1, 2, 4, 8, 16 minutes.
+WEBHOOK_MAX_ATTEMPTS = envint("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_BACKOFF_BASE_SECONDS = envint("SLIPWAY_WEBHOOK_BACKOFF_BASE_SECONDS", 60, minimum=0)
+WEBHOOK_BACKOFF_MAX_SECONDS = envint("SLIPWAY_WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# A due delivery whose message was sent this long ago without being picked up is re-sent by
+# the sweep (which runs every SLIPWAY_RECONCILE_INTERVAL_SECONDS).
+WEBHOOK_SWEEP_AFTER_SECONDS = envint("SLIPWAY_WEBHOOK_SWEEP_AFTER_SECONDS", 300, minimum=5)

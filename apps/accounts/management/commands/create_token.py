@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken
-
-SCOPES = ("read", "upload", "approve", "deploy")
+from apps.accounts.permissions import SCOPES
 
 
 class Command(BaseCommand):

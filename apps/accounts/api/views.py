@@ -1,0 +1,188 @@
+"""Team settings, members and API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts import services
+from apps.accounts.models import ApiToken, Membership, Role, Team
+from apps.accounts.permissions import SCOPES, not_found
+from apps.accounts.scoping import role_in, visible_teams
+from apps.core.api.errors import ApiError
+
+
+def _user(request: Request) -> Any:
+    return request.user  # authenticated: every view here requires it
+
+
+def team_for(request: Request, slug: str) -> Team:
+    team = visible_teams(request.user).filter(slug=slug).first()
+    if team is None:
+        raise not_found()
+    return team
+
+
+class TeamDetailSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+    members = serializers.IntegerField(source="memberships.count", read_only=True)
+
+    class Meta:
+        model = Team
+        fields = ["slug", "name", "four_eyes", "role", "members", "created_at"]
+
+    def get_role(self, team: Team) -> str | None:
+        return role_in(self.context["request"].user, team)
+
+
+class TeamUpdate(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    four_eyes = serializers.BooleanField(required=False, help_text="Whoever uploaded a version may not approve it.")
+
+
+class TeamDetail(APIView):
+    """A team with its settings; team admins change the name and the four-eyes rule."""
+
+    token_scopes = {"PATCH": "admin"}
+
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(TeamDetailSerializer(team_for(request, slug), context={"request": request}).data)
+
+    def patch(self, request: Request, slug: str) -> Response:
+        form = TeamUpdate(data=request.data)
+        form.is_valid(raise_exception=True)
+        team = services.update_team(team_for(request, slug), request.user, dict(form.validated_data))
+        return Response(TeamDetailSerializer(team, context={"request": request}).data)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "created_at"]
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class RoleInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberListAdd(generics.ListAPIView):
+    """A team's members and roles; team admins add members."""
+
+    serializer_class = MemberSerializer
+    pagination_class = None
+    token_scopes = {"POST": "admin"}
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        return team_for(self.request, self.kwargs["slug"]).memberships.select_related("user").order_by("user__username")
+
+    def post(self, request: Request, slug: str) -> Response:
+        form = MemberInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        membership = services.add_member(
+            team_for(request, slug), request.user, form.validated_data["username"], form.validated_data["role"]
+        )
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetail(APIView):
+    """One member: change the role or remove them (team admins)."""
+
+    token_scopes = {"PATCH": "admin", "DELETE": "admin"}
+
+    def _membership(self, request: Request, slug: str, username: str) -> Membership:
+        team = team_for(request, slug)
+        return get_object_or_404(Membership.objects.select_related("user", "team"), team=team, user__username=username)
+
+    def get(self, request: Request, slug: str, username: str) -> Response:
+        return Response(MemberSerializer(self._membership(request, slug, username)).data)
+
+    def patch(self, request: Request, slug: str, username: str) -> Response:
+        form = RoleInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        membership = services.change_role(
+            self._membership(request, slug, username), request.user, form.validated_data["role"]
+        )
+        return Response(MemberSerializer(membership).data)
+
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        services.remove_member(self._membership(request, slug, username), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    active = serializers.BooleanField(source="is_active", read_only=True)
+    prefix = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at", "active"]
+
+    def get_prefix(self, token: ApiToken) -> str:
+        return f"slw_{token.key_id}_…"
+
+
+class TokenInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=list(SCOPES)), allow_empty=False)
+    expires_in_days = serializers.IntegerField(default=90, help_text=f"1 to {services.MAX_TOKEN_DAYS}.")
+
+
+class TokenListCreate(generics.ListAPIView):
+    """Your API tokens (never their values); create one: its value is in this one response only."""
+
+    serializer_class = TokenSerializer
+    pagination_class = None
+    token_scopes = {"POST": "admin"}
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user=_user(self.request)).order_by("-id")
+
+    def post(self, request: Request) -> Response:
+        form = TokenInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        token, value = services.create_token(request.user, data["name"], data["scopes"], data["expires_in_days"])
+        return Response(
+            {
+                **TokenSerializer(token).data,
+                "token": value,
+                "message": "Copy this token now: Slipway stores only its hash and can't show it again.",
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class TokenDetail(APIView):
+    """One of your tokens; DELETE revokes it at once (it stays listed as revoked)."""
+
+    token_scopes = {"DELETE": "admin"}
+
+    def _token(self, request: Request, pk: int) -> ApiToken:
+        token = ApiToken.objects.filter(user=_user(request), pk=pk).first()
+        if token is None:
+            raise not_found()
+        return token
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(TokenSerializer(self._token(request, pk)).data)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        token = self._token(request, pk)
+        if isinstance(request.auth, ApiToken) and request.auth.pk == token.pk:
+            raise ApiError("revoke_self", "A token can't revoke itself; use another token or the browser.")
+        services.revoke_token(token, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,285 @@
+"""Review endpoints (evidence, gates, approve/reject/revoke, re-run, history) and policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.permissions import Action, can, not_found
+from apps.accounts.scoping import visible_teams
+from apps.approvals import services
+from apps.approvals.models import Decision, Policy, PolicyKind
+from apps.registry.models import ModelVersion, RegisteredModel
+
+
+def version_for(request: Request, pk: int) -> ModelVersion:
+    """A version of one of the user's teams; 404 otherwise."""
+    version = (
+        ModelVersion.objects.filter(model__team__in=visible_teams(request.user), pk=pk)
+        .select_related("model__team", "created_by")
+        .first()
+    )
+    if version is None:
+        raise not_found()
+    return version
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", read_only=True)
+    version_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = [
+            "id",
+            "version_id",
+            "kind",
+            "actor",
+            "comment",
+            "evidence_sha256",
+            "gates",
+            "gates_passed",
+            "override_reason",
+            "created_at",
+        ]
+
+
+class DecisionDetailSerializer(DecisionSerializer):
+    class Meta(DecisionSerializer.Meta):
+        fields = [*DecisionSerializer.Meta.fields, "evidence"]
+
+
+class ReviewView(APIView):
+    """What a reviewer decides on: the evidence snapshot and its hash, each gate's result,
+    whether an existing approval still applies, and whether you may approve."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        version = version_for(request, pk)
+        current = services.review(version)
+        team = version.model.team
+        uploader = version.created_by_id == getattr(request.user, "pk", None)
+        return Response(
+            {
+                "version": services.version_payload(version),
+                "evidence": current.evidence,
+                "evidence_sha256": current.evidence_sha256,
+                "gates": [g.to_dict() for g in current.gates],
+                "gates_passed": current.gates_passed,
+                "approval": services.approval_state(version),
+                "four_eyes": {
+                    "enabled": team.four_eyes,
+                    "you_uploaded": uploader,
+                    "blocks_you": team.four_eyes and uploader,
+                },
+                "you_can_review": can(request.user, team, Action.REVIEW) and not (team.four_eyes and uploader),
+            }
+        )
+
+
+class ApproveInput(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=services.COMMENT_LIMIT)
+    override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=services.COMMENT_LIMIT,
+        help_text="Needed when a gate fails: why the version may go ahead anyway.",
+    )
+
+
+class CommentInput(serializers.Serializer):
+    # Required-ness is checked by the service, which says why in a sentence.
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=services.COMMENT_LIMIT)
+
+
+class _DecisionAction(APIView):
+    token_scopes = {"POST": "approve"}
+    input_class: type[serializers.Serializer] = CommentInput
+
+    def decide(self, version: ModelVersion, user: Any, data: dict[str, Any]) -> Decision:
+        raise NotImplementedError
+
+    def post(self, request: Request, pk: int) -> Response:
+        version = version_for(request, pk)
+        form = self.input_class(data=request.data)
+        form.is_valid(raise_exception=True)
+        decision = self.decide(version, request.user, form.validated_data)
+        return Response(DecisionSerializer(decision).data, status=status.HTTP_201_CREATED)
+
+
+class ApproveView(_DecisionAction):
+    """Approve a version that is ready for review. A failing gate needs `override_reason`."""
+
+    input_class = ApproveInput
+
+    def decide(self, version: ModelVersion, user: Any, data: dict[str, Any]) -> Decision:
+        return services.approve(version, user, data["comment"], data["override_reason"])
+
+
+class RejectView(_DecisionAction):
+    """Reject a version that is ready for review; `comment` (required) says why."""
+
+    def decide(self, version: ModelVersion, user: Any, data: dict[str, Any]) -> Decision:
+        return services.reject(version, user, data["comment"])
+
+
+class RevokeView(_DecisionAction):
+    """Withdraw a version's approval; `comment` (required) says why."""
+
+    def decide(self, version: ModelVersion, user: Any, data: dict[str, Any]) -> Decision:
+        return services.revoke(version, user, data["comment"])
+
+
+class RerunView(APIView):
+    """Run the version's pipeline again (new evidence; an approval stops applying)."""
+
+    token_scopes = {"POST": "upload"}
+
+    def post(self, request: Request, pk: int) -> Response:
+        version = version_for(request, pk)
+        run = services.rerun(version, request.user)
+        return Response({"run_id": run.pk, "version": services.version_payload(version)}, status=202)
+
+
+class DecisionList(generics.ListAPIView):
+    """A version's review history, newest first."""
+
+    serializer_class = DecisionSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Decision]:
+        version = version_for(self.request, self.kwargs["pk"])
+        return version.decisions.select_related("actor").order_by("-id")
+
+
+class DecisionDetail(generics.RetrieveAPIView):
+    """One decision with the full evidence it was made on."""
+
+    serializer_class = DecisionDetailSerializer
+
+    def get_queryset(self) -> QuerySet[Decision]:
+        return Decision.objects.filter(version__model__team__in=visible_teams(self.request.user)).select_related(
+            "actor"
+        )
+
+
+# ---- policies ----------------------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.slug", read_only=True)
+    model = serializers.SerializerMethodField()
+    profile = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id",
+            "team",
+            "model",
+            "name",
+            "kind",
+            "profile",
+            "params",
+            "enabled",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_model(self, policy: Policy) -> str | None:
+        return policy.model.slug if policy.model else None
+
+    def get_profile(self, policy: Policy) -> str | None:
+        return policy.profile.slug if policy.profile else None
+
+
+class PolicyInput(serializers.Serializer):
+    team = serializers.SlugField(required=False, help_text="Team slug; needed if you are in several teams.")
+    model = serializers.SlugField(required=False, allow_null=True, help_text="Limit the gate to one model (slug).")
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=PolicyKind.choices)
+    profile = serializers.SlugField(required=False, allow_null=True, help_text="Limit the gate to one profile.")
+    params = serializers.JSONField(required=False, default=dict)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class PolicyUpdate(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    kind = serializers.ChoiceField(choices=PolicyKind.choices, required=False)
+    profile = serializers.SlugField(required=False, allow_null=True)
+    params = serializers.JSONField(required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+def _policies_for(user: Any) -> QuerySet[Policy]:
+    return Policy.objects.filter(team__in=visible_teams(user)).select_related("team", "model", "profile", "created_by")
+
+
+class PolicyListCreate(generics.ListCreateAPIView):
+    """The gates of your teams (?team=, ?model=), or add one (team admins)."""
+
+    serializer_class = PolicySerializer
+    token_scopes = {"POST": "admin"}
+
+    def get_queryset(self) -> QuerySet[Policy]:
+        qs = _policies_for(self.request.user)
+        if team := self.request.query_params.get("team"):
+            qs = qs.filter(team__slug=team)
+        if model := self.request.query_params.get("model"):
+            qs = qs.filter(Q(model__slug=model) | Q(model__isnull=True))
+        return qs
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from apps.registry.services import resolve_team_for_new_model
+
+        form = PolicyInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        team = resolve_team_for_new_model(request.user, data.get("team"))
+        model = None
+        if data.get("model"):
+            model = RegisteredModel.objects.filter(team=team, slug=data["model"]).first()
+            if model is None:
+                raise Http404
+        policy = services.create_policy(
+            team=team,
+            user=request.user,
+            name=data["name"],
+            kind=data["kind"],
+            params=data["params"],
+            model=model,
+            profile=data.get("profile"),
+            enabled=data["enabled"],
+        )
+        return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyDetail(APIView):
+    """One gate: read it, change it or delete it (team admins)."""
+
+    token_scopes = {"PATCH": "admin", "DELETE": "admin"}
+
+    def _policy(self, request: Request, pk: int) -> Policy:
+        return get_object_or_404(_policies_for(request.user), pk=pk)
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(PolicySerializer(self._policy(request, pk)).data)
+
+    def patch(self, request: Request, pk: int) -> Response:
+        form = PolicyUpdate(data=request.data)
+        form.is_valid(raise_exception=True)
+        policy = services.update_policy(self._policy(request, pk), request.user, dict(form.validated_data))
+        return Response(PolicySerializer(policy).data)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        services.delete_policy(self._policy(request, pk), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,179 @@
+"""The evidence a review decision binds to: what was measured, on what, with which tools.
+
+The snapshot is built from the version's latest finished pipeline run and holds only what a
+reviewer decides on (no raw latency samples, no logs), so its hash changes exactly when the
+decision's basis does: a re-run, a different artifact, another runtime version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from rest_framework import status
+
+from apps.core.api.errors import ApiError
+from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
+from apps.registry.models import ArtifactKind, ModelVersion
+from apps.runtimes.models import Worker
+
+_PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
+
+
+def evidence_hash(evidence: dict[str, Any]) -> str:
+    """SHA-256 of the evidence as canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def latest_run(version: ModelVersion) -> PipelineRun | None:
+    return version.runs.order_by("-id").first()
+
+
+def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "batch": p.get("batch_size"),
+            "concurrency": p.get("concurrency"),
+            "p50_ms": p.get("p50_ms"),
+            "p99_ms": p.get("p99_ms"),
+            "throughput": p.get("throughput"),
+        }
+        for p in benchmark.get("points", [])
+    ]
+
+
+def _worst_parity(parity: dict[str, Any]) -> dict[str, Any]:
+    """The worst value of each accuracy metric over a variant's outputs."""
+    outputs = parity.get("outputs") or []
+    worst: dict[str, Any] = {}
+    for metric in _PARITY_FIELDS:
+        values = [o[metric] for o in outputs if isinstance(o.get(metric), int | float)]
+        if values:
+            worst[metric] = min(values) if metric in ("cosine", "top1_agreement") else max(values)
+    return worst
+
+
+def _worker_summary(host: str) -> dict[str, Any] | None:
+    worker = Worker.objects.filter(host=host).order_by("-last_heartbeat_at").first() if host else None
+    if worker is None:
+        return None
+    return {
+        "host": worker.host,
+        "cpu_model": worker.cpu_model,
+        "cores": worker.cores,
+        "gpus": [{k: g.get(k) for k in ("name", "memory_bytes", "compute_capability", "driver")} for g in worker.gpus],
+    }
+
+
+def _support_summary(validate: dict[str, Any]) -> dict[str, Any]:
+    """Per backend: verdict, runtime version, and how many ops are unsupported or fall back."""
+    summary = {}
+    for backend, report in (validate.get("reports") or {}).items():
+        ops = report.get("ops") or []
+        summary[backend] = {
+            "verdict": report.get("verdict"),
+            "runtime_version": report.get("runtime_version"),
+            "unsupported_ops": sorted({o["op_type"] for o in ops if o.get("status") == "unsupported"}),
+            "fallback_ops": sorted({o["op_type"] for o in ops if o.get("status") == "fallback"}),
+            "devices": sorted({p.get("device", "") for p in report.get("partitions") or [] if p.get("device")}),
+        }
+    return summary
+
+
+def _profile_evidence(version: ModelVersion, profile: Any, results: dict[str, Any], worker_host: str) -> dict:
+    validate = results.get(JobKind.VALIDATE) or {}
+    parity = results.get(JobKind.PARITY) or {}
+    benchmark = results.get(JobKind.BENCHMARK) or {}
+    recommendation = results.get(JobKind.RECOMMEND) or {}
+    winner = recommendation.get("winner") or None
+    chosen: dict[str, Any] | None = None
+    if winner:
+        name = winner["name"]
+        artifact = (
+            version.artifacts.filter(kind=ArtifactKind.VARIANT, name=f"{profile.slug}/{name}").order_by("-id").first()
+        )
+        variant_parity = (parity.get("variants") or {}).get(name) or {}
+        chosen = {
+            "name": name,
+            "backend": winner.get("backend"),
+            "precision": winner.get("precision"),
+            "artifact_id": artifact.pk if artifact else None,
+            "sha256": artifact.sha256 if artifact else None,
+            "tool_versions": artifact.tool_versions if artifact else {},
+            "benchmark": _points((benchmark.get("variants") or {}).get(name) or {}),
+            "parity": {"passed": variant_parity.get("passed"), **_worst_parity(variant_parity)},
+        }
+    runner_up = recommendation.get("runner_up") or None
+    return {
+        "hardware_profile": {
+            "slug": profile.slug,
+            "device_kind": profile.device_kind,
+            "backends": list(profile.backends),
+            "precisions": list(profile.precisions),
+        },
+        "worker": _worker_summary(worker_host),
+        "support": _support_summary(validate),
+        "tolerance": parity.get("tolerance"),
+        "baseline_benchmark": _points(benchmark.get("baseline") or {}),
+        "recommendation": {
+            "objective": recommendation.get("objective"),
+            "budget_ms": recommendation.get("budget_ms"),
+            "use_baseline": recommendation.get("use_baseline"),
+            "summary": recommendation.get("summary"),
+            "winner": chosen,
+            "winner_value": winner.get("value") if winner else None,
+            "speedup": winner.get("speedup") if winner else None,
+            "runner_up": runner_up.get("name") if runner_up else None,
+        },
+    }
+
+
+def collect_evidence(version: ModelVersion) -> dict[str, Any]:
+    """The evidence snapshot of the version's latest run; a 409 if that run has not finished well."""
+    run = latest_run(version)
+    if run is None or run.status != RunStatus.SUCCEEDED:
+        state = "has no pipeline run" if run is None else f"has a pipeline run that is {run.status}"
+        raise ApiError(
+            "no_evidence",
+            f"Version {version.number} of {version.model.slug} {state}; evidence exists once its pipeline "
+            "has finished successfully.",
+            status.HTTP_409_CONFLICT,
+        )
+    results: dict[str | None, dict[str, Any]] = {}
+    hosts: dict[str | None, str] = {}
+    for job in run.jobs.filter(status=JobStatus.SUCCEEDED).select_related("profile").order_by("sequence"):
+        slug = job.profile.slug if job.profile else None
+        results.setdefault(slug, {})[job.kind] = job.result or {}
+        if job.kind == JobKind.BENCHMARK:
+            hosts[slug] = job.worker_host
+    onnx = version.artifacts.filter(kind=ArtifactKind.ONNX, job__run=run).order_by("-id").first()
+    source = version.source_artifact
+    profiles = {}
+    for profile in version.profiles.order_by("slug"):
+        profiles[profile.slug] = _profile_evidence(
+            version, profile, results.get(profile.slug, {}), hosts.get(profile.slug, "")
+        )
+    return {
+        "version": {
+            "id": version.pk,
+            "team": version.model.team.slug,
+            "model": version.model.slug,
+            "number": version.number,
+            "framework": version.framework,
+            "uploaded_by": version.created_by.get_username(),
+        },
+        "run_id": run.pk,
+        "artifacts": {
+            "source": {"sha256": source.sha256, "format": source.format, "size": source.size} if source else None,
+            "onnx": {
+                "sha256": onnx.sha256,
+                "converter": onnx.metadata.get("converter"),
+                "tool_versions": onnx.tool_versions,
+            }
+            if onnx
+            else None,
+        },
+        "profiles": profiles,
+    }

@@ -1,0 +1,303 @@
+"""Every API endpoint x every role: who gets in, who is refused, and how.
+
+The table below is written out by hand, one row per (method, route); a test reads the URL
+conf and fails when an endpoint has no row, so a new endpoint can't ship unchecked.
+A role that may act gets the endpoint's success status; a team member whose role may not
+gets 403; an outsider gets 404 for the team's objects (it "does not exist" for them) and
+an empty answer from lists; an anonymous caller gets 401.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from apps.accounts.models import ApiToken
+from apps.approvals import services as approvals
+from apps.approvals.models import Policy
+from apps.jobs import services as jobs
+from apps.jobs.models import Job
+from apps.webhooks import services as webhooks
+from apps.webhooks.models import DeliveryStatus, WebhookDelivery
+from tests import modelzoo
+from tests.conftest import client_for
+from tests.factories import MembershipFactory, UserFactory
+from tests.finished import finished_version
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "outsider", "viewer", "data_scientist", "approver", "admin")
+MEMBERS = frozenset({"viewer", "data_scientist", "approver", "admin"})
+UPLOADERS = frozenset({"data_scientist", "admin"})
+REVIEWERS = frozenset({"approver", "admin"})
+ADMINS = frozenset({"admin"})
+EVERYONE = frozenset(ROLES) - {"anonymous"}
+
+
+@dataclass
+class World:
+    users: dict[str, Any]
+    ready: Any  # a version ready for review, uploaded by the data scientist
+    approved: Any
+    job: Any
+    decision: Any
+    policy: Any
+    onnx: bytes
+    webhook: Any
+    delivery: Any
+
+    def token_of(self, role: str) -> int:
+        token, _ = ApiToken.issue(self.users.get(role, self.users["admin"]), "matrix", ["read"])
+        return token.pk
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    route: str  # as in the URL conf, after /api/v1/
+    allowed: frozenset[str]
+    ok: int
+    url: Callable[[World, str], str]
+    body: Callable[[World], dict[str, Any]] = field(default=lambda w: {})
+    kind: str = "team"  # team: outsiders 404; list: outsiders get an empty answer; open: every user
+    multipart: bool = False
+
+
+def const(path: str) -> Callable[[World, str], str]:
+    return lambda w, role: path
+
+
+def v(attr: str, suffix: str = "") -> Callable[[World, str], str]:
+    return lambda w, role: f"/api/v1/versions/{getattr(w, attr).pk}/{suffix}"
+
+
+MATRIX: list[Row] = [
+    Row("GET", "teams/", EVERYONE, 200, const("/api/v1/teams/"), kind="list"),
+    Row("GET", "teams/<slug:slug>/", MEMBERS, 200, const("/api/v1/teams/vision/")),
+    Row("PATCH", "teams/<slug:slug>/", ADMINS, 200, const("/api/v1/teams/vision/"), lambda w: {"four_eyes": True}),
+    Row("GET", "teams/<slug:slug>/members/", MEMBERS, 200, const("/api/v1/teams/vision/members/")),
+    Row(
+        "POST",
+        "teams/<slug:slug>/members/",
+        ADMINS,
+        201,
+        const("/api/v1/teams/vision/members/"),
+        lambda w: {"username": "newcomer", "role": "viewer"},
+    ),
+    Row("GET", "teams/<slug:slug>/members/<str:username>/", MEMBERS, 200, const("/api/v1/teams/vision/members/sam/")),
+    Row(
+        "PATCH",
+        "teams/<slug:slug>/members/<str:username>/",
+        ADMINS,
+        200,
+        const("/api/v1/teams/vision/members/sam/"),
+        lambda w: {"role": "approver"},
+    ),
+    Row("DELETE", "teams/<slug:slug>/members/<str:username>/", ADMINS, 204, const("/api/v1/teams/vision/members/sam/")),
+    Row("GET", "models/", EVERYONE, 200, const("/api/v1/models/?team=vision"), kind="list"),
+    Row("POST", "models/", UPLOADERS, 201, const("/api/v1/models/"), lambda w: {"name": "Fresh", "team": "vision"}),
+    Row("GET", "models/<slug:slug>/", MEMBERS, 200, lambda w, r: f"/api/v1/models/{w.ready.model.slug}/?team=vision"),
+    Row(
+        "GET",
+        "models/<slug:slug>/versions/",
+        MEMBERS,
+        200,
+        lambda w, r: f"/api/v1/models/{w.ready.model.slug}/versions/?team=vision",
+    ),
+    Row(
+        "POST",
+        "models/<slug:slug>/versions/",
+        UPLOADERS,
+        201,
+        lambda w, r: f"/api/v1/models/{w.ready.model.slug}/versions/",
+        lambda w: {"file": SimpleUploadedFile("m.onnx", w.onnx), "team": "vision"},
+        multipart=True,
+    ),
+    Row("GET", "profiles/", EVERYONE, 200, const("/api/v1/profiles/"), kind="open"),
+    Row("GET", "workers/", EVERYONE, 200, const("/api/v1/workers/"), kind="open"),
+    Row("GET", "versions/", EVERYONE, 200, const("/api/v1/versions/?team=vision"), kind="list"),
+    Row("GET", "versions/<int:pk>/", MEMBERS, 200, v("ready")),
+    Row("GET", "jobs/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/jobs/{w.job.pk}/"),
+    Row("GET", "versions/<int:pk>/review/", MEMBERS, 200, v("ready", "review/")),
+    Row("POST", "versions/<int:pk>/approve/", REVIEWERS, 201, v("ready", "approve/")),
+    Row("POST", "versions/<int:pk>/reject/", REVIEWERS, 201, v("ready", "reject/"), lambda w: {"comment": "no"}),
+    Row("POST", "versions/<int:pk>/revoke/", REVIEWERS, 201, v("approved", "revoke/"), lambda w: {"comment": "no"}),
+    Row("POST", "versions/<int:pk>/rerun/", UPLOADERS, 202, v("ready", "rerun/")),
+    Row("GET", "versions/<int:pk>/decisions/", MEMBERS, 200, v("approved", "decisions/")),
+    Row("GET", "decisions/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/decisions/{w.decision.pk}/"),
+    Row("GET", "policies/", EVERYONE, 200, const("/api/v1/policies/?team=vision"), kind="list"),
+    Row(
+        "POST",
+        "policies/",
+        ADMINS,
+        201,
+        const("/api/v1/policies/"),
+        lambda w: {"team": "vision", "name": "fast", "kind": "max_p99_latency", "params": {"max_ms": 9}},
+    ),
+    Row("GET", "policies/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/policies/{w.policy.pk}/"),
+    Row(
+        "PATCH",
+        "policies/<int:pk>/",
+        ADMINS,
+        200,
+        lambda w, r: f"/api/v1/policies/{w.policy.pk}/",
+        lambda w: {"enabled": False},
+    ),
+    Row("DELETE", "policies/<int:pk>/", ADMINS, 204, lambda w, r: f"/api/v1/policies/{w.policy.pk}/"),
+    Row("GET", "tokens/", EVERYONE, 200, const("/api/v1/tokens/"), kind="open"),
+    Row(
+        "POST",
+        "tokens/",
+        EVERYONE,
+        201,
+        const("/api/v1/tokens/"),
+        lambda w: {"name": "ci", "scopes": ["read"], "expires_in_days": 7},
+        kind="open",
+    ),
+    # a token is its owner's: each caller asks for their own
+    Row("GET", "tokens/<int:pk>/", EVERYONE, 200, lambda w, r: f"/api/v1/tokens/{w.token_of(r)}/", kind="open"),
+    Row("DELETE", "tokens/<int:pk>/", EVERYONE, 204, lambda w, r: f"/api/v1/tokens/{w.token_of(r)}/", kind="open"),
+    Row("GET", "webhooks/", ADMINS, 200, const("/api/v1/webhooks/?team=vision")),
+    Row(
+        "POST",
+        "webhooks/",
+        ADMINS,
+        201,
+        const("/api/v1/webhooks/"),
+        lambda w: {
+            "team": "vision",
+            "name": "ops",
+            "url": "http://127.0.0.1:9/new",
+            "events": ["version.ready"],
+            "allow_private": True,
+        },
+    ),
+    Row("GET", "webhooks/<int:pk>/", ADMINS, 200, lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/"),
+    Row(
+        "PATCH",
+        "webhooks/<int:pk>/",
+        ADMINS,
+        200,
+        lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/",
+        lambda w: {"active": False},
+    ),
+    Row("DELETE", "webhooks/<int:pk>/", ADMINS, 204, lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/"),
+    Row(
+        "POST",
+        "webhooks/<int:pk>/rotate-secret/",
+        ADMINS,
+        200,
+        lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/rotate-secret/",
+    ),
+    Row("POST", "webhooks/<int:pk>/ping/", ADMINS, 202, lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/ping/"),
+    Row(
+        "GET", "webhooks/<int:pk>/deliveries/", ADMINS, 200, lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/deliveries/"
+    ),
+    Row(
+        "POST",
+        "webhooks/<int:pk>/deliveries/<int:delivery_id>/redeliver/",
+        ADMINS,
+        202,
+        lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/deliveries/{w.delivery.pk}/redeliver/",
+    ),
+    Row("GET", "audit/", EVERYONE, 200, const("/api/v1/audit/?team=vision"), kind="list"),
+    Row("GET", "audit/export/", EVERYONE, 200, const("/api/v1/audit/export/?team=vision"), kind="list"),
+]
+
+
+def _api_routes() -> set[tuple[str, str]]:
+    """(method, route) for every endpoint under /api/v1/ in the URL conf."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+                view = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+                for method in ("get", "post", "put", "patch", "delete"):
+                    if view is not None and hasattr(view, method):
+                        found.add((method.upper(), route.removeprefix("api/v1/")))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_endpoint_has_a_row():
+    rows = {(row.method, row.route) for row in MATRIX}
+    missing = sorted(_api_routes() - rows)
+    assert not missing, f"endpoints without a permission-matrix row: {missing}"
+    stale = sorted(rows - _api_routes())
+    assert not stale, f"rows for endpoints that no longer exist: {stale}"
+
+
+@pytest.fixture
+def world(personas, tmp_path, monkeypatch) -> World:
+    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+    MembershipFactory(team=personas.team, user=UserFactory(username="sam"), role="viewer")
+    UserFactory(username="newcomer")
+    ready = finished_version(team=personas.team, uploader=personas.owner)
+    approved = finished_version(team=personas.team, uploader=personas.owner, model=ready.model)
+    decision = approvals.approve(approved, personas.approver)
+    policy = Policy.objects.create(
+        team=personas.team,
+        name="drift",
+        kind="max_accuracy_drift",
+        params={"min_cosine": 0.9},
+        created_by=personas.admin,
+    )
+    users = {
+        "outsider": personas.outsider,
+        "viewer": personas.viewer,
+        "data_scientist": personas.owner,
+        "approver": personas.approver,
+        "admin": personas.admin,
+    }
+    onnx = modelzoo.make_mlp_onnx(tmp_path / "m.onnx").read_bytes()
+    hook, _ = webhooks.create_webhook(
+        team=personas.team,
+        user=personas.admin,
+        name="ci",
+        url="http://127.0.0.1:9/hook",
+        events=["version.ready"],
+        allow_private=True,
+    )
+    (delivery,) = webhooks.emit(personas.team, "version.ready", {"version": 1})
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED)  # redeliverable
+    job = Job.objects.filter(run__version=ready).first()
+    return World(users, ready, approved, job, decision, policy, onnx, hook, delivery)
+
+
+def _expected(row: Row, role: str) -> int:
+    if role == "anonymous":
+        return 401
+    if role in row.allowed:
+        return row.ok
+    if role == "outsider" and row.kind == "team":
+        return 404
+    return 403
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("row", MATRIX, ids=lambda r: f"{r.method} {r.route}")
+def test_permission_matrix(world, row, role):
+    client = APIClient() if role == "anonymous" else client_for(world.users[role])
+    url = row.url(world, role)
+    body = row.body(world)
+    send = getattr(client, row.method.lower())
+    response = send(url, body, format="multipart" if row.multipart else "json") if body else send(url)
+    expected = _expected(row, role)
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    assert response.status_code == expected, f"{row.method} {url} as {role}: {content[:300]!r}"
+    if expected >= 400:
+        assert content.startswith(b"{") and b'"message"' in content  # a sentence, in the one error shape
+    if role == "outsider" and row.kind == "list":
+        # an outsider's list answers must hold nothing of the team
+        assert b'"vision"' not in content and world.ready.model.slug.encode() not in content, content[:300]

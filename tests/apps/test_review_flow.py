@@ -1,0 +1,281 @@
+"""Review flow: approve and reject on evidence, four eyes, gates with overrides, revocation,
+re-runs that make an approval stale, and every refusal as a 4xx sentence that changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core import mail
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from apps.accounts.models import ApiToken
+from apps.approvals import notifications
+from apps.approvals.evidence import evidence_hash
+from apps.approvals.models import Decision, Policy
+from apps.audit.models import AuditEvent
+from apps.jobs import services as jobs
+from apps.jobs.models import Job
+from apps.registry.models import ModelVersion, VersionStatus
+from tests.conftest import client_for
+from tests.finished import finished_version
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+
+
+def _post(user, version, action, **body):
+    return client_for(user).post(f"/api/v1/versions/{version.pk}/{action}/", body, format="json")
+
+
+def _status(version) -> str:
+    return ModelVersion.objects.values_list("status", flat=True).get(pk=version.pk)
+
+
+def test_approver_approves_on_evidence_and_the_decision_keeps_it(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    review = client_for(personas.approver).get(f"/api/v1/versions/{version.pk}/review/").json()
+    assert review["you_can_review"] is True and review["gates_passed"] is True
+    winner = review["evidence"]["profiles"]["x86-cpu"]["recommendation"]["winner"]
+    assert winner["name"] == "ort-int8" and winner["sha256"] and winner["benchmark"][0]["p99_ms"] == 1.0
+
+    response = _post(personas.approver, version, "approve", comment="numbers look right")
+    assert response.status_code == 201, response.json()
+    decision = Decision.objects.get(pk=response.json()["id"])
+    assert decision.evidence_sha256 == review["evidence_sha256"] == evidence_hash(decision.evidence)
+    assert decision.evidence["profiles"]["x86-cpu"]["support"]["onnxruntime"]["runtime_version"] == "1.0"
+    assert _status(version) == VersionStatus.APPROVED
+    body = client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/").json()
+    assert body["approval"] == {
+        "approved": True,
+        "current": True,
+        "decision_id": decision.pk,
+        "reason": "Approved on the current evidence.",
+    }
+    actions = list(AuditEvent.objects.filter(object_id=str(version.pk)).values_list("action", flat=True))
+    assert "version.approved" in actions and "version.status_changed" in actions
+
+
+def test_four_eyes_blocks_the_uploader_and_can_be_turned_off(personas):
+    version = finished_version(team=personas.team, uploader=personas.admin)
+    response = _post(personas.admin, version, "approve")
+    assert response.status_code == 403
+    assert response.json()["code"] == "four_eyes" and "another approver" in response.json()["message"]
+    assert _status(version) == VersionStatus.READY and not Decision.objects.exists()
+    review = client_for(personas.admin).get(f"/api/v1/versions/{version.pk}/review/").json()
+    assert review["four_eyes"]["blocks_you"] is True and review["you_can_review"] is False
+
+    # another approver may; or the team turns the rule off
+    turned_off = client_for(personas.admin).patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json")
+    assert turned_off.status_code == 200 and turned_off.json()["four_eyes"] is False
+    assert _post(personas.admin, version, "approve").status_code == 201
+    assert AuditEvent.objects.filter(action="team.updated", after__four_eyes=False).exists()
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"), [("viewer", 403), ("owner", 403), ("outsider", 404), ("approver", 201), ("admin", 201)]
+)
+def test_who_may_approve(personas, who, expected):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    assert _post(getattr(personas, who), version, "approve").status_code == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        (VersionStatus.PROCESSING, "version_processing"),
+        (VersionStatus.FAILED, "version_failed"),
+        (VersionStatus.REJECTED, "version_rejected"),
+    ],
+)
+def test_approving_a_version_not_ready_is_a_409_that_changes_nothing(personas, state, code):
+    version = finished_version(team=personas.team, uploader=personas.owner, status=state)
+    response = _post(personas.approver, version, "approve")
+    assert response.status_code == 409 and response.json()["code"] == code
+    assert _status(version) == state and not Decision.objects.exists()
+
+
+def test_approving_twice_says_who_approved(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    assert _post(personas.approver, version, "approve").status_code == 201
+    again = _post(personas.admin, version, "approve")
+    assert again.status_code == 409
+    assert "already approved by april" in again.json()["message"]
+    assert Decision.objects.count() == 1
+
+
+def test_reject_needs_a_comment(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    response = _post(personas.approver, version, "reject", comment="  ")
+    assert response.status_code == 400 and response.json()["code"] == "comment_required"
+    assert _status(version) == VersionStatus.READY
+    ok = _post(personas.approver, version, "reject", comment="p99 regressed on the GPU")
+    assert ok.status_code == 201 and _status(version) == VersionStatus.REJECTED
+    history = client_for(personas.owner).get(f"/api/v1/versions/{version.pk}/decisions/").json()
+    assert [(d["kind"], d["comment"]) for d in history] == [("reject", "p99 regressed on the GPU")]
+
+
+def test_revoke_keeps_history_and_a_rerun_makes_an_approval_stale(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    assert _post(personas.approver, version, "approve").status_code == 201
+    assert _post(personas.approver, version, "revoke").status_code == 400  # comment required
+    assert _post(personas.approver, version, "revoke", comment="wrong calibration set").status_code == 201
+    assert _status(version) == VersionStatus.REVOKED
+    kinds = [d["kind"] for d in client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/decisions/").json()]
+    assert kinds == ["revoke", "approve"]
+
+    # a re-run of an approved version: the approval no longer applies
+    second = finished_version(team=personas.team, uploader=personas.owner)
+    assert _post(personas.approver, second, "approve").status_code == 201
+    rerun = _post(personas.owner, second, "rerun")
+    assert rerun.status_code == 202
+    assert _status(second) == VersionStatus.PROCESSING
+    approval = client_for(personas.viewer).get(f"/api/v1/versions/{second.pk}/").json()["approval"]
+    assert approval["approved"] is False
+
+
+def test_changed_evidence_makes_the_approval_not_current(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    assert _post(personas.approver, version, "approve").status_code == 201
+    benchmark = Job.objects.get(run__version=version, kind="benchmark")
+    benchmark.result["variants"]["ort-int8"]["points"][0]["p99_ms"] = 9.0
+    benchmark.save(update_fields=["result"])
+    approval = client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/").json()["approval"]
+    assert approval["approved"] is True and approval["current"] is False
+    assert "evidence changed" in approval["reason"]
+
+
+def test_a_failing_gate_needs_an_override_which_is_recorded(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    created = client_for(personas.admin).post(
+        "/api/v1/policies/",
+        {"team": "vision", "name": "p99 under 0.5 ms", "kind": "max_p99_latency", "params": {"max_ms": 0.5}},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    gates = client_for(personas.approver).get(f"/api/v1/versions/{version.pk}/review/").json()["gates"]
+    assert [(g["name"], g["passed"], g["value"], g["threshold"]) for g in gates] == [
+        ("p99 under 0.5 ms", False, 1.0, 0.5)
+    ]
+    refused = _post(personas.approver, version, "approve")
+    assert refused.status_code == 409 and refused.json()["code"] == "gates_failed"
+    assert "p99 1 ms at batch 1, concurrency 1, over 0.5 ms" in refused.json()["message"]
+    assert _status(version) == VersionStatus.READY
+    ok = _post(personas.approver, version, "approve", override_reason="edge box is 4x faster than this worker")
+    assert ok.status_code == 201
+    decision = Decision.objects.get()
+    assert decision.gates_passed is False and decision.override_reason.startswith("edge box")
+    assert AuditEvent.objects.get(action="version.approved").after["override_reason"].startswith("edge box")
+
+
+def test_accuracy_drift_and_backend_gates(personas):
+    version = finished_version(
+        team=personas.team, uploader=personas.owner, backends={"onnxruntime": "full", "openvino": "partial"}
+    )
+    admin = client_for(personas.admin)
+    for body in (
+        {"name": "cosine", "kind": "max_accuracy_drift", "params": {"min_cosine": 0.9999}},
+        {"name": "ov", "kind": "required_backends_supported", "params": {"backends": ["onnxruntime", "openvino"]}},
+        {"name": "gpu", "kind": "no_cpu_fallback", "params": {}},
+    ):
+        assert admin.post("/api/v1/policies/", {"team": "vision", **body}, format="json").status_code == 201
+    gates = {
+        g["name"]: g for g in client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/review/").json()["gates"]
+    }
+    assert gates["cosine"]["passed"] is False and "cosine 0.999 is below 0.9999" in gates["cosine"]["message"]
+    assert gates["ov"]["passed"] is False and "openvino is partial" in gates["ov"]["message"]
+    assert gates["gpu"]["passed"] is True  # x86-cpu is not a GPU profile
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"kind": "max_p99_latency", "params": {}}, "'max_ms' must be a positive number"),
+        ({"kind": "max_accuracy_drift", "params": {"cosine": 1}}, "Unknown setting(s) cosine"),
+        ({"kind": "nonsense", "params": {}}, "kind"),
+        ({"kind": "max_p99_latency", "params": {"max_ms": 5}, "profile": "quantum"}, "Unknown hardware profile"),
+    ],
+)
+def test_bad_policies_are_400s(personas, body, fragment):
+    response = client_for(personas.admin).post(
+        "/api/v1/policies/", {"team": "vision", "name": "x", **body}, format="json"
+    )
+    assert response.status_code == 400 and fragment in response.json()["message"], response.json()
+    assert not Policy.objects.exists()
+
+
+def test_tokens_need_the_scope_and_must_be_live(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    _, read_only = ApiToken.issue(personas.approver, "ci", ["read"])
+    client = APIClient(HTTP_AUTHORIZATION=f"Bearer {read_only}")
+    assert client.get(f"/api/v1/versions/{version.pk}/review/").status_code == 200
+    refused = client.post(f"/api/v1/versions/{version.pk}/approve/", {}, format="json")
+    assert refused.status_code == 403 and "needs 'approve'" in refused.json()["message"]
+
+    token, approving = ApiToken.issue(personas.approver, "ci", ["read", "approve"])
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    revoked = APIClient(HTTP_AUTHORIZATION=f"Bearer {approving}").post(f"/api/v1/versions/{version.pk}/approve/")
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
+    assert _status(version) == VersionStatus.READY
+
+    _, good = ApiToken.issue(personas.approver, "ci", ["read", "approve"])
+    assert (
+        APIClient(HTTP_AUTHORIZATION=f"Bearer {good}").post(f"/api/v1/versions/{version.pk}/approve/").status_code
+        == 201
+    )
+    event = AuditEvent.objects.get(action="version.approved")
+    assert event.via.startswith("token:") and event.actor == "april" and event.request_id
+
+
+def test_version_ready_emails_approvers_but_not_the_uploader(personas, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    version = finished_version(team=personas.team, uploader=personas.admin)
+    assert notifications.send_review_request(version) == 1
+    (message,) = mail.outbox
+    assert message.to == ["april@example.com"]  # the admin uploaded it: four eyes, not asked
+    assert "ready for review" in message.subject and f"/app/versions/{version.pk}" in message.body
+
+
+def test_review_queue_lists_what_waits_for_you(personas):
+    mine = finished_version(team=personas.team, uploader=personas.admin)
+    theirs = finished_version(team=personas.team, uploader=personas.owner)
+    finished_version(team=personas.team, uploader=personas.owner, status=VersionStatus.PROCESSING)
+    queue = client_for(personas.admin).get("/api/v1/versions/?reviewable=true").json()["results"]
+    assert [v["id"] for v in queue] == [theirs.pk]
+    assert mine.pk not in [v["id"] for v in queue]
+    assert client_for(personas.owner).get("/api/v1/versions/?reviewable=true").json()["results"] == []
+    assert client_for(personas.outsider).get("/api/v1/versions/").json()["results"] == []
+
+
+def test_audit_trail_is_append_only_in_the_database(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    _post(personas.approver, version, "approve")
+    event = AuditEvent.objects.filter(action="version.approved").get()
+    for statement in (
+        "UPDATE audit_auditevent SET actor = 'mallory' WHERE id = %s",
+        "DELETE FROM audit_auditevent WHERE id = %s",
+    ):
+        with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, [event.pk])
+    assert AuditEvent.objects.get(pk=event.pk).actor == "april"
+
+
+def test_audit_export_csv_and_json_scoped_to_the_team(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    _post(personas.approver, version, "approve", comment="ok")
+    admin = client_for(personas.admin)
+    csv_body = b"".join(admin.get("/api/v1/audit/export/?format=csv").streaming_content).decode()
+    header, *rows = csv_body.strip().splitlines()
+    assert header.startswith("id,created_at,actor") and any("version.approved" in r for r in rows)
+    json_body = b"".join(admin.get("/api/v1/audit/export/?format=json&action=version.").streaming_content)
+    events = json.loads(json_body)
+    assert events and all(e["action"].startswith("version.") for e in events)
+    assert client_for(personas.outsider).get("/api/v1/audit/").json()["results"] == []
+    # a data scientist sees only what they did
+    own = client_for(personas.owner).get("/api/v1/audit/").json()["results"]
+    assert all(e["actor"] == "dana" for e in own)
