@@ -1,0 +1,499 @@
+"""The contracts between the platform and the serving-target drivers.
+
+The platform describes a target once (`TargetSettings`: where the server answers, where its
+model repository lives, how models run there) and each deployment as a `DeploymentSpec`:
+which variant file, under which Triton model name and version, with which tensors (from the
+inspection report's IO signature), batching, instances, and the reference inputs and
+outputs its smoke test compares against. Drivers answer with frozen results (`PushResult`,
+`SmokeResult`, `TargetHealth`, `DeployOutcome`) or raise `TargetError`, whose `message` is a
+sentence the user can act on and whose `detail` keeps the server's own words.
+
+Everything here is plain data: importing it loads neither numpy nor an HTTP client.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import site
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from workers.engine.parity import Tolerance, VariantParity
+
+if TYPE_CHECKING:
+    from workers.engine.inspection import TensorSpec
+
+TargetKind = Literal["triton", "kserve", "docker_image"]
+# How a Triton server runs the variant: with its own backend for the format ("native":
+# onnxruntime_onnx, tensorrt_plan, openvino), or in its python backend through Slipway's
+# engine backends ("python"), for Triton builds that lack the native backend.
+BackendMode = Literal["native", "python"]
+InstanceKind = Literal["CPU", "GPU"]
+
+# numpy's dtype name -> the KServe v2 (and Triton) datatype. Triton's config names are
+# "TYPE_" + this, except BYTES, which the config calls TYPE_STRING.
+SERVING_DTYPES: dict[str, str] = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "bfloat16": "BF16",
+    "string": "BYTES",  # the inspection report's name for ONNX strings
+    "object": "BYTES",  # numpy's name for the same
+    "bytes": "BYTES",
+}
+
+# A Triton model name becomes a directory and a URL path segment: letters, digits, "_" and
+# "-" only, starting with a letter or digit. Dots are left out so that names like ".." or a
+# hidden directory can never be formed, and so that ".candidate" suffixes are Slipway's own.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+# Triton keeps versions as int64; more than this is certainly a mistake.
+MAX_VERSION = 2**53
+
+
+class TargetError(Exception):
+    """A deployment step failed, told as a sentence the user can act on.
+
+    `code` is a stable identifier for the platform and the API ("target_unreachable",
+    "repository_not_writable", "load_rejected", "smoke_mismatch", ...); `message` is shown
+    to the user as is; `detail` holds the server's own error text, verbatim, when there is
+    one. `transient` is True when trying again later may succeed (the server was down or
+    busy), so a task may retry with backoff; anything else needs a change first. `smoke`
+    is the failed smoke test, for "smoke_mismatch" and "smoke_failed".
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        detail: str = "",
+        transient: bool = False,
+        smoke: SmokeResult | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.transient = transient
+        self.smoke = smoke
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"TargetError({self.code!r}, {self.message!r})"
+
+
+# --- where the target is -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepositoryLocation:
+    """A model repository: a local directory, or a prefix in an S3-compatible bucket.
+
+    `uri` is what the server is started with: an absolute path, "s3://bucket/prefix", or
+    Triton's form for a private S3 endpoint, "s3://host:port/bucket/prefix".
+    """
+
+    uri: str
+    kind: Literal["local", "s3"]
+    path: Path | None = None  # local
+    bucket: str = ""  # s3
+    prefix: str = ""  # s3, without leading or trailing "/"
+    endpoint: str = ""  # s3 "host:port" of a private endpoint, else ""
+
+    @classmethod
+    def parse(cls, uri: str) -> RepositoryLocation:
+        """The location named by `uri`; raises TargetError("invalid_target") when it names none."""
+        text = uri.strip()
+        if text.startswith("s3://"):
+            parts = [part for part in text.removeprefix("s3://").split("/") if part]
+            endpoint = ""
+            if parts and ":" in parts[0]:
+                endpoint = parts.pop(0)
+            if not parts:
+                raise TargetError(
+                    "invalid_target",
+                    f"The model repository '{uri}' names no bucket; write it as s3://bucket/prefix "
+                    "(or s3://host:port/bucket/prefix for a private S3 endpoint).",
+                )
+            return cls(uri=text, kind="s3", bucket=parts[0], prefix="/".join(parts[1:]), endpoint=endpoint)
+        if "://" in text:
+            raise TargetError(
+                "invalid_target",
+                f"The model repository '{uri}' is neither a local directory nor an s3:// URL; "
+                "Slipway writes Triton repositories to those two only.",
+            )
+        path = Path(text)
+        if not path.is_absolute():
+            raise TargetError(
+                "invalid_target",
+                f"The model repository '{uri}' is a relative path; give the absolute path the worker "
+                "and the server both see (for example a shared volume).",
+            )
+        return cls(uri=text, kind="local", path=path)
+
+
+def default_python_paths() -> tuple[str, ...]:
+    """The import path a Triton python-backend model needs to run Slipway's engine here.
+
+    This worker's site-packages (numpy, onnxruntime, ...) and the directory that holds the
+    `workers` package. Right when the server runs on this machine with this checkout (tests,
+    a single-host install); a remote server needs its own paths in `TargetSettings`.
+    """
+    paths = [str(Path(__file__).resolve().parents[3])]
+    # In a virtualenv this is the virtualenv's site-packages only, which is what the stub lacks.
+    for directory in site.getsitepackages():
+        if Path(directory).is_dir() and directory not in paths:
+            paths.append(directory)
+    return tuple(paths)
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """A registered serving target, as the driver needs it.
+
+    `url` is the server's HTTP endpoint ("http://triton.internal:8000"); `repository` the
+    model repository the server was started with, as the worker reaches it (see
+    `RepositoryLocation`). `backend_mode` says how Triton runs variants. `python_paths` are
+    the sys.path entries the python backend needs on the server (empty: this worker's own,
+    `default_python_paths()`). `headers` go with every request (for example an API gateway
+    token). `repository_options` configure the S3 client (endpoint_url, region_name, ...).
+    """
+
+    name: str
+    url: str
+    repository: str
+    kind: TargetKind = "triton"
+    backend_mode: BackendMode = "native"
+    python_paths: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    request_timeout_seconds: float = 30.0
+    load_timeout_seconds: float = 300.0
+    repository_options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"https?://[^/\s]+/?", self.url.strip()):
+            raise TargetError(
+                "invalid_target",
+                f"The target URL '{self.url}' is not an http:// or https:// address of a server "
+                "(host and port, no path), such as http://triton.internal:8000.",
+            )
+        if self.backend_mode not in ("native", "python"):
+            raise TargetError(
+                "invalid_target", f"The backend mode must be 'native' or 'python', not {self.backend_mode!r}."
+            )
+        for timeout in (self.request_timeout_seconds, self.load_timeout_seconds):
+            if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+                raise TargetError("invalid_target", f"Timeouts must be positive numbers of seconds, not {timeout!r}.")
+        for path in self.python_paths:
+            check_python_path(path)
+        RepositoryLocation.parse(self.repository)
+
+    @property
+    def location(self) -> RepositoryLocation:
+        """The parsed model repository."""
+        return RepositoryLocation.parse(self.repository)
+
+    @property
+    def effective_python_paths(self) -> tuple[str, ...]:
+        """`python_paths`, or this worker's own when none are set."""
+        return self.python_paths or default_python_paths()
+
+
+def check_python_path(path: str) -> None:
+    """Raise TargetError("invalid_target") for a sys.path entry the python model can't carry.
+
+    Entries travel in config.pbtxt joined by ":", in a quoted string, so they must be
+    absolute and free of ":", quotes, backslashes and line breaks.
+    """
+    if not path.startswith("/") or re.search(r'[:"\\\n\r]', path):
+        raise TargetError(
+            "invalid_target",
+            f"The python path '{path}' must be an absolute directory without ':', quotes, backslashes or line breaks.",
+        )
+
+
+# --- what to deploy ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """An input or output as the server declares it.
+
+    `dtype` is numpy's name ("float32"); `dims` are the full dims, batch included, with -1
+    for any size (a symbolic dimension of the inspection report).
+    """
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+    @classmethod
+    def from_spec(cls, spec: TensorSpec | Mapping[str, Any]) -> TensorSignature:
+        """From an inspection report's tensor (`TensorSpec` or its JSON: name, dtype, shape)."""
+        if isinstance(spec, Mapping):
+            name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
+        else:
+            name, dtype, shape = spec.name, spec.dtype, spec.shape
+        if not name or not dtype:
+            raise TargetError(
+                "invalid_spec",
+                f"Tensor '{name or '?'}' has no element type in the inspection report, so the server can't "
+                "declare it; only tensors (not sequences or maps) can be served.",
+            )
+        if shape is None:
+            raise TargetError(
+                "invalid_spec",
+                f"Tensor '{name}' has no known rank in the inspection report; the server needs the number "
+                "of dimensions. Export the model with static ranks.",
+            )
+        dims = tuple(dim if isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 else -1 for dim in shape)
+        return cls(str(name), str(dtype), dims)
+
+
+def signature_from_report(specs: Iterable[TensorSpec | Mapping[str, Any]]) -> tuple[TensorSignature, ...]:
+    """Every tensor of an inspection report's inputs or outputs, symbolic dims as -1."""
+    return tuple(TensorSignature.from_spec(spec) for spec in specs)
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    """Triton's dynamic batcher: wait up to `max_queue_delay_microseconds` to form a batch,
+    preferring the sizes in `preferred_batch_sizes` (empty: as large as allowed)."""
+
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_microseconds: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceGroup:
+    """How many copies of the model run, and where: `count` on CPU, or on each GPU in
+    `gpus` (all GPUs when empty) for kind GPU."""
+
+    count: int = 1
+    kind: InstanceKind = "CPU"
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One variant to deploy as one version of one model on a target.
+
+    `model_file` is the variant's main file on this worker; `extra_files` its companions
+    (external weights, an OpenVINO .bin, a TensorRT stamp). `engine_backend` names the
+    Slipway backend that built it ("onnxruntime", "openvino", "tensorrt", ...) and
+    `model_format` its format ("onnx", "openvino-ir", "tensorrt-plan", ...). `inputs` and
+    `outputs` come from the inspection report (`signature_from_report`). With
+    `max_batch_size` > 0 the first dim of every tensor is the batch and must be -1.
+
+    `reference_inputs` are the smoke test's feeds (name -> array, one dict per request) and
+    `reference_outputs` what the variant must answer to them within `tolerance` (for
+    example the parity step's reference outputs); with no outputs, the smoke test only
+    checks that every output comes back with the declared name.
+    """
+
+    model_name: str
+    version: int
+    model_file: Path
+    engine_backend: str
+    model_format: str
+    inputs: tuple[TensorSignature, ...]
+    outputs: tuple[TensorSignature, ...]
+    max_batch_size: int = 0
+    dynamic_batching: DynamicBatching | None = None
+    instance_group: InstanceGroup = field(default_factory=InstanceGroup)
+    extra_files: tuple[Path, ...] = ()
+    reference_inputs: tuple[Mapping[str, Any], ...] = ()
+    reference_outputs: tuple[Mapping[str, Any], ...] = ()
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model_name)
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or not 1 <= self.version <= MAX_VERSION:
+            raise TargetError("invalid_spec", f"The version must be a whole number of 1 or more, not {self.version!r}.")
+        if not self.inputs or not self.outputs:
+            raise TargetError(
+                "invalid_spec", "A served model needs at least one input and one output from its IO signature."
+            )
+        for tensor in (*self.inputs, *self.outputs):
+            _check_tensor(tensor)
+        names = [tensor.name for tensor in self.inputs] + [tensor.name for tensor in self.outputs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise TargetError("invalid_spec", f"Tensor names must be unique; repeated: {', '.join(duplicates)}.")
+        _check_batching(self)
+        if self.instance_group.count < 1 or self.instance_group.kind not in ("CPU", "GPU"):
+            raise TargetError(
+                "invalid_spec",
+                "The instance group needs a count of 1 or more and kind CPU or GPU, not "
+                f"{self.instance_group.count} x {self.instance_group.kind!r}.",
+            )
+        if self.reference_outputs and len(self.reference_outputs) != len(self.reference_inputs):
+            raise TargetError(
+                "invalid_spec",
+                f"There are {len(self.reference_outputs)} reference outputs for {len(self.reference_inputs)} "
+                "reference inputs; give one output dict per input dict.",
+            )
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the variant, main file first."""
+        return (self.model_file, *(path for path in self.extra_files if path != self.model_file))
+
+
+def check_model_name(name: str) -> None:
+    """Raise TargetError("invalid_spec") unless `name` is safe as a directory and URL segment."""
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
+        raise TargetError(
+            "invalid_spec",
+            f"The model name {name!r} can't be used on the server: use 1 to 100 letters, digits, '_' or '-', "
+            "starting with a letter or digit (it becomes a directory and part of the URL).",
+        )
+
+
+def _check_tensor(tensor: TensorSignature) -> None:
+    if not tensor.name or any(ord(char) < 32 for char in tensor.name):
+        raise TargetError("invalid_spec", f"Tensor name {tensor.name!r} is empty or holds control characters.")
+    if tensor.dtype not in SERVING_DTYPES:
+        raise TargetError(
+            "invalid_spec",
+            f"Tensor '{tensor.name}' has element type '{tensor.dtype}', which the KServe v2 protocol can't carry; "
+            f"servable types are {', '.join(sorted(SERVING_DTYPES))}.",
+        )
+    if any(isinstance(dim, bool) or not isinstance(dim, int) or dim < -1 for dim in tensor.dims):
+        raise TargetError(
+            "invalid_spec", f"Tensor '{tensor.name}' has dims {list(tensor.dims)}; each must be a size or -1."
+        )
+
+
+def _check_batching(spec: DeploymentSpec) -> None:
+    if isinstance(spec.max_batch_size, bool) or not isinstance(spec.max_batch_size, int) or spec.max_batch_size < 0:
+        raise TargetError(
+            "invalid_spec", f"max_batch_size must be 0 (no batching) or more, not {spec.max_batch_size!r}."
+        )
+    if spec.max_batch_size > 0:
+        for tensor in (*spec.inputs, *spec.outputs):
+            if not tensor.dims or tensor.dims[0] != -1:
+                raise TargetError(
+                    "not_batchable",
+                    f"Tensor '{tensor.name}' has dims {list(tensor.dims)}: its first dimension is not a free "
+                    "batch dimension, so the server can't batch requests. Set max_batch_size to 0, or export "
+                    "the model with a dynamic batch dimension.",
+                )
+    batching = spec.dynamic_batching
+    if batching is None:
+        return
+    if spec.max_batch_size == 0:
+        raise TargetError(
+            "invalid_spec", "Dynamic batching needs max_batch_size above 0; set one, or turn dynamic batching off."
+        )
+    wrong = [size for size in batching.preferred_batch_sizes if not 1 <= size <= spec.max_batch_size]
+    if wrong:
+        raise TargetError(
+            "invalid_spec",
+            f"Preferred batch sizes {wrong} are outside 1..{spec.max_batch_size} (the max_batch_size).",
+        )
+    if not 0 <= batching.max_queue_delay_microseconds <= 10_000_000:
+        raise TargetError(
+            "invalid_spec",
+            f"The queue delay must be between 0 and 10 s (10000000 us), not {batching.max_queue_delay_microseconds}.",
+        )
+
+
+# --- what happened -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A version written to the model repository.
+
+    `location` is the version directory (a path or an s3:// URL); `files` the paths written
+    there, relative to it; `reused` is True when an identical version was already there (a
+    retried task), so nothing was written.
+    """
+
+    model_name: str
+    version: int
+    location: str
+    files: tuple[str, ...]
+    bytes_written: int
+    config_text: str
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    """A smoke inference against a loaded version.
+
+    `compared` is False when the spec had no reference outputs (then `passed` only says that
+    every output came back). `parity` holds the per-output numbers (max abs/rel error,
+    cosine, top-1) from parity's comparison; `latencies_ms` one round trip per request.
+    """
+
+    model_name: str
+    version: int
+    passed: bool
+    compared: bool
+    samples: int
+    latencies_ms: tuple[float, ...]
+    reasons: tuple[str, ...]
+    parity: VariantParity | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """Whether the server answers (`reachable`), is up (`live`) and ready, and what it is.
+
+    A Triton server under `--strict-readiness` (its default) reports not ready once a
+    model's load failed, until a model of that name loads again, even after the failed one
+    was removed; `failed_models` names those still in its repository ("name: reason").
+    Deploys need a live server only.
+    """
+
+    reachable: bool
+    live: bool
+    ready: bool
+    server_name: str = ""
+    server_version: str = ""
+    extensions: tuple[str, ...] = ()
+    failed_models: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """A version that now serves: `live_version` replaced `previous_version` (None on the
+    first deploy), after `candidate_smoke` (before any traffic reached it; None when a retried
+    deploy found the version already pushed) and `live_smoke` (the instances that now
+    serve). `steps` say what was done, in order, for the job log."""
+
+    model_name: str
+    live_version: int
+    previous_version: int | None
+    push: PushResult | None  # None for a rollback: nothing was written
+    candidate_smoke: SmokeResult | None
+    live_smoke: SmokeResult | None  # None for a rollback without a spec to check against
+    seconds: float
+    steps: tuple[str, ...] = ()
+
+
+def describe_reasons(reasons: Sequence[str], limit: int = 3) -> str:
+    """The first `limit` reasons as one text, saying how many more there are."""
+    shown = " ".join(reasons[:limit])
+    more = len(reasons) - limit
+    return f"{shown} (and {more} more)" if more > 0 else shown
