@@ -245,69 +245,17 @@ def make_cnn(path: Path) -> str:
 
 def _onnx_resnet18(path: Path) -> str:
     """The same ResNet-18 graph as the torch export (BatchNorm folded), built with onnx helpers."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from bench._graphs import resnet_onnx
 
-    rng = np.random.default_rng(0)
-    nodes: list[Any] = []
-    weights: list[Any] = []
-
-    def conv(x: str, cin: int, cout: int, kernel: int, stride: int, relu: bool, gain: float = 1.0) -> str:
-        index = len(weights) // 2
-        w = rng.standard_normal((cout, cin, kernel, kernel)) * np.sqrt(2.0 / (cin * kernel * kernel)) * gain
-        b = rng.standard_normal(cout) * 0.01
-        weights.append(numpy_helper.from_array(w.astype(np.float32), f"conv{index}.weight"))
-        weights.append(numpy_helper.from_array(b.astype(np.float32), f"conv{index}.bias"))
-        out = f"conv{index}"
-        pad = kernel // 2
-        nodes.append(
-            helper.make_node(
-                "Conv",
-                [x, f"conv{index}.weight", f"conv{index}.bias"],
-                [out],
-                kernel_shape=[kernel, kernel],
-                strides=[stride, stride],
-                pads=[pad] * 4,
-            )
-        )
-        if relu:
-            nodes.append(helper.make_node("Relu", [out], [f"{out}.relu"]))
-            return f"{out}.relu"
-        return out
-
-    x = conv("image", 3, 64, 7, 2, relu=True)
-    nodes.append(helper.make_node("MaxPool", [x], ["stem"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
-    x, cin = "stem", 64
-    for stage, (cout, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
-        for block in range(2):
-            block_stride = stride if block == 0 else 1
-            y = conv(x, cin, cout, 3, block_stride, relu=True)
-            y = conv(y, cout, cout, 3, 1, relu=False, gain=0.5)
-            shortcut = x if block_stride == 1 and cin == cout else conv(x, cin, cout, 1, block_stride, relu=False)
-            name = f"stage{stage}.block{block}"
-            nodes.append(helper.make_node("Add", [y, shortcut], [f"{name}.add"]))
-            nodes.append(helper.make_node("Relu", [f"{name}.add"], [name]))
-            x, cin = name, cout
-    fc_w = rng.standard_normal((1000, 512)) * np.sqrt(1.0 / 512)
-    weights.append(numpy_helper.from_array(fc_w.astype(np.float32), "fc.weight"))
-    weights.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc.bias"))
-    nodes += [
-        helper.make_node("GlobalAveragePool", [x], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "resnet18",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, CNN_SIZE, CNN_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])],
-        initializer=weights,
+    resnet_onnx(
+        path,
+        widths=(64, 128, 256, 512),
+        image_size=CNN_SIZE,
+        stem_kernel=7,
+        stem_pool=True,
+        residual_gain=0.5,
+        name="resnet18",
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="slipway-bench")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save_model(model, str(path))
     return (
         "ResNet-18 graph (Conv with folded BatchNorm, Relu, residual Add) built with onnx helpers, seeded "
         "He-initialized weights (torch is not installed here)"
@@ -1105,7 +1053,8 @@ def write_benchmarks(result: dict[str, Any]) -> None:
     )
     pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n"), text)
+        # The match takes the blank line before the next section with it: put it back.
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text if text.endswith("\n") else text + "\n")

@@ -229,6 +229,62 @@ def test_load_runs_an_onnx_model_with_a_dynamic_batch(backend: OpenVinoBackend, 
         session.run({"input": rows})
 
 
+def _two_in_two_out_model(path: Path) -> Path:
+    """x float32 [batch, 4] and n int64 [batch, 4] -> "scaled" = 2x, "shifted" = x + n (as float)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])),
+            helper.make_node("Mul", ["x", "two"], ["scaled"]),
+            helper.make_node("Cast", ["n"], ["n_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["x", "n_float"], ["shifted"]),
+        ],
+        "two_in_two_out",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, ["batch", 4]),
+        ],
+        [
+            helper.make_tensor_value_info("scaled", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("shifted", TensorProto.FLOAT, ["batch", 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_every_run_answers_its_own_inputs_with_outputs_the_caller_owns(
+    backend: OpenVinoBackend, tmp_path: Path
+) -> None:
+    # The session copies inputs into the request's own tensors and reuses them from call to
+    # call: a stale tensor would answer an earlier input, a shared output would change later.
+    session = backend.load(_two_in_two_out_model(tmp_path / "two.onnx"))
+    assert (session.input_names, session.output_names) == (("x", "n"), ("scaled", "shifted"))
+    rng = np.random.default_rng(0)
+    calls = []
+    for batch in (2, 2, 5, 2, 5, 5, 1):
+        feed = {
+            "x": rng.standard_normal((batch, 4)).astype(np.float32),
+            "n": rng.integers(-5, 5, (batch, 4)).astype(np.int64),
+        }
+        kept = {name: array.copy() for name, array in feed.items()}
+        calls.append((kept, session.run(feed)))
+        for name, array in feed.items():
+            np.testing.assert_array_equal(array, kept[name])  # the caller's inputs are left alone
+    for feed, outputs in calls:
+        assert list(outputs) == ["scaled", "shifted"]
+        np.testing.assert_array_equal(outputs["scaled"], feed["x"] * 2)
+        np.testing.assert_allclose(outputs["shifted"], feed["x"] + feed["n"], rtol=1e-6)
+    # Another dtype than the model's is converted, as OpenVINO's own infer(inputs) converts it.
+    x64 = rng.standard_normal((2, 4))
+    outputs = session.run({"x": x64, "n": np.zeros((2, 4), np.int64)})
+    np.testing.assert_allclose(outputs["scaled"], x64 * 2, rtol=1e-6)
+    outputs = session.run({"x": x64.astype(np.float32), "n": np.ones((2, 4), np.int64)})
+    np.testing.assert_allclose(outputs["shifted"], x64.astype(np.float32) + 1, rtol=1e-6)
+    session.close()
+
+
 # --- without OpenVINO -------------------------------------------------------------------
 
 
