@@ -14,6 +14,7 @@ import copy
 import posixpath
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -58,6 +59,16 @@ _CHUNK_BYTES = 2**20
 _MACOS_METADATA_DIR = "__MACOSX/"
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _ENCRYPTED_FLAG = 0x1
+# What zipfile can unpack; any other method number fails only when a member is opened.
+_SUPPORTED_METHODS = frozenset((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA))
+# zipfile reads the whole central directory into memory and builds one ZipInfo per record
+# before anyone can count them, so its size is bounded from the end record first: a record
+# is 46 bytes plus its name, extra field and comment, and this allows names of several
+# hundred characters for every entry the limits allow.
+_DIRECTORY_BYTES_PER_ENTRY = 512
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
 
 
 def check_archive(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> ArchiveSummary:
@@ -81,22 +92,16 @@ def check_members(
 
     Returns the regular files to extract (macOS metadata left out) and the uncompressed
     size of all regular files. Raises ModelError: "not_a_model" when the zip cannot be
-    read; "unsafe_archive" for absolute or `..` paths, backslashes or drive letters, links
-    and other special files, duplicate names and encrypted members; "archive_too_large"
-    when the entry count (its message ends with `entries_advice`), the total size or the
-    compression ratio passes `limits`.
+    read, a member uses a compression method zipfile lacks or points outside the file;
+    "unsafe_archive" for empty, absolute or `..` paths, backslashes or drive letters, links
+    and other special files, duplicate names, encrypted members and entries that declare
+    more compressed data than the file holds (overlapping entries); "archive_too_large"
+    when the entry count or the central directory's size (its message ends with
+    `entries_advice`), the total size or the compression ratio passes `limits`.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError):
-        raise unreadable_archive() from None
-
+    infos = _read_directory(path, limits, entries_advice)
     if len(infos) > limits.max_entries:
-        raise ModelError(
-            "archive_too_large",
-            f"The zip holds {len(infos):,} entries; the limit is {limits.max_entries:,}. {entries_advice}",
-        )
+        raise _too_many_entries(len(infos), limits, entries_advice)
 
     seen: set[str] = set()
     members: list[str] = []
@@ -121,6 +126,14 @@ def check_members(
                 f"The zip member '{name}' is password-protected. Re-create the zip without "
                 "encryption and upload it again.",
             )
+        if info.compress_type not in _SUPPORTED_METHODS:
+            # Refused here, at upload, rather than as a NotImplementedError when a worker
+            # opens the member.
+            raise ModelError(
+                "not_a_model",
+                f"The zip member '{name}' is compressed with method {info.compress_type}, which Slipway "
+                "can't unpack. Re-create the zip with a standard zip tool (deflate or no compression).",
+            )
         _check_ratio(f"The zip member '{name}'", info.file_size, info.compress_size, limits)
         total_uncompressed += info.file_size
         total_compressed += info.compress_size
@@ -135,7 +148,112 @@ def check_members(
             f"{limits.max_total_bytes:,} bytes. Upload a smaller model.",
         )
     _check_ratio("The zip as a whole", total_uncompressed, total_compressed, limits)
+    _check_layout(path, infos)
     return members, total_uncompressed
+
+
+def check_zip_directory(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, entries_advice: str = LAYOUT_ADVICE
+) -> None:
+    """Refuse a zip whose central directory is too large for `limits` or can't be read, before
+    anything lists its members. Raises ModelError "archive_too_large" or "not_a_model"."""
+    _read_directory(path, limits, entries_advice)
+
+
+def check_directory_size(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, entries_advice: str = LAYOUT_ADVICE
+) -> None:
+    """Refuse a file whose zip central directory declares more entries or bytes than `limits`
+    allow, reading only its end records: zipfile would load that directory into memory
+    whole, whatever the file's first bytes. A file without a real central directory passes.
+    Raises ModelError "archive_too_large"."""
+    declared = _declared_directory(path)
+    if declared is None:
+        return
+    entries, directory_bytes = declared
+    if entries > limits.max_entries:
+        raise _too_many_entries(entries, limits, entries_advice)
+    max_bytes = limits.max_entries * _DIRECTORY_BYTES_PER_ENTRY
+    if directory_bytes > max_bytes:
+        raise ModelError(
+            "archive_too_large",
+            f"The zip's table of contents is {directory_bytes:,} bytes, more than the {max_bytes:,} bytes "
+            f"that {limits.max_entries:,} entries need. {entries_advice}",
+        )
+
+
+def _read_directory(path: Path, limits: ArchiveLimits, entries_advice: str) -> list[zipfile.ZipInfo]:
+    check_directory_size(path, limits, entries_advice=entries_advice)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.infolist()
+    # NotImplementedError: a member needing a zip feature version zipfile lacks ("zip file
+    # version 24.0", found by fuzzing), raised while the directory is read.
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):
+        raise unreadable_archive() from None
+
+
+def _declared_directory(path: Path) -> tuple[int, int] | None:
+    """(entry count, central directory bytes) as the zip's end record declares them, or None
+    when there is no end record with a central directory just before it (where zipfile
+    looks for it): a stray "PK\x05\x06" in an ONNX file's weights is not a zip."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        # The end record is the last 22 bytes, followed by a comment of at most 64 KiB.
+        tail_size = min(size, _END_RECORD.size + 0xFFFF)
+        stream.seek(size - tail_size)
+        tail = stream.read(tail_size)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + _END_RECORD.size > len(tail):
+            return None
+        fields = _END_RECORD.unpack_from(tail, at)
+        entries, directory_bytes = fields[4], fields[5]
+        record_at = size - tail_size + at
+        locator_at = at - _ZIP64_LOCATOR.size
+        if locator_at >= 0 and tail[locator_at : locator_at + 4] == b"PK\x06\x07":
+            record_offset = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
+            stream.seek(min(record_offset, size))
+            record = stream.read(_ZIP64_END_RECORD.size)
+            if len(record) == _ZIP64_END_RECORD.size and record[:4] == b"PK\x06\x06":
+                fields64 = _ZIP64_END_RECORD.unpack(record)
+                entries, directory_bytes = fields64[7], fields64[8]
+                record_at = min(record_offset, size)
+        if entries == 0 and directory_bytes == 0:
+            return entries, directory_bytes
+        start = record_at - directory_bytes
+        if start < 0:
+            return None
+        stream.seek(start)
+        if stream.read(4) != b"PK\x01\x02":
+            return None
+    return entries, directory_bytes
+
+
+def _too_many_entries(count: int, limits: ArchiveLimits, entries_advice: str) -> ModelError:
+    return ModelError(
+        "archive_too_large",
+        f"The zip holds {count:,} entries; the limit is {limits.max_entries:,}. {entries_advice}",
+    )
+
+
+def _check_layout(path: Path, infos: Sequence[zipfile.ZipInfo]) -> None:
+    size = path.stat().st_size
+    for info in infos:
+        # An offset outside the file makes zipfile's seek fail with a bare OSError when the
+        # member is opened (found by fuzzing): say so now, at upload.
+        if not 0 <= info.header_offset < size:
+            raise _damaged_member(info.filename)
+    # Entries whose data overlap (the "better zip bomb" trick: many entries point at one
+    # compressed kernel) or whose compressed sizes lie declare more compressed bytes than
+    # the file holds; each entry may look harmless, but together they expand without bound.
+    declared = sum(info.compress_size for info in infos)
+    if declared > size:
+        raise ModelError(
+            "unsafe_archive",
+            f"The zip's entries declare {declared:,} bytes of compressed data, but the file holds only "
+            f"{size:,} bytes: entries overlap or lie about their sizes, a zip bomb trick. Re-create the "
+            "zip with a standard zip tool.",
+        )
 
 
 def unreadable_archive() -> ModelError:
@@ -189,6 +307,11 @@ def extract_members(path: Path, members: Sequence[str], dest: Path, limits: Arch
 
 def _check_member_name(name: str) -> None:
     reason = None
+    if not name:
+        # zipfile's ZipInfo.is_dir() raises IndexError on it (found by fuzzing).
+        raise ModelError(
+            "unsafe_archive", "The zip holds a member without a name. Re-create the zip with a standard zip tool."
+        )
     if name.startswith("/"):
         reason = "has an absolute path"
     elif "\\" in name:
@@ -312,7 +435,9 @@ def _extract_member(
                             "bytes, so extraction was stopped. Upload a smaller model.",
                         )
                     sink.write(chunk)
-        except (zipfile.BadZipFile, zlib.error, EOFError):
+        # NotImplementedError: a compression method check_members did not refuse (zips
+        # checked by an older version, or a local header that disagrees with the directory).
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
             raise _damaged_member(info.filename) from None
     if count < info.file_size:
         raise _damaged_member(info.filename)

@@ -330,18 +330,27 @@ def make_inputs(
     fair coins."""
     import numpy as np
 
+    from workers.engine.errors import ModelError
+    from workers.engine.importers.parity import check_generated_size
+
     shapes = resolve_input_shapes(input_specs, batch_size, overrides)
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in (_spec_fields(spec) for spec in input_specs):
         shape, dtype = shapes[spec["name"]], np.dtype(spec["dtype"])
+        try:
+            check_generated_size(spec["name"], shape)
+        except ModelError as exc:
+            raise BenchmarkFailed("invalid_input", exc.message) from None
         if dtype.kind == "f":
-            feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+            value = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
-            feeds[spec["name"]] = rng.random(shape) < 0.5
+            value = rng.random(shape) < 0.5
         else:
             low, high = _INT_RANGES.get(dtype.name, (0, 10))
-            feeds[spec["name"]] = rng.integers(low, high, shape).astype(dtype)
+            value = rng.integers(low, high, shape).astype(dtype)
+        # numpy gives a scalar, not an array, for shape (); runtimes want arrays.
+        feeds[spec["name"]] = np.asarray(value)
     return feeds
 
 
@@ -687,9 +696,7 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
     try:
         session = backend.load(path)
     except Exception as exc:
-        raise _ChildFailure(
-            "load_failed", f"{name} could not load {path.name}: {type(exc).__name__}: {str(exc)[:1500]}"
-        ) from exc
+        raise _ChildFailure("load_failed", f"The {name} runtime could not load {path.name}: {_reason(exc)}.") from exc
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     os_threads = _os_threads()
 
@@ -733,8 +740,8 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
                 except Exception as exc:
                     raise _ChildFailure(
                         "load_failed",
-                        f"{name} loaded {path.name} once but not {len(sessions) + 1} times (one session per "
-                        f"thread at concurrency {concurrency}): {type(exc).__name__}: {str(exc)[:1500]}",
+                        f"The {name} runtime loaded {path.name} once but not {len(sessions) + 1} times (one "
+                        f"session per thread at concurrency {concurrency}): {_reason(exc)}.",
                     ) from exc
             send({"type": "point_start", "index": index})
             if torch is not None:
@@ -749,8 +756,8 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
             except Exception as exc:
                 raise _ChildFailure(
                     "run_failed",
-                    f"{name} failed running {path.name} at batch size {batch_size}, concurrency {concurrency}: "
-                    f"{type(exc).__name__}: {str(exc)[:1500]}",
+                    f"The {name} runtime failed running {path.name} at batch size {batch_size}, concurrency "
+                    f"{concurrency}: {_reason(exc)}.",
                 ) from exc
             point = _summarize(
                 measured,
@@ -797,6 +804,14 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
         "python": platform.python_version(),
         "notes": notes,
     }
+
+
+def _reason(exc: BaseException) -> str:
+    """A runtime's error as the end of a sentence a user reads: its first line, without
+    onnxruntime's status prefix and C++ source locations (other runtimes' text is kept)."""
+    from workers.engine.backends.onnxruntime_cpu import _runtime_error_text
+
+    return _runtime_error_text(exc).rstrip(". ") or type(exc).__name__
 
 
 def _child_main() -> int:

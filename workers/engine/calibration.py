@@ -89,6 +89,15 @@ def calibration_feeds(
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     import numpy as np
 
+    from workers.engine.npz import describe_npz
+
+    # The upload's checks, again, before np.load: an array header that declares 2^40
+    # elements, a zip bomb, or a member zipfile can't decompress must be a sentence here
+    # too, not a MemoryError or a zlib.error (files stored before those checks existed).
+    try:
+        describe_npz(path)
+    except ModelError as exc:
+        raise ModelError("calibration_invalid", exc.message) from None
     unreadable = ModelError(
         "calibration_invalid",
         "The calibration file could not be read as a NumPy .npz archive. Save one array per "

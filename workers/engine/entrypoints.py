@@ -121,15 +121,35 @@ def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) 
     """
     import numpy as np
 
+    from workers.engine.backends.onnxruntime_cpu import _runtime_error_text
     from workers.engine.backends.registry import get_backend
+    from workers.engine.errors import ModelError
     from workers.engine.parity import reference_inputs, run_session
 
     validation = Path(payload["validation"]) if payload.get("validation") else None
     inputs = reference_inputs(Path(payload["model"]), validation, samples=int(payload.get("samples", 8)))
     progress(0.3, "running the reference")
-    session = get_backend("onnxruntime").load(Path(payload["model"]))
-    outputs = run_session(session, inputs)
-    session.close()
+    # The reference is the uploaded model itself: when onnxruntime can't load or run it (an
+    # operator it lacks, an index out of range, a tensor too large to allocate), that is a
+    # fact about the model the user must read, not an engine crash.
+    try:
+        session = get_backend("onnxruntime").load(Path(payload["model"]))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(
+            "reference_failed",
+            f"The parity reference runs the model in onnxruntime, which could not load it: "
+            f"{_runtime_error_text(exc).rstrip('. ')}. Replace the operators it lacks, or export the model again.",
+        ) from None
+    try:
+        outputs = run_session(session, inputs)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(
+            "reference_failed",
+            f"The model failed in onnxruntime on the parity inputs: {_runtime_error_text(exc).rstrip('. ')}. Check the "
+            "model's operators and shapes, or upload validation data (.npz) with valid inputs.",
+        ) from None
+    finally:
+        session.close()
     arrays = {f"in/{i}/{name}": value for i, feed in enumerate(inputs) for name, value in feed.items()}
     arrays.update({f"out/{i}/{name}": value for i, run in enumerate(outputs) for name, value in run.items()})
     np.savez(payload["store"], **arrays)  # type: ignore[arg-type]

@@ -7,7 +7,9 @@ never loads external weight files into memory: their sizes come from tensor dims
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -48,6 +50,21 @@ _PAYLOAD_FIELDS = (
 # Model doc strings are stored with the model version; some exporters paste whole
 # source files into them.
 _MAX_DOC_STRING_CHARS = 4000
+
+# Data propagation (shape inference that also computes small shape-like values, so that a
+# Reshape to Concat(Shape(x)[0], -1) gets a known shape) keeps every propagated value as a
+# protobuf dim. A 200-byte model whose ConstantOfShape, Range, Tile or Expand makes a
+# 2^40-element constant (or whose declared input dims are that large) makes it allocate
+# until the process runs out: about 250 MB and 1 s per 4 million values. Models that plainly
+# ask for that (`_propagation_would_explode`) skip it; the others get this much address space
+# beyond what the process maps already (plus room for copies of the model), and past that
+# shapes are inferred without it. (Near that limit glibc may abort rather than fail an
+# allocation; in the sandbox that still ends as a readable out_of_memory.)
+_DATA_PROPAGATION_HEADROOM_BYTES = 512 * 2**20
+_NO_PROPAGATION_NOTE = (
+    "Shapes were inferred without propagating constant values: the model builds tensors too large "
+    "to propagate (for example a ConstantOfShape, Range or Tile of billions of elements)."
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +169,8 @@ def inspect_model(
     FLOP estimate; every other symbolic or unknown dim counts as 1.
 
     Raises ModelError: the codes of `formats.scan_onnx_header` for a file that is not a
-    complete ONNX file; "unsafe_archive" when an external data location points outside
+    complete ONNX file; "too_complex" when If/Loop/Scan bodies nest deeper than
+    MAX_SUBGRAPH_DEPTH; "unsafe_archive" when an external data location points outside
     the model's folder; "missing_external_data" when an external file is absent or too
     short; "invalid_model" when the file cannot be parsed or the ONNX checker rejects it.
     """
@@ -164,6 +182,7 @@ def inspect_model(
     model = _load_without_external_data(model_path)
     report_progress(0.1, "model loaded")
 
+    _check_nesting(model)
     external_data = _check_external_data(model, model_path.parent)
     _drop_large_payloads(model)
     _run_checker(model_path)
@@ -183,11 +202,11 @@ def inspect_model(
 
     report = InspectionReport(
         ir_version=model.ir_version,
-        opset_imports={(opset.domain or DEFAULT_DOMAIN): opset.version for opset in model.opset_import},
-        producer_name=model.producer_name,
-        producer_version=model.producer_version,
-        doc_string=model.doc_string.strip()[:_MAX_DOC_STRING_CHARS],
-        metadata={prop.key: prop.value for prop in model.metadata_props},
+        opset_imports={(_text(opset.domain) or DEFAULT_DOMAIN): opset.version for opset in model.opset_import},
+        producer_name=_text(model.producer_name),
+        producer_version=_text(model.producer_version),
+        doc_string=_text(model.doc_string).strip()[:_MAX_DOC_STRING_CHARS],
+        metadata={_text(prop.key): _text(prop.value) for prop in model.metadata_props},
         inputs=inputs,
         outputs=outputs,
         op_counts=op_counts,
@@ -203,6 +222,13 @@ def inspect_model(
 
 def _ignore_progress(fraction: float, message: str) -> None:
     pass
+
+
+def _text(value: object) -> str:
+    """A protobuf string field as text. The protobuf runtime hands back bytes, not str, for a
+    field that holds invalid UTF-8 (a corrupted file; found by fuzzing), which would otherwise
+    reach the report, sorting and path handling as bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _load_without_external_data(model_path: Path) -> ModelProto:
@@ -239,16 +265,127 @@ def _run_checker(model_path: Path) -> None:
             f"The ONNX checker rejected the model: {first_line}. Fix the model or export it "
             "again, then upload the new file.",
         ) from None
+    except UnicodeDecodeError:
+        # The checker failed and its message quotes a name from the model that is not UTF-8
+        # text, so Python can't even read the message: found by bit-flipping models.
+        raise ModelError(
+            "invalid_model",
+            "The ONNX checker rejected the model, and its reason quotes a name that is not valid "
+            "UTF-8 text, so the file is most likely corrupted. Export the model again and upload the new file.",
+        ) from None
+    except ValueError as exc:
+        # Some C++ failures reach Python as a plain ValueError ("Invalid tensor data type 58.",
+        # found by fuzzing) rather than as a ValidationError.
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "").strip().rstrip(".")
+        raise ModelError(
+            "invalid_model",
+            f"The ONNX checker rejected the model: {first_line or 'ValueError'}. Fix the model or export it "
+            "again, then upload the new file.",
+        ) from None
 
 
 def _infer_shapes(model: ModelProto, notes: list[str]) -> ModelProto:
     import onnx
 
+    failures = (onnx.shape_inference.InferenceError, ValueError, RuntimeError)
+    if _NO_PROPAGATION_NOTE not in notes and _propagation_would_explode(model):
+        notes.append(_NO_PROPAGATION_NOTE)
+    if _NO_PROPAGATION_NOTE not in notes:  # a second pass (the FLOP estimate) need not fail again
+        try:
+            with _address_space_headroom(_DATA_PROPAGATION_HEADROOM_BYTES + 4 * model.ByteSize()):
+                return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        except MemoryError:
+            notes.append(_NO_PROPAGATION_NOTE)
+        except failures as exc:
+            notes.append(f"Shape inference failed, so shapes are as declared: {exc}")
+            return model
     try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except (onnx.shape_inference.InferenceError, ValueError, RuntimeError) as exc:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except failures as exc:
         notes.append(f"Shape inference failed, so shapes are as declared: {exc}")
         return model
+
+
+# Ops whose output size comes from the values of an input: what makes data propagation explode.
+_AMPLIFYING_OPS = frozenset(("ConstantOfShape", "Expand", "Tile", "Range"))
+_MAX_PROPAGATED_VALUES = 2**20
+
+
+def _propagation_would_explode(model: ModelProto) -> bool:
+    """True when the main graph plainly asks data propagation for more than
+    _MAX_PROPAGATED_VALUES values: an amplifying op whose size input is a constant that says
+    so, or a graph input declared that large (Shape of it can feed one). The address-space
+    guard catches what this misses."""
+    graph = model.graph
+    amplifiers = [
+        node for node in graph.node if node.op_type in _AMPLIFYING_OPS and node.domain in ("", DEFAULT_DOMAIN)
+    ]
+    if not amplifiers:
+        return False
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if math.prod(max(dim.dim_value, 1) for dim in dims) > _MAX_PROPAGATED_VALUES:
+            return True
+    constants: dict[str, TensorProto] = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.HasField("t"):
+                    constants[node.output[0]] = attribute.t
+
+    def values(node: NodeProto, index: int) -> list[float] | None:
+        """The values of a small constant input, else None."""
+        name = node.input[index] if index < len(node.input) else ""
+        tensor = constants.get(name)
+        if tensor is None or math.prod(tensor.dims) > 64:
+            return None
+        from onnx import numpy_helper
+
+        try:
+            return [float(v) for v in numpy_helper.to_array(tensor).reshape(-1)]
+        except (ValueError, TypeError):
+            return None  # a constant numpy can't read: the checker has its say
+
+    for node in amplifiers:
+        count = 0.0
+        if node.op_type in ("ConstantOfShape", "Expand", "Tile"):
+            sizes = values(node, 0 if node.op_type == "ConstantOfShape" else 1)
+            count = math.prod(max(size, 1.0) for size in sizes) if sizes else 0.0
+        else:  # Range: start, limit, delta
+            bounds = [values(node, index) for index in range(3)]
+            if all(bound is not None and len(bound) == 1 for bound in bounds):
+                (start,), (limit,), (delta,) = bounds  # type: ignore[misc]
+                count = abs((limit - start) / delta) if delta else 0.0
+        if count > _MAX_PROPAGATED_VALUES:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _address_space_headroom(extra_bytes: int) -> Iterator[None]:
+    """Lower the soft RLIMIT_AS to the address space mapped now plus `extra_bytes` for the
+    block, so that an allocation past it raises MemoryError instead of taking the whole
+    sandbox limit (or the machine). Does nothing where the limit can't be read or set, or
+    where the current limit is already lower."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    wanted = mapped + extra_bytes
+    unlimited = resource.RLIM_INFINITY
+    if (soft != unlimited and soft <= wanted) or (hard != unlimited and hard < wanted):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 # --- walking the model -------------------------------------------------------------
@@ -272,6 +409,31 @@ def _all_graphs(model: ModelProto) -> Iterator[GraphProto]:
         yield graph
         for node in graph.node:
             pending.extend(_subgraphs(node))
+
+
+# Legitimate models nest If/Loop/Scan bodies a few levels deep. OpenVINO's ONNX frontend takes
+# time exponential in the depth (measured: 3 s at 16, 26 s at 20, over a minute at 22), so a
+# 1 KB model nested 30 deep would hold a worker until the sandbox's timeout, once per backend.
+MAX_SUBGRAPH_DEPTH = 16
+
+
+def _check_nesting(model: ModelProto) -> None:
+    """Raise ModelError("too_complex") when subgraphs nest deeper than MAX_SUBGRAPH_DEPTH."""
+    pending = [(model.graph, 0)] + [
+        (graph, 1) for function in model.functions for node in function.node for graph in _subgraphs(node)
+    ]
+    deepest = 0
+    while pending:
+        graph, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_SUBGRAPH_DEPTH:
+            raise ModelError(
+                "too_complex",
+                f"The model nests If/Loop/Scan subgraphs more than {MAX_SUBGRAPH_DEPTH} levels deep, more than "
+                "Slipway accepts: some runtimes take time exponential in the depth. Flatten the control flow "
+                "(or unroll it) and export the model again.",
+            )
+        pending.extend((inner, depth + 1) for node in graph.node for inner in _subgraphs(node))
 
 
 def _all_nodes(model: ModelProto) -> Iterator[NodeProto]:
@@ -344,7 +506,7 @@ def _check_external_data(model: ModelProto, model_dir: Path) -> tuple[ExternalDa
     for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        entries = {entry.key: entry.value for entry in tensor.external_data}
+        entries = {_text(entry.key): _text(entry.value) for entry in tensor.external_data}
         location = entries.get("location", "")
         tensor_name = f"initializer '{tensor.name}'" if tensor.name else "a tensor"
         if not location:
@@ -372,6 +534,13 @@ def _check_external_data(model: ModelProto, model_dir: Path) -> tuple[ExternalDa
                 f"The model's external data entry for {tensor_name} has an offset or length "
                 "that is not a number. Export the model again and upload the new file.",
             ) from None
+        if offset < 0 or length < 0:
+            # onnx and the runtimes would seek or read backwards from the file's start.
+            raise ModelError(
+                "invalid_model",
+                f"The model's external data entry for {tensor_name} has a negative offset or length "
+                f"({offset}, {length}). Export the model again and upload the new file.",
+            )
         needed = offset + length
         if sizes[location] < needed:
             raise ModelError(
@@ -482,9 +651,9 @@ def _tensor_spec(value: ValueInfoProto) -> TensorSpec:
         shape = None
         if tensor_type.HasField("shape"):
             shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        return TensorSpec(value.name, dtype, shape)
+        return TensorSpec(_text(value.name), dtype, shape)
     # Sequences, maps and optionals have no single dtype or shape.
-    return TensorSpec(value.name, kind.removesuffix("_type") if kind else None, None)
+    return TensorSpec(_text(value.name), kind.removesuffix("_type") if kind else None, None)
 
 
 def graph_input_specs(graph: GraphProto, *, numpy_dtypes_only: bool = False) -> tuple[TensorSpec, ...]:
@@ -513,7 +682,7 @@ def graph_input_specs(graph: GraphProto, *, numpy_dtypes_only: bool = False) -> 
         shape: tuple[Dim, ...] | None = None
         if tensor_type.HasField("shape"):
             shape = tuple(_dim(dim) for dim in tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dtype, shape))
+        specs.append(TensorSpec(_text(value.name), dtype, shape))
     return tuple(specs)
 
 
@@ -523,13 +692,13 @@ def _dim(dim: Any) -> Dim:
         # Some exporters write -1 for "any size"; it is not a size.
         return int(dim.dim_value) if dim.dim_value >= 0 else None
     if which == "dim_param":
-        return str(dim.dim_param)
+        return _text(dim.dim_param)
     return None
 
 
 def _count_ops(model: ModelProto) -> tuple[tuple[OpCount, ...], int]:
     counts: Counter[tuple[str, str]] = Counter(
-        (node.domain or DEFAULT_DOMAIN, node.op_type) for node in _all_nodes(model)
+        (_text(node.domain) or DEFAULT_DOMAIN, _text(node.op_type)) for node in _all_nodes(model)
     )
     op_counts = tuple(
         OpCount(domain, op_type, count)

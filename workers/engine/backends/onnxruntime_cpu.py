@@ -764,4 +764,6 @@ def _runtime_error_text(exc: BaseException) -> str:
     line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
     line = re.sub(r"^Load model from .*? failed:\s*", "", line)
     line = re.sub(r"^\S+:\d+ .*?\)\s+(?=[A-Z])", "", line)
+    # A kernel's failure carries the source location after "Status Message: " instead.
+    line = re.sub(r"(Status Message: )\S+:\d+ .*?\)\s+(?=[A-Z])", r"\1", line)
     return line[:_MAX_REASON_CHARS]

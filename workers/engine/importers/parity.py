@@ -24,6 +24,9 @@ DEFAULT_INPUT_NAME = "input"
 TABULAR_ROWS = 64
 # Protobuf can't serialize 2 GiB; leave headroom for the graph around the weights.
 _MAX_INLINE_ONNX_BYTES = 2**31 - 2**26
+# Generated inputs are made as float64/int64 and then cast: 2^28 elements take 2 GiB on the
+# way. A model that declares an input of 2^40 elements gets a sentence, not a MemoryError.
+MAX_GENERATED_ELEMENTS = 2**28
 
 
 def concrete_shape(spec: InputSpec) -> tuple[int, ...]:
@@ -39,6 +42,7 @@ def generate_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.n
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
         shape = concrete_shape(spec)
+        check_generated_size(spec.name, shape)
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -53,6 +57,20 @@ def generate_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.n
                 "Upload parity inputs (.npz) for it.",
             )
     return feeds
+
+
+def check_generated_size(name: str, shape: Sequence[int]) -> None:
+    """Raise ModelError("unsupported_input") when an input of `shape` is too large to generate."""
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    if elements > MAX_GENERATED_ELEMENTS:
+        raise ModelError(
+            "unsupported_input",
+            f"Input '{name}' would hold {elements:,} elements at shape {list(shape)}, more than the "
+            f"{MAX_GENERATED_ELEMENTS:,} Slipway generates test inputs for. Check the input's declared dims: "
+            "export the model with its real sizes, or with symbolic dims for those that vary.",
+        )
 
 
 def check_onnx(path: Path) -> None:

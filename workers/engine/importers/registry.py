@@ -45,8 +45,20 @@ def sniff_format(path: Path) -> str | None:
 def detect_upload_format(path: Path) -> str:
     """The format of an uploaded file from its content: a framework format an importer
     claims, else ONNX (`onnx` or `onnx-zip`). Raises ModelError saying what is accepted."""
-    from workers.engine.formats import detect_format
+    from workers.engine.archive import check_directory_size, check_zip_directory
+    from workers.engine.formats import EMPTY_ZIP_MAGIC, ZIP_MAGIC, detect_format
 
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    # Each sniffer lists a zip's members, and zipfile builds the whole listing in memory: a zip
+    # with millions of tiny entries would cost the web process that many times over. zipfile
+    # opens anything with a central directory, whatever its first bytes (found by fuzzing), so
+    # every upload's directory size is checked; one that starts like a zip must also be readable.
+    advice = "Upload a smaller model."
+    if head in (ZIP_MAGIC, EMPTY_ZIP_MAGIC):
+        check_zip_directory(path, entries_advice=advice)
+    else:
+        check_directory_size(path, entries_advice=advice)
     return sniff_format(path) or detect_format(path)
 
 

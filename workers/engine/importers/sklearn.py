@@ -377,7 +377,9 @@ def _read_schema(path: Path) -> dict[str, Any] | None:
             with archive.open(info) as member:
                 data = member.read(MAX_SCHEMA_BYTES + 1)
         schema = json.loads(data)
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, NotImplementedError, EOFError):
+    # zlib.error: damaged deflate data in schema.json (found by fuzzing; this runs in the web
+    # process at upload, where it would have been a 500).
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, NotImplementedError, EOFError, zlib.error):
         return None
     except (ValueError, RecursionError):  # not JSON, or absurdly nested
         return None
