@@ -1,0 +1,219 @@
+"""API representations of serving targets and deployments. Credentials are write-only: no
+response holds them, only the names of those set (`credential_keys`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.deployments import services
+from apps.deployments.models import BackendMode, Deployment, ServingTarget, TargetKind
+
+
+class TargetHealthSerializer(serializers.Serializer):
+    checked_at = serializers.DateTimeField(allow_null=True, help_text="When a worker last asked the server.")
+    healthy = serializers.BooleanField(allow_null=True, help_text="Live at the last check; null: never checked.")
+    ready = serializers.BooleanField(allow_null=True)
+    server_version = serializers.CharField()
+    detail = serializers.CharField(help_text="What the check found, as a sentence.")
+    check_requested_at = serializers.DateTimeField(allow_null=True, help_text="A check asked for and not done yet.")
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.slug", read_only=True)
+    profile = serializers.CharField(source="profile.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    allow_private_by = serializers.CharField(source="allow_private_by.username", read_only=True, default=None)
+    has_credentials = serializers.SerializerMethodField()
+    credential_keys = serializers.SerializerMethodField()
+    health = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServingTarget
+        fields = [
+            "id",
+            "team",
+            "name",
+            "slug",
+            "kind",
+            "url",
+            "repository",
+            "backend_mode",
+            "profile",
+            "options",
+            "has_credentials",
+            "credential_keys",
+            "enabled",
+            "allow_private",
+            "allow_private_by",
+            "allow_private_at",
+            "health",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_has_credentials(self, target: ServingTarget) -> bool:
+        return target.credentials is not None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_credential_keys(self, target: ServingTarget) -> list[str]:
+        return services.credential_keys(target)
+
+    @extend_schema_field(TargetHealthSerializer)
+    def get_health(self, target: ServingTarget) -> dict[str, Any]:
+        return {
+            "checked_at": target.health_checked_at,
+            "healthy": target.healthy,
+            "ready": target.health_ready,
+            "server_version": target.server_version,
+            "detail": target.health_detail or ("Not checked yet." if target.health_checked_at is None else ""),
+            "check_requested_at": target.health_check_requested_at,
+        }
+
+
+_CREDENTIALS_HELP = (
+    "Secrets, write-only (never shown again): headers (object), aws_access_key_id, aws_secret_access_key, "
+    "aws_session_token, token, registry_username, registry_password."
+)
+_OPTIONS_HELP = (
+    "Non-secret driver settings: python_paths, repository_options, request_timeout_seconds, load_timeout_seconds; "
+    "KServe: namespace, runtime, service_account, ...; Docker image: image_repository, triton_version."
+)
+
+
+class TargetCreateInput(serializers.Serializer):
+    team = serializers.CharField(required=False, allow_blank=True, default="", help_text="Team slug.")
+    # Blank and unknown values get the service's sentences.
+    name = serializers.CharField(max_length=services.NAME_LIMIT, allow_blank=True)
+    slug = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
+    # Checked by the service, which names the kinds in its sentence.
+    kind = serializers.CharField(
+        max_length=20, required=False, default=TargetKind.TRITON, help_text="triton, kserve or docker_image."
+    )
+    url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    repository = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, default="", help_text="Absolute directory or s3://."
+    )
+    backend_mode = serializers.ChoiceField(choices=BackendMode.choices, required=False, default=BackendMode.NATIVE)
+    profile = serializers.CharField(max_length=60, help_text="Hardware profile slug the server runs.")
+    options = serializers.JSONField(required=False, default=dict, help_text=_OPTIONS_HELP)
+    credentials = serializers.JSONField(required=False, allow_null=True, default=None, help_text=_CREDENTIALS_HELP)
+    enabled = serializers.BooleanField(required=False, default=True)
+    allow_private = serializers.BooleanField(
+        required=False, default=False, help_text="Allow a private/loopback URL (team admins only)."
+    )
+
+
+class TargetUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=services.NAME_LIMIT, allow_blank=True, required=False)
+    slug = serializers.CharField(max_length=63, required=False, allow_blank=True)
+    url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    repository = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    backend_mode = serializers.ChoiceField(choices=BackendMode.choices, required=False)
+    profile = serializers.CharField(max_length=60, required=False)
+    options = serializers.JSONField(required=False, help_text=_OPTIONS_HELP)
+    credentials = serializers.JSONField(
+        required=False, allow_null=True, help_text=_CREDENTIALS_HELP + " null removes them."
+    )
+    enabled = serializers.BooleanField(required=False)
+    allow_private = serializers.BooleanField(required=False)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="target.team.slug", read_only=True)
+    target = serializers.CharField(source="target.slug", read_only=True, help_text="Target slug.")
+    target_id = serializers.IntegerField(read_only=True)
+    version = serializers.IntegerField(source="version_id", read_only=True, help_text="Version id.")
+    version_number = serializers.IntegerField(source="version.number", read_only=True)
+    model = serializers.CharField(source="model.slug", read_only=True, help_text="Model slug.")
+    profile = serializers.CharField(source="profile.slug", read_only=True)
+    artifact_id = serializers.IntegerField(read_only=True, allow_null=True)
+    decision_id = serializers.IntegerField(read_only=True, allow_null=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True)
+    undeploy_requested_by = serializers.CharField(source="undeploy_requested_by.username", read_only=True, default=None)
+    replaces = serializers.IntegerField(source="replaces_id", read_only=True, allow_null=True)
+    rollback_of = serializers.IntegerField(source="rollback_of_id", read_only=True, allow_null=True)
+    restores = serializers.IntegerField(source="restores_id", read_only=True, allow_null=True)
+    # Plain text rather than a second enum named "kind" in the schema (targets have one).
+    kind = serializers.CharField(read_only=True, help_text="deploy, or rollback.")
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "status",
+            "status_reason",
+            "error_code",
+            "detail",
+            "kind",
+            "team",
+            "target",
+            "target_id",
+            "version",
+            "version_number",
+            "model",
+            "profile",
+            "variant",
+            "artifact_id",
+            "artifact_sha256",
+            "engine_backend",
+            "model_format",
+            "precision",
+            "triton_model",
+            "triton_version",
+            "serving",
+            "overrides",
+            "tolerance",
+            "smoke",
+            "steps",
+            "decision_id",
+            "evidence_sha256",
+            "requested_by",
+            "created_at",
+            "status_changed_at",
+            "pushing_at",
+            "live_at",
+            "failed_at",
+            "rolled_back_at",
+            "retired_at",
+            "replaces",
+            "rollback_of",
+            "restores",
+            "undeploy_requested_by",
+            "undeploy_requested_at",
+            "attempt",
+            "max_attempts",
+        ]
+        read_only_fields = fields
+
+
+class DeployInput(serializers.Serializer):
+    version = serializers.IntegerField(help_text="Id of an approved version.")
+    target = serializers.CharField(max_length=63, help_text="Slug of a serving target of the version's team.")
+    variant = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default=None,
+        help_text='A variant name, or "original"; default: the recommended one for the target\'s profile.',
+    )
+    profile = serializers.CharField(
+        max_length=60,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default=None,
+        help_text="The hardware profile whose variant to deploy; must be the target's.",
+    )
+    overrides = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Serving settings that win over the benchmark's: max_batch_size, preferred_batch_sizes, "
+        "max_queue_delay_us, instances, instance_kind (CPU or GPU).",
+    )

@@ -1,0 +1,259 @@
+"""Serving targets (team admins write, members read) and deployments (approvers and admins
+deploy, roll back and undeploy; members read). Everything is scoped to the user's teams:
+another team's targets and deployments answer 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role, Team
+from apps.accounts.permissions import Action, not_found, require
+from apps.accounts.scoping import visible_teams
+from apps.core.api.errors import ApiError
+from apps.core.api.schema import query
+from apps.core.idempotency import idempotent
+from apps.deployments import services
+from apps.deployments.api.serializers import (
+    DeployInput,
+    DeploymentSerializer,
+    TargetCreateInput,
+    TargetSerializer,
+    TargetUpdateInput,
+)
+from apps.deployments.models import Deployment, DeploymentStatus, ServingTarget
+from apps.registry.models import ModelVersion
+
+ADMIN_WRITES = {"POST": "admin", "PATCH": "admin", "DELETE": "admin"}
+DEPLOY_WRITES = {"POST": "deploy"}
+
+
+def _targets(user: Any) -> QuerySet[ServingTarget]:
+    return ServingTarget.objects.filter(team__in=visible_teams(user)).select_related(
+        "team", "profile", "created_by", "allow_private_by"
+    )
+
+
+def target_for(request: Request, pk: int) -> ServingTarget:
+    """A target of one of the user's teams; 404 otherwise."""
+    target = _targets(request.user).filter(pk=pk).first()
+    if target is None:
+        raise not_found()
+    return target
+
+
+def _deployments(user: Any) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(target__team__in=visible_teams(user)).select_related(
+        "target__team", "version", "model", "profile", "requested_by", "undeploy_requested_by"
+    )
+
+
+def deployment_for(request: Request, pk: int) -> Deployment:
+    deployment = _deployments(request.user).filter(pk=pk).first()
+    if deployment is None:
+        raise not_found()
+    return deployment
+
+
+def _team_for_new_target(request: Request, slug: str) -> Team:
+    if slug:
+        team = visible_teams(request.user).filter(slug=slug).first()
+        if team is None:
+            raise ApiError(
+                "unknown_team", f"You are not a member of a team called '{slug}'.", status.HTTP_404_NOT_FOUND
+            )
+        return team
+    user: Any = request.user
+    teams = Team.objects.all() if user.is_superuser else Team.objects.filter(memberships__user=user)
+    admin_of = list(teams.filter(memberships__role=Role.ADMIN).distinct()[:2]) if not user.is_superuser else []
+    candidates = admin_of or list(teams.distinct()[:2])
+    if len(candidates) != 1:
+        raise ApiError("team_required", "Say which team the target is for with the 'team' field (its slug).")
+    return candidates[0]
+
+
+@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug")]))
+class TargetListCreate(generics.ListAPIView):
+    """The serving targets of your teams (?team=<slug> for one), or register one (team admins).
+
+    Credentials are write-only: responses say which are set (`credential_keys`), never their values."""
+
+    serializer_class = TargetSerializer
+    token_scopes = ADMIN_WRITES
+    ordering_fields = ["id", "slug", "name", "created_at"]
+
+    def get_queryset(self) -> QuerySet[ServingTarget]:
+        qs = _targets(self.request.user)
+        if team := self.request.query_params.get("team"):
+            qs = qs.filter(team__slug=team)
+        return qs
+
+    @extend_schema(request=TargetCreateInput, responses={201: TargetSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        # The team first: someone who may not manage it learns nothing from validation errors.
+        raw = request.data.get("team") if hasattr(request.data, "get") else None
+        team = _team_for_new_target(request, str(raw or request.query_params.get("team") or ""))
+        require(request.user, team, Action.MANAGE)
+        form = TargetCreateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        data.pop("team", None)
+        target = services.create_target(team=team, user=request.user, **data)
+        return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class TargetDetail(APIView):
+    """One serving target: read it, change it (team admins), delete it (when nothing is live there)."""
+
+    token_scopes = ADMIN_WRITES
+
+    @extend_schema(responses=TargetSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(TargetSerializer(target_for(request, pk)).data)
+
+    @extend_schema(request=TargetUpdateInput, responses=TargetSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        target = target_for(request, pk)
+        require(request.user, target.team, Action.MANAGE)
+        form = TargetUpdateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.update_target(target, request.user, **form.validated_data)
+        return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.delete_target(target_for(request, pk), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TargetCheck(APIView):
+    """Check the server's health now: a worker asks it and records the answer in `health`."""
+
+    token_scopes = DEPLOY_WRITES
+
+    @extend_schema(request=None, responses={202: TargetSerializer})
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        target = services.request_health_check(target_for(request, pk), request.user)
+        return Response(TargetSerializer(target).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            query("team", "Team slug"),
+            query("model", "Model slug"),
+            query("target", "Target slug"),
+            query("status", "pending, pushing, live, failed, undeploying, rolled_back or retired"),
+            query("version", "Version id", int),
+        ]
+    )
+)
+class DeploymentListCreate(generics.ListAPIView):
+    """Deployments of your teams, newest first (?team=, ?model=, ?target=, ?status=, ?version=),
+    or deploy an approved version to a target: the answer (202) is the pending deployment;
+    follow it with GET /deployments/{id}/."""
+
+    serializer_class = DeploymentSerializer
+    token_scopes = DEPLOY_WRITES
+    ordering_fields = ["id", "created_at", "status_changed_at"]
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        qs = _deployments(self.request.user)
+        params = self.request.query_params
+        if team := params.get("team"):
+            qs = qs.filter(target__team__slug=team)
+        if model := params.get("model"):
+            qs = qs.filter(model__slug=model)
+        if target := params.get("target"):
+            qs = qs.filter(target__slug=target)
+        if wanted := params.get("status"):
+            if wanted not in DeploymentStatus.values:
+                raise ApiError(
+                    "invalid_status", f"Unknown status '{wanted}'; use one of {', '.join(DeploymentStatus.values)}."
+                )
+            qs = qs.filter(status=wanted)
+        if version := params.get("version"):
+            if not version.isdigit():
+                raise ApiError("invalid_version", f"?version= takes a version id (a number), not '{version}'.")
+            qs = qs.filter(version_id=int(version))
+        return qs
+
+    @extend_schema(request=DeployInput, responses={202: DeploymentSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        form = DeployInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        version = (
+            ModelVersion.objects.filter(model__team__in=visible_teams(request.user), pk=data["version"])
+            .select_related("model__team", "created_by")
+            .first()
+        )
+        if version is None:
+            raise not_found()
+        require(request.user, version.model.team, Action.DEPLOY)
+        target = (
+            ServingTarget.objects.filter(team=version.model.team, slug=data["target"])
+            .select_related("team", "profile")
+            .first()
+        )
+        if target is None:
+            known = ", ".join(
+                ServingTarget.objects.filter(team=version.model.team).order_by("slug").values_list("slug", flat=True)
+            )
+            raise ApiError(
+                "unknown_target",
+                f"Team {version.model.team.slug} has no serving target '{data['target']}'. "
+                + (f"Its targets: {known}." if known else "A team admin can register one (POST /api/v1/targets/)."),
+            )
+        deployment = services.deploy(
+            version,
+            target,
+            request.user,
+            variant=data.get("variant") or None,
+            overrides=data.get("overrides"),
+            profile=data.get("profile") or None,
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentDetail(generics.RetrieveAPIView):
+    """One deployment: its state and why, the variant and serving settings, the smoke tests' numbers."""
+
+    serializer_class = DeploymentSerializer
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return _deployments(self.request.user)
+
+
+class DeploymentRollback(APIView):
+    """Roll this live deployment back to the one that was live before it: the answer (202) is
+    the new (rollback) deployment."""
+
+    token_scopes = DEPLOY_WRITES
+
+    @extend_schema(request=None, responses={202: DeploymentSerializer})
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        deployment = services.rollback(deployment_for(request, pk), request.user)
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentUndeploy(APIView):
+    """Take this live deployment off its server (202; it is retired once the worker is done)."""
+
+    token_scopes = DEPLOY_WRITES
+
+    @extend_schema(request=None, responses={202: DeploymentSerializer})
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        deployment = services.undeploy(deployment_for(request, pk), request.user)
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)

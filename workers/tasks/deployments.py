@@ -1,0 +1,470 @@
+"""Deployments on a worker: push a variant to a Triton server, smoke-test it, switch, roll
+back, undeploy; check targets' health; reconcile.
+
+The tasks take ids only and claim their row with a conditional UPDATE (see
+apps.deployments.services), so a duplicate message does nothing. The worker fetches the
+variant's files, runs the ORIGINAL FP32 model in the sandbox on inputs generated from its IO
+signature (or the version's validation set) for the smoke test's reference outputs, and
+hands a `DeploymentSpec` to the Triton driver, which keeps the previous version serving
+until the new one has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import socket
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections
+
+from apps.approvals.evidence import latest_run
+from apps.approvals.services import approval_state
+from apps.core.api.errors import ApiError
+from apps.deployments import services
+from apps.deployments.models import Deployment, DeploymentKind, ServingTarget, TargetKind
+from apps.jobs.models import JobKind, JobStatus
+from apps.registry.models import Artifact, ArtifactKind, ModelVersion
+from apps.registry.storage import materialize
+from workers.engine.errors import ModelError
+from workers.engine.sandbox import SandboxError, run_in_sandbox
+from workers.tasks.steps import _local_variant, sandbox_limits
+
+logger = logging.getLogger(__name__)
+
+# A deploy loads the model twice (candidate, then live), each within the target's load
+# timeout (5 minutes by default), after fetching the variant and running the reference.
+SOFT_TIME_LIMIT = 30 * 60
+HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 120
+REFERENCE_SAMPLES = 4
+HEALTH_TIMEOUT_SECONDS = 10.0
+
+
+class Refused(Exception):
+    """The deployment can't go ahead any more (approval withdrawn, target disabled meanwhile)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _Heartbeat(threading.Thread):
+    """Beats while the worker pushes, so a long load is not taken for a dead worker."""
+
+    def __init__(self, deployment: Deployment):
+        super().__init__(daemon=True, name=f"heartbeat-deployment-{deployment.pk}")
+        self.deployment = deployment
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
+                services.heartbeat(self.deployment)
+        finally:
+            close_old_connections()
+
+
+@contextmanager
+def _beating(deployment: Deployment) -> Iterator[None]:
+    beat = _Heartbeat(deployment)
+    beat.start()
+    try:
+        yield
+    finally:
+        beat.stopped.set()
+        beat.join(timeout=5)
+
+
+@contextmanager
+def _workdir(deployment: Deployment) -> Iterator[Path]:
+    path = Path(settings.WORK_DIR) / f"deployment-{deployment.pk}-attempt-{deployment.attempt}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+
+def _local_files(artifact: Artifact, dest: Path) -> tuple[Path, tuple[Path, ...]]:
+    """An artifact (variant or ONNX model) as local files: its main file and the others."""
+    if artifact.kind == ArtifactKind.VARIANT:
+        main = _local_variant(artifact, dest)
+    elif artifact.format == "onnx-zip":
+        from workers.engine.archive import extract_archive
+
+        bundle = materialize(artifact.storage_key, dest.parent / f"{dest.name}.zip")
+        main = extract_archive(bundle, dest)
+        bundle.unlink()
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        main = materialize(artifact.storage_key, dest / "model.onnx")
+    extras = tuple(sorted(p for p in dest.rglob("*") if p.is_file() and p != main))
+    return main, extras
+
+
+def _inspection(version: ModelVersion) -> dict[str, Any]:
+    run = latest_run(version)
+    job = run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).first() if run else None
+    if job is None or not job.result:
+        raise Refused(
+            "no_inspection",
+            f"Version {version.number} of {version.model.slug} has no inspection report, so its inputs and outputs "
+            "are unknown; re-run its pipeline.",
+        )
+    return job.result
+
+
+def _reference(version: ModelVersion, workdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Smoke-test feeds and the ORIGINAL FP32 model's answers to them (run in the sandbox)."""
+    import numpy as np
+
+    original, _ = _local_files(services.original_artifact(version), workdir / "original")
+    validation = None
+    if version.validation is not None:
+        validation = str(materialize(version.validation.storage_key, workdir / "validation.npz"))
+    store = workdir / "reference.npz"
+    run_in_sandbox(
+        "parity_reference",
+        {"model": str(original), "validation": validation, "samples": REFERENCE_SAMPLES, "store": str(store)},
+        sandbox_limits(),
+        what="running the original model for the smoke test's reference",
+    )
+    runs: dict[str, dict[int, dict[str, Any]]] = {"in": {}, "out": {}}
+    with np.load(store, allow_pickle=False) as data:
+        for key in data.files:
+            head, index, name = key.split("/", 2)
+            runs[head].setdefault(int(index), {})[name] = data[key]
+    return [runs["in"][i] for i in sorted(runs["in"])], [runs["out"][i] for i in sorted(runs["out"])]
+
+
+def _spec(deployment: Deployment, workdir: Path, *, with_files: bool) -> Any:
+    """The driver's `DeploymentSpec` for the deployment (files fetched when `with_files`)."""
+    from workers.engine.parity import Tolerance
+    from workers.engine.targets.base import DeploymentSpec, DynamicBatching, InstanceGroup, signature_from_report
+
+    version = deployment.version
+    report = _inspection(version)
+    inputs, outputs = _reference(version, workdir)
+    if with_files:
+        assert deployment.artifact is not None
+        if deployment.artifact.sha256 != deployment.artifact_sha256:
+            raise Refused(
+                "artifact_changed", f"The variant's file changed since deployment {deployment.pk} was requested."
+            )
+        model_file, extras = _local_files(deployment.artifact, workdir / "variant")
+    else:
+        model_file, extras = workdir / "original" / "model.onnx", ()
+    serving = deployment.serving or {}
+    max_batch = int(serving.get("max_batch_size") or 0)
+    batching = None
+    if max_batch > 0 and serving.get("dynamic_batching"):
+        batching = DynamicBatching(
+            tuple(int(s) for s in serving.get("preferred_batch_sizes") or ()),
+            int(serving.get("max_queue_delay_us") or 0),
+        )
+    return DeploymentSpec(
+        model_name=deployment.triton_model,
+        version=int(deployment.triton_version),
+        model_file=model_file,
+        engine_backend=deployment.engine_backend or "onnxruntime",
+        model_format=deployment.model_format or "onnx",
+        inputs=signature_from_report(report.get("inputs") or []),
+        outputs=signature_from_report(report.get("outputs") or []),
+        max_batch_size=max_batch,
+        dynamic_batching=batching,
+        instance_group=InstanceGroup(
+            count=int(serving.get("instances") or 1), kind=serving.get("instance_kind") or "CPU"
+        ),
+        extra_files=extras,
+        reference_inputs=tuple(inputs),
+        reference_outputs=tuple(outputs),
+        tolerance=Tolerance(**(deployment.tolerance or {})),
+    )
+
+
+# ---- results -----------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    """JSON for PostgreSQL: NaN and infinities (a degenerate output's cosine, say) become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _smoke(smoke: Any) -> dict[str, Any] | None:
+    """A SmokeResult as the deployment's record shows it."""
+    if smoke is None:
+        return None
+    return _finite(_smoke_fields(smoke))
+
+
+def _smoke_fields(smoke: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "passed": smoke.passed,
+        "compared": smoke.compared,
+        "samples": smoke.samples,
+        "latencies_ms": [round(value, 3) for value in smoke.latencies_ms],
+        "reasons": list(smoke.reasons),
+        "error": smoke.error,
+    }
+    if smoke.parity is not None:
+        outputs = smoke.parity.to_dict()["outputs"]
+        data["outputs"] = outputs
+        for metric in ("max_abs_error", "max_rel_error"):
+            values = [o[metric] for o in outputs if isinstance(o.get(metric), int | float)]
+            data[metric] = max(values) if values else None
+        cosines = [o["cosine"] for o in outputs if isinstance(o.get("cosine"), int | float)]
+        data["cosine"] = min(cosines) if cosines else None
+    return data
+
+
+def _summary(deployment: Deployment, outcome: Any, previous: Deployment | None) -> str:
+    live = outcome.live_smoke
+    checked = (
+        f"{live.samples} smoke request(s) matched the original model within the approved tolerance"
+        if live is not None and live.compared
+        else "the server answered"
+    )
+    worst = _smoke(live) or {}
+    if worst.get("max_abs_error") is not None:
+        checked += f" (max abs error {worst['max_abs_error']:.3g})"
+    what = f"'{deployment.triton_model}' version {deployment.triton_version} serves {deployment.variant}"
+    before = f", in place of deployment {previous.pk} (version {previous.version.number})" if previous else ""
+    return f"Live on {deployment.target.slug}: {what} of version {deployment.version.number}{before}; {checked}."
+
+
+def _still_serving(previous: Deployment | None) -> str:
+    if previous is None:
+        return " Nothing of this model served there before, and nothing does now."
+    return f" Deployment {previous.pk} (version {previous.version.number}) still serves."
+
+
+def _prune(driver: Any, name: str, keep: set[int]) -> None:
+    """Remove version directories nothing can come back to: all but the live one and the one
+    a rollback would restore. Best effort: a leftover directory is harmless."""
+    try:
+        for version in driver.repository.versions(name):
+            if version not in keep:
+                driver.retire(name, version)
+    except Exception:
+        logger.warning("could not prune old versions of %s", name, exc_info=True)
+
+
+# ---- the tasks --------------------------------------------------------------------------------
+
+
+def _check_still_allowed(deployment: Deployment) -> None:
+    target: ServingTarget = deployment.target
+    if not target.enabled:
+        raise Refused("target_disabled", f"Target {target.slug} was disabled before the deployment started.")
+    if deployment.kind == DeploymentKind.DEPLOY:
+        state = approval_state(deployment.version)
+        if not (state["approved"] and state["current"]):
+            raise Refused(
+                "approval_changed",
+                f"Version {deployment.version.number} of {deployment.model.slug} is no longer approved on its current "
+                f"evidence ({state['reason']}), so it was not deployed.",
+            )
+    try:
+        services.check_target_address(target)
+    except ApiError as exc:
+        raise Refused(exc.code, exc.message) from None
+
+
+def _run(deployment: Deployment) -> services.Outcome:
+    from workers.engine.targets.triton import TritonTarget
+
+    _check_still_allowed(deployment)
+    driver = TritonTarget(services.target_settings(deployment.target))
+    current = (
+        deployment.rollback_of
+        if deployment.kind == DeploymentKind.ROLLBACK
+        else services.live_deployment(deployment.target, deployment.model)
+    )
+    with _workdir(deployment) as workdir:
+        if deployment.kind == DeploymentKind.ROLLBACK:
+            assert deployment.restores is not None and current is not None
+            spec = _spec(deployment, workdir, with_files=False)
+            outcome = driver.rollback(deployment.triton_model, deployment.triton_version, current.triton_version, spec)
+        else:
+            spec = _spec(deployment, workdir, with_files=True)
+            previous_version = current.triton_version if current is not None else None
+            outcome = driver.deploy(spec, previous_version)
+    keep = {deployment.triton_version} | ({current.triton_version} if current is not None else set())
+    _prune(driver, deployment.triton_model, keep)
+    smoke = {
+        "candidate": _smoke(outcome.candidate_smoke),
+        "live": _smoke(outcome.live_smoke),
+        "seconds": round(outcome.seconds, 3),
+        "reused": bool(outcome.push.reused) if outcome.push is not None else None,
+    }
+    return services.Outcome(smoke=smoke, steps=list(outcome.steps), summary=_summary(deployment, outcome, current))
+
+
+@shared_task(
+    name=services.DEPLOY_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=SOFT_TIME_LIMIT,
+    time_limit=HARD_TIME_LIMIT,
+)
+def deploy(self: Any, deployment_id: int) -> str:
+    """Push (or, for a rollback, restore) deployment `deployment_id`, if this worker claims it."""
+    from workers.engine.targets.base import TargetError
+
+    request = getattr(self, "request", None)
+    task_id = str(getattr(request, "id", "") or "")
+    deployment = services.claim(deployment_id, worker_host=socket.gethostname(), task_id=task_id)
+    if deployment is None:
+        return "not claimed"
+    current = deployment.rollback_of if deployment.kind == DeploymentKind.ROLLBACK else None
+    current = current or services.live_deployment(deployment.target, deployment.model)
+    try:
+        with _beating(deployment):
+            outcome = _run(deployment)
+    except TargetError as exc:
+        smoke = {"candidate": _smoke(exc.smoke)} if exc.smoke is not None else None
+        if exc.transient and deployment.attempt < deployment.max_attempts:
+            services.retry_later(deployment, exc.code, exc.message, exc.detail)
+            return "retrying"
+        message = exc.message
+        if "failed as well" not in message:
+            message += _still_serving(current)
+        services.fail(deployment, exc.code, message, detail=exc.detail, smoke=smoke)
+        return "failed"
+    except Refused as exc:
+        services.fail(deployment, exc.code, exc.message + _still_serving(current))
+        return "failed"
+    except (ModelError, SandboxError) as exc:
+        log = getattr(exc, "log", "")
+        services.fail(deployment, exc.code, exc.message + _still_serving(current), detail=log[-20000:])
+        return "failed"
+    except SoftTimeLimitExceeded:
+        services.fail(
+            deployment,
+            "timeout",
+            f"The deployment ran past the worker's limit of {SOFT_TIME_LIMIT // 60} minutes and was stopped."
+            + _still_serving(current),
+        )
+        return "failed"
+    except Exception as exc:
+        logger.exception("deployment %s failed unexpectedly", deployment.pk)
+        services.fail(
+            deployment,
+            "internal_error",
+            f"Slipway hit an internal error while deploying ({type(exc).__name__}: {exc}). The detail has the "
+            "traceback; deploy again or report it." + _still_serving(current),
+            detail=traceback.format_exc()[-20000:],
+        )
+        return "failed"
+    services.go_live(deployment, outcome)
+    return "live"
+
+
+@shared_task(
+    name=services.UNDEPLOY_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=10 * 60,
+    time_limit=11 * 60,
+)
+def undeploy(self: Any, deployment_id: int) -> str:
+    """Unload deployment `deployment_id`'s model and remove it from the repository."""
+    from workers.engine.targets.base import TargetError
+    from workers.engine.targets.triton import TritonTarget
+
+    request = getattr(self, "request", None)
+    task_id = str(getattr(request, "id", "") or "")
+    deployment = services.claim_undeploy(deployment_id, worker_host=socket.gethostname(), task_id=task_id)
+    if deployment is None:
+        return "not claimed"
+    try:
+        with _beating(deployment):
+            services.check_target_address(deployment.target)
+            TritonTarget(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
+    except TargetError as exc:
+        if exc.transient and deployment.attempt < deployment.max_attempts:
+            services.undeploy_retry_later(deployment, exc.message)
+            return "retrying"
+        services.undeploy_failed(deployment, exc.code, exc.message, exc.detail)
+        return "failed"
+    except ApiError as exc:
+        services.undeploy_failed(deployment, exc.code, exc.message)
+        return "failed"
+    except Exception as exc:
+        logger.exception("undeploying %s failed unexpectedly", deployment.pk)
+        services.undeploy_failed(
+            deployment, "internal_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()[-20000:]
+        )
+        return "failed"
+    services.undeployed(deployment)
+    return "retired"
+
+
+@shared_task(name=services.CHECK_TARGET_TASK, acks_late=True, soft_time_limit=60, time_limit=90)
+def check_target(target_id: int) -> str:
+    """Ask one target's server whether it is live and ready, and record the answer."""
+    target = ServingTarget.objects.select_related("team").filter(pk=target_id).first()
+    if target is None:
+        return "gone"
+    healthy, ready, version, detail = _health(target)
+    services.record_health(target, healthy=healthy, ready=ready, version=version, detail=detail)
+    return "healthy" if healthy else "unhealthy"
+
+
+def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:
+    if target.kind != TargetKind.TRITON:
+        return None, None, "", f"Slipway checks the health of Triton targets only; this is a {target.kind} target."
+    try:
+        services.check_target_address(target)
+    except ApiError as exc:
+        return False, None, "", exc.message
+    try:
+        from workers.engine.targets.base import TargetError
+        from workers.engine.targets.triton import TritonTarget
+    except ImportError as exc:
+        return False, None, "", f"This worker can't check Triton servers: {exc}."
+    try:
+        health = TritonTarget(services.target_settings(target, request_timeout=HEALTH_TIMEOUT_SECONDS)).health()
+    except TargetError as exc:
+        return False, None, "", exc.message
+    except ImportError:
+        return False, None, "", "tritonclient is not installed on this worker (pip install 'tritonclient[http]')."
+    detail = health.error or f"Live and ready: {health.server_name or 'triton'} {health.server_version}."
+    return health.live, health.ready, health.server_version, detail
+
+
+@shared_task(name=services.CHECK_TARGETS_TASK, acks_late=True, soft_time_limit=60, time_limit=90)
+def check_targets() -> int:
+    """Queue a health check of every enabled Triton target (each on its own, so one slow server waits alone)."""
+    ids = services.targets_to_check()
+    for target_id in ids:
+        services._send(services.CHECK_TARGET_TASK, target_id)
+    return len(ids)
+
+
+@shared_task(name=services.RECONCILE_TASK, acks_late=True, soft_time_limit=120, time_limit=180)
+def reconcile() -> dict[str, int]:
+    """Re-send lost deployment messages and take back deployments whose worker went silent."""
+    return asdict(services.reconcile())
