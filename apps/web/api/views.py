@@ -1,0 +1,163 @@
+"""GET who you are, POST to sign in, DELETE to sign out: the browser app's session.
+
+The browser sends the session cookie and, on writes, the CSRF cookie's value in
+X-CSRFToken. Sign-in checks that token too (DRF only checks it for signed-in sessions), so
+another site can't sign a visitor in to an account of its choosing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware, get_token
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from apps.accounts.models import Membership
+from apps.accounts.permissions import TokenScopePermission
+from apps.core.api.errors import ApiError
+from apps.core.api.throttling import PerTokenRateThrottle, cache_errors
+from apps.core.middleware import current_context
+from apps.web import services
+
+
+class SignInThrottle(SimpleRateThrottle):
+    """Sign-in attempts per client address (SLIPWAY_LOGIN_RATE_LIMIT), so passwords can't be
+    guessed at speed; reads and sign-out are limited like every other request."""
+
+    scope = "login"
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        # Unlike the API's limits this one fails closed: without its counters the brute-force
+        # guard would be gone, so sign-in waits for the cache (Redis) to answer again.
+        try:
+            return super().allow_request(request, view)
+        except cache_errors() as exc:
+            raise ApiError(
+                "signin_unavailable",
+                "Signing in is unavailable for a moment (the rate-limit store is not answering). "
+                "Try again in a few seconds; API tokens keep working.",
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+            ) from exc
+
+    def get_rate(self) -> str:
+        return settings.LOGIN_RATE_LIMIT
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if request.method != "POST":
+            return None
+        # The address the audit trail records: X-Forwarded-For only from SLIPWAY_TRUSTED_PROXIES
+        # (DRF's own get_ident would believe any client's header, and so be dodged by one).
+        context = current_context()
+        ident = (context.ip if context else None) or request.META.get("REMOTE_ADDR") or "unknown"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class TeamRoleSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    role = serializers.CharField(help_text="viewer, data_scientist, approver or admin")
+    four_eyes = serializers.BooleanField(help_text="Whoever uploaded a version may not approve it.")
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField()
+    is_superuser = serializers.BooleanField(help_text="Acts as an admin in every team.")
+    teams = TeamRoleSerializer(many=True)
+
+
+class SignInInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False, style={"input_type": "password"})
+
+
+def me_payload(user: Any) -> dict[str, Any]:
+    memberships = Membership.objects.filter(user=user).select_related("team").order_by("team__slug")
+    return {
+        "username": user.get_username(),
+        "email": user.email or "",
+        "is_superuser": bool(user.is_superuser),
+        "teams": [
+            {"slug": m.team.slug, "name": m.team.name, "role": m.role, "four_eyes": m.team.four_eyes}
+            for m in memberships
+        ],
+    }
+
+
+def _no_response(request: HttpRequest) -> HttpResponse:
+    return HttpResponse()  # never called: only the middleware's checks are used
+
+
+def _check_csrf(request: Request) -> None:
+    check = CsrfViewMiddleware(_no_response)
+    check.process_request(request._request)
+    refused = check.process_view(request._request, _no_response, (), {})
+    if refused is not None:
+        raise ApiError(
+            "csrf_failed",
+            "The sign-in form has expired (its CSRF token is missing or stale). Reload the page and sign in again.",
+            status.HTTP_403_FORBIDDEN,
+        )
+
+
+def _naturally_idempotent(handler: Any) -> Any:
+    """Signing in twice leaves what signing in once does (a session for that user), so a
+    retry is always safe; and each answer must carry its own new session cookie, which a
+    stored Idempotency-Key answer would not. So this create honours Idempotency-Key by
+    acting again (tests/apps/test_api_conventions.py asks every POST to honour it)."""
+    handler.idempotent = True
+    return handler
+
+
+class SessionView(APIView):
+    """The browser session; every answer sets the `csrftoken` cookie whose value writes send
+    back in X-CSRFToken."""
+
+    throttle_classes = [PerTokenRateThrottle, SignInThrottle]
+    parser_classes = [JSONParser]
+    token_scopes = {"POST": "read", "DELETE": "read"}
+
+    def get_permissions(self) -> Sequence[Any]:
+        if self.request.method == "POST":
+            return [permissions.AllowAny(), TokenScopePermission()]
+        return super().get_permissions()
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        get_token(request._request)  # CsrfViewMiddleware then sets (or refreshes) the cookie
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(
+        summary="Who is signed in", description="The signed-in user with their teams and roles.", responses=MeSerializer
+    )
+    def get(self, request: Request) -> Response:
+        return Response(me_payload(request.user))
+
+    @extend_schema(
+        summary="Sign in",
+        description="Start a browser session with a username and password. Send the `csrftoken` cookie's value "
+        "in X-CSRFToken (GET this endpoint, or any /app/ page, to get the cookie). Attempts are rate-limited per "
+        "client address and failures are recorded in the audit trail.",
+        request=SignInInput,
+        responses={200: MeSerializer},
+    )
+    @_naturally_idempotent
+    def post(self, request: Request) -> Response:
+        _check_csrf(request)
+        form = SignInInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        user = services.sign_in(request._request, form.validated_data["username"], form.validated_data["password"])
+        return Response(me_payload(user))
+
+    @extend_schema(summary="Sign out", description="End the browser session.", request=None, responses={204: None})
+    def delete(self, request: Request) -> Response:
+        services.sign_out(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,70 @@
+// Names for the API's shapes, taken from the types generated from docs/openapi.yaml
+// (src/api/schema.d.ts, `npm run gen:api`). Where the schema only says "JSON object"
+// (the step reports, a run's jobs), src/api/reports.ts describes what the workers store.
+import type { PipelineRun, Reports } from "./reports";
+import type { components } from "./schema";
+
+type S = components["schemas"];
+
+export type Team = S["Team"];
+export type Me = S["Me"];
+export type TeamRole = S["TeamRole"];
+export type VersionSummary = S["VersionSummary"];
+// The schema types these three as "object"; they hold the shapes the serializers build.
+export type Model = Omit<S["Model"], "latest_version"> & { readonly latest_version: VersionSummary | null };
+export type VersionDetail = Omit<S["VersionDetail"], "latest_run" | "reports" | "approval"> & {
+  readonly latest_run: PipelineRun | null;
+  readonly reports: Reports;
+  readonly approval: S["ApprovalState"];
+};
+export type VersionStatus = S["VersionStatusEnum"];
+export type Framework = S["FrameworkEnum"];
+export type Artifact = S["Artifact"];
+export type JobDetail = S["JobDetail"];
+export type JobStatus = S["JobStatusEnum"];
+export type JobKind = S["JobKindEnum"];
+export type HardwareProfile = S["HardwareProfile"];
+export type Worker = S["Worker"];
+export type Review = S["Review"];
+export type Gate = S["Gate"];
+export type Decision = S["Decision"];
+export type ApprovalState = S["ApprovalState"];
+export type TokenScope = S["ScopesEnum"];
+export type Token = Omit<S["Token"], "scopes"> & { scopes: TokenScope[] };
+export type TokenCreated = Omit<S["TokenCreated"], "scopes"> & { scopes: TokenScope[] };
+export type AuditEvent = S["AuditEvent"];
+export type Role = S["RoleEnum"];
+
+export interface Page<T> {
+  next?: string | null;
+  previous?: string | null;
+  results: T[];
+}
+
+export const FRAMEWORKS: Record<Framework, string> = {
+  onnx: "ONNX",
+  pytorch: "PyTorch",
+  tensorflow: "TensorFlow",
+  keras: "Keras",
+  sklearn: "scikit-learn",
+  xgboost: "XGBoost",
+  lightgbm: "LightGBM",
+  tflite: "TFLite",
+};
+
+export const VERSION_STATUSES: Record<VersionStatus, string> = {
+  received: "Received",
+  processing: "Processing",
+  ready: "Ready for review",
+  failed: "Failed",
+  approved: "Approved",
+  rejected: "Rejected",
+  revoked: "Revoked",
+};
+
+export const ROLES: Record<Role, string> = {
+  viewer: "Viewer",
+  data_scientist: "Data scientist",
+  approver: "Approver",
+  admin: "Admin",
+};

@@ -1,0 +1,479 @@
+// Small SVG charts drawn by hand: fixed aspect (viewBox) so nothing moves when data changes,
+// axes with units, series told apart by colour AND marker shape AND dash, and each chart's
+// numbers available as a table for people who can't see it.
+import { useId, type ReactNode } from "react";
+import { formatMs, formatTick } from "../lib/format";
+import type { Histogram, PercentileRow, Series } from "./series";
+import { PERCENTILES } from "./series";
+import { linearScale, logScale, pointScale, type Scale } from "./scales";
+
+// Okabe-Ito-derived palette: distinguishable for the common colour-vision deficiencies.
+export const PALETTE = [
+  "#0072B2",
+  "#D55E00",
+  "#009E73",
+  "#CC79A7",
+  "#E69F00",
+  "#56B4E9",
+  "#8C564B",
+  "#332288",
+  "#999933",
+  "#882255",
+];
+const MARKERS = ["circle", "square", "triangle", "diamond", "cross"] as const;
+const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
+
+// Drawn at about the size they are shown (half a laptop screen), so 13-14 px text stays readable.
+const W = 600;
+const H = 320;
+const M = { top: 18, right: 22, bottom: 52, left: 68 };
+
+export function seriesStyle(index: number, baseline: boolean) {
+  return {
+    color: baseline ? "#444444" : (PALETTE[index % PALETTE.length] as string),
+    marker: baseline ? ("cross" as const) : (MARKERS[index % (MARKERS.length - 1)] ?? "circle"),
+    dash: baseline ? "4 4" : (DASHES[Math.floor(index / PALETTE.length) % DASHES.length] as string),
+  };
+}
+
+export function Marker({
+  shape,
+  x,
+  y,
+  color,
+  size = 4.5,
+}: {
+  shape: string;
+  x: number;
+  y: number;
+  color: string;
+  size?: number;
+}) {
+  switch (shape) {
+    case "square":
+      return <rect x={x - size} y={y - size} width={size * 2} height={size * 2} fill={color} />;
+    case "triangle":
+      return (
+        <path
+          d={`M${x},${y - size * 1.2}L${x + size * 1.1},${y + size * 0.9}L${x - size * 1.1},${y + size * 0.9}Z`}
+          fill={color}
+        />
+      );
+    case "diamond":
+      return (
+        <path d={`M${x},${y - size * 1.3}L${x + size},${y}L${x},${y + size * 1.3}L${x - size},${y}Z`} fill={color} />
+      );
+    case "cross":
+      return (
+        <path
+          d={`M${x - size},${y - size}L${x + size},${y + size}M${x - size},${y + size}L${x + size},${y - size}`}
+          stroke={color}
+          strokeWidth={2}
+        />
+      );
+    default:
+      return <circle cx={x} cy={y} r={size} fill={color} />;
+  }
+}
+
+function Axes({
+  x,
+  y,
+  xLabel,
+  yLabel,
+  xFormat = formatTick,
+  yFormat = formatTick,
+  height = H,
+}: {
+  x: Scale;
+  y: Scale;
+  xLabel: string;
+  yLabel: string;
+  xFormat?: (v: number) => string;
+  yFormat?: (v: number) => string;
+  height?: number;
+}) {
+  const bottom = height - M.bottom;
+  return (
+    <g className="axes" fontSize="13">
+      {y.ticks.map((tick) => (
+        <g key={`y${tick}`}>
+          <line x1={M.left} x2={W - M.right} y1={y(tick)} y2={y(tick)} className="grid" />
+          <text x={M.left - 8} y={y(tick)} dy="0.32em" textAnchor="end" className="tick">
+            {yFormat(tick)}
+          </text>
+        </g>
+      ))}
+      {x.ticks.map((tick) => (
+        <g key={`x${tick}`}>
+          <line x1={x(tick)} x2={x(tick)} y1={bottom} y2={bottom + 5} className="axis" />
+          <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+            {xFormat(tick)}
+          </text>
+        </g>
+      ))}
+      <line x1={M.left} x2={W - M.right} y1={bottom} y2={bottom} className="axis" />
+      <line x1={M.left} x2={M.left} y1={M.top} y2={bottom} className="axis" />
+      <text x={(M.left + W - M.right) / 2} y={height - 8} textAnchor="middle" className="axis-title">
+        {xLabel}
+      </text>
+      <text transform={`translate(14 ${(M.top + bottom) / 2}) rotate(-90)`} textAnchor="middle" className="axis-title">
+        {yLabel}
+      </text>
+    </g>
+  );
+}
+
+export function Legend({ items }: { items: { name: string; color: string; marker: string; dash?: string }[] }) {
+  return (
+    <ul className="legend">
+      {items.map((item) => (
+        <li key={item.name}>
+          <svg width="28" height="14" aria-hidden="true" focusable="false">
+            <line x1="1" x2="27" y1="7" y2="7" stroke={item.color} strokeWidth="2" strokeDasharray={item.dash} />
+            <Marker shape={item.marker} x={14} y={7} color={item.color} size={4} />
+          </svg>
+          {item.name}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function Frame({
+  title,
+  description,
+  children,
+  table,
+  height = H,
+  legend,
+}: {
+  title: string;
+  description: string;
+  children: ReactNode;
+  table: ReactNode;
+  height?: number;
+  legend?: ReactNode;
+}) {
+  const id = useId();
+  return (
+    <figure className="chart">
+      <figcaption id={`${id}-t`} className="chart-title">
+        {title}
+      </figcaption>
+      <svg
+        viewBox={`0 0 ${W} ${height}`}
+        role="img"
+        aria-labelledby={`${id}-t ${id}-d`}
+        className="chart-svg"
+        preserveAspectRatio="xMidYMid meet"
+      >
+        <desc id={`${id}-d`}>{description}</desc>
+        {children}
+      </svg>
+      {legend}
+      <details className="chart-data">
+        <summary>Numbers as a table</summary>
+        {table}
+      </details>
+    </figure>
+  );
+}
+
+export interface LineChartProps {
+  title: string;
+  description: string;
+  series: Series[];
+  xLabel: string;
+  yLabel: string;
+  /** "points": evenly spaced measured values (batch sizes); "linear" otherwise. */
+  xMode?: "points" | "linear";
+  yLog?: boolean;
+  yFormat?: (v: number) => string;
+  valueFormat: (v: number) => string;
+  xName: string;
+}
+
+export function LineChart({
+  title,
+  description,
+  series,
+  xLabel,
+  yLabel,
+  xMode = "points",
+  yLog = false,
+  yFormat = formatTick,
+  valueFormat,
+  xName,
+}: LineChartProps) {
+  const xs = series.flatMap((s) => s.points.map((p) => p.x));
+  const ys = series.flatMap((s) => s.points.map((p) => p.y));
+  const range: [number, number] = [M.left + 24, W - M.right - 24];
+  const x = xMode === "points" ? pointScale(xs, range) : linearScale(xs, range);
+  const y = yLog ? logScale(ys, [H - M.bottom, M.top]) : linearScale(ys, [H - M.bottom, M.top], { zero: true });
+  let variantIndex = 0;
+  const styled = series.map((s) => ({ ...s, style: seriesStyle(s.baseline ? 0 : variantIndex++, s.baseline) }));
+  const xValues = [...new Set(xs)].sort((a, b) => a - b);
+  return (
+    <Frame
+      title={title}
+      description={description}
+      legend={<Legend items={styled.map((s) => ({ name: s.name, ...s.style }))} />}
+      table={
+        <table className="table table-compact">
+          <thead>
+            <tr>
+              <th scope="col">Variant</th>
+              {xValues.map((v) => (
+                <th scope="col" key={v} className="num">
+                  {xName} {v}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {styled.map((s) => (
+              <tr key={s.name}>
+                <th scope="row">{s.name}</th>
+                {xValues.map((v) => {
+                  const point = s.points.find((p) => p.x === v);
+                  return (
+                    <td key={v} className="num">
+                      {point ? valueFormat(point.y) : "—"}
+                    </td>
+                  );
+                })}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      }
+    >
+      <Axes x={x} y={y} xLabel={xLabel} yLabel={yLabel} yFormat={yFormat} />
+      {styled.map((s) => (
+        <g key={s.name} className="series">
+          {s.points.length > 1 ? (
+            <polyline
+              fill="none"
+              stroke={s.style.color}
+              strokeWidth={s.baseline ? 1.5 : 2}
+              strokeDasharray={s.style.dash}
+              points={s.points.map((p) => `${x(p.x)},${y(p.y)}`).join(" ")}
+            />
+          ) : null}
+          {s.points.map((p) => (
+            <g key={p.x}>
+              <Marker shape={s.style.marker} x={x(p.x)} y={y(p.y)} color={s.style.color} />
+              <title>{`${s.name}: ${valueFormat(p.y)} at ${xName.toLowerCase()} ${p.x}`}</title>
+            </g>
+          ))}
+        </g>
+      ))}
+    </Frame>
+  );
+}
+
+/** One row per variant: markers at p50 .. p99.9 on a log latency axis, joined by a line. */
+export function PercentileChart({
+  rows,
+  title,
+  description,
+}: {
+  rows: PercentileRow[];
+  title: string;
+  description: string;
+}) {
+  const rowHeight = 30;
+  const height = Math.max(H, M.top + rows.length * rowHeight + M.bottom);
+  const left = 150;
+  const values = rows.flatMap((r) => Object.values(r.values).filter((v): v is number => v !== null));
+  const x = logScale(values, [left, W - M.right]);
+  const colors = ["#0072B2", "#009E73", "#E69F00", "#D55E00", "#882255"];
+  const shapes = ["circle", "square", "triangle", "diamond", "cross"];
+  const bottom = height - M.bottom;
+  return (
+    <Frame
+      title={title}
+      description={description}
+      height={height}
+      legend={
+        <Legend
+          items={PERCENTILES.map((p, i) => ({
+            name: p.label,
+            color: colors[i] as string,
+            marker: shapes[i] as string,
+          }))}
+        />
+      }
+      table={
+        <table className="table table-compact">
+          <thead>
+            <tr>
+              <th scope="col">Variant</th>
+              {PERCENTILES.map((p) => (
+                <th scope="col" key={p.key} className="num">
+                  {p.label}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => (
+              <tr key={row.name}>
+                <th scope="row">{row.name}</th>
+                {PERCENTILES.map((p) => (
+                  <td key={p.key} className="num">
+                    {formatMs(row.values[p.key])}
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      }
+    >
+      <g className="axes" fontSize="13">
+        {x.ticks.map((tick) => (
+          <g key={tick}>
+            <line x1={x(tick)} x2={x(tick)} y1={M.top} y2={bottom} className="grid" />
+            <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+              {formatTick(tick)}
+            </text>
+          </g>
+        ))}
+        <line x1={left} x2={W - M.right} y1={bottom} y2={bottom} className="axis" />
+        <text x={(left + W - M.right) / 2} y={height - 8} textAnchor="middle" className="axis-title">
+          Latency (ms, log scale)
+        </text>
+      </g>
+      {rows.map((row, index) => {
+        const cy =
+          M.top + index * rowHeight + rowHeight / 2 + (height - M.top - M.bottom - rows.length * rowHeight) / 2;
+        const present = PERCENTILES.map((p) => row.values[p.key]).filter((v): v is number => v !== null);
+        return (
+          <g key={row.name}>
+            <text
+              x={left - 10}
+              y={cy}
+              dy="0.32em"
+              textAnchor="end"
+              fontSize="13"
+              className={row.baseline ? "tick tick-strong" : "tick"}
+            >
+              {row.name.length > 18 ? `${row.name.slice(0, 17)}…` : row.name}
+            </text>
+            {present.length > 1 ? (
+              <line
+                x1={x(Math.min(...present))}
+                x2={x(Math.max(...present))}
+                y1={cy}
+                y2={cy}
+                stroke="#9aa3ad"
+                strokeWidth={2}
+              />
+            ) : null}
+            {PERCENTILES.map((p, i) => {
+              const value = row.values[p.key];
+              if (value === null) return null;
+              return (
+                <g key={p.key}>
+                  <Marker shape={shapes[i] as string} x={x(value)} y={cy} color={colors[i] as string} size={5} />
+                  <title>{`${row.name} ${p.label}: ${formatMs(value)}`}</title>
+                </g>
+              );
+            })}
+          </g>
+        );
+      })}
+    </Frame>
+  );
+}
+
+export function HistogramChart({
+  data,
+  title,
+  description,
+  marks,
+}: {
+  data: Histogram;
+  title: string;
+  description: string;
+  marks: { label: string; value: number | null }[];
+}) {
+  const range: [number, number] = [M.left, W - M.right];
+  const edges = data.bins.flatMap((b) => [b.x0, b.x1]);
+  const x = data.log ? logScale(edges, range) : linearScale(edges, range);
+  const y = linearScale(
+    data.bins.map((b) => b.count),
+    [H - M.bottom, M.top],
+    { zero: true },
+  );
+  return (
+    <Frame
+      title={title}
+      description={description}
+      table={
+        <table className="table table-compact">
+          <thead>
+            <tr>
+              <th scope="col">From</th>
+              <th scope="col">To</th>
+              <th scope="col" className="num">
+                Requests
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.bins.map((bin) => (
+              <tr key={bin.x0}>
+                <td>{formatMs(bin.x0)}</td>
+                <td>{formatMs(bin.x1)}</td>
+                <td className="num">{bin.count}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      }
+    >
+      <Axes x={x} y={y} xLabel={data.log ? "Latency (ms, log scale)" : "Latency (ms)"} yLabel="Requests" />
+      {data.bins.map((bin) => (
+        <rect
+          key={bin.x0}
+          x={x(bin.x0) + 0.5}
+          y={y(bin.count)}
+          width={Math.max(1, x(bin.x1) - x(bin.x0) - 1)}
+          height={Math.max(0, H - M.bottom - y(bin.count))}
+          fill="#56B4E9"
+          stroke="#0072B2"
+          strokeWidth={0.5}
+        >
+          <title>{`${formatMs(bin.x0)} – ${formatMs(bin.x1)}: ${bin.count} requests`}</title>
+        </rect>
+      ))}
+      {marks.map((mark, i) =>
+        mark.value === null ? null : (
+          <g key={mark.label}>
+            <line
+              x1={x(mark.value)}
+              x2={x(mark.value)}
+              y1={M.top}
+              y2={H - M.bottom}
+              stroke="#D55E00"
+              strokeWidth={1.5}
+              strokeDasharray={i ? "5 3" : ""}
+            />
+            <text
+              x={x(mark.value) + (x(mark.value) > W - 140 ? -4 : 4)}
+              y={M.top + 12 + i * 16}
+              fontSize="13"
+              textAnchor={x(mark.value) > W - 140 ? "end" : "start"}
+              className="mark-label"
+            >
+              {`${mark.label} ${formatMs(mark.value)}`}
+            </text>
+          </g>
+        ),
+      )}
+    </Frame>
+  );
+}

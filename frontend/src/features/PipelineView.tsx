@@ -1,0 +1,116 @@
+// The pipeline's steps as they run: status, progress, what the worker says it is doing, the
+// error in the step's own words, and the log on request. Rows have a fixed layout so
+// progress updates never move the page.
+import { useState } from "react";
+import type { Job, PipelineRun } from "../api/reports";
+import type { JobDetail } from "../api/types";
+import { ErrorMessage, Loading, ProgressBar, StatusBadge } from "../components/ui";
+import { formatDuration, formatRelative } from "../lib/format";
+import { usePolled, useNow } from "../lib/hooks";
+
+export const STEP_LABELS: Record<string, string> = {
+  import: "Import to ONNX",
+  inspect: "Inspect",
+  validate: "Validate op support",
+  optimize: "Optimize",
+  parity: "Accuracy parity",
+  benchmark: "Benchmark",
+  recommend: "Recommend",
+  deploy: "Deploy",
+};
+
+const ACTIVE = new Set(["queued", "running"]);
+
+function JobLog({ job }: { job: Job }) {
+  const running = ACTIVE.has(job.status);
+  const detail = usePolled<JobDetail>(`/api/v1/jobs/${job.id}/`, 2000, () => running);
+  if (detail.error) return <ErrorMessage error={detail.error} />;
+  if (!detail.data) return <Loading label="Loading the log…" height={80} />;
+  return (
+    <pre className="log" tabIndex={0} aria-label={`Log of ${STEP_LABELS[job.kind] ?? job.kind}`}>
+      {detail.data.log || "(This step has written nothing to its log yet.)"}
+    </pre>
+  );
+}
+
+function StepRow({ job, now }: { job: Job; now: number }) {
+  const [open, setOpen] = useState(false);
+  const label = `${STEP_LABELS[job.kind] ?? job.kind}${job.profile ? ` · ${job.profile}` : ""}`;
+  const running = job.status === "running";
+  const message =
+    job.status === "running"
+      ? job.progress_message || "working"
+      : job.status === "queued"
+        ? `queued on ${job.queue}, waiting for a worker`
+        : job.status === "pending"
+          ? "waits for the steps before it"
+          : job.status === "succeeded"
+            ? `done${job.worker_host ? ` on ${job.worker_host}` : ""}`
+            : job.status === "cancelled"
+              ? "not run: an earlier step failed"
+              : "";
+  return (
+    <li className={`step step-${job.status}`}>
+      <div className="step-main">
+        <span className="step-name">{label}</span>
+        <StatusBadge status={job.status} />
+        <span className="step-progress">
+          <ProgressBar value={job.status === "succeeded" ? 1 : job.progress} label={`${label} progress`} />
+        </span>
+        <span className="step-time muted small">
+          {job.started_at ? formatDuration(job.started_at, job.finished_at, now) : ""}
+          {job.attempt > 1 ? ` · attempt ${job.attempt} of ${job.max_attempts}` : ""}
+        </span>
+        <button
+          type="button"
+          className="button button-quiet button-small"
+          aria-expanded={open}
+          onClick={() => setOpen((v) => !v)}
+        >
+          {open ? "Hide log" : "Log"}
+        </button>
+      </div>
+      <div className="step-message muted small">
+        {message}
+        {running && job.heartbeat_at ? ` · heartbeat ${formatRelative(job.heartbeat_at, now)}` : ""}
+      </div>
+      {job.status === "failed" && job.error ? (
+        <div className="step-error" role="alert">
+          <strong>{label} failed:</strong> {job.error}
+          {job.error_code ? <span className="muted small"> ({job.error_code})</span> : null}
+        </div>
+      ) : null}
+      {open ? <JobLog job={job} /> : null}
+    </li>
+  );
+}
+
+export function PipelineView({
+  run,
+  checkedAt,
+}: {
+  run: PipelineRun | null | undefined;
+  checkedAt?: number | undefined;
+}) {
+  const now = useNow(1000);
+  if (!run) return <p className="muted">No pipeline has run for this version yet.</p>;
+  const jobs = [...run.jobs].sort((a, b) => a.sequence - b.sequence);
+  const done = jobs.filter((j) => j.status === "succeeded").length;
+  const live = jobs.some((j) => ACTIVE.has(j.status) || j.status === "pending") && run.status !== "failed";
+  return (
+    <div className="pipeline">
+      <p className="pipeline-summary">
+        <StatusBadge status={run.status} /> {done} of {jobs.length} steps done
+        <span className="muted small" aria-live="off">
+          {live && checkedAt ? ` · live, checked ${formatRelative(new Date(checkedAt).toISOString(), now)}` : ""}
+          {!live && run.finished_at ? ` · finished ${formatRelative(run.finished_at, now)}` : ""}
+        </span>
+      </p>
+      <ol className="steps">
+        {jobs.map((job) => (
+          <StepRow key={job.id} job={job} now={now} />
+        ))}
+      </ol>
+    </div>
+  );
+}

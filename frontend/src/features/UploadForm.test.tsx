@@ -1,0 +1,132 @@
+import { act, fireEvent, render, screen } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it, vi } from "vitest";
+import { ApiError } from "../api/client";
+import type { UploadHandle, UploadProgress } from "../api/upload";
+import type { HardwareProfile, VersionDetail } from "../api/types";
+import { UploadForm } from "./UploadForm";
+
+const profiles = [
+  {
+    slug: "x86-cpu",
+    name: "x86-64 CPU",
+    description: "",
+    device_kind: "cpu",
+    backends: ["onnxruntime"],
+    precisions: ["fp32"],
+    queue: "cpu",
+    enabled: true,
+  },
+  {
+    slug: "nvidia-gpu",
+    name: "NVIDIA GPU",
+    description: "",
+    device_kind: "gpu",
+    backends: ["tensorrt"],
+    precisions: ["fp16"],
+    queue: "gpu",
+    enabled: true,
+  },
+] as unknown as HardwareProfile[];
+const teams = [
+  { slug: "vision", name: "Vision", role: "data_scientist", four_eyes: true },
+  { slug: "fraud", name: "Fraud", role: "admin", four_eyes: true },
+];
+
+function controlledUpload() {
+  let progress: (p: UploadProgress) => void = () => undefined;
+  let resolve: (v: VersionDetail) => void = () => undefined;
+  let reject: (e: unknown) => void = () => undefined;
+  const upload = vi.fn((_model: string, _form: FormData, onProgress: (p: UploadProgress) => void): UploadHandle => {
+    progress = onProgress;
+    const promise = new Promise<VersionDetail>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { promise, abort: vi.fn() };
+  });
+  return {
+    upload,
+    progress: (p: UploadProgress) => progress(p),
+    resolve: (v: VersionDetail) => resolve(v),
+    reject: (e: unknown) => reject(e),
+  };
+}
+
+describe("UploadForm", () => {
+  it("says what is missing instead of sending", async () => {
+    const user = userEvent.setup();
+    const { upload } = controlledUpload();
+    render(<UploadForm teams={teams} profiles={profiles} models={[]} upload={upload} onUploaded={vi.fn()} />);
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(upload).not.toHaveBeenCalled();
+    expect(screen.getByText("Choose the model file to upload, or drop it here.")).toBeTruthy();
+    expect(screen.getByLabelText("Model").getAttribute("aria-invalid")).toBe("true");
+    expect(screen.getByText("You are in several teams: choose the one this model belongs to.")).toBeTruthy();
+  });
+
+  it("takes a dropped file, shows real upload progress, then hands over the version", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    const onUploaded = vi.fn();
+    render(
+      <UploadForm
+        teams={teams}
+        profiles={profiles}
+        models={[{ slug: "mlp", team: "vision" }]}
+        upload={control.upload}
+        onUploaded={onUploaded}
+      />,
+    );
+    const model = new File([new Uint8Array(2048)], "mlp.onnx");
+    fireEvent.drop(screen.getByTestId("dropzone"), { dataTransfer: { files: [model] } });
+    expect(screen.getByText("mlp.onnx")).toBeTruthy();
+    await user.type(screen.getByLabelText("Model"), "My MLP");
+    await user.tab(); // the name becomes a slug when the field is left
+    expect((screen.getByLabelText("Model") as HTMLInputElement).value).toBe("my-mlp");
+    await user.selectOptions(screen.getByLabelText("Team"), "vision");
+    await user.click(screen.getByRole("checkbox", { name: /NVIDIA GPU/ }));
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+
+    expect(control.upload).toHaveBeenCalledTimes(1);
+    const [slug, form] = control.upload.mock.calls[0] as unknown as [string, FormData];
+    expect(slug).toBe("my-mlp");
+    expect((form.get("file") as File).name).toBe("mlp.onnx");
+    expect(form.get("team")).toBe("vision");
+    expect(form.get("profiles")).toBe("nvidia-gpu");
+
+    act(() => control.progress({ loaded: 512, total: 2048 }));
+    const bar = screen.getByRole("progressbar", { name: "Upload progress" });
+    expect(bar.getAttribute("aria-valuenow")).toBe("25");
+    expect(screen.getByText(/Uploading 512 B of 2.0 KiB \(25%\)/)).toBeTruthy();
+    expect((screen.getByRole("button", { name: "Uploading…" }) as HTMLButtonElement).disabled).toBe(true);
+
+    await act(async () => control.resolve({ id: 7 } as VersionDetail));
+    expect(onUploaded).toHaveBeenCalledWith({ id: 7 });
+  });
+
+  it("shows the API's sentence when the server refuses the file", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await user.upload(screen.getByLabelText(/Choose a file/), new File([new Uint8Array([1, 2, 3])], "notes.txt"));
+    await user.type(screen.getByLabelText("Model"), "mlp");
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    // one team: it is sent without asking
+    expect((control.upload.mock.calls[0]?.[1] as FormData).get("team")).toBe("vision");
+    const refusal = new ApiError(400, {
+      code: "invalid",
+      message: "file: notes.txt is not a model Slipway can read: it is not ONNX, a zip, or a framework format.",
+      fields: { file: ["notes.txt is not a model Slipway can read: it is not ONNX, a zip, or a framework format."] },
+    });
+    await act(async () => control.reject(refusal));
+    expect(screen.getByRole("alert").textContent).toContain("The upload did not go through");
+    expect(screen.getByRole("alert").textContent).toContain("file: notes.txt is not a model Slipway can read");
+    expect(
+      screen.getByText("notes.txt is not a model Slipway can read: it is not ONNX, a zip, or a framework format."),
+    ).toBeTruthy();
+    expect(screen.getByRole("button", { name: "Upload and start the pipeline" })).toBeTruthy();
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { EMPTY_UPLOAD, parseIntList, slugify, uploadFormData, validateUpload, type UploadValues } from "./uploadRules";
+
+const file = new File([new Uint8Array([8, 1, 2, 3])], "mlp.onnx");
+const valid: UploadValues = { ...EMPTY_UPLOAD, model: "mlp", file };
+
+describe("upload form rules", () => {
+  it("needs a model name, a non-empty file and (in several teams) a team", () => {
+    const errors = validateUpload(EMPTY_UPLOAD, { needsTeam: true });
+    expect(Object.keys(errors).sort()).toEqual(["file", "model", "team"]);
+    expect(errors.file).toBe("Choose the model file to upload, or drop it here.");
+    expect(validateUpload(valid, { needsTeam: false })).toEqual({});
+    expect(validateUpload({ ...valid, file: new File([], "empty.onnx") }, { needsTeam: false }).file).toBe(
+      "empty.onnx is empty (0 bytes). Choose the real model file.",
+    );
+    expect(validateUpload({ ...valid, model: "my model!" }, { needsTeam: false }).model).toMatch(
+      /letters, digits, hyphens/,
+    );
+  });
+
+  it("asks for a p99 budget with the throughput objective", () => {
+    const throughput = { ...valid, objective: "throughput_within_p99_budget" as const };
+    expect(validateUpload(throughput, { needsTeam: false }).p99BudgetMs).toMatch(/needs a p99 latency budget/);
+    expect(validateUpload({ ...throughput, p99BudgetMs: "-3" }, { needsTeam: false }).p99BudgetMs).toMatch(
+      /positive number/,
+    );
+    expect(validateUpload({ ...throughput, p99BudgetMs: "20" }, { needsTeam: false })).toEqual({});
+  });
+
+  it("checks the sweep, tolerance and input signature", () => {
+    const errors = validateUpload(
+      { ...valid, batchSizes: "1, x", concurrency: "0", minCosine: "1.5", maxAbsError: "-1", inputs: "[{]" },
+      { needsTeam: false },
+    );
+    expect(Object.keys(errors).sort()).toEqual(["batchSizes", "concurrency", "inputs", "maxAbsError", "minCosine"]);
+    expect(validateUpload({ ...valid, inputs: '{"name": "x"}' }, { needsTeam: false }).inputs).toMatch(
+      /JSON list of inputs/,
+    );
+    expect(parseIntList("1, 8 32")).toEqual([1, 8, 32]);
+    expect(parseIntList("1.5")).toBeNull();
+    expect(slugify("  My Model v2 ")).toBe("my-model-v2");
+  });
+
+  it("builds the multipart body the API takes", () => {
+    const form = uploadFormData({
+      ...valid,
+      team: "vision",
+      notes: " retrained ",
+      profiles: ["x86-cpu", "nvidia-gpu"],
+      objective: "throughput_within_p99_budget",
+      p99BudgetMs: "12.5",
+      batchSizes: "1,8",
+      concurrency: "1 4",
+      minCosine: "0.999",
+      inputs: '[{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]',
+    });
+    expect((form.get("file") as File).name).toBe("mlp.onnx");
+    expect(Object.fromEntries([...form.entries()].filter(([k]) => k !== "file"))).toEqual({
+      notes: "retrained",
+      team: "vision",
+      profiles: "x86-cpu,nvidia-gpu",
+      objective: "throughput_within_p99_budget",
+      p99_budget_ms: "12.5",
+      benchmark: '{"batch_sizes":[1,8],"concurrency":[1,4]}',
+      tolerance: '{"min_cosine":0.999}',
+      inputs: '[{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]',
+    });
+    const minimal = uploadFormData(valid);
+    expect([...minimal.keys()]).toEqual(["file", "objective"]);
+  });
+});

@@ -1,0 +1,125 @@
+// The upload form's rules, apart from the component so they are tested on their own. The
+// API checks everything again; these catch mistakes before a large file is sent.
+
+export interface UploadValues {
+  model: string;
+  team: string;
+  file: File | null;
+  notes: string;
+  profiles: string[];
+  objective: "p99_latency_batch1" | "throughput_within_p99_budget";
+  p99BudgetMs: string;
+  batchSizes: string;
+  concurrency: string;
+  minCosine: string;
+  maxAbsError: string;
+  inputs: string;
+  calibration: File | null;
+  validation: File | null;
+}
+
+export const EMPTY_UPLOAD: UploadValues = {
+  model: "",
+  team: "",
+  file: null,
+  notes: "",
+  profiles: [],
+  objective: "p99_latency_batch1",
+  p99BudgetMs: "",
+  batchSizes: "",
+  concurrency: "",
+  minCosine: "",
+  maxAbsError: "",
+  inputs: "",
+  calibration: null,
+  validation: null,
+};
+
+export type UploadErrors = Partial<Record<keyof UploadValues, string>>;
+
+const SLUG = /^[-a-zA-Z0-9_]+$/;
+
+/** "1, 8, 32" -> [1, 8, 32]; null when it isn't a list of positive whole numbers. */
+export function parseIntList(text: string): number[] | null {
+  const parts = text.split(/[\s,]+/).filter(Boolean);
+  if (!parts.length) return null;
+  const values = parts.map(Number);
+  return values.every((v) => Number.isInteger(v) && v > 0) ? values : null;
+}
+
+/** A model name typed by a person -> the slug the URL needs ("My Model" -> "my-model"). */
+export function slugify(text: string): string {
+  return text
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 100);
+}
+
+export function validateUpload(values: UploadValues, options: { needsTeam: boolean }): UploadErrors {
+  const errors: UploadErrors = {};
+  const model = values.model.trim();
+  if (!model) errors.model = "Name the model this version belongs to (an existing one, or a new name).";
+  else if (!SLUG.test(model)) errors.model = "Use letters, digits, hyphens and underscores only, e.g. resnet-50.";
+  else if (model.length > 100) errors.model = "Keep the name to 100 characters.";
+  if (options.needsTeam && !values.team)
+    errors.team = "You are in several teams: choose the one this model belongs to.";
+  if (!values.file) errors.file = "Choose the model file to upload, or drop it here.";
+  else if (values.file.size === 0) errors.file = `${values.file.name} is empty (0 bytes). Choose the real model file.`;
+  if (values.objective === "throughput_within_p99_budget") {
+    const budget = Number(values.p99BudgetMs);
+    if (!values.p99BudgetMs.trim())
+      errors.p99BudgetMs = "The throughput objective needs a p99 latency budget in milliseconds.";
+    else if (!Number.isFinite(budget) || budget <= 0)
+      errors.p99BudgetMs = "The budget must be a positive number of milliseconds, e.g. 20.";
+  } else if (values.p99BudgetMs.trim() && !(Number(values.p99BudgetMs) > 0)) {
+    errors.p99BudgetMs = "The budget must be a positive number of milliseconds, e.g. 20.";
+  }
+  if (values.batchSizes.trim() && !parseIntList(values.batchSizes))
+    errors.batchSizes = "Batch sizes are whole numbers above 0, separated by commas, e.g. 1, 8, 32.";
+  if (values.concurrency.trim() && !parseIntList(values.concurrency))
+    errors.concurrency = "Concurrency levels are whole numbers above 0, separated by commas, e.g. 1, 4.";
+  if (values.minCosine.trim()) {
+    const v = Number(values.minCosine);
+    if (!(v >= 0 && v <= 1)) errors.minCosine = "Minimum cosine similarity is between 0 and 1, e.g. 0.999.";
+  }
+  if (values.maxAbsError.trim() && !(Number(values.maxAbsError) >= 0))
+    errors.maxAbsError = "Maximum absolute error is a number of 0 or more, e.g. 0.001.";
+  if (values.inputs.trim()) {
+    try {
+      const parsed: unknown = JSON.parse(values.inputs);
+      if (!Array.isArray(parsed) || !parsed.every((i) => i && typeof i === "object" && "name" in i && "shape" in i)) {
+        errors.inputs = 'Give a JSON list of inputs, e.g. [{"name": "x", "shape": ["batch", 8], "dtype": "float32"}].';
+      }
+    } catch {
+      errors.inputs = 'This is not valid JSON. Example: [{"name": "x", "shape": ["batch", 8], "dtype": "float32"}].';
+    }
+  }
+  return errors;
+}
+
+/** The multipart body POST /api/v1/models/{slug}/versions/ takes. */
+export function uploadFormData(values: UploadValues): FormData {
+  const form = new FormData();
+  if (values.file) form.append("file", values.file, values.file.name);
+  if (values.notes.trim()) form.append("notes", values.notes.trim());
+  if (values.team) form.append("team", values.team);
+  if (values.profiles.length) form.append("profiles", values.profiles.join(","));
+  form.append("objective", values.objective);
+  if (values.p99BudgetMs.trim()) form.append("p99_budget_ms", String(Number(values.p99BudgetMs)));
+  const benchmark: Record<string, number[]> = {};
+  const batches = parseIntList(values.batchSizes);
+  const concurrency = parseIntList(values.concurrency);
+  if (batches) benchmark.batch_sizes = batches;
+  if (concurrency) benchmark.concurrency = concurrency;
+  if (Object.keys(benchmark).length) form.append("benchmark", JSON.stringify(benchmark));
+  const tolerance: Record<string, number> = {};
+  if (values.minCosine.trim()) tolerance.min_cosine = Number(values.minCosine);
+  if (values.maxAbsError.trim()) tolerance.max_abs_error = Number(values.maxAbsError);
+  if (Object.keys(tolerance).length) form.append("tolerance", JSON.stringify(tolerance));
+  if (values.inputs.trim()) form.append("inputs", values.inputs.trim());
+  if (values.calibration) form.append("calibration", values.calibration, values.calibration.name);
+  if (values.validation) form.append("validation", values.validation, values.validation.name);
+  return form;
+}

@@ -1,0 +1,115 @@
+import { get } from "../api/client";
+import type { Worker } from "../api/types";
+import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { formatBytes, formatDateTime, formatRelative } from "../lib/format";
+import { useNow, useResource } from "../lib/hooks";
+import { useEffect } from "react";
+
+interface Gpu {
+  name?: string;
+  memory_bytes?: number;
+  compute_capability?: string;
+  driver?: string;
+}
+
+const FLAGS_SHOWN = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "neon", "sve"];
+
+export function WorkersPage() {
+  const workers = useResource(() => get<Worker[]>("workers/"), []);
+  const now = useNow(5000);
+  // Heartbeats move: look again every 15 s.
+  useEffect(() => {
+    const timer = setInterval(workers.reload, 15000);
+    return () => clearInterval(timer);
+  }, [workers.reload]);
+  return (
+    <>
+      <PageHeader
+        title="Workers"
+        subtitle="The machines that run pipelines: their hardware, the runtimes installed, the queues they take work from. A worker whose heartbeat stopped is marked stale."
+      />
+      {workers.error ? (
+        <ErrorMessage error={workers.error} />
+      ) : !workers.data ? (
+        <Loading height={200} />
+      ) : workers.data.length === 0 ? (
+        <Empty title="No worker has reported in.">
+          Start one with `manage.py run_worker`; jobs wait in their queue until a worker that serves it is online.
+        </Empty>
+      ) : (
+        <div className="table-scroll">
+          <table className="table">
+            <thead>
+              <tr>
+                <th scope="col">Worker</th>
+                <th scope="col">State</th>
+                <th scope="col">Hardware</th>
+                <th scope="col">Runtimes</th>
+                <th scope="col">Queues</th>
+                <th scope="col">Heartbeat</th>
+              </tr>
+            </thead>
+            <tbody>
+              {workers.data.map((w) => {
+                const runtimes = Object.entries((w.runtimes as Record<string, string | null>) ?? {});
+                const flags = ((w.cpu_flags as string[]) ?? []).filter((f) => FLAGS_SHOWN.includes(f));
+                const gpus = (w.gpus as Gpu[]) ?? [];
+                return (
+                  <tr
+                    key={w.name}
+                    className={w.status === "stale" ? "row-stale" : w.status === "stopped" ? "row-stopped" : undefined}
+                  >
+                    <th scope="row">
+                      <span className="mono">{w.name}</span>
+                      <div className="muted small">{w.host}</div>
+                    </th>
+                    <td>
+                      <StatusBadge status={w.status} />
+                      {w.status === "stale" ? (
+                        <div className="small text-warn">
+                          No heartbeat for {formatRelative(w.last_heartbeat_at, now).replace(" ago", "")}: it may have
+                          died; its jobs are retried elsewhere.
+                        </div>
+                      ) : null}
+                    </td>
+                    <td className="small">
+                      {w.cpu_model || w.arch} · {w.cores} cores · {formatBytes(w.memory_bytes)}
+                      {flags.length ? <div className="muted">{flags.join(", ")}</div> : null}
+                      {gpus.length ? (
+                        <ul className="plain">
+                          {gpus.map((g, i) => (
+                            <li key={i}>
+                              GPU: {g.name ?? "unknown"}
+                              {g.memory_bytes ? `, ${formatBytes(g.memory_bytes)}` : ""}
+                              {g.compute_capability ? `, sm ${g.compute_capability}` : ""}
+                            </li>
+                          ))}
+                        </ul>
+                      ) : (
+                        <div className="muted">no GPU</div>
+                      )}
+                    </td>
+                    <td className="small">
+                      <ul className="plain">
+                        {runtimes.map(([name, version]) => (
+                          <li key={name} className={version ? undefined : "muted"}>
+                            {version ? "✓" : "–"} {name} {version ?? "not installed"}
+                          </li>
+                        ))}
+                      </ul>
+                    </td>
+                    <td className="small mono">{((w.queues as string[]) ?? []).join(", ")}</td>
+                    <td title={formatDateTime(w.last_heartbeat_at)}>
+                      {formatRelative(w.last_heartbeat_at, now)}
+                      <div className="muted small">up since {formatDateTime(w.started_at)}</div>
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

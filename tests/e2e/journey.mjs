@@ -1,0 +1,322 @@
+// The browser half of tests/e2e/test_browser_journey.py: drives Debian's chromium through
+// playwright-core (from frontend/node_modules; no browser is ever downloaded) for one phase
+// of the journey, and prints one JSON line with what it found. Python starts the server, the
+// worker and the users, runs the phases in order and checks the database between them.
+//
+//   node tests/e2e/journey.mjs <phase>      phase: scientist | approver | deployer
+//   env: BASE_URL, USERNAME, PASSWORD, SHOTS (screenshot folder), WORK (scratch folder),
+//        MODEL (scientist: the .onnx to upload), MODEL_NAME, VERSION_ID (approver, deployer),
+//        TARGET (deployer: the target's slug), CHROMIUM (default /usr/bin/chromium)
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(path.join(here, "../../frontend/package.json"));
+const { chromium } = require("playwright-core");
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const phase = process.argv[2];
+const base = env("BASE_URL");
+const shots = env("SHOTS");
+const work = env("WORK");
+const PIPELINE_TIMEOUT = Number(process.env.PIPELINE_TIMEOUT_MS ?? 420_000);
+const result = { phase, steps: [], console_errors: [] };
+
+function step(name) {
+  result.steps.push(name);
+  process.stderr.write(`[${phase}] ${name}\n`);
+}
+
+async function shot(page, name, options = {}) {
+  fs.mkdirSync(shots, { recursive: true });
+  const file = path.join(shots, `${name}.png`);
+  await page.screenshot({ path: file, animations: "disabled", ...options });
+  (result.screenshots ??= []).push(file);
+}
+
+async function shotOf(locator, name) {
+  fs.mkdirSync(shots, { recursive: true });
+  // the sticky section menu would sit over the top of an element scrolled under it
+  await locator
+    .page()
+    .addStyleTag({ content: ".section-nav { position: static !important; }" });
+  const file = path.join(shots, `${name}.png`);
+  await locator.screenshot({ path: file, animations: "disabled" });
+  (result.screenshots ??= []).push(file);
+}
+
+async function signIn(page, username, password) {
+  await page.goto(`${base}/`); // "/" redirects to /app/, which asks who is signed in, then to the sign-in page
+  await page.waitForURL(/\/app\/login/);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/app\/models/);
+  await page.getByRole("heading", { name: "Models", level: 1 }).waitFor();
+  step(`signed in as ${username}`);
+}
+
+async function scientist(page) {
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.getByText("No models yet.").waitFor();
+  await page.getByRole("link", { name: "Upload", exact: true }).click();
+  await page.getByRole("heading", { name: "Upload a model" }).waitFor();
+  // the file input behind the drop zone, as a user picking a file would use it
+  await page.locator('input[type="file"]').first().setInputFiles(env("MODEL"));
+  await page.getByText(path.basename(env("MODEL"))).waitFor();
+  await page.getByLabel("Model", { exact: true }).fill(env("MODEL_NAME"));
+  await page.getByText("Advanced: objective, benchmark sweep").click();
+  await page.getByLabel("Batch sizes").fill("1, 8");
+  await page.getByLabel("Concurrency", { exact: true }).fill("1, 4");
+  await page.evaluate(() => {
+    window.__sameDocument = true; // gone if anything reloads the page
+  });
+  await page
+    .getByRole("button", { name: "Upload and start the pipeline" })
+    .click();
+  step("uploaded through the file input");
+
+  const pipeline = page.getByRole("heading", {
+    name: `${env("MODEL_NAME")} v1: pipeline`,
+  });
+  await pipeline.waitFor({ timeout: 60_000 });
+  const summary = page.locator(".pipeline-summary");
+  const seen = new Set();
+  const deadline = Date.now() + PIPELINE_TIMEOUT;
+  while (Date.now() < deadline) {
+    seen.add((await summary.textContent())?.replace(/ · .*/, "") ?? "");
+    if (await page.getByText("The pipeline finished").isVisible()) break;
+    if (await page.getByText("The pipeline stopped").isVisible())
+      throw new Error(
+        `the pipeline failed: ${await page.locator(".pipeline").textContent()}`,
+      );
+    if (seen.size === 2) await shot(page, "upload-pipeline-running");
+    await page.waitForTimeout(500);
+  }
+  if (!(await page.getByText("The pipeline finished").isVisible()))
+    throw new Error(
+      `the pipeline did not finish in ${PIPELINE_TIMEOUT / 1000} s`,
+    );
+  result.pipeline_states_seen = [...seen];
+  result.same_document = await page.evaluate(
+    () => window.__sameDocument === true,
+  );
+  step("watched the pipeline finish without a reload");
+  await shot(page, "upload-pipeline");
+
+  await page.getByRole("link", { name: "Open the version page" }).click();
+  await page.waitForURL(/\/app\/versions\/\d+/);
+  result.version_id = Number(page.url().match(/versions\/(\d+)/)[1]);
+  const matrix = page.locator("#matrix");
+  await matrix.locator("table").waitFor();
+  const cells = matrix.locator("td.matrix-cell button");
+  result.matrix_cells = await cells.count();
+  result.matrix_labels = [...new Set(await cells.allTextContents())];
+  // the reason shows on hover and on keyboard focus
+  await cells.first().hover();
+  result.tooltip_on_hover = await matrix
+    .locator(".cell-tip")
+    .first()
+    .isVisible();
+  await cells.nth(1).focus();
+  result.tooltip_on_focus = (await matrix
+    .locator(".cell-tip")
+    .nth(1)
+    .isVisible())
+    ? await matrix.locator(".cell-tip").nth(1).textContent()
+    : null;
+  await page.mouse.move(0, 0);
+  await page.evaluate(() => document.activeElement?.blur());
+  step("read the op-support matrix");
+
+  const charts = page.locator("#benchmarks figure.chart");
+  await charts.first().waitFor();
+  result.charts = await charts.locator("figcaption").allTextContents();
+  result.chart_svgs = await page
+    .locator("#benchmarks figure.chart svg[role=img]")
+    .count();
+  result.parity_rows = await page.locator("#parity tbody tr").count();
+  result.recommendation = await page
+    .locator("#recommendation .lead")
+    .textContent();
+  step("saw the benchmark plots, parity and recommendation");
+  await page.locator("body").evaluate(() => window.scrollTo(0, 0));
+  await shot(page, "version-page", { fullPage: true });
+  await shotOf(matrix, "version-matrix");
+  await shotOf(page.locator("#benchmarks"), "version-benchmarks");
+
+  const onlyProblems = matrix.getByRole("checkbox", { name: /Only problems/ });
+  await onlyProblems.check();
+  result.problems_filter = await matrix
+    .locator(".empty-title")
+    .textContent()
+    .catch(() => null);
+  await onlyProblems.uncheck();
+
+  await page.getByRole("link", { name: "Models", exact: true }).click();
+  await page.getByRole("link", { name: env("MODEL_NAME") }).waitFor();
+  result.models_row = await page.locator("tbody tr").first().textContent();
+  step("saw the model in the models list");
+}
+
+async function approver(page) {
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  const id = env("VERSION_ID");
+  await page.getByRole("link", { name: env("MODEL_NAME") }).waitFor();
+  result.models = (await page.locator("tbody th").allTextContents()).sort();
+  await shot(page, "models");
+  await page.getByLabel("Latest version").selectOption({ label: "Approved" });
+  await page.getByText(/^1 of \d+ models/).waitFor();
+  result.approved_models = await page.locator("tbody th").allTextContents();
+  await page.getByLabel("Search").fill("dig");
+  await page.getByText("No model matches these filters.").waitFor();
+  await page.getByRole("button", { name: "Clear the filters" }).click();
+  step("filtered the models list");
+  await page.getByRole("link", { name: "Review queue" }).click();
+  await page.getByRole("heading", { name: "Review queue" }).waitFor();
+  const item = page.getByRole("link", {
+    name: new RegExp(`^${env("MODEL_NAME")} v1`),
+  });
+  await item.waitFor();
+  await item.click();
+  await page.waitForURL(new RegExp(`/app/review/${id}$`));
+  await page.getByRole("heading", { name: "Evidence" }).waitFor();
+  await page.getByText("Recommended variant vs the original").waitFor();
+  result.gates_text = await page
+    .locator(".review-detail")
+    .getByText(/gates apply|Every gate passes|A gate fails/)
+    .first()
+    .textContent();
+  await shot(page, "review-queue", { fullPage: true });
+  step("read the evidence in the review queue");
+
+  await page
+    .getByLabel("Comment")
+    .fill("Parity and latency look right; approved for the x86 fleet.");
+  await page.getByRole("button", { name: "Approve", exact: true }).click();
+  await page.getByText("Decision recorded").waitFor();
+  await page
+    .getByText("Nothing waits for your review.")
+    .waitFor({ timeout: 10_000 })
+    .catch(() => undefined);
+  result.queue_after = await page.locator(".queue-list").textContent();
+  step("approved with a comment");
+
+  await page.getByRole("link", { name: "Open the version" }).click();
+  await page.waitForURL(new RegExp(`/app/versions/${id}`));
+  await page.locator("#review .history li").first().waitFor();
+  result.version_badge = await page
+    .locator(".page-header h1 .badge")
+    .textContent();
+  result.history = await page.locator("#review .history").textContent();
+  step("saw the approval on the version page");
+}
+
+async function deployer(page) {
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.getByRole("link", { name: "Serving targets" }).click();
+  const row = page.locator("tbody tr", { hasText: env("TARGET") });
+  await row.waitFor();
+  await row.getByRole("button", { name: "Check now" }).click();
+  await row
+    .getByText("Healthy")
+    .waitFor({ timeout: 60_000 })
+    .catch(() => undefined);
+  result.target_health = await row.locator(".badge").first().textContent();
+  await shot(page, "targets");
+  step("checked the target's health");
+
+  await page.getByRole("link", { name: "Deployments" }).click();
+  await page
+    .getByRole("heading", { name: "Deploy an approved version" })
+    .waitFor();
+  const form = page.locator("#deploy");
+  await form
+    .getByLabel("Approved version")
+    .selectOption({ label: `vision/${env("MODEL_NAME")} v1` });
+  await form
+    .getByLabel("Serving target")
+    .selectOption({ value: env("TARGET") });
+  await form.getByRole("button", { name: "Deploy" }).click();
+  step("asked for the deployment");
+  const history = page.locator("#history tbody tr").first();
+  await history.waitFor();
+  const deadline = Date.now() + 180_000;
+  let state = "";
+  while (Date.now() < deadline) {
+    state = (await history.locator(".badge").first().textContent()) ?? "";
+    if (/Live|Failed/.test(state)) break;
+    await page.waitForTimeout(500);
+  }
+  result.deployment_state = state;
+  result.deployment_row = await history.textContent();
+  await page
+    .locator("#live")
+    .getByText(`${env("MODEL_NAME")}`)
+    .waitFor({ timeout: 10_000 })
+    .catch(() => undefined);
+  result.live_card = await page.locator("#live").textContent();
+  await shot(page, "deployments", { fullPage: true });
+  step("saw it live on the target");
+}
+
+const phases = { scientist, approver, deployer };
+const profile = fs.mkdtempSync(path.join(work, `chromium-${phase}-`));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+  viewport: { width: 1280, height: 900 },
+  deviceScaleFactor: 1,
+});
+const page = context.pages()[0] ?? (await context.newPage());
+page.setDefaultTimeout(30_000);
+page.on("console", (message) => {
+  // the first "who am I" before signing in answers 401 by design
+  if (
+    message.type() === "error" &&
+    !/401 \(Unauthorized\)/.test(message.text())
+  )
+    result.console_errors.push(message.text());
+});
+page.on("pageerror", (error) =>
+  result.console_errors.push(`page error: ${error.message}`),
+);
+let code = 0;
+try {
+  if (!phases[phase]) throw new Error(`unknown phase ${phase}`);
+  await phases[phase](page);
+} catch (error) {
+  code = 1;
+  result.error = String(error?.stack ?? error);
+  result.url = page.url();
+  try {
+    await page.screenshot({
+      path: path.join(work, `failure-${phase}.png`),
+      fullPage: true,
+    });
+    result.failure_screenshot = path.join(work, `failure-${phase}.png`);
+    result.page_text = (await page.locator("body").innerText()).slice(0, 4000);
+  } catch {
+    // the browser itself failed
+  }
+} finally {
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+process.stdout.write(JSON.stringify(result) + "\n");
+process.exit(code);

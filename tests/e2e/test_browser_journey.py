@@ -1,0 +1,129 @@
+"""A data scientist and an approver use Slipway in a real browser, against the real server and
+worker: sign in, upload a model through the file input, watch the pipeline finish live, read
+the op-support matrix and the benchmark plots; then the approver signs in, reads the evidence
+in the review queue and approves; then deploys it to a real Triton server. Screenshots of the
+main pages are saved to docs/screenshots/ on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apps.approvals.models import Decision
+from apps.deployments.models import Deployment
+from apps.registry.models import ModelVersion, VersionStatus
+from tests import modelzoo
+from tests.conftest import client_for
+from tests.e2e.conftest import SCREENSHOTS
+from tests.factories import RegisteredModelFactory
+from tests.finished import finished_version
+from tests.integration.conftest import wait_for
+from tests.triton_server import TritonServer, start_triton_server, triton_skip_reason
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-for-tests"  # tests/factories.py gives every user this one
+
+
+@pytest.fixture
+def triton(tmp_path: Path) -> Iterator[TritonServer | str]:
+    """A real tritonserver to deploy to, or the reason none can start here."""
+    reason = triton_skip_reason()
+    if reason:
+        yield reason
+        return
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    server = start_triton_server(repository, tmp_path / "triton")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _register_target(admin: Any, server: TritonServer) -> str:
+    answer = admin.post(
+        "/api/v1/targets/",
+        {
+            "team": "vision",
+            "name": "Local Triton",
+            "url": server.url,
+            "repository": str(server.repository),
+            "backend_mode": "python",
+            "profile": "x86-cpu",
+            "allow_private": True,
+        },
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    return str(answer.json()["slug"])
+
+
+def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journey, triton, tmp_path):
+    model = modelzoo.make_mlp_onnx(tmp_path / "digits.onnx")
+
+    # The data scientist: upload by the file input, the pipeline live, the matrix and the plots.
+    found = journey("scientist", username=personas.owner.username, password=PASSWORD, model=model, model_name="digits")
+    assert not found["console_errors"], found["console_errors"]
+    assert found["same_document"], "the page reloaded while the pipeline ran"
+    assert len(found["pipeline_states_seen"]) >= 2, f"the pipeline view never changed: {found['pipeline_states_seen']}"
+    version = ModelVersion.objects.get(pk=found["version_id"])
+    assert version.status == VersionStatus.READY and version.model.slug == "digits"
+    assert version.created_by == personas.owner
+    assert found["matrix_cells"] >= 4 and found["matrix_labels"] == ["✓Supported"]
+    assert found["tooltip_on_hover"] and "runs it on" in (found["tooltip_on_focus"] or "")
+    assert found["problems_filter"] == "No problems: every backend runs every op type."
+    titles = " | ".join(found["charts"])
+    for chart in (
+        "Latency percentiles per variant",
+        "latency vs batch size",
+        "Throughput vs concurrency",
+        "Latency distribution",
+    ):
+        assert chart in titles, titles
+    assert found["chart_svgs"] >= 4 and found["parity_rows"] >= 4
+    assert found["recommendation"].startswith("Use '"), found["recommendation"]
+    assert "Ready for review" in found["models_row"]
+
+    # Two models finished earlier (tests/finished.py), so the list has more than one state to show.
+    for name, status in (("fraud-scorer", VersionStatus.APPROVED), ("ocr-detector", VersionStatus.FAILED)):
+        model = RegisteredModelFactory(team=personas.team, name=name, slug=name, created_by=personas.owner)
+        finished_version(team=personas.team, uploader=personas.owner, model=model, status=status)
+
+    # The approver: the review queue's evidence, then approve with a comment.
+    found = journey(
+        "approver", username=personas.approver.username, password=PASSWORD, version_id=version.pk, model_name="digits"
+    )
+    assert not found["console_errors"], found["console_errors"]
+    version.refresh_from_db()
+    assert version.status == VersionStatus.APPROVED
+    decision = Decision.objects.get(version=version)
+    assert decision.actor == personas.approver and decision.kind == "approve"
+    assert decision.comment == "Parity and latency look right; approved for the x86 fleet."
+    assert "Nothing waits for your review." in found["queue_after"]
+    assert found["version_badge"].endswith("Approved")
+    assert "april" in found["history"]
+
+    for name in ("models", "upload-pipeline", "version-page", "version-matrix", "version-benchmarks", "review-queue"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
+
+    # Deploy: needs a real inference server.
+    if isinstance(triton, str):
+        pytest.skip(f"upload, pipeline, matrix, plots and approval passed; the deploy step needs Triton: {triton}")
+    target = _register_target(client_for(personas.admin), triton)
+    found = journey(
+        "deployer", username=personas.approver.username, password=PASSWORD, model_name="digits", target=target
+    )
+    assert not found["console_errors"], found["console_errors"]
+    assert found["target_health"].endswith("Healthy"), found["target_health"]
+    deployment = wait_for(
+        lambda: Deployment.objects.filter(version=version).first(), timeout=10, what="the deployment row"
+    )
+    assert found["deployment_state"].endswith("Live"), found["deployment_row"]
+    deployment.refresh_from_db()
+    assert deployment.status == "live" and deployment.requested_by == personas.approver
+    assert "digits" in found["live_card"] and "Nothing live here." not in found["live_card"]
+    assert (SCREENSHOTS / "deployments.png").stat().st_size > 10_000
