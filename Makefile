@@ -4,7 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup services lint typecheck migrations-check pytest bench clean
+.PHONY: run test setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots
+
+# The browser app (frontend/, Node.js 20.19+): `npm ci` when the lockfile changes, a Vite build
+# into frontend/dist (collected by Django, served by WhiteNoise) when a source changes.
+NPM ?= npm
+FRONTEND_DEPS := frontend/node_modules/.slipway-installed
+FRONTEND_SRC := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json -type f -not -name '*.test.*' -not -path 'frontend/src/test/*' 2>/dev/null)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls CUDA builds
 	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu,pytorch,tensorflow,sklearn,triton]'
 	$(PY) -m pip install --quiet --no-deps 'pnnx>=20250503'
-	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton>=0.5'  # only for its tritonserver binary (tests)
+	# Only for the tritonserver binary the tests deploy to. --no-deps: its metadata pins numpy<2,
+	# which the rest of the stack outgrew; Slipway's python-backend model moves tensors by DLPack,
+	# which works under numpy 2 (docs/adr/0006).
+	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton>=0.5'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,7 +31,7 @@ run: setup
 	bash scripts/run.sh
 
 ## The full test suite on PostgreSQL + Redis with real worker processes (what CI runs).
-test: setup services lint typecheck migrations-check pytest
+test: setup services lint typecheck migrations-check frontend-test frontend pytest
 
 services:
 	bash scripts/services.sh
@@ -32,7 +41,7 @@ lint:
 	$(VENV)/bin/ruff format --check .
 
 typecheck:
-	$(VENV)/bin/mypy apps workers platform/config
+	$(VENV)/bin/mypy apps workers platform/config slipway_cli
 
 migrations-check:
 	SLIPWAY_SECRET_KEY=check DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
@@ -40,8 +49,32 @@ migrations-check:
 pytest:
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+## Refresh docs/screenshots/ (the README's) from the end-to-end browser journey.
+screenshots: setup frontend services
+	SLIPWAY_E2E_SCREENSHOTS=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest tests/e2e -m e2e
+
+## Regenerate docs/openapi.yaml, the committed copy of the API contract (a test compares them).
+openapi: setup
+	# PostgreSQL integer ranges (as in production); the command never connects to it.
+	SLIPWAY_SECRET_KEY=schema DATABASE_URL=postgres://schema@127.0.0.1:1/schema $(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+$(FRONTEND_DEPS): frontend/package.json frontend/package-lock.json
+	cd frontend && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+frontend/dist/index.html: $(FRONTEND_DEPS) $(FRONTEND_SRC)
+	cd frontend && $(NPM) run build
+
+## Build the browser app if its sources changed (make run does this too).
+frontend: frontend/dist/index.html
+
+## The browser app's format check (Prettier), type check and component tests (Vitest, which
+## also checks that src/api/schema.d.ts matches docs/openapi.yaml: `npm run gen:api` updates it).
+frontend-test: $(FRONTEND_DEPS)
+	cd frontend && $(NPM) run check
+
 bench: setup
 	$(PY) bench/upload.py
 
 clean:
-	rm -rf var staticfiles .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var staticfiles .pytest_cache .mypy_cache .ruff_cache frontend/dist frontend/node_modules

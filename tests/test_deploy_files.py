@@ -27,25 +27,16 @@ DOCKERFILES = {
     "worker-gpu": DOCKER_DIR / "worker-gpu.Dockerfile",
 }
 
-# Every variable the settings read that a deployment may set (platform/config/settings).
-SETTINGS_ENV = {
-    "SLIPWAY_SECRET_KEY",
-    "SLIPWAY_SECRET_KEY_FILE",
-    "SLIPWAY_ALLOWED_HOSTS",
-    "SLIPWAY_CSRF_TRUSTED_ORIGINS",
-    "DATABASE_URL",
-    "CELERY_BROKER_URL",
-    "SLIPWAY_DATA_DIR",
-    "SLIPWAY_STORAGE",
-    "SLIPWAY_S3_BUCKET",
-    "SLIPWAY_S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_ACCESS_KEY_ID_FILE",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SECRET_ACCESS_KEY_FILE",
-    "SLIPWAY_MAX_UPLOAD_BYTES",
-    "SLIPWAY_WORKER_PROFILE",
-}
+# Every variable the settings read that a deployment may set (platform/config/settings): each
+# `env*("NAME", ...)` call, and for strings its `NAME_FILE` form; plus what the worker reads.
+_SETTINGS_SOURCE = "\n".join(p.read_text() for p in (ROOT / "platform" / "config" / "settings").glob("*.py"))
+_READ = re.findall(r"env(str|bool|int|list|choice)\(\s*\"([A-Z0-9_]+)\"", _SETTINGS_SOURCE)
+SETTINGS_ENV = (
+    {name for _, name in _READ}
+    | {f"{name}_FILE" for kind, name in _READ if kind == "str"}
+    | set(re.findall(r"os\.environ(?:\.get|\.setdefault)?\(\s*\"([A-Z0-9_]+)\"", _SETTINGS_SOURCE))
+    | {"SLIPWAY_WORKER_PROFILE"}  # labels the worker containers (cpu, gpu) for operators
+)
 # Read by the interpreter, Django's bootstrap or the entrypoint, not by the settings.
 PROCESS_ENV = {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "SLIPWAY_ROLE"}
 
@@ -54,7 +45,8 @@ ALL_SERVICES = {*APP_SERVICES, "postgres", "redis"}
 DATA_DIR = "/var/lib/slipway"
 
 EXPECTED_COMMANDS = {
-    "web": "gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --timeout 600",
+    "web": "gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
+    "--threads ${WEB_THREADS:-8} --keep-alive 65 --timeout 600",
     # run_worker adds an import queue per framework installed in the image (apps/jobs run_worker).
     "worker-cpu": "python manage.py run_worker --queues cpu,default -- -n cpu@%h"
     " --concurrency=${WORKER_CONCURRENCY:-2} --prefetch-multiplier=1 -O fair",

@@ -18,7 +18,7 @@ from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.jobs import services as jobs
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
-from apps.registry.storage import delete_blob_if_unreferenced, put_blob
+from apps.registry.storage import StorageFull, delete_blob_if_unreferenced, put_blob
 from apps.runtimes.models import HardwareProfile
 from workers.engine.errors import ModelError
 from workers.engine.importers.registry import detect_upload_format, framework_of
@@ -49,6 +49,20 @@ def create_model(*, team: Team, user: Any, name: str, slug: str = "", descriptio
             f"Team {team.slug} already has a model with the slug '{slug}'. Pick another name.",
             status.HTTP_409_CONFLICT,
         ) from None
+
+
+def get_or_create_model(*, team: Team, user: Any, slug: str) -> RegisteredModel:
+    """The team's model with this slug, registered now if it does not exist yet. Two first
+    uploads to a new slug at once both land in the one model (the loser of the race reads it)."""
+    existing = RegisteredModel.objects.filter(team=team, slug=slug).first()
+    if existing is not None:
+        return existing
+    try:
+        return create_model(team=team, user=user, name=slug, slug=slug)
+    except ApiError as exc:
+        if exc.code != "model_exists":
+            raise
+        return RegisteredModel.objects.get(team=team, slug=slug)
 
 
 def resolve_team_for_new_model(user: Any, team_slug: str | None) -> Team:
@@ -155,6 +169,15 @@ def check_evaluation(evaluation: Evaluation) -> None:
             raise ApiError("invalid_benchmark", f"The benchmark setting '{key}' has an invalid value, {example}.")
 
 
+def _store_upload(uploaded: Any, sha256: str) -> tuple[str, bool]:
+    """put_blob for an upload: a full artifact storage is a 507 with a sentence, not a 500. The
+    partial file is already gone, and no version row exists yet (it is created after the blobs)."""
+    try:
+        return put_blob(uploaded, sha256)
+    except StorageFull as exc:
+        raise ApiError(exc.code, exc.message, status.HTTP_507_INSUFFICIENT_STORAGE) from exc
+
+
 def upload_version(
     *,
     model: RegisteredModel,
@@ -194,13 +217,13 @@ def upload_version(
     check_evaluation(evaluation)
 
     sha256 = uploaded.sha256
-    key, created = put_blob(uploaded, sha256)
+    key, created = _store_upload(uploaded, sha256)
     new_keys = [key] if created else []
     side_keys: dict[str, str] = {}
     try:
         for what, side in side_files.items():
             if side is not None:
-                side_keys[what], side_created = put_blob(side, side.sha256)
+                side_keys[what], side_created = _store_upload(side, side.sha256)
                 if side_created:
                     new_keys.append(side_keys[what])
         with transaction.atomic():

@@ -7,6 +7,7 @@ never leaves a half-written blob under a real key (S3 objects appear whole by de
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -70,6 +71,24 @@ class AtomicFileSystemStorage(FileSystemStorage):
         return True
 
 
+class StorageFull(Exception):
+    """The artifact storage has no room left (ENOSPC / EDQUOT). Nothing was stored: the
+    partial file was removed. `code` is stable; `message` says what to do."""
+
+    code = "storage_full"
+
+    def __init__(self, size: int | None = None):
+        needed = f" for {size / 2**20:.1f} MiB" if size else ""
+        self.message = (
+            f"Slipway's artifact storage is full: there was no room{needed}, so nothing was stored. "
+            "Ask an admin to free space or enlarge the storage volume, then try again."
+        )
+        super().__init__(self.message)
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def artifact_storage() -> Storage:
     return storages["artifacts"]
 
@@ -86,7 +105,15 @@ def put_blob(content: IO[bytes] | File, sha256: str) -> tuple[str, bool]:
     key = blob_key(sha256)
     if storage.exists(key):
         return key, False
-    saved = storage.save(key, content if isinstance(content, File) else File(content))
+    try:
+        saved = storage.save(key, content if isinstance(content, File) else File(content))
+    except OSError as exc:
+        # A full disk is a condition of the server, not a crash: callers turn it into a 507
+        # (uploads) or a failed job with this sentence (pipeline steps). _save has already
+        # removed its partial file, so no half-written blob stays under any name.
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise StorageFull(getattr(content, "size", None)) from exc
+        raise
     if saved != key:  # a storage that renames on collision: the blob already exists
         storage.delete(saved)
         return key, False

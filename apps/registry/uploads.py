@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +13,7 @@ from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from rest_framework import status
 
 from apps.core.api.errors import ApiError
+from apps.registry.storage import NO_SPACE_ERRNOS
 
 
 def human_bytes(n: float) -> str:
@@ -31,6 +34,16 @@ class UploadTooLarge(ApiError):
         )
 
 
+class UploadSpoolFull(ApiError):
+    def __init__(self) -> None:
+        super().__init__(
+            "storage_full",
+            "The server's disk is full: there was no room to receive the upload, so nothing was stored. "
+            "Ask an admin to free space or enlarge the data volume, then upload again.",
+            status.HTTP_507_INSUFFICIENT_STORAGE,
+        )
+
+
 class HashingUploadHandler(TemporaryFileUploadHandler):
     """Write to a temporary file in 1 MiB chunks, computing sha256 and size on the way."""
 
@@ -47,8 +60,23 @@ class HashingUploadHandler(TemporaryFileUploadHandler):
             self.file.close()  # removes the temporary file now, not at garbage collection
             raise UploadTooLarge(settings.MAX_UPLOAD_BYTES)
         self._sha256.update(raw_data)
-        super().receive_data_chunk(raw_data, start)
+        with self._no_space_is_507():
+            super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size: int) -> TemporaryUploadedFile:
         self.file.sha256 = self._sha256.hexdigest()  # type: ignore[attr-defined]
-        return super().file_complete(file_size)  # type: ignore[return-value]
+        with self._no_space_is_507():  # the last buffered bytes are written here
+            return super().file_complete(file_size)  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _no_space_is_507(self) -> Iterator[None]:
+        # The spool folder sits on the data volume: when it is full, say so (507) and drop
+        # the partial temporary file now, instead of a 500.
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in NO_SPACE_ERRNOS:
+                raise
+            with contextlib.suppress(OSError):
+                self.file.close()
+            raise UploadSpoolFull() from exc

@@ -14,6 +14,7 @@ app = Celery(
         "workers.tasks.worker_registry",
         "workers.tasks.notifications",
         "workers.tasks.webhooks",
+        "workers.tasks.deployments",
     ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -50,4 +51,19 @@ def _schedule_periodic(sender: Celery, **_: object) -> None:
         float(settings.RECONCILE_INTERVAL_SECONDS),
         sender.signature("slipway.webhooks.sweep", queue="default"),
         name="re-send lost webhook deliveries",
+    )
+    sender.add_periodic_task(
+        float(settings.RECONCILE_INTERVAL_SECONDS),
+        sender.signature("slipway.deployments.reconcile", queue="default"),
+        name="take back stuck deployments",
+    )
+    sender.add_periodic_task(
+        float(settings.TARGET_HEALTH_INTERVAL_SECONDS),
+        sender.signature("slipway.deployments.check_targets", queue="default"),
+        name="check serving targets' health",
+    )
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("slipway.core.expire_idempotency_keys", queue="default"),
+        name="forget expired idempotency keys",
     )

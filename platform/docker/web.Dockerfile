@@ -85,4 +85,4 @@ HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=5 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=8)"]
 ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]
 # --timeout 600: large model uploads stream through one request.
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers \"${WEB_CONCURRENCY:-3}\" --timeout 600"]
+CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers \"${WEB_CONCURRENCY:-3}\" --threads \"${WEB_THREADS:-8}\" --keep-alive 65 --timeout 600"]

@@ -23,6 +23,8 @@ DOMAIN_MODELS = [
     "audit.auditevent",
     "approvals.policy",
     "approvals.decision",
+    "deployments.servingtarget",
+    "deployments.deployment",
 ]
 
 
@@ -48,6 +50,25 @@ def test_admin_changelist_and_change_page_render(label, monkeypatch):
 
     Policy.objects.create(team=version.model.team, name="p", kind="no_cpu_fallback", created_by=version.created_by)
     Decision.objects.create(version=version, kind="reject", actor=version.created_by, comment="no", evidence_sha256="0")
+    from apps.deployments.models import Deployment, ServingTarget
+    from apps.runtimes.models import HardwareProfile
+
+    profile = HardwareProfile.objects.get(slug="x86-cpu")
+    target = ServingTarget.objects.create(
+        team=version.model.team, name="t", slug="t", url="http://triton:8000", repository="/srv/m", profile=profile
+    )
+    target.credentials = '{"token": "never-shown"}'
+    target.save(update_fields=["credentials"])
+    Deployment.objects.create(
+        target=target,
+        version=version,
+        model=version.model,
+        profile=profile,
+        variant="original",
+        triton_model="m",
+        triton_version=1,
+        requested_by=version.created_by,
+    )
     client = Client()
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     app, model = label.split(".")
@@ -55,4 +76,6 @@ def test_admin_changelist_and_change_page_render(label, monkeypatch):
     assert listing.status_code == 200
     obj = django_apps.get_model(label).objects.first()
     assert obj is not None
-    assert client.get(f"/admin/{app}/{model}/{obj.pk}/change/").status_code == 200
+    page = client.get(f"/admin/{app}/{model}/{obj.pk}/change/")
+    assert page.status_code == 200
+    assert b"never-shown" not in page.content and b"never-shown" not in listing.content

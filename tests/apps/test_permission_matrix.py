@@ -4,7 +4,7 @@ The table below is written out by hand, one row per (method, route); a test read
 conf and fails when an endpoint has no row, so a new endpoint can't ship unchecked.
 A role that may act gets the endpoint's success status; a team member whose role may not
 gets 403; an outsider gets 404 for the team's objects (it "does not exist" for them) and
-an empty answer from lists; an anonymous caller gets 401.
+an empty answer from lists; an anonymous caller gets 401 (except for signing in).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from rest_framework.test import APIClient
 from apps.accounts.models import ApiToken
 from apps.approvals import services as approvals
 from apps.approvals.models import Policy
+from apps.deployments import services as deployments
+from apps.deployments.models import Deployment
 from apps.jobs import services as jobs
 from apps.jobs.models import Job
 from apps.webhooks import services as webhooks
@@ -37,6 +39,7 @@ MEMBERS = frozenset({"viewer", "data_scientist", "approver", "admin"})
 UPLOADERS = frozenset({"data_scientist", "admin"})
 REVIEWERS = frozenset({"approver", "admin"})
 ADMINS = frozenset({"admin"})
+DEPLOYERS = frozenset({"approver", "admin"})
 EVERYONE = frozenset(ROLES) - {"anonymous"}
 
 
@@ -75,6 +78,56 @@ def const(path: str) -> Callable[[World, str], str]:
 
 def v(attr: str, suffix: str = "") -> Callable[[World, str], str]:
     return lambda w, role: f"/api/v1/versions/{getattr(w, attr).pk}/{suffix}"
+
+
+def _bare_target(w: World) -> Any:
+    """A serving target of the team with no deployments (made on first use)."""
+    if getattr(w, "bare_target", None) is None:
+        w.bare_target = deployments.create_target(  # type: ignore[attr-defined]
+            team=w.approved.model.team,
+            user=w.users["admin"],
+            name="Bare",
+            profile="x86-cpu",
+            url="http://127.0.0.1:9",
+            repository="/srv/triton/bare",
+            allow_private=True,
+        )
+    return w.bare_target  # type: ignore[attr-defined]
+
+
+def _live(w: World) -> Deployment:
+    """A live deployment on target "matrix" that replaced an earlier one (made on first use)."""
+    if getattr(w, "live", None) is None:
+        admin = w.users["admin"]
+        target = deployments.create_target(
+            team=w.approved.model.team,
+            user=admin,
+            name="Matrix",
+            profile="x86-cpu",
+            url="http://127.0.0.1:9",
+            repository="/srv/triton/matrix",
+            allow_private=True,
+        )
+        common = {
+            "target": target,
+            "version": w.approved,
+            "model": w.approved.model,
+            "profile": target.profile,
+            "variant": "original",
+            "triton_model": w.approved.model.slug,
+            "requested_by": admin,
+        }
+        before = Deployment.objects.create(**common, triton_version=1, status="retired")
+        w.live = Deployment.objects.create(**common, triton_version=2, status="live", replaces=before)  # type: ignore[attr-defined]
+    return w.live  # type: ignore[attr-defined]
+
+
+def _target_url(suffix: str = "") -> Callable[[World, str], str]:
+    return lambda w, role: f"/api/v1/targets/{_bare_target(w).pk}/{suffix}"
+
+
+def _deployment_url(suffix: str = "") -> Callable[[World, str], str]:
+    return lambda w, role: f"/api/v1/deployments/{_live(w).pk}/{suffix}"
 
 
 MATRIX: list[Row] = [
@@ -206,8 +259,68 @@ MATRIX: list[Row] = [
         202,
         lambda w, r: f"/api/v1/webhooks/{w.webhook.pk}/deliveries/{w.delivery.pk}/redeliver/",
     ),
+    # Targets and deployments are made on first use by the URL and body functions (the `_=`
+    # makes them exist before a list is read, so an outsider's empty answer means something).
+    Row(
+        "GET",
+        "targets/",
+        EVERYONE,
+        200,
+        lambda w, r: f"/api/v1/targets/?team=vision&_={_bare_target(w).pk}",
+        kind="list",
+    ),
+    Row(
+        "POST",
+        "targets/",
+        ADMINS,
+        201,
+        const("/api/v1/targets/"),
+        lambda w: {
+            "team": "vision",
+            "name": "New",
+            "url": "http://127.0.0.1:9",
+            "repository": "/srv/triton/new",
+            "profile": "x86-cpu",
+            "allow_private": True,
+        },
+    ),
+    Row("GET", "targets/<int:pk>/", MEMBERS, 200, _target_url()),
+    Row("PATCH", "targets/<int:pk>/", ADMINS, 200, _target_url(), lambda w: {"enabled": False}),
+    Row("DELETE", "targets/<int:pk>/", ADMINS, 204, _target_url()),
+    Row("POST", "targets/<int:pk>/check/", DEPLOYERS, 202, _target_url("check/")),
+    Row(
+        "GET",
+        "deployments/",
+        EVERYONE,
+        200,
+        lambda w, r: f"/api/v1/deployments/?team=vision&_={_live(w).pk}",
+        kind="list",
+    ),
+    Row(
+        "POST",
+        "deployments/",
+        DEPLOYERS,
+        202,
+        const("/api/v1/deployments/"),
+        lambda w: {"version": w.approved.pk, "target": _live(w).target.slug},
+    ),
+    Row("GET", "deployments/<int:pk>/", MEMBERS, 200, _deployment_url()),
+    Row("POST", "deployments/<int:pk>/rollback/", DEPLOYERS, 202, _deployment_url("rollback/")),
+    Row("POST", "deployments/<int:pk>/undeploy/", DEPLOYERS, 202, _deployment_url("undeploy/")),
     Row("GET", "audit/", EVERYONE, 200, const("/api/v1/audit/?team=vision"), kind="list"),
     Row("GET", "audit/export/", EVERYONE, 200, const("/api/v1/audit/export/?team=vision"), kind="list"),
+    # the browser session: anyone may sign in (here as sam); who-am-I and sign-out need a session
+    Row("GET", "session/", EVERYONE, 200, const("/api/v1/session/"), kind="open"),
+    Row(
+        "POST",
+        "session/",
+        frozenset(ROLES),
+        200,
+        const("/api/v1/session/"),
+        lambda w: {"username": "sam", "password": "pw-for-tests"},
+        kind="open",
+    ),
+    Row("DELETE", "session/", EVERYONE, 204, const("/api/v1/session/"), kind="open"),
 ]
 
 
@@ -276,10 +389,10 @@ def world(personas, tmp_path, monkeypatch) -> World:
 
 
 def _expected(row: Row, role: str) -> int:
-    if role == "anonymous":
-        return 401
     if role in row.allowed:
         return row.ok
+    if role == "anonymous":
+        return 401
     if role == "outsider" and row.kind == "team":
         return 404
     return 403

@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from apps.approvals import notifications
 from apps.registry.models import ModelVersion
@@ -13,7 +14,8 @@ from apps.registry.models import ModelVersion
 @shared_task(
     name=notifications.NOTIFY_TASK,
     acks_late=True,
-    autoretry_for=(smtplib.SMTPException, ConnectionError, TimeoutError),
+    # a mail server or the database briefly away: try again later rather than lose the email
+    autoretry_for=(smtplib.SMTPException, ConnectionError, TimeoutError, OperationalError, InterfaceError),
     retry_backoff=30,
     retry_backoff_max=600,
     max_retries=5,

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from apps.jobs import services
 from apps.jobs.models import Job
+from apps.registry.storage import StorageFull
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError
 from workers.tasks.steps import STEPS
@@ -23,6 +27,11 @@ logger = logging.getLogger(__name__)
 # Generous outer limits; the sandbox's own timeout normally fires first with a clearer reason.
 SOFT_TIME_LIMIT = 2 * 3600
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
+# How long the outcome of a finished step is retried while the database is unreachable (a
+# PostgreSQL restart or failover) before it is left to the reconciler, which runs the step again.
+OUTCOME_RETRY_SECONDS = 60.0
+
+T = TypeVar("T")
 
 
 class _Heartbeat(threading.Thread):
@@ -36,13 +45,42 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                services.heartbeat(self.job)
+                try:
+                    services.heartbeat(self.job)
+                except DatabaseError:
+                    # A database restart must not end the beating: a step that outlives the
+                    # outage would otherwise look dead and be run a second time.
+                    logger.warning("heartbeat for job %s failed; retrying", self.job.pk, exc_info=True)
+                    connection.close()  # reconnect on the next beat
         finally:
             close_old_connections()
 
 
 def _report(job: Job, fraction: float, message: str) -> None:
-    services.report_progress(job, fraction, message)
+    try:
+        services.report_progress(job, fraction, message)
+    except DatabaseError:
+        # Progress is informative; the step goes on through a database blip.
+        logger.warning("could not record progress of job %s; continuing", job.pk, exc_info=True)
+        connection.close()
+
+
+def _retrying_database(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Record a step's outcome, retrying while the database is unreachable: the work is done and
+    the write is fenced by attempt, so repeating it is safe. Past OUTCOME_RETRY_SECONDS the error
+    propagates; the job's heartbeat then goes stale and the reconciler re-queues it."""
+    deadline = time.monotonic() + OUTCOME_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return write(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database unreachable while recording a job outcome; retrying", exc_info=True)
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @shared_task(
@@ -72,10 +110,14 @@ def run_job(self: object, job_id: int) -> str:
     try:
         outcome = step(job, lambda fraction, message: _report(job, fraction, message))
     except ModelError as exc:
-        services.fail(job, exc.code, exc.message)
+        _retrying_database(services.fail, job, exc.code, exc.message)
         return "failed"
     except SandboxError as exc:
-        services.fail(job, exc.code, exc.message, log=exc.log[-20000:])
+        _retrying_database(services.fail, job, exc.code, exc.message, log=exc.log[-20000:])
+        return "failed"
+    except StorageFull as exc:
+        # Not an internal error: the disk is full, and the sentence says what to do.
+        _retrying_database(services.fail, job, exc.code, exc.message)
         return "failed"
     except SoftTimeLimitExceeded:
         services.fail(
@@ -85,9 +127,16 @@ def run_job(self: object, job_id: int) -> str:
             f"{SOFT_TIME_LIMIT // 60} minutes and was stopped.",
         )
         return "failed"
+    except (OperationalError, InterfaceError):
+        # The database went away mid-step: nothing is wrong with the model. The job stays
+        # running; with this task gone its heartbeat stops, and once the database is back the
+        # reconciler re-queues it for another attempt.
+        logger.warning("job %s (%s) lost the database mid-step; the reconciler will retry it", job.pk, job.kind)
+        return "interrupted"
     except Exception as exc:
         logger.exception("job %s (%s) failed unexpectedly", job.pk, job.kind)
-        services.fail(
+        _retrying_database(
+            services.fail,
             job,
             "internal_error",
             f"Slipway hit an internal error while running the {job.get_kind_display().lower()} step "
@@ -98,5 +147,5 @@ def run_job(self: object, job_id: int) -> str:
     finally:
         beat.stopped.set()
         beat.join(timeout=5)
-    services.complete(job, outcome)
+    _retrying_database(services.complete, job, outcome)
     return "succeeded"

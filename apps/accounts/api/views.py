@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +17,7 @@ from apps.accounts.models import ApiToken, Membership, Role, Team
 from apps.accounts.permissions import SCOPES, not_found
 from apps.accounts.scoping import role_in, visible_teams
 from apps.core.api.errors import ApiError
+from apps.core.idempotency import idempotent
 
 
 def _user(request: Request) -> Any:
@@ -51,9 +53,11 @@ class TeamDetail(APIView):
 
     token_scopes = {"PATCH": "admin"}
 
+    @extend_schema(responses=TeamDetailSerializer)
     def get(self, request: Request, slug: str) -> Response:
         return Response(TeamDetailSerializer(team_for(request, slug), context={"request": request}).data)
 
+    @extend_schema(request=TeamUpdate, responses=TeamDetailSerializer)
     def patch(self, request: Request, slug: str) -> Response:
         form = TeamUpdate(data=request.data)
         form.is_valid(raise_exception=True)
@@ -63,7 +67,7 @@ class TeamDetail(APIView):
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True, help_text="Empty when none is set.")
 
     class Meta:
         model = Membership
@@ -89,6 +93,8 @@ class MemberListAdd(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Membership]:
         return team_for(self.request, self.kwargs["slug"]).memberships.select_related("user").order_by("user__username")
 
+    @extend_schema(request=MemberInput, responses={201: MemberSerializer})
+    @idempotent
     def post(self, request: Request, slug: str) -> Response:
         form = MemberInput(data=request.data)
         form.is_valid(raise_exception=True)
@@ -107,9 +113,11 @@ class MemberDetail(APIView):
         team = team_for(request, slug)
         return get_object_or_404(Membership.objects.select_related("user", "team"), team=team, user__username=username)
 
+    @extend_schema(responses=MemberSerializer)
     def get(self, request: Request, slug: str, username: str) -> Response:
         return Response(MemberSerializer(self._membership(request, slug, username)).data)
 
+    @extend_schema(request=RoleInput, responses=MemberSerializer)
     def patch(self, request: Request, slug: str, username: str) -> Response:
         form = RoleInput(data=request.data)
         form.is_valid(raise_exception=True)
@@ -118,6 +126,7 @@ class MemberDetail(APIView):
         )
         return Response(MemberSerializer(membership).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, username: str) -> Response:
         services.remove_member(self._membership(request, slug, username), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -133,6 +142,14 @@ class TokenSerializer(serializers.ModelSerializer):
 
     def get_prefix(self, token: ApiToken) -> str:
         return f"slw_{token.key_id}_…"
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The token's value: shown in this response only.")
+    message = serializers.CharField()
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token", "message"]
 
 
 class TokenInput(serializers.Serializer):
@@ -151,6 +168,8 @@ class TokenListCreate(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[ApiToken]:
         return ApiToken.objects.filter(user=_user(self.request)).order_by("-id")
 
+    @extend_schema(request=TokenInput, responses={201: TokenCreatedSerializer})
+    @idempotent
     def post(self, request: Request) -> Response:
         form = TokenInput(data=request.data)
         form.is_valid(raise_exception=True)
@@ -177,9 +196,11 @@ class TokenDetail(APIView):
             raise not_found()
         return token
 
+    @extend_schema(responses=TokenSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(TokenSerializer(self._token(request, pk)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         token = self._token(request, pk)
         if isinstance(request.auth, ApiToken) and request.auth.pk == token.pk:

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +17,8 @@ from apps.accounts.permissions import Action, can, not_found
 from apps.accounts.scoping import visible_teams
 from apps.approvals import services
 from apps.approvals.models import Decision, Policy, PolicyKind
+from apps.core.api.schema import query
+from apps.core.idempotency import idempotent
 from apps.registry.models import ModelVersion, RegisteredModel
 
 
@@ -56,10 +59,65 @@ class DecisionDetailSerializer(DecisionSerializer):
         fields = [*DecisionSerializer.Meta.fields, "evidence"]
 
 
+class GateSerializer(serializers.Serializer):
+    policy_id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    profile = serializers.CharField()
+    passed = serializers.BooleanField()
+    value = serializers.JSONField(allow_null=True)
+    threshold = serializers.JSONField(allow_null=True)
+    message = serializers.CharField()
+
+
+class VersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField()
+    model = serializers.CharField()
+    number = serializers.IntegerField()
+    status = serializers.CharField()
+    url = serializers.CharField()
+
+
+class ApprovalStateSerializer(serializers.Serializer):
+    approved = serializers.BooleanField()
+    current = serializers.BooleanField(help_text="The approval still matches the version's evidence.")
+    decision_id = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class FourEyesSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    you_uploaded = serializers.BooleanField()
+    blocks_you = serializers.BooleanField()
+
+
+class ReviewSerializer(serializers.Serializer):
+    version = VersionRefSerializer()
+    evidence = serializers.JSONField(help_text="The snapshot an approval binds to.")
+    evidence_sha256 = serializers.CharField()
+    gates = GateSerializer(many=True)
+    gates_passed = serializers.BooleanField()
+    approval = ApprovalStateSerializer()
+    four_eyes = FourEyesSerializer()
+    you_can_review = serializers.BooleanField()
+
+
+class RerunSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    version = VersionRefSerializer()
+
+
 class ReviewView(APIView):
     """What a reviewer decides on: the evidence snapshot and its hash, each gate's result,
     whether an existing approval still applies, and whether you may approve."""
 
+    @extend_schema(
+        responses={
+            200: ReviewSerializer,
+            409: OpenApiResponse(description="The version's pipeline has not finished successfully: no evidence yet."),
+        }
+    )
     def get(self, request: Request, pk: int) -> Response:
         version = version_for(request, pk)
         current = services.review(version)
@@ -106,6 +164,7 @@ class _DecisionAction(APIView):
     def decide(self, version: ModelVersion, user: Any, data: dict[str, Any]) -> Decision:
         raise NotImplementedError
 
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         version = version_for(request, pk)
         form = self.input_class(data=request.data)
@@ -114,6 +173,7 @@ class _DecisionAction(APIView):
         return Response(DecisionSerializer(decision).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(request=ApproveInput, responses={201: DecisionSerializer})
 class ApproveView(_DecisionAction):
     """Approve a version that is ready for review. A failing gate needs `override_reason`."""
 
@@ -123,6 +183,7 @@ class ApproveView(_DecisionAction):
         return services.approve(version, user, data["comment"], data["override_reason"])
 
 
+@extend_schema(request=CommentInput, responses={201: DecisionSerializer})
 class RejectView(_DecisionAction):
     """Reject a version that is ready for review; `comment` (required) says why."""
 
@@ -130,6 +191,7 @@ class RejectView(_DecisionAction):
         return services.reject(version, user, data["comment"])
 
 
+@extend_schema(request=CommentInput, responses={201: DecisionSerializer})
 class RevokeView(_DecisionAction):
     """Withdraw a version's approval; `comment` (required) says why."""
 
@@ -142,6 +204,8 @@ class RerunView(APIView):
 
     token_scopes = {"POST": "upload"}
 
+    @extend_schema(request=None, responses={202: RerunSerializer})
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         version = version_for(request, pk)
         run = services.rerun(version, request.user)
@@ -224,11 +288,13 @@ def _policies_for(user: Any) -> QuerySet[Policy]:
     return Policy.objects.filter(team__in=visible_teams(user)).select_related("team", "model", "profile", "created_by")
 
 
+@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("model", "Model slug")]))
 class PolicyListCreate(generics.ListCreateAPIView):
     """The gates of your teams (?team=, ?model=), or add one (team admins)."""
 
     serializer_class = PolicySerializer
     token_scopes = {"POST": "admin"}
+    ordering_fields = ["id", "name", "updated_at"]
 
     def get_queryset(self) -> QuerySet[Policy]:
         qs = _policies_for(self.request.user)
@@ -238,6 +304,8 @@ class PolicyListCreate(generics.ListCreateAPIView):
             qs = qs.filter(Q(model__slug=model) | Q(model__isnull=True))
         return qs
 
+    @extend_schema(request=PolicyInput, responses={201: PolicySerializer})
+    @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         from apps.registry.services import resolve_team_for_new_model
 
@@ -271,15 +339,18 @@ class PolicyDetail(APIView):
     def _policy(self, request: Request, pk: int) -> Policy:
         return get_object_or_404(_policies_for(request.user), pk=pk)
 
+    @extend_schema(responses=PolicySerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(PolicySerializer(self._policy(request, pk)).data)
 
+    @extend_schema(request=PolicyUpdate, responses=PolicySerializer)
     def patch(self, request: Request, pk: int) -> Response:
         form = PolicyUpdate(data=request.data)
         form.is_valid(raise_exception=True)
         policy = services.update_policy(self._policy(request, pk), request.user, dict(form.validated_data))
         return Response(PolicySerializer(policy).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         services.delete_policy(self._policy(request, pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

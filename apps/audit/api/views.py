@@ -15,6 +15,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, renderers, serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -22,6 +24,7 @@ from rest_framework.views import APIView
 from apps.accounts.models import Membership, Role
 from apps.audit.models import AuditEvent
 from apps.core.api.errors import ApiError
+from apps.core.api.schema import query
 
 FIELDS = [
     "id",
@@ -75,30 +78,46 @@ def visible_events(request: Request) -> QuerySet[AuditEvent]:
     return events
 
 
+FILTERS = [
+    query("team", "Team slug"),
+    query("action", "Action prefix, e.g. version. or token.created"),
+    query("actor", "Username"),
+    query("object_type", "e.g. modelversion"),
+    query("object_id", "The object's id"),
+    query("since", "ISO 8601 date and time (inclusive)"),
+    query("until", "ISO 8601 date and time (exclusive)"),
+]
+
+
+@extend_schema_view(get=extend_schema(parameters=FILTERS))
 class AuditEventList(generics.ListAPIView):
     """Audit events, newest first (cursor pagination)."""
 
     serializer_class = AuditEventSerializer
+    ordering_fields = ["id", "created_at"]
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return visible_events(self.request)
 
 
-class _CsvRenderer(renderers.BaseRenderer):
-    media_type = "text/csv"
-    format = "csv"
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        return json.dumps(data).encode()  # only errors come through here; the export streams itself
-
-
 class AuditExport(APIView):
     """Every matching event as one download, oldest first: ?format=csv (default) or json."""
 
-    renderer_classes = [renderers.JSONRenderer, _CsvRenderer]
+    # Errors always come as JSON; `format` picks the export's own format (DRF's ?format=
+    # override is off in the settings).
+    renderer_classes = [renderers.JSONRenderer]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "json"], description="csv (default) or json"),
+            *FILTERS,
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): AuditEventSerializer(many=True)},
+    )
     def get(self, request: Request) -> StreamingHttpResponse:
         kind = request.query_params.get("format", "csv")
+        if kind not in ("csv", "json"):
+            raise ApiError("invalid_format", f"Unknown export format '{kind}'; use csv or json.")
         events = visible_events(request).order_by("id")
         if kind == "json":
             response = StreamingHttpResponse(_json_lines(events), content_type="application/json")

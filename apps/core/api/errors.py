@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -25,6 +26,21 @@ class Conflict(ApiError):
         super().__init__(code, message, status.HTTP_409_CONFLICT)
 
 
+# How long a client is asked to wait (Retry-After) while the database is unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "Slipway's database is not answering right now (unreachable, restarting or overloaded), so the request "
+    "was not carried out. Retry in a few seconds; if it persists, ask an admin to check the PostgreSQL server."
+)
+
+
+class DatabaseUnavailable(ApiError):
+    """The database could not be reached: a 503 the client may retry, never a 500."""
+
+    def __init__(self) -> None:
+        super().__init__("database_unavailable", DATABASE_UNAVAILABLE_MESSAGE, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 def _flatten(detail: Any) -> Any:
     if isinstance(detail, dict):
         return {key: _flatten(value) for key, value in detail.items()}
@@ -37,7 +53,20 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     # Imported here: rest_framework.views loads the permission classes, which raise ApiError.
     from rest_framework.views import exception_handler as drf_exception_handler
 
-    if isinstance(exc, Http404):
+    if isinstance(exc, DataError):
+        # A value the database can't store (a NUL character in JSON, a number out of range):
+        # the request's fault, and nothing was written (the transaction rolled back).
+        exc = ApiError(
+            "invalid_value",
+            "The request holds a value the database can't store (a NUL character, or a number out of range). "
+            "Check the fields you sent.",
+        )
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # PostgreSQL is down or restarting (connection refused, terminated, shutting down): the
+        # server's condition, not the request's and not a bug. A 503 with Retry-After tells
+        # clients and load balancers to come back; a 500 would page someone for nothing.
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found. It does not exist or you have no access to it.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -64,4 +93,6 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             "fields": {},
         }
     response.data = body
+    if isinstance(exc, DatabaseUnavailable):
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response

@@ -19,4 +19,6 @@ urlpatterns = [
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.audit.api.urls")),
     path("", include("apps.webhooks.api.urls")),
+    path("", include("apps.deployments.api.urls")),
+    path("", include("apps.web.api.urls")),
 ]

@@ -46,7 +46,9 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    profile: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    profile: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="Null for steps that run once per version."
+    )
 
     class Meta:
         model = Job

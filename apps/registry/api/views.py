@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -16,6 +17,9 @@ from rest_framework.views import APIView
 from apps.accounts.models import Membership, Role
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
+from apps.core.api.schema import query
+from apps.core.api.throttling import PerTokenRateThrottle, UploadRateThrottle
+from apps.core.idempotency import idempotent
 from apps.jobs.models import Job, PipelineRun
 from apps.registry import services
 from apps.registry.api.serializers import (
@@ -70,11 +74,13 @@ def _model_by_slug(request: Request, slug: str) -> RegisteredModel | None:
     return found[0] if found else None
 
 
+@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("q", "Part of the name or slug")]))
 class ModelListCreate(generics.ListCreateAPIView):
     """List the models of your teams (filter with ?team= and ?q=), or register a new one."""
 
     serializer_class = ModelSerializer
     token_scopes = {"POST": "upload"}
+    ordering_fields = ["id", "name", "slug", "created_at"]
 
     def get_queryset(self) -> QuerySet:
         qs = _models_for(self.request.user)
@@ -84,6 +90,8 @@ class ModelListCreate(generics.ListCreateAPIView):
             qs = qs.filter(name__icontains=q) | qs.filter(slug__icontains=q)
         return qs
 
+    @extend_schema(request=ModelCreateSerializer, responses={201: ModelSerializer})
+    @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = ModelCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -100,9 +108,11 @@ class ModelListCreate(generics.ListCreateAPIView):
         return Response(ModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug, if several of your teams use the slug")]))
 class ModelDetail(APIView):
     """One model of your teams, by slug."""
 
+    @extend_schema(responses=ModelSerializer)
     def get(self, request: Request, slug: str) -> Response:
         model = _model_by_slug(request, slug)
         if model is None:
@@ -118,6 +128,8 @@ class VersionListUpload(generics.ListAPIView):
 
     serializer_class = VersionSummarySerializer
     token_scopes = {"POST": "upload"}
+    ordering_fields = ["id", "created_at", "number"]
+    throttle_classes = [PerTokenRateThrottle, UploadRateThrottle]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self) -> QuerySet:
@@ -126,6 +138,15 @@ class VersionListUpload(generics.ListAPIView):
             raise Http404
         return model.versions.select_related("model", "model__team", "created_by").order_by("-number")
 
+    @extend_schema(
+        request={"multipart/form-data": VersionUploadSerializer},
+        responses={
+            201: VersionDetailSerializer,
+            413: OpenApiResponse(description="The upload is larger than SLIPWAY_MAX_UPLOAD_BYTES."),
+            507: OpenApiResponse(description="Artifact storage is full; nothing was stored."),
+        },
+    )
+    @idempotent
     def post(self, request: Request, slug: str) -> Response:
         # Refuse an oversized body from its declared length, before reading a byte of it.
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -136,7 +157,7 @@ class VersionListUpload(generics.ListAPIView):
         model = _model_by_slug(request, slug)
         if model is None:
             team = services.resolve_team_for_new_model(request.user, form.validated_data.get("team"))
-            model = services.create_model(team=team, user=request.user, name=slug, slug=slug)
+            model = services.get_or_create_model(team=team, user=request.user, slug=slug)
         data = form.validated_data
         version = services.upload_version(
             model=model,
@@ -171,12 +192,23 @@ def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
     )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            query("team", "Team slug"),
+            query("model", "Model slug"),
+            query("status", "Version status, e.g. ready"),
+            query("reviewable", "true: the versions waiting for your review", bool),
+        ]
+    )
+)
 class VersionList(generics.ListAPIView):
     """Versions across your teams, newest first. Filters: ?team=, ?model=, ?status= (e.g. ready),
     ?reviewable=true (ready for review in teams where you approve, and not your own upload
     where the team follows the four-eyes rule): the review queue."""
 
     serializer_class = VersionSummarySerializer
+    ordering_fields = ["id", "created_at", "number", "status_changed_at"]
 
     def get_queryset(self) -> QuerySet:
         qs = ModelVersion.objects.filter(model__team__in=visible_teams(self.request.user)).select_related(

@@ -82,3 +82,13 @@ class DeliverySerializer(serializers.ModelSerializer):
             "attempt_log",
         ]
         read_only_fields = fields
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    """A webhook as created or with a rotated secret: the only responses holding the secret."""
+
+    secret = serializers.CharField(help_text="The signing secret: shown in this response only.")
+    secret_notice = serializers.CharField()
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret", "secret_notice"]

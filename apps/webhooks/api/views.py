@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,9 +17,12 @@ from apps.accounts.models import Role, Team
 from apps.accounts.permissions import Action, not_found, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
+from apps.core.api.schema import query
+from apps.core.idempotency import idempotent
 from apps.webhooks import services
 from apps.webhooks.api.serializers import (
     DeliverySerializer,
+    WebhookCreatedSerializer,
     WebhookCreateInput,
     WebhookSerializer,
     WebhookUpdateInput,
@@ -60,6 +64,7 @@ def _with_secret(hook: Webhook, secret: str) -> dict[str, Any]:
     return {**WebhookSerializer(hook).data, "secret": secret, "secret_notice": SECRET_NOTICE}
 
 
+@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug")]))
 class WebhookListCreate(generics.ListAPIView):
     """The webhooks of the teams you administer (?team=<slug> for one), or register one.
 
@@ -73,6 +78,8 @@ class WebhookListCreate(generics.ListAPIView):
             return _webhooks().filter(team=_team_named(self.request, slug))
         return _webhooks().filter(team__in=_admin_teams(self.request.user))
 
+    @extend_schema(request=WebhookCreateInput, responses={201: WebhookCreatedSerializer})
+    @idempotent
     def post(self, request: Request) -> Response:
         # The team first: someone who may not manage it learns nothing from validation errors.
         raw = request.data.get("team") if hasattr(request.data, "get") else None
@@ -104,9 +111,11 @@ class WebhookDetail(APIView):
 
     token_scopes = ADMIN_ONLY
 
+    @extend_schema(responses=WebhookSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(WebhookSerializer(webhook_for(request, pk)).data)
 
+    @extend_schema(request=WebhookUpdateInput, responses=WebhookSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         hook = webhook_for(request, pk)
         form = WebhookUpdateInput(data=request.data)
@@ -114,6 +123,7 @@ class WebhookDetail(APIView):
         services.update_webhook(hook, request.user, **form.validated_data)
         return Response(WebhookSerializer(_webhooks().get(pk=hook.pk)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         services.delete_webhook(webhook_for(request, pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -124,6 +134,8 @@ class RotateSecret(APIView):
 
     token_scopes = ADMIN_ONLY
 
+    @extend_schema(request=None, responses=WebhookCreatedSerializer)
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         hook = webhook_for(request, pk)
         secret = services.rotate_secret(hook, request.user)
@@ -135,11 +147,16 @@ class Ping(APIView):
 
     token_scopes = ADMIN_ONLY
 
+    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         delivery = services.ping(webhook_for(request, pk), request.user)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    get=extend_schema(parameters=[query("status", "pending, succeeded or failed"), query("event", "Event type")])
+)
 class DeliveryList(generics.ListAPIView):
     """This webhook's deliveries, newest first (?status=, ?event= to filter), each with its
     payload and a log of every attempt."""
@@ -166,6 +183,8 @@ class Redeliver(APIView):
 
     token_scopes = ADMIN_ONLY
 
+    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @idempotent
     def post(self, request: Request, pk: int, delivery_id: int) -> Response:
         hook = webhook_for(request, pk)
         delivery = hook.deliveries.filter(pk=delivery_id).first()

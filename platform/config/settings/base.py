@@ -19,6 +19,13 @@ SECRET_KEY = envstr("SLIPWAY_SECRET_KEY")
 DEBUG = envbool("SLIPWAY_DEBUG", False)
 ALLOWED_HOSTS = envlist("SLIPWAY_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("SLIPWAY_CSRF_TRUSTED_ORIGINS", [])
+# Browser-facing security headers everywhere (prod adds HSTS and secure cookies).
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 # Addresses of reverse proxies whose X-Forwarded-For is believed (for the audit trail's IPs).
 TRUSTED_PROXIES = frozenset(envlist("SLIPWAY_TRUSTED_PROXIES", []))
 
@@ -31,6 +38,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.core",
     "apps.accounts",
     "apps.registry",
@@ -39,12 +48,17 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.approvals",
     "apps.webhooks",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.RejectNulBytesMiddleware",
+    "apps.core.middleware.SecurityHeadersMiddleware",
+    # ETags on every GET, and 304 Not Modified for a matching If-None-Match.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -109,6 +123,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = REPO_DIR / "staticfiles"
 
+# --- browser app ------------------------------------------------------------------------
+# The Vite build of frontend/ (`make frontend`) is collected under static/app/; apps.web
+# serves its index.html for /app/ and every route below it. Listed only once built, so a
+# checkout without Node.js still passes Django's checks (the app page then says how to build).
+FRONTEND_DIST = REPO_DIR / "frontend" / "dist"
+STATICFILES_DIRS = [("app", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else []
+# Vite puts a content hash in every asset's name: browsers may keep those for good.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"/app/assets/.+-[A-Za-z0-9_-]{8,}\.(?:js|css|svg|woff2?)$"
+# The app reads the CSRF cookie to send it back in X-CSRFToken (so it is not HttpOnly);
+# the session cookie stays HttpOnly. Lax: links from review emails arrive signed in.
+CSRF_COOKIE_HTTPONLY = False
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Sign-in attempts per client address (POST /api/v1/session/).
+LOGIN_RATE_LIMIT = envstr("SLIPWAY_LOGIN_RATE_LIMIT", "10/min")
+
 # --- artifact storage -------------------------------------------------------------------
 STORAGE_BACKEND = envchoice("SLIPWAY_STORAGE", "local", ("local", "s3"))
 ARTIFACT_ROOT = DATA_DIR / "artifacts"
@@ -158,8 +188,66 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.api.throttling.PerTokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "api": envstr("SLIPWAY_API_RATE_LIMIT", "1200/min"),
+        "upload": envstr("SLIPWAY_UPLOAD_RATE_LIMIT", "300/hour"),
+    },
+    "DEFAULT_FILTER_BACKENDS": ["rest_framework.filters.OrderingFilter"],
+    "ORDERING_PARAM": "ordering",
+    # ?format= is the audit export's own parameter; responses are JSON (Accept picks nothing else).
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Slipway API",
+    "DESCRIPTION": (
+        "From a trained model to a production inference server. Authenticate with a browser session "
+        "or `Authorization: Bearer slw_...` API tokens. Errors always have the body {code, message, fields}."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.api.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "apps.registry.models.VersionStatus",
+        "JobStatusEnum": "apps.jobs.models.JobStatus",
+        "RunStatusEnum": "apps.jobs.models.RunStatus",
+        "JobKindEnum": "apps.jobs.models.JobKind",
+        "PolicyKindEnum": "apps.approvals.models.PolicyKind",
+        "DecisionKindEnum": "apps.approvals.models.DecisionKind",
+        "RoleEnum": "apps.accounts.models.Role",
+    },
+}
+
+# Rate-limit counters (and other short-lived shared state): Redis in production so every
+# web process counts together; process memory in the embedded default.
+CACHE_URL = envstr("SLIPWAY_CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # a Redis host that drops packets must not hang requests: give up within a second
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# How long a create request's Idempotency-Key is remembered.
+IDEMPOTENCY_TTL_HOURS = envint("SLIPWAY_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 
 # --- background work --------------------------------------------------------------------
 # Without CELERY_BROKER_URL the embedded default uses kombu's filesystem transport: a real
@@ -192,6 +280,12 @@ BENCHMARK_MAX_SECONDS_PER_POINT = float(os.environ.get("SLIPWAY_BENCHMARK_MAX_SE
 WORKER_HEARTBEAT_SECONDS = envint("SLIPWAY_WORKER_HEARTBEAT_SECONDS", 30, minimum=1)
 WORKER_STALE_AFTER_SECONDS = envint("SLIPWAY_WORKER_STALE_AFTER_SECONDS", 120, minimum=5)
 RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
+
+# Deployments: tries of a push before it fails for good (transient errors back off from the
+# base delay, doubling), and how often serving targets' health is checked.
+DEPLOY_MAX_ATTEMPTS = envint("SLIPWAY_DEPLOY_MAX_ATTEMPTS", 5, minimum=1)
+DEPLOY_RETRY_BASE_SECONDS = envint("SLIPWAY_DEPLOY_RETRY_BASE_SECONDS", 15, minimum=1)
+TARGET_HEALTH_INTERVAL_SECONDS = envint("SLIPWAY_TARGET_HEALTH_INTERVAL_SECONDS", 60, minimum=5)
 
 # Limits for the sandboxed subprocess that opens untrusted model files.
 SANDBOX_MEMORY_BYTES = envint("SLIPWAY_SANDBOX_MEMORY_BYTES", 8 * 2**30, minimum=64 * 2**20)

@@ -1,0 +1,58 @@
+"""OpenAPI schema conventions shared by every endpoint.
+
+Every operation documents the one error body ({code, message, fields}) for the 4xx answers
+it can give, so clients generated from the schema (the browser app, the CLI's users) and
+schemathesis know error shapes as well as success shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every API error: a stable machine code, a sentence for people, and per-field errors.",
+    "properties": {
+        "code": {"type": "string", "example": "not_found"},
+        "message": {"type": "string", "example": "Not found. It does not exist or you have no access to it."},
+        "fields": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["code", "message", "fields"],
+}
+
+_ERRORS = {
+    "400": "The request is invalid; the message says what to change.",
+    "401": "Not signed in, or the API token is malformed, unknown, revoked or expired.",
+    "403": "Your role or your token's scope does not allow this; the message says which would.",
+    "404": "It does not exist, or it belongs to a team you are not in.",
+    "409": "The object's state does not allow this now (e.g. still running, already approved).",
+    "429": "Too many requests for this token; retry after the time in Retry-After.",
+    "503": "The database is briefly unavailable; nothing was done. Retry after the time in Retry-After.",
+}
+_SAFE_ERRORS = ("400", "401", "403", "404", "429", "503")
+
+
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the Error component and its 4xx responses."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"$ref": "#/components/schemas/Error"}
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            codes = _SAFE_ERRORS if method == "get" else tuple(_ERRORS)
+            for code in codes:
+                responses.setdefault(code, {"description": _ERRORS[code]})
+            for code, response in responses.items():
+                # an error a view declares itself gets the same body
+                if code[0] in "45" and "content" not in response:
+                    response["content"] = {"application/json": {"schema": ref}}
+    return result
+
+
+def query(name: str, description: str, kind: type = str) -> OpenApiParameter:
+    """A documented query-string filter."""
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description)

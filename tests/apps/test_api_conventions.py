@@ -1,0 +1,138 @@
+"""API conventions every endpoint keeps: Idempotency-Key on creates, ETags on reads, rate
+limits per token, ordering on lists, one error body."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from apps.accounts.models import ApiToken
+from apps.approvals.models import Policy
+from apps.core.api.throttling import PerTokenRateThrottle
+from apps.core.models import IdempotencyRecord
+from apps.jobs import services as jobs
+from apps.registry.models import ModelVersion, RegisteredModel
+from tests import modelzoo
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+
+
+@pytest.fixture
+def onnx_bytes(tmp_path) -> bytes:
+    return modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx").read_bytes()
+
+
+def _upload(client, data: bytes, key: str | None, notes: str = ""):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return client.post(
+        "/api/v1/models/digits/versions/",
+        {"file": SimpleUploadedFile("m.onnx", data), "team": "vision", "notes": notes},
+        format="multipart",
+        **headers,
+    )
+
+
+def test_a_retried_upload_with_the_same_key_makes_one_version(personas, onnx_bytes):
+    client = client_for(personas.owner)
+    first = _upload(client, onnx_bytes, "push-7f3a")
+    again = _upload(client, onnx_bytes, "push-7f3a")
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    assert ModelVersion.objects.count() == 1
+    # the same key for a different request is refused; a new key makes a new version
+    other = _upload(client, onnx_bytes, "push-7f3a", notes="changed")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert _upload(client, onnx_bytes, "push-8b11").json()["number"] == 2
+    # keys are per user: someone else's identical key acts for them
+    assert _upload(client_for(personas.admin), onnx_bytes, "push-7f3a").status_code == 201
+    assert ModelVersion.objects.count() == 3
+
+
+def test_a_failed_request_is_not_remembered(personas, onnx_bytes):
+    viewer = client_for(personas.viewer)
+    RegisteredModel.objects.create(team=personas.team, name="digits", slug="digits", created_by=personas.owner)
+    assert _upload(viewer, onnx_bytes, "k-1").status_code == 403
+    assert not IdempotencyRecord.objects.exists()
+    bad = client_for(personas.owner).post(
+        "/api/v1/policies/", {"team": "vision", "name": "x", "kind": "max_p99_latency"}, HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert bad.status_code == 403  # a data scientist can't manage policies
+    assert not IdempotencyRecord.objects.exists() and not Policy.objects.exists()
+
+
+def test_an_invalid_key_is_a_400(personas, onnx_bytes):
+    response = _upload(client_for(personas.owner), onnx_bytes, "x" * 300)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_idempotency_key"
+    assert not ModelVersion.objects.exists()
+
+
+def _post_views() -> list[tuple[str, type]]:
+    found = []
+
+    def walk(patterns, prefix):
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+                view = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+                if view is not None and hasattr(view, "post"):
+                    found.append((route, view))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_create_endpoint_honours_idempotency_keys():
+    def honours(view: type) -> bool:
+        # generics route POST through create(); plain views handle it in post()
+        return any(getattr(getattr(view, name, None), "idempotent", False) for name in ("post", "create"))
+
+    missing = [route for route, view in _post_views() if not honours(view)]
+    assert not missing, f"POST endpoints without @idempotent: {missing}"
+
+
+def test_reads_have_etags_and_answer_304(personas):
+    client = client_for(personas.viewer)
+    first = client.get("/api/v1/teams/vision/")
+    etag = first["ETag"]
+    assert etag
+    again = client.get("/api/v1/teams/vision/", HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304 and not again.content
+    client_for(personas.admin).patch("/api/v1/teams/vision/", {"name": "Vision Team"}, format="json")
+    changed = client.get("/api/v1/teams/vision/", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+
+
+def test_rate_limit_is_per_token_with_retry_after(personas, monkeypatch):
+    from django.core.cache import cache
+
+    cache.clear()
+    monkeypatch.setattr(PerTokenRateThrottle, "THROTTLE_RATES", {"api": "3/min", "upload": "1/min"})
+    _, one = ApiToken.issue(personas.viewer, "a", ["read"])
+    _, two = ApiToken.issue(personas.viewer, "b", ["read"])
+    first = APIClient(HTTP_AUTHORIZATION=f"Bearer {one}")
+    assert [first.get("/api/v1/teams/").status_code for _ in range(3)] == [200, 200, 200]
+    limited = first.get("/api/v1/teams/")
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    assert limited.json()["code"] == "throttled" and limited.json()["message"]
+    assert APIClient(HTTP_AUTHORIZATION=f"Bearer {two}").get("/api/v1/teams/").status_code == 200
+    cache.clear()
+
+
+def test_lists_take_an_ordering(personas):
+    for name in ("b-model", "a-model", "c-model"):
+        RegisteredModel.objects.create(team=personas.team, name=name, slug=name, created_by=personas.owner)
+    client = client_for(personas.viewer)
+    names = [m["slug"] for m in client.get("/api/v1/models/?ordering=name").json()["results"]]
+    assert names == ["a-model", "b-model", "c-model"]
+    newest = [m["slug"] for m in client.get("/api/v1/models/").json()["results"]]
+    assert newest == ["c-model", "a-model", "b-model"]  # default: newest first
