@@ -49,7 +49,7 @@ from apps.deployments.models import (
     TargetKind,
 )
 from apps.jobs.models import JobKind, JobStatus
-from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
+from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
 from apps.runtimes.models import HardwareProfile
 
 logger = logging.getLogger(__name__)
@@ -771,12 +771,19 @@ def triton_model_name(target: ServingTarget, model: Any) -> str:
     return f"{name[:90]}-{model.pk}" if taken else name
 
 
-def _in_progress_conflict(existing: Deployment) -> Conflict:
-    return Conflict(
-        "deployment_in_progress",
-        f"Deployment {existing.pk} of {existing.model.slug} on {existing.target.slug} is {existing.status}; one "
-        f"change at a time per model and target. Wait for it to finish (GET /api/v1/deployments/{existing.pk}/).",
+def _refuse_if_in_progress(target: ServingTarget, model: RegisteredModel) -> None:
+    """A 409 naming the deployment in flight for this model on this target, if there is one."""
+    existing = (
+        Deployment.objects.filter(target=target, model=model, status__in=IN_PROGRESS)
+        .select_related("model", "target")
+        .first()
     )
+    if existing is not None:
+        raise Conflict(
+            "deployment_in_progress",
+            f"Deployment {existing.pk} of {existing.model.slug} on {existing.target.slug} is {existing.status}; one "
+            f"change at a time per model and target. Wait for it to finish (GET /api/v1/deployments/{existing.pk}/).",
+        )
 
 
 def _create(deployment: Deployment) -> Deployment:
@@ -784,13 +791,8 @@ def _create(deployment: Deployment) -> Deployment:
         with transaction.atomic():
             deployment.save()
     except IntegrityError:
-        existing = (
-            Deployment.objects.filter(target=deployment.target, model=deployment.model, status__in=IN_PROGRESS)
-            .select_related("model", "target")
-            .first()
-        )
-        if existing is not None:
-            raise _in_progress_conflict(existing) from None
+        # the one-in-flight constraint: someone else's request won the race
+        _refuse_if_in_progress(deployment.target, deployment.model)
         raise
     return deployment
 
@@ -847,13 +849,7 @@ def deploy(
             f"profile of target {target.slug} (it was built for: {built}). Re-run its pipeline with that profile, "
             "or deploy to a target of one of those profiles.",
         )
-    busy = (
-        Deployment.objects.filter(target=target, model=version.model, status__in=IN_PROGRESS)
-        .select_related("model", "target")
-        .first()
-    )
-    if busy is not None:
-        raise _in_progress_conflict(busy)
+    _refuse_if_in_progress(target, version.model)
     chosen = _choose_variant(version, target.profile, profile_evidence, variant)
     cleaned = _clean_overrides(overrides)
     serving = _serving(chosen, version, target.profile, cleaned)
@@ -988,13 +984,7 @@ def undeploy(deployment: Deployment, user: Any) -> Deployment:
             f"Deployment {deployment.pk} is {DeploymentStatus(deployment.status).label.lower()}, not live; there is "
             "nothing to undeploy.",
         )
-    busy = (
-        Deployment.objects.filter(target=target, model=deployment.model, status__in=IN_PROGRESS)
-        .select_related("model", "target")
-        .first()
-    )
-    if busy is not None:
-        raise _in_progress_conflict(busy)
+    _refuse_if_in_progress(target, deployment.model)
     now = timezone.now()
     with transaction.atomic():
         try:

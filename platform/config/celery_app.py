@@ -42,28 +42,12 @@ app.conf.update(
 def _schedule_periodic(sender: Celery, **_: object) -> None:
     from django.conf import settings
 
-    sender.add_periodic_task(
-        float(settings.RECONCILE_INTERVAL_SECONDS),
-        sender.signature("slipway.jobs.reconcile", queue="default"),
-        name="reconcile stuck jobs",
-    )
-    sender.add_periodic_task(
-        float(settings.RECONCILE_INTERVAL_SECONDS),
-        sender.signature("slipway.webhooks.sweep", queue="default"),
-        name="re-send lost webhook deliveries",
-    )
-    sender.add_periodic_task(
-        float(settings.RECONCILE_INTERVAL_SECONDS),
-        sender.signature("slipway.deployments.reconcile", queue="default"),
-        name="take back stuck deployments",
-    )
-    sender.add_periodic_task(
-        float(settings.TARGET_HEALTH_INTERVAL_SECONDS),
-        sender.signature("slipway.deployments.check_targets", queue="default"),
-        name="check serving targets' health",
-    )
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("slipway.core.expire_idempotency_keys", queue="default"),
-        name="forget expired idempotency keys",
-    )
+    schedule = [
+        (settings.RECONCILE_INTERVAL_SECONDS, "slipway.jobs.reconcile", "reconcile stuck jobs"),
+        (settings.RECONCILE_INTERVAL_SECONDS, "slipway.webhooks.sweep", "re-send lost webhook deliveries"),
+        (settings.RECONCILE_INTERVAL_SECONDS, "slipway.deployments.reconcile", "take back stuck deployments"),
+        (settings.TARGET_HEALTH_INTERVAL_SECONDS, "slipway.deployments.check_targets", "check serving targets' health"),
+        (3600, "slipway.core.expire_idempotency_keys", "forget expired idempotency keys"),
+    ]
+    for seconds, task, name in schedule:
+        sender.add_periodic_task(float(seconds), sender.signature(task, queue="default"), name=name)

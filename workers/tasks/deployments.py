@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import socket
 import threading
 import traceback
@@ -38,7 +37,7 @@ from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError, run_in_sandbox
-from workers.tasks.steps import _local_variant, sandbox_limits
+from workers.tasks.steps import _local_variant, sandbox_limits, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +82,6 @@ def _beating(deployment: Deployment) -> Iterator[None]:
     finally:
         beat.stopped.set()
         beat.join(timeout=5)
-
-
-@contextmanager
-def _workdir(deployment: Deployment) -> Iterator[Path]:
-    path = Path(settings.WORK_DIR) / f"deployment-{deployment.pk}-attempt-{deployment.attempt}"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -300,7 +288,7 @@ def _run(deployment: Deployment) -> services.Outcome:
         if deployment.kind == DeploymentKind.ROLLBACK
         else services.live_deployment(deployment.target, deployment.model)
     )
-    with _workdir(deployment) as workdir:
+    with scratch_dir(f"deployment-{deployment.pk}-attempt-{deployment.attempt}") as workdir:
         if deployment.kind == DeploymentKind.ROLLBACK:
             assert deployment.restores is not None and current is not None
             spec = _spec(deployment, workdir, with_files=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,16 @@ def sandbox_limits() -> SandboxLimits:
     )
 
 
-@contextmanager
-def job_workdir(job: Job) -> Iterator[Path]:
+def job_workdir(job: Job) -> AbstractContextManager[Path]:
     """A scratch folder per job attempt, removed afterwards whatever happens."""
-    path = Path(settings.WORK_DIR) / f"job-{job.pk}-attempt-{job.attempt}"
+    return scratch_dir(f"job-{job.pk}-attempt-{job.attempt}")
+
+
+@contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """WORK_DIR/<name>, empty at the start (a retried attempt's leftovers are gone) and
+    removed afterwards whatever happens."""
+    path = Path(settings.WORK_DIR) / name
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     try:
