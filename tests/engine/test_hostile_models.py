@@ -65,13 +65,21 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
     seen: dict[str, int] = {"peak": 0}
     stop = threading.Event()
     me = psutil.Process()
-    already = {child.pid for child in me.children(recursive=True)}
+    already = {child.pid for child in me.children()}
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for child in me.children():
+            if child.pid not in already:
+                try:
+                    found += [child, *child.children(recursive=True)]
+                except psutil.Error:
+                    continue
+        return found
 
     def sample() -> None:
         while not stop.is_set():
-            for child in me.children(recursive=True):
-                if child.pid in already:
-                    continue
+            for child in ours():
                 try:
                     with open(f"/proc/{child.pid}/status") as status:
                         for line in status:
