@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -243,6 +245,69 @@ def test_member_shorter_than_declared(tmp_path: Path, model_zip: Path) -> None:
         extract_archive(model_zip, dest)
     assert raised.value.code == "not_a_model"
     assert "'weights.bin' is damaged" in raised.value.message
+    assert not dest.exists()
+
+
+def _scramble_member_data(path: Path, member: str) -> None:
+    """Overwrite the start of a member's compressed data, leaving every header intact."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    with path.open("r+b") as stream:
+        stream.seek(info.header_offset + 26)
+        name_length, extra_length = int.from_bytes(stream.read(2), "little"), int.from_bytes(stream.read(2), "little")
+        stream.seek(info.header_offset + 30 + name_length + extra_length)
+        stream.write(bytes(range(0x55, 0x55 + 12)))
+
+
+# Found by fuzzing: bzip2 reports damaged data as OSError and LZMA as lzma.LZMAError, which
+# escaped extraction as a crash instead of a refusal.
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_damaged_member_data_is_refused(tmp_path: Path, external_model: Path, compression: int) -> None:
+    upload = make_zip(
+        tmp_path / "upload.zip",
+        {"model.onnx": external_model, "weights.bin": external_model.parent / "weights.bin"},
+        compression=compression,
+    )
+    _scramble_member_data(upload, "weights.bin")
+    check_archive(upload)  # the directory is intact: only the data is damaged
+    dest = tmp_path / "unpacked"
+    with pytest.raises(ModelError) as raised:
+        extract_archive(upload, dest)
+    assert raised.value.code == "not_a_model"
+    assert "'weights.bin' is damaged" in raised.value.message
+    assert not dest.exists()
+
+
+def test_a_failed_write_is_not_called_a_damaged_zip(
+    tmp_path: Path, model_zip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while extracting is the platform's problem, not the upload's: the OSError
+    goes up as it is (the job fails as an infrastructure error), not as "your zip is damaged"."""
+
+    class FullDisk:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info) -> None:
+            self._handle.close()
+
+    real_open = Path.open
+
+    def open_on_a_full_disk(self: Path, mode: str = "r", *args, **kwargs):
+        handle = real_open(self, mode, *args, **kwargs)
+        return FullDisk(handle) if mode == "xb" else handle
+
+    monkeypatch.setattr(Path, "open", open_on_a_full_disk)
+    dest = tmp_path / "unpacked"
+    with pytest.raises(OSError) as raised:
+        extract_archive(model_zip, dest)
+    assert raised.value.errno == errno.ENOSPC
     assert not dest.exists()
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import lzma
 import posixpath
 import re
 import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,20 @@ _SUPPORTED_METHODS = frozenset((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfil
 # hundred characters for every entry the limits allow.
 _DIRECTORY_BYTES_PER_ENTRY = 512
 _END_RECORD = struct.Struct("<4s4H2LH")
+# What reading a damaged member's data raises, by compression method: BadZipFile (a bad CRC
+# or local header), zlib.error (deflate), OSError (bzip2's "Invalid data stream"),
+# lzma.LZMAError (LZMA's properties or data), EOFError (a stream cut short), and
+# RuntimeError, NotImplementedError among them (encryption, a method zipfile lacks).
+MEMBER_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    lzma.LZMAError,
+    EOFError,
+    RuntimeError,
+)
+# ... and what parsing what was read raises: a damaged .npy header or JSON (ValueError).
+MEMBER_PARSE_ERRORS: tuple[type[BaseException], ...] = (*MEMBER_READ_ERRORS, ValueError)
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
 
@@ -416,32 +431,42 @@ def _extract_member(
     count = 0
     with target.open("xb") as sink:
         written.append(target)
-        try:
-            with archive.open(probe) as source:
-                while chunk := source.read(_CHUNK_BYTES):
-                    count += len(chunk)
-                    total += len(chunk)
-                    if count > info.file_size:
-                        raise ModelError(
-                            "archive_too_large",
-                            f"The zip member '{info.filename}' expands past the "
-                            f"{info.file_size:,} bytes its header declares, so extraction "
-                            "was stopped. Re-create the zip with a standard zip tool.",
-                        )
-                    if total > limits.max_total_bytes:
-                        raise ModelError(
-                            "archive_too_large",
-                            f"The zip expands past the limit of {limits.max_total_bytes:,} "
-                            "bytes, so extraction was stopped. Upload a smaller model.",
-                        )
-                    sink.write(chunk)
-        # NotImplementedError: a compression method check_members did not refuse (zips
-        # checked by an older version, or a local header that disagrees with the directory).
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
-            raise _damaged_member(info.filename) from None
+        for chunk in _member_chunks(archive, probe):
+            count += len(chunk)
+            total += len(chunk)
+            if count > info.file_size:
+                raise ModelError(
+                    "archive_too_large",
+                    f"The zip member '{info.filename}' expands past the "
+                    f"{info.file_size:,} bytes its header declares, so extraction "
+                    "was stopped. Re-create the zip with a standard zip tool.",
+                )
+            if total > limits.max_total_bytes:
+                raise ModelError(
+                    "archive_too_large",
+                    f"The zip expands past the limit of {limits.max_total_bytes:,} "
+                    "bytes, so extraction was stopped. Upload a smaller model.",
+                )
+            # outside _member_chunks' error handling: a full disk is not a damaged zip
+            sink.write(chunk)
     if count < info.file_size:
         raise _damaged_member(info.filename)
     return total
+
+
+def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """The member's decompressed data in chunks; ModelError when it cannot be read.
+
+    Only reading is guarded: bzip2 reports damaged data as OSError, which a failed write to
+    the destination must not be mistaken for."""
+    try:
+        with archive.open(info) as source:
+            while chunk := source.read(_CHUNK_BYTES):
+                yield chunk
+    # RuntimeError, NotImplementedError among them: a method check_members did not refuse
+    # (zips checked by an older version, or a local header that disagrees with the directory).
+    except MEMBER_READ_ERRORS:
+        raise _damaged_member(info.filename) from None
 
 
 def _damaged_member(name: str) -> ModelError:

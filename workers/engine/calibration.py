@@ -9,11 +9,11 @@ calibrator. `calibration_feeds` then cuts the arrays into the feeds the model ta
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.inspection import Dim, TensorSpec
 
@@ -105,7 +105,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     )
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    except MEMBER_PARSE_ERRORS:
         raise unreadable from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise unreadable  # a single .npy array
@@ -120,7 +120,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                     f"The calibration array '{name}' holds Python objects, which are never loaded "
                     "because unpickling can run code. Save plain numeric arrays with numpy.savez.",
                 ) from None
-            except (OSError, EOFError, zipfile.BadZipFile):
+            except MEMBER_READ_ERRORS:
                 raise unreadable from None
     return arrays
 

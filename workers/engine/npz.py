@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import zipfile
-import zlib
 from pathlib import Path
 
-from workers.engine.archive import ArchiveLimits, check_members
+from workers.engine.archive import MEMBER_PARSE_ERRORS, ArchiveLimits, check_members
 from workers.engine.errors import ModelError
 
 MAX_ARRAYS = 1000
@@ -74,9 +73,9 @@ def describe_npz(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                         f"the file is damaged or was not written by NumPy. {how_to}",
                     )
                 arrays[name] = (tuple(int(d) for d in shape), np.dtype(dtype).name)
-    # zlib.error: damaged deflate data; RuntimeError (NotImplementedError among them): a
-    # compression method or encryption zipfile can't handle. A web request must never see these.
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, RuntimeError) as exc:
+    # A damaged member (archive.MEMBER_READ_ERRORS, LZMA's and bzip2's among them) or a damaged
+    # .npy header (ValueError). A web request must never see these.
+    except MEMBER_PARSE_ERRORS as exc:
         raise ModelError("invalid_calibration", f"The calibration file could not be read ({exc}). {how_to}") from exc
     if not arrays:
         raise ModelError("invalid_calibration", f"The calibration file holds no arrays. {how_to}")

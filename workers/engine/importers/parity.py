@@ -3,11 +3,11 @@ and what the tabular importers (scikit-learn, XGBoost, LightGBM) share besides."
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, OutputParity
 
@@ -177,7 +177,7 @@ def _load_tabular_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except MEMBER_PARSE_ERRORS as exc:
         raise ModelError(
             "invalid_parity_inputs", f"The parity inputs are not a readable .npz ({exc}). {how_to}"
         ) from exc

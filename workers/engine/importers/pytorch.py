@@ -36,12 +36,12 @@ import os
 import re
 import time
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers import parity
 from workers.engine.importers.base import (
@@ -107,7 +107,7 @@ def _is_pt2_archive(path: Path) -> bool:
                     return True
                 if _inner_name(info.filename) == "archive_format" and info.file_size <= 64:
                     return archive.read(info).strip() == b"pt2"
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, RuntimeError):
+    except MEMBER_PARSE_ERRORS:
         return False
     return False
 
@@ -184,7 +184,7 @@ def _load_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> Feeds:
     try:
         with np.load(path, allow_pickle=False) as data:
             feeds = {name: np.asarray(data[name]) for name in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except MEMBER_PARSE_ERRORS as exc:
         raise ModelError(
             "invalid_parity_inputs",
             f"The parity inputs could not be read as a NumPy .npz ({exc}). Save them with "
@@ -522,7 +522,7 @@ def _torchscript_format_version(path: Path) -> str | None:
             for info in archive.infolist():
                 if _inner_name(info.filename) == "version" and info.file_size <= 32:
                     return archive.read(info).decode("ascii", "replace").strip()
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, RuntimeError):
+    except MEMBER_PARSE_ERRORS:
         return None
     return None
 
@@ -709,7 +709,7 @@ def _check_pt2_archive(path: Path) -> _Pt2Facts:
                     if isinstance(schema, dict) and isinstance(schema.get("major"), int):
                         schema_major = schema["major"]
                     _check_program_json(info.filename, data)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+    except MEMBER_READ_ERRORS as exc:
         raise ModelError(
             "not_a_model", "The .pt2 file is not a readable zip archive; it may be damaged or cut short."
         ) from exc

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine.archive import DEFAULT_LIMITS
+from workers.engine.archive import DEFAULT_LIMITS, MEMBER_READ_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
@@ -377,9 +377,11 @@ def _read_schema(path: Path) -> dict[str, Any] | None:
             with archive.open(info) as member:
                 data = member.read(MAX_SCHEMA_BYTES + 1)
         schema = json.loads(data)
-    # zlib.error: damaged deflate data in schema.json (found by fuzzing; this runs in the web
-    # process at upload, where it would have been a 500).
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, NotImplementedError, EOFError, zlib.error):
+    # damaged member data in schema.json (found by fuzzing; this runs in the web process at
+    # upload, where it would have been a 500)
+    except MEMBER_READ_ERRORS:
+        return None
+    except KeyError:  # no schema.json: not a skops file
         return None
     except (ValueError, RecursionError):  # not JSON, or absurdly nested
         return None

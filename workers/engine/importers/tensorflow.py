@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine import archive
+from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
@@ -1053,7 +1054,7 @@ def _load_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.
                         f"{how_to}",
                     )
                 feeds[spec.name] = value.astype(spec.dtype, copy=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except MEMBER_PARSE_ERRORS as exc:
         raise ModelError(
             "invalid_parity_inputs", f"The parity inputs file could not be read ({_first_line(exc)}). {how_to}"
         ) from exc
