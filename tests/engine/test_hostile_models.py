@@ -61,7 +61,11 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
     """Sample the resident memory of every child this process starts inside the block (and
     theirs) every 5 ms, and their kernel high-water marks; yields a dict whose "peak" is the
     largest seen. Children that were already running (a session-wide Celery worker of the
-    integration tests, say) are not ours to measure."""
+    integration tests, say) are not ours to measure.
+
+    VmHWM starts afresh at exec, so a sample taken any time after a child's peak reads it.
+    getrusage(RUSAGE_CHILDREN) is no help here: Linux carries ru_maxrss across fork and exec,
+    so every child would report at least this pytest process's own resident set."""
     seen: dict[str, int] = {"peak": 0}
     stop = threading.Event()
     me = psutil.Process()
@@ -89,7 +93,6 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
                     continue
             stop.wait(0.005)
 
-    before = _children_rss_high_water()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
@@ -97,14 +100,6 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
     finally:
         stop.set()
         thread.join()
-        # The kernel's account of reaped children: exact whenever one of ours set a new record.
-        after = _children_rss_high_water()
-        if after > before:
-            seen["peak"] = max(seen["peak"], after)
-
-
-def _children_rss_high_water() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def _record(case: HostileCase, outcome: str, seconds: float, peak: int | None = None) -> None:
