@@ -18,8 +18,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sent(monkeypatch):
     """Messages that would go to the broker: (job_id, queue)."""
-    messages: list[tuple[int, str]] = []
-    monkeypatch.setattr(services, "_send", lambda job_id, queue: messages.append((job_id, queue)))
+    messages: list[tuple[int, str]] = []  # the priority is tested on a real broker below
+    monkeypatch.setattr(services, "_send", lambda job_id, queue, priority=9: messages.append((job_id, queue)))
     return messages
 
 
@@ -138,6 +138,36 @@ def test_a_broker_outage_while_enqueueing_is_logged_not_raised(monkeypatch, capl
     monkeypatch.setattr(app, "send_task", broker_down)
     services._send(123, "cpu")
     assert "reconciler will re-send" in caplog.text
+
+
+def test_started_pipelines_go_ahead_of_new_uploads_on_the_real_broker():
+    """On Redis, with the platform's transport options, a run's later step is delivered before
+    first steps sent earlier: otherwise under load every pipeline waits for all the uploads
+    that came after it (bench/load.py saw none finish in five minutes)."""
+    import uuid
+
+    from config.celery_app import app
+
+    if not app.conf.broker_url.startswith("redis://"):
+        pytest.skip("priorities are a Redis transport setting")
+    queue = f"test-priority-{uuid.uuid4().hex[:8]}"
+    sent_order = [(101, 0), (102, 0), (103, 2), (104, 1)]  # (job id, step sequence)
+    for job_id, sequence in sent_order:
+        services._send(job_id, queue, services.step_priority(sequence))
+    received = []
+    with app.connection_for_read() as connection:
+        inbox = connection.SimpleQueue(queue, no_ack=True)
+        try:
+            for _ in sent_order:
+                message = inbox.get(timeout=10)
+                received.append(message.payload[0][0])  # protocol 2: (args, kwargs, embed)
+        finally:
+            inbox.clear()
+            inbox.close()
+            with connection.channel() as channel:
+                keys = [queue + suffix for suffix in ["", *(f":{level}" for level in range(1, 10))]]
+                channel.client.delete(*keys, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    assert received == [103, 104, 101, 102]
 
 
 def test_the_default_plan_is_inspect_then_validate_and_optimize_per_profile_on_its_queue(sent):

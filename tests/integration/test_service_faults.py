@@ -152,7 +152,9 @@ def test_a_redis_restart_that_loses_every_message_loses_no_job(services, tmp_pat
     def message_waiting_in_redis() -> bool:
         busy = any(status == "running" for _, status, *_ in services.jobs(running))
         queued = services.jobs(waiting)[0][1] == "queued"
-        return busy and queued and broker.llen("cpu") >= 1
+        # a step's priority picks its list: "cpu" for 0, "cpu:N" for N (CELERY_BROKER_TRANSPORT_OPTIONS)
+        waiting_messages = sum(broker.llen(key) for key in ["cpu", *(f"cpu:{level}" for level in range(1, 10))])
+        return busy and queued and waiting_messages >= 1
 
     faults.wait_until(message_waiting_in_redis, 120, "a running job and a message waiting in Redis")
     services.redis.shutdown_nosave()
