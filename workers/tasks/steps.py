@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 
-from apps.jobs.models import Job, JobKind
+from apps.jobs.models import Job, JobKind, JobStatus
 from apps.jobs.services import StepOutcome
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize, put_blob, sha256_file
@@ -413,15 +413,29 @@ def _benchmark_config(job: Job, memory_limit: int | None) -> Any:
     )
 
 
-def _benchmark(backend: str, path: Path, config: Any, progress: ProgressCallback) -> dict[str, Any]:
+def _model_inputs(job: Job) -> list[dict[str, Any]]:
+    """The original model's inputs as its inspection found them (names, dims, dtypes).
+
+    Every variant is fed by this signature: an OpenVINO IR, MNN or ncnn file can't be read
+    for its inputs without its runtime, and the variants take the original's inputs."""
+    inspect = job.run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).order_by("-sequence").first()
+    return list(((inspect.result if inspect else None) or {}).get("inputs") or [])
+
+
+def _benchmark(
+    backend: str, path: Path, inputs: list[dict[str, Any]], config: Any, progress: ProgressCallback
+) -> dict[str, Any]:
+    """One variant's sweep; an ONNX file is fed by its own declared inputs, any other format by
+    the original model's (`inputs`)."""
     from workers.engine.benchmark import BenchmarkFailed, benchmark_variant
 
+    specs = None if path.suffix.lower() == ".onnx" else inputs
     try:
-        return benchmark_variant(backend, path, None, config, progress).to_dict()
+        return benchmark_variant(backend, path, specs, config, progress).to_dict()
     except BenchmarkFailed as exc:
         if exc.code == "invalid_input" and config.batch_sizes != (1,):
             # A model with a fixed batch can only be measured as it is.
-            result = _benchmark(backend, path, replace(config, batch_sizes=(1,)), progress)
+            result = _benchmark(backend, path, inputs, replace(config, batch_sizes=(1,)), progress)
             result.setdefault("notes", [])
             result["notes"] = [*result["notes"], f"Only batch 1 was measured: {exc.message}"]
             return result
@@ -443,7 +457,8 @@ def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
         model = _local_model(job, workdir)
         steps = len(variants) + 1
         progress(0.03, "benchmarking the original model")
-        baseline = _benchmark("onnxruntime", model, config, _scaled(progress, 0.03, 0.03 + 0.97 / steps))
+        inputs = _model_inputs(job)
+        baseline = _benchmark("onnxruntime", model, inputs, config, _scaled(progress, 0.03, 0.03 + 0.97 / steps))
         for index, artifact in enumerate(variants, start=1):
             name = artifact.name.split("/", 1)[-1]
             backend = artifact.metadata.get("backend", "")
@@ -452,7 +467,7 @@ def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
                 results[name] = {"error": f"{backend} is not installed on this worker.", "points": []}
                 continue
             path = _local_variant(artifact, workdir / "variants" / name)
-            results[name] = _benchmark(backend, path, config, _scaled(progress, start, start + 0.97 / steps))
+            results[name] = _benchmark(backend, path, inputs, config, _scaled(progress, start, start + 0.97 / steps))
             results[name]["artifact_id"] = artifact.pk
     return StepOutcome(
         result={
