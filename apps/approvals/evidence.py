@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from django.db.models import Q
 from rest_framework import status
 
 from apps.core.api.errors import ApiError
@@ -56,7 +57,9 @@ def _worst_parity(parity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker_summary(host: str) -> dict[str, Any] | None:
-    worker = Worker.objects.filter(host=host).order_by("-last_heartbeat_at").first() if host else None
+    # jobs record the worker's node name ("cpu@host"); older ones only its host
+    workers = Worker.objects.filter(Q(name=host) | Q(host=host)) if host else Worker.objects.none()
+    worker = workers.order_by("-last_heartbeat_at").first()
     if worker is None:
         return None
     return {

@@ -61,6 +61,33 @@ def test_approver_approves_on_evidence_and_the_decision_keeps_it(personas):
     assert "version.approved" in actions and "version.status_changed" in actions
 
 
+def test_the_evidence_names_the_worker_that_measured_even_beside_another_on_its_host(personas):
+    """Jobs record the worker's node name: of two workers on one host (one with a GPU), the
+    evidence describes the one that ran the benchmark, not whichever reported in last."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.runtimes.models import Worker
+
+    now = timezone.now()
+    for name, cpu, seen in (("cpu@box", "Xeon (cpu worker)", now - timedelta(seconds=30)), ("gpu@box", "Xeon", now)):
+        Worker.objects.create(
+            name=name,
+            host="box",
+            cpu_model=cpu,
+            cores=8,
+            started_at=now,
+            last_heartbeat_at=seen,
+            gpus=[{"name": "H100"}] if name.startswith("gpu") else [],
+        )
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    Job.objects.filter(run__version=version).update(worker_host="cpu@box")
+    review = client_for(personas.approver).get(f"/api/v1/versions/{version.pk}/review/").json()
+    worker = review["evidence"]["profiles"]["x86-cpu"]["worker"]
+    assert worker["cpu_model"] == "Xeon (cpu worker)" and worker["gpus"] == []
+
+
 def test_four_eyes_blocks_the_uploader_and_can_be_turned_off(personas):
     version = finished_version(team=personas.team, uploader=personas.admin)
     response = _post(personas.admin, version, "approve")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 import traceback
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from apps.registry.storage import materialize
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError, run_in_sandbox
 from workers.tasks.steps import _local_variant, sandbox_limits, scratch_dir
+from workers.tasks.worker_registry import node_name
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def deploy(self: Any, deployment_id: int) -> str:
 
     request = getattr(self, "request", None)
     task_id = str(getattr(request, "id", "") or "")
-    deployment = services.claim(deployment_id, worker_host=socket.gethostname(), task_id=task_id)
+    deployment = services.claim(deployment_id, worker_host=node_name(request), task_id=task_id)
     if deployment is None:
         return "not claimed"
     current = deployment.rollback_of if deployment.kind == DeploymentKind.ROLLBACK else None
@@ -384,7 +384,7 @@ def undeploy(self: Any, deployment_id: int) -> str:
 
     request = getattr(self, "request", None)
     task_id = str(getattr(request, "id", "") or "")
-    deployment = services.claim_undeploy(deployment_id, worker_host=socket.gethostname(), task_id=task_id)
+    deployment = services.claim_undeploy(deployment_id, worker_host=node_name(request), task_id=task_id)
     if deployment is None:
         return "not claimed"
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import traceback
@@ -21,6 +20,7 @@ from apps.registry.storage import StorageFull
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError
 from workers.tasks.steps import STEPS
+from workers.tasks.worker_registry import node_name
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _retrying_database(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 )
 def run_job(self: object, job_id: int) -> str:
     request = getattr(self, "request", None)
-    job = services.claim(job_id, worker_host=socket.gethostname(), task_id=str(getattr(request, "id", "") or ""))
+    job = services.claim(job_id, worker_host=node_name(request), task_id=str(getattr(request, "id", "") or ""))
     if job is None:
         return "not claimed"
     step = STEPS.get(job.kind)

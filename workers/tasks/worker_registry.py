@@ -30,6 +30,13 @@ def _beat(name: str, registration: dict[str, Any]) -> None:
             close_old_connections()
 
 
+def node_name(request: Any = None) -> str:
+    """The Celery node name of the worker running a task ("cpu@host-1"), as its registration
+    is keyed: two workers on one host are told apart by it. Outside a worker (eager tests),
+    worker@<host>."""
+    return getattr(request, "hostname", None) or f"worker@{os.uname().nodename}"
+
+
 @worker_ready.connect
 def announce(sender: Any = None, **_: Any) -> None:
     from apps.runtimes import services
@@ -37,7 +44,7 @@ def announce(sender: Any = None, **_: Any) -> None:
     from workers.engine.hardware import describe_hardware
     from workers.engine.importers.registry import IMPORTERS
 
-    name = getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}"
+    name = node_name(sender)
     app = getattr(sender, "app", None)
     queues = sorted(app.amqp.queues.consume_from) if app is not None else []
     registration: dict[str, Any] = {
