@@ -30,6 +30,7 @@ from typing import Any
 
 import gevent
 import locust  # noqa: F401 - importing it patches the standard library with gevent, before requests
+import psutil
 import psycopg
 import requests
 from locust import HttpUser, between, task
@@ -170,6 +171,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tree_cpu_seconds(proc: psutil.Process) -> float:
+    """CPU time of a process and all its descendants, the reaped ones included (the sandboxed
+    steps a worker starts and waits for land in its children's times)."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for member in tree:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _cpu_by_group(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds so far of the web server, the workers (with their sandboxes) and this load
+    generator (locust runs in this process)."""
+    me = psutil.Process().cpu_times()
+    return {
+        "web (gunicorn)": _tree_cpu_seconds(psutil.Process(procs[0].pid)),
+        "workers (with their sandboxed steps)": sum(_tree_cpu_seconds(psutil.Process(p.pid)) for p in procs[1:]),
+        "load generator (locust)": me.user + me.system,
+    }
+
+
 def _one_run(workers: int, seconds: float, admin_url: str, redis_db: int) -> dict[str, Any]:
     database = f"slipway_load_{os.getpid()}_{workers}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -261,21 +290,32 @@ def _one_run(workers: int, seconds: float, admin_url: str, redis_db: int) -> dic
         CIClient._count = BrowserReader._count = 0
         CIClient.weight, BrowserReader.weight = CI_CLIENTS, READERS
         started = time.time()
+        cpu_before, groups_before = psutil.cpu_times(), _cpu_by_group(procs)
         runner.start(CI_CLIENTS + READERS, spawn_rate=10)
         gevent.sleep(seconds)
+        cpu_after, groups_after = psutil.cpu_times(), _cpu_by_group(procs)
         runner.quit()
         elapsed = time.time() - started
+        machine = sum(cpu_after) - sum(cpu_before)
+        busy = machine - (cpu_after.idle - cpu_before.idle)
+        cpu_busy = busy / machine
+        cpu_seconds = {group: groups_after[group] - groups_before[group] for group in groups_after}
+        cpu_seconds["other (PostgreSQL, Redis, system)"] = busy - sum(cpu_seconds.values())
         with psycopg.connect(env["DATABASE_URL"]) as conn:
             done = conn.execute(
                 "SELECT status, count(*) FROM registry_modelversion WHERE status IN ('ready','failed') GROUP BY status"
             ).fetchall()
             submitted = conn.execute("SELECT count(*) FROM registry_modelversion").fetchone()[0]
+            jobs_done = conn.execute("SELECT count(*) FROM jobs_job WHERE status = 'succeeded'").fetchone()[0]
+            by_worker = conn.execute(
+                "SELECT worker_host, count(*) FROM jobs_job WHERE status = 'succeeded' GROUP BY worker_host"
+            ).fetchall()
         finished = {status: count for status, count in done}
         endpoints = []
         for entry in sorted(environment.stats.entries.values(), key=lambda e: e.name):
             endpoints.append(
                 {
-                    "endpoint": f"{entry.method} {entry.name}",
+                    "endpoint": entry.name,  # the names carry the method
                     "requests": entry.num_requests,
                     "errors": entry.num_failures,
                     "p50_ms": entry.get_response_time_percentile(0.5),
@@ -288,12 +328,18 @@ def _one_run(workers: int, seconds: float, admin_url: str, redis_db: int) -> dic
             "seconds": round(elapsed),
             "requests": total.num_requests,
             "errors": total.num_failures,
-            "errors_detail": [f"{e.method} {e.name}: {e.error}"[:200] for e in environment.stats.errors.values()],
+            "errors_detail": [f"{e.name}: {e.error}"[:200] for e in environment.stats.errors.values()],
             "requests_per_second": round(total.num_requests / elapsed, 1),
             "versions_submitted": submitted,
             "pipelines_finished": sum(finished.values()),
             "pipelines_failed": finished.get("failed", 0),
             "pipelines_per_minute": round(sum(finished.values()) / (elapsed / 60), 2),
+            "jobs_succeeded": jobs_done,
+            "jobs_per_minute": round(jobs_done / (elapsed / 60), 1),
+            # which worker did them: each worker is named load<N>@host
+            "jobs_by_worker": {host or "?": count for host, count in sorted(by_worker)},
+            "cpu_busy": round(cpu_busy, 3),
+            "cpu_share": {group: round(value / busy, 3) for group, value in cpu_seconds.items()},
             "endpoints": endpoints,
             "load_average": os.getloadavg(),
         }
@@ -308,59 +354,110 @@ def _one_run(workers: int, seconds: float, admin_url: str, redis_db: int) -> dic
         redis.flushdb()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not os.environ.get("SLIPWAY_BENCH_KEEP"):
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _ratio(new: dict[str, Any], old: dict[str, Any]) -> float:
-    return new["pipelines_per_minute"] / old["pipelines_per_minute"] if old["pipelines_per_minute"] else float("nan")
+def _ratio(new: dict[str, Any], old: dict[str, Any], key: str) -> float:
+    return new[key] / old[key] if old[key] else float("nan")
+
+
+def _workers(run: dict[str, Any]) -> str:
+    return f"{run['workers']} worker{'s' if run['workers'] != 1 else ''}"
+
+
+def _worker_cores(run: dict[str, Any]) -> float:
+    """How many of the machine's cores the workers (with their sandboxed steps) kept busy."""
+    return run["cpu_busy"] * run["cpu_share"]["workers (with their sandboxed steps)"] * (os.cpu_count() or 1)
+
+
+def _scale_out_reading(runs: list[dict[str, Any]]) -> str:
+    """What the worker columns say, in numbers: jobs per minute follow the CPU the workers got."""
+    first, last = runs[0], runs[-1]
+    return (
+        f"Where the time went: with {_workers(first)} the machine was already {first['cpu_busy']:.0%} busy and "
+        f"the workers used {_worker_cores(first):.2f} cores; with {_workers(last)} it was "
+        f"{last['cpu_busy']:.0%} busy and the workers used {_worker_cores(last):.2f} cores "
+        f"({_worker_cores(last) / _worker_cores(first):.2f}x), for {_ratio(last, first, 'jobs_per_minute'):.2f}x "
+        "the jobs per minute. Jobs per minute for each core the workers used: "
+        + ", ".join(f"{run['jobs_per_minute'] / _worker_cores(run):.1f} with {_workers(run)}" for run in runs)
+        + ": the work grows with the CPU the workers get, and on this 2-core machine the web server under "
+        "this load holds most of what a second worker would need."
+    )
 
 
 def write_benchmarks(runs: list[dict[str, Any]]) -> None:
+    """Write the "### Load" part of "## Reliability": one column per run, the first the reference."""
     path = REPO / "BENCHMARKS.md"
     text = path.read_text()
-    one, two = runs
+    first = runs[0]
+    counts = " and then with ".join(f"{run['workers']}" for run in runs)
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(str(cell(run)) for run in runs) + " |"
+
     lines = [
         "### Load",
         "",
         f"`bench/load.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, loopback only: {CI_CLIENTS} CI clients "
         f"(each its own user and token: push a small ONNX MLP, poll every {POLL_SECONDS:.0f} s until the pipeline "
         f"is done, read the review, repeat) and {READERS} browser-like readers (lists, version pages, workers, "
-        f"audit log), for {one['seconds']} s against gunicorn (3 x 8 threads) with production settings on "
-        "PostgreSQL and Redis; the same load with one Celery worker and then with two, in one run. Web, workers, "
-        "database and the load generator share the 2 cores.",
+        f"audit log), for {first['seconds']} s against gunicorn (3 x 8 threads) with production settings on "
+        f"PostgreSQL and Redis; the same load with {counts} Celery worker processes (one job at a time each), "
+        f"in one run. Web, workers, database and the load generator share the {os.cpu_count()} cores.",
         "",
-        "| | 1 worker | 2 workers |",
-        "|---|---|---|",
-        f"| requests (errors) | {one['requests']} ({one['errors']}) | {two['requests']} ({two['errors']}) |",
-        f"| requests per second | {one['requests_per_second']} | {two['requests_per_second']} |",
-        f"| versions pushed | {one['versions_submitted']} | {two['versions_submitted']} |",
-        f"| pipelines finished (failed) | {one['pipelines_finished']} ({one['pipelines_failed']}) | "
-        f"{two['pipelines_finished']} ({two['pipelines_failed']}) |",
-        f"| pipelines per minute | {one['pipelines_per_minute']} | {two['pipelines_per_minute']} |",
-        f"| 2 workers / 1 worker, pipelines per minute | | {_ratio(two, one):.2f} |",
+        "| | " + " | ".join(_workers(run) for run in runs) + " |",
+        "|---|" + "---|" * len(runs),
+        row("requests (errors)", lambda r: f"{r['requests']} ({r['errors']})"),
+        row("requests per second", lambda r: r["requests_per_second"]),
+        row("versions pushed", lambda r: r["versions_submitted"]),
+        row("pipelines finished (failed)", lambda r: f"{r['pipelines_finished']} ({r['pipelines_failed']})"),
+        row("pipeline steps (jobs) completed per minute", lambda r: r["jobs_per_minute"]),
+        row("jobs done by each worker", lambda r: ", ".join(str(n) for n in r["jobs_by_worker"].values())),
+        row(f"CPU busy (all {os.cpu_count()} cores)", lambda r: f"{r['cpu_busy']:.0%}"),
+        *[
+            row(f"share of the busy CPU: {group}", lambda r, g=group: f"{r['cpu_share'].get(g, 0):.0%}")
+            for group in first["cpu_share"]
+        ],
+        row("pipelines finished per minute", lambda r: r["pipelines_per_minute"]),
+        row(
+            f"jobs per minute / {_workers(first)}'s",
+            lambda r: f"{_ratio(r, first, 'jobs_per_minute'):.2f}",
+        ),
+        row(
+            f"pipelines per minute / {_workers(first)}'s",
+            lambda r: f"{_ratio(r, first, 'pipelines_per_minute'):.2f}",
+        ),
         "",
-        "| endpoint | 1 worker: requests, errors, p50 / p99 ms | 2 workers: requests, errors, p50 / p99 ms |",
-        "|---|---|---|",
+        "| endpoint | " + " | ".join(f"{_workers(run)}: requests, errors, p50 / p99 ms" for run in runs) + " |",
+        "|---|" + "---|" * len(runs),
     ]
-    by_name = {e["endpoint"]: e for e in two["endpoints"]}
-    for entry in one["endpoints"]:
-        other = by_name.get(entry["endpoint"], {})
-        lines.append(
-            f"| {entry['endpoint']} | {entry['requests']}, {entry['errors']}, {entry['p50_ms']:.0f} / "
-            f"{entry['p99_ms']:.0f} | {other.get('requests', '-')}, {other.get('errors', '-')}, "
-            f"{other.get('p50_ms', 0):.0f} / {other.get('p99_ms', 0):.0f} |"
-        )
-    if one["errors_detail"] or two["errors_detail"]:
-        lines += ["", "Errors: " + "; ".join(one["errors_detail"] + two["errors_detail"])]
-    section = "\n".join(lines) + "\n"
+    for entry in first["endpoints"]:
+        cells = []
+        for run in runs:
+            other = {e["endpoint"]: e for e in run["endpoints"]}.get(entry["endpoint"])
+            cells.append(
+                f"{other['requests']}, {other['errors']}, {other['p50_ms']:.0f} / {other['p99_ms']:.0f}"
+                if other
+                else "-"
+            )
+        lines.append(f"| {entry['endpoint']} | " + " | ".join(cells) + " |")
+    details = [detail for run in runs for detail in run["errors_detail"]]
+    if details:
+        lines += ["", "Errors: " + "; ".join(details)]
+    lines += ["", _scale_out_reading(runs)]
+    section = "\n".join(lines)
     if "## Reliability" not in text:
-        text = text.rstrip("\n") + "\n\n## Reliability\n\n"
+        text = text.rstrip("\n") + "\n\n## Reliability\n"
     pattern = re.compile(r"### Load\n.*?(?=\n### |\n## |\Z)", re.S)
     if pattern.search(text):
-        text = pattern.sub(section.rstrip("\n"), text)
-    else:
-        text = text.replace("## Reliability\n", "## Reliability\n\n" + section, 1)
-    path.write_text(re.sub(r"\n{3,}", "\n\n", text))
+        text = pattern.sub(lambda _: section, text)
+    else:  # at the end of the Reliability section
+        start = text.index("## Reliability")
+        following = text.find("\n## ", start + 1)
+        at = len(text) if following == -1 else following
+        text = text[:at].rstrip("\n") + "\n\n" + section + "\n" + text[at:]
+    path.write_text(re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -368,17 +465,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0, help="length of each run (default 300)")
     parser.add_argument("--database", default="postgres://root@127.0.0.1:5432/postgres", help="an admin connection")
     parser.add_argument("--redis-db", type=int, default=6, help="Redis databases N (broker) and N+1 (cache) are used")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    runs = [_one_run(workers, args.seconds, args.database, args.redis_db) for workers in (1, 2)]
+    runs = [_one_run(workers, args.seconds, args.database, args.redis_db) for workers in args.workers]
     if args.json:
         print(json.dumps(runs, indent=2))
     else:
         for run in runs:
             print(
                 f"{run['workers']} worker(s): {run['requests']} requests, {run['errors']} errors, "
-                f"{run['pipelines_per_minute']} pipelines/min"
+                f"{run['jobs_per_minute']} jobs/min, {run['pipelines_per_minute']} pipelines/min"
             )
     if not args.no_write:
         write_benchmarks(runs)

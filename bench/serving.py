@@ -326,7 +326,10 @@ def write_benchmarks(result: dict[str, Any]) -> None:
     )
     section = "\n".join(lines) + "\n"
     pattern = re.compile(r"## Serving\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    if pattern.search(text):  # a blank line before the next section; a function, so "\" stays literal
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 
 
