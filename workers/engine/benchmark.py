@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine.child import run_child
+from workers.engine.child import forbid_network, open_channel, run_child
 
 if TYPE_CHECKING:
     import numpy as np
@@ -815,16 +815,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _child_main() -> int:
-    # The protocol goes over a private descriptor; whatever Python code or native libraries
-    # print to stdout goes to stderr, which the parent keeps as the log.
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def send(message: dict[str, Any]) -> None:
-        channel.write(json.dumps(message, default=str) + "\n")
-        channel.flush()
-
+    send = open_channel()
+    forbid_network()  # a variant is built from an untrusted model: it runs as in the sandbox
     try:
         payload = json.loads(sys.stdin.read())
         send({"type": "result", "data": _run_child(payload, send)})

@@ -1,7 +1,8 @@
 """Supervise a child Python process that does risky engine work: its own process group with
 resource limits, a JSON payload on stdin, JSON-line messages on stdout, a bounded log of
 everything else, and a kill of the whole group at the deadline or when the caller is
-interrupted. The sandbox and the benchmark harness both run their children through it."""
+interrupted. The sandbox and the benchmark harness both run their children through it, and
+their children start with the child-side helpers at the end of this module."""
 
 from __future__ import annotations
 
@@ -116,3 +117,44 @@ def run_child(
         timer.cancel()
         stderr_thread.join(timeout=5)
     return ChildOutcome(returncode=returncode, timed_out=timed_out.is_set(), log="\n".join(log_tail))
+
+
+# ---- child side --------------------------------------------------------------------------
+
+
+class NetworkForbidden(OSError):
+    """Raised in an engine child when code tries to open a network connection."""
+
+
+def forbid_network() -> None:
+    """No engine child needs the network, and a model file must not be able to phone home or
+    download code: connections and name lookups fail inside the child. (Native code could
+    still open sockets; production workers add a network policy for that.)"""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> Any:
+        raise NetworkForbidden("network access is disabled inside Slipway's sandbox")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+    socket.getaddrinfo = refuse
+    socket.create_connection = refuse
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        os.environ[name] = "http://127.0.0.1:9"  # the discard port: nothing answers
+
+
+def open_channel() -> Callable[[dict[str, Any]], None]:
+    """Move the JSON-lines protocol to a private descriptor and return its `send`: whatever
+    Python code or native libraries print to stdout from now on goes to stderr, which the
+    parent keeps as the log."""
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message, default=str) + "\n")
+        channel.flush()
+
+    return send

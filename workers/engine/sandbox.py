@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.engine.child import run_child
+from workers.engine.child import forbid_network, open_channel, run_child
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -169,40 +169,8 @@ def _looks_like_oom(log: str) -> bool:
 # ---- child side --------------------------------------------------------------------------
 
 
-class NetworkForbidden(OSError):
-    """Raised in the sandbox when code tries to open a network connection."""
-
-
-def _forbid_network() -> None:
-    """No engine step needs the network, and a model file must not be able to phone home or
-    download code: connections and name lookups fail inside the sandbox. (Native code could
-    still open sockets; production workers add a network policy for that.)"""
-    import socket
-
-    def refuse(*args: object, **kwargs: object) -> Any:
-        raise NetworkForbidden("network access is disabled inside Slipway's sandbox")
-
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    socket.getaddrinfo = refuse
-    socket.create_connection = refuse
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ[name] = "1"
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        os.environ[name] = "http://127.0.0.1:9"  # the discard port: nothing answers
-
-
 def _child_main(entrypoint: str) -> int:
-    # Keep the protocol on a private descriptor; anything printed to stdout (by Python code
-    # or native libraries) goes to stderr, which the parent keeps as the log.
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def send(message: dict[str, Any]) -> None:
-        channel.write(json.dumps(message, default=str) + "\n")
-        channel.flush()
-
+    send = open_channel()
     last_sent = [0.0]
 
     def progress(fraction: float, message: str = "") -> None:
@@ -211,7 +179,7 @@ def _child_main(entrypoint: str) -> int:
             last_sent[0] = now
             send({"type": "progress", "progress": fraction, "message": message})
 
-    _forbid_network()
+    forbid_network()
     from workers.engine.entrypoints import ENTRYPOINTS
     from workers.engine.errors import ModelError
 
