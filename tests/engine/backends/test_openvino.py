@@ -112,6 +112,30 @@ def test_a_folded_dropout_does_not_take_its_producers_place(backend: OpenVinoBac
     assert folded.endswith(": dropout.")
 
 
+def test_an_input_that_feeds_straight_into_a_dropout_keeps_its_name(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    """OpenVINO folds the Dropout and names the input's tensor after its output; the model is
+    still fed by its own input name, loaded from ONNX and as an IR variant (the node test
+    suite's test_dropout_default cases failed with "it takes y; missing y")."""
+    graph = helper.make_graph(
+        [helper.make_node("Dropout", ["x"], ["d"]), helper.make_node("Neg", ["d"], ["y"])],
+        "dropout-first",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(tmp_path / "dropout-first.onnx"))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    session = backend.load(tmp_path / "dropout-first.onnx")
+    assert session.input_names == ("x",) and session.output_names == ("y",)
+    np.testing.assert_array_equal(session.run({"x": x})["y"], -x)
+    (fp32, *_) = backend.build_variants(tmp_path / "dropout-first.onnx", X86_CPU, None, tmp_path / "ir")
+    ir_session = backend.load(fp32.path)
+    assert ir_session.input_names == ("x",)
+    np.testing.assert_array_equal(ir_session.run({"x": x})["y"], -x)
+
+
 def test_custom_op_is_unsupported_by_name_and_the_rest_still_judged(backend: OpenVinoBackend, tmp_path: Path) -> None:
     report = backend.check_support(_custom_op_model(tmp_path / "custom.onnx"))
     assert report.verdict == "partial"

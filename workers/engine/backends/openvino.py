@@ -352,9 +352,15 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = self.inference_precision
         if self.num_threads:
             config["INFERENCE_NUM_THREADS"] = self.num_threads
+        known_inputs: list[str] | None = None
+        known_outputs: list[str] | None = None
+        if variant_path.suffix.lower() == ".onnx":  # OpenVINO may have dropped some of its names
+            graph = load_graph(variant_path).graph
+            known_inputs = [spec.name for spec in graph_input_specs(graph)]
+            known_outputs = [value.name for value in graph.output]
         compiled = core.compile_model(model, DEVICE, config)
-        input_names = _port_names(model, model.inputs, "input_names")
-        output_names = _port_names(model, model.outputs, "output_names")
+        input_names = _port_names(model, model.inputs, "input_names", known_inputs)
+        output_names = _port_names(model, model.outputs, "output_names", known_outputs)
         return OpenVinoSession(compiled, input_names, output_names)
 
 
@@ -444,22 +450,27 @@ def _remove_ir(target: Path) -> None:
     target.with_suffix(".bin").unlink(missing_ok=True)
 
 
-def _port_names(model: Any, ports: Sequence[Any], key: str) -> tuple[str, ...]:
-    """The name of each input or output: the ONNX model's, as recorded at build time.
+def _port_names(model: Any, ports: Sequence[Any], key: str, known: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The name of each input or output: the ONNX model's, from `known` (read from an ONNX
+    file) or as recorded at build time.
 
-    A port can carry several tensor names (an Identity output shares its input's tensor).
-    The recorded names are used only where each is one of its port's names; otherwise a
-    model output is named like its Result, and an input by any of its names.
+    A port can carry several tensor names (an Identity output shares its input's tensor), and
+    OpenVINO drops the name of a tensor it folds away: an input that feeds straight into an
+    Identity or Dropout keeps only the name of that node's output. A known name is used where
+    it is one of its port's names or no port's name at all (folded away); otherwise a model
+    output is named like its Result, and an input by any of its names.
     """
-    if model.has_rt_info([_RT_INFO_KEY, key]):
+    recorded: Any = list(known) if known is not None else None
+    if recorded is None and model.has_rt_info([_RT_INFO_KEY, key]):
         with contextlib.suppress(ValueError, TypeError):
             recorded = json.loads(str(model.get_rt_info([_RT_INFO_KEY, key]).value))
-            if (
-                isinstance(recorded, list)
-                and len(recorded) == len(ports)
-                and all(name in port.get_names() for name, port in zip(recorded, ports, strict=True))
-            ):
-                return tuple(str(name) for name in recorded)
+    if isinstance(recorded, list) and len(recorded) == len(ports):
+        everywhere = {name for port in ports for name in port.get_names()}
+        if all(
+            isinstance(name, str) and (name in port.get_names() or name not in everywhere)
+            for name, port in zip(recorded, ports, strict=True)
+        ):
+            return tuple(recorded)
     results = model.get_results() if key == "output_names" else [None] * len(ports)
     names: list[str] = []
     for port, result in zip(ports, results, strict=True):
