@@ -187,6 +187,23 @@ def test_symbolic_batch_runs_at_any_batch_size(tmp_path: Path) -> None:
 
 
 @requires_mnn
+def test_int8_inputs_are_refused_with_a_sentence(tmp_path: Path) -> None:
+    """MNN's Python `const` has no int8 (a SystemError "returned a result with an exception
+    set"), and casting to int8 inside MNN crashes its kernels: the session says what is wrong."""
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["a"], ["n"]), helper.make_node("Cast", ["n"], ["y"], to=TensorProto.INT32)],
+        "int8",
+        [helper.make_tensor_value_info("a", TensorProto.INT8, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [2, 3])],
+    )
+    model = _save(tmp_path / "int8.onnx", graph)
+    (variant,) = MnnBackend().build_variants(model, HardwareProfile("fp32", "cpu", ("mnn",), ("fp32",)), None, tmp_path)
+    session = MnnBackend().load(variant.path)
+    with pytest.raises(RuntimeError, match="cannot feed int8 inputs; run this model with another backend"):
+        session.run({"a": np.array([[-128, -3, 0], [1, 5, 127]], dtype=np.int8)})
+
+
+@requires_mnn
 def test_converter_accepts_reduce_l2_with_axes_input_and_computes_it_wrong(tmp_path: Path) -> None:
     """Why variants are never trusted before a parity check: the converter says yes, the output is wrong.
 

@@ -129,6 +129,11 @@ class MnnSession:
             array, dtype = _mnn_input(np.asarray(inputs[name]), F)
             feeds.append(F.const(array, list(array.shape), F.NCHW, dtype))
         outputs = self._module.onForward(feeds)
+        if len(outputs) != len(self.output_names):
+            raise RuntimeError(
+                f"MNN returned {len(outputs)} output(s) for a model that declares {len(self.output_names)} "
+                f"({', '.join(self.output_names)}): its converter dropped some of the graph"
+            )
         result = {}
         for name, value in zip(self.output_names, outputs, strict=True):
             if value.data_format == F.NC4HW4:
@@ -151,7 +156,9 @@ def _mnn_input(array: np.ndarray, F: Any) -> tuple[np.ndarray, Any]:
     if kind == np.uint8:
         return np.ascontiguousarray(array), F.uint8
     if kind == np.int8:
-        return np.ascontiguousarray(array), F.int8
+        # MNN's Python `const` has no int8, and an int8 tensor cast inside MNN crashes its int8
+        # kernels (seen with Add and Neg): say so instead of failing with MNN's SystemError.
+        raise RuntimeError("MNN's Python API cannot feed int8 inputs; run this model with another backend")
     return np.ascontiguousarray(array, dtype=np.int32), F.int
 
 
