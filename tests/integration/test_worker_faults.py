@@ -10,6 +10,7 @@ as broker, so no other suite's worker can pick up these jobs and the shared Redi
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -212,7 +213,9 @@ def test_workers_killed_during_import_optimize_and_benchmark_cost_a_retry_and_no
             continue
         kill = kills[kind]
         assert job.attempt == 2, (kind, job.log)
-        assert f"worker {job.worker_host} stopped responding during attempt 1; re-queued" in job.log
+        # the log names the killed worker (its node name, name@host), and another worker finished it
+        assert re.search(rf"worker {kill.worker}@\S+ stopped responding during attempt 1; re-queued", job.log), job.log
+        assert not job.worker_host.startswith(f"{kill.worker}@"), job.log
         assert "attempt 2 of 3 started" in job.log
         # What is shown is the retried attempt's: it started after the kill and succeeded once.
         assert job.started_at > kill.at
