@@ -171,6 +171,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+WORKERS_CPU = "workers (with their sandboxed steps)"
+
+
 def _tree_cpu_seconds(proc: psutil.Process) -> float:
     """CPU time of a process and all its descendants, the reaped ones included (the sandboxed
     steps a worker starts and waits for land in its children's times)."""
@@ -194,7 +197,7 @@ def _cpu_by_group(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     me = psutil.Process().cpu_times()
     return {
         "web (gunicorn)": _tree_cpu_seconds(psutil.Process(procs[0].pid)),
-        "workers (with their sandboxed steps)": sum(_tree_cpu_seconds(psutil.Process(p.pid)) for p in procs[1:]),
+        WORKERS_CPU: sum(_tree_cpu_seconds(psutil.Process(p.pid)) for p in procs[1:]),
         "load generator (locust)": me.user + me.system,
     }
 
@@ -368,7 +371,7 @@ def _workers(run: dict[str, Any]) -> str:
 
 def _worker_cores(run: dict[str, Any]) -> float:
     """How many of the machine's cores the workers (with their sandboxed steps) kept busy."""
-    return run["cpu_busy"] * run["cpu_share"]["workers (with their sandboxed steps)"] * (os.cpu_count() or 1)
+    return run["cpu_busy"] * run["cpu_share"][WORKERS_CPU] * (os.cpu_count() or 1)
 
 
 def _scale_out_reading(runs: list[dict[str, Any]]) -> str:
@@ -432,10 +435,11 @@ def write_benchmarks(runs: list[dict[str, Any]]) -> None:
         "| endpoint | " + " | ".join(f"{_workers(run)}: requests, errors, p50 / p99 ms" for run in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
+    by_endpoint = [{e["endpoint"]: e for e in run["endpoints"]} for run in runs]
     for entry in first["endpoints"]:
         cells = []
-        for run in runs:
-            other = {e["endpoint"]: e for e in run["endpoints"]}.get(entry["endpoint"])
+        for endpoints in by_endpoint:
+            other = endpoints.get(entry["endpoint"])
             cells.append(
                 f"{other['requests']}, {other['errors']}, {other['p50_ms']:.0f} / {other['p99_ms']:.0f}"
                 if other
