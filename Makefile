@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	bash scripts/sandbox_deps.sh
 
 ## Run the platform on the embedded default (SQLite, local storage, filesystem broker).
 run: setup

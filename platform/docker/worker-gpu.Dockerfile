@@ -76,6 +76,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SLIPWAY_WORKER_PROFILE=gpu \
     SLIPWAY_ROLE=worker \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
+# The boundary around untrusted models (docs/adr/0008-sandbox.md): bubblewrap, and libseccomp
+# for its syscall filter (setpriv comes with util-linux).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && rm -rf /var/lib/apt/lists/*
 # uid/gid 10001 in every Slipway image: they share the artifact volume. The data dir is
 # created owned by slipway so a fresh named volume mounted there inherits that owner.
 RUN groupadd --gid 10001 slipway \

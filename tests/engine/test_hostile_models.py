@@ -164,7 +164,9 @@ def test_stopped_by_the_sandboxed_inspection(case: HostileCase, tmp_path: Path) 
     started = time.monotonic()
     with child_peak_rss() as rss:
         try:
-            report, _ = run_in_sandbox("inspect", _payload(path, fmt, tmp_path), LIMITS, what="inspection")
+            report, _ = run_in_sandbox(
+                "inspect", _payload(path, fmt, tmp_path), LIMITS, what="inspection", writable=[tmp_path]
+            )
         except (ModelError, SandboxError) as exc:
             error: ModelError | SandboxError | None = exc
         else:
@@ -196,7 +198,13 @@ def test_stopped_by_the_sandboxed_import(case: HostileCase, tmp_path: Path) -> N
     started = time.monotonic()
     # torch alone maps more than 1 GiB of address space; RSS is what is bounded here.
     with child_peak_rss() as rss, pytest.raises(ModelError) as raised:
-        run_in_sandbox("import", payload, SandboxLimits(memory_bytes=4 * 2**30, timeout_seconds=120), what="the import")
+        run_in_sandbox(
+            "import",
+            payload,
+            SandboxLimits(memory_bytes=4 * 2**30, timeout_seconds=120),
+            what="the import",
+            writable=[tmp_path],
+        )
     assert raised.value.code in case.codes, raised.value
     assert case.fragment in raised.value.message
     assert_readable(raised.value)
@@ -217,19 +225,23 @@ def test_runtime_trouble_fails_validate_parity_and_benchmark_readably(case: Host
     started = time.monotonic()
     outcome = []
     with child_peak_rss() as rss:
-        report, _ = run_in_sandbox("inspect", payload, limits, what="inspection")
+        report, _ = run_in_sandbox("inspect", payload, limits, what="inspection", writable=[tmp_path])
         assert report["inputs"], "it passes inspection; the runtimes are what it is hostile to"
 
         for backend in ("onnxruntime", "openvino"):
             # validate never fails a job: a backend that can't take the model says why in its report.
-            support, _ = run_in_sandbox("validate", {**payload, "backend": backend}, limits, what="validate")
+            support, _ = run_in_sandbox(
+                "validate", {**payload, "backend": backend}, limits, what="validate", writable=[tmp_path]
+            )
             assert support["verdict"] in ("full", "partial", "none", "not_installed"), support
             outcome.append(f"validate {backend}: {support['verdict']}")
 
         code, fragment = hostile.PARITY_EXPECTED[case.name]
         store = {"model": str(path), "validation": None, "samples": 2, "store": str(tmp_path / "reference.npz")}
         with pytest.raises((ModelError, SandboxError)) as parity:
-            run_in_sandbox("parity_reference", store, limits, what="running the original model for parity")
+            run_in_sandbox(
+                "parity_reference", store, limits, what="running the original model for parity", writable=[tmp_path]
+            )
         assert parity.value.code == code and fragment in parity.value.message, parity.value
         assert_readable(parity.value)
         outcome.append(f"parity: {code}")
@@ -279,7 +291,9 @@ def test_hostile_npz_is_refused_at_upload_and_never_unpickled(case: HostileCase,
     model = modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx")
     store = {"model": str(model), "validation": str(path), "samples": 2, "store": str(tmp_path / "reference.npz")}
     with child_peak_rss() as rss, pytest.raises(ModelError) as parity:
-        run_in_sandbox("parity_reference", store, LIMITS, what="running the original model for parity")
+        run_in_sandbox(
+            "parity_reference", store, LIMITS, what="running the original model for parity", writable=[tmp_path]
+        )
     assert parity.value.code == "validation_invalid", parity.value
     assert_readable(parity.value)
     assert rss["peak"] < MEMORY_LIMIT
@@ -308,7 +322,7 @@ def _flip_sweep(tmp_path: Path, count: int, seed: int) -> dict[str, int]:
         path.write_bytes(bytes(data))
         try:
             fmt = detect_upload_format(path)
-            run_in_sandbox("inspect", _payload(path, fmt, tmp_path), LIMITS, what="inspection")
+            run_in_sandbox("inspect", _payload(path, fmt, tmp_path), LIMITS, what="inspection", writable=[tmp_path])
             key = "inspected"
         except ModelError as exc:
             assert_readable(exc)

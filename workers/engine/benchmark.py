@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine.child import forbid_network, open_channel, run_child
+from workers.engine.isolation import IsolationUnavailable, SandboxView
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,7 +82,8 @@ class BenchmarkFailed(Exception):
 
     Codes: "invalid_input" (the request can't be measured: bad config, unknown backend, an input
     signature that doesn't fit the batch sizes), "not_installed", "load_failed", "run_failed"
-    (the runtime raised while running), "crashed" (the benchmark process died), "timeout".
+    (the runtime raised while running), "crashed" (the benchmark process died), "timeout",
+    "sandbox_unavailable" (this worker can't isolate the variant's code).
     `log` holds the tail of what the child printed.
     """
 
@@ -980,7 +982,11 @@ def _run_parent(
             cores=cores,
             on_message=on_message,
             on_start=on_start,
+            # The variant is an untrusted model's build: the same boundary as the sandbox.
+            view=SandboxView.of(writable=[scratch], readable=[Path(payload["variant_path"]).parent]),
         )
+    except IsolationUnavailable as exc:
+        raise BenchmarkFailed("sandbox_unavailable", str(exc)) from None
     finally:
         for sampler in samplers:
             sampler.done.set()

@@ -18,6 +18,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workers.engine.isolation import (
+    SandboxView,
+    Wrapped,
+    child_environment,
+    prepare_view,
+    private_folders,
+    process_limit,
+    wrap,
+)
+
 LOG_TAIL_LINES = 200
 
 
@@ -36,7 +46,7 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def _limits(memory_bytes: int | None, cores: Sequence[int] | None) -> Callable[[], None]:
+def _limits(memory_bytes: int | None, cores: Sequence[int] | None, processes: int | None) -> Callable[[], None]:
     def apply() -> None:
         import resource
 
@@ -46,6 +56,8 @@ def _limits(memory_bytes: int | None, cores: Sequence[int] | None) -> Callable[[
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if processes:
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
     return apply
 
@@ -61,22 +73,37 @@ def run_child(
     memory_bytes: int | None = None,
     cores: Sequence[int] | None = None,
     on_start: Callable[[int], None] | None = None,
+    view: SandboxView | None = None,
 ) -> ChildOutcome:
     """Run `python <args>` under supervision; `on_message` gets every JSON line it prints.
 
-    `on_start(pid)` runs once the child exists (e.g. to sample its memory). Exceptions in the
-    caller's thread (a worker's time limit, say) kill the child group before they propagate.
+    `view` puts the child inside the isolation boundary (workers/engine/isolation.py), seeing
+    only those host folders, with an environment reduced to `env`'s PYTHONPATH and the
+    allow-listed runtime settings; `cwd` must be one of its writable folders. `on_start(pid)`
+    runs once the child exists (e.g. to sample its memory). Exceptions in the caller's thread
+    (a worker's time limit, say) kill the child group before they propagate.
     """
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        preexec_fn=_limits(memory_bytes, cores),
-        close_fds=True,
-    )
+    processes = None
+    wrapped = Wrapped([sys.executable, *args], (), None, [])
+    if view is not None:
+        env = child_environment(env, private_folders(cwd, env))
+        processes = process_limit()
+        prepare_view(view)
+        wrapped = wrap(wrapped.argv, view, cwd, env.get("PYTHONPATH", ""))
+    try:
+        proc = subprocess.Popen(
+            wrapped.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_limits(memory_bytes, cores, processes),
+            close_fds=True,
+            pass_fds=wrapped.pass_fds,
+        )
+    finally:
+        wrapped.started()
     log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     timed_out = threading.Event()
 
@@ -97,7 +124,7 @@ def run_child(
     timer.start()
     try:
         if on_start is not None:
-            on_start(proc.pid)
+            on_start(wrapped.child_pid(proc.pid))
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(payload).encode())
         proc.stdin.close()
@@ -110,6 +137,8 @@ def run_child(
             if isinstance(message, dict):
                 on_message(message)
         returncode = proc.wait()
+        if view is not None and wrapped.pass_fds and 128 < returncode < 128 + 65:
+            returncode = 128 - returncode  # bwrap exits 128+N when its child dies of signal N
     except BaseException:
         kill_group(proc)
         raise

@@ -215,7 +215,87 @@ def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict
         return {"connected": True}
     if action == "reject":
         raise ModelError("invalid_model", "The model is not valid.")
+    if action == "attempt":
+        return {"outcome": _attempt(str(payload["attack"]), payload)}
     raise ValueError(f"unknown action {action!r}")
+
+
+def _attempt(attack: str, payload: dict[str, Any]) -> Any:
+    """What untrusted code inside the sandbox would try, for the boundary's tests: the outcome
+    ("ok: ..." with what it got, or "refused: <error>")."""
+    import ctypes
+    import os
+    import subprocess
+    import time
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def syscall_outcome(result: int) -> str:
+        return f"ok: {result}" if result == 0 else f"refused: errno {ctypes.get_errno()}"
+
+    try:
+        if attack == "read":
+            with open(payload["path"], "rb") as source:
+                return "ok: " + source.read(4096).decode("latin-1")
+        if attack == "write":
+            with open(payload["path"], "w") as target:
+                target.write("written from the sandbox")
+            return "ok: written"
+        if attack == "listdir":
+            return "ok: " + " ".join(sorted(os.listdir(payload["path"])))
+        if attack == "processes":
+            return "ok: " + " ".join(sorted(e for e in os.listdir("/proc") if e.isdigit()))
+        if attack == "native_connect":
+            import _socket  # the C socket type: what native code uses, untouched by forbid_network
+
+            sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", int(payload["port"])))
+            return "ok: connected"
+        if attack in ("raw_socket", "packet_socket"):
+            import _socket
+
+            family = _socket.AF_INET if attack == "raw_socket" else 17  # AF_PACKET
+            proto = _socket.IPPROTO_ICMP if attack == "raw_socket" else 0
+            _socket.socket(family, _socket.SOCK_RAW, proto).close()
+            return "ok: opened"
+        if attack == "exec":
+            completed = subprocess.run([payload["path"], *payload.get("args", [])], capture_output=True, timeout=10)
+            return f"ok: exit {completed.returncode}: {completed.stdout[:200]!r}"
+        if attack == "ptrace":
+            return syscall_outcome(libc.ptrace(0, 0, None, None))  # PTRACE_TRACEME
+        if attack == "unshare":
+            return syscall_outcome(libc.unshare(0x10000000))  # CLONE_NEWUSER
+        if attack == "mount":
+            return syscall_outcome(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+        if attack == "identity":
+            with open("/proc/self/status") as lines:
+                status = {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+            return {
+                "uid": os.getuid(),
+                "euid": os.geteuid(),
+                "cap_eff": status.get("CapEff"),
+                "seccomp": status.get("Seccomp"),
+                "no_new_privs": status.get("NoNewPrivs"),
+                "environment": sorted(os.environ),
+                "hostname": os.uname().nodename,
+            }
+        if attack == "fork_bomb":
+            children = 0
+            try:
+                while children < int(payload.get("at_most", 100000)):
+                    if os.fork() == 0:
+                        try:
+                            time.sleep(3600)
+                        finally:
+                            os._exit(0)
+                    children += 1
+            except OSError as exc:
+                return f"refused: after {children} processes: {exc}"
+            return f"ok: {children} processes"
+    except Exception as exc:  # the outcome is the point
+        return f"refused: {type(exc).__name__}: {exc}"
+    raise ValueError(f"unknown attack {attack!r}")
 
 
 ENTRYPOINTS: dict[str, Callable[[dict[str, Any], ProgressCallback], dict[str, Any]]] = {

@@ -2,7 +2,8 @@
 
 A model can crash a native runtime (segfault), allocate without bound, or hang. Each call
 runs in a fresh `python -m workers.engine.sandbox` process: address space capped with
-RLIMIT_AS, no core dumps, its own process group (killed whole on timeout). The parent gets
+RLIMIT_AS, no core dumps, its own process group (killed whole on timeout), inside the
+isolation boundary of `workers.engine.isolation` (a private view of the host). The parent gets
 progress and the result as JSON lines over a private pipe; everything the child or its
 native libraries print goes to a bounded log instead of corrupting that channel.
 
@@ -20,12 +21,13 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workers.engine.child import forbid_network, open_channel, run_child
+from workers.engine.isolation import IsolationUnavailable, SandboxView
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -58,12 +60,20 @@ def run_in_sandbox(
     limits: SandboxLimits,
     on_progress: ProgressCallback | None = None,
     what: str = "this step",
+    *,
+    writable: Sequence[str | Path] = (),
+    readable: Sequence[str | Path] = (),
 ) -> tuple[dict[str, Any], str]:
     """Run ENTRYPOINTS[entrypoint](payload, progress) in a child; return (result, log).
 
+    The child sees of the host only the folders in `writable` (read-write: the job's scratch
+    holding its inputs and receiving its outputs) and `readable` (read-only), besides the
+    interpreter and the engine code (workers/engine/isolation.py); paths in the payload must
+    lie inside them.
+
     Raises `workers.engine.errors.ModelError` when the entry point rejected the model (a
     readable problem with the user's file), and `SandboxError` when the child crashed, ran
-    out of memory or time, or failed unexpectedly.
+    out of memory or time, or failed unexpectedly, or when this worker can't isolate it.
     """
 
     env = {
@@ -73,7 +83,10 @@ def run_in_sandbox(
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
     scratch = tempfile.mkdtemp(prefix="slipway-sandbox-")
     try:
-        return _run(entrypoint, payload, limits, on_progress, what, env, scratch)
+        view = SandboxView.of(writable=[scratch, *writable], readable=readable)
+        return _run(entrypoint, payload, limits, on_progress, what, env, scratch, view)
+    except IsolationUnavailable as exc:
+        raise SandboxError("sandbox_unavailable", str(exc)) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -86,6 +99,7 @@ def _run(
     what: str,
     env: dict[str, str],
     scratch: str,
+    view: SandboxView,
 ) -> tuple[dict[str, Any], str]:
     from workers.engine.errors import ModelError
 
@@ -112,6 +126,7 @@ def _run(
         timeout=limits.timeout_seconds,
         memory_bytes=limits.memory_bytes,
         on_message=on_message,
+        view=view,
     )
     returncode, log = outcome.returncode, outcome.log
     timed_out = outcome.timed_out
@@ -152,6 +167,24 @@ def _run(
             raise SandboxError("out_of_memory", _oom_message(what, limits), log)
         raise SandboxError("crashed", f"{what.capitalize()} stopped unexpectedly (exit code {returncode}).", log)
     return result, log
+
+
+def output_file(path: str | Path, scratch: Path) -> Path:
+    """A file a sandboxed child says it wrote, checked before the worker reads it: a regular
+    file inside `scratch`, reached without symlinks. Model code runs in that child, so a path
+    in its result is as untrusted as the model (it could name /etc/shadow, or a link to it)."""
+    candidate = Path(path)
+    root = scratch.resolve()
+    if not candidate.is_absolute() or ".." in candidate.parts or not candidate.is_relative_to(root):
+        raise SandboxError("engine_error", f"The sandboxed step named an output outside its folder ({path}).")
+    current = root
+    for part in candidate.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise SandboxError("engine_error", f"The sandboxed step's output {current.name} is a symbolic link.")
+    if not current.is_file():
+        raise SandboxError("engine_error", f"The sandboxed step's output {current.name} is not a regular file.")
+    return current
 
 
 def _oom_message(what: str, limits: SandboxLimits) -> str:

@@ -130,6 +130,7 @@ def _reference(version: ModelVersion, workdir: Path) -> tuple[list[dict[str, Any
         {"model": str(original), "validation": validation, "samples": REFERENCE_SAMPLES, "store": str(store)},
         sandbox_limits(),
         what="running the original model for the smoke test's reference",
+        writable=[workdir],
     )
     runs: dict[str, dict[int, dict[str, Any]]] = {"in": {}, "out": {}}
     with np.load(store, allow_pickle=False) as data:

@@ -21,8 +21,9 @@ from apps.jobs.models import Job, JobKind, JobStatus
 from apps.jobs.services import StepOutcome
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize, put_blob, sha256_file
+from workers.engine import isolation
 from workers.engine.errors import ModelError
-from workers.engine.sandbox import SandboxError, SandboxLimits, run_in_sandbox
+from workers.engine.sandbox import SandboxError, SandboxLimits, output_file, run_in_sandbox
 from workers.engine.support_matrix import build_matrix
 
 ProgressCallback = Callable[[float, str], None]
@@ -69,9 +70,12 @@ def _fetch_model(job: Job, workdir: Path) -> dict[str, str]:
     return {"source": str(local), "format": model.format, "workdir": str(workdir)}
 
 
-def _store_files(files: list[Path], main: Path, fmt: str, bundle: Path) -> dict[str, Any]:
+def _store_files(files: list[Path], main: Path, fmt: str, bundle: Path, scratch: Path) -> dict[str, Any]:
     """Store one artifact's files as one blob: the file itself, or an uncompressed zip of all
-    of them (a model with external data, an IR with its weights). Returns what the row needs."""
+    of them (a model with external data, an IR with its weights). Returns what the row needs.
+    The files were named by a sandboxed child: each must be a plain file in `scratch`."""
+    files = [output_file(f, scratch) for f in files]
+    main = output_file(main, scratch)
     if len(files) > 1:
         bundle.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -112,9 +116,10 @@ def run_import(job: Job, progress: ProgressCallback) -> StepOutcome:
             sandbox_limits(),
             on_progress=_scaled(progress, 0.05, 0.95),
             what="the import",
+            writable=[workdir],
         )
         files = [Path(f) for f in report["files"]]
-        stored = _store_files(files, Path(report["onnx_path"]), "onnx", workdir / "bundle.zip")
+        stored = _store_files(files, Path(report["onnx_path"]), "onnx", workdir / "bundle.zip", workdir)
     # Paths inside the sandbox's scratch folder mean nothing to readers of the report.
     report = {**report, "onnx_path": stored["main_file"], "files": stored["files"]}
 
@@ -152,7 +157,12 @@ def run_inspect(job: Job, progress: ProgressCallback) -> StepOutcome:
         progress(0.01, "fetching the uploaded file")
         payload = _fetch_model(job, workdir)
         report, log = run_in_sandbox(
-            "inspect", payload, sandbox_limits(), on_progress=_scaled(progress, 0.05, 1.0), what="inspection"
+            "inspect",
+            payload,
+            sandbox_limits(),
+            on_progress=_scaled(progress, 0.05, 1.0),
+            what="inspection",
+            writable=[workdir],
         )
     return StepOutcome(result=report, log=log[-5000:] if log else "")
 
@@ -192,6 +202,7 @@ def run_validate(job: Job, progress: ProgressCallback) -> StepOutcome:
                     sandbox_limits(),
                     on_progress=_scaled(progress, start, end),
                     what=f"the {backend} support check",
+                    writable=[workdir],
                 )
             except (ModelError, SandboxError) as exc:
                 report, log = _error_report(backend, exc), getattr(exc, "log", "")
@@ -243,6 +254,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                     sandbox_limits(),
                     on_progress=_scaled(progress, start, end),
                     what=f"building {backend} variants",
+                    writable=[workdir],
                 )
             except (ModelError, SandboxError) as exc:
                 errors[backend] = exc.message
@@ -256,7 +268,10 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                 files = [Path(f) for f in variant.get("files") or [variant["path"]]]
                 bundle = workdir / "bundles" / f"{variant['name']}.zip"
                 stored.append(
-                    {"variant": variant, **_store_files(files, Path(variant["path"]), variant["format"], bundle)}
+                    {
+                        "variant": variant,
+                        **_store_files(files, Path(variant["path"]), variant["format"], bundle, workdir),
+                    }
                 )
                 variants.append(
                     {k: variant[k] for k in ("name", "backend", "format", "precision", "pass_name", "options")}
@@ -364,6 +379,7 @@ def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
             sandbox_limits(),
             on_progress=_scaled(progress, 0.05, 0.2),
             what="running the original model for parity",
+            writable=[workdir],
         )
         for index, artifact in enumerate(variants):
             name = artifact.name.split("/", 1)[-1]
@@ -377,6 +393,7 @@ def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
                     sandbox_limits(),
                     on_progress=_scaled(progress, start, start + 0.8 / max(1, len(variants))),
                     what=f"the parity check of {name}",
+                    writable=[workdir],
                 )
             except (ModelError, SandboxError) as exc:
                 results[name] = {"passed": False, "reasons": [exc.message], "error": exc.message, "outputs": []}
@@ -595,12 +612,23 @@ def _ratio(new: Any, old: Any) -> float | None:
     return float(new) / float(old) if isinstance(new, int | float) and isinstance(old, int | float) and old else None
 
 
+def _sandboxed(step: Callable[[Job, ProgressCallback], StepOutcome]) -> Callable[[Job, ProgressCallback], StepOutcome]:
+    """A step that opens the model in sandboxed children: its report says how they were isolated."""
+
+    def run(job: Job, progress: ProgressCallback) -> StepOutcome:
+        outcome = step(job, progress)
+        outcome.result["sandbox"] = isolation.describe().to_dict()
+        return outcome
+
+    return run
+
+
 STEPS: dict[str, Callable[[Job, ProgressCallback], StepOutcome]] = {
-    JobKind.IMPORT: run_import,
-    JobKind.INSPECT: run_inspect,
-    JobKind.VALIDATE: run_validate,
-    JobKind.OPTIMIZE: run_optimize,
-    JobKind.PARITY: run_parity,
-    JobKind.BENCHMARK: run_benchmark,
+    JobKind.IMPORT: _sandboxed(run_import),
+    JobKind.INSPECT: _sandboxed(run_inspect),
+    JobKind.VALIDATE: _sandboxed(run_validate),
+    JobKind.OPTIMIZE: _sandboxed(run_optimize),
+    JobKind.PARITY: _sandboxed(run_parity),
+    JobKind.BENCHMARK: _sandboxed(run_benchmark),
     JobKind.RECOMMEND: run_recommend,
 }

@@ -47,6 +47,8 @@ def test_a_deployed_model_answers_like_onnxruntime(
     assert outcome.live_smoke.parity.outputs[0].max_abs_error == pytest.approx(0.0, abs=1e-6)
     assert TritonTarget(python_target).live_versions("answers") == (1,)
     assert _entries(triton_server, "answers") == ["answers"]  # the candidate entry is gone
+    # The python stub confined itself before it opened the variant (docs/adr/0008-sandbox.md).
+    assert "Slipway model answers: confined: Landlock ABI" in triton_server.logs()
 
     # New inputs, sent concurrently so that the dynamic batcher hands several requests at once.
     feeds = mlp_feeds(count=6, batch=3)

@@ -120,6 +120,17 @@ class TritonPythonModel:
                 "Set the target's python paths to the directories that hold Slipway's `workers` package and "
                 "its site-packages on the Triton host."
             ) from exc
+        # The variant is built from an untrusted model: from here on this process reads only the
+        # version's files and the code it runs, opens no TCP connection, and makes none of the
+        # syscalls Slipway's sandbox refuses (workers/engine/confine.py, docs/adr/0008-sandbox.md).
+        from workers.engine.confine import confine_self
+        from workers.engine.isolation import IsolationUnavailable
+
+        try:
+            self.confinement = confine_self([version_dir])
+        except IsolationUnavailable as exc:
+            raise RuntimeError(str(exc)) from None
+        pb_utils.Logger.log_info(f"Slipway model {args.get('model_name', '')}: {self.confinement}")
         self._session: Any = get_backend(manifest["engine_backend"]).load(version_dir / manifest["model_file"])
         self._inputs = [tensor["name"] for tensor in config["input"]]
         self._outputs = [tensor["name"] for tensor in config["output"]]
