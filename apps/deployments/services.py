@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -165,6 +165,7 @@ def target_settings(target: ServingTarget, *, request_timeout: float | None = No
         request_timeout_seconds=min(timeout, request_timeout) if request_timeout else timeout,
         load_timeout_seconds=float(options.get("load_timeout_seconds", 300.0)),
         repository_options=tuple(sorted(repository_options.items())),
+        allowed_roots=tuple(str(root) for root in settings.TARGET_ROOTS),
     )
 
 
@@ -302,7 +303,10 @@ def _clean_options(kind: str, value: Any) -> dict[str, Any]:
 
 
 def _check_repository(target: ServingTarget) -> None:
-    """A local repository must be an absolute path outside Slipway's own data."""
+    """A local repository must be inside a folder the administrator allowed (SLIPWAY_TARGET_ROOTS),
+    never a system folder, Slipway's code or its own data; symbolic links are followed to say."""
+    from workers.engine.targets.base import TargetError, check_repository_folder
+
     uri = target.repository.strip()
     if target.kind == TargetKind.DOCKER_IMAGE and not uri:
         return
@@ -317,18 +321,57 @@ def _check_repository(target: ServingTarget) -> None:
             "invalid_repository",
             "A KServe target needs an s3:// repository: its pods download the model from the storage URI.",
         )
-    if not uri.startswith("s3://"):
-        path = Path(uri)
-        if ".." in path.parts:
-            raise ApiError("invalid_repository", f"The model repository '{uri}' must not contain '..'.")
-        resolved = path.resolve() if path.is_absolute() else path
-        data_dir = Path(settings.DATA_DIR).resolve()
-        if resolved == data_dir or data_dir in resolved.parents:
-            raise ApiError(
-                "invalid_repository",
-                f"The model repository '{uri}' is inside Slipway's own data directory ({data_dir}); give the "
-                "server its own directory.",
-            )
+    if uri.startswith("s3://") or "://" in uri:
+        return
+    path = Path(uri)
+    if ".." in path.parts:
+        raise ApiError("invalid_repository", f"The model repository '{uri}' must not contain '..'.")
+    if not path.is_absolute():
+        return  # RepositoryLocation.parse says how to write it
+    try:
+        resolved = check_repository_folder(path, settings.TARGET_ROOTS)
+    except TargetError as exc:
+        raise ApiError(exc.code, exc.message) from None
+    # Slipway's own data is off limits, except for roots the administrator made inside it
+    # (the default, <data folder>/model-repositories).
+    data_dir = Path(settings.DATA_DIR).resolve()
+    in_own_root = any(
+        data_dir in root.resolve().parents and (resolved == root.resolve() or root.resolve() in resolved.parents)
+        for root in map(Path, settings.TARGET_ROOTS)
+    )
+    if (resolved == data_dir or data_dir in resolved.parents) and not in_own_root:
+        raise ApiError(
+            "invalid_repository",
+            f"The model repository '{uri}' is inside Slipway's own data directory ({data_dir}); give the "
+            "server its own directory.",
+        )
+
+
+def _repository_endpoint(target: ServingTarget) -> str:
+    """The URL the workers' S3 client talks to for an s3:// repository ("" for AWS's own, or a local one)."""
+    from workers.engine.targets.base import RepositoryLocation, TargetError
+
+    if not target.repository.strip().startswith("s3://"):
+        return ""
+    configured = str(((target.options or {}).get("repository_options") or {}).get("endpoint_url") or "").strip()
+    if configured:
+        return configured
+    try:
+        location = RepositoryLocation.parse(target.repository)
+    except TargetError:
+        return ""
+    return f"http://{location.endpoint}" if location.endpoint else ""
+
+
+def _check_repository_endpoint(target: ServingTarget) -> None:
+    """An S3 endpoint is a URL the platform sends requests to: the same checks as webhooks'."""
+    endpoint = _repository_endpoint(target)
+    if not endpoint:
+        return
+    try:
+        check_outbound_url(endpoint, private_outbound_allowed(target.allow_private))
+    except ApiError as exc:
+        raise ApiError(exc.code, f"The model repository's S3 endpoint can't be used. {exc.message}") from None
 
 
 def _check_target(target: ServingTarget) -> None:
@@ -336,6 +379,7 @@ def _check_target(target: ServingTarget) -> None:
     from workers.engine.targets.base import RepositoryLocation, TargetError, TargetSettings
 
     _check_repository(target)
+    _check_repository_endpoint(target)
     if target.kind == TargetKind.DOCKER_IMAGE:
         if not str((target.options or {}).get("image_repository") or "").strip():
             raise ApiError(
@@ -548,8 +592,10 @@ def record_health(
 
 
 def check_target_address(target: ServingTarget) -> None:
-    """Check the URL's addresses again right before a worker connects (DNS may have changed)."""
+    """Check the URL's (and the S3 endpoint's) addresses again right before a worker connects
+    (DNS may have changed)."""
     check_outbound_url(target.url, private_outbound_allowed(target.allow_private))
+    _check_repository_endpoint(target)
 
 
 # ---- deploying -----------------------------------------------------------------------------
@@ -1258,8 +1304,9 @@ def _finish_failed(
     return True
 
 
-def undeployed(deployment: Deployment) -> bool:
-    """The worker took the model off the server: the deployment is retired."""
+def undeployed(deployment: Deployment, notes: Sequence[str] = ()) -> bool:
+    """The worker took the model off the server: the deployment is retired. `notes` are the
+    driver's sentences on what it left in the repository (files Slipway did not write)."""
     now = timezone.now()
     with transaction.atomic():
         locked = _fenced(deployment, DeploymentStatus.UNDEPLOYING).select_for_update().first()
@@ -1272,7 +1319,8 @@ def undeployed(deployment: Deployment) -> bool:
             status_changed_at=now,
             heartbeat_at=None,
             status_reason=f"Undeployed by {who}: {deployment.triton_model} was unloaded and removed from "
-            f"{deployment.target.slug}'s model repository.",
+            f"{deployment.target.slug}'s model repository." + "".join(f" {note}" for note in notes),
+            steps=[*(locked.steps or []), *notes],
         )
         fresh = _load(locked.pk)
         record("deployment.undeployed", fresh, team=fresh.target.team, after=_audit_fields(fresh))

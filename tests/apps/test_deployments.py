@@ -6,6 +6,8 @@ driver itself is exercised against a real server in tests/integration/test_deplo
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -169,6 +171,141 @@ def test_a_repository_inside_slipways_own_data_is_refused(personas, settings, tm
     with pytest.raises(ApiError) as refused:
         _target(personas, tmp_path, repository=str(settings.DATA_DIR / "artifacts"))
     assert refused.value.code == "invalid_repository" and "data directory" in refused.value.message
+
+
+# --- where a target's model repository may be (issue 14) -----------------------------------
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def allowed_root(settings, tmp_path) -> Path:
+    """The only folder an administrator allowed for model repositories (SLIPWAY_TARGET_ROOTS)."""
+    root = tmp_path / "allowed"
+    root.mkdir()
+    settings.TARGET_ROOTS = [root]
+    return root
+
+
+def _post_target(user, repository: str, **body: Any):
+    values = {
+        "team": "vision",
+        "name": "Edge Triton",
+        "url": "http://127.0.0.1:8000",
+        "repository": repository,
+        "profile": "x86-cpu",
+        "allow_private": True,
+        **body,
+    }
+    return client_for(user).post("/api/v1/targets/", values, format="json")
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["/", "/etc", "/root", "the code", "inside the code", "outside the roots", "a link out", "a link to /etc"],
+)
+def test_a_repository_outside_the_allowed_folders_is_refused_naming_them(personas, tmp_path, allowed_root, where):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (allowed_root / "escape").symlink_to(outside)
+    (allowed_root / "system").symlink_to("/etc")
+    repository = {
+        "/": "/",
+        "/etc": "/etc",
+        "/root": "/root",
+        "the code": str(REPO_DIR),
+        "inside the code": str(REPO_DIR / "apps"),
+        "outside the roots": str(outside / "models"),
+        "a link out": str(allowed_root / "escape" / "models"),
+        "a link to /etc": str(allowed_root / "system"),
+    }[where]
+    status, code, message = _refusal(_post_target(personas.admin, repository))
+    assert (status, code) == (400, "repository_not_allowed"), message
+    assert f"only inside the folders an administrator allowed (SLIPWAY_TARGET_ROOTS): {allowed_root}." in message
+    assert not ServingTarget.objects.exists()
+    assert sorted(p.name for p in allowed_root.iterdir()) == ["escape", "system"] and not any(outside.iterdir())
+
+
+def test_a_target_moved_out_of_the_allowed_folders_is_refused(personas, allowed_root, tmp_path):
+    created = _post_target(personas.admin, str(allowed_root / "edge"))
+    assert created.status_code == 201, created.content
+    url = f"/api/v1/targets/{created.json()['id']}/"
+    (allowed_root / "escape").symlink_to(tmp_path)
+    for repository in ("/etc/triton", str(tmp_path / "elsewhere"), str(allowed_root / "escape" / "models")):
+        status, code, message = _refusal(client_for(personas.admin).patch(url, {"repository": repository}))
+        assert (status, code) == (400, "repository_not_allowed") and str(allowed_root) in message
+    assert ServingTarget.objects.get().repository == str(allowed_root / "edge")
+    # the worker's settings carry the roots, so the driver checks them again before writing
+    assert services.target_settings(ServingTarget.objects.get()).allowed_roots == (str(allowed_root),)
+
+
+def test_the_default_folder_under_the_data_folder_is_allowed_and_the_rest_of_it_is_not(personas, settings, tmp_path):
+    settings.TARGET_ROOTS = [settings.DATA_DIR / "model-repositories"]  # the default
+    assert _target(personas, tmp_path, repository=str(settings.DATA_DIR / "model-repositories" / "edge"))
+    for repository in (settings.DATA_DIR / "artifacts", settings.DATA_DIR / "model-repositories" / ".." / "broker"):
+        with pytest.raises(ApiError) as refused:
+            _target(personas, tmp_path, name="Other", repository=str(repository))
+        assert refused.value.code in ("repository_not_allowed", "invalid_repository")
+
+
+def test_the_allowed_folders_are_absolute_and_never_the_whole_filesystem(monkeypatch, tmp_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.env import envdirs
+
+    monkeypatch.delenv("X_ROOTS", raising=False)
+    assert envdirs("X_ROOTS", [tmp_path / "default"]) == [tmp_path / "default"]
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("X_ROOTS", f"{tmp_path / 'link'}, /srv/models")
+    assert envdirs("X_ROOTS", []) == [tmp_path / "real", Path("/srv/models")]
+    for value, words in (("models", "not an absolute path"), ("/srv/models,/", "the whole filesystem")):
+        monkeypatch.setenv("X_ROOTS", value)
+        with pytest.raises(ImproperlyConfigured, match=words):
+            envdirs("X_ROOTS", [])
+
+
+@pytest.mark.parametrize(
+    ("repository", "options", "reason"),
+    [
+        ("s3://169.254.169.254:80/models/triton", {}, "link-local"),
+        ("s3://models/triton", {"repository_options": {"endpoint_url": "http://169.254.169.254/"}}, "link-local"),
+        ("s3://models/triton", {"repository_options": {"endpoint_url": "http://10.0.0.1:9000"}}, "private"),
+        ("s3://10.0.0.1:9000/models/triton", {}, "private"),
+    ],
+)
+def test_an_s3_endpoint_inside_the_platforms_network_is_refused_like_a_webhook(
+    personas, tmp_path, repository, options, reason
+):
+    public = {"url": "http://1.1.1.1:8000", "allow_private": False, "repository": repository, "options": options}
+    with pytest.raises(ApiError) as refused:
+        _target(personas, tmp_path, **public)
+    assert refused.value.code == "private_address"
+    assert refused.value.message.startswith("The model repository's S3 endpoint can't be used.")
+    assert f"a {reason} address" in refused.value.message and "allow_private" in refused.value.message
+    assert not ServingTarget.objects.exists()
+    # a team admin may allow it, as for a webhook; the worker checks again before it connects
+    target = _target(personas, tmp_path, **{**public, "allow_private": True})
+    services.check_target_address(target)
+    ServingTarget.objects.filter(pk=target.pk).update(allow_private=False)
+    target.refresh_from_db()
+    with pytest.raises(ApiError) as refused:
+        services.check_target_address(target)
+    assert refused.value.code == "private_address"
+
+
+def test_what_slipway_left_in_the_repository_is_told_in_the_deployment_log(personas, target, approved, sent):
+    left = "Left version 7 of 'fraud' (/srv/models/fraud/7) in place: Slipway did not write it."
+    driver = SimpleNamespace(
+        repository=SimpleNamespace(versions=lambda name: (1, 2, 7)),
+        retire=lambda name, version: (left,) if version == 7 else (),
+    )
+    assert tasks._prune(driver, "fraud", keep={2}) == [left]
+    live = _live(approved, target, personas.approver)
+    services.undeploy(live, personas.approver)
+    claimed = services.claim_undeploy(live.pk, "w", "t")
+    assert services.undeployed(claimed, [left])
+    live.refresh_from_db()
+    assert live.steps[-1] == left and live.status_reason.endswith(left)
 
 
 def test_only_admins_write_targets_members_read_them_and_outsiders_see_nothing(personas, target, tmp_path):

@@ -247,15 +247,18 @@ def _still_serving(previous: Deployment | None) -> str:
     return f" Deployment {previous.pk} (version {previous.version.number}) still serves."
 
 
-def _prune(driver: Any, name: str, keep: set[int]) -> None:
+def _prune(driver: Any, name: str, keep: set[int]) -> list[str]:
     """Remove version directories nothing can come back to: all but the live one and the one
-    a rollback would restore. Best effort: a leftover directory is harmless."""
+    a rollback would restore. Best effort: a leftover directory is harmless. Returns the
+    driver's sentences on what it left in place (what Slipway did not write)."""
+    notes: list[str] = []
     try:
         for version in driver.repository.versions(name):
             if version not in keep:
-                driver.retire(name, version)
+                notes.extend(driver.retire(name, version))
     except Exception:
         logger.warning("could not prune old versions of %s", name, exc_info=True)
+    return notes
 
 
 # ---- the tasks --------------------------------------------------------------------------------
@@ -299,14 +302,14 @@ def _run(deployment: Deployment) -> services.Outcome:
             previous_version = current.triton_version if current is not None else None
             outcome = driver.deploy(spec, previous_version)
     keep = {deployment.triton_version} | ({current.triton_version} if current is not None else set())
-    _prune(driver, deployment.triton_model, keep)
+    left = _prune(driver, deployment.triton_model, keep)
     smoke = {
         "candidate": _smoke(outcome.candidate_smoke),
         "live": _smoke(outcome.live_smoke),
         "seconds": round(outcome.seconds, 3),
         "reused": bool(outcome.push.reused) if outcome.push is not None else None,
     }
-    return services.Outcome(smoke=smoke, steps=list(outcome.steps), summary=_summary(deployment, outcome, current))
+    return services.Outcome(smoke=smoke, steps=[*outcome.steps, *left], summary=_summary(deployment, outcome, current))
 
 
 @shared_task(
@@ -391,7 +394,7 @@ def undeploy(self: Any, deployment_id: int) -> str:
     try:
         with _beating(deployment):
             services.check_target_address(deployment.target)
-            TritonTarget(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
+            left = TritonTarget(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
     except TargetError as exc:
         if exc.transient and deployment.attempt < deployment.max_attempts:
             services.undeploy_retry_later(deployment, exc.message)
@@ -407,7 +410,7 @@ def undeploy(self: Any, deployment_id: int) -> str:
             deployment, "internal_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()[-20000:]
         )
         return "failed"
-    services.undeployed(deployment)
+    services.undeployed(deployment, left)
     return "retired"
 
 

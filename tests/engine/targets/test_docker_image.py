@@ -19,7 +19,12 @@ import pytest
 from tests.engine.targets.conftest import make_mlp, mlp_spec
 from workers.engine.targets.base import TargetError
 from workers.engine.targets.docker_image import DockerEngine, ImageSettings, build_context, write_tar
-from workers.engine.targets.triton_repository import MANIFEST_NAME, PYTHON_MODEL_NAME, SYS_PATH_PARAMETER
+from workers.engine.targets.triton_repository import (
+    ENTRY_MARKER_NAME,
+    MANIFEST_NAME,
+    PYTHON_MODEL_NAME,
+    SYS_PATH_PARAMETER,
+)
 
 
 @pytest.fixture
@@ -35,6 +40,7 @@ def test_a_native_context_holds_the_dockerfile_and_the_repository_entry(spec: An
         "models/mlp/2/model.onnx",
         f"models/mlp/2/{MANIFEST_NAME}",
         "models/mlp/config.pbtxt",
+        f"models/mlp/{ENTRY_MARKER_NAME}",
     )
     lines = context.dockerfile.splitlines()
     assert "FROM nvcr.io/nvidia/tritonserver:24.10-py3" in lines

@@ -104,6 +104,7 @@ def test_push_writes_a_repository_per_version(spec: Any) -> None:
         "kserve/fraud-scorer/v3/Fraud_Scorer/3/model.onnx",
         "kserve/fraud-scorer/v3/Fraud_Scorer/3/slipway.json",
         "kserve/fraud-scorer/v3/Fraud_Scorer/config.pbtxt",
+        "kserve/fraud-scorer/v3/Fraud_Scorer/slipway-entry.json",
     ]
     assert push.location == "s3://models/kserve/fraud-scorer/v3/Fraud_Scorer/3"
     assert target.push(spec).reused  # a retried task writes nothing

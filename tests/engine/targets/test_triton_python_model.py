@@ -55,6 +55,7 @@ def _stand_in() -> types.ModuleType:
     module.get_input_tensor_by_name = lambda request, name: (  # type: ignore[attr-defined]
         _Tensor(name, request[name]) if name in request else None
     )
+    module.Logger = types.SimpleNamespace(log_info=lambda text: None)  # type: ignore[attr-defined]
     return module
 
 
@@ -76,6 +77,10 @@ def entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
     )
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    # initialize() confines its process for good (Landlock, seccomp): here that process is
+    # pytest's, so these tests run it unconfined; test_triton_server.py proves the confinement
+    # in a real stub and test_confine.py each of its rules.
+    monkeypatch.setenv("SLIPWAY_SANDBOX_ISOLATION", "limits")
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _stand_in())
     spec = importlib.util.spec_from_file_location("slipway_test_model", repository_dir / "mlp" / "1" / "model.py")
     assert spec is not None and spec.loader is not None

@@ -13,6 +13,7 @@ from workers.engine.targets import triton_repository
 from workers.engine.targets.base import RepositoryLocation, TargetError, TargetSettings
 from workers.engine.targets.triton_repository import (
     CONFIG_NAME,
+    ENTRY_MARKER_NAME,
     MANIFEST_NAME,
     LocalStore,
     S3Store,
@@ -44,7 +45,14 @@ def _tree(root: Path) -> list[str]:
 def test_a_new_entry_appears_whole(tmp_path: Path, repository_dir: Path) -> None:
     repository = TritonRepository(LocalStore(RepositoryLocation.parse(str(repository_dir))))
     push = repository.push(_prepared(tmp_path, 1), "mlp", [1])
-    assert _tree(repository_dir) == ["mlp", "mlp/1", "mlp/1/model.onnx", f"mlp/1/{MANIFEST_NAME}", f"mlp/{CONFIG_NAME}"]
+    assert _tree(repository_dir) == [
+        "mlp",
+        "mlp/1",
+        "mlp/1/model.onnx",
+        f"mlp/1/{MANIFEST_NAME}",
+        f"mlp/{CONFIG_NAME}",
+        f"mlp/{ENTRY_MARKER_NAME}",
+    ]
     assert push.location == str(repository_dir / "mlp" / "1")
     assert push.bytes_written > 0 and not push.reused
     assert "versions: [ 1 ]" in (repository_dir / "mlp" / CONFIG_NAME).read_text()
@@ -60,7 +68,7 @@ def test_a_second_version_joins_the_entry_and_the_config_is_replaced(tmp_path: P
     repository.push(_prepared(tmp_path, 2, seed=1), "mlp", [1, 2])
     assert repository.versions("mlp") == (1, 2)
     assert "versions: [ 1, 2 ]" in repository.config_text("mlp")  # type: ignore[operator]
-    assert not [path for path in _tree(repository_dir) if "slipway-" in path and not path.endswith("-lock")]
+    assert not [path for path in _tree(repository_dir) if ".slipway-" in path and not path.endswith("-lock")]
 
 
 def test_a_failed_write_leaves_nothing_behind(
@@ -240,7 +248,11 @@ def test_an_s3_entry_is_written_with_its_manifest_last_and_moved(tmp_path: Path)
     assert repository.versions("mlp.candidate") == (1,)
     repository.move_version("mlp.candidate", "mlp", 1)
     repository.remove_entry("mlp.candidate")
-    assert sorted(key for _, key in client.objects) == ["triton/mlp/1/model.onnx", f"triton/mlp/1/{MANIFEST_NAME}"]
+    assert sorted(key for _, key in client.objects) == [
+        "triton/mlp/1/model.onnx",
+        f"triton/mlp/1/{MANIFEST_NAME}",
+        f"triton/mlp/{ENTRY_MARKER_NAME}",
+    ]
     assert repository.manifest("mlp", 1) is not None
 
 
@@ -252,3 +264,124 @@ def test_a_failed_s3_upload_removes_what_it_wrote(tmp_path: Path) -> None:
     assert caught.value.code == "repository_not_writable"
     assert "the endpoint went away" in caught.value.message
     assert client.objects == {}
+
+
+# --- only what Slipway wrote (issue 14) ---------------------------------------------------
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def test_a_model_of_the_same_name_that_slipway_did_not_write_is_refused_and_left_alone(
+    tmp_path: Path, repository_dir: Path
+) -> None:
+    (repository_dir / "mlp" / "1").mkdir(parents=True)
+    (repository_dir / "mlp" / CONFIG_NAME).write_text('name: "mlp"\nplatform: "onnxruntime_onnx"\n')
+    (repository_dir / "mlp" / "1" / "model.onnx").write_bytes(b"someone else's model")
+    before = _files(repository_dir)
+    repository = TritonRepository(LocalStore(RepositoryLocation.parse(str(repository_dir))))
+
+    for write in (
+        lambda: repository.push(_prepared(tmp_path, 2), "mlp", [2]),
+        lambda: repository.serve("mlp", _prepared(tmp_path, 2).config, [1]),
+    ):
+        with pytest.raises(TargetError) as caught:
+            write()
+        assert caught.value.code == "foreign_entry"
+        assert f"already holds 'mlp' ({repository_dir / 'mlp'}), which Slipway did not write" in caught.value.message
+    assert repository.remove_entry("mlp") == (
+        f"Left 'mlp' ({repository_dir / 'mlp'}) in place: Slipway did not write it.",
+    )
+    assert repository.remove_version("mlp", 1)[0].startswith("Left version 1 of 'mlp'")
+    repository.restore_config("mlp", None)
+    assert _files(repository_dir) == before
+
+
+def test_removals_take_out_only_the_files_slipway_wrote(tmp_path: Path, repository_dir: Path) -> None:
+    (repository_dir / "README.txt").write_text("ops notes: do not delete")
+    repository = TritonRepository(LocalStore(RepositoryLocation.parse(str(repository_dir))))
+    repository.push(_prepared(tmp_path, 1), "mlp", [1])
+    repository.push(_prepared(tmp_path, 2, seed=1), "mlp", [2])
+    # files people put there later, and a version directory Slipway did not write
+    (repository_dir / "mlp" / "labels.txt").write_text("cat\ndog\n")
+    (repository_dir / "mlp" / "1" / "notes.txt").write_text("hand-made")
+    (repository_dir / "mlp" / "7").mkdir()
+    (repository_dir / "mlp" / "7" / "model.onnx").write_bytes(b"hand-made model")
+    kept = {name: content for name, content in _files(repository_dir).items() if "/2/" not in name}
+
+    assert repository.remove_version("mlp", 2) == ()  # all Slipway's: gone in one step
+    assert not (repository_dir / "mlp" / "2").exists()
+    (note,) = repository.remove_version("mlp", 1)
+    assert note == (
+        f"Removed what Slipway wrote in {repository_dir / 'mlp' / '1'} and left what it did not write there: notes.txt."
+    )
+    assert (repository_dir / "mlp" / "7").is_dir() and repository.remove_version("mlp", 7) == (
+        f"Left version 7 of 'mlp' ({repository_dir / 'mlp' / '7'}) in place: Slipway did not write it "
+        f"(it has no {MANIFEST_NAME}).",
+    )
+    (note,) = repository.remove_entry("mlp")
+    assert "left what it did not write there: 1/notes.txt, 7/model.onnx, labels.txt." in note
+    left = _files(repository_dir)
+    assert {name: left[name] for name in ("README.txt", "mlp/labels.txt", "mlp/1/notes.txt", "mlp/7/model.onnx")} == {
+        name: kept[name] for name in ("README.txt", "mlp/labels.txt", "mlp/1/notes.txt", "mlp/7/model.onnx")
+    }
+    assert sorted(left) == [
+        "README.txt",
+        "mlp/1/notes.txt",
+        "mlp/7/model.onnx",
+        "mlp/labels.txt",
+        f"mlp/{ENTRY_MARKER_NAME}",
+    ]
+
+
+def test_an_entry_written_before_markers_is_still_slipways(tmp_path: Path, repository_dir: Path) -> None:
+    repository = TritonRepository(LocalStore(RepositoryLocation.parse(str(repository_dir))))
+    repository.push(_prepared(tmp_path, 1), "mlp", [1])
+    (repository_dir / "mlp" / ENTRY_MARKER_NAME).unlink()  # as Slipway wrote entries before
+    assert repository.owns("mlp")
+    repository.push(_prepared(tmp_path, 2, seed=1), "mlp", [2])
+    assert (repository_dir / "mlp" / ENTRY_MARKER_NAME).is_file()
+    assert repository.remove_entry("mlp") == () and list(repository_dir.iterdir()) == []
+
+
+def test_a_repository_outside_the_allowed_folders_is_never_written(tmp_path: Path) -> None:
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (allowed, outside):
+        folder.mkdir()
+    (allowed / "escape").symlink_to(outside)
+    prepared = _prepared(tmp_path, 1)
+    for repository_path in (outside, allowed / "escape", Path("/etc/triton")):
+        settings = TargetSettings(
+            name="t", url="http://127.0.0.1:1", repository=str(repository_path), allowed_roots=(str(allowed),)
+        )
+        with pytest.raises(TargetError) as caught:
+            TritonRepository(triton_repository.open_store(settings)).push(prepared, "mlp", [1])
+        assert caught.value.code == "repository_not_allowed"
+        assert f"(SLIPWAY_TARGET_ROOTS): {allowed}." in caught.value.message
+    assert list(outside.iterdir()) == []
+    # inside the allowed folder, a link from the repository out of it is refused, never followed
+    repository_dir = allowed / "repository"
+    repository_dir.mkdir()
+    (repository_dir / "mlp").symlink_to(outside)
+    store = LocalStore(RepositoryLocation.parse(str(repository_dir)), (str(allowed),))
+    with pytest.raises(TargetError) as caught:
+        TritonRepository(store).push(prepared, "mlp", [1])
+    assert caught.value.code == "repository_not_allowed" and "through a symbolic link" in caught.value.message
+    with pytest.raises(TargetError):
+        TritonRepository(store).remove_entry("mlp")
+    assert list(outside.iterdir()) == []
+    assert TritonRepository(store).push(prepared, "mlp2", [1]).location == str(repository_dir / "mlp2" / "1")
+
+
+@pytest.mark.parametrize("path", ["/", "/etc", "/root", "/usr/local/models", "code", "the python installation"])
+def test_system_folders_and_slipways_code_are_refused_even_without_a_list(path: str) -> None:
+    import sys
+
+    from workers.engine.targets.base import check_repository_folder
+
+    code = Path(triton_repository.__file__).resolve().parents[3]
+    where = {"code": str(code), "the python installation": str(Path(sys.prefix) / "models")}.get(path, path)
+    with pytest.raises(TargetError) as caught:
+        check_repository_folder(where, None)
+    assert caught.value.code == "repository_not_allowed"

@@ -232,3 +232,47 @@ def test_an_unreachable_server_fails_readably(tmp_path: Path) -> None:
     assert error.message.startswith(f"Slipway can't reach the Triton server 'gone' at {settings.url}")
     assert "Check that the server is running" in error.message
     assert list(repository.iterdir()) == []  # nothing was written
+
+
+@pytest.mark.slow
+def test_files_slipway_did_not_write_survive_deploy_rollback_retire_and_undeploy(
+    triton_server: TritonServer, python_target: TargetSettings, tmp_path: Path
+) -> None:
+    repository = triton_server.repository
+    # There before Slipway came: a file, another model, and a model under the name Slipway will want.
+    (repository / "README.txt").write_text("ops notes: do not delete")
+    for name in ("someone-elses", "taken"):
+        (repository / name / "1").mkdir(parents=True)
+        (repository / name / "config.pbtxt").write_text(f'name: "{name}"\nbackend: "python"\n')
+        (repository / name / "1" / "model.py").write_text("# hand-made\n")
+    v1, v2, v3 = (make_mlp(tmp_path / f"v{n}/mlp.onnx", seed=n) for n in (1, 2, 3))
+    target = TritonTarget(python_target)
+
+    target.deploy(mlp_spec(v1, 1, name="keeper"))
+    # Dropped into Slipway's entry later: a labels file and a note in version 1.
+    (repository / "keeper" / "labels.txt").write_text("cat\ndog\n")
+    (repository / "keeper" / "1" / "notes.txt").write_text("hand-made")
+    before = {
+        str(path.relative_to(repository)): path.read_bytes()
+        for path in repository.rglob("*")
+        if path.is_file() and (not path.is_relative_to(repository / "keeper") or path.suffix == ".txt")
+    }
+    target.deploy(mlp_spec(v2, 2, name="keeper"), previous_version=1)
+    target.rollback("keeper", 1, current_version=2, spec=mlp_spec(v1, 1, name="keeper"))
+    assert target.retire("keeper", 2) == ()
+    target.deploy(mlp_spec(v3, 3, name="keeper"), previous_version=1)
+    (left_in_version,) = target.retire("keeper", 1)
+    assert "left what it did not write there: notes.txt" in left_in_version
+    (left_in_entry,) = target.remove_model("keeper")
+    assert "left what it did not write there: 1/notes.txt, labels.txt." in left_in_entry
+
+    # The deploy of a model whose name someone else's model has is refused, and nothing changes.
+    with pytest.raises(TargetError) as caught:
+        target.deploy(mlp_spec(v1, 2, name="taken"))
+    assert caught.value.code == "foreign_entry" and "which Slipway did not write" in caught.value.message
+    assert target.remove_model("taken") == (
+        f"Left 'taken' ({repository / 'taken'}) in place: Slipway did not write it.",
+    )
+    after = {name: (repository / name).read_bytes() for name in before if (repository / name).is_file()}
+    assert after == before
+    assert not (repository / "keeper" / "config.pbtxt").exists() and not (repository / "keeper" / "3").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import site
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,71 @@ class RepositoryLocation:
         return cls(uri=text, kind="local", path=path)
 
 
+# Folders the system itself lives in. A model repository is never one of these, nor inside
+# the ones in SYSTEM_TREES, whatever an administrator allowed: Slipway writes and removes
+# entries there.
+SYSTEM_FOLDERS = frozenset(
+    {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+     "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var", "/var/lib",
+     "/tmp", "/var/tmp"}  # noqa: S108 - named here to be refused
+)  # fmt: skip
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+                "/sbin", "/sys", "/usr")  # fmt: skip
+
+
+def _code_folders() -> tuple[Path, ...]:
+    """Slipway's own code: this checkout, and the Python installation that runs it."""
+    folders = [Path(__file__).resolve().parents[3], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    return tuple(dict.fromkeys(folders))
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_repository_folder(path: str | Path, allowed_roots: Sequence[str | Path] | None) -> Path:
+    """The local model repository `path` with symbolic links resolved, if Slipway may write there.
+
+    It must be inside one of `allowed_roots` (the administrator's SLIPWAY_TARGET_ROOTS; None:
+    no such list, for tools that pick their own folder), and never a system folder or a
+    folder of Slipway's own code, nor one that holds them. Raises
+    TargetError("repository_not_allowed") with a sentence naming the allowed folders.
+    """
+    roots = None if allowed_roots is None else [Path(root).resolve() for root in allowed_roots]
+    if roots is None:
+        allowed = "Give the model repository a folder of its own."
+    elif roots:
+        allowed = (
+            "Slipway writes model repositories only inside the folders an administrator allowed "
+            f"(SLIPWAY_TARGET_ROOTS): {', '.join(str(root) for root in roots)}."
+        )
+    else:
+        allowed = "No folder is allowed for model repositories; an administrator sets them in SLIPWAY_TARGET_ROOTS."
+    given = Path(path)
+    if not given.is_absolute():
+        raise TargetError("repository_not_allowed", f"The model repository '{path}' is not an absolute path. {allowed}")
+    resolved = given.resolve()
+    shown = f"'{path}'" if str(resolved) == str(path) else f"'{path}' (which leads to {resolved})"
+    tree = next((tree for tree in SYSTEM_TREES if _within(resolved, Path(tree))), None)
+    if str(resolved) in SYSTEM_FOLDERS or tree is not None:
+        where = "a system folder" if str(resolved) in SYSTEM_FOLDERS else f"inside the system folder {tree}"
+        raise TargetError("repository_not_allowed", f"The model repository {shown} is {where}. {allowed}")
+    for code in _code_folders():
+        # Inside the code only where an administrator allowed a folder there (the default data
+        # folder of a checkout, say); never the code's own folder or one that holds it.
+        allowed_inside = any(code in root.parents and _within(resolved, root) for root in roots or ())
+        if _within(code, resolved) or (code in resolved.parents and not allowed_inside):
+            raise TargetError(
+                "repository_not_allowed",
+                f"The model repository {shown} is in or around Slipway's own code ({code}). {allowed}",
+            )
+    if roots is not None and not any(_within(resolved, root) for root in roots):
+        raise TargetError(
+            "repository_not_allowed", f"The model repository {shown} is outside the allowed folders. {allowed}"
+        )
+    return resolved
+
+
 def default_python_paths() -> tuple[str, ...]:
     """The import path a Triton python-backend model needs to run Slipway's engine here.
 
@@ -172,6 +238,9 @@ class TargetSettings:
     the sys.path entries the python backend needs on the server (empty: this worker's own,
     `default_python_paths()`). `headers` go with every request (for example an API gateway
     token). `repository_options` configure the S3 client (endpoint_url, region_name, ...).
+    `allowed_roots` are the folders a local repository must be inside (the platform passes
+    SLIPWAY_TARGET_ROOTS; None: no such list), checked again before every write
+    (`check_repository_folder`).
     """
 
     name: str
@@ -184,6 +253,7 @@ class TargetSettings:
     request_timeout_seconds: float = 30.0
     load_timeout_seconds: float = 300.0
     repository_options: tuple[tuple[str, str], ...] = ()
+    allowed_roots: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"https?://[^/\s]+/?", self.url.strip()):

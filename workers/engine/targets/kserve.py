@@ -327,6 +327,9 @@ class _Prefixed(RepositoryStore):
     def list_dirs(self, relpath: str) -> list[str]:
         return self.inner.list_dirs(self._at(relpath))
 
+    def list_files(self, relpath: str) -> list[str]:
+        return self.inner.list_files(self._at(relpath))
+
     def write_directory(self, relpath: str, files: Mapping[str, Any]) -> None:
         self.inner.write_directory(self._at(relpath), files)
 

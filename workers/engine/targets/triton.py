@@ -23,7 +23,9 @@ untested version:
    with Triton's own words in `detail`.
 
 The old version's directory stays in the repository, so `rollback` can serve it again;
-`retire` removes a version that no longer serves.
+`retire` removes a version that no longer serves. Slipway touches only what it wrote: a
+model of the same name that someone else put in the repository is refused ("foreign_entry"),
+and removals leave other files in place, with a sentence in the steps (`TritonRepository`).
 """
 
 from __future__ import annotations
@@ -255,6 +257,7 @@ class TritonTarget:
         prepared = prepare_version(spec, self.settings)
         self._require_live()
         with self.repository.store.lock(name):
+            self.repository.check_not_foreign(name)
             if previous_version is not None:
                 self.repository.version_config(name, previous_version)  # it must be there to fall back on
             old_config = self.repository.config_text(name)
@@ -305,6 +308,7 @@ class TritonTarget:
         steps: list[str] = []
         self._require_live()
         with self.repository.store.lock(model_name):
+            self.repository.check_not_foreign(model_name)
             config = self.repository.version_config(model_name, to_version)
             old_config = self.repository.config_text(model_name)
             self.repository.serve(model_name, config, [to_version])
@@ -327,10 +331,11 @@ class TritonTarget:
             model_name, to_version, current_version, None, None, smoke, time.monotonic() - started, tuple(steps)
         )
 
-    def retire(self, model_name: str, version: int) -> None:
+    def retire(self, model_name: str, version: int) -> tuple[str, ...]:
         """Remove a version that no longer serves from the repository (it can't be rolled back to after).
 
-        Raises TargetError("version_live") when the server still serves it.
+        Only what Slipway wrote goes; returns sentences on anything left in place. Raises
+        TargetError("version_live") when the server still serves it.
         """
         with self.repository.store.lock(model_name):
             if version in self.live_versions(model_name):
@@ -339,15 +344,20 @@ class TritonTarget:
                     f"Version {version} of '{model_name}' is still serving; deploy or roll back to another "
                     "version before retiring it.",
                 )
-            self.repository.remove_version(model_name, version)
+            return self.repository.remove_version(model_name, version)
 
-    def remove_model(self, model_name: str) -> None:
-        """Unload every version of the model and remove its entry (and any leftover candidate)."""
+    def remove_model(self, model_name: str) -> tuple[str, ...]:
+        """Unload every version of the model and remove its entry (and any leftover candidate).
+
+        An entry Slipway did not write is neither unloaded nor removed; returns sentences on
+        what was left in place.
+        """
         self._require_live()
+        notes: list[str] = []
         with self.repository.store.lock(model_name):
             for entry in (model_name + CANDIDATE_SUFFIX, model_name):
-                self.unload(entry)
-                self.repository.remove_entry(entry)
+                notes.extend(self._discard(entry, unload_errors=True))
+        return tuple(notes)
 
     # --- the steps -----------------------------------------------------------------------
 
@@ -357,7 +367,7 @@ class TritonTarget:
         """Load and smoke-test the version as "<name>.candidate", then move it into "<name>"."""
         name, version = spec.model_name, spec.version
         candidate = name + CANDIDATE_SUFFIX
-        self._discard(candidate)  # a leftover of an interrupted deploy
+        steps.extend(self._discard(candidate))  # a leftover of an interrupted deploy
         push = self.repository.push(prepared, candidate, [version])
         steps.append(f"wrote version {version} as '{candidate}' ({push.bytes_written} bytes, {push.location})")
         try:
@@ -376,7 +386,7 @@ class TritonTarget:
         # Free its memory (a GPU's, say) before the live entry loads the same model.
         self.unload(candidate)
         self.repository.move_version(candidate, name, version)
-        self.repository.remove_entry(candidate)
+        steps.extend(self.repository.remove_entry(candidate))
         steps.append(f"moved version {version} into '{name}'")
         return replace(push, model_name=name, location=self.repository.store.uri(f"{name}/{version}")), smoke
 
@@ -407,9 +417,9 @@ class TritonTarget:
         """Put the previous version back after a failed switch; a sentence saying how it went."""
         try:
             self._put_back(name, old_config, previous_version, steps)
-            self.repository.remove_version(name, version)
+            steps.extend(self.repository.remove_version(name, version))
             if old_config is None and not self.repository.versions(name):
-                self.repository.remove_entry(name)
+                steps.extend(self.repository.remove_entry(name))
             steps.append(f"removed version {version}")
         except TargetError as exc:
             return f"Putting the previous state back failed as well: {exc.message}"
@@ -427,11 +437,17 @@ class TritonTarget:
             self.unload(name)
             steps.append(f"unloaded '{name}'")
 
-    def _discard(self, entry: str) -> None:
-        """Unload and remove an entry, whatever state it is in."""
-        with contextlib.suppress(TargetError):
+    def _discard(self, entry: str, *, unload_errors: bool = False) -> tuple[str, ...]:
+        """Unload and remove an entry Slipway wrote, whatever state it is in; returns sentences
+        on what was left in place (an entry, or files, Slipway did not write)."""
+        if self.repository.store.exists(entry) and not self.repository.owns(entry):
+            return (f"Left '{entry}' ({self.repository.store.uri(entry)}) in place: Slipway did not write it.",)
+        if unload_errors:
             self.unload(entry)
-        self.repository.remove_entry(entry)
+        else:
+            with contextlib.suppress(TargetError):
+                self.unload(entry)
+        return self.repository.remove_entry(entry)
 
     def _smoke_error(self, smoke: SmokeResult, outcome: str) -> TargetError:
         """The error for a failed smoke test; `outcome` is a sentence on what state was left."""

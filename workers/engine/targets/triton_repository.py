@@ -51,11 +51,16 @@ from workers.engine.targets.base import (
     TargetSettings,
     TensorSignature,
     check_python_path,
+    check_repository_folder,
 )
 
 CONFIG_NAME = "config.pbtxt"
 MANIFEST_NAME = "slipway.json"
 MANIFEST_VERSION = 1
+# Every entry Slipway writes holds this marker; it never writes into, or removes, an entry
+# without it (or, for entries written before markers, a config.pbtxt under CONFIG_HEADER).
+ENTRY_MARKER_NAME = "slipway-entry.json"
+CONFIG_HEADER = "# Written by Slipway."
 PYTHON_MODEL_NAME = "model.py"
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
 SYS_PATH_PARAMETER = "slipway_sys_path"
@@ -106,7 +111,7 @@ class TritonModelConfig:
     def render(self, versions: Sequence[int], *, name: str | None = None) -> str:
         """config.pbtxt text that serves exactly `versions` (under `name`, default `self.name`)."""
         lines = [
-            "# Written by Slipway. Deploy again to change it; edits here are overwritten.",
+            f"{CONFIG_HEADER} Deploy again to change it; edits here are overwritten.",
             f"name: {_quote(name or self.name)}",
         ]
         if self.platform:
@@ -356,6 +361,10 @@ class RepositoryStore(ABC):
         """The names of the directories directly under `relpath`."""
 
     @abstractmethod
+    def list_files(self, relpath: str) -> list[str]:
+        """Every file under `relpath` (hidden ones included), as paths relative to it."""
+
+    @abstractmethod
     def write_directory(self, relpath: str, files: Mapping[str, Path | bytes]) -> None:
         """Create the directory `relpath` holding `files` (name, which may hold "/" -> source),
         all or nothing. Raises TargetError("version_exists") when something is already there."""
@@ -382,7 +391,7 @@ def open_store(settings: TargetSettings, *, s3_client: Any = None) -> Repository
     """The store for the target's repository (`s3_client` replaces boto3's, for tests)."""
     location = settings.location
     if location.kind == "local":
-        return LocalStore(location)
+        return LocalStore(location, settings.allowed_roots)
     return S3Store(location, dict(settings.repository_options), client=s3_client)
 
 
@@ -400,18 +409,34 @@ def _not_writable(location: str, exc: BaseException) -> TargetError:
 
 
 class LocalStore(RepositoryStore):
-    """A repository directory on this worker's filesystem (shared with the server)."""
+    """A repository directory on this worker's filesystem (shared with the server).
 
-    def __init__(self, location: RepositoryLocation) -> None:
+    Before every read and write the repository is checked again (`check_repository_folder`:
+    inside `allowed_roots`, never a system folder or Slipway's code, symbolic links
+    resolved), and so is the path itself: a link inside the repository that leads out of
+    it is refused, never followed.
+    """
+
+    def __init__(self, location: RepositoryLocation, allowed_roots: Sequence[str] | None = None) -> None:
         assert location.path is not None
         self.location = location
         self.root = location.path
+        self.allowed_roots = allowed_roots
 
     def _path(self, relpath: str) -> Path:
         parts = PurePosixPath(relpath).parts
         if any(part in ("", ".", "..") for part in parts) or PurePosixPath(relpath).is_absolute():
             raise ValueError(f"not a path inside the repository: {relpath!r}")
-        return self.root.joinpath(*parts)
+        root = check_repository_folder(self.root, self.allowed_roots)
+        path = self.root.joinpath(*parts)
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise TargetError(
+                "repository_not_allowed",
+                f"{path} leads out of the model repository {self.root} (to {resolved}) through a symbolic link; "
+                "Slipway writes only inside the repository. Remove the link.",
+            )
+        return path
 
     def uri(self, relpath: str) -> str:
         return str(self._path(relpath))
@@ -431,6 +456,15 @@ class LocalStore(RepositoryStore):
         if not path.is_dir():
             return []
         return sorted(child.name for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+
+    def list_files(self, relpath: str) -> list[str]:
+        path = self._path(relpath)
+        if not path.is_dir():
+            return []
+        files: list[str] = []
+        for directory, _, names in os.walk(path):
+            files.extend(str((Path(directory) / name).relative_to(path)) for name in names)
+        return sorted(files)
 
     def write_directory(self, relpath: str, files: Mapping[str, Path | bytes]) -> None:
         final = self._path(relpath)
@@ -602,6 +636,10 @@ class S3Store(RepositoryStore):
     def exists(self, relpath: str) -> bool:
         return self.read_text(relpath) is not None or bool(self._keys(relpath))
 
+    def list_files(self, relpath: str) -> list[str]:
+        prefix = self._key(relpath) + "/"
+        return sorted(key[len(prefix) :] for key in self._keys(relpath))
+
     def list_dirs(self, relpath: str) -> list[str]:
         prefix = self._key(relpath) + "/" if relpath else (self.prefix + "/" if self.prefix else "")
         page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
@@ -677,7 +715,15 @@ def _s3_missing(exc: BaseException) -> bool:
 
 
 class TritonRepository:
-    """The model entries of one repository: versions, configs, manifests."""
+    """The model entries of one repository: versions, configs, manifests.
+
+    Slipway only changes what it wrote. An entry it wrote holds its marker (ENTRY_MARKER_NAME)
+    and a config.pbtxt under its header; a version it wrote holds a manifest (MANIFEST_NAME)
+    listing the version's files. It never writes into an entry of the same name that lacks
+    the marker ("foreign_entry"), and removing a version or an entry takes out only the files
+    those list: anything else found there stays, and the removal says so in a sentence (for
+    the deployment's log).
+    """
 
     def __init__(self, store: RepositoryStore) -> None:
         self.store = store
@@ -696,6 +742,24 @@ class TritonRepository:
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+    def owns(self, entry: str) -> bool:
+        """Whether Slipway wrote `entry`: it holds Slipway's marker, or (an entry written before
+        markers) a config.pbtxt under Slipway's header."""
+        if self.store.read_text(f"{entry}/{ENTRY_MARKER_NAME}") is not None:
+            return True
+        config = self.config_text(entry)
+        return config is not None and config.startswith(CONFIG_HEADER)
+
+    def check_not_foreign(self, entry: str) -> None:
+        """Raise TargetError("foreign_entry") when something Slipway did not write is at `entry`."""
+        if self.store.exists(entry) and not self.owns(entry):
+            raise TargetError(
+                "foreign_entry",
+                f"The model repository already holds '{entry}' ({self.store.uri(entry)}), which Slipway did not "
+                "write, so Slipway leaves it as it is and does not deploy over it. Rename or remove it there, or "
+                "deploy to another target.",
+            )
 
     def version_config(self, entry: str, version: int) -> TritonModelConfig:
         """The config a version was written with; TargetError("version_missing") when there is none."""
@@ -716,10 +780,12 @@ class TritonRepository:
         """Write the version into `entry` and set its config to serve `serve`.
 
         A version already there with the same files is kept (`reused`); one with other files
-        raises TargetError("version_exists"). A new entry is written whole, config included,
-        in one step; in an existing one the version directory appears in one step, then the
-        config is replaced.
+        raises TargetError("version_exists"), and an entry Slipway did not write
+        "foreign_entry". A new entry is written whole, config and marker included, in one
+        step; in an existing one the version directory appears in one step, then the config
+        is replaced.
         """
+        self.check_not_foreign(entry)
         config_text = prepared.config.render(serve, name=entry)
         version_dir = f"{entry}/{prepared.version}"
         existing = self.manifest(entry, prepared.version)
@@ -731,20 +797,29 @@ class TritonRepository:
                     f"Version {prepared.version} of '{entry}' is already in the model repository with other "
                     f"files ({self.store.uri(version_dir)}); deploy under a new version number.",
                 )
+            self._mark(entry)
             self.store.write_text(f"{entry}/{CONFIG_NAME}", config_text)
             return PushResult(entry, prepared.version, self.store.uri(version_dir), names, 0, config_text, reused=True)
-        if self.store.read_text(f"{entry}/{CONFIG_NAME}") is None and not self.versions(entry):
+        if not self.store.exists(entry):
             files = {f"{prepared.version}/{name}": source for name, source in prepared.files.items()}
-            self.store.write_directory(entry, {**files, CONFIG_NAME: config_text.encode()})
+            marker = _entry_marker(entry).encode()
+            self.store.write_directory(entry, {**files, CONFIG_NAME: config_text.encode(), ENTRY_MARKER_NAME: marker})
         else:
+            self._mark(entry)
             self.store.write_directory(version_dir, prepared.files)
             self.store.write_text(f"{entry}/{CONFIG_NAME}", config_text)
         return PushResult(
             entry, prepared.version, self.store.uri(version_dir), names, prepared.bytes_total, config_text
         )
 
+    def _mark(self, entry: str) -> None:
+        """Give an entry Slipway wrote before markers existed its marker."""
+        if self.store.read_text(f"{entry}/{ENTRY_MARKER_NAME}") is None:
+            self.store.write_text(f"{entry}/{ENTRY_MARKER_NAME}", _entry_marker(entry))
+
     def serve(self, entry: str, config: TritonModelConfig, versions: Sequence[int]) -> str:
         """Replace the entry's config with `config` serving `versions`; returns the text."""
+        self.check_not_foreign(entry)
         text = config.render(versions, name=entry)
         self.store.write_text(f"{entry}/{CONFIG_NAME}", text)
         return text
@@ -752,18 +827,93 @@ class TritonRepository:
     def restore_config(self, entry: str, text: str | None) -> None:
         """Put back a config read earlier with `config_text` (None: there was none)."""
         if text is None:
-            self.store.remove(f"{entry}/{CONFIG_NAME}")
+            current = self.config_text(entry)
+            if current is not None and current.startswith(CONFIG_HEADER):
+                self.store.remove(f"{entry}/{CONFIG_NAME}")
         else:
             self.store.write_text(f"{entry}/{CONFIG_NAME}", text)
 
     def move_version(self, source_entry: str, entry: str, version: int) -> None:
         """Move a version directory from one entry to another."""
+        self.check_not_foreign(entry)
+        if self.store.exists(entry):
+            self._mark(entry)
+        else:
+            self.store.write_directory(entry, {ENTRY_MARKER_NAME: _entry_marker(entry).encode()})
         self.store.move_directory(f"{source_entry}/{version}", f"{entry}/{version}")
 
-    def remove_version(self, entry: str, version: int) -> None:
-        """Remove a version directory."""
-        self.store.remove(f"{entry}/{version}")
+    def remove_version(self, entry: str, version: int) -> tuple[str, ...]:
+        """Remove the files Slipway wrote into a version directory (all of it, in one step,
+        when nothing else is there); returns sentences on what it left in place."""
+        relpath = f"{entry}/{version}"
+        present = self.store.list_files(relpath)
+        if not present:
+            self.store.remove(relpath)  # nothing, or an empty directory
+            return ()
+        ours = self._version_files(entry, version)
+        if ours is None:
+            return (
+                f"Left version {version} of '{entry}' ({self.store.uri(relpath)}) in place: Slipway did not write it "
+                f"(it has no {MANIFEST_NAME}).",
+            )
+        return self._remove_ours(relpath, present, ours)
 
-    def remove_entry(self, entry: str) -> None:
-        """Remove a whole entry."""
-        self.store.remove(entry)
+    def remove_entry(self, entry: str) -> tuple[str, ...]:
+        """Remove what Slipway wrote of an entry (all of it, in one step, when nothing else is
+        there); returns sentences on what it left in place."""
+        if not self.store.exists(entry):
+            self.store.remove(entry)  # nothing, or an empty directory
+            return ()
+        if not self.owns(entry):
+            return (f"Left '{entry}' ({self.store.uri(entry)}) in place: Slipway did not write it.",)
+        ours = {CONFIG_NAME, ENTRY_MARKER_NAME}
+        for version in self.versions(entry):
+            ours |= {f"{version}/{name}" for name in self._version_files(entry, version) or ()}
+        return self._remove_ours(entry, self.store.list_files(entry), ours)
+
+    def _version_files(self, entry: str, version: int) -> set[str] | None:
+        """The files Slipway wrote into a version directory, its manifest included (None: none)."""
+        manifest = self.manifest(entry, version)
+        files = manifest.get("files") if manifest is not None else None
+        if not isinstance(files, dict):
+            return None
+        return {*(str(name) for name in files), MANIFEST_NAME}
+
+    def _remove_ours(self, relpath: str, present: Sequence[str], ours: set[str]) -> tuple[str, ...]:
+        foreign = [name for name in present if name not in ours and not _slipway_leftover(name)]
+        if not foreign:
+            self.store.remove(relpath)
+            return ()
+        # Piece by piece, manifests last: an interrupted removal can still tell what is Slipway's.
+        # The entry keeps its marker: it is still Slipway's, with someone else's files in it.
+        mine = sorted(
+            (name for name in present if name not in foreign and name != ENTRY_MARKER_NAME), key=_manifest_last
+        )
+        for name in mine:
+            self.store.remove(f"{relpath}/{name}")
+        for version in {name.split("/")[0] for name in mine if "/" in name}:
+            if not self.store.list_files(f"{relpath}/{version}"):
+                self.store.remove(f"{relpath}/{version}")
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        return (
+            f"Removed what Slipway wrote in {self.store.uri(relpath)} and left what it did not write there: {shown}.",
+        )
+
+
+def _entry_marker(entry: str) -> str:
+    note = (
+        "Slipway wrote this entry. It removes only config.pbtxt, this file and the files each version's "
+        f"{MANIFEST_NAME} lists; anything else here is left alone."
+    )
+    return json.dumps({"slipway_entry": MANIFEST_VERSION, "model_name": entry, "note": note}, indent=2) + "\n"
+
+
+def _slipway_leftover(name: str) -> bool:
+    """A file that comes of Slipway's own: a staging, temporary or half-removed one
+    (".<name>.slipway-..."), or the bytecode Python caches of the python backend's model.py."""
+    parts = PurePosixPath(name).parts
+    return "__pycache__" in parts[:-1] or any(part.startswith(".") and ".slipway-" in part for part in parts)
+
+
+def _manifest_last(name: str) -> tuple[bool, str]:
+    return PurePosixPath(name).name == MANIFEST_NAME, name
