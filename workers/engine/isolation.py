@@ -183,6 +183,11 @@ def private_folders(cwd: str, env: dict[str, str]) -> dict[str, str]:
     for folder in folders.values():
         Path(cwd, folder).mkdir(exist_ok=True)
     extra = {name: str(Path(cwd, folder)) for name, folder in folders.items()}
+    # Telemetry off: onnxruntime reads this before it writes its device id; OpenVINO has no
+    # variable, only an opt-out file in the home folder.
+    extra["ORT_DISABLE_TELEMETRY"] = "1"
+    Path(cwd, ".home", "intel").mkdir(exist_ok=True)
+    Path(cwd, ".home", "intel", "openvino_telemetry").write_text("0")
     if isolation_mode() == NAMESPACES:
         extra["TMPDIR"] = "/tmp"  # noqa: S108 - the same private folder, mounted there
     if env.get("PYTHONPATH"):
