@@ -53,4 +53,8 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     model = factory.SubFactory(RegisteredModelFactory)
     number = factory.Sequence(lambda n: n + 1)
     framework = "onnx"
+    # the team's rule now, read from the database as an upload does
+    four_eyes = factory.LazyAttribute(
+        lambda o: Team.objects.values_list("four_eyes", flat=True).get(pk=o.model.team_id)
+    )
     created_by = factory.SubFactory(UserFactory)

@@ -19,6 +19,11 @@ MAX_TOKEN_DAYS = 366
 
 
 def update_team(team: Team, user: Any, changes: dict[str, Any]) -> Team:
+    """Change the team's name or four-eyes rule. Turning the rule on applies it to every version
+    of the team at once; turning it off is recorded as a decision of its own and applies only to
+    versions uploaded afterwards (apps.approvals.services)."""
+    from apps.approvals import services as approvals
+
     require(user, team, Action.MANAGE)
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team.pk)
@@ -35,6 +40,22 @@ def update_team(team: Team, user: Any, changes: dict[str, Any]) -> Team:
             before=before,
             after={"name": team.name, "four_eyes": team.four_eyes},
         )
+        if team.four_eyes and not before["four_eyes"]:
+            covered = approvals.four_eyes_turned_on(team)
+            audit.record(
+                "team.four_eyes_enabled", team, actor=user, team=team, after={"versions_newly_under_the_rule": covered}
+            )
+        elif before["four_eyes"] and not team.four_eyes:
+            audit.record(
+                "team.four_eyes_disabled",
+                team,
+                actor=user,
+                team=team,
+                after={
+                    "applies_to": "versions uploaded from now on",
+                    "undecided_versions_keeping_the_rule": approvals.versions_keeping_four_eyes(team),
+                },
+            )
     return team
 
 
@@ -118,9 +139,21 @@ def check_scopes(scopes: Any) -> list[str]:
     return sorted(set(scopes), key=list(SCOPES).index)
 
 
-def create_token(user: Any, name: str, scopes: Any, expires_in_days: int) -> tuple[ApiToken, str]:
-    """Issue a token for `user`; the plain value is returned once and never stored."""
+def create_token(
+    user: Any, name: str, scopes: Any, expires_in_days: int, via_token: ApiToken | None = None
+) -> tuple[ApiToken, str]:
+    """Issue a token for `user`; the plain value is returned once and never stored.
+
+    A request made with a token (`via_token`) can't mint a token with a scope that token
+    lacks: otherwise an `admin` token would be an `approve` and `deploy` token too."""
     scopes = check_scopes(scopes)
+    if via_token is not None and (lacking := [s for s in scopes if s not in via_token.scopes]):
+        raise ApiError(
+            "token_scope",
+            f"This API token has the scopes {', '.join(via_token.scopes)}, so it can't create a token with "
+            f"{', '.join(lacking)}, which it lacks. Ask only for scopes it has, or create the token in the browser.",
+            status.HTTP_403_FORBIDDEN,
+        )
     if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ApiError(
             "invalid_expiry", f"expires_in_days must be between 1 and {MAX_TOKEN_DAYS}; tokens always expire."

@@ -38,7 +38,7 @@ def reviewers(version: ModelVersion) -> list[Any]:
     four-eyes rule, not the uploader, who can't approve it anyway."""
     members = Membership.objects.filter(team=version.model.team, role__in=REVIEWER_ROLES, user__is_active=True)
     users = [m.user for m in members.select_related("user").order_by("user__username") if m.user.email]
-    if version.model.team.four_eyes:
+    if version.four_eyes:
         users = [u for u in users if u.pk != version.created_by_id]
     return users
 

@@ -197,11 +197,17 @@ def approve(version: ModelVersion, user: Any, comment: str = "", override_reason
         if version.status != VersionStatus.READY:
             raise _refuse_state(version, "approved")
         team = version.model.team
-        if team.four_eyes and version.created_by_id == user.pk:
+        if version.four_eyes and version.created_by_id == user.pk:
+            rule = (
+                f"team {team.slug} follows the four-eyes rule"
+                if team.four_eyes
+                else f"team {team.slug} followed the four-eyes rule when it was uploaded (or since), and turning "
+                "the rule off applies only to versions uploaded afterwards"
+            )
             raise ApiError(
                 "four_eyes",
-                f"You uploaded version {version.number} of {version.model.slug}, so you can't approve it: team "
-                f"{team.slug} follows the four-eyes rule. Ask another approver to review it.",
+                f"You uploaded version {version.number} of {version.model.slug}, so you can't approve it: {rule}. "
+                "Ask another approver to review it.",
                 status.HTTP_403_FORBIDDEN,
             )
         comment = _clean_comment(comment, required=False, doing="approving")
@@ -265,6 +271,28 @@ def rerun(version: ModelVersion, user: Any) -> Any:
                 f"{VersionStatus(version.status).label.lower()}; wait for its pipeline to finish before re-running it.",
             )
         return jobs.start_pipeline(version, user)
+
+
+# ---- the four-eyes rule --------------------------------------------------------------------
+# A version keeps the strictest rule in force since its upload (ModelVersion.four_eyes): else
+# an admin who uploaded it could turn the rule off, approve it, and turn the rule back on.
+
+
+def four_eyes_turned_on(team: Team) -> int:
+    """The team turned the rule on: it now applies to every version of the team, those already
+    uploaded included. Returns how many versions it newly applies to.
+
+    Runs with the team row locked. Locking the team's model rows too orders this against
+    uploads, which read the team's rule under their model's lock: a concurrent upload either
+    reads the rule on or is committed before this update, which then covers it."""
+    list(RegisteredModel.objects.select_for_update().filter(team=team).only("pk"))
+    return ModelVersion.objects.filter(model__team=team, four_eyes=False).update(four_eyes=True)
+
+
+def versions_keeping_four_eyes(team: Team) -> int:
+    """The team turned the rule off: how many of its versions not yet decided keep it anyway."""
+    undecided = (VersionStatus.RECEIVED, VersionStatus.PROCESSING, VersionStatus.READY)
+    return ModelVersion.objects.filter(model__team=team, four_eyes=True, status__in=undecided).count()
 
 
 # ---- pipeline events ---------------------------------------------------------------------

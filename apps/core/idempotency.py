@@ -6,6 +6,10 @@ same key and the same request gets that stored answer (with `Idempotent-Replayed
 a retry while the first is still running gets a 409, and the same key reused for another
 request a 422. Answers of 5xx and raised errors are not stored, so a retry after a failure
 acts again. Keys are per user and kept for `IDEMPOTENCY_TTL_HOURS`.
+
+An answer holding a secret shown once (a new API token's value, a webhook's signing secret)
+is a `SecretShownOnce`: its record keeps a sentence instead of the answer, so no secret sits
+in this table, and a retry gets a 409 `secret_shown_once` saying what the first request did.
 """
 
 from __future__ import annotations
@@ -32,6 +36,30 @@ HEADER = "Idempotency-Key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # A record still "in progress" this long after it was made belongs to a request that died.
 ABANDONED_AFTER = timedelta(minutes=10)
+SHOWN_ONCE_CODE = "secret_shown_once"
+# The OpenAPI description of that 409, on each endpoint that answers with a secret.
+SHOWN_ONCE_REPLAY_DESCRIPTION = (
+    "A retry (same Idempotency-Key) of a request that already succeeded. Its answer held a secret "
+    "shown once, which Slipway does not keep, so the retry gets this error (code secret_shown_once) "
+    "saying what the first request did and how to get a new secret."
+)
+
+
+class SecretShownOnce(Response):
+    """A create's answer that holds a secret shown once. `replay_message` is what a retry of
+    the same request reads instead: what the first request did and how to get a new secret."""
+
+    def __init__(self, data: Any, *, replay_message: str, status: int = status.HTTP_200_OK) -> None:
+        super().__init__(data, status=status)
+        self.replay_message = replay_message
+
+
+def _stored_answer(response: Response) -> tuple[int, Any]:
+    if isinstance(response, SecretShownOnce):
+        error = {"code": SHOWN_ONCE_CODE, "message": response.replay_message, "fields": {}}
+        return status.HTTP_409_CONFLICT, error
+    body = json.loads(json.dumps(response.data, default=str)) if response.data is not None else None
+    return response.status_code, body
 
 
 def _fingerprint(request: Request) -> str:
@@ -117,9 +145,9 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
         if response.status_code >= 500:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
         else:
-            body = json.loads(json.dumps(response.data, default=str)) if response.data is not None else None
+            stored_status, body = _stored_answer(response)
             IdempotencyRecord.objects.filter(pk=record.pk).update(
-                done=True, response_status=response.status_code, response_body=body
+                done=True, response_status=stored_status, response_body=body
             )
         return response
 

@@ -11,6 +11,8 @@ class IdempotencyRecord(models.Model):
 
     A retry with the same key by the same user gets the stored answer instead of acting
     twice; the same key with a different request is refused. Records expire after a day.
+    An answer that held a secret shown once is never stored: `response_body` then holds the
+    409 `secret_shown_once` a retry gets (apps.core.idempotency.SecretShownOnce).
     """
 
     user_id = models.BigIntegerField()

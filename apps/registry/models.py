@@ -120,6 +120,11 @@ class ModelVersion(models.Model):
         help_text='Sweep chosen at upload, e.g. {"batch_sizes": [1, 8], "concurrency": [1, 4]}; '
         "the hardware profile's defaults otherwise.",
     )
+    four_eyes = models.BooleanField(
+        default=True,
+        help_text="Whether the uploader is barred from approving this version: the team's four-eyes rule when "
+        "it was uploaded, turned on (never off) if the team turns the rule on later.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -33,9 +33,24 @@ def framework_for(fmt: str) -> str:
     return Framework(framework_of(fmt))
 
 
+SLUG_MAX_LENGTH = 100  # RegisteredModel.slug's column
+
+
+def check_model_slug(slug: str) -> str:
+    """`slug` if it fits the column; a 400 before anything is stored otherwise (SQLite would
+    keep any length, PostgreSQL fail with an unhelpful error)."""
+    if len(slug) > SLUG_MAX_LENGTH:
+        raise ApiError(
+            "invalid_slug",
+            f"The model slug '{slug[:40]}…' is {len(slug)} characters long; a slug has at most "
+            f"{SLUG_MAX_LENGTH}. Use a shorter one.",
+        )
+    return slug
+
+
 def create_model(*, team: Team, user: Any, name: str, slug: str = "", description: str = "") -> RegisteredModel:
     require(user, team, Action.UPLOAD)
-    slug = slug or slugify(name)
+    slug = check_model_slug(slug or slugify(name))
     if not slug:
         raise ApiError("invalid_name", "The model name must contain at least one letter or digit.")
     try:
@@ -230,6 +245,9 @@ def upload_version(
             # Lock the model row so concurrent uploads get distinct, gapless numbers.
             RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
             number = (model.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            # The four-eyes rule in force now stays with the version (turning it off later does
+            # not lift it). Read under the model's lock, which turning the rule on also takes.
+            four_eyes = Team.objects.filter(pk=model.team_id).values_list("four_eyes", flat=True).get()
             version = ModelVersion.objects.create(
                 model=model,
                 number=number,
@@ -240,6 +258,7 @@ def upload_version(
                 objective=evaluation.objective,
                 p99_budget_ms=evaluation.p99_budget_ms,
                 benchmark_settings=evaluation.benchmark,
+                four_eyes=four_eyes,
                 created_by=user,
             )
             version.source_artifact = Artifact.objects.create(

@@ -97,11 +97,84 @@ def test_four_eyes_blocks_the_uploader_and_can_be_turned_off(personas):
     review = client_for(personas.admin).get(f"/api/v1/versions/{version.pk}/review/").json()
     assert review["four_eyes"]["blocks_you"] is True and review["you_can_review"] is False
 
-    # another approver may; or the team turns the rule off
+    # another approver may; or the team turns the rule off, for versions uploaded from then on
     turned_off = client_for(personas.admin).patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json")
     assert turned_off.status_code == 200 and turned_off.json()["four_eyes"] is False
-    assert _post(personas.admin, version, "approve").status_code == 201
     assert AuditEvent.objects.filter(action="team.updated", after__four_eyes=False).exists()
+    later = finished_version(team=personas.team, uploader=personas.admin)
+    assert _post(personas.admin, later, "approve").status_code == 201
+
+
+def test_turning_four_eyes_off_does_not_free_a_waiting_version(personas):
+    """The bypass from the security review: an admin uploads, turns the rule off, approves their
+    own version and turns the rule back on. The rule in force at the upload stays with it."""
+    admin = client_for(personas.admin)
+    version = finished_version(team=personas.team, uploader=personas.admin)
+    assert admin.patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json").status_code == 200
+
+    refused = _post(personas.admin, version, "approve")
+    assert refused.status_code == 403 and refused.json()["code"] == "four_eyes"
+    assert "only to versions uploaded afterwards" in refused.json()["message"]
+    assert "another approver" in refused.json()["message"]
+    assert _status(version) == VersionStatus.READY and not Decision.objects.exists()
+    review = admin.get(f"/api/v1/versions/{version.pk}/review/").json()
+    assert review["four_eyes"] == {"enabled": True, "you_uploaded": True, "blocks_you": True}
+    queue = admin.get("/api/v1/versions/?reviewable=true").json()["results"]
+    assert version.pk not in [v["id"] for v in queue]
+    # turning it off is a decision of its own on the trail
+    disabled = AuditEvent.objects.get(action="team.four_eyes_disabled")
+    assert disabled.actor == "ada" and disabled.after["undecided_versions_keeping_the_rule"] == 1
+    # another approver still can
+    assert _post(personas.approver, version, "approve").status_code == 201
+
+
+def test_four_eyes_turned_on_applies_to_versions_already_uploaded_for_good(personas):
+    admin = client_for(personas.admin)
+    admin.patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json")
+    version = finished_version(team=personas.team, uploader=personas.admin)
+    assert ModelVersion.objects.get(pk=version.pk).four_eyes is False  # the rule was off at the upload
+    # the strictest rule since the upload applies: on, then off again, still on for this version
+    admin.patch("/api/v1/teams/vision/", {"four_eyes": True}, format="json")
+    assert AuditEvent.objects.get(action="team.four_eyes_enabled").after == {"versions_newly_under_the_rule": 1}
+    admin.patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json")
+    assert _post(personas.admin, version, "approve").status_code == 403
+    assert _status(version) == VersionStatus.READY
+
+
+def test_versions_from_before_the_field_take_their_teams_rule(personas):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.registry.migrations.0005_version_four_eyes")
+    strict = finished_version(team=personas.team, uploader=personas.admin)
+    lax = finished_version(team=personas.other_team, uploader=personas.outsider)
+    type(personas.other_team).objects.filter(pk=personas.other_team.pk).update(four_eyes=False)
+    migration.rule_in_force(django_apps, None)
+    assert ModelVersion.objects.get(pk=strict.pk).four_eyes is True
+    assert ModelVersion.objects.get(pk=lax.pk).four_eyes is False
+
+
+def test_an_upload_records_the_rule_in_force(personas, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests import modelzoo
+
+    onnx = modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx").read_bytes()
+    admin = client_for(personas.admin)
+
+    def upload() -> ModelVersion:
+        response = admin.post(
+            "/api/v1/models/digits/versions/",
+            {"file": SimpleUploadedFile("m.onnx", onnx), "team": "vision"},
+            format="multipart",
+        )
+        assert response.status_code == 201, response.json()
+        return ModelVersion.objects.get(pk=response.json()["id"])
+
+    assert upload().four_eyes is True
+    admin.patch("/api/v1/teams/vision/", {"four_eyes": False}, format="json")
+    assert upload().four_eyes is False
 
 
 @pytest.mark.parametrize(

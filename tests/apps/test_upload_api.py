@@ -202,6 +202,31 @@ def test_upload_over_the_size_limit_is_refused_with_413(personas, onnx_bytes):
     assert not _leftover_upload_temp_files()
 
 
+@pytest.mark.parametrize("length", [101, 300, 5000])
+def test_a_model_slug_longer_than_the_field_is_refused_before_storing(personas, onnx_bytes, length):
+    blobs_before = _stored_blobs()
+    response = _upload(client_for(personas.owner), "m" * length, "mlp.onnx", onnx_bytes, team="vision")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid_slug"
+    assert f"is {length} characters long" in body["message"] and "at most 100" in body["message"]
+    assert not RegisteredModel.objects.exists() and not ModelVersion.objects.exists()
+    assert _stored_blobs() == blobs_before and not _leftover_upload_temp_files()
+    # registering one by name is held to the same limit
+    named = client_for(personas.owner).post(
+        "/api/v1/models/", {"name": "m", "slug": "m" * length, "team": "vision"}, format="json"
+    )
+    assert named.status_code == 400 and not RegisteredModel.objects.exists()
+
+
+def test_a_json_form_field_nested_too_deep_is_a_400(personas, onnx_bytes):
+    deep = "[" * 100_000
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision", inputs=deep)
+    assert response.status_code == 400, response.content
+    assert "nested more than 64 levels" in response.json()["fields"]["inputs"][0]
+    assert not ModelVersion.objects.exists()
+
+
 def test_upload_without_file_says_which_field_is_missing(personas):
     response = client_for(personas.owner).post("/api/v1/models/digits/versions/", {"notes": "x"}, format="multipart")
     assert response.status_code == 400

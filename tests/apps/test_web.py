@@ -125,3 +125,30 @@ def test_sign_in_attempts_are_rate_limited(personas, settings):
     assert limited.json()["code"] == "throttled"
     # reads are not sign-in attempts
     assert client.get("/api/v1/session/").status_code == 401
+
+
+def test_the_admin_login_is_rate_limited_with_the_api_sign_in(personas, settings):
+    """One limiter for both password forms: guesses spread over them count together."""
+    settings.LOGIN_RATE_LIMIT = "3/min"
+    client = Client()
+
+    def admin_attempt():
+        return client.post("/admin/login/", {"username": "ada", "password": "guess", "next": "/admin/"})
+
+    def api_attempt():
+        body = {"username": "ada", "password": "guess"}
+        return client.post("/api/v1/session/", body, content_type="application/json")
+
+    assert [admin_attempt().status_code for _ in range(2)] == [200, 200]  # the form again, with its error
+    assert api_attempt().status_code == 400
+    limited = admin_attempt()
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    assert "Too many sign-in attempts" in limited.content.decode()
+    assert api_attempt().status_code == 429
+    assert client.get("/admin/login/").status_code == 200  # showing the form is not an attempt
+
+    cache.clear()  # a minute later: the right password signs in again
+    personas.admin.is_staff = True
+    personas.admin.save(update_fields=["is_staff"])
+    signed_in = client.post("/admin/login/", {"username": "ada", "password": "pw-for-tests", "next": "/admin/"})
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +17,7 @@ from apps.accounts.models import ApiToken, Membership, Role, Team
 from apps.accounts.permissions import SCOPES, not_found
 from apps.accounts.scoping import role_in, visible_teams
 from apps.core.api.errors import ApiError
-from apps.core.idempotency import idempotent
+from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
 
 
 def _user(request: Request) -> Any:
@@ -45,7 +45,11 @@ class TeamDetailSerializer(serializers.ModelSerializer):
 
 class TeamUpdate(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
-    four_eyes = serializers.BooleanField(required=False, help_text="Whoever uploaded a version may not approve it.")
+    four_eyes = serializers.BooleanField(
+        required=False,
+        help_text="Whoever uploaded a version may not approve it. Turning it on applies to every version at once; "
+        "turning it off is audited and applies only to versions uploaded afterwards.",
+    )
 
 
 class TeamDetail(APIView):
@@ -168,20 +172,32 @@ class TokenListCreate(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[ApiToken]:
         return ApiToken.objects.filter(user=_user(self.request)).order_by("-id")
 
-    @extend_schema(request=TokenInput, responses={201: TokenCreatedSerializer})
+    @extend_schema(
+        request=TokenInput,
+        responses={201: TokenCreatedSerializer, 409: OpenApiResponse(description=SHOWN_ONCE_REPLAY_DESCRIPTION)},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = TokenInput(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        token, value = services.create_token(request.user, data["name"], data["scopes"], data["expires_in_days"])
-        return Response(
+        token, value = services.create_token(
+            request.user,
+            data["name"],
+            data["scopes"],
+            data["expires_in_days"],
+            via_token=request.auth if isinstance(request.auth, ApiToken) else None,
+        )
+        return SecretShownOnce(
             {
                 **TokenSerializer(token).data,
                 "token": value,
                 "message": "Copy this token now: Slipway stores only its hash and can't show it again.",
             },
             status=status.HTTP_201_CREATED,
+            replay_message=f"This request already created the API token '{token.name}' (id {token.pk}). Its value "
+            "was shown once, in that answer, and Slipway keeps only its hash, so it can't be shown again. If you "
+            "lost it, revoke that token and create a new one.",
         )
 
 

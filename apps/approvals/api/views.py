@@ -87,7 +87,10 @@ class ApprovalStateSerializer(serializers.Serializer):
 
 
 class FourEyesSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = serializers.BooleanField(
+        help_text="The rule applies to this version: the team followed it at the upload or has turned it on since "
+        "(turning it off applies only to later uploads)."
+    )
     you_uploaded = serializers.BooleanField()
     blocks_you = serializers.BooleanField()
 
@@ -132,11 +135,11 @@ class ReviewView(APIView):
                 "gates_passed": current.gates_passed,
                 "approval": services.approval_state(version),
                 "four_eyes": {
-                    "enabled": team.four_eyes,
+                    "enabled": version.four_eyes,
                     "you_uploaded": uploader,
-                    "blocks_you": team.four_eyes and uploader,
+                    "blocks_you": version.four_eyes and uploader,
                 },
-                "you_can_review": can(request.user, team, Action.REVIEW) and not (team.four_eyes and uploader),
+                "you_can_review": can(request.user, team, Action.REVIEW) and not (version.four_eyes and uploader),
             }
         )
 

@@ -17,6 +17,7 @@ from apps.accounts.models import Role, Team
 from apps.accounts.permissions import Action, not_found, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
+from apps.core.api.filters import integer_filter
 from apps.core.api.schema import query
 from apps.core.idempotency import idempotent
 from apps.deployments import services
@@ -180,10 +181,8 @@ class DeploymentListCreate(generics.ListAPIView):
                     "invalid_status", f"Unknown status '{wanted}'; use one of {', '.join(DeploymentStatus.values)}."
                 )
             qs = qs.filter(status=wanted)
-        if version := params.get("version"):
-            if not version.isdigit():
-                raise ApiError("invalid_version", f"?version= takes a version id (a number), not '{version}'.")
-            qs = qs.filter(version_id=int(version))
+        if (version := integer_filter(params, "version", "a version id")) is not None:
+            qs = qs.filter(version_id=version)
         return qs
 
     @extend_schema(request=DeployInput, responses={202: DeploymentSerializer})

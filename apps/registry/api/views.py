@@ -9,7 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from apps.accounts.models import Membership, Role
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
+from apps.core.api.parsers import JSONParser
 from apps.core.api.schema import query
 from apps.core.api.throttling import PerTokenRateThrottle, UploadRateThrottle
 from apps.core.idempotency import idempotent
@@ -152,6 +153,7 @@ class VersionListUpload(generics.ListAPIView):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.MAX_UPLOAD_BYTES + 1024 * 1024:
             raise UploadTooLarge(settings.MAX_UPLOAD_BYTES)
+        services.check_model_slug(slug)
         form = VersionUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         model = _model_by_slug(request, slug)
@@ -205,7 +207,7 @@ def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
 class VersionList(generics.ListAPIView):
     """Versions across your teams, newest first. Filters: ?team=, ?model=, ?status= (e.g. ready),
     ?reviewable=true (ready for review in teams where you approve, and not your own upload
-    where the team follows the four-eyes rule): the review queue."""
+    where the four-eyes rule applies to it): the review queue."""
 
     serializer_class = VersionSummarySerializer
     ordering_fields = ["id", "created_at", "number", "status_changed_at"]
@@ -226,7 +228,7 @@ class VersionList(generics.ListAPIView):
             reviewing = Membership.objects.filter(user=user, role__in=(Role.APPROVER, Role.ADMIN)).values("team_id")
             if not user.is_superuser:
                 qs = qs.filter(model__team__in=reviewing)
-            qs = qs.filter(status=VersionStatus.READY).exclude(model__team__four_eyes=True, created_by=user)
+            qs = qs.filter(status=VersionStatus.READY).exclude(four_eyes=True, created_by=user)
         return qs
 
 

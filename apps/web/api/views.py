@@ -10,55 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import TokenScopePermission
 from apps.core.api.errors import ApiError
-from apps.core.api.throttling import PerTokenRateThrottle, cache_errors
-from apps.core.middleware import current_context
+from apps.core.api.parsers import JSONParser
+from apps.core.api.throttling import PerTokenRateThrottle, SignInThrottle
 from apps.web import services
-
-
-class SignInThrottle(SimpleRateThrottle):
-    """Sign-in attempts per client address (SLIPWAY_LOGIN_RATE_LIMIT), so passwords can't be
-    guessed at speed; reads and sign-out are limited like every other request."""
-
-    scope = "login"
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        # Unlike the API's limits this one fails closed: without its counters the brute-force
-        # guard would be gone, so sign-in waits for the cache (Redis) to answer again.
-        try:
-            return super().allow_request(request, view)
-        except cache_errors() as exc:
-            raise ApiError(
-                "signin_unavailable",
-                "Signing in is unavailable for a moment (the rate-limit store is not answering). "
-                "Try again in a few seconds; API tokens keep working.",
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-            ) from exc
-
-    def get_rate(self) -> str:
-        return settings.LOGIN_RATE_LIMIT
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if request.method != "POST":
-            return None
-        # The address the audit trail records: X-Forwarded-For only from SLIPWAY_TRUSTED_PROXIES
-        # (DRF's own get_ident would believe any client's header, and so be dodged by one).
-        context = current_context()
-        ident = (context.ip if context else None) or request.META.get("REMOTE_ADDR") or "unknown"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class TeamRoleSerializer(serializers.Serializer):

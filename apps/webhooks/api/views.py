@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +18,7 @@ from apps.accounts.permissions import Action, not_found, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.core.api.schema import query
-from apps.core.idempotency import idempotent
+from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
 from apps.webhooks import services
 from apps.webhooks.api.serializers import (
     DeliverySerializer,
@@ -60,8 +60,15 @@ def _admin_teams(user: Any) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN)
 
 
-def _with_secret(hook: Webhook, secret: str) -> dict[str, Any]:
-    return {**WebhookSerializer(hook).data, "secret": secret, "secret_notice": SECRET_NOTICE}
+def _with_secret(hook: Webhook, secret: str, done: str, http_status: int = status.HTTP_200_OK) -> SecretShownOnce:
+    """The one answer holding the signing secret; a retry of the request reads `done` instead."""
+    return SecretShownOnce(
+        {**WebhookSerializer(hook).data, "secret": secret, "secret_notice": SECRET_NOTICE},
+        status=http_status,
+        replay_message=f"This request already {done} webhook '{hook.name}' (id {hook.pk}). The signing secret was "
+        "shown once, in that answer, and is not kept for retries. If you lost it, rotate the secret "
+        f"(POST /api/v1/webhooks/{hook.pk}/rotate-secret/) and store the new one.",
+    )
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug")]))
@@ -78,7 +85,10 @@ class WebhookListCreate(generics.ListAPIView):
             return _webhooks().filter(team=_team_named(self.request, slug))
         return _webhooks().filter(team__in=_admin_teams(self.request.user))
 
-    @extend_schema(request=WebhookCreateInput, responses={201: WebhookCreatedSerializer})
+    @extend_schema(
+        request=WebhookCreateInput,
+        responses={201: WebhookCreatedSerializer, 409: OpenApiResponse(description=SHOWN_ONCE_REPLAY_DESCRIPTION)},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         # The team first: someone who may not manage it learns nothing from validation errors.
@@ -103,7 +113,7 @@ class WebhookListCreate(generics.ListAPIView):
             active=data["active"],
             allow_private=data["allow_private"],
         )
-        return Response(_with_secret(_webhooks().get(pk=hook.pk), secret), status=status.HTTP_201_CREATED)
+        return _with_secret(_webhooks().get(pk=hook.pk), secret, "registered", status.HTTP_201_CREATED)
 
 
 class WebhookDetail(APIView):
@@ -134,12 +144,15 @@ class RotateSecret(APIView):
 
     token_scopes = ADMIN_ONLY
 
-    @extend_schema(request=None, responses=WebhookCreatedSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: WebhookCreatedSerializer, 409: OpenApiResponse(description=SHOWN_ONCE_REPLAY_DESCRIPTION)},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         hook = webhook_for(request, pk)
         secret = services.rotate_secret(hook, request.user)
-        return Response(_with_secret(hook, secret))
+        return _with_secret(hook, secret, "rotated the signing secret of")
 
 
 class Ping(APIView):
