@@ -212,7 +212,7 @@ def _one_run(workers: int, seconds: float, admin_url: str, redis_db: int) -> dic
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.prod",
-        "SLIPWAY_SECRET_KEY": "bench-only-" + os.urandom(8).hex(),
+        "SLIPWAY_SECRET_KEY": "bench-only-" + os.urandom(32).hex(),  # production settings refuse short keys
         "SLIPWAY_DATA_DIR": str(scratch),
         "DATABASE_URL": f"{base}/{database}",
         "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",

@@ -130,7 +130,8 @@ def run(size_bytes: int) -> dict:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.prod",
-            "SLIPWAY_SECRET_KEY": "bench-only",
+            # production settings refuse a short key (config.env.envsecret)
+            "SLIPWAY_SECRET_KEY": "bench-only-" + os.urandom(32).hex(),
             "SLIPWAY_DATA_DIR": str(data_dir),
             "DATABASE_URL": f"sqlite:///{data_dir / 'bench.sqlite3'}",
             "CELERY_BROKER_URL": "filesystem://",

@@ -2,14 +2,20 @@
 
 No Docker engine is needed: the compose file is parsed and the Dockerfiles and entrypoint
 are read as text, checking what the Python side relies on (import path, settings module,
-queues, the GPU request, the settings variables each container gets).
+queues, the GPU request, the settings variables each container gets). One test starts gunicorn
+with platform/docker/gunicorn.conf.py to check the answers it gives on its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import socket
 import subprocess
+import sys
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,16 +43,17 @@ SETTINGS_ENV = (
     | set(re.findall(r"os\.environ(?:\.get|\.setdefault)?\(\s*\"([A-Z0-9_]+)\"", _SETTINGS_SOURCE))
     | {"SLIPWAY_WORKER_PROFILE"}  # labels the worker containers (cpu, gpu) for operators
 )
-# Read by the interpreter, Django's bootstrap or the entrypoint, not by the settings.
-PROCESS_ENV = {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "SLIPWAY_ROLE"}
+# Read by the interpreter, Django's bootstrap, the entrypoint or gunicorn.conf.py, not by the settings.
+PROCESS_ENV = {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "SLIPWAY_ROLE", "WEB_CONCURRENCY", "WEB_THREADS"}
+GUNICORN_CONF = DOCKER_DIR / "gunicorn.conf.py"
 
 APP_SERVICES = ("web", "worker-cpu", "worker-gpu", "beat")
 ALL_SERVICES = {*APP_SERVICES, "postgres", "redis"}
 DATA_DIR = "/var/lib/slipway"
 
 EXPECTED_COMMANDS = {
-    "web": "gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
-    "--threads ${WEB_THREADS:-8} --keep-alive 65 --timeout 600",
+    # sizes, timeouts, limits and JSON error answers: platform/docker/gunicorn.conf.py
+    "web": "gunicorn --config platform/docker/gunicorn.conf.py --bind 0.0.0.0:8000 config.wsgi:application",
     # run_worker adds an import queue per framework installed in the image (apps/jobs run_worker).
     "worker-cpu": "python manage.py run_worker --queues cpu,default -- -n cpu@%h"
     " --concurrency=${WORKER_CONCURRENCY:-2} --prefetch-multiplier=1 -O fair",
@@ -304,3 +311,77 @@ def test_cpu_worker_image_has_the_cpu_runtimes() -> None:
     assert "ARG SLIPWAY_EXTRAS=s3,runtimes-cpu,sklearn" in text
     assert '--no-deps "pnnx' in text, "pnnx must not pull torch into the image"
     assert "download.pytorch.org/whl/cpu" in text, "torch, when asked for, must be the CPU build"
+
+
+def test_one_gunicorn_config_for_the_image_compose_and_make_run() -> None:
+    """Production (image CMD, compose) and `make run` serve with the same gunicorn settings file."""
+    conf = "platform/docker/gunicorn.conf.py"
+    assert GUNICORN_CONF.is_file()
+    assert option(argv(service("web")["command"]), "-c", "--config") == conf
+    cmd = next(line for line in dockerfile_logical_lines(DOCKERFILES["web"]) if line.startswith("CMD "))
+    assert f'"--config", "{conf}"' in cmd
+    # the worker and thread counts gunicorn.conf.py reads reach the web container
+    assert {"WEB_CONCURRENCY", "WEB_THREADS"} <= set(environment("web"))
+    embedded = (ROOT / "platform" / "config" / "embedded.py").read_text()
+    assert '"platform" / "docker" / "gunicorn.conf.py"' in embedded
+    assert "runserver" not in (ROOT / "scripts" / "run.sh").read_text()
+
+
+def test_gunicorn_answers_its_own_errors_with_the_api_error_body(tmp_path: Path) -> None:
+    """A URL or headers over gunicorn's limits never reach Django: gunicorn answers 414/431
+    itself, and with gunicorn.conf.py in the same JSON body as every other API error."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "platform")]),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "SLIPWAY_DATA_DIR": str(tmp_path),
+        "WEB_CONCURRENCY": "1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def ask(request: bytes) -> tuple[int, dict[str, str], bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(request)
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        return int(lines[0].split()[1]), headers, body
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                started = server.poll() is None and time.monotonic() < deadline
+                assert started, server.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+                time.sleep(0.2)
+        long_query = b"GET /api/v1/audit/?action=" + b"x" * 6000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        huge_header = b"GET /api/v1/audit/ HTTP/1.1\r\nHost: localhost\r\nX-Filler: " + b"y" * 9000 + b"\r\n\r\n"
+        garbage = b"NOT HTTP AT ALL\r\n\r\n"
+        for request, status, code in (
+            (long_query, 414, "uri_too_long"),
+            (huge_header, 431, "request_headers_too_large"),
+            (garbage, 400, "bad_request"),
+        ):
+            got, headers, body = ask(request)
+            assert got == status and headers["content-type"] == "application/json", (got, headers, body[:200])
+            error = json.loads(body)
+            assert set(error) == {"code", "message", "fields"} and error["code"] == code
+            assert error["message"].endswith(".") and int(headers["content-length"]) == len(body)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,12 +1,21 @@
 """Plain views that are not part of the REST API."""
 
+import math
 import sys
 
+from django.contrib import admin
 from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from apps.core.api.errors import DATABASE_RETRY_AFTER_SECONDS, DATABASE_UNAVAILABLE_MESSAGE
+from apps.core.api.errors import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    ApiError,
+    ServiceUnavailable,
+    database_problem,
+    disk_full,
+)
+from apps.core.api.throttling import SignInThrottle
 from apps.core.middleware import current_request_id
 
 
@@ -40,26 +49,60 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return defaults.page_not_found(request, exception or Http404())
 
 
-def _database_unavailable(request: HttpRequest) -> HttpResponse:
+def _unavailable(request: HttpRequest, problem: ServiceUnavailable) -> HttpResponse:
     if _wants_json(request):
         response: HttpResponse = JsonResponse(
-            {"code": "database_unavailable", "message": DATABASE_UNAVAILABLE_MESSAGE, "fields": {}}, status=503
+            {"code": problem.code, "message": problem.message, "fields": {}}, status=problem.status_code
         )
     else:
-        response = HttpResponse(DATABASE_UNAVAILABLE_MESSAGE, status=503, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(problem.message, status=problem.status_code, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
+
+
+def _client_error(request: HttpRequest, status: int, code: str, message: str, page: HttpResponse) -> HttpResponse:
+    return (
+        JsonResponse({"code": code, "message": message, "fields": {}}, status=status) if _wants_json(request) else page
+    )
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """400 raised by Django itself (a disallowed Host header, a request body over the size
+    limit): the API's error body under /api/, Django's page elsewhere."""
+    detail = " ".join(str(exception or "").split())[:300]
+    return _client_error(
+        request,
+        400,
+        "bad_request",
+        f"The request was refused before it reached the API{': ' + detail if detail else ''}. "
+        "Check the URL, the headers and the size of what you sent.",
+        defaults.bad_request(request, exception or Exception()),
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """403 raised outside the API's own permission checks: the API's error body under /api/."""
+    return _client_error(
+        request,
+        403,
+        "permission_denied",
+        "You do not have permission to do this.",
+        defaults.permission_denied(request, exception or Exception()),
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: the API's error body under /api/ (never a traceback), HTML elsewhere.
 
-    A database outage that escaped a view (in a middleware, a non-REST page, the session
-    save) is a 503 with Retry-After instead: Django calls this handler while handling the
-    exception, so it is still in sys.exc_info().
+    A database outage or a full disk that escaped a view (in a middleware, a non-REST page,
+    the session save) is a 503 with Retry-After instead, naming the database or the disk:
+    Django calls this handler while handling the exception, so it is still in sys.exc_info().
     """
-    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
-        return _database_unavailable(request)
+    exc = sys.exc_info()[1]
+    if isinstance(exc, OperationalError | InterfaceError):
+        return _unavailable(request, database_problem(exc))
+    if exc is not None and (full := disk_full(exc)) is not None:
+        return _unavailable(request, full)
     if _wants_json(request):
         return JsonResponse(
             {
@@ -71,3 +114,23 @@ def server_error(request: HttpRequest) -> HttpResponse:
             status=500,
         )
     return defaults.server_error(request)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login page behind the API sign-in's limiter (SignInThrottle): the same
+    counters per client address, so guesses spread over both forms are counted together."""
+    throttle = SignInThrottle()
+    try:
+        allowed = throttle.allow_request(request, None)  # type: ignore[arg-type]  # reads method and META only
+    except ApiError as exc:  # the limiter's store is down: it fails closed
+        return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain; charset=utf-8")
+    if not allowed:
+        wait = max(1, math.ceil(throttle.wait() or 1))
+        response = HttpResponse(
+            f"Too many sign-in attempts from your address. Wait {wait} seconds, then try again.",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(wait)
+        return response
+    return admin.site.login(request)

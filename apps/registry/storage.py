@@ -7,7 +7,6 @@ never leaves a half-written blob under a real key (S3 objects appear whole by de
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -17,6 +16,8 @@ from typing import IO, Any
 
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
+
+from apps.core.diskspace import NO_SPACE_ERRNOS, disk_full_message
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -73,20 +74,22 @@ class AtomicFileSystemStorage(FileSystemStorage):
 
 class StorageFull(Exception):
     """The artifact storage has no room left (ENOSPC / EDQUOT). Nothing was stored: the
-    partial file was removed. `code` is stable; `message` says what to do."""
+    partial file was removed. `code` is stable; `message` says what is full and what to do."""
 
     code = "storage_full"
 
-    def __init__(self, size: int | None = None):
+    def __init__(self, size: int | None = None, location: str | None = None):
         needed = f" for {size / 2**20:.1f} MiB" if size else ""
-        self.message = (
-            f"Slipway's artifact storage is full: there was no room{needed}, so nothing was stored. "
-            "Ask an admin to free space or enlarge the storage volume, then try again."
-        )
+        if location:  # local storage: name the folder, so the admin knows which disk to free
+            self.message = disk_full_message(
+                location, f"Slipway's artifact storage had no room{needed} and nothing was stored"
+            )
+        else:
+            self.message = (
+                f"Slipway's artifact storage is full: there was no room{needed}, so nothing was stored. "
+                "Ask an admin to free space or enlarge the storage volume, then try again."
+            )
         super().__init__(self.message)
-
-
-NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def artifact_storage() -> Storage:
@@ -112,7 +115,7 @@ def put_blob(content: IO[bytes] | File, sha256: str) -> tuple[str, bool]:
         # (uploads) or a failed job with this sentence (pipeline steps). _save has already
         # removed its partial file, so no half-written blob stays under any name.
         if exc.errno in NO_SPACE_ERRNOS:
-            raise StorageFull(getattr(content, "size", None)) from exc
+            raise StorageFull(getattr(content, "size", None), getattr(storage, "location", None)) from exc
         raise
     if saved != key:  # a storage that renames on collision: the blob already exists
         storage.delete(saved)

@@ -13,7 +13,7 @@ from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from rest_framework import status
 
 from apps.core.api.errors import ApiError
-from apps.registry.storage import NO_SPACE_ERRNOS
+from apps.core.diskspace import NO_SPACE_ERRNOS, disk_full_message
 
 
 def human_bytes(n: float) -> str:
@@ -38,8 +38,9 @@ class UploadSpoolFull(ApiError):
     def __init__(self) -> None:
         super().__init__(
             "storage_full",
-            "The server's disk is full: there was no room to receive the upload, so nothing was stored. "
-            "Ask an admin to free space or enlarge the data volume, then upload again.",
+            disk_full_message(
+                settings.FILE_UPLOAD_TEMP_DIR, "there was no room to receive the upload and nothing was stored"
+            ),
             status.HTTP_507_INSUFFICIENT_STORAGE,
         )
 

@@ -53,10 +53,26 @@ def worker_status(worker: Worker) -> str:
     return "online"
 
 
+def live_queues() -> frozenset[str]:
+    """The queues some live worker (not stopped, heartbeat fresh) consumes, in one query."""
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    rows = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=fresh).values_list("queues", flat=True)
+    return frozenset(queue for queues in rows for queue in (queues or []))
+
+
 def queues_served(queue: str) -> bool:
     """Whether any live worker consumes this queue (used to tell users why a job waits)."""
-    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
-    return any(
-        queue in (w.queues or [])
-        for w in Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=fresh).only("queues")
+    return queue in live_queues()
+
+
+def no_worker_note(queue: str, running: bool) -> str:
+    """What a queued or running job says when no live worker serves its queue."""
+    if running:
+        return (
+            f"No live worker serves the queue '{queue}': the worker running this step stopped. The step runs "
+            "again once a worker that takes this queue is back (see the Workers page)."
+        )
+    return (
+        f"No live worker serves the queue '{queue}': this step waits until a worker that takes this queue "
+        "is running (see the Workers page)."
     )

@@ -64,8 +64,49 @@ def envlist(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def envdirs(name: str, default: list[Path]) -> list[Path]:
+    """Comma-separated absolute folders, symbolic links resolved; refuses relative paths and "/"."""
+    folders = [Path(item) for item in envlist(name, [str(path) for path in default])]
+    for folder in folders:
+        if not folder.is_absolute():
+            raise ImproperlyConfigured(f"{name} lists '{folder}', which is not an absolute path.")
+    resolved = [folder.resolve() for folder in folders]
+    if Path("/") in resolved:
+        raise ImproperlyConfigured(f"{name} lists the whole filesystem (/); name the folders themselves.")
+    return resolved
+
+
 def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.environ.get(name, default).strip()
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+# Placeholders seen in examples and tutorials; refused whatever their length.
+_KNOWN_WEAK_SECRETS = {"changeme", "change-me", "change_me", "secret", "secretkey", "secret-key", "password", "django",
+                       "slipway", "test", "dev", "default", "insecure", "xxx"}  # fmt: skip
+SECRET_MIN_LENGTH = 50
+SECRET_MIN_DISTINCT = 16
+
+
+def envsecret(name: str) -> str:
+    """A signing key from `name` (or `<name>_FILE`) that is long and random enough for production.
+
+    Django's own check only warns; a weak key lets anyone who guesses it forge sessions, password
+    reset links and signed values, so production refuses to start with one."""
+    value = envstr(name)
+    length, distinct = len(value), len(set(value))
+    problem = None
+    if value.strip().lower() in _KNOWN_WEAK_SECRETS or value.lower().startswith("django-insecure-"):
+        problem = "is a well-known placeholder"
+    elif length < SECRET_MIN_LENGTH:
+        problem = f"has only {length} characters"
+    elif distinct < SECRET_MIN_DISTINCT:
+        problem = f"uses only {distinct} different characters"
+    if problem:
+        raise ImproperlyConfigured(
+            f"{name} {problem}, too weak for production: use at least {SECRET_MIN_LENGTH} random characters, "
+            "e.g. the output of python3 -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
     return value

@@ -84,5 +84,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=5 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=8)"]
 ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]
-# --timeout 600: large model uploads stream through one request.
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers \"${WEB_CONCURRENCY:-3}\" --threads \"${WEB_THREADS:-8}\" --keep-alive 65 --timeout 600"]
+# Sizes (WEB_CONCURRENCY, WEB_THREADS), timeouts, request limits and gunicorn's own error
+# answers (JSON, like the API's) are in gunicorn.conf.py, shared with docker-compose.yml and `make run`.
+CMD ["gunicorn", "--config", "platform/docker/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "config.wsgi:application"]

@@ -3,8 +3,12 @@ limits per token, ordering on lists, one error body."""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
@@ -136,3 +140,106 @@ def test_lists_take_an_ordering(personas):
     assert names == ["a-model", "b-model", "c-model"]
     newest = [m["slug"] for m in client.get("/api/v1/models/").json()["results"]]
     assert newest == ["c-model", "a-model", "b-model"]  # default: newest first
+
+
+def _integer_query_filters() -> list[tuple[str, str]]:
+    """(path, name) of every integer query parameter a list endpoint documents."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    found = []
+    for path, operations in schema["paths"].items():
+        for parameter in operations.get("get", {}).get("parameters", []):
+            if parameter["in"] == "query" and parameter["schema"].get("type") == "integer":
+                found.append((path, parameter["name"]))
+    return found
+
+
+def test_integer_filters_refuse_values_no_column_holds_with_a_400(personas):
+    from apps.core.api.pagination import DefaultPagination
+
+    filters = _integer_query_filters()
+    assert ("/api/v1/deployments/", "version") in filters
+    client = client_for(personas.admin)
+    for path, name in filters:
+        url = path.replace("{slug}", "vision").replace("{id}", "1").replace("{delivery_id}", "1")
+        for value in ("99999999999999999999999", "9223372036854775808", "-1", "²", "1" * 5000):
+            response = client.get(url, {name: value})
+            assert response.status_code < 500, (path, name, value)
+            if name == DefaultPagination.page_size_query_param:
+                continue  # a page size out of range means the largest page (max_page_size)
+            assert response.status_code == 400, (path, name, value, response.content[:200])
+            body = response.json()
+            assert body["code"] == f"invalid_{name}" and "9223372036854775807" in body["message"], body
+        assert client.get(url, {name: str(2**63 - 1)}).status_code in (200, 404), (path, name)
+
+
+def test_a_json_body_nested_too_deep_is_a_400_on_every_create_endpoint(personas):
+    client = client_for(personas.admin)
+    for route, _ in _post_views():
+        url = "/" + route.replace("<slug:slug>", "vision").replace("<int:pk>", "1").replace("<int:delivery_id>", "1")
+        for body in ("[" * 100_000, "[" * 65 + "]" * 65):
+            response = client.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep-1")
+            assert response.status_code == 400, (url, response.content[:200])
+            body = response.json()
+            assert body["code"] == "parse_error" and "nested more than 64 levels" in body["message"]
+    assert not IdempotencyRecord.objects.exists()
+    # a body within the bound is read as usual
+    nested = {"name": "deep", "scopes": ["read"], "note": [[[[["ok"]]]]]}
+    assert client.post("/api/v1/tokens/", nested, format="json").status_code == 201
+
+
+# ---- a database that can't be used, a full disk: say which (security review, issue 14) ----
+
+
+def _failing_workers_list(monkeypatch, exc: Exception) -> None:
+    from apps.runtimes.api.views import WorkerList
+
+    def fail(self):
+        raise exc
+
+    monkeypatch.setattr(WorkerList, "get_queryset", fail)
+
+
+def _sqlite_error(message: str, code: int) -> OperationalError:
+    cause = sqlite3.OperationalError(message)
+    cause.sqlite_errorcode = code  # what sqlite3 sets (Python 3.11+)
+    error = OperationalError(message)
+    error.__cause__ = cause
+    return error
+
+
+def test_on_sqlite_a_full_disk_names_the_database_file_not_postgresql(personas, monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    monkeypatch.setitem(connection.settings_dict, "NAME", "/srv/slipway/var/slipway.sqlite3")
+    _failing_workers_list(monkeypatch, _sqlite_error("database or disk is full", 13))
+    response = client_for(personas.viewer).get("/api/v1/workers/")
+    assert response.status_code == 503 and response["Retry-After"]
+    body = response.json()
+    assert body["code"] == "disk_full"
+    assert body["message"].startswith("The disk holding /srv/slipway/var/slipway.sqlite3 is full")
+    assert "PostgreSQL" not in body["message"]
+
+    _failing_workers_list(monkeypatch, _sqlite_error("database is locked", 5))
+    body = client_for(personas.viewer).get("/api/v1/workers/").json()
+    assert body["code"] == "database_unavailable"
+    assert "the SQLite file /srv/slipway/var/slipway.sqlite3" in body["message"] and "locked" in body["message"]
+    assert "PostgreSQL" not in body["message"]
+
+
+def test_on_postgresql_an_outage_names_the_server(personas, monkeypatch):
+    _failing_workers_list(monkeypatch, OperationalError("connection refused"))
+    body = client_for(personas.viewer).get("/api/v1/workers/").json()
+    assert body["code"] == "database_unavailable" and "the PostgreSQL server at 127.0.0.1:5432" in body["message"]
+    assert "SQLite" not in body["message"]
+
+
+def test_a_full_disk_outside_the_database_names_the_disk(personas, monkeypatch, settings):
+    spool = settings.DATA_DIR / "tmp" / "spool-file"
+    _failing_workers_list(monkeypatch, OSError(errno.ENOSPC, "No space left on device", str(spool)))
+    response = client_for(personas.viewer).get("/api/v1/workers/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "disk_full" and body["message"].startswith(f"The disk holding {spool} is full")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from apps.jobs import services
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import ModelVersion, VersionStatus
 from tests.factories import ModelVersionFactory
+from workers.engine.sandbox import SandboxError
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +185,35 @@ def test_the_default_plan_is_inspect_then_validate_and_optimize_per_profile_on_i
         *[(kind, "gpu", "nvidia-gpu") for kind in per_profile],
         *[(kind, "cpu", "x86-cpu") for kind in per_profile],
     ]
+
+
+@pytest.mark.parametrize(
+    ("raised", "where"),
+    [
+        # in the worker itself: copying the model into the job's work folder
+        (OSError(errno.ENOSPC, "No space left on device", "/srv/slipway/work/job-1/model.onnx"), "/srv/slipway/work"),
+        # in the sandboxed child, which reports the error as text
+        (
+            SandboxError(
+                "engine_error",
+                "Optimize failed with an unexpected OSError: [Errno 28] No space left on device: "
+                "'/srv/slipway/work/job-1/out/model.fp16.onnx'",
+            ),
+            "/srv/slipway/work/job-1/out/model.fp16.onnx",
+        ),
+    ],
+)
+def test_a_full_disk_inside_a_step_fails_it_naming_the_disk_not_as_an_internal_error(sent, monkeypatch, raised, where):
+    from workers.tasks import pipeline
+
+    def step(job, progress):
+        raise raised
+
+    monkeypatch.setitem(pipeline.STEPS, JobKind.INSPECT, step)
+    run = _start()
+    first = run.jobs.get(sequence=0)
+    assert pipeline.run_job(first.pk) == "failed"
+    first.refresh_from_db()
+    assert first.status == JobStatus.FAILED and first.error_code == "disk_full", first.error
+    assert first.error.startswith(f"The disk holding {where}") and "is full" in first.error
+    assert "report it" not in first.error and "internal error" not in first.error

@@ -42,6 +42,18 @@ def test_every_operation_documents_the_error_body():
             }
 
 
+def test_every_operation_documents_what_the_web_server_answers_on_its_own():
+    """gunicorn answers a URL too long (414) and headers too large (431) before Django sees the
+    request (platform/docker/gunicorn.conf.py), in the same error body: every operation lists both."""
+    schema = yaml.safe_load(_generated())
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status in ("414", "431"):
+                response = operation["responses"].get(status)
+                assert response and response["content"]["application/json"]["schema"] == error, (method, path, status)
+
+
 @pytest.mark.django_db
 def test_schema_and_docs_are_served_to_signed_in_users_only(personas):
     assert APIClient().get("/api/schema/").status_code == 401

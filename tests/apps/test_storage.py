@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 from pathlib import Path
 
 import pytest
 
-from apps.registry.storage import AtomicFileSystemStorage, blob_key, put_blob
+from apps.registry.storage import AtomicFileSystemStorage, StorageFull, blob_key, put_blob
 
 
 def test_blob_key_is_derived_from_the_hash_and_refuses_anything_else():
@@ -40,3 +41,15 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError):
         storage.save("blobs/x", File(Exploding(b"abc"), name="x"))
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_full_disk_is_storage_full_naming_the_artifact_folder(settings, monkeypatch):
+    def no_room(self, name, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(AtomicFileSystemStorage, "_save", no_room)
+    data = b"weights" * 100
+    with pytest.raises(StorageFull) as raised:
+        put_blob(io.BytesIO(data), hashlib.sha256(data).hexdigest())
+    assert raised.value.code == "storage_full"
+    assert raised.value.message.startswith(f"The disk holding {settings.ARTIFACT_ROOT} is full")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -87,6 +89,22 @@ def test_token_management_needs_a_session_or_admin_scope(personas):
     assert response.status_code == 403 and "needs 'admin'" in response.json()["message"]
 
 
+def test_a_token_never_creates_a_token_with_a_scope_it_lacks(personas):
+    _, value = ApiToken.issue(personas.admin, "ops", ["read", "admin"])
+    bearer = APIClient(HTTP_AUTHORIZATION=f"Bearer {value}")
+    refused = bearer.post("/api/v1/tokens/", {"name": "more", "scopes": ["read", "approve", "deploy"]}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "token_scope"
+    assert "approve, deploy" in refused.json()["message"] and "lacks" in refused.json()["message"]
+    assert ApiToken.objects.count() == 1 and not AuditEvent.objects.filter(action="token.created").exists()
+    # scopes it holds itself are fine
+    assert bearer.post("/api/v1/tokens/", {"name": "reader", "scopes": ["read"]}, format="json").status_code == 201
+    # a browser session is limited by the user's role, as before
+    session = client_for(personas.admin).post(
+        "/api/v1/tokens/", {"name": "release", "scopes": ["approve", "deploy"]}, format="json"
+    )
+    assert session.status_code == 201 and session.json()["scopes"] == ["approve", "deploy"]
+
+
 def test_admin_manages_members_and_the_trail_records_it(personas):
     from tests.factories import UserFactory
 
@@ -108,3 +126,26 @@ def test_admin_manages_members_and_the_trail_records_it(personas):
     last = admin.patch("/api/v1/teams/vision/members/ada/", {"role": "viewer"}, format="json")
     assert last.status_code == 409 and "last admin" in last.json()["message"]
     assert Membership.objects.get(user=personas.admin).role == "admin"
+
+
+@pytest.mark.parametrize("days", [0, -5, 10_000])
+def test_create_token_command_refuses_what_the_api_refuses(personas, days):
+    """`manage.py create_token --days 0` made a token that never expired; the API never does."""
+    api = client_for(personas.owner).post(
+        "/api/v1/tokens/", {"name": "ci", "scopes": ["read"], "expires_in_days": days}, format="json"
+    )
+    assert api.status_code == 400
+    with pytest.raises(CommandError, match="--days must be between 1 and"):
+        call_command("create_token", personas.owner.username, "--days", str(days), stdout=io.StringIO())
+    assert not ApiToken.objects.exists()
+
+
+def test_create_token_command_issues_an_expiring_audited_token(personas):
+    out = io.StringIO()
+    call_command("create_token", personas.owner.username, "--days", "30", "--scopes", "read", stdout=out)
+    token = ApiToken.objects.get()
+    assert out.getvalue().strip().startswith(f"slw_{token.key_id}_")
+    assert token.expires_at is not None and token.expires_at - timezone.now() <= timedelta(days=30)
+    assert AuditEvent.objects.filter(action="token.created").exists()
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("create_token", personas.owner.username, "--scopes", "read,root", stdout=io.StringIO())

@@ -10,6 +10,7 @@ from apps.jobs.management.commands.run_worker import hardware_queues, worker_que
 from apps.runtimes import services
 from apps.runtimes.models import Worker
 from tests.conftest import client_for
+from tests.factories import ModelVersionFactory
 from workers.engine.hardware import describe_hardware
 
 pytestmark = pytest.mark.django_db
@@ -60,3 +61,36 @@ def test_a_machine_without_gpus_serves_only_cpu_profiles(monkeypatch):
     monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: ("a gpu",))
     assert hardware_queues() == ["default", "cpu", "gpu"]
     assert worker_queues(["cpu"], with_imports=False) == ["cpu"]
+
+
+def test_a_step_no_live_worker_serves_says_so_instead_of_waiting_silently(personas, settings, monkeypatch):
+    from apps.jobs import services as jobs
+    from apps.jobs.models import JobKind
+
+    monkeypatch.setattr(jobs, "_send", lambda *a, **k: None)
+    version = ModelVersionFactory(model__team=personas.team)
+    run = jobs.start_pipeline(version, version.created_by, steps=[jobs.PlannedStep(JobKind.INSPECT)])
+    job = run.jobs.get()
+    client = client_for(personas.viewer)
+
+    def notes() -> tuple[str | None, str | None]:
+        detail = client.get(f"/api/v1/versions/{version.pk}/").json()
+        listed = detail["latest_run"]["jobs"][0]["worker_note"]
+        return listed, client.get(f"/api/v1/jobs/{job.pk}/").json()["worker_note"]
+
+    # queued, and no worker at all
+    listed, alone = notes()
+    assert listed == alone and alone.startswith("No live worker serves the queue 'cpu': this step waits")
+    # a live worker on that queue: nothing to say
+    _register("cpu@box-1")
+    assert notes() == (None, None)
+    # running, and its worker died (no heartbeat for WORKER_STALE_AFTER_SECONDS)
+    jobs.claim(job.pk, "cpu@box-1", "task-1")
+    Worker.objects.update(last_heartbeat_at=timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS + 1))
+    listed, alone = notes()
+    assert listed == alone and "the worker running this step stopped" in alone
+    # a worker that signed off counts as gone too; the restarted one (same name) brings it back
+    services.mark_stopped("cpu@box-1")
+    assert "No live worker serves the queue 'cpu'" in notes()[1]
+    _register("cpu@box-1")
+    assert notes() == (None, None)

@@ -302,7 +302,8 @@ def test_a_full_artifact_storage_refuses_uploads_with_507_and_fails_steps_readab
         assert refused.status_code == 507, refused.text
         body = refused.json()
         assert set(body) == {"code", "message", "fields"} and body["code"] == "storage_full"
-        assert "storage is full" in body["message"] and body["message"].endswith(".")
+        # the sentence names the disk that is full: the one holding the artifact folder
+        assert f"The disk holding {artifacts} is full" in body["message"] and body["message"].endswith(".")
         # Nothing of the refused upload stays; what was accepted before is whole.
         assert not _partials(artifacts)
         versions = services.sql(
@@ -325,7 +326,7 @@ def test_a_full_artifact_storage_refuses_uploads_with_507_and_fails_steps_readab
         assert body["status"] == "failed"
         optimize = next(j for j in services.jobs(first) if j[0] == "optimize")
         assert optimize[1] == "failed" and optimize[3] == "storage_full", optimize
-        assert optimize[4].startswith("Slipway's artifact storage is full") and optimize[4].endswith(".")
+        assert optimize[4].startswith(f"The disk holding {artifacts} is full") and optimize[4].endswith(".")
         assert body["status_reason"] == f"Optimize: {optimize[4]}"
         assert not _partials(artifacts)
         assert services.worker.alive()

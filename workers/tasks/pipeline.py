@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
+from apps.core.diskspace import disk_full_message, out_of_space, reported_out_of_space
 from apps.jobs import services
 from apps.jobs.models import Job
 from apps.registry.storage import StorageFull
@@ -83,6 +84,12 @@ def _retrying_database(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             delay = min(delay * 2, 5.0)
 
 
+def _fail_disk_full(job: Job, path: str, log: str) -> None:
+    step = job.get_kind_display().lower()
+    message = disk_full_message(path, f"the {step} step could not write its files and stopped", "re-run the pipeline")
+    _retrying_database(services.fail, job, "disk_full", message, log=log)
+
+
 @shared_task(
     name=services.RUN_JOB_TASK,
     bind=True,
@@ -113,7 +120,11 @@ def run_job(self: object, job_id: int) -> str:
         _retrying_database(services.fail, job, exc.code, exc.message)
         return "failed"
     except SandboxError as exc:
-        _retrying_database(services.fail, job, exc.code, exc.message, log=exc.log[-20000:])
+        full = reported_out_of_space(exc.message, settings.WORK_DIR)
+        if full is not None:
+            _fail_disk_full(job, full, log=exc.log[-20000:])
+        else:
+            _retrying_database(services.fail, job, exc.code, exc.message, log=exc.log[-20000:])
         return "failed"
     except StorageFull as exc:
         # Not an internal error: the disk is full, and the sentence says what to do.
@@ -134,6 +145,12 @@ def run_job(self: object, job_id: int) -> str:
         logger.warning("job %s (%s) lost the database mid-step; the reconciler will retry it", job.pk, job.kind)
         return "interrupted"
     except Exception as exc:
+        full = out_of_space(exc, settings.WORK_DIR)
+        if full is not None:
+            # A full disk is the server's condition, not a bug to report: say which disk.
+            logger.warning("job %s (%s) stopped: the disk holding %s is full", job.pk, job.kind, full)
+            _fail_disk_full(job, full, log=traceback.format_exc()[-20000:])
+            return "failed"
         logger.exception("job %s (%s) failed unexpectedly", job.pk, job.kind)
         _retrying_database(
             services.fail,

@@ -28,17 +28,76 @@ class Conflict(ApiError):
 
 # How long a client is asked to wait (Retry-After) while the database is unavailable.
 DATABASE_RETRY_AFTER_SECONDS = 5
-DATABASE_UNAVAILABLE_MESSAGE = (
-    "Slipway's database is not answering right now (unreachable, restarting or overloaded), so the request "
-    "was not carried out. Retry in a few seconds; if it persists, ask an admin to check the PostgreSQL server."
-)
+SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
+POSTGRESQL_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
-class DatabaseUnavailable(ApiError):
-    """The database could not be reached: a 503 the client may retry, never a 500."""
+class ServiceUnavailable(ApiError):
+    """The database could not be used, or a disk is full: a 503 the client may retry, never a
+    500. The message names the database this install really uses, or the disk that is full."""
 
-    def __init__(self) -> None:
-        super().__init__("database_unavailable", DATABASE_UNAVAILABLE_MESSAGE, status.HTTP_503_SERVICE_UNAVAILABLE)
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def database_problem(exc: BaseException | None = None) -> ServiceUnavailable:
+    """The 503 for a database error that is the server's condition, not the request's fault:
+    the SQLite file (by path) or the PostgreSQL server (by address), and a full disk as such."""
+    from django.db import connection
+
+    from apps.core.diskspace import disk_full_message, out_of_space
+
+    db = connection.settings_dict
+    cause = exc.__cause__ if exc is not None else None
+    not_done = "the request was not carried out"
+    if connection.vendor == "sqlite":
+        path = str(db.get("NAME"))
+        full = getattr(cause, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc or "")
+        if full or (exc is not None and out_of_space(exc, path)):
+            return ServiceUnavailable(
+                "disk_full", disk_full_message(path, f"Slipway's SQLite database can't record anything and {not_done}")
+            )
+        return ServiceUnavailable(
+            "database_unavailable",
+            f"Slipway's database, the SQLite file {path}, can't be used right now ({_short(exc)}), so {not_done}. "
+            "Retry in a few seconds; if it persists, check that the file and its folder exist and are writable "
+            "and that the disk holding it has free space.",
+        )
+    if connection.vendor == "postgresql":
+        server = f"the PostgreSQL server at {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"
+        if getattr(cause, "sqlstate", None) == POSTGRESQL_DISK_FULL:
+            return ServiceUnavailable(
+                "disk_full",
+                f"The disk of Slipway's database, {server}, is full, so {not_done}. "
+                "Ask an admin to free space on the database server, then try again.",
+            )
+        return ServiceUnavailable(
+            "database_unavailable",
+            f"Slipway's database, {server}, is not answering right now (unreachable, restarting or overloaded), "
+            f"so {not_done}. Retry in a few seconds; if it persists, ask an admin to check that server.",
+        )
+    return ServiceUnavailable(
+        "database_unavailable",
+        f"Slipway's database ({connection.display_name} {db.get('NAME')}) can't be used right now, so {not_done}. "
+        "Retry in a few seconds; if it persists, ask an admin to check it.",
+    )
+
+
+def disk_full(exc: BaseException) -> ServiceUnavailable | None:
+    """A 503 naming the full disk, when `exc` is running out of space outside the database."""
+    from django.conf import settings
+
+    from apps.core.diskspace import disk_full_message, out_of_space
+
+    path = out_of_space(exc, settings.DATA_DIR)
+    if path is None:
+        return None
+    return ServiceUnavailable("disk_full", disk_full_message(path, "the request was not carried out"))
+
+
+def _short(exc: BaseException | None) -> str:
+    text = " ".join(str(exc or "").split())
+    return text[:200] or "no details"
 
 
 def _flatten(detail: Any) -> Any:
@@ -62,10 +121,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             "Check the fields you sent.",
         )
     elif isinstance(exc, OperationalError | InterfaceError):
-        # PostgreSQL is down or restarting (connection refused, terminated, shutting down): the
-        # server's condition, not the request's and not a bug. A 503 with Retry-After tells
-        # clients and load balancers to come back; a 500 would page someone for nothing.
-        exc = DatabaseUnavailable()
+        # The database is down, restarting, locked or out of disk: the server's condition, not
+        # the request's and not a bug. A 503 with Retry-After tells clients and load balancers
+        # to come back; a 500 would page someone for nothing.
+        exc = database_problem(exc)
+    elif isinstance(exc, OSError) and (full := disk_full(exc)) is not None:
+        exc = full
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found. It does not exist or you have no access to it.")
     elif isinstance(exc, PermissionDenied):
@@ -93,6 +154,6 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             "fields": {},
         }
     response.data = body
-    if isinstance(exc, DatabaseUnavailable):
+    if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response

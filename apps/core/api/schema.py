@@ -2,7 +2,8 @@
 
 Every operation documents the one error body ({code, message, fields}) for the 4xx answers
 it can give, so clients generated from the schema (the browser app, the CLI's users) and
-schemathesis know error shapes as well as success shapes.
+schemathesis know error shapes as well as success shapes. That includes what the web server
+answers on its own (414 for a URL too long, 431 for headers too large), in the same body.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ _ERRORS = {
     "403": "Your role or your token's scope does not allow this; the message says which would.",
     "404": "It does not exist, or it belongs to a team you are not in.",
     "409": "The object's state does not allow this now (e.g. still running, already approved).",
+    "414": "The URL (path and query string) is longer than the web server accepts; gunicorn answers this "
+    "itself (platform/docker/gunicorn.conf.py), before the request reaches the API.",
     "429": "Too many requests for this token; retry after the time in Retry-After.",
-    "503": "The database is briefly unavailable; nothing was done. Retry after the time in Retry-After.",
+    "431": "The request's headers are too many or too large for the web server; gunicorn answers this itself.",
+    "503": "The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was "
+    "done. Retry after the time in Retry-After.",
 }
-_SAFE_ERRORS = ("400", "401", "403", "404", "429", "503")
+_SAFE_ERRORS = ("400", "401", "403", "404", "414", "429", "431", "503")
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

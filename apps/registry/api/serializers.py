@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
 from apps.accounts.models import Team
+from apps.core.api.parsers import JSONField
 from apps.jobs.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
+from apps.runtimes.services import live_queues, no_worker_note
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -49,6 +51,10 @@ class JobSerializer(serializers.ModelSerializer):
     profile: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="slug", read_only=True, allow_null=True, help_text="Null for steps that run once per version."
     )
+    worker_note = serializers.SerializerMethodField(
+        help_text="For a queued or running step: a sentence when no live worker serves its queue (it waits, or "
+        "its worker stopped), instead of it looking queued or running forever. Null otherwise."
+    )
 
     class Meta:
         model = Job
@@ -70,7 +76,19 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "error_code",
+            "worker_note",
         ]
+
+    def get_worker_note(self, job: Job) -> str | None:
+        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return None
+        # One query per answer, however many jobs it lists (the context is the whole answer's dict).
+        context = cast(dict[str, Any], self.context)
+        if "live_queues" not in context:
+            context["live_queues"] = live_queues()
+        if job.queue in context["live_queues"]:
+            return None
+        return no_worker_note(job.queue, running=job.status == JobStatus.RUNNING)
 
 
 class JobDetailSerializer(JobSerializer):
@@ -144,7 +162,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
 
     def get_latest_run(self, version: ModelVersion) -> dict[str, Any] | None:
         run = self._latest_run(version)
-        return RunSerializer(run).data if run else None
+        return RunSerializer(run, context=self.context).data if run else None
 
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:
         """Each finished step's report from the latest run: by step kind, then by profile for
@@ -208,7 +226,7 @@ class VersionUploadSerializer(serializers.Serializer):
         default="",
         help_text="Comma-separated hardware profile slugs (default: the server's SLIPWAY_DEFAULT_PROFILES).",
     )
-    inputs = serializers.JSONField(
+    inputs = JSONField(
         required=False,
         help_text="Input signature for formats that don't carry one, e.g. "
         '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic.',
@@ -218,7 +236,7 @@ class VersionUploadSerializer(serializers.Serializer):
         allow_empty_file=True,
         help_text="Inputs every variant is compared on against the FP32 reference: an .npz, one array per input.",
     )
-    tolerance = serializers.JSONField(
+    tolerance = JSONField(
         required=False,
         help_text='Accuracy tolerance, e.g. {"max_abs_error": 1e-3, "min_cosine": 0.999, "min_top1_agreement": 0.99}. '
         "Defaults come from the hardware profile; the model's own overrides win.",
@@ -227,7 +245,7 @@ class VersionUploadSerializer(serializers.Serializer):
         choices=["p99_latency_batch1", "throughput_within_p99_budget"], required=False, default="p99_latency_batch1"
     )
     p99_budget_ms = serializers.FloatField(required=False, allow_null=True, default=None)
-    benchmark = serializers.JSONField(
+    benchmark = JSONField(
         required=False,
         help_text='Benchmark sweep, e.g. {"batch_sizes": [1, 8], "concurrency": [1, 4]}; '
         "the hardware profile's defaults otherwise.",

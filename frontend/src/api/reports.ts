@@ -23,6 +23,9 @@ export interface Job {
   finished_at: string | null;
   error: string;
   error_code: string;
+  // Set while the step is queued or running and no live worker serves its queue (optional:
+  // servers before it did not send it).
+  worker_note?: string | null;
 }
 
 export interface PipelineRun {

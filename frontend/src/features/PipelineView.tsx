@@ -74,6 +74,11 @@ function StepRow({ job, now }: { job: Job; now: number }) {
         {message}
         {running && job.heartbeat_at ? ` · heartbeat ${formatRelative(job.heartbeat_at, now)}` : ""}
       </div>
+      {job.worker_note ? (
+        <div className="step-message small text-warn" role="status">
+          {job.worker_note}
+        </div>
+      ) : null}
       {job.status === "failed" && job.error ? (
         <div className="step-error" role="alert">
           <strong>{label} failed:</strong> {job.error}

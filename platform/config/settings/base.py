@@ -8,12 +8,20 @@ from typing import Any
 
 import dj_database_url
 
-from config.env import envbool, envchoice, envint, envlist, envstr
+from config.env import envbool, envchoice, envdirs, envint, envlist, envstr
+from config.runtime_files import confine_to_data_dir, switch_off_telemetry
 
 REPO_DIR = Path(__file__).resolve().parents[3]
 # Everything the platform writes at run time (SQLite file, local artifacts, the embedded
 # broker's queue folder) lives under one directory so a deployment mounts one volume.
 DATA_DIR = Path(envstr("SLIPWAY_DATA_DIR", str(REPO_DIR / "var"))).resolve()
+# So do the files the runtimes write on their own (caches, scratch, telemetry ids): HOME, the
+# XDG folders and TMPDIR of this process and its children point under DATA_DIR, and the
+# runtimes' telemetry is off (config/runtime_files.py). The test settings only switch telemetry off.
+if envbool("SLIPWAY_CONFINE_FILES", True):
+    confine_to_data_dir(DATA_DIR)
+else:
+    switch_off_telemetry()
 
 SECRET_KEY = envstr("SLIPWAY_SECRET_KEY")
 DEBUG = envbool("SLIPWAY_DEBUG", False)
@@ -185,6 +193,12 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "apps.accounts.permissions.TokenScopePermission",
     ],
+    # DRF's three parsers, with JSON nesting bounded (a 100,000-deep body is a 400, not a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
@@ -255,13 +269,17 @@ IDEMPOTENCY_TTL_HOURS = envint("SLIPWAY_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = DATA_DIR / "broker"
-    for _folder in ("queue", "processed", "control"):
+    for _folder in ("queue", "processed", "control", "quarantine"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    # kombu's transport, except that a message file it can't read (a full disk leaves them
+    # empty) is set aside in the quarantine folder instead of stopping the worker.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
+        "quarantine_folder": str(_broker_dir / "quarantine"),
         "store_processed": False,
     }
 else:
@@ -293,6 +311,18 @@ RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, mi
 DEPLOY_MAX_ATTEMPTS = envint("SLIPWAY_DEPLOY_MAX_ATTEMPTS", 5, minimum=1)
 DEPLOY_RETRY_BASE_SECONDS = envint("SLIPWAY_DEPLOY_RETRY_BASE_SECONDS", 15, minimum=1)
 TARGET_HEALTH_INTERVAL_SECONDS = envint("SLIPWAY_TARGET_HEALTH_INTERVAL_SECONDS", 60, minimum=5)
+# Folders under which serving targets' local model repositories may be (comma-separated).
+# Slipway writes and removes model entries there; system folders and its own code are refused
+# whatever is listed (workers.engine.targets.base.check_repository_folder).
+TARGET_ROOTS = envdirs("SLIPWAY_TARGET_ROOTS", [DATA_DIR / "model-repositories"])
+for _root in TARGET_ROOTS:
+    if (_root == REPO_DIR or _root in REPO_DIR.parents or REPO_DIR in _root.parents) and DATA_DIR not in _root.parents:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"SLIPWAY_TARGET_ROOTS lists {_root}, which is, holds or lies inside Slipway's code ({REPO_DIR}) "
+            f"outside its data folder ({DATA_DIR}); list folders of their own for model repositories."
+        )
 
 # Limits for the sandboxed subprocess that opens untrusted model files.
 SANDBOX_MEMORY_BYTES = envint("SLIPWAY_SANDBOX_MEMORY_BYTES", 8 * 2**30, minimum=64 * 2**20)

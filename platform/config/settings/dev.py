@@ -1,4 +1,4 @@
-"""One-command local run: SQLite, local storage, filesystem broker, a generated secret key."""
+"""One-command local run (`make run`): SQLite, local storage, filesystem broker, a generated secret key."""
 
 import os
 import secrets
@@ -13,6 +13,7 @@ if "SLIPWAY_SECRET_KEY" not in os.environ and "SLIPWAY_SECRET_KEY_FILE" not in o
         _key_file.write_text(secrets.token_urlsafe(50))
         _key_file.chmod(0o600)
     os.environ["SLIPWAY_SECRET_KEY_FILE"] = str(_key_file)
-os.environ.setdefault("SLIPWAY_DEBUG", "true")
+# DEBUG stays off (base: SLIPWAY_DEBUG, default false): `make run` is left running on laptops,
+# and Django's debug pages list every URL and show settings and frame locals to any caller.
 
 from config.settings.base import *  # noqa: E402,F403

@@ -7,6 +7,12 @@ os.environ.setdefault("SLIPWAY_SECRET_KEY", "test-only-not-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/slipway")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SLIPWAY_DATA_DIR", tempfile.mkdtemp(prefix="slipway-test-"))
+# Tests register serving targets in their temporary folders (and, never written, /srv/triton);
+# the tests of the allowed roots themselves narrow this with the `settings` fixture.
+os.environ.setdefault("SLIPWAY_TARGET_ROOTS", f"{tempfile.gettempdir()},/srv/triton")
+# The test run keeps its own HOME and temp folder (browsers, npm and schemathesis use them);
+# the runtimes' telemetry is still off.
+os.environ.setdefault("SLIPWAY_CONFINE_FILES", "false")
 
 from config.settings.base import *  # noqa: F403
 

@@ -1,0 +1,44 @@
+import { render, screen } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import type { Job, PipelineRun } from "../api/reports";
+import { PipelineView } from "./PipelineView";
+
+const job: Job = {
+  id: 7,
+  kind: "inspect",
+  profile: null,
+  sequence: 0,
+  status: "queued",
+  queue: "cpu",
+  progress: 0,
+  progress_message: "",
+  attempt: 0,
+  max_attempts: 3,
+  worker_host: "",
+  enqueued_at: "2026-12-02T10:00:00Z",
+  started_at: null,
+  heartbeat_at: null,
+  finished_at: null,
+  error: "",
+  error_code: "",
+  worker_note: null,
+};
+
+function run(jobs: Job[]): PipelineRun {
+  return { id: 1, status: "queued", created_at: "2026-12-02T10:00:00Z", started_at: null, finished_at: null, jobs };
+}
+
+describe("PipelineView", () => {
+  it("says when no live worker serves a step's queue, instead of only 'waiting'", () => {
+    const note =
+      "No live worker serves the queue 'cpu': this step waits until a worker that takes this queue is running (see the Workers page).";
+    render(<PipelineView run={run([{ ...job, worker_note: note }])} />);
+    expect(screen.getByRole("status").textContent).toBe(note);
+  });
+
+  it("shows no note while a worker serves the queue", () => {
+    render(<PipelineView run={run([job])} />);
+    expect(screen.queryByText(/No live worker/)).toBeNull();
+    expect(screen.getByText(/queued on cpu, waiting for a worker/)).toBeTruthy();
+  });
+});
