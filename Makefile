@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots
+.PHONY: run test test-fast setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots
 
 # The browser app (frontend/, Node.js 20.19+): `npm ci` when the lockfile changes, a Vite build
 # into frontend/dist (collected by Django, served by WhiteNoise) when a source changes.
@@ -49,6 +49,10 @@ migrations-check:
 
 pytest:
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## Day-to-day: lint and the unit tests (no integration, slow, browser or GPU tests).
+test-fast: setup services lint
+	$(VENV)/bin/pytest -q -m "not integration and not slow and not e2e and not gpu" $(PYTEST_ARGS)
 
 ## Refresh docs/screenshots/ (the README's) from the end-to-end browser journey.
 screenshots: setup frontend services
