@@ -271,7 +271,9 @@ def test_missing_outputs_and_other_shapes_fail_with_a_reason() -> None:
 def test_outputs_across_samples_are_compared_together() -> None:
     reference = [{"logits": np.array([[0.0, 1.0]])}, {"logits": np.array([[1.0, 0.0]])}]
     variant = [{"logits": np.array([[0.0, 1.0]])}, {"logits": np.array([[0.4, 0.6]])}]
-    result = compare_variant(reference, variant, Tolerance(max_abs_error=0.1, min_cosine=0.0, min_top1_agreement=0.5))
+    # A deliberately lenient tolerance, the slices' included (their own rule is tested below).
+    lenient = Tolerance(max_abs_error=0.1, min_cosine=0.0, min_top1_agreement=0.5, min_slice_sqnr_db=0.0)
+    result = compare_variant(reference, variant, lenient)
     assert result.passed and result.samples == 2
     assert result.outputs[0].top1_agreement == 0.5
     assert result.outputs[0].max_abs_error == pytest.approx(0.6)
@@ -344,3 +346,106 @@ def test_optional_limits_are_checked_when_set() -> None:
     assert not result.passed
     assert result.reasons[0].startswith("The 99th-percentile abs error on 'y' is 0.49")
     assert result.reasons[1] == "Max rel error on 'y' is 0.005, above the limit 0.001."
+
+
+# --- parts of an output judged on their own ---------------------------------------------------
+
+
+def _detector(path: Path, pixels: float, classes: int = 80) -> Path:
+    """A YOLO-style head: one output [1, anchors, 4 + classes] holding box coordinates in
+    pixels (0..`pixels`) beside sigmoid class scores in [0, 1]."""
+    rng = np.random.default_rng(0)
+    anchors = 16 * 16
+    weights = {
+        "w1": rng.normal(0, 0.3, (16, 3, 3, 3)),
+        "wb": rng.normal(0, 0.3, (4, 16, 1, 1)),
+        "ws": rng.normal(0, 0.3, (classes, 16, 1, 1)),
+    }
+    initializers = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()]
+    initializers += [
+        numpy_helper.from_array(np.array([1, 4, anchors], np.int64), "boxes_shape"),
+        numpy_helper.from_array(np.array([1, classes, anchors], np.int64), "scores_shape"),
+        numpy_helper.from_array(np.array(pixels, np.float32), "pixels"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["h"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Conv", ["hr", "wb"], ["b"]),
+        helper.make_node("Sigmoid", ["b"], ["bs"]),
+        helper.make_node("Mul", ["bs", "pixels"], ["bp"]),
+        helper.make_node("Reshape", ["bp", "boxes_shape"], ["boxes"]),
+        helper.make_node("Conv", ["hr", "ws"], ["s"]),
+        helper.make_node("Sigmoid", ["s"], ["ss"]),
+        helper.make_node("Reshape", ["ss", "scores_shape"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["joined"], axis=1),
+        helper.make_node("Transpose", ["joined"], ["detections"], perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "detector",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, anchors, 4 + classes])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def _static_int8(original: Path, dest: Path) -> Path:
+    """onnxruntime's static QDQ quantization, as the `ort-int8-static-qdq` variant builds it:
+    the concatenated output gets one scale, set by the box coordinates."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(1)
+
+    class Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter([{"image": rng.uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(str(original), str(dest), Images(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
+    return dest
+
+
+@pytest.mark.parametrize("pixels", [640.0, 160.0])
+def test_a_detector_whose_class_scores_collapse_fails_naming_the_score_slice(tmp_path: Path, pixels: float) -> None:
+    """At 640 px every score rounds to 0 (the issue's detector); at 160 px to three levels. The
+    whole output still agrees to a cosine above 0.999: only the slices tell."""
+    original = _detector(tmp_path / "detector.onnx", pixels)
+    variant = _static_int8(original, tmp_path / "detector-int8.onnx")
+    backend = OnnxRuntimeCpuBackend()
+    inputs = [{"image": np.random.default_rng(i).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)} for i in range(4)]
+    reference, outputs = (run_session(backend.load(path), inputs) for path in (original, variant))
+    ref = np.concatenate([run["detections"].ravel() for run in reference]).astype(np.float64)
+    got = np.concatenate([run["detections"].ravel() for run in outputs]).astype(np.float64)
+    assert float(ref @ got / np.linalg.norm(ref) / np.linalg.norm(got)) > 0.999  # the premise
+
+    verdict = compare_variant(reference, outputs, Tolerance())
+    assert not verdict.passed
+    [output] = verdict.outputs
+    assert output.cosine is not None and output.cosine > 0.999
+    [slices] = [reason for reason in output.reasons if "slices on axis 2" in reason]
+    assert "index 4-83" in slices, slices  # the 80 score columns, none of the 4 box columns
+    assert "signal-to-noise ratio" in slices and "whole output's cosine" in slices
+    if pixels == 640.0:
+        assert "went (nearly) constant" in slices
+    assert output.worst_slice is not None and output.worst_slice.startswith("axis 2, index ")
+    assert output.worst_slice_sqnr_db is not None and output.worst_slice_sqnr_db < 6
+
+
+def test_a_faithful_int8_detector_keeps_every_slice(tmp_path: Path) -> None:
+    """The same head with scores and boxes on comparable scales: no slice is lost, and the
+    worst slice's ratio is reported."""
+    original = _detector(tmp_path / "detector.onnx", pixels=1.0)
+    variant = _static_int8(original, tmp_path / "detector-int8.onnx")
+    backend = OnnxRuntimeCpuBackend()
+    inputs = [{"image": np.random.default_rng(i).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)} for i in range(4)]
+    verdict = compare_variant(*(run_session(backend.load(p), inputs) for p in (original, variant)), Tolerance())
+    assert verdict.passed, verdict.reasons
+    assert verdict.outputs[0].worst_slice_sqnr_db is not None and verdict.outputs[0].worst_slice_sqnr_db >= 6

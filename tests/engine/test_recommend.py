@@ -136,7 +136,7 @@ def test_a_faster_variant_that_breaks_accuracy_never_wins() -> None:
         (lost,) = result.others
         assert lost.name == "ort-int8" and lost.value is None
         assert lost.reason == (
-            "Failed parity: cosine similarity on 'logits' is 0.2, below the minimum 0.99 (and 1 more problem)."
+            "Failed parity: cosine similarity on 'logits' is 0.2, below the minimum 0.99 (and 2 more problems)."
         )
 
 

@@ -2,7 +2,10 @@
 
 Every variant of a model runs on the same inputs as the original (the reference), and
 each output is compared: max abs error, max rel error, 99th-percentile abs error, cosine
-similarity and, for classifier-shaped outputs, top-1 agreement. `Tolerance` says how
+similarity and, for classifier-shaped outputs, top-1 agreement; and each slice of an output
+(each index of its last axis, and of its channel axis) on its own, so that a part with small
+values (a detector's class scores beside its box coordinates in pixels) can't collapse behind
+a whole-output statistic. `Tolerance` says how
 close is close enough, and the verdict (`VariantParity`) carries one sentence per
 problem, naming the output, the metric, the value and the limit, so that a user (and the
 recommendation) can say why a variant was turned down.
@@ -55,6 +58,13 @@ class Tolerance:
     `p99_abs_error`. Cosine and top-1 ignore a uniform scale of the outputs; set
     `max_rel_error` or `p99_abs_error` to catch that too. NaN or inf values where the
     reference has none (or the other way round) always fail.
+
+    Whatever the whole output's figures, every slice of it (each index of the last axis, and
+    of axis 1 for outputs of rank 3 or more, on axes of 2 to 1024 entries) whose reference
+    values vary by more than `max_abs_error` must keep a signal-to-noise ratio (the slice's
+    own standard deviation over the RMS of the variant's error on it) of at least
+    `min_slice_sqnr_db`: 6 dB means the error is at most half the slice's own variation, so a
+    slice that went constant, or was rounded to a few levels, fails on its own.
     """
 
     max_abs_error: float = 1e-3
@@ -62,6 +72,7 @@ class Tolerance:
     min_top1_agreement: float = 0.99
     max_rel_error: float | None = None
     p99_abs_error: float | None = None
+    min_slice_sqnr_db: float = 6.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -78,6 +89,8 @@ class Tolerance:
             low, high = (0.0, 1.0) if item.name.startswith("min_") else (0.0, math.inf)
             if item.name == "min_cosine":
                 low = -1.0
+            if item.name == "min_slice_sqnr_db":
+                high = math.inf
             if not low <= value <= high:
                 bounds = f"between {low:g} and {high:g}" if high < math.inf else "zero or more"
                 raise ModelError("invalid_tolerance", f"The tolerance '{item.name}' must be {bounds}, not {value!r}.")
@@ -128,6 +141,9 @@ class OutputComparison:
     top1_agreement: float | None = None
     nonfinite_mismatches: int = 0
     reasons: tuple[str, ...] = ()
+    # The lowest signal-to-noise ratio (dB) of the slices judged on their own, and where it is.
+    worst_slice_sqnr_db: float | None = None
+    worst_slice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -350,9 +366,13 @@ def _compare_output(
             f"Output '{name}' differs from the reference at {other_mismatches} of {ref_all.size} values "
             "where the reference has NaN or inf."
         )
+    slices = _SliceVerdict()
     if max_abs > tolerance.max_abs_error:
-        # Not the same numbers: then the output must keep the model's behaviour.
+        # Not the same numbers: then the output must keep the model's behaviour, as a whole
+        # and in each of its parts.
         behaviour = _behaviour_problems(name, tolerance, top1, cosine, p99_abs, max_rel)
+        slices = _judge_slices(name, refs, gots, tolerance, cosine)
+        behaviour.extend(slices.reasons)
         if behaviour:
             reasons.extend(behaviour)
             reasons.append(f"Max abs error on '{name}' is {max_abs:.3g}, above the limit {tolerance.max_abs_error:g}.")
@@ -366,7 +386,78 @@ def _compare_output(
         top1_agreement=top1,
         nonfinite_mismatches=variant_nonfinite + other_mismatches,
         reasons=tuple(reasons),
+        worst_slice_sqnr_db=slices.worst_sqnr_db,
+        worst_slice=slices.worst,
     )
+
+
+# Axes judged slice by slice: the last one (columns, classes) and, from rank 3, axis 1
+# (channels), when they hold 2 to this many entries.
+_SLICED_AXIS_MAX = 1024
+
+
+@dataclass(frozen=True)
+class _SliceVerdict:
+    reasons: tuple[str, ...] = ()
+    worst_sqnr_db: float | None = None
+    worst: str | None = None
+
+
+def _judge_slices(
+    name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], tolerance: Tolerance, cosine: float
+) -> _SliceVerdict:
+    """Each slice of the output on its own: a part whose error is as large as its own
+    variation fails, however well the whole output agrees."""
+    import numpy as np
+
+    shape = refs[0].shape
+    rank = len(shape)
+    axes = ([rank - 1] + ([1] if rank >= 3 else [])) if rank >= 2 else []
+    reasons: list[str] = []
+    worst: tuple[float, str] | None = None
+    for axis in axes:
+        size = shape[axis]
+        if not 2 <= size <= _SLICED_AXIS_MAX:
+            continue
+        ref = np.concatenate([np.moveaxis(r.astype(np.float64), axis, -1).reshape(-1, size) for r in refs])
+        got = np.concatenate([np.moveaxis(g.astype(np.float64), axis, -1).reshape(-1, size) for g in gots])
+        rows = np.isfinite(ref).all(axis=1) & np.isfinite(got).all(axis=1)
+        ref, got = ref[rows], got[rows]
+        if len(ref) < 2:
+            continue
+        spread = ref.std(axis=0)
+        noise = np.sqrt(((got - ref) ** 2).mean(axis=0))
+        judged = spread > tolerance.max_abs_error
+        if not judged.any():
+            continue
+        with np.errstate(divide="ignore"):
+            sqnr = np.where(noise > 0, 20 * np.log10(spread / np.maximum(noise, 1e-300)), np.inf)
+        sqnr = np.where(judged, sqnr, np.inf)
+        index = int(np.argmin(sqnr))
+        if worst is None or sqnr[index] < worst[0]:
+            worst = (float(sqnr[index]), f"axis {axis}, index {index}")
+        failing = np.flatnonzero(sqnr < tolerance.min_slice_sqnr_db)
+        if failing.size:
+            collapsed = int(np.count_nonzero(got.std(axis=0)[failing] <= 0.1 * spread[failing]))
+            how = f"; {collapsed} of them went (nearly) constant" if collapsed else ""
+            reasons.append(
+                f"Output '{name}' lost {failing.size} of its {size} slices on axis {axis} "
+                f"(index {_index_ranges(failing)}){how}: their signal-to-noise ratio is down to "
+                f"{float(sqnr[failing].min()):.1f} dB, below the minimum {tolerance.min_slice_sqnr_db:g} dB, "
+                f"although the whole output's cosine is {cosine:.6g}."
+            )
+    if worst is None:
+        return _SliceVerdict()
+    return _SliceVerdict(tuple(reasons), round(worst[0], 2) if math.isfinite(worst[0]) else None, worst[1])
+
+
+def _index_ranges(indices: Any) -> str:
+    """[4, 5, 6, 9] -> "4-6, 9" (at most six ranges, then "...")."""
+    ranges: list[str] = []
+    for _, group in itertools.groupby(enumerate(int(i) for i in indices), lambda pair: pair[1] - pair[0]):
+        members = [value for _, value in group]
+        ranges.append(str(members[0]) if len(members) == 1 else f"{members[0]}-{members[-1]}")
+    return ", ".join(ranges[:6]) + (", ..." if len(ranges) > 6 else "")
 
 
 def _compare_exactly(name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray]) -> OutputComparison:

@@ -133,6 +133,9 @@ export interface OutputParity {
   cosine: number | null;
   top1_agreement?: number | null;
   reasons?: string[];
+  /** The lowest signal-to-noise ratio (dB) of the output's slices, and where it is. */
+  worst_slice_sqnr_db?: number | null;
+  worst_slice?: string | null;
 }
 
 export interface VariantParity {

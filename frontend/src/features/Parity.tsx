@@ -2,13 +2,25 @@ import type { ParityReport } from "../api/reports";
 import { Badge, Empty } from "../components/ui";
 import { formatNumber, formatPercent } from "../lib/format";
 
-const TOLERANCE: Record<string, string> = {
-  max_abs_error: "max abs error ≤",
-  max_rel_error: "max rel error ≤",
-  p99_abs_error: "p99 abs error ≤",
-  min_cosine: "cosine ≥",
-  min_top1_agreement: "top-1 agreement ≥",
-};
+type Tolerance = Record<string, number | null | undefined>;
+
+/** The rule as workers/engine/parity.py applies it: an output passes outright within the
+ * max abs error; otherwise each of the other limits must hold, the slices' included. */
+export function toleranceRule(tolerance: Tolerance | undefined): string {
+  const t = tolerance ?? {};
+  const set = (key: string) => t[key] !== null && t[key] !== undefined;
+  if (!Object.keys(t).length) return "the profile's defaults.";
+  const otherwise: string[] = [];
+  if (set("min_cosine")) otherwise.push(`cosine ≥ ${t.min_cosine}`);
+  if (set("min_top1_agreement")) otherwise.push(`top-1 agreement ≥ ${t.min_top1_agreement} (classifier outputs)`);
+  if (set("p99_abs_error")) otherwise.push(`p99 abs error ≤ ${t.p99_abs_error}`);
+  if (set("max_rel_error")) otherwise.push(`max rel error ≤ ${t.max_rel_error}`);
+  if (set("min_slice_sqnr_db"))
+    otherwise.push(`every slice (column or channel) keeps a signal-to-noise ratio ≥ ${t.min_slice_sqnr_db} dB`);
+  const outright = set("max_abs_error") ? `max abs error ≤ ${t.max_abs_error} passes outright` : "";
+  const rest = otherwise.length ? `otherwise ${otherwise.join(", and ")}` : "";
+  return `${[outright, rest].filter(Boolean).join("; ")}.`;
+}
 
 export function ParityTable({ report }: { report: ParityReport | undefined }) {
   if (!report)
@@ -17,7 +29,6 @@ export function ParityTable({ report }: { report: ParityReport | undefined }) {
         The parity step compares every variant with the FP32 original on the same inputs.
       </Empty>
     );
-  const tolerance = Object.entries(report.tolerance ?? {}).filter(([, v]) => v !== null && v !== undefined);
   const names = Object.keys(report.variants).sort();
   return (
     <>
@@ -25,11 +36,7 @@ export function ParityTable({ report }: { report: ParityReport | undefined }) {
         {report.inputs?.samples
           ? `${report.inputs.samples} samples from ${report.inputs.source ?? "the validation inputs"}. `
           : ""}
-        Tolerance:{" "}
-        {tolerance.length
-          ? tolerance.map(([k, v]) => `${TOLERANCE[k] ?? k} ${v}`).join(", ")
-          : "the profile's defaults"}
-        .
+        Per output: {toleranceRule(report.tolerance)}
       </p>
       <div className="table-scroll">
         <table className="table">
@@ -52,6 +59,9 @@ export function ParityTable({ report }: { report: ParityReport | undefined }) {
               </th>
               <th scope="col" className="num">
                 Top-1 agreement
+              </th>
+              <th scope="col" className="num" title="The lowest signal-to-noise ratio of the output's slices">
+                Worst slice
               </th>
             </tr>
           </thead>
@@ -81,6 +91,11 @@ export function ParityTable({ report }: { report: ParityReport | undefined }) {
                   <td className="num">{formatNumber(o?.p99_abs_error)}</td>
                   <td className="num">{o?.cosine === null || o?.cosine === undefined ? "—" : o.cosine.toFixed(6)}</td>
                   <td className="num">{formatPercent(o?.top1_agreement)}</td>
+                  <td className="num" title={o?.worst_slice ?? undefined}>
+                    {o?.worst_slice_sqnr_db === null || o?.worst_slice_sqnr_db === undefined
+                      ? "—"
+                      : `${o.worst_slice_sqnr_db.toFixed(1)} dB`}
+                  </td>
                 </tr>
               ));
             })}
