@@ -233,3 +233,11 @@ def test_the_weaker_mode_is_explicit_and_says_so(tmp_path: Path, monkeypatch: py
     with pytest.raises(SandboxError) as info:
         run_in_sandbox("selftest", {"action": "echo", "value": 3}, LIMITS, writable=[tmp_path])
     assert info.value.code == "sandbox_unavailable" and "'none' is not a sandbox mode" in info.value.message
+
+
+def test_the_private_tmp_is_mounted_before_what_may_live_under_the_hosts_tmp(tmp_path: Path) -> None:
+    """A checkout (with its venv) under /tmp, as a CI clone may be, stays visible inside."""
+    arguments = isolation._bwrap_arguments(isolation.SandboxView.of(writable=[tmp_path]), str(tmp_path))
+    destinations = [arguments[i + 2] for i, a in enumerate(arguments) if a in ("--bind", "--ro-bind")]
+    assert destinations[0] == "/tmp"
+    assert str(REPO / "workers") in destinations and str(tmp_path) in destinations

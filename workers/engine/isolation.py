@@ -570,14 +570,15 @@ def _bwrap_arguments(view: SandboxView, cwd: str) -> list[str]:
     else:
         args += ["--unshare-user", "--cap-drop", "ALL"]
     mounts = _Mounts()
-    _system_mounts(mounts)
     # A private /tmp on the scratch folder's disk (not in memory, where it would escape the
-    # memory limit); mounted first, so job folders that live under the host's /tmp stay visible.
+    # memory limit). Mounted before anything else, so that what lives under the host's /tmp
+    # (a checkout and its venv, job folders) is bound on top of it and stays visible.
     private_tmp = Path(cwd) / ".tmp"
     private_tmp.mkdir(exist_ok=True)
     if os.geteuid() == 0:
         os.chown(private_tmp, _sandbox_uid(), _sandbox_uid())
     mounts.add("--bind", str(private_tmp), "/tmp")  # noqa: S108 - a private one, see above
+    _system_mounts(mounts)
     for path in view.readable:
         mounts.add("--ro-bind", str(path), str(path))
     for path in view.writable:
