@@ -328,12 +328,9 @@ def _check_repository(target: ServingTarget) -> None:
         raise ApiError("invalid_repository", f"The model repository '{uri}' must not contain '..'.")
     if not path.is_absolute():
         return  # RepositoryLocation.parse says how to write it
-    try:
-        resolved = check_repository_folder(path, settings.TARGET_ROOTS)
-    except TargetError as exc:
-        raise ApiError(exc.code, exc.message) from None
     # Slipway's own data is off limits, except for roots the administrator made inside it
-    # (the default, <data folder>/model-repositories).
+    # (the default, <data folder>/model-repositories): said first, as the most specific reason.
+    resolved = path.resolve()
     data_dir = Path(settings.DATA_DIR).resolve()
     in_own_root = any(
         data_dir in root.resolve().parents and (resolved == root.resolve() or root.resolve() in resolved.parents)
@@ -345,6 +342,10 @@ def _check_repository(target: ServingTarget) -> None:
             f"The model repository '{uri}' is inside Slipway's own data directory ({data_dir}); give the "
             "server its own directory.",
         )
+    try:
+        check_repository_folder(path, settings.TARGET_ROOTS)
+    except TargetError as exc:
+        raise ApiError(exc.code, exc.message) from None
 
 
 def _repository_endpoint(target: ServingTarget) -> str:

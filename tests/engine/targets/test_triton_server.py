@@ -160,7 +160,7 @@ def test_a_version_that_disagrees_with_its_reference_never_serves(
     error = caught.value
     assert error.code == "smoke_mismatch" and not error.transient
     assert "version 2 of 'mismatch' don't match the reference outputs" in error.message
-    assert "Max abs error on 'y'" in error.message
+    assert "Top-1 agreement on 'y'" in error.message  # the metrics that failed, by name
     assert "version 1 keeps serving" in error.message
     assert error.smoke is not None and error.smoke.parity is not None
     assert (error.smoke.parity.outputs[0].max_abs_error or 0.0) > 0.1
