@@ -63,3 +63,30 @@ def test_the_sandbox_has_no_network():
         with pytest.raises(SandboxError) as info:
             run_in_sandbox("selftest", {"action": "connect", "port": port}, LIMITS)
     assert "NetworkForbidden" in info.value.message and "network access is disabled" in info.value.message
+
+
+def test_the_optimize_entry_reports_what_it_did_not_build_and_why(tmp_path):
+    """Static INT8 without calibration data is not built silently: the report says so."""
+    from tests.modelzoo import make_mlp_onnx
+
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    profile = {
+        "name": "x86-cpu",
+        "device_kind": "cpu",
+        "backends": ["onnxruntime"],
+        "precisions": ["fp32", "int8"],
+        "queue": "cpu",
+        "options": {},
+    }
+    payload = {
+        "source": str(model),
+        "format": "onnx",
+        "workdir": str(tmp_path),
+        "backend": "onnxruntime",
+        "profile": profile,
+        "calibration": None,
+        "out_dir": str(tmp_path / "variants"),
+    }
+    built, _ = run_in_sandbox("optimize", payload, SandboxLimits(4 * 2**30, 300), writable=[tmp_path])
+    assert "ort-int8-dynamic" in {v["name"] for v in built["variants"]}
+    assert any("ort-int8-static-qdq was not built" in note and "calibration" in note for note in built["notes"])

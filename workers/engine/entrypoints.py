@@ -111,7 +111,9 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(0.1, f"building {backend.name} variants")
     variants = backend.build_variants(model_path, profile, calibration, out_dir)
-    return {"variants": [variant.to_dict() for variant in variants]}
+    # What was not built, and why (no calibration data, a conversion that failed...): the
+    # report says so rather than showing fewer variants without a word.
+    return {"variants": [variant.to_dict() for variant in variants], "notes": list(backend.last_build_notes)}
 
 
 def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:

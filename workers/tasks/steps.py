@@ -223,6 +223,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
     variants: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    notes: dict[str, list[str]] = {}
     stored: list[dict[str, Any]] = []
     logs = []
     with job_workdir(job) as workdir:
@@ -264,6 +265,8 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                 logs.append(f"[{backend}] {log[-2000:]}")
             if built.get("skipped"):
                 skipped[backend] = built["skipped"]
+            if built.get("notes"):
+                notes[backend] = [str(note) for note in built["notes"]]
             for variant in built["variants"]:
                 files = [Path(f) for f in variant.get("files") or [variant["path"]]]
                 bundle = workdir / "bundles" / f"{variant['name']}.zip"
@@ -278,7 +281,13 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                 )
         progress(0.97, "recording variants")
 
-    result: dict[str, Any] = {"profile": profile.slug, "variants": variants, "errors": errors, "skipped": skipped}
+    result: dict[str, Any] = {
+        "profile": profile.slug,
+        "variants": variants,
+        "errors": errors,
+        "skipped": skipped,
+        "notes": notes,
+    }
 
     def persist(locked: Job) -> None:
         for entry, summary in zip(stored, variants, strict=True):

@@ -121,6 +121,8 @@ export interface OptimizeReport {
   variants: VariantInfo[];
   errors?: Record<string, string>;
   skipped?: Record<string, string>;
+  /** Per backend, the variants it did not build and why (no calibration data, a failed conversion...). */
+  notes?: Record<string, string[]>;
 }
 
 // ---- parity ---------------------------------------------------------------------------

@@ -25,6 +25,9 @@ export function VariantsTable({
   );
   const errors = Object.entries(optimize.errors ?? {});
   const skipped = Object.entries(optimize.skipped ?? {});
+  const notes = Object.entries(optimize.notes ?? {}).flatMap(([backend, lines]) =>
+    lines.map((line, i) => ({ key: `n-${backend}-${i}`, backend, line })),
+  );
   return (
     <>
       {optimize.variants.length === 0 ? (
@@ -95,7 +98,7 @@ export function VariantsTable({
           </table>
         </div>
       )}
-      {errors.length || skipped.length ? (
+      {errors.length || skipped.length || notes.length ? (
         <ul className="notes-list">
           {errors.map(([name, why]) => (
             <li key={`e-${name}`}>
@@ -105,6 +108,11 @@ export function VariantsTable({
           {skipped.map(([name, why]) => (
             <li key={`s-${name}`}>
               <strong>{name} skipped:</strong> {why}
+            </li>
+          ))}
+          {notes.map(({ key, backend, line }) => (
+            <li key={key}>
+              <strong>{backend}:</strong> {line}
             </li>
           ))}
         </ul>

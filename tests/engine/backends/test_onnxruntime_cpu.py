@@ -243,8 +243,12 @@ def test_only_the_profile_precisions_are_built(backend: OnnxRuntimeCpuBackend, t
     fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
     assert [v.name for v in backend.build_variants(model, fp32_only, None, tmp_path / "fp32")] == OPT_VARIANTS
     int8_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("int8",))
-    # Without calibration data there is no static quantization.
+    # Without calibration data there is no static quantization, and the build notes say so.
     assert [v.name for v in backend.build_variants(model, int8_only, None, tmp_path / "int8")] == ["ort-int8-dynamic"]
+    assert any(
+        note.startswith("ort-int8-static-qdq was not built") and "calibration=@calib.npz" in note
+        for note in backend.last_build_notes
+    ), backend.last_build_notes
 
 
 def test_external_data_models_give_external_data_variants(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:

@@ -278,6 +278,11 @@ class OnnxRuntimeCpuBackend(Backend):
                 if calibration is not None:
                     quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs)
                     plans.append(("ort-int8-static-qdq", "int8", quantizer))
+                else:
+                    notes.append(
+                        "ort-int8-static-qdq was not built: static INT8 quantization needs calibration data. Upload "
+                        "calibration=@calib.npz (one array per model input) to build it."
+                    )
 
             providers = [CPU_PROVIDER]
             if profile.device_kind == "gpu" and GPU_PROVIDER in onnxruntime.get_available_providers():

@@ -301,7 +301,10 @@ class OpenVinoBackend(Backend):
             if calibration is not None:
                 plans.append(("ov-ir-int8", "int8", _int8_quantizer(calibration, samples, specs)))
             else:
-                notes.append("ov-ir-int8 was not built: static INT8 quantization needs calibration data.")
+                notes.append(
+                    "ov-ir-int8 was not built: static INT8 quantization needs calibration data. Upload "
+                    "calibration=@calib.npz (one array per model input) to build it."
+                )
             plans.append(("ov-ir-int8-weights", "int8-weights", _compress_weights_int8))
 
         variants = []
