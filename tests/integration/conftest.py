@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,8 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], name: str, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], name: str, log_path: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """A real worker process on the cpu and default queues; `extra` adds Celery worker options."""
     log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
         [
@@ -73,6 +74,7 @@ def start_worker(env: dict[str, str], name: str, log_path: Path) -> subprocess.P
             "--queues",
             "cpu,default",
             "--",
+            *extra,
             "-n",
             f"{name}@%h",
             "--concurrency=1",

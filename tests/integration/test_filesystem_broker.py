@@ -5,8 +5,6 @@ starts and keeps serving, and the reconciler sends again the job whose message w
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobStatus
 from tests import modelzoo
 from tests.conftest import client_for
-from tests.integration.conftest import REPO, stop_worker, wait_for
+from tests.integration.conftest import start_worker, stop_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -37,34 +35,6 @@ def _broker_folders() -> dict[str, Path]:
     for folder in folders.values():
         folder.mkdir(parents=True)
     return folders
-
-
-def _start_worker(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "run_worker",
-                "--queues",
-                "cpu,default",
-                "--",
-                "-B",
-                f"--schedule={tmp_path / 'beat-schedule'}",
-                "-n",
-                "disk-full@%h",
-                "--concurrency=1",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, log_path
 
 
 def test_a_worker_starts_past_broken_broker_files_and_the_lost_job_is_sent_again(
@@ -95,7 +65,8 @@ def test_a_worker_starts_past_broken_broker_files_and_the_lost_job_is_sent_again
         "SLIPWAY_JOB_REQUEUE_AFTER_SECONDS": "5",
     }
     # Started with the broken files present: the restart that used to fail every time.
-    proc, log_path = _start_worker(env, tmp_path)
+    log_path = tmp_path / "worker.log"
+    proc = start_worker(env, "disk-full", log_path, extra=["-B", f"--schedule={tmp_path / 'beat-schedule'}"])
     try:
 
         def ready() -> bool:

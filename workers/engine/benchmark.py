@@ -917,7 +917,6 @@ def benchmark_variant(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
         **{var: str(threads) for var in THREAD_ENV_VARS},
     }
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
     payload = {
         "backend": backend_name,
         "variant_path": str(path),

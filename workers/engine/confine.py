@@ -24,10 +24,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from workers.engine.isolation import ISOLATION_ENV, LIMITS, IsolationUnavailable, isolation_mode, seccomp_filter
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-_ENGINE_CODE = _REPO_ROOT / "workers"
+from workers.engine.isolation import (
+    _ENGINE_CODE,
+    _REPO_ROOT,
+    ISOLATION_ENV,
+    LIMITS,
+    IsolationUnavailable,
+    isolation_mode,
+    seccomp_filter,
+)
 
 # Syscall numbers, the same on every architecture Linux added them to after 5.x.
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446

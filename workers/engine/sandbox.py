@@ -80,7 +80,6 @@ def run_in_sandbox(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine never needs Django
     scratch = tempfile.mkdtemp(prefix="slipway-sandbox-")
     try:
         view = SandboxView.of(writable=[scratch, *writable], readable=readable)
