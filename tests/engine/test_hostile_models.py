@@ -69,6 +69,7 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
     seen: dict[str, int] = {"peak": 0}
     stop = threading.Event()
     me = psutil.Process()
+    own_command = me.cmdline()
     already = {child.pid for child in me.children()}
 
     def ours() -> list[psutil.Process]:
@@ -85,11 +86,15 @@ def child_peak_rss() -> Iterator[dict[str, int]]:
         while not stop.is_set():
             for child in ours():
                 try:
+                    # Between fork and exec a child is still a copy of this pytest process,
+                    # whose resident pages it shares: not the child's own memory yet.
+                    if child.cmdline() == own_command:
+                        continue
                     with open(f"/proc/{child.pid}/status") as status:
                         for line in status:
                             if line.startswith(("VmHWM:", "VmRSS:")):
                                 seen["peak"] = max(seen["peak"], int(line.split()[1]) * 1024)
-                except (OSError, ValueError):
+                except (OSError, ValueError, psutil.Error):
                     continue
             stop.wait(0.005)
 
