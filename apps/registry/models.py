@@ -83,6 +83,18 @@ class ModelVersion(models.Model):
         blank=True,
         help_text="Inputs declared at upload: [{name, shape (ints or symbolic names), dtype}].",
     )
+    input_declarations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='What the inputs take, declared at upload or after: {"inputs": {name: {"kind", "value", "values", '
+        '"range", "batch_axis"}}, "dims": {symbolic dim: {"min", "max", "step", "typical"}}}.',
+    )
+    output_declarations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='What each output is, declared at upload or after: {name: {"kind": classifier | detection | '
+        'embedding | segmentation | regression | raw, ...layout}}.',
+    )
     profiles = models.ManyToManyField(
         "runtimes.HardwareProfile",
         blank=True,
