@@ -93,7 +93,7 @@ class ModelVersion(models.Model):
         default=dict,
         blank=True,
         help_text='What each output is, declared at upload or after: {name: {"kind": classifier | detection | '
-        'embedding | segmentation | regression | raw, ...layout}}.',
+        "embedding | segmentation | regression | raw, ...layout}}.",
     )
     profiles = models.ManyToManyField(
         "runtimes.HardwareProfile",
