@@ -131,3 +131,27 @@ def test_scalar_inputs_take_one_value_per_feed(tmp_path: Path) -> None:
     feeds = list(calibration_feeds(arrays, [spec]))
     assert [feed["scale"].shape for feed in feeds] == [(), ()]
     assert float(feeds[1]["scale"]) == 2.0
+
+
+AUDIO = TensorSpec("input", "float32", ("batch", 512))
+STATE = TensorSpec("state", "float32", (2, "batch", 128))
+
+
+def test_a_state_takes_its_samples_on_its_batch_axis(tmp_path: Path) -> None:
+    audio = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
+    state = np.arange(2 * 3 * 128, dtype=np.float32).reshape(2, 3, 128)
+    arrays = load_calibration(_npz(tmp_path, input=audio, state=state), [AUDIO, STATE], max_samples=2)
+    assert arrays["state"].shape == (2, 2, 128)  # max_samples cut on axis 1, not axis 0
+    feeds = list(calibration_feeds(arrays, [AUDIO, STATE]))
+    assert [feed["state"].shape for feed in feeds] == [(2, 1, 128)] * 2
+    np.testing.assert_array_equal(feeds[1]["state"], state[:, 1:2])
+
+
+def test_samples_on_the_wrong_axis_name_the_input_and_what_to_declare(tmp_path: Path) -> None:
+    path = _npz(tmp_path, input=np.zeros((3, 512), np.float32), state=np.zeros((3, 2, 128), np.float32))
+    message = _mismatch(path, [AUDIO, STATE])
+    assert "'state'" in message and "samples on axis 1" in message
+    assert '{"inputs": {"state": {"batch_axis": <axis>}}}' in message
+    # Declared, the same file is read with the samples where the user put them.
+    arrays = load_calibration(path, [AUDIO, STATE], axes={"state": 0})
+    assert arrays["state"].shape == (3, 2, 128)

@@ -1,41 +1,56 @@
 """Load and check calibration data: the representative inputs static quantization needs.
 
 A calibration file is an .npz holding one array per model input, named like the input,
-with the samples on axis 0 (the model's batch axis). `load_calibration` checks every
-array against the model's inputs before any quantization starts, so that a wrong file
-fails with a sentence naming the input instead of a runtime error deep inside a
-calibrator. `calibration_feeds` then cuts the arrays into the feeds the model takes.
+with the samples on the input's batch axis: axis 0 for most inputs, the axis of the batch
+dim where the signature puts it elsewhere (a recurrent state [2, batch, 128] has its
+samples on axis 1), or the `batch_axis` the user declared (`inputs.batch_axes`); a scalar
+input's values are stacked on a new axis 0. `load_calibration` checks every array against
+the model's inputs before any quantization starts, so that a wrong file fails with a
+sentence naming the input instead of a runtime error deep inside a calibrator.
+`calibration_feeds` then cuts the arrays into the feeds the model takes. Validation sets
+(parity) are read the same way.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
 from workers.engine.errors import ModelError
-from workers.engine.inspection import Dim, TensorSpec
+from workers.engine.inputs import Dim, TensorSpec, batch_axes
 
 if TYPE_CHECKING:
     import numpy as np
 
+BatchAxes = Mapping[str, int | None]
+
 
 def load_calibration(
-    path: Path, input_specs: Sequence[TensorSpec], *, max_samples: int | None = None
+    path: Path,
+    input_specs: Sequence[TensorSpec],
+    *,
+    max_samples: int | None = None,
+    axes: BatchAxes | None = None,
 ) -> dict[str, np.ndarray]:
     """Read a calibration .npz and check it against the model inputs in `input_specs`.
 
     Returns one array per input, in the order of `input_specs`, with at most
     `max_samples` samples each. Arrays for names the model does not take are ignored.
-    Each array must have the input's dtype and rank, and every fixed dim after the
-    first (the batch axis) must match; a fixed batch size of k needs at least k samples.
-    The file is read with `allow_pickle=False`, so it can never run code.
+    `axes` gives each input's sample axis (default: `inputs.batch_axes` of the specs).
+    Each array must have the input's dtype and rank, and every fixed dim off the sample
+    axis must match; a fixed batch size of k needs at least k samples. The file is read
+    with `allow_pickle=False`, so it can never run code.
 
     Raises ModelError: "calibration_invalid" when the file is not a readable .npz of
     plain arrays; "calibration_mismatch" when an input is missing or an array has the
-    wrong dtype, rank or dims, or the arrays hold different numbers of samples.
+    wrong dtype, rank or dims, or the arrays hold different numbers of samples (each
+    sentence names the input, the axis its samples are expected on, and how to declare
+    another one).
     """
+    axes = {**batch_axes(input_specs), **(axes or {})}
     arrays = _read_npz(path)
     checked: dict[str, np.ndarray] = {}
     for spec in input_specs:
@@ -44,18 +59,19 @@ def load_calibration(
             raise ModelError(
                 "calibration_mismatch",
                 f"The calibration file has no array for model input '{spec.name}' (expected "
-                f"{_describe(spec.dtype, spec.shape)}, samples on axis 0); "
+                f"{_describe(spec.dtype, spec.shape)}, {_where(axes.get(spec.name))}); "
                 f"it holds {given}. Save one array per model input, named like the input.",
             )
-        checked[spec.name] = _check_array(spec, arrays[spec.name])
+        checked[spec.name] = _check_array(spec, arrays[spec.name], axes.get(spec.name))
 
-    counts = {name: _sample_count(array) for name, array in checked.items()}
+    counts = {name: _sample_count(array, axes.get(name)) for name, array in checked.items()}
     if len(set(counts.values())) > 1:
-        listed = ", ".join(f"'{name}' has {count}" for name, count in counts.items())
+        listed = ", ".join(f"'{name}' has {count} on axis {axes.get(name) or 0}" for name, count in counts.items())
         raise ModelError(
             "calibration_mismatch",
-            f"The calibration arrays hold different numbers of samples ({listed}). Give every "
-            "input the same number of samples on axis 0.",
+            f"The calibration arrays hold different numbers of samples ({listed}). Give every input the same "
+            "number of samples on its batch axis; if an array holds its samples on another axis, declare it: "
+            '{"inputs": {"<input>": {"batch_axis": <axis>}}} in the input declarations.',
         )
     if checked and not next(iter(counts.values())):
         raise ModelError(
@@ -63,27 +79,38 @@ def load_calibration(
             "The calibration arrays hold no samples. Save at least one sample per input.",
         )
     if max_samples is not None:
-        checked = {name: array[:max_samples] for name, array in checked.items()}
+        checked = {name: _take(array, axes.get(name), 0, max_samples) for name, array in checked.items()}
     return checked
 
 
 def calibration_feeds(
-    arrays: Mapping[str, np.ndarray], input_specs: Sequence[TensorSpec]
+    arrays: Mapping[str, np.ndarray], input_specs: Sequence[TensorSpec], axes: BatchAxes | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """The model feeds in checked calibration arrays, one batch at a time.
 
     A fixed batch dim of k gives batches of k samples (a last, shorter one is dropped);
-    a symbolic or unknown batch dim gives batches of one sample. A scalar input takes one
-    value of its array per feed.
+    a symbolic or unknown batch dim gives batches of one sample, cut on the input's sample
+    axis. A scalar input takes one value of its array per feed.
     """
-    batch = min((_fixed_batch(spec) for spec in input_specs if spec.name in arrays), default=1)
-    count = min((_sample_count(array) for array in arrays.values()), default=0)
+    axes = {**batch_axes(input_specs), **(axes or {})}
+    present = [spec for spec in input_specs if spec.name in arrays]
+    batch = min((_fixed_batch(spec, axes.get(spec.name)) for spec in present), default=1)
+    count = min((_sample_count(arrays[spec.name], axes.get(spec.name)) for spec in present), default=0)
     for start in range(0, count - batch + 1, batch):
         feed = {}
         for spec in input_specs:
+            axis = axes.get(spec.name)
             array = arrays[spec.name]
-            feed[spec.name] = array[start, ...] if spec.shape == () else array[start : start + batch]
+            feed[spec.name] = array[start, ...] if axis is None else _take(array, axis, start, start + batch)
         yield feed
+
+
+def _take(array: np.ndarray, axis: int | None, start: int, stop: int) -> np.ndarray:
+    """Samples start..stop-1 on `axis` (axis 0 of the file for a scalar input)."""
+    index = [slice(None)] * array.ndim
+    if array.ndim:
+        index[axis or 0] = slice(start, stop)
+    return array[tuple(index)]
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -125,7 +152,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_array(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+def _where(axis: int | None) -> str:
+    return "samples stacked on a new axis 0" if axis is None else f"samples on axis {axis}"
+
+
+def _check_array(spec: TensorSpec, array: np.ndarray, axis: int | None) -> np.ndarray:
     import numpy as np
 
     expected = _describe(spec.dtype, spec.shape)
@@ -135,9 +166,14 @@ def _check_array(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
         return ModelError(
             "calibration_mismatch",
             f"The calibration array for input '{spec.name}' {problem}: the model expects {expected} "
-            f"(samples on axis 0), the file gives {given}. {advice}",
+            f"({_where(axis)}), the file gives {given}. {advice}",
         )
 
+    declare = (
+        "If the samples are on another axis of the array, declare it: "
+        + json.dumps({"inputs": {spec.name: {"batch_axis": "<axis>"}}}).replace('"<axis>"', "<axis>")
+        + " in the input declarations."
+    )
     if spec.dtype is not None:
         try:
             wanted = np.dtype(spec.dtype)
@@ -150,36 +186,45 @@ def _check_array(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
             raise mismatch("has the wrong dtype", f"Convert it with .astype('{wanted}') and save it again.")
     if spec.shape is None:
         return array
-    # A scalar input still gets a samples axis in the file.
-    rank = max(len(spec.shape), 1)
+    # A scalar input (or one whose only dim is data) gets a new samples axis in the file.
+    rank = len(spec.shape) + (1 if axis is None else 0)
     if array.ndim != rank:
+        stack = "on a new axis 0" if axis is None else f"on axis {axis}"
         raise mismatch(
             f"has {array.ndim} dimensions instead of {rank}",
-            "Stack the samples on axis 0 so that each array has the input's rank.",
+            f"Stack the samples {stack} so that each array has that rank.",
         )
-    for axis, dim in enumerate(spec.shape[1:], start=1):
-        if isinstance(dim, int) and array.shape[axis] != dim:
+    for model_axis in range(len(spec.shape)):
+        if model_axis == axis:
+            continue
+        dim = spec.shape[model_axis]
+        file_axis = model_axis + (1 if axis is None else 0)
+        if isinstance(dim, int) and array.shape[file_axis] != dim:
             raise mismatch(
-                f"has size {array.shape[axis]} on axis {axis} instead of {dim}",
-                "Resize or crop the samples to the model's input size.",
+                f"has size {array.shape[file_axis]} on axis {file_axis} instead of {dim}",
+                "Resize or crop the samples to the model's input size. " + declare,
             )
-    batch = _fixed_batch(spec)
-    if len(array) < batch:
+    batch = _fixed_batch(spec, axis)
+    count = _sample_count(array, axis)
+    if count < batch:
         raise mismatch(
-            f"holds {len(array)} samples, fewer than the model's fixed batch of {batch}",
+            f"holds {count} samples, fewer than the model's fixed batch of {batch}",
             f"Save at least {batch} samples.",
         )
     return array
 
 
-def _fixed_batch(spec: TensorSpec) -> int:
-    if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0:
-        return spec.shape[0]
-    return 1
+def _fixed_batch(spec: TensorSpec, axis: int | None) -> int:
+    if axis is None or not spec.shape or axis >= len(spec.shape):
+        return 1
+    dim = spec.shape[axis]
+    return dim if isinstance(dim, int) and dim > 0 else 1
 
 
-def _sample_count(array: np.ndarray) -> int:
-    return int(array.shape[0]) if array.ndim else 1
+def _sample_count(array: np.ndarray, axis: int | None) -> int:
+    if not array.ndim:
+        return 1
+    return int(array.shape[axis or 0]) if (axis or 0) < array.ndim else 0
 
 
 def _describe(dtype: str | None, shape: tuple[Dim, ...] | None) -> str:

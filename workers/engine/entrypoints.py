@@ -27,11 +27,14 @@ def import_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[st
     """
     from workers.engine.importers.base import ImportOptions
     from workers.engine.importers.registry import get_importer, require_available
-    from workers.engine.signature import parse_input_specs
+    from workers.engine.signature import parse_input_declarations, parse_input_specs
 
     importer = get_importer(payload["format"])
     require_available(importer)
-    options = ImportOptions(inputs=parse_input_specs(payload.get("inputs") or []))
+    options = ImportOptions(
+        inputs=parse_input_specs(payload.get("inputs") or []),
+        declarations=parse_input_declarations(payload.get("declarations")),
+    )
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(0.05, f"importing with {importer.framework}")
@@ -39,10 +42,19 @@ def import_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[st
 
 
 def inspect_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
-    """Inspect the model. payload: {"source": path, "format": "onnx" | "onnx-zip", "workdir": path}"""
+    """Inspect the model. payload: {"source": path, "format": "onnx" | "onnx-zip", "workdir": path,
+    "declarations": the version's input declarations (optional), "output_declarations": what
+    its outputs are (optional)}"""
     from workers.engine.inspection import inspect_model
+    from workers.engine.outputs import parse_output_declarations
+    from workers.engine.signature import parse_input_declarations
 
-    return inspect_model(_model_path(payload, progress), progress=progress).to_dict()
+    return inspect_model(
+        _model_path(payload, progress),
+        progress=progress,
+        declarations=parse_input_declarations(payload.get("declarations")),
+        output_declarations=parse_output_declarations(payload.get("output_declarations")),
+    ).to_dict()
 
 
 def validate_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
@@ -119,17 +131,25 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
 def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """Run the original model in onnxruntime on the parity inputs and save inputs and outputs.
 
-    payload: {"model": path, "validation": path or null, "samples": n, "store": path (.npz)}
+    payload: {"model": path, "validation": path or null, "samples": n, "store": path (.npz),
+    "declarations": the version's input declarations (optional)}. Returns what the inputs were
+    (`parity.EvidenceInputs.summary`: samples, source, description, assumptions).
     """
     import numpy as np
 
-    from workers.engine.backends.onnxruntime_cpu import _runtime_error_text
     from workers.engine.backends.registry import get_backend
-    from workers.engine.errors import ModelError
-    from workers.engine.parity import reference_inputs, run_session
+    from workers.engine.errors import ModelError, runtime_cause
+    from workers.engine.parity import evidence_inputs, run_session
+    from workers.engine.signature import parse_input_declarations
 
     validation = Path(payload["validation"]) if payload.get("validation") else None
-    inputs = reference_inputs(Path(payload["model"]), validation, samples=int(payload.get("samples", 8)))
+    evidence = evidence_inputs(
+        Path(payload["model"]),
+        validation,
+        samples=int(payload.get("samples", 8)),
+        declarations=parse_input_declarations(payload.get("declarations")),
+    )
+    inputs = evidence.feeds
     progress(0.3, "running the reference")
     # The reference is the uploaded model itself: when onnxruntime can't load or run it (an
     # operator it lacks, an index out of range, a tensor too large to allocate), that is a
@@ -140,22 +160,23 @@ def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) 
         raise ModelError(
             "reference_failed",
             f"The parity reference runs the model in onnxruntime, which could not load it: "
-            f"{_runtime_error_text(exc).rstrip('. ')}. Replace the operators it lacks, or export the model again.",
+            f"{runtime_cause(exc).rstrip('. ')}. Replace the operators it lacks, or export the model again.",
         ) from None
     try:
         outputs = run_session(session, inputs)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelError(
             "reference_failed",
-            f"The model failed in onnxruntime on the parity inputs: {_runtime_error_text(exc).rstrip('. ')}. Check the "
-            "model's operators and shapes, or upload validation data (.npz) with valid inputs.",
+            f"The model failed in onnxruntime on the parity inputs ({evidence.description}): "
+            f"{runtime_cause(exc).rstrip('. ')}. Declare what its inputs take (input_declarations: a scalar's "
+            "values, a dim's size and step), or upload validation data (.npz) with valid inputs.",
         ) from None
     finally:
         session.close()
     arrays = {f"in/{i}/{name}": value for i, feed in enumerate(inputs) for name, value in feed.items()}
     arrays.update({f"out/{i}/{name}": value for i, run in enumerate(outputs) for name, value in run.items()})
-    np.savez(payload["store"], **arrays)  # type: ignore[arg-type]
-    return {"samples": len(inputs), "source": "validation set" if validation else "generated inputs"}
+    np.savez(payload["store"], **arrays)
+    return evidence.summary()
 
 
 def _load_runs(path: Path, prefix: str) -> list[dict[str, Any]]:
@@ -173,9 +194,11 @@ def _load_runs(path: Path, prefix: str) -> list[dict[str, Any]]:
 def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """Run one variant on the saved inputs and compare with the saved reference outputs.
 
-    payload: {"backend", "variant": path, "store": path, "tolerance": {...}}
+    payload: {"backend", "variant": path, "store": path, "tolerance": {...}, "semantics": what each
+    output is, by name (`OutputSemantics.to_dict`, optional)}
     """
     from workers.engine.backends.registry import get_backend
+    from workers.engine.outputs import semantics_from_dict
     from workers.engine.parity import Tolerance, compare_variant, run_session
 
     store = Path(payload["store"])
@@ -187,7 +210,8 @@ def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) ->
         outputs = run_session(session, inputs)
     finally:
         session.close()
-    return compare_variant(reference, outputs, tolerance).to_dict()
+    semantics = {name: semantics_from_dict(data) for name, data in (payload.get("semantics") or {}).items()}
+    return compare_variant(reference, outputs, tolerance, semantics).to_dict()
 
 
 def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:

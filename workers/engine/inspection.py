@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 from workers.engine.errors import ModelError
 from workers.engine.formats import scan_onnx_header
 
+# The engine's one tensor spec lives with the one input generator; imported from here too.
+from workers.engine.inputs import Dim, InputDeclarations, InputPlan, TensorSpec, plan_inputs
+from workers.engine.outputs import OutputSemantics, check_declarations_fit, propose_output_semantics
+
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 
 ProgressCallback = Callable[[float, str], None]
 
-# A dimension: a fixed size, a symbolic name such as "batch", or None when unknown.
-Dim = int | str | None
+__all__ = ["Dim", "InspectionReport", "TensorSpec", "graph_input_specs", "inspect_model"]
 
 DEFAULT_DOMAIN = "ai.onnx"
 
@@ -65,20 +68,6 @@ _NO_PROPAGATION_NOTE = (
     "Shapes were inferred without propagating constant values: the model builds tensors too large "
     "to propagate (for example a ConstantOfShape, Range or Tile of billions of elements)."
 )
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A graph input or output.
-
-    `dtype` is a numpy-style name ("float32", "int64"); each dim in `shape` is an int, a
-    symbolic name (str) or None when unknown; `shape` is None when even the rank is
-    unknown.
-    """
-
-    name: str
-    dtype: str | None
-    shape: tuple[Dim, ...] | None
 
 
 @dataclass(frozen=True)
@@ -148,6 +137,12 @@ class InspectionReport:
     flops: FlopEstimate
     external_data: tuple[ExternalDataFile, ...]
     notes: tuple[str, ...] = ()
+    # How inputs are generated for this model when the user gives none (`InputPlan.to_dict`):
+    # what each input holds, the size of each symbolic dim, and what was assumed.
+    input_plan: dict[str, Any] | None = None
+    # What each output is (`outputs.OutputSemantics.to_dict` by output name): declared at upload,
+    # or proposed from the graph with the reason. Parity judges each output by its kind.
+    output_semantics: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain dicts, lists, strings and numbers, ready for JSON."""
@@ -160,19 +155,27 @@ def inspect_model(
     progress: ProgressCallback | None = None,
     *,
     symbolic_dims: Mapping[str, int] | None = None,
+    declarations: InputDeclarations | None = None,
+    output_declarations: Mapping[str, OutputSemantics] | None = None,
 ) -> InspectionReport:
     """Check an ONNX model and describe it.
 
     External data files must sit in the model's folder (as `extract_archive` leaves
     them). `progress`, if given, is called with (fraction, message) at a few milestones.
-    `symbolic_dims` gives sizes for named symbolic input dims (say {"height": 640}) in the
-    FLOP estimate; every other symbolic or unknown dim counts as 1.
+    The report's `input_plan` says how inputs are generated for the model (`plan_inputs`,
+    with the user's `declarations`), and the FLOP estimate is at that plan's sizes with a
+    batch of 1; `symbolic_dims` gives other sizes for named symbolic input dims (say
+    {"height": 640}); any dim left unknown counts as 1.
 
     Raises ModelError: the codes of `formats.scan_onnx_header` for a file that is not a
     complete ONNX file; "too_complex" when If/Loop/Scan bodies nest deeper than
     MAX_SUBGRAPH_DEPTH; "unsafe_archive" when an external data location points outside
     the model's folder; "missing_external_data" when an external file is absent or too
-    short; "invalid_model" when the file cannot be parsed or the ONNX checker rejects it.
+    short; "invalid_model" when the file cannot be parsed or the ONNX checker rejects it;
+    "invalid_declarations" when `declarations` name an input the model does not take;
+    "output_declaration_mismatch" when `output_declarations` name an output the model lacks
+    or a layout that doesn't fit the output's shape. The report's `output_semantics` holds
+    those declarations, and for every other output what its graph suggests it is.
     """
     report_progress = progress or _ignore_progress
 
@@ -193,12 +196,24 @@ def inspect_model(
     initializer_names = _initializer_names(model.graph)
     inputs = tuple(_tensor_spec(value) for value in inferred.graph.input if value.name not in initializer_names)
     outputs = tuple(_tensor_spec(value) for value in inferred.graph.output)
+    check_declarations_fit(output_declarations or {}, [(spec.name, spec.shape) for spec in outputs])
+    semantics = _output_semantics(inferred, output_declarations or {}, notes)
     del inferred
     report_progress(0.7, "shapes inferred")
 
     op_counts, node_count = _count_ops(model)
     parameters = _count_parameters(model)
-    flops = _estimate_flops(model, initializer_names, symbolic_dims or {}, notes)
+    plan: InputPlan | None = None
+    try:
+        plan = plan_inputs(model, graph_input_specs(model.graph, numpy_dtypes_only=True), declarations)
+    except ModelError as exc:
+        if exc.code == "invalid_declarations":
+            raise
+        notes.append(f"No inputs can be generated for this model: {exc.message}")
+    # FLOPs at the sizes the benchmark runs at (batch 1), not with every symbolic dim at 1: a
+    # detector at 1x1 pixels costs a thousandth of what it costs at 640x640.
+    sizes = {**dict(plan.dims), **dict.fromkeys(plan.batch_symbols, 1)} if plan else {}
+    flops = _estimate_flops(model, initializer_names, {**sizes, **(symbolic_dims or {})}, notes)
 
     report = InspectionReport(
         ir_version=model.ir_version,
@@ -215,9 +230,28 @@ def inspect_model(
         flops=flops,
         external_data=external_data,
         notes=tuple(notes),
+        input_plan=plan.to_dict() if plan else None,
+        output_semantics={name: each.to_dict() for name, each in semantics.items()},
     )
     report_progress(1.0, "inspection done")
     return report
+
+
+def _output_semantics(
+    inferred: ModelProto, declared: Mapping[str, OutputSemantics], notes: list[str]
+) -> dict[str, OutputSemantics]:
+    """Declarations, and proposals from the graph for the outputs nobody declared. A proposal
+    is a reading of the graph that may fail on a graph nobody here has seen; the report then
+    says so and parity compares those outputs as raw tensors."""
+    try:
+        proposed = propose_output_semantics(inferred)
+    except Exception as exc:  # a heuristic over arbitrary graphs: never fail inspection over it
+        notes.append(
+            f"What the outputs are could not be read from the graph ({type(exc).__name__}); parity compares "
+            "undeclared outputs as raw tensors. Declare them at upload (output_declarations) to judge them by kind."
+        )
+        proposed = {}
+    return {**proposed, **declared}
 
 
 def _ignore_progress(fraction: float, message: str) -> None:
@@ -804,7 +838,12 @@ def _estimate_flops(
     assumptions = FLOP_ASSUMPTIONS
     if given:
         named = ", ".join(f"{name}={size}" for name, size in sorted(given.items()))
-        assumptions = assumptions.replace("count as 1.", f"count as 1, except these, as given: {named}.", 1)
+        assumptions = assumptions.replace(
+            "count as 1.",
+            f"count as 1, except these, at the sizes inputs are generated and benchmarked at (declared, "
+            f"or assumed as the input plan says): {named}.",
+            1,
+        )
     return FlopEstimate(
         total=sum(by_op_type.values()),
         by_op_type=dict(sorted(by_op_type.items(), key=lambda item: (-item[1], item[0]))),

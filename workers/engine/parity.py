@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine.errors import ModelError
-from workers.engine.importers.base import InputSpec
-from workers.engine.importers.parity import generate_inputs
+from workers.engine.outputs import OutputSemantics
 
 if TYPE_CHECKING:
     import numpy as np
 
     from workers.engine.backends.base import Session
-    from workers.engine.inspection import TensorSpec
+    from workers.engine.inputs import InputDeclarations, TensorSpec
 
 # Outputs with these words in their name are treated as scores over classes on their last
 # axis whatever their rank (for example token logits [batch, sequence, vocabulary]).
@@ -65,6 +64,13 @@ class Tolerance:
     own standard deviation over the RMS of the variant's error on it) of at least
     `min_slice_sqnr_db`: 6 dB means the error is at most half the slice's own variation, so a
     slice that went constant, or was rounded to a few levels, fails on its own.
+
+    Outputs whose kind is known (declared at upload or proposed by inspection; see
+    workers/engine/outputs.py) are also judged by what they mean, under the same rule: a
+    detection head must still find at least `min_detection_recall` of the original's
+    detections, and at least `min_detection_precision` of its detections must be the
+    original's; a segmentation map's per-pixel class must agree on `min_top1_agreement` of
+    the pixels; each row of an embedding must keep a cosine of `min_cosine`.
     """
 
     max_abs_error: float = 1e-3
@@ -73,6 +79,8 @@ class Tolerance:
     max_rel_error: float | None = None
     p99_abs_error: float | None = None
     min_slice_sqnr_db: float = 6.0
+    min_detection_recall: float = 0.9
+    min_detection_precision: float = 0.9
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -144,6 +152,18 @@ class OutputComparison:
     # The lowest signal-to-noise ratio (dB) of the slices judged on their own, and where it is.
     worst_slice_sqnr_db: float | None = None
     worst_slice: str | None = None
+    # The whole output's signal-to-quantization-noise ratio (dB); None when the error is zero.
+    sqnr_db: float | None = None
+    # What the output is (outputs.OUTPUT_KINDS), and whether that was declared or proposed.
+    kind: str | None = None
+    kind_source: str | None = None
+    topk_agreement: float | None = None  # classifiers: mean overlap of the top-k classes
+    top_k: int | None = None
+    detection: dict[str, Any] | None = None  # detection heads: detections.DetectionAgreement
+    pixel_agreement: float | None = None  # segmentation maps: share of pixels with the same class
+    min_row_cosine: float | None = None  # embeddings: the lowest cosine of one row
+    # What could not be judged, and why (say, the original found no detections to match).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +181,10 @@ class VariantParity:
         """The verdict as plain dicts, lists, strings and numbers, ready for JSON."""
         data = asdict(self)
         data["reasons"] = list(self.reasons)
-        data["outputs"] = [{**output, "reasons": list(output["reasons"])} for output in data["outputs"]]
+        data["outputs"] = [
+            {**output, "reasons": list(output["reasons"]), "notes": list(output["notes"])} for output in data["outputs"]
+        ]
+        data["notes"] = [note for output in self.outputs for note in output.notes]
         return data
 
 
@@ -175,19 +198,58 @@ def reference_inputs(
     seed: int = 0,
     *,
     symbolic_dims: Mapping[str, int] | None = None,
+    declarations: InputDeclarations | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """The feeds every variant and the reference run on: at most `samples` of them.
+    """The feeds every variant and the reference run on: at most `samples` of them
+    (`evidence_inputs(...).feeds`; see there)."""
+    return evidence_inputs(
+        model_path, validation, samples, seed, symbolic_dims=symbolic_dims, declarations=declarations
+    ).feeds
+
+
+@dataclass(frozen=True)
+class EvidenceInputs:
+    """The inputs parity rests on, and the sentence reports carry about them: "your
+    validation set, 8 samples" or "generated: image-like 1x3x640x640 in [0, 1] from ..."."""
+
+    feeds: list[dict[str, Any]]
+    source: str  # "validation set" | "generated inputs"
+    description: str
+    assumptions: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """What the parity report says about its inputs."""
+        return {
+            "samples": len(self.feeds),
+            "source": self.source,
+            "description": self.description,
+            "assumptions": list(self.assumptions),
+        }
+
+
+def evidence_inputs(
+    model_path: Path,
+    validation: Path | None = None,
+    samples: int = 8,
+    seed: int = 0,
+    *,
+    symbolic_dims: Mapping[str, int] | None = None,
+    declarations: InputDeclarations | None = None,
+) -> EvidenceInputs:
+    """The feeds every variant and the reference run on (at most `samples`), and how they were made.
 
     With `validation` (an .npz holding one array per model input, named like the input,
-    samples on axis 0), the feeds are its first samples: one sample per feed, or k per
-    feed for a model with a fixed batch of k. The file is checked against the model's
-    inputs like a calibration file, and never unpickled.
+    samples on each input's batch axis: `inputs.batch_axes`, or the declared `batch_axis`),
+    the feeds are its first samples: one sample per feed, or k per feed for a model with a
+    fixed batch of k. The file is checked against the model's inputs like a calibration
+    file, and never unpickled.
 
-    Without it, the inputs are generated from `seed` like the import-time parity check's:
-    floats from a standard normal distribution (for every float input, images included:
-    the check is that the variant computes what the original computes, not that the
-    inputs look real), integers in [0, 8) so that they are valid indices, random
-    booleans. Symbolic dims take their size from `symbolic_dims`, or 1.
+    Without it, the inputs are generated from `seed` by the engine's one generator
+    (`inputs.plan_inputs` then `inputs.make_feeds`): image-like tensors in the range the
+    model's normalisation expects, token ids within the embedding's vocabulary, masks,
+    audio-like signals, zero states, the values a scalar input is compared with, and the
+    user's `declarations` above all. Symbolic dims take `symbolic_dims`, else the plan's
+    sizes (declared, or typical and a multiple of the network's stride).
 
     Raises ModelError "validation_mismatch" when an array is missing or has the wrong
     dtype, rank or dims (the sentence names the input and the expected and given
@@ -195,52 +257,43 @@ def reference_inputs(
     plain arrays, "unsupported_input" when an input cannot be generated, and
     "invalid_model" when the model is not ONNX.
     """
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, not {samples}")
-    specs = _input_specs(model_path)
-    if validation is not None:
-        return _validation_feeds(validation, specs, samples)
-    shapes = [(spec.name, _generated_shape(spec, symbolic_dims or {}), spec.dtype) for spec in specs]
-    input_specs = [InputSpec(name, shape, dtype or "") for name, shape, dtype in shapes]
-    return [generate_inputs(input_specs, seed=seed + index) for index in range(samples)]
-
-
-def _input_specs(model_path: Path) -> tuple[TensorSpec, ...]:
     from workers.engine.backends._onnx_graph import load_graph
+    from workers.engine.inputs import make_feeds, plan_inputs
     from workers.engine.inspection import graph_input_specs
 
-    return graph_input_specs(load_graph(model_path).graph, numpy_dtypes_only=True)
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, not {samples}")
+    model = load_graph(model_path)
+    specs = graph_input_specs(model.graph, numpy_dtypes_only=True)
+    if validation is not None:
+        feeds = _validation_feeds(validation, specs, samples, declarations)
+        return EvidenceInputs(feeds, "validation set", f"your validation set, {len(feeds)} samples")
+    plan = plan_inputs(model, specs, declarations)
+    sizes = dict(symbolic_dims or {})
+    # A size given for the batch dim is the batch, not a dim of the plan's.
+    batches = {sizes.pop(symbol) for symbol in plan.batch_symbols if symbol in sizes}
+    if len(batches) > 1:
+        raise ValueError(f"the batch dims were given different sizes: {sorted(batches)}")
+    batch = batches.pop() if batches else 1
+    plan = plan.with_dims(sizes) if sizes else plan
+    feeds = make_feeds(plan, samples=samples, seed=seed, batch=batch)
+    return EvidenceInputs(feeds, "generated inputs", plan.describe(batch), plan.assumptions)
 
 
-def _generated_shape(spec: TensorSpec, symbolic_dims: Mapping[str, int]) -> tuple[int, ...]:
-    if spec.shape is None or spec.dtype is None:
-        missing = "shape" if spec.shape is None else "element type numpy knows"
-        raise ModelError(
-            "unsupported_input",
-            f"Input '{spec.name}' has no {missing}, so Slipway can't generate inputs for it. Upload a "
-            "validation set (.npz) with one array per model input, samples on axis 0.",
-        )
-    shape = []
-    for dim in spec.shape:
-        if isinstance(dim, int) and dim > 0:
-            shape.append(dim)
-        elif isinstance(dim, str) and dim in symbolic_dims:
-            shape.append(int(symbolic_dims[dim]))
-        else:
-            shape.append(1)
-    return tuple(shape)
-
-
-def _validation_feeds(path: Path, specs: Sequence[TensorSpec], samples: int) -> list[dict[str, np.ndarray]]:
+def _validation_feeds(
+    path: Path, specs: Sequence[TensorSpec], samples: int, declarations: InputDeclarations | None = None
+) -> list[dict[str, np.ndarray]]:
     from workers.engine.calibration import calibration_feeds, load_calibration
+    from workers.engine.inputs import batch_axes
 
+    axes = batch_axes(specs, declarations)
     try:
-        arrays = load_calibration(path, specs)
+        arrays = load_calibration(path, specs, axes=axes)
     except ModelError as exc:
         # The same checks as for calibration data; only the file's name for the user differs.
         code = "validation_invalid" if exc.code == "calibration_invalid" else "validation_mismatch"
         raise ModelError(code, exc.message.replace("calibration", "validation")) from None
-    return list(itertools.islice(calibration_feeds(arrays, specs), samples))
+    return list(itertools.islice(calibration_feeds(arrays, specs, axes), samples))
 
 
 # --- comparison ----------------------------------------------------------------------
@@ -264,8 +317,13 @@ def compare_variant(
     reference_outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
     variant_outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
     tolerance: Tolerance,
+    semantics: Mapping[str, OutputSemantics] | None = None,
 ) -> VariantParity:
     """Compare a variant's outputs with the reference's, output by output, under `tolerance`.
+
+    `semantics` says what outputs are (by name): an output with a kind is also judged by the
+    metrics of its kind (see `Tolerance`). One without is judged as a raw tensor, with top-1
+    agreement where its shape or name says it holds class scores.
 
     Each argument is one run's outputs (name -> array) or a list of them, one per input
     feed, in the same order. Every output of the reference must be among the variant's
@@ -281,7 +339,13 @@ def compare_variant(
         return VariantParity(False, (), (reason,), len(reference_runs), tolerance)
     names = list(reference_runs[0]) if reference_runs else []
     outputs = tuple(
-        _compare_output(name, [run[name] for run in reference_runs], [run.get(name) for run in variant_runs], tolerance)
+        _compare_output(
+            name,
+            [run[name] for run in reference_runs],
+            [run.get(name) for run in variant_runs],
+            tolerance,
+            (semantics or {}).get(name),
+        )
         for name in names
     )
     reasons = tuple(reason for output in outputs for reason in output.reasons)
@@ -320,7 +384,11 @@ def _as_runs(outputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarra
 
 
 def _compare_output(
-    name: str, references: Sequence[Any], variants: Sequence[Any], tolerance: Tolerance
+    name: str,
+    references: Sequence[Any],
+    variants: Sequence[Any],
+    tolerance: Tolerance,
+    semantics: OutputSemantics | None = None,
 ) -> OutputComparison:
     import numpy as np
 
@@ -351,9 +419,10 @@ def _compare_output(
     max_rel = float((diff / np.maximum(np.abs(ref_values), _REL_ERROR_FLOOR)).max()) if diff.size else 0.0
     p99_abs = float(np.percentile(diff, 99)) if diff.size else 0.0
     cosine = _cosine(ref_values, got_values, max_abs)
-    top1 = None
-    if refs and is_classifier_output(name, refs[0].shape, refs[0].dtype):
-        top1 = _top1_agreement(refs, gots)
+    noise = float(np.sum((ref_values - got_values) ** 2))
+    sqnr = 10 * math.log10(max(float(np.sum(ref_values**2)), 1e-300) / noise) if noise > 0 else None
+    kind = _judge_kind(name, refs, gots, tolerance, semantics)
+    top1 = kind.top1
 
     reasons = []
     if variant_nonfinite:
@@ -371,7 +440,8 @@ def _compare_output(
         # Not the same numbers: then the output must keep the model's behaviour, as a whole
         # and in each of its parts.
         behaviour = _behaviour_problems(name, tolerance, top1, cosine, p99_abs, max_rel)
-        slices = _judge_slices(name, refs, gots, tolerance, cosine)
+        behaviour.extend(kind.reasons)
+        slices = _judge_slices(name, refs, gots, tolerance, cosine, semantics)
         behaviour.extend(slices.reasons)
         if behaviour:
             reasons.extend(behaviour)
@@ -388,7 +458,143 @@ def _compare_output(
         reasons=tuple(reasons),
         worst_slice_sqnr_db=slices.worst_sqnr_db,
         worst_slice=slices.worst,
+        sqnr_db=round(sqnr, 2) if sqnr is not None else None,
+        kind=semantics.kind if semantics else None,
+        kind_source=semantics.source if semantics else None,
+        topk_agreement=kind.topk,
+        top_k=kind.top_k,
+        detection=kind.detection,
+        pixel_agreement=kind.pixel_agreement,
+        min_row_cosine=kind.min_row_cosine,
+        notes=kind.notes,
     )
+
+
+@dataclass(frozen=True)
+class _KindVerdict:
+    """An output judged by what it is: the figures of its kind and the problems they show."""
+
+    top1: float | None = None
+    topk: float | None = None
+    top_k: int | None = None
+    detection: dict[str, Any] | None = None
+    pixel_agreement: float | None = None
+    min_row_cosine: float | None = None
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _judge_kind(
+    name: str,
+    refs: Sequence[np.ndarray],
+    gots: Sequence[np.ndarray],
+    tolerance: Tolerance,
+    semantics: OutputSemantics | None,
+) -> _KindVerdict:
+    """The metrics that fit the output's kind. Their problems count only when the output is
+    not within `max_abs_error` (the caller decides); the figures are always reported."""
+    import numpy as np
+
+    if not refs:
+        return _KindVerdict()
+    kind = semantics.kind if semantics else None
+    if kind is None:
+        if is_classifier_output(name, refs[0].shape, refs[0].dtype):
+            return _KindVerdict(top1=_top1_agreement(refs, gots))
+        return _KindVerdict()
+    assert semantics is not None
+    rank = refs[0].ndim
+    if kind == "classifier" and rank >= 1 and refs[0].shape[semantics.axis % rank] >= 2:
+        ref_rows, got_rows = _rows(refs, semantics.axis), _rows(gots, semantics.axis)
+        top_k = min(semantics.top_k, ref_rows.shape[1])
+        return _KindVerdict(
+            top1=_top1_agreement([ref_rows], [got_rows]),
+            topk=_topk_overlap(ref_rows, got_rows, top_k),
+            top_k=top_k,
+        )
+    if kind == "detection" and semantics.detection is not None:
+        return _judge_detections(name, refs, gots, tolerance, semantics)
+    if kind == "segmentation" and rank >= 2:
+        ref_rows, got_rows = _rows(refs, semantics.axis), _rows(gots, semantics.axis)
+        agreement = _top1_agreement([ref_rows], [got_rows])
+        reasons: tuple[str, ...] = ()
+        if agreement < tolerance.min_top1_agreement:
+            reasons = (
+                f"The segmentation map '{name}' gives the same class on {agreement:.1%} of the pixels, "
+                f"below the minimum {tolerance.min_top1_agreement:.1%}.",
+            )
+        return _KindVerdict(pixel_agreement=agreement, reasons=reasons)
+    if kind == "embedding" and rank >= 1:
+        ref_rows, got_rows = _rows(refs, semantics.axis), _rows(gots, semantics.axis)
+        norms = np.linalg.norm(ref_rows, axis=1) * np.linalg.norm(got_rows, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosines = np.where(norms > 0, (ref_rows * got_rows).sum(axis=1) / norms, 1.0)
+        finite = np.isfinite(cosines)
+        lowest = float(np.clip(cosines[finite], -1, 1).min()) if finite.any() else 1.0
+        reasons = ()
+        if lowest < tolerance.min_cosine:
+            reasons = (
+                f"One embedding of '{name}' keeps a cosine of only {lowest:.6g} with the original's, below "
+                f"the minimum {tolerance.min_cosine:g} (each vector is judged on its own).",
+            )
+        return _KindVerdict(min_row_cosine=lowest, reasons=reasons)
+    return _KindVerdict()
+
+
+def _rows(arrays: Sequence[np.ndarray], axis: int) -> np.ndarray:
+    """Every position of the arrays as a row over `axis` (classes, channels, features)."""
+    import numpy as np
+
+    size = arrays[0].shape[axis]
+    return np.concatenate([np.moveaxis(a.astype(np.float64), axis, -1).reshape(-1, size) for a in arrays])
+
+
+def _topk_overlap(ref_rows: np.ndarray, got_rows: np.ndarray, k: int) -> float:
+    """The mean share of the original's top-k classes that are in the variant's top-k."""
+    import numpy as np
+
+    finite = np.isfinite(ref_rows).all(axis=1) & np.isfinite(got_rows).all(axis=1)
+    if not finite.any():
+        return 1.0
+    top_ref = np.argsort(-ref_rows[finite], axis=1, kind="stable")[:, :k]
+    top_got = np.argsort(-got_rows[finite], axis=1, kind="stable")[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref.tolist(), top_got.tolist(), strict=True)]
+    return float(np.mean(overlap))
+
+
+def _judge_detections(
+    name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], tolerance: Tolerance, semantics: OutputSemantics
+) -> _KindVerdict:
+    from workers.engine.detections import decode, match
+
+    layout = semantics.detection
+    assert layout is not None
+    reference = [d for ref in refs for d in decode(ref, layout)]
+    variant = [d for got in gots for d in decode(got, layout)]
+    agreement = match(reference, variant, layout)
+    figures = agreement.to_dict()
+    if agreement.reference_detections == 0:
+        note = (
+            f"The original model made no detections on '{name}' (score at least {layout.score_threshold:g}) on the "
+            f"{agreement.images} evidence images, so detection matching could not judge this variant: upload a "
+            "validation set of real images to check that it still finds the same objects."
+        )
+        return _KindVerdict(detection=figures, notes=(note,))
+    reasons = []
+    recall, precision = agreement.recall or 0.0, agreement.precision or 0.0
+    if recall < tolerance.min_detection_recall:
+        reasons.append(
+            f"The variant finds {agreement.matched} of the original's {agreement.reference_detections} detections on "
+            f"'{name}' (recall {recall:.1%}, below the minimum {tolerance.min_detection_recall:.1%}; a match is the "
+            f"same class at IoU {layout.match_iou:g} or more)."
+        )
+    if agreement.variant_detections and precision < tolerance.min_detection_precision:
+        extra = agreement.variant_detections - agreement.matched
+        reasons.append(
+            f"{extra} of the variant's {agreement.variant_detections} detections on '{name}' are not the "
+            f"original's (precision {precision:.1%}, below the minimum {tolerance.min_detection_precision:.1%})."
+        )
+    return _KindVerdict(detection=figures, reasons=tuple(reasons))
 
 
 # Axes judged slice by slice: the last one (columns, classes) and, from rank 3, axis 1
@@ -404,15 +610,25 @@ class _SliceVerdict:
 
 
 def _judge_slices(
-    name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], tolerance: Tolerance, cosine: float
+    name: str,
+    refs: Sequence[np.ndarray],
+    gots: Sequence[np.ndarray],
+    tolerance: Tolerance,
+    cosine: float,
+    semantics: OutputSemantics | None = None,
 ) -> _SliceVerdict:
     """Each slice of the output on its own: a part whose error is as large as its own
-    variation fails, however well the whole output agrees."""
+    variation fails, however well the whole output agrees. The slices of a detection head's
+    feature axis are named by the part they belong to (box, objectness, class-score)."""
     import numpy as np
 
     shape = refs[0].shape
     rank = len(shape)
     axes = ([rank - 1] + ([1] if rank >= 3 else [])) if rank >= 2 else []
+    layout = semantics.detection if semantics is not None else None
+    feature_axis = layout.axis % rank if layout is not None and rank else None
+    if feature_axis is not None and feature_axis not in axes:
+        axes.append(feature_axis)
     reasons: list[str] = []
     worst: tuple[float, str] | None = None
     for axis in axes:
@@ -440,9 +656,17 @@ def _judge_slices(
         if failing.size:
             collapsed = int(np.count_nonzero(got.std(axis=0)[failing] <= 0.1 * spread[failing]))
             how = f"; {collapsed} of them went (nearly) constant" if collapsed else ""
+            parts = ""
+            if layout is not None and axis == feature_axis:
+                named: dict[str, list[int]] = {}
+                for column in failing:
+                    named.setdefault(layout.part_of(int(column)), []).append(int(column))
+                parts = ": " + "; ".join(
+                    f"{len(columns)} {part} column{'s' if len(columns) != 1 else ''}" for part, columns in named.items()
+                )
             reasons.append(
                 f"Output '{name}' lost {failing.size} of its {size} slices on axis {axis} "
-                f"(index {_index_ranges(failing)}){how}: their signal-to-noise ratio is down to "
+                f"(index {_index_ranges(failing)}{parts}){how}: their signal-to-noise ratio is down to "
                 f"{float(sqnr[failing].min()):.1f} dB, below the minimum {tolerance.min_slice_sqnr_db:g} dB, "
                 f"although the whole output's cosine is {cosine:.6g}."
             )

@@ -25,6 +25,7 @@ from tests.modelzoo import make_mlp_onnx, make_zip
 from workers.engine.errors import ModelError
 from workers.engine.importers import parity
 from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec
+from workers.engine.signature import parse_input_declarations
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed; the PyTorch importers need it")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed; torch's dynamo ONNX exporter needs it")
@@ -247,6 +248,47 @@ def test_torchscript_from_a_newer_pytorch_says_so(files, tmp_path):
 
     assert info.value.code == "framework_too_new"
     assert "format version 99" in info.value.message and torch.__version__ in info.value.message
+
+
+class RateChecked(torch.nn.Module):
+    """A stateful-audio-style module that refuses any sample rate but 8000 and 16000."""
+
+    def forward(self, audio: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
+        rate = int(sr)
+        if rate != 8000 and rate != 16000:
+            raise ValueError("sr must be 8000 or 16000")
+        return audio * (rate / 16000.0)
+
+
+RATE_INPUTS = (InputSpec("audio", (1, 64)), InputSpec("sr", (), "int64"))
+
+
+@pytest.fixture(scope="module")
+def rate_checked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rate") / "rate.pt"
+    torch.jit.script(RateChecked()).save(str(path))
+    return path
+
+
+def test_torchscript_failure_shows_the_modules_own_message_and_what_to_declare(rate_checked, tmp_path):
+    with pytest.raises(ModelError) as info:
+        convert(TorchScriptImporter(), rate_checked, tmp_path, RATE_INPUTS)
+
+    message = info.value.message
+    assert "sr must be 8000 or 16000" in message
+    assert "The following operation failed" not in message
+    assert "'sr' was" in message and '"sr": {"values": [...]}' in message
+
+
+def test_declared_values_reach_the_torchscript_module(rate_checked, tmp_path):
+    declarations = parse_input_declarations({"inputs": {"sr": {"values": [8000, 16000]}}})
+    options = ImportOptions(inputs=RATE_INPUTS, declarations=declarations)
+    try:
+        report = TorchScriptImporter().convert(rate_checked, tmp_path, options, lambda f, _: None)
+    except ModelError as exc:  # an exporter may still refuse the data-dependent branch ...
+        assert "sr must be 8000 or 16000" not in exc.message  # ... but the module ran on valid rates
+    else:
+        assert all(p.passed for p in report.parity)
 
 
 # --- torch.export ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.engine.inputs import InputDeclarations
+
 ProgressCallback = Callable[[float, str], None]
 Dim = int | str | None
 
@@ -43,6 +45,8 @@ class ImportOptions:
     min_cosine: float = 0.9999
     parity_samples: int = 4
     parity_inputs: Path | None = None  # an .npz of user-given inputs, one array per input
+    # What the inputs take (a scalar's values, a range, a kind): generated parity inputs follow it.
+    declarations: InputDeclarations = field(default_factory=InputDeclarations)
 
 
 @dataclass(frozen=True)

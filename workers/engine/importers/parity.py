@@ -10,10 +10,15 @@ from typing import TYPE_CHECKING, Any
 from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, OutputParity
+from workers.engine.inputs import MAX_GENERATED_ELEMENTS, check_generated_size
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
+
+    from workers.engine.inputs import InputDeclarations
+
+__all__ = ["MAX_GENERATED_ELEMENTS", "check_generated_size", "concrete_shape", "generate_inputs"]
 
 # Symbolic dims get this size in generated inputs (and the report says so).
 GENERATED_DIM = 2
@@ -24,53 +29,29 @@ DEFAULT_INPUT_NAME = "input"
 TABULAR_ROWS = 64
 # Protobuf can't serialize 2 GiB; leave headroom for the graph around the weights.
 _MAX_INLINE_ONNX_BYTES = 2**31 - 2**26
-# Generated inputs are made as float64/int64 and then cast: 2^28 elements take 2 GiB on the
-# way. A model that declares an input of 2^40 elements gets a sentence, not a MemoryError.
-MAX_GENERATED_ELEMENTS = 2**28
 
 
 def concrete_shape(spec: InputSpec) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d > 0 else GENERATED_DIM for d in spec.shape)
 
 
-def generate_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs in a valid range for each dtype: standard normal floats, small non-negative ints
-    (valid as indices for embeddings and gathers), random booleans."""
-    import numpy as np
+def generate_inputs(
+    specs: Sequence[InputSpec], seed: int = 0, declarations: InputDeclarations | None = None
+) -> dict[str, np.ndarray]:
+    """One feed from the engine's one generator (`inputs.make_feeds`), symbolic dims at
+    GENERATED_DIM: what each input holds is read from its name, shape and dtype (images in
+    [0, 1], zero states, masks ...) and from the user's `declarations` (a scalar's values)."""
+    from dataclasses import replace
 
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape = concrete_shape(spec)
-        check_generated_size(spec.name, shape)
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu":
-            feeds[spec.name] = rng.integers(0, 8, size=shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            raise ModelError(
-                "unsupported_input",
-                f"Input '{spec.name}' has dtype {spec.dtype}, for which Slipway can't generate test inputs. "
-                "Upload parity inputs (.npz) for it.",
-            )
-    return feeds
+    from workers.engine.inputs import InputPlan, TensorSpec, make_feeds, plan_inputs
 
-
-def check_generated_size(name: str, shape: Sequence[int]) -> None:
-    """Raise ModelError("unsupported_input") when an input of `shape` is too large to generate."""
-    elements = 1
-    for dim in shape:
-        elements *= dim
-    if elements > MAX_GENERATED_ELEMENTS:
-        raise ModelError(
-            "unsupported_input",
-            f"Input '{name}' would hold {elements:,} elements at shape {list(shape)}, more than the "
-            f"{MAX_GENERATED_ELEMENTS:,} Slipway generates test inputs for. Check the input's declared dims: "
-            "export the model with its real sizes, or with symbolic dims for those that vary.",
-        )
+    concrete = [TensorSpec(spec.name, spec.dtype, concrete_shape(spec)) for spec in specs]
+    plan = plan_inputs(None, concrete, declarations)
+    # A framework importer's specs are already at their sizes: every dim is fixed here.
+    recipes = tuple(
+        replace(recipe, shape=spec.shape or ()) for recipe, spec in zip(plan.recipes, concrete, strict=True)
+    )
+    return make_feeds(InputPlan(recipes, {}), samples=1, seed=seed)[0]
 
 
 def check_onnx(path: Path) -> None:

@@ -128,18 +128,37 @@ def _tool_versions() -> dict[str, str]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TORCHSCRIPT_FAILED = "The following operation failed in the TorchScript interpreter"
 
 
 def _first_line(exc: BaseException) -> str:
     """The first line of an error, plus torch.onnx's one-line summary of the cause when it has one."""
     text = _ANSI.sub("", str(exc)).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith(_TORCHSCRIPT_FAILED):
+        # The interpreter's first line says only that something failed; the module's own
+        # exception ("sr must be 8000 or 16000") is the traceback's last line.
+        return lines[-1].removeprefix("builtins.")[:500]
     first = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     if "## Exception summary" in lines:
         index = lines.index("## Exception summary")
         if index + 1 < len(lines):
             first += f" ({lines[index + 1]})"
     return first[:500]
+
+
+def _declare_hint(feeds: Feeds) -> str:
+    """For a model that failed on generated inputs: the values its scalar inputs got, and how
+    to declare the ones they take (a sample rate of 8000 or 16000, a flag of 0 or 1)."""
+    scalars = {name: value for name, value in feeds.items() if getattr(value, "size", 0) == 1}
+    if not scalars:
+        return ""
+    given = ", ".join(f"'{name}' was {value.reshape(()).item()!r}" for name, value in scalars.items())
+    name = next(iter(scalars))
+    return (
+        f" On these inputs {given}; if an input takes only some values, declare them at upload: "
+        f'input_declarations {{"inputs": {{"{name}": {{"values": [...]}}}}}}.'
+    )
 
 
 def _symbolic_dim_name(input_name: str, index: int, dim: str | None) -> str:
@@ -421,7 +440,7 @@ def _check_parity(
             raise ModelError(
                 "input_mismatch",
                 f"The model fails on {sample.label}: {_first_line(exc)}. Check the input names, shapes and "
-                f"dtypes given at upload ({_describe(conversion.specs)}).",
+                f"dtypes given at upload ({_describe(conversion.specs)}).{_declare_hint(sample.feeds)}",
             ) from exc
         try:
             converted = parity.run_onnx(onnx_path, sample.feeds)
@@ -486,14 +505,17 @@ def _samples(
         return [_Sample(_load_parity_inputs(options.parity_inputs, specs), "the uploaded parity inputs")]
     sized = _sized_specs(specs, sizes)
     samples = [
-        _Sample(parity.generate_inputs(sized, seed=seed), f"generated inputs ({_describe(sized)}, seed {seed})")
+        _Sample(
+            parity.generate_inputs(sized, seed=seed, declarations=options.declarations),
+            f"generated inputs ({_describe(sized)}, seed {seed})",
+        )
         for seed in range(max(1, options.parity_samples))
     ]
     if check_sizes:
         resized = _sized_specs(specs, check_sizes)
         samples.append(
             _Sample(
-                parity.generate_inputs(resized, seed=len(samples)),
+                parity.generate_inputs(resized, seed=len(samples), declarations=options.declarations),
                 f"generated inputs at a second size of the symbolic dims ({_describe(resized)})",
                 optional=True,
             )
@@ -1017,7 +1039,7 @@ class TorchScriptImporter(_PyTorchImporter):
             raise ModelError(
                 "input_mismatch",
                 f"The TorchScript module fails on {sample.label}: {_first_line(exc)}. Check the input names, "
-                "shapes and dtypes given at upload.",
+                f"shapes and dtypes given at upload.{_declare_hint(sample.feeds)}",
             ) from exc
         return tuple(name for name, _ in _flatten_outputs(output))
 
