@@ -58,14 +58,24 @@ def test_lowest_p99_at_batch_1_wins_with_its_speedup() -> None:
     assert result.winner.value == 2.3 and result.winner.reason == ""
     assert result.winner.speedup == pytest.approx(4.6 / 2.3)
     assert result.runner_up is not None and result.runner_up.name == "ov-fp32"
-    assert result.runner_up.reason == "Slower: p99 3 ms vs 2.3 ms for 'ort-all' at batch 1."
+    # Points stored without intervals are ranked by p99 and count as exact measurements.
+    assert result.statistic == "p99_ms"
+    assert result.runner_up.reason == (
+        "Slower beyond the noise: p99 latency 3 ms vs 2.3 ms for 'ort-all', which is 1.30x faster by p99 latency "
+        "(single measurements without intervals)."
+    )
     assert [(other.name, other.reason) for other in result.others] == [
-        ("ort-basic", "Slower: p99 4.1 ms vs 2.3 ms for 'ort-all' at batch 1.")
+        (
+            "ort-basic",
+            "Slower beyond the noise: p99 latency 4.1 ms vs 2.3 ms for 'ort-all', which is 1.78x faster by p99 "
+            "latency (single measurements without intervals).",
+        )
     ]
     assert result.baseline_value == 4.6 and not result.use_baseline
     assert result.summary == (
-        "Use 'ort-all' (onnxruntime, fp32): p99 2.3 ms at batch 1, concurrency 1, "
-        "2.00x the original model in plain onnxruntime."
+        "Use 'ort-all' (onnxruntime, fp32): p99 latency 2.3 ms at batch 1, concurrency 1 (p50 1.84 ms). "
+        "Against the original model in plain onnxruntime: 2.00x faster by p99 latency (single measurements "
+        "without intervals)."
     )
 
 
@@ -80,7 +90,7 @@ def test_points_at_other_batches_do_not_count_for_batch_1_latency() -> None:
 def test_an_optional_budget_caps_batch_1_latency() -> None:
     result = recommend([candidate("slow", 7.0), candidate("ok", 4.0)], BASELINE, "p99_latency_batch1", budget_ms=5)
     assert result.winner is not None and result.winner.name == "ok"
-    assert result.others[0].reason == "Its p99 at batch 1 is 7 ms, over the 5 ms budget."
+    assert result.others[0].reason == "Its p99 7 ms at batch 1 is over the 5 ms budget."
 
 
 # --- throughput within a p99 budget -------------------------------------------------------
@@ -99,11 +109,14 @@ def test_highest_throughput_within_the_budget_wins() -> None:
     # The baseline's best point within 5 ms is batch 1 at 1000/4.6 = 217/s.
     assert result.winner.speedup == pytest.approx(3000.0 / (1000.0 / 4.6))
     assert result.runner_up is not None and result.runner_up.name == "ort-int8"
-    assert result.runner_up.reason == "Lower throughput: 2,500/s vs 3,000/s for 'ov-int8' within the 5 ms p99 budget."
+    assert result.runner_up.reason == (
+        "Lower beyond the noise: throughput 2,500/s vs 3,000/s for 'ov-int8', which is 1.20x faster by throughput "
+        "(single measurements without intervals)."
+    )
     assert result.others[0].name == "ort-all"
-    assert result.others[0].reason == "No point within the 5 ms p99 budget (its lowest p99 is 5.5 ms)."
+    assert result.others[0].reason == "No point within the 5 ms p99 budget (its lowest is p99 5.5 ms)."
     assert result.summary.startswith(
-        "Use 'ov-int8' (onnxruntime, int8): 3,000/s at batch 8, concurrency 4 with p99 4.5 ms"
+        "Use 'ov-int8' (onnxruntime, int8): throughput 3,000/s at batch 8, concurrency 4 (p50 3.6 ms; p99 4.5 ms)"
     )
 
 
@@ -157,7 +170,7 @@ def test_when_no_variant_passes_parity_the_original_is_recommended() -> None:
     assert all(other.reason.startswith("Failed parity: ") for other in result.others)
     assert result.summary == (
         "No variant passes the accuracy check, so none is recommended; keep the original model in "
-        "plain onnxruntime (p99 4.6 ms at batch 1, concurrency 1)."
+        "plain onnxruntime: p99 latency 4.6 ms at batch 1, concurrency 1 (p50 3.68 ms)."
     )
 
 
@@ -175,10 +188,10 @@ def test_unchecked_and_unbenchmarked_variants_cannot_win() -> None:
 def test_no_point_within_the_budget_keeps_the_original() -> None:
     result = recommend([candidate("ort-all", 6.0)], BASELINE, "throughput_within_p99_budget", budget_ms=5)
     assert result.winner is None and result.use_baseline
-    assert result.others[0].reason == "No point within the 5 ms p99 budget (its lowest p99 is 6 ms)."
-    assert result.summary.startswith(
+    assert result.others[0].reason == "No point within the 5 ms p99 budget (its lowest is p99 6 ms)."
+    assert result.summary == (
         "No variant that passes the accuracy check has a benchmark point within the 5 ms p99 budget; keep the "
-        "original model in plain onnxruntime (217/s at batch 1, concurrency 1 with p99 4.6 ms)."
+        "original model in plain onnxruntime: throughput 217/s at batch 1, concurrency 1 (p50 3.68 ms; p99 4.6 ms)."
     )
 
 
@@ -195,9 +208,13 @@ def test_equal_p99_goes_to_the_smaller_file_then_the_name() -> None:
         result = recommend(order, BASELINE, "p99_latency_batch1")
         assert result.winner is not None and result.winner.name == "a-small"
         assert result.runner_up is not None and result.runner_up.name == "c-small"
-        assert result.runner_up.reason == "Tied with 'a-small' on p99 (2 ms) and file size, which comes first by name."
-        assert (
-            result.others[0].reason == "Tied with 'a-small' on p99 (2 ms), which has the smaller file (2 MB vs 5 MB)."
+        assert result.runner_up.reason == (
+            "Tied with 'a-small' within noise (p99 latency 2 ms vs 2 ms), with the same accuracy and file size; "
+            "'a-small' comes first by speed, then name."
+        )
+        assert result.others[0].reason == (
+            "Tied with 'a-small' within noise (p99 latency 2 ms vs 2 ms); 'a-small' was picked for its smaller file "
+            "(2 MB vs 5 MB)."
         )
 
 
@@ -207,7 +224,8 @@ def test_equal_throughput_goes_to_the_lower_p99() -> None:
     assert result.winner is not None and result.winner.name == "b"
     assert result.runner_up is not None
     assert result.runner_up.reason == (
-        "Tied with 'b' on throughput (3,000/s within the 5 ms p99 budget), which has the lower p99 (3 ms vs 4.5 ms)."
+        "Tied with 'b' within noise (throughput 3,000/s vs 3,000/s), with the same accuracy and file size; 'b' has "
+        "the lower p99 (p99 3 ms vs p99 4.5 ms)."
     )
 
 
@@ -241,4 +259,4 @@ def test_candidates_as_stored_json_give_the_same_result() -> None:
 def test_without_a_baseline_there_is_no_speedup() -> None:
     result = recommend([candidate("ort-all", 2.3)], None, "p99_latency_batch1")
     assert result.winner is not None and result.winner.speedup is None
-    assert result.summary.endswith("the original model in plain onnxruntime has no benchmark to compare it with.")
+    assert result.summary.endswith("The original model in plain onnxruntime has no benchmark to compare it with.")

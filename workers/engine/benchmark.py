@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -37,7 +38,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,10 @@ THREAD_SAFE_BACKENDS = frozenset({"onnxruntime"})
 MIN_REQUESTS_AT_CAP = 3
 # How often the parent samples the child's resident memory.
 RSS_SAMPLE_SECONDS = 0.02
+MAX_TRIALS = 20
+# Latencies one trial hands back for pooling (evenly thinned above this): enough for the
+# order statistics of p99.9, small enough to pass through a pipe.
+POOLED_SAMPLES_PER_TRIAL = 100_000
 _INT_RANGES = {"uint8": (0, 256), "int8": (-128, 128)}
 _SUPPORTED_DTYPES = (
     "float16", "float32", "float64", "int8", "int16", "int32", "int64",
@@ -111,6 +116,12 @@ class BenchmarkConfig:
     (by dim name, or "input:axis" for unnamed dims), else 1. `timeout_seconds` None allows
     300 s plus twice `max_seconds_per_point` per point. `memory_limit_bytes` caps the child's
     address space (leave it None for GPU runtimes, which reserve large address ranges).
+
+    `trials` fresh processes measure every point (pyperf's processes x values): the time budget
+    of a point is shared between them, and the intervals of means come from the spread between
+    trials. `min_samples` is the number of timed requests a point wants over all its trials
+    before it stops at stability (1,000 lets p99 be reported); the time cap still wins, and a
+    percentile the samples can't support is then reported as None with a note.
     """
 
     batch_sizes: tuple[int, ...] = (1,)
@@ -130,6 +141,8 @@ class BenchmarkConfig:
     seed: int = 0
     timeout_seconds: float | None = None
     memory_limit_bytes: int | None = None
+    trials: int = 1
+    min_samples: int = 1000
 
     def __post_init__(self) -> None:
         def positive_ints(name: str, values: tuple[int, ...]) -> None:
@@ -153,6 +166,22 @@ class BenchmarkConfig:
             raise ValueError("max_seconds_per_point and window_seconds must be positive.")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError("intra_op_threads must be at least 1 (or None for one per pinned core).")
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or not 1 <= self.trials <= MAX_TRIALS:
+            raise ValueError(f"trials must be a whole number from 1 to {MAX_TRIALS}, not {self.trials!r}.")
+        if self.min_samples < 0:
+            raise ValueError("min_samples can't be negative.")
+
+    def trial_config(self) -> BenchmarkConfig:
+        """What one of `trials` fresh processes measures: its share of the time budget and of
+        the wanted samples, keeping every sample (the parent pools and thins them)."""
+        return replace(
+            self,
+            trials=1,
+            max_seconds_per_point=self.max_seconds_per_point / self.trials,
+            min_samples=math.ceil(self.min_samples / self.trials),
+            keep_samples=max(self.keep_samples, POOLED_SAMPLES_PER_TRIAL),
+            timeout_seconds=None if self.timeout_seconds is None else self.timeout_seconds / self.trials,
+        )
 
     @property
     def point_count(self) -> int:
@@ -171,15 +200,23 @@ class PointResult:
     `batch_size` inferences, and `throughput` counts inferences per second over all threads.
     `samples_ms` are raw latencies in time order, evenly thinned to `keep_samples`.
     `peak_rss_bytes` is the child's largest sampled resident set while this point ran;
-    `peak_gpu_memory_bytes` is torch's allocator peak where torch.cuda is in use, else None."""
+    `peak_gpu_memory_bytes` is torch's allocator peak where torch.cuda is in use, else None.
+
+    Confidence (see `workers.engine.timing`): `samples` timed requests pooled over `trials`
+    fresh processes. Percentiles come from the pooled samples with a 95 % order-statistic
+    interval (widened to the spread between trials where that is larger); p99 and p99.9 are
+    None, with a note, when the samples can't support them. `cpu_ms` is process CPU time per
+    inference and `throughput` inferences per second, each the mean over trials with a 95 %
+    t-interval (with one trial, over its windows). `trial_*` hold the per-trial values;
+    `interval_method` says in words how the intervals were obtained."""
 
     batch_size: int
     concurrency: int
     p50_ms: float
     p90_ms: float
     p95_ms: float
-    p99_ms: float
-    p99_9_ms: float
+    p99_ms: float | None
+    p99_9_ms: float | None
     mean_ms: float
     std_ms: float
     min_ms: float
@@ -195,6 +232,20 @@ class PointResult:
     cpu_ms_per_request: float
     sessions: int  # 1 when the threads share a session, else one per thread
     samples_ms: tuple[float, ...]
+    samples: int
+    trials: int
+    p50_ci_ms: tuple[float, float]
+    p99_ci_ms: tuple[float, float] | None
+    p99_note: str | None
+    p99_9_ci_ms: tuple[float, float] | None
+    p99_9_note: str | None
+    cpu_ms: float
+    cpu_ci_ms: tuple[float, float]
+    throughput_ci: tuple[float, float]
+    trial_p50_ms: tuple[float, ...]
+    trial_cpu_ms: tuple[float, ...]
+    trial_throughput: tuple[float, ...]
+    interval_method: str
     peak_rss_bytes: int | None = None
     peak_gpu_memory_bytes: int | None = None
 
@@ -266,11 +317,14 @@ class BenchmarkResult:
 
 def _spec_fields(spec: Any) -> dict[str, Any]:
     """An InputSpec, TensorSpec or {"name", "shape", "dtype"} mapping as plain JSON."""
+    recipe = None
     if isinstance(spec, Mapping):
         name, shape, dtype = spec.get("name"), spec.get("shape"), spec.get("dtype", "float32")
+        recipe = spec.get("recipe")  # from the model's input plan (`inputs.InputRecipe.to_dict`)
     else:
         name, shape, dtype = spec.name, spec.shape, getattr(spec, "dtype", "float32")
-    return {"name": str(name), "shape": None if shape is None else list(shape), "dtype": dtype or "float32"}
+    fields = {"name": str(name), "shape": None if shape is None else list(shape), "dtype": dtype or "float32"}
+    return {**fields, "recipe": recipe} if recipe else fields
 
 
 def resolve_input_shapes(
@@ -327,33 +381,33 @@ def resolve_input_shapes(
 def make_inputs(
     input_specs: Sequence[Any], batch_size: int, overrides: Mapping[str, int] | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Seeded random inputs at `batch_size`: floats standard normal, uint8/int8 over their whole
-    range, other integers in [0, 10) (small enough to be valid indices for most models), bools
-    fair coins."""
-    import numpy as np
+    """Seeded inputs at `batch_size` from the engine's one generator (`inputs.make_feeds`).
+
+    A spec mapping may carry the "recipe" the model's input plan gives it (an inspection
+    report's `input_plan`: image-like in the model's range, token ids in its vocabulary, a
+    scalar's valid values, a zero state); without one, what an input holds is read from its
+    name, shape and dtype alone (`inputs.plan_inputs` without a graph)."""
+    from dataclasses import replace
 
     from workers.engine.errors import ModelError
-    from workers.engine.importers.parity import check_generated_size
+    from workers.engine.inputs import InputPlan, InputRecipe, TensorSpec, make_feeds, plan_inputs
 
     shapes = resolve_input_shapes(input_specs, batch_size, overrides)
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for spec in (_spec_fields(spec) for spec in input_specs):
-        shape, dtype = shapes[spec["name"]], np.dtype(spec["dtype"])
-        try:
-            check_generated_size(spec["name"], shape)
-        except ModelError as exc:
-            raise BenchmarkFailed("invalid_input", exc.message) from None
-        if dtype.kind == "f":
-            value = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            value = rng.random(shape) < 0.5
-        else:
-            low, high = _INT_RANGES.get(dtype.name, (0, 10))
-            value = rng.integers(low, high, shape).astype(dtype)
-        # numpy gives a scalar, not an array, for shape (); runtimes want arrays.
-        feeds[spec["name"]] = np.asarray(value)
-    return feeds
+    fields = [_spec_fields(spec) for spec in input_specs]
+    try:
+        guessed = plan_inputs(
+            None,
+            [TensorSpec(f["name"], f["dtype"], shapes[f["name"]]) for f in fields if not f.get("recipe")],
+        )
+        by_name = {recipe.name: recipe for recipe in guessed.recipes}
+        recipes = []
+        for f in fields:
+            # The recipe says what to draw; the shape is the one resolved at this batch size.
+            recipe = InputRecipe.from_dict(f["recipe"]) if f.get("recipe") else by_name[f["name"]]
+            recipes.append(replace(recipe, dtype=f["dtype"], shape=shapes[f["name"]]))
+        return make_feeds(InputPlan(tuple(recipes), {}), samples=1, seed=seed)[0]
+    except ModelError as exc:
+        raise BenchmarkFailed("invalid_input", exc.message) from None
 
 
 # ---- the measurement loops (child side) ------------------------------------------------------
@@ -367,6 +421,15 @@ class _Measured:
     wall_ns: int  # from the first timed request's start to the last window's end
     cpu_ns: int
     warmup_runs: int
+    # Per window: requests completed, wall and process CPU time it took. With a single trial
+    # these are the units the intervals of means are computed over.
+    window_counts: list[int] = field(default_factory=list)
+    window_wall_ns: list[int] = field(default_factory=list)
+    window_cpu_ns: list[int] = field(default_factory=list)
+
+
+def _enough(latencies: Sequence[int], config: BenchmarkConfig) -> bool:
+    return len(latencies) >= config.min_samples
 
 
 def _is_stable(p50s: Sequence[float], config: BenchmarkConfig) -> bool:
@@ -395,6 +458,9 @@ def _measure_serial(run: Callable[[Any], object], feed: Any, config: BenchmarkCo
     latencies: list[int] = []
     record = latencies.append
     p50s: list[float] = []
+    counts: list[int] = []
+    walls: list[int] = []
+    cpus: list[int] = []
     stable = False
     window_ns = int(config.window_seconds * 1e9) if config.window_seconds else 0
     gc_enabled = gc.isenabled()
@@ -403,6 +469,7 @@ def _measure_serial(run: Callable[[Any], object], feed: Any, config: BenchmarkCo
     try:
         cpu_start = time.process_time_ns()
         started = clock()
+        window_cpu, window_wall = cpu_start, started
         while True:
             first = len(latencies)
             window_end = min(clock() + window_ns, point_end) if window_ns else point_end
@@ -416,19 +483,26 @@ def _measure_serial(run: Callable[[Any], object], feed: Any, config: BenchmarkCo
                 if left == 0 or t1 >= window_end:
                     break
             p50s.append(statistics.median(latencies[first:]))
-            if _is_stable(p50s, config):
+            now_cpu, now_wall = time.process_time_ns(), clock()
+            counts.append(len(latencies) - first)
+            walls.append(now_wall - window_wall)
+            cpus.append(now_cpu - window_cpu)
+            window_cpu, window_wall = now_cpu, now_wall
+            # Stability alone doesn't stop a point short of the samples its percentiles need.
+            if _is_stable(p50s, config) and _enough(latencies, config):
                 stable = True
                 break
-            if len(p50s) >= config.max_windows:
+            if len(p50s) >= config.max_windows and _enough(latencies, config):
                 break
             if t1 >= point_end and len(latencies) >= MIN_REQUESTS_AT_CAP:
+                stable = _is_stable(p50s, config)
                 break
         ended = clock()
         cpu_ns = time.process_time_ns() - cpu_start
     finally:
         if gc_enabled:
             gc.enable()
-    return _Measured(latencies, p50s, stable, ended - started, cpu_ns, warmup)
+    return _Measured(latencies, p50s, stable, ended - started, cpu_ns, warmup, counts, walls, cpus)
 
 
 def _measure_concurrent(runs: Sequence[Callable[[Any], object]], feed: Any, config: BenchmarkConfig) -> _Measured:
@@ -489,6 +563,10 @@ def _measure_concurrent(runs: Sequence[Callable[[Any], object]], feed: Any, conf
         stable = False
         window_ns = int(config.window_seconds * 1e9) if config.window_seconds else 0
         boundary = measure_from
+        counts: list[int] = []
+        walls: list[int] = []
+        cpus: list[int] = []
+        window_cpu, window_wall = cpu_start, measure_from
         while True:
             window_end = min(clock() + window_ns, point_end) if window_ns else point_end
             counted = sum(cursors)
@@ -511,12 +589,18 @@ def _measure_concurrent(runs: Sequence[Callable[[Any], object]], feed: Any, conf
                 raise errors[0]
             latencies.extend(window)
             p50s.append(statistics.median(window))
-            if _is_stable(p50s, config):
+            now_cpu = time.process_time_ns()
+            counts.append(len(window))
+            walls.append(boundary - window_wall)
+            cpus.append(now_cpu - window_cpu)
+            window_cpu, window_wall = now_cpu, boundary
+            if _is_stable(p50s, config) and _enough(latencies, config):
                 stable = True
                 break
-            if len(p50s) >= config.max_windows:
+            if len(p50s) >= config.max_windows and _enough(latencies, config):
                 break
             if boundary >= point_end and len(latencies) >= MIN_REQUESTS_AT_CAP:
+                stable = _is_stable(p50s, config)
                 break
         cpu_ns = time.process_time_ns() - cpu_start
     finally:
@@ -527,7 +611,7 @@ def _measure_concurrent(runs: Sequence[Callable[[Any], object]], feed: Any, conf
             worker.join(timeout=60)
     if errors:
         raise errors[0]
-    return _Measured(latencies, p50s, stable, boundary - measure_from, cpu_ns, warmup)
+    return _Measured(latencies, p50s, stable, boundary - measure_from, cpu_ns, warmup, counts, walls, cpus)
 
 
 def _noop(feed: Any) -> Any:
@@ -571,42 +655,183 @@ def measure_harness_overhead(config: BenchmarkConfig | None = None, min_seconds:
     )
 
 
-def _summarize(
+def _thin(values: Sequence[float], keep: int) -> list[float]:
+    """At most `keep` of `values`, evenly spaced in time order (a systematic sample keeps the
+    distribution and shows drift)."""
+    if len(values) <= keep:
+        return list(values)
+    last = len(values) - 1
+    return [values[round(i * last / (keep - 1))] for i in range(keep)] if keep > 1 else [values[0]]
+
+
+def _trial_summary(
     measured: _Measured, batch_size: int, concurrency: int, sessions: int, keep: int, seconds: float
 ) -> dict[str, Any]:
-    import numpy as np
-
-    values = np.asarray(measured.latencies_ns, dtype=np.float64) / 1e6
-    p50, p90, p95, p99, p999 = np.percentile(values, [50, 90, 95, 99, 99.9])
-    kept = values[np.linspace(0, len(values) - 1, keep).round().astype(np.int64)] if len(values) > keep else values
-    requests_per_second = len(values) / (measured.wall_ns / 1e9) if measured.wall_ns else 0.0
-
-    def ms(value: float) -> float:
-        return round(float(value), 3)  # µs resolution
-
+    """One trial's raw figures for the parent to pool (see `combine_trials`)."""
+    values = [ns / 1e6 for ns in measured.latencies_ns]
     return {
         "batch_size": batch_size,
         "concurrency": concurrency,
-        "p50_ms": ms(p50),
-        "p90_ms": ms(p90),
-        "p95_ms": ms(p95),
-        "p99_ms": ms(p99),
-        "p99_9_ms": ms(p999),
-        "mean_ms": ms(values.mean()),
-        "std_ms": ms(values.std(ddof=1) if len(values) > 1 else 0.0),
-        "min_ms": ms(values.min()),
-        "max_ms": ms(values.max()),
-        "throughput": round(requests_per_second * batch_size, 3),
-        "requests_per_second": round(requests_per_second, 3),
+        "p50_ms": round(statistics.median(values), 4),
         "requests": len(values),
         "warmup_runs": measured.warmup_runs,
-        "windows": len(measured.window_p50s_ns),
-        "window_p50s_ms": [ms(p / 1e6) for p in measured.window_p50s_ns],
+        "window_p50s_ms": [round(p / 1e6, 4) for p in measured.window_p50s_ns],
         "stable": measured.stable,
-        "seconds": round(seconds, 3),
-        "cpu_ms_per_request": ms(measured.cpu_ns / 1e6 / len(values)),
+        "seconds": round(seconds, 4),
+        "wall_ns": measured.wall_ns,
+        "cpu_ns": measured.cpu_ns,
+        "window_counts": measured.window_counts,
+        "window_wall_ns": measured.window_wall_ns,
+        "window_cpu_ns": measured.window_cpu_ns,
         "sessions": sessions,
-        "samples_ms": [ms(v) for v in kept.tolist()],
+        "samples_ms": [round(v, 6) for v in _thin(values, keep)],
+    }
+
+
+def _per_inference(trial: Mapping[str, Any]) -> tuple[float, float]:
+    """(CPU ms per inference, inferences per second) of one trial."""
+    inferences = trial["requests"] * trial["batch_size"]
+    cpu_ms = trial["cpu_ns"] / 1e6 / inferences
+    throughput = inferences / (trial["wall_ns"] / 1e9) if trial["wall_ns"] else 0.0
+    return cpu_ms, throughput
+
+
+def _window_rates(trial: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """CPU ms per inference and inferences per second of every window of one trial."""
+    cpu, rate = [], []
+    for count, wall_ns, cpu_ns in zip(
+        trial["window_counts"], trial["window_wall_ns"], trial["window_cpu_ns"], strict=True
+    ):
+        inferences = count * trial["batch_size"]
+        if inferences and wall_ns > 0:
+            cpu.append(cpu_ns / 1e6 / inferences)
+            rate.append(inferences / (wall_ns / 1e9))
+    return cpu, rate
+
+
+def combine_trials(trials: Sequence[Mapping[str, Any]], keep_samples: int) -> dict[str, Any]:
+    """One point's figures from its trials (each a fresh process), with 95 % intervals.
+
+    Percentiles come from every trial's latencies pooled, with distribution-free order-statistic
+    intervals; with two trials or more each interval is widened to the t-interval of the
+    per-trial values where that is wider, so a process that ran differently shows in the band.
+    p99 and p99.9 are None, with a note, where the pooled samples can't support them. CPU time
+    per inference and throughput are means over trials with t-intervals; a single trial falls
+    back to the spread of its windows, which is narrower than the truth across processes and
+    says so in `interval_method`."""
+    from workers.engine.timing import (
+        mean_interval,
+        not_enough_samples,
+        percentile,
+        percentile_interval,
+        percentile_supported,
+    )
+
+    if not trials:
+        raise ValueError("no trials to combine")
+    first = trials[0]
+    batch_size = first["batch_size"]
+    count = len(trials)
+    pooled_in_order = [v for trial in trials for v in trial["samples_ms"]]
+    pooled = sorted(pooled_in_order)
+    samples = sum(trial["requests"] for trial in trials)
+    trial_sorted = [sorted(trial["samples_ms"]) for trial in trials]
+
+    def ms(value: float) -> float:
+        return round(float(value), 4)
+
+    def band(values: Sequence[float]) -> tuple[float, float]:
+        _, low, high = mean_interval(values)
+        return low, high
+
+    def quantile(q: float) -> tuple[float | None, list[float] | None, str | None]:
+        if not percentile_supported(samples, q) or (interval := percentile_interval(pooled, q)) is None:
+            return None, None, not_enough_samples(samples, q)
+        low, high = interval
+        per_trial = [trial["requests"] for trial in trials]
+        if count >= 2 and all(percentile_supported(n, q) for n in per_trial):
+            t_low, t_high = band([percentile(values, q) for values in trial_sorted])
+            low, high = min(low, t_low), max(high, t_high)
+        value = percentile(pooled, q)
+        return ms(value), [ms(min(low, value)), ms(max(high, value))], None
+
+    p50 = percentile(pooled, 0.5)
+    p50_interval = percentile_interval(pooled, 0.5)
+    if p50_interval is None:
+        # Under six samples no pair of ranks holds the median with 95 %: the range is all there is.
+        p50_interval = (pooled[0], pooled[-1])
+    trial_p50s = [percentile(values, 0.5) for values in trial_sorted]
+    if count >= 2:
+        t_low, t_high = band(trial_p50s)
+        p50_interval = (min(p50_interval[0], t_low), max(p50_interval[1], t_high))
+    p99, p99_ci, p99_note = quantile(0.99)
+    p999, p999_ci, p999_note = quantile(0.999)
+
+    rates = [_per_inference(trial) for trial in trials]
+    trial_cpu = [cpu for cpu, _ in rates]
+    trial_throughput = [rate for _, rate in rates]
+    if count >= 2:
+        cpu_ms, cpu_low, cpu_high = mean_interval(trial_cpu)
+        throughput, tp_low, tp_high = mean_interval(trial_throughput)
+        method = (
+            f"percentiles: 95% order-statistic intervals over {samples:,} requests pooled from {count} trials, "
+            f"widened to the spread between trials where larger; CPU time and throughput: mean of {count} trials "
+            "(each a fresh process) with a 95% t-interval"
+        )
+    else:
+        window_cpu, window_rate = _window_rates(first)
+        cpu_ms, throughput = trial_cpu[0], trial_throughput[0]
+        cpu_low = cpu_high = cpu_ms
+        tp_low = tp_high = throughput
+        if len(window_cpu) >= 2:
+            _, cpu_low, cpu_high = mean_interval(window_cpu)
+            _, tp_low, tp_high = mean_interval(window_rate)
+        method = (
+            f"percentiles: 95% order-statistic intervals over {samples:,} requests from 1 trial; CPU time and "
+            f"throughput: 95% t-interval over its {len(window_cpu)} windows, which can't see how much a fresh "
+            "process varies (measure 3 trials or more for that)"
+        )
+    values = pooled
+    mean = statistics.fmean(values)
+    wall_s = sum(trial["wall_ns"] for trial in trials) / 1e9
+    requests_per_second = samples / wall_s if wall_s else 0.0
+    return {
+        "batch_size": batch_size,
+        "concurrency": first["concurrency"],
+        "p50_ms": ms(p50),
+        "p90_ms": ms(percentile(pooled, 0.90)),
+        "p95_ms": ms(percentile(pooled, 0.95)),
+        "p99_ms": p99,
+        "p99_9_ms": p999,
+        "mean_ms": ms(mean),
+        "std_ms": ms(statistics.stdev(values) if len(values) > 1 else 0.0),
+        "min_ms": ms(pooled[0]),
+        "max_ms": ms(pooled[-1]),
+        "throughput": round(throughput, 3),
+        "requests_per_second": round(requests_per_second, 3),
+        "requests": samples,
+        "warmup_runs": sum(trial["warmup_runs"] for trial in trials),
+        "windows": sum(len(trial["window_p50s_ms"]) for trial in trials),
+        "window_p50s_ms": [p for trial in trials for p in trial["window_p50s_ms"]],
+        "stable": all(trial["stable"] for trial in trials),
+        "seconds": round(sum(trial["seconds"] for trial in trials), 3),
+        "cpu_ms_per_request": round(cpu_ms * batch_size, 6),
+        "sessions": first["sessions"],
+        "samples_ms": [ms(v) for v in _thin(pooled_in_order, keep_samples)],
+        "samples": samples,
+        "trials": count,
+        "p50_ci_ms": [ms(min(p50_interval[0], p50)), ms(max(p50_interval[1], p50))],
+        "p99_ci_ms": p99_ci,
+        "p99_note": p99_note,
+        "p99_9_ci_ms": p999_ci,
+        "p99_9_note": p999_note,
+        "cpu_ms": round(cpu_ms, 6),
+        "cpu_ci_ms": [round(max(cpu_low, 0.0), 6), round(cpu_high, 6)],
+        "throughput_ci": [round(max(tp_low, 0.0), 3), round(tp_high, 3)],
+        "trial_p50_ms": [ms(v) for v in trial_p50s],
+        "trial_cpu_ms": [round(v, 6) for v in trial_cpu],
+        "trial_throughput": [round(v, 3) for v in trial_throughput],
+        "interval_method": method,
     }
 
 
@@ -761,7 +986,7 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
                     f"The {name} runtime failed running {path.name} at batch size {batch_size}, concurrency "
                     f"{concurrency}: {_reason(exc)}.",
                 ) from exc
-            point = _summarize(
+            point = _trial_summary(
                 measured,
                 batch_size,
                 concurrency,
@@ -781,7 +1006,8 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
             )
     for each in sessions:
         each.close()
-    overhead = measure_harness_overhead(config, min_seconds=0.2)
+    # Once per variant is enough: the harness's cost doesn't change between trials.
+    overhead = measure_harness_overhead(config, min_seconds=0.2) if payload.get("measure_overhead", True) else None
     return {
         "backend": name,
         "variant_path": str(path),
@@ -800,7 +1026,7 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
         "peak_rss_bytes": _peak_rss_kernel(),
-        "harness_overhead": overhead.to_dict(),
+        "harness_overhead": overhead.to_dict() if overhead is not None else None,
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "seconds": round(time.perf_counter() - started, 3),
         "python": platform.python_version(),
@@ -809,11 +1035,13 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
 
 
 def _reason(exc: BaseException) -> str:
-    """A runtime's error as the end of a sentence a user reads: its first line, without
-    onnxruntime's status prefix and C++ source locations (other runtimes' text is kept)."""
-    from workers.engine.backends.onnxruntime_cpu import _runtime_error_text
+    """A runtime's error as the end of a sentence a user reads: the whole message, without
+    status prefixes and C++ source locations. Not its first line only: OpenVINO's first line
+    is where it failed ("Exception from src/inference/src/cpp/infer_request.cpp:224:") and the
+    cause follows on the next lines."""
+    from workers.engine.errors import runtime_cause
 
-    return _runtime_error_text(exc).rstrip(". ") or type(exc).__name__
+    return runtime_cause(exc).rstrip(". ") or type(exc).__name__
 
 
 def _child_main() -> int:
@@ -902,11 +1130,36 @@ def benchmark_variant(
     message)` is called from this thread as the child reports. Raises BenchmarkFailed (see its
     codes) whenever there is no result; the calling process is never at risk.
     """
-    config = config or BenchmarkConfig()
-    path = Path(variant_path).resolve()
+    outcome = benchmark_interleaved([BenchmarkRequest(backend_name, variant_path, input_specs)], config, progress)[0]
+    if isinstance(outcome, BenchmarkFailed):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """One variant to measure in `benchmark_interleaved`: its backend, its file, and its inputs
+    (as `benchmark_variant` takes them; None reads them from an ONNX file)."""
+
+    backend: str
+    variant_path: Path | str
+    input_specs: Sequence[Any] | None = None
+
+
+@dataclass
+class _Pending:
+    payload: dict[str, Any]
+    cores: list[int]
+    env: dict[str, str]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    failure: BenchmarkFailed | None = None
+
+
+def _prepare(request: BenchmarkRequest, config: BenchmarkConfig) -> _Pending:
+    path = Path(request.variant_path).resolve()
     if not path.is_file():
         raise BenchmarkFailed("load_failed", f"There is no variant file at {path}.")
-    specs = [_spec_fields(spec) for spec in input_specs or ()]
+    specs = [_spec_fields(spec) for spec in request.input_specs or ()]
     if specs:
         for batch_size in config.batch_sizes:
             resolve_input_shapes(specs, batch_size, config.input_overrides)
@@ -918,21 +1171,105 @@ def benchmark_variant(
         **{var: str(threads) for var in THREAD_ENV_VARS},
     }
     payload = {
-        "backend": backend_name,
+        "backend": request.backend,
         "variant_path": str(path),
         "inputs": specs,
         "threads": threads,
-        "config": asdict(config),
+        "config": asdict(config.trial_config()),
     }
-    scratch = tempfile.mkdtemp(prefix="slipway-benchmark-")
-    try:
-        data = _run_parent(payload, config, cores, env, scratch, progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    result = _result_from_data(data, config)
+    return _Pending(payload, cores, env)
+
+
+def benchmark_interleaved(
+    requests: Sequence[BenchmarkRequest],
+    config: BenchmarkConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[BenchmarkResult | BenchmarkFailed]:
+    """Benchmark several variants in `config.trials` rounds, round robin, one fresh process per
+    variant per round (baseline, v1, v2, ..., baseline, v1, v2, ...).
+
+    Interleaving spreads a change in the machine's load over every variant instead of landing
+    on whichever happened to run then; fresh processes let each trial draw its own memory layout
+    and thread placement, so the spread between trials is the spread a user will see. Each round
+    gets 1/trials of the point's time budget. Returns, in the order of `requests`, a
+    BenchmarkResult whose points pool the trials (see `combine_trials`), or the BenchmarkFailed
+    of the first trial that failed (a failed variant takes no part in later rounds).
+    """
+    config = config or BenchmarkConfig()
+    pending: list[_Pending | None] = []
+    outcomes: list[BenchmarkResult | BenchmarkFailed | None] = []
+    for request in requests:
+        try:
+            pending.append(_prepare(request, config))
+            outcomes.append(None)
+        except BenchmarkFailed as exc:
+            pending.append(None)
+            outcomes.append(exc)
+    units = max(1, sum(1 for each in pending if each is not None) * config.trials)
+    done = 0
+    for trial in range(config.trials):
+        for each in pending:
+            if each is None or each.failure is not None:
+                continue
+            payload = {**each.payload, "measure_overhead": trial == 0}
+            start = done / units
+
+            def report(fraction: float, message: str, start: float = start, trial: int = trial) -> None:
+                if progress is not None:
+                    label = f"trial {trial + 1}/{config.trials}: {message}" if config.trials > 1 else message
+                    progress(start + fraction / units, label)
+
+            scratch = tempfile.mkdtemp(prefix="slipway-benchmark-")
+            try:
+                each.trials.append(_run_parent(payload, config.trial_config(), each.cores, each.env, scratch, report))
+            except BenchmarkFailed as exc:
+                each.failure = exc
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            done += 1
+    results: list[BenchmarkResult | BenchmarkFailed] = []
+    for each, outcome in zip(pending, outcomes, strict=True):
+        if each is None:
+            assert outcome is not None
+            results.append(outcome)
+        elif each.failure is not None:
+            results.append(each.failure)
+        else:
+            results.append(_result_from_data(_combine_runs(each.trials, config), config))
     if progress is not None:
-        progress(1.0, f"benchmarked {len(result.points)} point(s)")
-    return result
+        progress(1.0, f"benchmarked {len(results)} variant(s) in {config.trials} trial(s) each")
+    return results
+
+
+def _combine_runs(runs: Sequence[dict[str, Any]], config: BenchmarkConfig) -> dict[str, Any]:
+    """One result from the trials of one variant: points pooled, the rest from the first trial
+    (load time the median, memory the peak)."""
+    first = runs[0]
+    points = []
+    for index in range(len(first["points"])):
+        trial_points = [run["points"][index] for run in runs]
+        point = combine_trials(trial_points, config.keep_samples)
+        peaks = [p.get("peak_rss_bytes") for p in trial_points if p.get("peak_rss_bytes")]
+        gpu = [p.get("peak_gpu_memory_bytes") for p in trial_points if p.get("peak_gpu_memory_bytes") is not None]
+        point["peak_rss_bytes"] = max(peaks) if peaks else None
+        point["peak_gpu_memory_bytes"] = max(gpu) if gpu else None
+        points.append(point)
+    notes = list(dict.fromkeys(note for run in runs for note in run["notes"]))
+    if len(runs) > 1:
+        notes.append(
+            f"Measured in {len(runs)} trials, each in a fresh process, interleaved round robin with the other "
+            "variants of this benchmark; intervals are 95% confidence intervals."
+        )
+    peaks = [run["peak_rss_bytes"] for run in runs if run.get("peak_rss_bytes")]
+    return {
+        **first,
+        "load_ms": round(statistics.median(run["load_ms"] for run in runs), 3),
+        "points": points,
+        "peak_rss_bytes": max(peaks) if peaks else None,
+        "harness_overhead": next((run["harness_overhead"] for run in runs if run.get("harness_overhead")), None),
+        "seconds": round(sum(run["seconds"] for run in runs), 3),
+        "notes": notes,
+    }
 
 
 def _run_parent(
@@ -1027,13 +1364,18 @@ def _run_parent(
     return result
 
 
+_TUPLE_FIELDS = (
+    "window_p50s_ms", "samples_ms", "p50_ci_ms", "p99_ci_ms", "p99_9_ci_ms", "cpu_ci_ms", "throughput_ci",
+    "trial_p50_ms", "trial_cpu_ms", "trial_throughput",
+)  # fmt: skip
+
+
 def _result_from_data(data: dict[str, Any], config: BenchmarkConfig) -> BenchmarkResult:
     points = tuple(
         PointResult(
             **{
                 **point,
-                "window_p50s_ms": tuple(point["window_p50s_ms"]),
-                "samples_ms": tuple(point["samples_ms"]),
+                **{key: tuple(point[key]) if point.get(key) is not None else None for key in _TUPLE_FIELDS},
             }
         )
         for point in data["points"]

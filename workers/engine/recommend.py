@@ -3,19 +3,30 @@
 Only a variant that passed parity can win: a faster one that breaks accuracy is turned
 down with the parity reason, however fast it is. Among the rest, the objective decides:
 
-- "p99_latency_batch1": the lowest p99 latency at batch 1, concurrency 1;
+- "p99_latency_batch1": the fastest at batch 1, concurrency 1, within the p99 budget when
+  one is set. Speed is judged by a statistic that is stable on a shared machine: CPU time per
+  inference where the runs were single-threaded on a CPU (another process on the machine
+  slows the wall clock, not the CPU time a run needs), else the wall-clock p50; the p99 is
+  what the budget is checked against.
 - "throughput_within_p99_budget": the highest throughput over every measured
   (batch, concurrency) point whose p99 is within `budget_ms`.
 
-Ties are broken the same way every time: lower p99, then the smaller file, then the
-name. The winner's speed-up is measured against the original model in plain
-onnxruntime on the same objective; when no variant can win, the recommendation is to
-keep that original model.
+Every figure carries its 95 % interval (see `workers.engine.timing`). Variants whose
+difference from the fastest is within the noise (the intervals overlap, or the gap is under
+`min_relative`) are tied, and a tie goes to the more accurate variant (parity's signal-to-noise
+ratio, then cosine), then the smaller file, then the name: the recommendation says so. Because
+a tie is decided by accuracy and size, which don't change between runs, the same variants
+measured twice get the same verdict unless one is faster beyond the noise. The winner's
+speed-up over the original model in plain onnxruntime carries its interval; when no variant
+can win, the recommendation is to keep that original model.
 
 Benchmark points are the JSON a benchmark stores, one dict per (batch, concurrency):
-{"batch": 1, "concurrency": 1, "p50": 1.9, "p99": 2.3, "throughput": 512.0, ...}, with
-latencies in milliseconds and throughput in inferences per second. A point with an
-"error" or without numbers for these keys is skipped.
+{"batch": 1, "concurrency": 1, "p50": 1.9, "p99": 2.3, "throughput": 512.0, "cpu_ms": 1.7,
+"cpu_ci_ms": [1.6, 1.8], "p50_ci_ms": [...], "p99_ci_ms": [...], "throughput_ci": [...],
+"samples": 1200, "trials": 3, "single_threaded_cpu": true}, with latencies in milliseconds and
+throughput in inferences per second. A point with an "error" or without the numbers the
+objective needs is skipped; a point without intervals (stored before they existed) counts
+as exact.
 """
 
 from __future__ import annotations
@@ -23,14 +34,26 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from workers.engine.errors import ModelError
 from workers.engine.parity import VariantParity
+from workers.engine.timing import Estimate, LatencyChange, estimate_from_point, latency_change
 
 OBJECTIVES: tuple[str, ...] = ("p99_latency_batch1", "throughput_within_p99_budget")
 
 BASELINE_NAME = "the original model in plain onnxruntime"
+
+# A gap smaller than this share of the figure is noise however narrow the intervals are:
+# criterion's noise threshold.
+MIN_RELATIVE = 0.05
+
+_DESCRIBED = {
+    "cpu_ms": "CPU time per inference",
+    "p50_ms": "p50 latency",
+    "p99_ms": "p99 latency",
+    "throughput": "throughput",
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +63,7 @@ class Candidate:
     `parity` is the variant's `VariantParity`, or its `to_dict()`, or None when parity
     was not checked (then it cannot win). `points` are its benchmark points;
     `benchmark_error` says why it has none, when its benchmark failed. `size_bytes`
-    (the variant's files together) breaks ties.
+    (the variant's files together) breaks ties after accuracy.
     """
 
     name: str
@@ -69,11 +92,15 @@ class Candidate:
 class CandidateOutcome:
     """Where one candidate ended up.
 
-    `value` is the objective's metric at the candidate's best point (p99 in ms, or
-    throughput per second), with that point's `p99_ms`, `batch` and `concurrency`; all
-    None when the candidate had no usable point. `speedup` is the ratio against the
-    original model (above 1 is faster), None without a baseline to compare with.
-    `reason` says, in one sentence, why it lost; it is empty for the winner.
+    `value` is the ranking statistic (`statistic`: "cpu_ms", "p50_ms", "throughput", or
+    "p99_ms" for points stored without intervals) at the candidate's best point, `low`/`high`
+    its 95 % interval, from `samples` timed requests over `trials` fresh processes; `p99_ms`,
+    `p50_ms` and `cpu_ms` are that point's figures beside it (`p99_ms` None with `p99_note`
+    where the samples couldn't support a p99). All None when the candidate had no usable point.
+    `speedup` is how many times faster than the original model (above 1 is faster) with its
+    95 % band `speedup_low`-`speedup_high` and `speedup_sentence`; None without a baseline.
+    `tied_with` names the variants it was tied with within the noise. `reason` says, in one
+    sentence, why it lost; for the winner it is empty.
     """
 
     name: str
@@ -85,6 +112,18 @@ class CandidateOutcome:
     concurrency: int | None = None
     speedup: float | None = None
     reason: str = ""
+    statistic: str | None = None
+    low: float | None = None
+    high: float | None = None
+    samples: int | None = None
+    trials: int | None = None
+    p50_ms: float | None = None
+    cpu_ms: float | None = None
+    p99_note: str | None = None
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    speedup_sentence: str = ""
+    tied_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +132,10 @@ class Recommendation:
 
     `winner` is None when no variant passes parity with a usable benchmark; then
     `use_baseline` is true and `summary` says to keep the original model.
-    `baseline_value` is the original model's metric on the same objective, if measured.
+    `statistic` is what the ranking compared ("cpu_ms", "p50_ms", "throughput", or "p99_ms"
+    for points without intervals) and `statistic_note` why that one.
+    `baseline_value` is the original model's figure on the same statistic, if measured, with
+    its interval in `baseline_low`/`baseline_high`.
     """
 
     objective: str
@@ -104,25 +146,34 @@ class Recommendation:
     baseline_value: float | None
     use_baseline: bool
     summary: str
+    statistic: str = "p99_ms"
+    statistic_note: str = ""
+    baseline_low: float | None = None
+    baseline_high: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The recommendation as plain dicts, lists, strings and numbers, ready for JSON."""
         data = asdict(self)
         data["others"] = list(data["others"])
+        for outcome in (data["winner"], data["runner_up"], *data["others"]):
+            if outcome is not None:
+                outcome["tied_with"] = list(outcome["tied_with"])
         return data
 
 
 class _Point(NamedTuple):
     batch: int
     concurrency: int
-    p99_ms: float
+    p99_ms: float | None
+    budget_latency_ms: float | None  # p99, or the slowest request where p99 couldn't be reported
     throughput: float | None
+    raw: Mapping[str, Any]
 
 
 class _Ranked(NamedTuple):
     candidate: Candidate
     point: _Point
-    value: float
+    estimate: Estimate
 
 
 def recommend(
@@ -130,13 +181,17 @@ def recommend(
     baseline: Sequence[Mapping[str, Any]] | None,
     objective: str,
     budget_ms: float | None = None,
+    *,
+    min_relative: float = MIN_RELATIVE,
 ) -> Recommendation:
     """Pick the variant to run on one hardware profile under `objective`.
 
     `candidates` are `Candidate`s or their dicts; `baseline` is the benchmark points of
     the original model in plain onnxruntime (None when it was not benchmarked). With
     "p99_latency_batch1", a `budget_ms` is optional and, when given, a candidate whose
-    p99 at batch 1 is over it loses; "throughput_within_p99_budget" needs it.
+    p99 at batch 1 is over it loses; "throughput_within_p99_budget" needs it. Candidates
+    within `min_relative` of the fastest, or whose intervals overlap its, are tied and the
+    tie goes to accuracy, then size (see the module's docstring).
 
     Raises ModelError("invalid_objective") for an unknown objective, or a budget that is
     missing where needed or not a positive number.
@@ -160,10 +215,8 @@ def recommend(
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise ValueError(f"Candidate names must be unique on a profile; repeated: {', '.join(duplicates)}")
 
-    baseline_point = _best_point(_points(baseline or ()), objective, budget_ms)
-    baseline_value = _metric(baseline_point, objective) if baseline_point else None
-
-    ranked: list[_Ranked] = []
+    baseline_points = _points(baseline or ())
+    best_points: dict[str, _Point] = {}
     rejected: list[CandidateOutcome] = []
     passed_parity = 0
     for entry in entries:
@@ -172,56 +225,124 @@ def recommend(
             passed_parity += 1
             reason, point = _benchmark_problem(entry, objective, budget_ms)
             if point is not None:
-                ranked.append(_Ranked(entry, point, _metric(point, objective)))
+                best_points[entry.name] = point
                 continue
-        rejected.append(_outcome(entry, None, objective, baseline_value, reason))
-    ranked.sort(key=lambda item: _rank_key(item, objective))
+        rejected.append(CandidateOutcome(entry.name, entry.backend, entry.precision, reason=reason))
 
-    outcomes = [
-        _outcome(
-            item.candidate, item.point, objective, baseline_value, _why_lost(item, ranked[0], objective, budget_ms)
-        )
-        for item in ranked
+    baseline_point = _best_point(baseline_points, objective, budget_ms)
+    compared = [*best_points.values(), *([baseline_point] if baseline_point else [])]
+    statistic, statistic_note = _statistic(compared, objective)
+    baseline_estimate = _estimate(baseline_point, statistic) if baseline_point else None
+
+    ranked = [
+        _Ranked(entry, best_points[entry.name], _estimate(best_points[entry.name], statistic))
+        for entry in entries
+        if entry.name in best_points
     ]
+    ordered, tied = _order(ranked, statistic, min_relative)
+    outcomes = []
+    for item in ordered:
+        reason = _why_lost(item, ordered[0], tied, statistic, min_relative) if item is not ordered[0] else ""
+        outcomes.append(_outcome(item, baseline_estimate, reason, tied, min_relative))
     winner = outcomes[0] if outcomes else None
     runner_up = outcomes[1] if len(outcomes) > 1 else None
     others = tuple(outcomes[2:]) + tuple(rejected)
-    summary = _summary(winner, len(entries), passed_parity, objective, budget_ms, baseline_point, baseline_value)
+    summary = _summary(
+        winner,
+        ordered[0] if ordered else None,
+        tied,
+        len(entries),
+        passed_parity,
+        objective,
+        budget_ms,
+        baseline_point,
+        baseline_estimate,
+    )
     return Recommendation(
         objective=objective,
         budget_ms=budget_ms,
         winner=winner,
         runner_up=runner_up,
         others=others,
-        baseline_value=baseline_value,
+        baseline_value=baseline_estimate.value if baseline_estimate else None,
         use_baseline=winner is None,
         summary=summary,
+        statistic=statistic,
+        statistic_note=statistic_note,
+        baseline_low=baseline_estimate.low if baseline_estimate else None,
+        baseline_high=baseline_estimate.high if baseline_estimate else None,
     )
 
 
-# --- points and metrics -----------------------------------------------------------------
+# --- points and statistics --------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
+# What a benchmark point hands the recommender beside its batch, concurrency, p50 and p99.
+_CARRIED = (
+    "cpu_ms", "cpu_ci_ms", "p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "p99_note", "max_ms",
+    "throughput", "throughput_ci", "samples", "trials",
+)  # fmt: skip
+
+
+def benchmark_points(benchmark: Mapping[str, Any], device_kind: str | None = None) -> list[dict[str, Any]]:
+    """A stored benchmark result's points (`BenchmarkResult.to_dict()`) in the recommender's terms,
+    with their intervals; raw samples stay in the benchmark. `device_kind` ("cpu", "gpu") defaults
+    to the result's own "device_kind". CPU time per inference may rank only runs that used one
+    thread on a CPU: with several threads it counts their spinning, and on a GPU the CPU mostly
+    waits."""
+    kind = device_kind or benchmark.get("device_kind")
+    single_threaded_cpu = (benchmark.get("threads") or {}).get("intra_op_threads") == 1 and kind == "cpu"
+    return [
+        {
+            **{key: p[key] for key in _CARRIED if key in p},
+            "batch": p["batch_size"],
+            "concurrency": p["concurrency"],
+            "p50": p["p50_ms"],
+            "p99": p["p99_ms"],
+            "single_threaded_cpu": single_threaded_cpu and p["concurrency"] == 1,
+        }
+        for p in benchmark.get("points", [])
+    ]
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _points(raw: Sequence[Mapping[str, Any]]) -> list[_Point]:
-    """The usable points: those without an error and with numbers where they are needed."""
+    """The usable points: those without an error and with a latency to hold against a budget."""
     points = []
     for item in raw:
         if not isinstance(item, Mapping) or item.get("error"):
             continue
         batch: Any = item.get("batch")
         concurrency: Any = item.get("concurrency")
-        p99: Any = item.get("p99")
+        p99: Any = item.get("p99", item.get("p99_ms"))
         throughput: Any = item.get("throughput")
-        if not (_is_number(batch) and _is_number(concurrency) and _is_number(p99)) or p99 < 0:
+        if not (_is_number(batch) and _is_number(concurrency)):
+            continue
+        p99_value = float(p99) if _is_number(p99) and p99 >= 0 else None
+        # Without enough samples for a p99, the slowest request measured stands in for it
+        # against a budget: it can only overstate the p99.
+        slowest: Any = item.get("max_ms")
+        budget_latency = p99_value if p99_value is not None else (float(slowest) if _is_number(slowest) else None)
+        if budget_latency is None and not _is_number(item.get("p50", item.get("p50_ms"))):
             continue
         points.append(
-            _Point(int(batch), int(concurrency), float(p99), float(throughput) if _is_number(throughput) else None)
+            _Point(
+                int(batch),
+                int(concurrency),
+                p99_value,
+                budget_latency,
+                float(throughput) if _is_number(throughput) else None,
+                item,
+            )
         )
     return points
+
+
+def _within(point: _Point, budget_ms: float | None) -> bool:
+    return budget_ms is None or (point.budget_latency_ms is not None and point.budget_latency_ms <= budget_ms)
 
 
 def _eligible(points: Sequence[_Point], objective: str, budget_ms: float | None) -> list[_Point]:
@@ -229,9 +350,7 @@ def _eligible(points: Sequence[_Point], objective: str, budget_ms: float | None)
         chosen = [point for point in points if point.batch == 1 and point.concurrency == 1]
     else:
         chosen = [point for point in points if point.throughput is not None]
-    if budget_ms is not None:
-        chosen = [point for point in chosen if point.p99_ms <= budget_ms]
-    return chosen
+    return [point for point in chosen if _within(point, budget_ms)]
 
 
 def _best_point(points: Sequence[_Point], objective: str, budget_ms: float | None) -> _Point | None:
@@ -239,45 +358,153 @@ def _best_point(points: Sequence[_Point], objective: str, budget_ms: float | Non
     if not eligible:
         return None
     if objective == "p99_latency_batch1":
-        return min(eligible, key=lambda point: point.p99_ms)
+        return eligible[0]
     # Highest throughput; of equal ones, the lower p99, then the smaller batch.
-    return min(eligible, key=lambda point: (-(point.throughput or 0.0), point.p99_ms, point.batch, point.concurrency))
+    return min(
+        eligible,
+        key=lambda point: (
+            -(point.throughput or 0.0),
+            point.budget_latency_ms if point.budget_latency_ms is not None else math.inf,
+            point.batch,
+            point.concurrency,
+        ),
+    )
 
 
-def _metric(point: _Point, objective: str) -> float:
-    if objective == "p99_latency_batch1":
-        return point.p99_ms
-    return point.throughput or 0.0
+def _has_interval(point: _Point, statistic: str) -> bool:
+    return estimate_from_point(point.raw, statistic) is not None
 
 
-def _speedup(value: float, baseline_value: float | None, objective: str) -> float | None:
-    if baseline_value is None or value <= 0 or baseline_value <= 0:
-        return None
-    return baseline_value / value if objective == "p99_latency_batch1" else value / baseline_value
+def _statistic(points: Sequence[_Point], objective: str) -> tuple[str, str]:
+    """The statistic every compared point can be ranked by, and why it was chosen."""
+    if objective == "throughput_within_p99_budget":
+        if points and all(_has_interval(point, "throughput") for point in points):
+            return "throughput", "throughput, mean over trials with a 95% interval"
+        return "throughput", "throughput as measured (stored without intervals, so treated as exact)"
+    if points and all(_has_interval(point, "cpu_ms") and point.raw.get("single_threaded_cpu") for point in points):
+        return "cpu_ms", (
+            "CPU time per inference: the runs were single-threaded on a CPU, where it is stable while other "
+            "processes load the machine; wall-clock p50 and p99 are reported beside it"
+        )
+    if points and all(_has_interval(point, "p50_ms") for point in points):
+        return "p50_ms", (
+            "wall-clock p50 latency with its 95% interval (CPU time per inference is only compared for "
+            "single-threaded CPU runs); p99 is reported beside it and held against the budget"
+        )
+    return "p99_ms", "p99 latency as measured (stored without intervals, so treated as exact)"
 
 
-def _rank_key(item: _Ranked, objective: str) -> tuple[float, float, float, str]:
-    size = float(item.candidate.size_bytes) if item.candidate.size_bytes is not None else math.inf
-    first = item.point.p99_ms if objective == "p99_latency_batch1" else -item.value
-    return (first, item.point.p99_ms, size, item.candidate.name)
+def _estimate(point: _Point, statistic: str) -> Estimate:
+    """The point's estimate of `statistic`; a figure stored without an interval counts as exact."""
+    found = estimate_from_point(point.raw, statistic)
+    if found is not None:
+        return found
+    if statistic == "throughput":
+        value = point.throughput or 0.0
+    elif statistic == "p99_ms":
+        value = point.p99_ms if point.p99_ms is not None else (point.budget_latency_ms or 0.0)
+    else:
+        raw = point.raw.get(statistic, point.raw.get(statistic.removesuffix("_ms")))
+        value = float(raw) if _is_number(raw) else 0.0
+    samples = point.raw.get("samples", point.raw.get("requests", 0))
+    return Estimate(value, value, value, int(samples or 0), statistic, int(point.raw.get("trials") or 1))
+
+
+def _better_first(statistic: str, estimate: Estimate) -> float:
+    return -estimate.value if statistic == "throughput" else estimate.value
+
+
+def _within_noise(best: Estimate, other: Estimate, min_relative: float) -> bool:
+    """Whether `other` can't be told apart from `best`: no verdict beyond the noise."""
+    return latency_change(other, best, min_relative=min_relative).verdict in ("no_change", "unknown")
+
+
+def _accuracy_key(parity: VariantParity | Mapping[str, Any] | None) -> tuple[float, float]:
+    """Higher is more accurate: the worst output's signal-to-noise ratio (dB, to 0.1 dB: finer
+    differences are below what the parity inputs can resolve) then the worst cosine (to 1e-6)."""
+    if parity is None:
+        return (-math.inf, -math.inf)
+    outputs = parity.outputs if isinstance(parity, VariantParity) else parity.get("outputs") or ()
+    sqnrs: list[float] = []
+    cosines: list[float] = []
+    for output in outputs:
+        data = asdict(output) if not isinstance(output, Mapping) else output
+        if "sqnr_db" in data:
+            # None means the variant's output equals the reference's: as accurate as it gets.
+            sqnrs.append(math.inf if data["sqnr_db"] is None else float(data["sqnr_db"]))
+        if _is_number(data.get("cosine")):
+            cosines.append(float(data["cosine"]))
+    sqnr = round(min(sqnrs), 1) if sqnrs else -math.inf
+    cosine = round(min(cosines), 6) if cosines else -math.inf
+    return (sqnr, cosine)
+
+
+def _size_key(candidate: Candidate) -> float:
+    return float(candidate.size_bytes) if candidate.size_bytes is not None else math.inf
+
+
+def _budget_key(point: _Point) -> float:
+    return point.budget_latency_ms if point.budget_latency_ms is not None else math.inf
+
+
+def _order(ranked: Sequence[_Ranked], statistic: str, min_relative: float) -> tuple[list[_Ranked], list[_Ranked]]:
+    """The candidates in recommendation order, and the ones tied with the fastest.
+
+    The fastest by its point estimate anchors the tie; everything within the noise of it is
+    tied, and the tie is ordered by accuracy, then size, then speed, then name. The rest follow
+    by speed."""
+    if not ranked:
+        return [], []
+    by_speed = sorted(
+        ranked,
+        key=lambda item: (_better_first(statistic, item.estimate), _size_key(item.candidate), item.candidate.name),
+    )
+    fastest = by_speed[0]
+    tied = [item for item in by_speed if _within_noise(fastest.estimate, item.estimate, min_relative)]
+    tied.sort(
+        key=lambda item: (
+            tuple(-part for part in _accuracy_key(item.candidate.parity)),
+            _size_key(item.candidate),
+            _better_first(statistic, item.estimate),
+            _budget_key(item.point),
+            item.candidate.name,
+        )
+    )
+    rest = [item for item in by_speed if item not in tied]
+    return [*tied, *rest], (tied if len(tied) > 1 else [])
 
 
 def _outcome(
-    candidate: Candidate, point: _Point | None, objective: str, baseline_value: float | None, reason: str
+    item: _Ranked, baseline: Estimate | None, reason: str, tied: Sequence[_Ranked], min_relative: float
 ) -> CandidateOutcome:
-    if point is None:
-        return CandidateOutcome(candidate.name, candidate.backend, candidate.precision, reason=reason)
-    value = _metric(point, objective)
+    candidate, point, estimate = item.candidate, item.point, item.estimate
+    change: LatencyChange | None = latency_change(baseline, estimate, min_relative=min_relative) if baseline else None
+    raw = point.raw
+    p50 = raw.get("p50_ms", raw.get("p50"))
+    cpu = raw.get("cpu_ms")
+    in_tie = any(other is item for other in tied)
     return CandidateOutcome(
         candidate.name,
         candidate.backend,
         candidate.precision,
-        value=value,
+        value=estimate.value,
         p99_ms=point.p99_ms,
         batch=point.batch,
         concurrency=point.concurrency,
-        speedup=_speedup(value, baseline_value, objective),
+        speedup=change.ratio if change else None,
         reason=reason,
+        statistic=estimate.statistic,
+        low=estimate.low,
+        high=estimate.high,
+        samples=estimate.samples,
+        trials=estimate.trials,
+        p50_ms=float(p50) if _is_number(p50) else None,
+        cpu_ms=float(cpu) if _is_number(cpu) else None,
+        p99_note=str(raw.get("p99_note") or "") or None if point.p99_ms is None else None,
+        speedup_low=change.ratio_low if change else None,
+        speedup_high=change.ratio_high if change else None,
+        speedup_sentence=change.sentence if change else "",
+        tied_with=tuple(other.candidate.name for other in tied if other is not item) if in_tie else (),
     )
 
 
@@ -327,56 +554,107 @@ def _benchmark_problem(candidate: Candidate, objective: str, budget_ms: float | 
         at_batch1 = _eligible(points, objective, None)
         if not at_batch1:
             return "Not benchmarked at batch 1, concurrency 1.", None
-        lowest = min(point.p99_ms for point in at_batch1)
-        return f"Its p99 at batch 1 is {_ms(lowest)}, over the {_ms(budget_ms or 0)} budget.", None
+        return f"Its {_budget_figure(at_batch1[0])} at batch 1 is over the {_ms(budget_ms or 0)} budget.", None
     with_throughput = _eligible(points, objective, None)
     if not with_throughput:
         return "Not benchmarked for throughput: no point records one.", None
-    lowest = min(point.p99_ms for point in with_throughput)
-    return f"No point within the {_ms(budget_ms or 0)} p99 budget (its lowest p99 is {_ms(lowest)}).", None
+    lowest = min(with_throughput, key=lambda point: point.budget_latency_ms or math.inf)
+    return f"No point within the {_ms(budget_ms or 0)} p99 budget (its lowest is {_budget_figure(lowest)}).", None
 
 
-def _why_lost(item: _Ranked, best: _Ranked, objective: str, budget_ms: float | None) -> str:
-    """One sentence on why a ranked candidate is behind the winner ("" for the winner)."""
-    if item is best:
-        return ""
-    name = best.candidate.name
-    if objective == "p99_latency_batch1":
-        if item.value != best.value:
-            return f"Slower: p99 {_ms(item.value)} vs {_ms(best.value)} for '{name}' at batch 1."
-        tied = f"Tied with '{name}' on p99 ({_ms(item.value)})"
-    else:
-        within = f" within the {_ms(budget_ms or 0)} p99 budget"
-        if item.value != best.value:
-            return f"Lower throughput: {_rate(item.value)} vs {_rate(best.value)} for '{name}'{within}."
-        tied = f"Tied with '{name}' on throughput ({_rate(item.value)}{within})"
-        if item.point.p99_ms != best.point.p99_ms:
-            return f"{tied}, which has the lower p99 ({_ms(best.point.p99_ms)} vs {_ms(item.point.p99_ms)})."
-    mine, theirs = item.candidate.size_bytes, best.candidate.size_bytes
-    if mine != theirs:
-        return f"{tied}, which has the smaller file ({_size(theirs)} vs {_size(mine)})."
-    return f"{tied} and file size, which comes first by name."
+def _budget_figure(point: _Point) -> str:
+    if point.p99_ms is not None:
+        return f"p99 {_ms(point.p99_ms)}"
+    if point.budget_latency_ms is None:
+        return "p99 (not measured)"
+    samples = point.raw.get("samples", point.raw.get("requests"))
+    return (
+        f"slowest request {_ms(point.budget_latency_ms)} (standing in for a p99 that {samples} samples can't support)"
+    )
+
+
+def _figure(estimate: Estimate) -> str:
+    """A figure with its interval and evidence: "0.41 ms [0.40-0.42]"."""
+    unit = _rate if estimate.statistic == "throughput" else _ms
+    if estimate.low == estimate.high:
+        return unit(estimate.value)
+    return f"{unit(estimate.value)} [{unit(estimate.low)}-{unit(estimate.high)}]"
+
+
+def _why_lost(item: _Ranked, first: _Ranked, tied: Sequence[_Ranked], statistic: str, min_relative: float) -> str:
+    """One sentence on why a ranked candidate is behind the winner."""
+    name = first.candidate.name
+    label = _DESCRIBED[statistic]
+    mine, theirs = _figure(item.estimate), _figure(first.estimate)
+    if not any(other is item for other in tied):
+        fastest = min(tied or [first], key=lambda other: _better_first(statistic, other.estimate))
+        change = latency_change(item.estimate, fastest.estimate, min_relative=min_relative)
+        word = "Lower" if statistic == "throughput" else "Slower"
+        return _sentence(
+            f"{word} beyond the noise: {label} {mine} vs {_figure(fastest.estimate)} for "
+            f"'{fastest.candidate.name}', which is {change.sentence}"
+        )
+    tie = f"Tied with '{name}' within noise ({label} {mine} vs {theirs})"
+    mine_accuracy, their_accuracy = _accuracy_key(item.candidate.parity), _accuracy_key(first.candidate.parity)
+    if mine_accuracy != their_accuracy:
+        return f"{tie}; '{name}' was picked for accuracy ({_accuracy_text(their_accuracy, mine_accuracy)})."
+    if item.candidate.size_bytes != first.candidate.size_bytes:
+        return (
+            f"{tie}; '{name}' was picked for its smaller file "
+            f"({_size(first.candidate.size_bytes)} vs {_size(item.candidate.size_bytes)})."
+        )
+    same = f"{tie}, with the same accuracy and file size"
+    if item.estimate.value == first.estimate.value and item.point.p99_ms != first.point.p99_ms:
+        return f"{same}; '{name}' has the lower p99 ({_budget_figure(first.point)} vs {_budget_figure(item.point)})."
+    return f"{same}; '{name}' comes first by speed, then name."
+
+
+def _accuracy_text(better: tuple[float, float], worse: tuple[float, float]) -> str:
+    if better[0] != worse[0]:
+        return f"worst-output signal-to-noise {_db(better[0])} vs {_db(worse[0])}"
+    return f"worst-output cosine {better[1]:.6f} vs {worse[1]:.6f}"
+
+
+def _db(value: float) -> str:
+    if value == math.inf:
+        return "exact"
+    return "unknown" if value == -math.inf else f"{value:.1f} dB"
 
 
 def _summary(
     winner: CandidateOutcome | None,
+    first: _Ranked | None,
+    tied: Sequence[_Ranked],
     candidate_count: int,
     passed_parity: int,
     objective: str,
     budget_ms: float | None,
     baseline_point: _Point | None,
-    baseline_value: float | None,
+    baseline: Estimate | None,
 ) -> str:
-    if winner is not None:
-        described = _describe_point(
-            winner.value or 0.0, winner.p99_ms or 0.0, winner.batch, winner.concurrency, objective
-        )
-        text = f"Use '{winner.name}' ({winner.backend}, {winner.precision}): {described}"
-        if winner.speedup is None:
-            return f"{text}; {BASELINE_NAME} has no benchmark to compare it with."
-        text = f"{text}, {winner.speedup:.2f}x {BASELINE_NAME}."
-        if winner.speedup < 1:
+    if winner is not None and first is not None:
+        text = f"Use '{winner.name}' ({winner.backend}, {winner.precision}): {_describe(first.estimate, first.point)}"
+        if len(tied) > 1:
+            others = ", ".join(f"'{item.candidate.name}'" for item in tied if item is not first)
+            fastest = min(tied, key=lambda item: _better_first(first.estimate.statistic, item.estimate))
+            why = (
+                "accuracy"
+                if _accuracy_key(first.candidate.parity) != _accuracy_key(tied[1].candidate.parity)
+                else "its smaller file"
+                if first.candidate.size_bytes != tied[1].candidate.size_bytes
+                else "speed, then name"
+            )
+            if fastest is first:
+                why = f"{why} (it is also the fastest)"
+            text += f". Tied with {others} within noise; picked for {why}"
+        if winner.speedup is None or baseline is None:
+            return f"{text}. {BASELINE_NAME[0].upper()}{BASELINE_NAME[1:]} has no benchmark to compare it with."
+        text += f". Against {BASELINE_NAME}: {_lower_first(winner.speedup_sentence)}"
+        change = latency_change(baseline, first.estimate)
+        if change.verdict == "slower":
             text += f" No variant beats {BASELINE_NAME}, which is worth keeping."
+        elif change.verdict == "no_change":
+            text += f" No variant is faster than {BASELINE_NAME} beyond the noise."
         return text
     if candidate_count == 0:
         why = "There are no variants for this profile"
@@ -386,20 +664,34 @@ def _summary(
         why = f"No variant that passes the accuracy check has a benchmark point within the {_ms(budget_ms)} p99 budget"
     else:
         why = "No variant that passes the accuracy check has a benchmark at batch 1, concurrency 1"
-    if baseline_point is None or baseline_value is None:
+    if baseline_point is None or baseline is None:
         if budget_ms is not None:
             return f"{why}; keep {BASELINE_NAME}, though it has no measured point within the budget either."
         return f"{why}; keep {BASELINE_NAME}."
-    measured = _describe_point(
-        baseline_value, baseline_point.p99_ms, baseline_point.batch, baseline_point.concurrency, objective
-    )
-    return f"{why}; keep {BASELINE_NAME} ({measured})."
+    return f"{why}; keep {BASELINE_NAME}: {_describe(baseline, baseline_point)}."
 
 
-def _describe_point(value: float, p99_ms: float, batch: int | None, concurrency: int | None, objective: str) -> str:
-    if objective == "p99_latency_batch1":
-        return f"p99 {_ms(value)} at batch 1, concurrency 1"
-    return f"{_rate(value)} at batch {batch}, concurrency {concurrency} with p99 {_ms(p99_ms)}"
+def _evidence(estimate: Estimate) -> str:
+    if estimate.low == estimate.high:
+        return ""
+    trials = f"{estimate.trials} trial{'s' if estimate.trials != 1 else ''}"
+    return f", 95% interval from {trials} x {estimate.samples:,} samples"
+
+
+def _describe(estimate: Estimate, point: _Point) -> str:
+    label = _DESCRIBED[estimate.statistic]
+    where = f"at batch {point.batch}, concurrency {point.concurrency}"
+    text = f"{label} {_figure(estimate)} {where}{_evidence(estimate)}"
+    beside = []
+    p50 = point.raw.get("p50_ms", point.raw.get("p50"))
+    if estimate.statistic != "p50_ms" and _is_number(p50):
+        beside.append(f"p50 {_ms(float(p50))}")
+    if estimate.statistic != "p99_ms":
+        if point.p99_ms is not None:
+            beside.append(f"p99 {_ms(point.p99_ms)}")
+        elif point.raw.get("p99_note"):
+            beside.append(f"p99 {point.raw['p99_note']}")
+    return f"{text} ({'; '.join(beside)})" if beside else text
 
 
 def _ms(value: float) -> str:
