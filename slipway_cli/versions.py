@@ -83,6 +83,24 @@ def report_failure(version: dict[str, Any], err: TextIO) -> None:
         err.write(f"  {version['status_reason']}\n")
 
 
+def unmeasured_profiles(version: dict[str, Any], only: str | None = None) -> list[dict[str, Any]]:
+    """The profiles of the version's latest run with no measured evidence (the server's
+    `profile_readiness`), or just `only` when it is one of them."""
+    return [
+        entry
+        for entry in version.get("profile_readiness") or []
+        if entry.get("status") == "failed" and (only is None or entry.get("profile") == only)
+    ]
+
+
+def report_unmeasured(version: dict[str, Any], unmeasured: list[dict[str, Any]], err: TextIO) -> None:
+    """Say which profiles have nothing measured, and why."""
+    names = ", ".join(str(entry.get("profile")) for entry in unmeasured)
+    err.write(f"{describe(version)} has no measured evidence on {names}:\n")
+    for entry in unmeasured:
+        err.write(f"  {entry.get('profile')}: {entry.get('reason') or 'no reason given'}\n")
+
+
 def wait_for_version(
     client: ApiClient, version_id: int, timeout: float, err: TextIO, *, interval: float = 2.0
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from rest_framework import status
 
 from apps.core.api.errors import ApiError
 from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
+from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from apps.runtimes.models import Worker
 
@@ -133,6 +134,33 @@ def _profile_evidence(version: ModelVersion, profile: Any, results: dict[str, An
     }
 
 
+def _has_points(entry: Any) -> bool:
+    return isinstance(entry, dict) and bool(entry.get("points"))
+
+
+def missing_evidence(profile: str, outcome: ProfileOutcome | None, results: dict[str, Any]) -> str:
+    """Why `profile` has no measured evidence in the run, as a sentence; empty when it has.
+
+    A profile has evidence when its steps all succeeded and its benchmark measured the original
+    model or a variant. Runs from before the benchmark step failed on nothing measured can have
+    a succeeded benchmark with no points: those count as missing too."""
+    if outcome is None:
+        return f"The latest pipeline run did not include the {profile} profile; re-run the pipeline."
+    if outcome.status != ProfileStatus.READY:
+        return f"The {profile} profile has no measured evidence: {outcome.reason}"
+    benchmark = results.get(JobKind.BENCHMARK)
+    if benchmark is None:
+        return f"The {profile} profile has no benchmark in the latest run; re-run the pipeline."
+    if not _has_points(benchmark.get("baseline")) and not any(
+        _has_points(entry) for entry in (benchmark.get("variants") or {}).values()
+    ):
+        return (
+            f"Nothing was measured on the {profile} profile: every benchmark failed, the original model's included. "
+            "Re-run the pipeline to see why."
+        )
+    return ""
+
+
 def collect_evidence(version: ModelVersion) -> dict[str, Any]:
     """The evidence snapshot of the version's latest run; a 409 if that run has not finished well."""
     run = latest_run(version)
@@ -153,11 +181,17 @@ def collect_evidence(version: ModelVersion) -> dict[str, Any]:
             hosts[slug] = job.worker_host
     onnx = version.artifacts.filter(kind=ArtifactKind.ONNX, job__run=run).order_by("-id").first()
     source = version.source_artifact
+    outcomes = {o.profile: o for o in profile_outcomes(run)}
     profiles = {}
     for profile in version.profiles.order_by("slug"):
         profiles[profile.slug] = _profile_evidence(
             version, profile, results.get(profile.slug, {}), hosts.get(profile.slug, "")
         )
+        missing = missing_evidence(profile.slug, outcomes.get(profile.slug), results.get(profile.slug, {}))
+        if missing:
+            # Only where evidence is missing, so the snapshot (and its hash) of a fully
+            # measured version is what it was before this key existed.
+            profiles[profile.slug]["evidence_missing"] = missing
     return {
         "version": {
             "id": version.pk,

@@ -43,7 +43,7 @@ PARAM_HELP: dict[str, str] = {
 
 @dataclass(frozen=True)
 class GateResult:
-    policy_id: int
+    policy_id: int | None  # None for the built-in measured-evidence gate
     name: str
     kind: str
     profile: str
@@ -181,15 +181,33 @@ def _result(policy: Policy, profile: str, passed: bool, value: Any, threshold: A
     return GateResult(policy.pk, policy.name, policy.kind, profile, passed, value, threshold, message)
 
 
-def evaluate(policies: Iterable[Policy], evidence: dict[str, Any]) -> list[GateResult]:
-    """Every enabled policy on every profile it applies to."""
+MEASURED_EVIDENCE = "measured_evidence"
+
+
+def evidence_gates(evidence: dict[str, Any]) -> list[GateResult]:
+    """The built-in gate no policy can turn off: a profile without measured evidence fails it,
+    with the reason. The team's policies are not evaluated on that profile: with nothing
+    measured their verdicts would only repeat that (docs/adr/0009)."""
     results = []
+    for slug, profile in sorted((evidence.get("profiles") or {}).items()):
+        missing = profile.get("evidence_missing")
+        if missing:
+            results.append(GateResult(None, "Measured evidence", MEASURED_EVIDENCE, slug, False, None, None, missing))
+    return results
+
+
+def evaluate(policies: Iterable[Policy], evidence: dict[str, Any]) -> list[GateResult]:
+    """The built-in evidence gate, then every enabled policy on every profile it applies to."""
+    results = evidence_gates(evidence)
+    unmeasured = {gate.profile for gate in results}
     profiles: dict[str, Any] = evidence.get("profiles") or {}
     for policy in policies:
         if not policy.enabled:
             continue
         wanted = [policy.profile.slug] if policy.profile is not None else sorted(profiles)
         for slug in wanted:
+            if slug in unmeasured:
+                continue
             if slug not in profiles:
                 results.append(
                     _result(policy, slug, False, None, None, f"The version was not built for the {slug} profile.")

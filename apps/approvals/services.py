@@ -213,6 +213,17 @@ def approve(version: ModelVersion, user: Any, comment: str = "", override_reason
         comment = _clean_comment(comment, required=False, doing="approving")
         override_reason = (override_reason or "").strip()
         current = review(version)
+        profiles = current.evidence.get("profiles") or {}
+        if profiles and all(p.get("evidence_missing") for p in profiles.values()):
+            # An override vouches for a judgement on numbers; with no numbers at all there is
+            # nothing to vouch for (docs/adr/0009).
+            missing = " ".join(p["evidence_missing"] for p in profiles.values())
+            raise Conflict(
+                "no_measured_evidence",
+                f"Version {version.number} of {version.model.slug} can't be approved: nothing was measured on any "
+                f"of its profiles. {missing} Fix the cause and re-run its pipeline; an override can't stand in "
+                "for evidence.",
+            )
         if not current.gates_passed and not override_reason:
             failing = "; ".join(f"{g.name} ({g.profile}): {g.message}" for g in current.gates if not g.passed)
             raise Conflict(

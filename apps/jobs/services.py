@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.approvals import services as approvals
 from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.jobs.outcomes import ProfileStatus, profile_outcomes
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, VersionStatus
 
@@ -259,14 +260,40 @@ def _advance(run_id: int) -> None:
         Job.objects.filter(pk=nxt.pk).update(status=JobStatus.QUEUED, enqueued_at=timezone.now())
         _enqueue_on_commit(nxt)
         return
+    _finish_run(run_id)
+
+
+def _finish_run(run_id: int) -> None:
+    """Every job of the run has finished: the version is ready when at least one profile has
+    measured evidence (or the version has no profiles), and failed when none has (docs/adr/0009)."""
     run = PipelineRun.objects.select_related("version").get(pk=run_id)
-    PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
-    lifecycle.transition(run.version, VersionStatus.READY, reason="pipeline finished")
+    outcomes = profile_outcomes(run)
+    ready = [o for o in outcomes if o.status == ProfileStatus.READY]
+    missing = [o for o in outcomes if o.status != ProfileStatus.READY]
+    now = timezone.now()
+    if outcomes and not ready:
+        PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.FAILED, finished_at=now)
+        if len(missing) == 1:
+            reason = missing[0].reason
+        else:
+            reason = "No profile has measured evidence: " + "; ".join(f"{o.profile}: {o.reason}" for o in missing)
+        lifecycle.transition(run.version, VersionStatus.FAILED, reason=reason)
+        approvals.version_failed(run.version, reason)
+        return
+    PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=now)
+    reason = "pipeline finished"
+    if missing:
+        reason = f"pipeline finished; ready for review on {', '.join(o.profile for o in ready)} only: " + "; ".join(
+            f"{o.profile} has no measured evidence ({o.reason})" for o in missing
+        )
+    lifecycle.transition(run.version, VersionStatus.READY, reason=reason)
     approvals.version_ready(run.version)
 
 
 def fail(job: Job, code: str, message: str, log: str = "") -> bool:
-    """Fail the job with a readable reason; the rest of the run is cancelled and the version fails."""
+    """Fail the job with a readable reason. A step of one hardware profile cancels only that
+    profile's later steps and the run goes on with the other profiles; a step of the whole
+    version (import, inspect) cancels the rest of the run and the version fails."""
     return _finish_failed(job, job.attempt, code, message, log)
 
 
@@ -288,8 +315,23 @@ def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "
         Job.objects.filter(pk=job.pk).update(
             status=JobStatus.FAILED, error=message, error_code=code[:50], finished_at=now, log=text
         )
+        step = locked.get_kind_display().lower()
+        if locked.profile_id is not None:
+            # One profile's failure is that profile's own: the other profiles' steps still run
+            # and their evidence still counts (docs/adr/0009).
+            Job.objects.filter(run_id=locked.run_id, profile_id=locked.profile_id, status=JobStatus.PENDING).update(
+                status=JobStatus.CANCELLED,
+                finished_at=now,
+                error=f"Not run: the {step} step of this profile failed.",
+                error_code="profile_failed",
+            )
+            _advance(locked.run_id)
+            return True
         Job.objects.filter(run_id=locked.run_id, status=JobStatus.PENDING).update(
-            status=JobStatus.CANCELLED, finished_at=now
+            status=JobStatus.CANCELLED,
+            finished_at=now,
+            error=f"Not run: the {step} step failed.",
+            error_code="run_failed",
         )
         PipelineRun.objects.filter(pk=locked.run_id).update(status=RunStatus.FAILED, finished_at=now)
         version = ModelVersion.objects.get(runs__id=locked.run_id)

@@ -23,7 +23,8 @@ from apps.runtimes.models import HardwareProfile
 from workers.engine.errors import ModelError
 from workers.engine.importers.registry import detect_upload_format, framework_of
 from workers.engine.npz import describe_npz
-from workers.engine.signature import parse_input_specs, specs_to_json
+from workers.engine.outputs import parse_output_declarations
+from workers.engine.signature import parse_input_declarations, parse_input_specs, specs_to_json
 
 
 def framework_for(fmt: str) -> str:
@@ -204,6 +205,8 @@ def upload_version(
     validation: Any = None,
     inputs: Any = None,
     evaluation: Evaluation | None = None,
+    input_declarations: Any = None,
+    output_declarations: Any = None,
 ) -> ModelVersion:
     """Store an uploaded file, create the next version, and start its pipeline after commit.
 
@@ -222,8 +225,20 @@ def upload_version(
     try:
         fmt = detect_upload_format(Path(uploaded.temporary_file_path()))
         specs = parse_input_specs(inputs) if inputs is not None else ()
+        declarations = parse_input_declarations(input_declarations)
+        # Checked against the model's outputs by inspection, which fails with the reason.
+        parse_output_declarations(output_declarations)
     except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
+    if specs and fmt in ("onnx", "onnx-zip"):
+        # An ONNX file carries its own signature; accepting another one and ignoring it would
+        # let a user believe the shapes they gave are the ones measured.
+        raise ApiError(
+            "inputs_not_applicable",
+            "An ONNX model carries its own input signature, so 'inputs' is not used for it. To say what the "
+            "inputs take (a scalar's values, a dim's typical size and step), send input_declarations, e.g. "
+            '{"inputs": {"sr": {"values": [8000, 16000]}}, "dims": {"height": {"typical": 640, "step": 32}}}.',
+        )
     chosen_profiles = resolve_profiles(profiles)
     side_files = {"calibration": calibration, "validation": validation}
     for what, side in side_files.items():
@@ -254,6 +269,8 @@ def upload_version(
                 framework=framework_for(fmt),
                 notes=notes,
                 input_spec=specs_to_json(specs),
+                input_declarations=declarations.to_json(),
+                output_declarations=output_declarations or {},
                 tolerance=evaluation.tolerance,
                 objective=evaluation.objective,
                 p99_budget_ms=evaluation.p99_budget_ms,

@@ -14,7 +14,15 @@ from slipway_cli.errors import ApiError, CliError, ExitCode
 from slipway_cli.multipart import FilePart, MultipartBody, file_part
 from slipway_cli.output import write_json
 from slipway_cli.progress import UploadProgress
-from slipway_cli.versions import check_slug, describe, poll_seconds, report_failure, wait_for_version
+from slipway_cli.versions import (
+    check_slug,
+    describe,
+    poll_seconds,
+    report_failure,
+    report_unmeasured,
+    unmeasured_profiles,
+    wait_for_version,
+)
 
 HELP = "upload a model version (streamed), optionally wait for its pipeline"
 DESCRIPTION = """\
@@ -33,8 +41,8 @@ connection, so a retried upload never makes two versions.
 JSON options take the JSON itself or @FILE to read it from a file."""
 EPILOG = """\
 exit codes:
-  0  uploaded (with --wait: the pipeline finished and the version is ready for review)
-  1  with --wait: the pipeline failed (the failing step's error is printed)
+  0  uploaded (with --wait: the pipeline finished and every profile has measured evidence)
+  1  with --wait: the pipeline failed, or a profile has nothing measured (the reason is printed)
   2  error: bad arguments, API or connection error, or --timeout passed first
 
 examples:
@@ -80,6 +88,21 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         metavar="JSON",
         help='input signature for formats that carry none, e.g. \'[{"name": "x", "shape": ["batch", 8], '
         '"dtype": "float32"}]\'',
+    )
+    parser.add_argument(
+        "--declare-inputs",
+        dest="declare_inputs",
+        metavar="FILE.json",
+        help="what the inputs take, used when Slipway generates inputs: a JSON file (or the JSON itself), e.g. "
+        '\'{"inputs": {"sr": {"values": [8000, 16000]}, "state": {"kind": "state", "batch_axis": 1}}, '
+        '"dims": {"height": {"typical": 640, "step": 32}}}\'',
+    )
+    parser.add_argument(
+        "--declare-outputs",
+        dest="declare_outputs",
+        metavar="FILE.json",
+        help="what each output is, so that parity judges it by kind: a JSON file (or the JSON itself), e.g. "
+        '\'{"output0": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84]}, "logits": {"kind": "classifier"}}\'',
     )
     parser.add_argument(
         "--tolerance", metavar="JSON", help='accuracy tolerance, e.g. \'{"min_cosine": 0.999, "max_abs_error": 1e-3}\''
@@ -134,6 +157,16 @@ def _form(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[FilePar
         text = _json_option(option, getattr(args, name))
         if text is not None:
             fields.append((name, text))
+    for option, attribute, field in (
+        ("--declare-inputs", "declare_inputs", "input_declarations"),
+        ("--declare-outputs", "declare_outputs", "output_declarations"),
+    ):
+        declared = getattr(args, attribute, None)
+        if declared is not None:
+            # A file name is what the option expects; JSON given inline (starting with "{") works too.
+            inline = declared.lstrip().startswith(("{", "@"))
+            text = _json_option(option, declared if inline else f"@{declared}")
+            fields.append((field, text or ""))
     if args.objective:
         fields.append(("objective", args.objective))
     if args.p99_budget_ms is not None:
@@ -222,6 +255,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         write_json(final, ctx.out)
     if final.get("status") == "failed":
         report_failure(final, ctx.err)
+        return ExitCode.FAILED
+    unmeasured = unmeasured_profiles(final)
+    if unmeasured:
+        # Ready for review on the other profiles, but a build that asked for these must not pass.
+        report_unmeasured(final, unmeasured, ctx.err)
         return ExitCode.FAILED
     if not args.json and not args.print_id:
         ctx.out.write(

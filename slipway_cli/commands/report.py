@@ -76,9 +76,15 @@ def render(version: Mapping[str, Any], review: Mapping[str, Any] | None, why_no_
     lines = _header(version)
     reports: Mapping[str, Any] = version.get("reports") or {}
     jobs = (version.get("latest_run") or {}).get("jobs") or []
+    readiness = {str(e.get("profile")): e for e in version.get("profile_readiness") or [] if isinstance(e, Mapping)}
     for profile in _profiles(version):
         lines.append("")
-        lines.extend(_profile_section(profile, reports, [j for j in jobs if j.get("profile") == profile]))
+        section = _profile_section(profile, reports, [j for j in jobs if j.get("profile") == profile])
+        state = readiness.get(profile) or {}
+        if state.get("status") == "failed":
+            # Before the tables: the first thing to read about a profile with no numbers is why.
+            section.insert(1, f"  NO MEASURED EVIDENCE: {state.get('reason') or 'no reason given'}")
+        lines.extend(section)
     lines.append("")
     lines.extend(gate_lines(review, why_no_review))
     return "\n".join(lines) + "\n"
@@ -224,6 +230,12 @@ def _profile_section(profile: str, reports: Mapping[str, Any], jobs: list[Mappin
         lines.append("  no variants were built")
     for backend, message in {**(optimize.get("errors") or {}), **(optimize.get("skipped") or {})}.items():
         lines.append(f"  {backend}: no variants: {message}")
+    # What a backend left out and why (static INT8 without calibration data, a conversion that failed).
+    for backend, notes in (optimize.get("notes") or {}).items():
+        lines.extend(f"  {backend}: {note}" for note in notes or [])
+    baseline_error = (benchmark.get("baseline") or {}).get("error")
+    if baseline_error:
+        lines.append(f"  the original model was not benchmarked: {baseline_error}")
     if recommend:
         lines.extend(_recommendation_lines(recommend))
     else:  # the recommendation says why a variant was not measured; without it, say it here

@@ -322,3 +322,53 @@ def test_a_bad_input_signature_is_refused_with_an_example(personas, onnx_bytes):
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_inputs" and "Example:" in response.json()["message"]
     assert not ModelVersion.objects.exists()
+
+
+def test_input_declarations_are_stored_and_shown(personas, onnx_bytes):
+    declared = '{"inputs": {"input": {"kind": "features", "range": [-1, 1]}}, "dims": {"batch": {"typical": 4}}}'
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision",
+                       input_declarations=declared)  # fmt: skip
+    assert response.status_code == 201, response.json()
+    expected = {"inputs": {"input": {"kind": "features", "range": [-1.0, 1.0]}}, "dims": {"batch": {"typical": 4}}}
+    assert response.json()["input_declarations"] == expected
+    assert ModelVersion.objects.get(pk=response.json()["id"]).input_declarations == expected
+
+
+def test_bad_input_declarations_are_refused_with_an_example(personas, onnx_bytes):
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision",
+                       input_declarations='{"inputs": {"sr": {"values": [8000, "16k"]}}}')  # fmt: skip
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_declarations"
+    assert "'sr'" in body["message"] and "Example:" in body["message"]
+    assert not ModelVersion.objects.exists() and _stored_blobs() == []
+
+
+def test_an_input_signature_on_an_onnx_upload_is_refused_not_ignored(personas, onnx_bytes):
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision",
+                       inputs='[{"name": "input", "shape": ["batch", 16]}]')  # fmt: skip
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "inputs_not_applicable"
+    assert "input_declarations" in body["message"]
+    assert not ModelVersion.objects.exists() and _stored_blobs() == []
+
+
+def test_output_declarations_are_stored_and_shown(personas, onnx_bytes):
+    declared = '{"output": {"kind": "classifier", "top_k": 3}}'
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision",
+                       output_declarations=declared)  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert response.json()["output_declarations"] == {"output": {"kind": "classifier", "top_k": 3}}
+    version = ModelVersion.objects.get(pk=response.json()["id"])
+    assert version.output_declarations == {"output": {"kind": "classifier", "top_k": 3}}
+
+
+def test_bad_output_declarations_are_refused_with_an_example(personas, onnx_bytes):
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes, team="vision",
+                       output_declarations='{"output": {"kind": "detection", "boxes": [0, 4]}}')  # fmt: skip
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_output_declarations"
+    assert "'output'" in body["message"] and '"scores"' in body["message"] and "Declare outputs like" in body["message"]
+    assert not ModelVersion.objects.exists() and _stored_blobs() == []

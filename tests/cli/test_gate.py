@@ -159,3 +159,49 @@ def test_the_real_review_shapes_are_read(api: FakeApi, cli):
     result = cli("gate", "1")
     assert result.code == 0
     assert "pass  p99 under 1 s (max_p99_latency, x86-cpu): 0.049 vs threshold 1000" in result.out
+
+
+NOTHING_MEASURED = (
+    "Benchmark: Nothing could be measured on arm-cpu: every benchmark failed, the original model's included. "
+    "the original model (onnxruntime): The onnxruntime runtime failed running model.onnx at batch size 1: "
+    "Concat: axis 1 sizes differ (20 vs 21)."
+)
+
+
+def _partly_measured() -> dict:
+    """Ready for review on x86-cpu; arm-cpu measured nothing (as the server reports it)."""
+    return version_in(
+        "ready",
+        profile_readiness=[
+            {"profile": "arm-cpu", "status": "failed", "reason": NOTHING_MEASURED, "step": "benchmark"},
+            {"profile": "x86-cpu", "status": "ready", "reason": "", "step": None},
+        ],
+    )
+
+
+def test_a_profile_with_nothing_measured_fails_the_gate_with_its_reason_even_without_policies(api: FakeApi, cli):
+    api.add("GET", VERSION, (200, _partly_measured()))
+    api.add("GET", REVIEW, (200, _review()))
+    result = cli("gate", "17")
+    assert result.code == 1, result.out
+    assert "scorer v3 (id 17) has no measured evidence on arm-cpu:" in result.err
+    assert "Concat: axis 1 sizes differ (20 vs 21)." in result.err
+    assert "no gates apply" not in result.out
+
+
+def test_gate_for_one_profile_judges_that_profile_only(api: FakeApi, cli):
+    api.add("GET", VERSION, (200, _partly_measured()))
+    arm = {**_gate("p99 under 1 s", False, 0, 1000), "profile": "arm-cpu"}
+    api.add("GET", REVIEW, (200, _review(_gate("p99 under 1 s", True, 0.049, 1000), arm)))
+    measured = cli("gate", "17", "--profile", "x86-cpu")
+    assert measured.code == 0, measured.err
+    assert "passes every gate" in measured.out and "arm-cpu" not in measured.out
+
+    unmeasured = cli("gate", "17", "--profile", "arm-cpu", "--json")
+    assert unmeasured.code == 1
+    verdict = json.loads(unmeasured.out)
+    assert verdict["gates_passed"] is False and verdict["unmeasured"][0]["reason"] == NOTHING_MEASURED
+
+    unknown = cli("gate", "17", "--profile", "nvidia-gpu")
+    assert unknown.code == 2
+    assert "was not built for the nvidia-gpu profile; its profiles are arm-cpu, x86-cpu" in unknown.err

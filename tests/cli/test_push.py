@@ -309,3 +309,22 @@ def test_a_200_mb_upload_runs_in_constant_memory(api: FakeApi, tmp_path):
     assert received.tail.endswith(b"--\r\n")
     print(f"peak RSS {baseline / 1024:.1f} MiB for 1 KiB, {peak / 1024:.1f} MiB for 200 MiB")
     assert (peak - baseline) < 16 * 1024, f"peak RSS grew by {(peak - baseline) / 1024:.1f} MiB for a 200 MiB upload"
+
+
+def test_input_and_output_declarations_are_sent_from_a_file_or_inline(api: FakeApi, cli, tmp_path):
+    api.add("POST", UPLOAD, (201, version_in("processing")))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text('{"output0": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84]}}')
+    result = cli(
+        "push", str(model), "--model", "scorer",
+        "--declare-inputs", '{"dims": {"height": {"typical": 640, "step": 32}}}',
+        "--declare-outputs", str(outputs),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    parts = parse_multipart(api.calls("POST", UPLOAD)[0])
+    assert json.loads(parts["input_declarations"][1]) == {"dims": {"height": {"typical": 640, "step": 32}}}
+    assert json.loads(parts["output_declarations"][1])["output0"]["scores"] == [4, 84]
+    result = cli("push", str(model), "--model", "scorer", "--declare-outputs", str(tmp_path / "missing.json"))
+    assert result.code == 2 and "missing.json" in result.err

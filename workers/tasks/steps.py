@@ -112,6 +112,7 @@ def run_import(job: Job, progress: ProgressCallback) -> StepOutcome:
                 "format": source.format,
                 "out_dir": str(workdir / "onnx"),
                 "inputs": version.input_spec,
+                "declarations": version.input_declarations,
             },
             sandbox_limits(),
             on_progress=_scaled(progress, 0.05, 0.95),
@@ -158,7 +159,13 @@ def run_inspect(job: Job, progress: ProgressCallback) -> StepOutcome:
         payload = _fetch_model(job, workdir)
         report, log = run_in_sandbox(
             "inspect",
-            payload,
+            # The declarations shape the input plan (kinds, values, dim sizes) every later step uses,
+            # and say what each output is, which decides how parity judges it.
+            {
+                **payload,
+                "declarations": job.run.version.input_declarations,
+                "output_declarations": job.run.version.output_declarations,
+            },
             sandbox_limits(),
             on_progress=_scaled(progress, 0.05, 1.0),
             what="inspection",
@@ -374,6 +381,7 @@ def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
     version = job.run.version
     tolerance = _tolerance_for(job)
     variants = _profile_variants(job)
+    semantics = _output_semantics(job)
     results: dict[str, dict[str, Any]] = {}
     with job_workdir(job) as workdir:
         progress(0.01, "fetching the model")
@@ -384,7 +392,13 @@ def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
         store = workdir / "reference.npz"
         reference, _ = run_in_sandbox(
             "parity_reference",
-            {"model": str(model), "validation": validation, "samples": 8, "store": str(store)},
+            {
+                "model": str(model),
+                "validation": validation,
+                "samples": 8,
+                "store": str(store),
+                "declarations": version.input_declarations,
+            },
             sandbox_limits(),
             on_progress=_scaled(progress, 0.05, 0.2),
             what="running the original model for parity",
@@ -398,7 +412,13 @@ def run_parity(job: Job, progress: ProgressCallback) -> StepOutcome:
                 path = _local_variant(artifact, workdir / "variants" / name)
                 results[name], _ = run_in_sandbox(
                     "parity_variant",
-                    {"backend": backend, "variant": str(path), "store": str(store), "tolerance": tolerance},
+                    {
+                        "backend": backend,
+                        "variant": str(path),
+                        "store": str(store),
+                        "tolerance": tolerance,
+                        "semantics": semantics,
+                    },
                     sandbox_limits(),
                     on_progress=_scaled(progress, start, start + 0.8 / max(1, len(variants))),
                     what=f"the parity check of {name}",
@@ -436,6 +456,11 @@ def _benchmark_config(job: Job, memory_limit: int | None) -> Any:
         max_seconds_per_point=seconds,
         warmup_runs=int(options.get("warmup_runs", 5)),
         memory_limit_bytes=memory_limit,
+        # Three fresh processes per variant, interleaved with the original: the intervals and
+        # the ranking then rest on process-to-process spread, not on one lucky run.
+        trials=int(options.get("trials", 3)),
+        min_samples=int(options.get("min_samples", 1000)),
+        intra_op_threads=int(options["intra_op_threads"]) if options.get("intra_op_threads") else None,
     )
 
 
@@ -446,6 +471,32 @@ def _model_inputs(job: Job) -> list[dict[str, Any]]:
     for its inputs without its runtime, and the variants take the original's inputs."""
     inspect = job.run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).order_by("-sequence").first()
     return list(((inspect.result if inspect else None) or {}).get("inputs") or [])
+
+
+def _output_semantics(job: Job) -> dict[str, Any]:
+    """What each output is, from the inspection report (declared at upload, else proposed from
+    the graph): {} for a report from before output semantics existed."""
+    inspect = job.run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).order_by("-sequence").first()
+    return dict(((inspect.result if inspect else None) or {}).get("output_semantics") or {})
+
+
+def _input_plan(job: Job) -> Any:
+    """The inspection's input plan (`workers.engine.inputs.InputPlan`): what each input holds
+    and the typical size of each symbolic dim; None for a report from before plans existed."""
+    from workers.engine.inputs import InputPlan
+
+    inspect = job.run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).order_by("-sequence").first()
+    data = ((inspect.result if inspect else None) or {}).get("input_plan")
+    return InputPlan.from_dict(data) if data else None
+
+
+def _planned_inputs(plan: Any) -> list[dict[str, Any]]:
+    """The benchmark's input specs from the plan: each carries its recipe, so that a variant gets
+    the values its inputs take (a sample rate of 16000, token ids in the vocabulary)."""
+    return [
+        {"name": recipe.name, "shape": list(recipe.shape), "dtype": recipe.dtype, "recipe": recipe.to_dict()}
+        for recipe in plan.recipes
+    ]
 
 
 def _benchmark(
@@ -459,19 +510,28 @@ def _benchmark(
     try:
         return benchmark_variant(backend, path, specs, config, progress).to_dict()
     except BenchmarkFailed as exc:
-        if exc.code == "invalid_input" and config.batch_sizes != (1,):
-            # A model with a fixed batch can only be measured as it is.
-            result = _benchmark(backend, path, inputs, replace(config, batch_sizes=(1,)), progress)
-            result.setdefault("notes", [])
-            result["notes"] = [*result["notes"], f"Only batch 1 was measured: {exc.message}"]
-            return result
-        return {"error": exc.message, "error_code": exc.code, "backend": backend, "points": []}
+        return _benchmark_failure(backend, path, inputs, config, progress, exc)
+
+
+def _benchmark_failure(
+    backend: str, path: Path, inputs: list[dict[str, Any]], config: Any, progress: ProgressCallback, exc: Any
+) -> dict[str, Any]:
+    """What a failed benchmark stores: a model with a fixed batch is measured again at batch 1
+    (it can only be measured as it is); any other failure keeps its sentence and code."""
+    if exc.code == "invalid_input" and config.batch_sizes != (1,):
+        result = _benchmark(backend, path, inputs, replace(config, batch_sizes=(1,)), progress)
+        result.setdefault("notes", [])
+        result["notes"] = [*result["notes"], f"Only batch 1 was measured: {exc.message}"]
+        return result
+    return {"error": exc.message, "error_code": exc.code, "backend": backend, "points": []}
 
 
 def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
     """Benchmark the original model (plain onnxruntime) and every variant on this worker's
-    hardware, one fresh pinned process each, over the profile's (or upload's) sweep."""
+    hardware over the profile's (or upload's) sweep: `trials` rounds, round robin (original,
+    v1, v2, ..., original, v1, v2, ...), one fresh pinned process per variant per round."""
     from workers.engine.backends.registry import get_backend
+    from workers.engine.benchmark import BenchmarkFailed, BenchmarkRequest, benchmark_interleaved
 
     assert job.profile is not None
     gpu = job.profile.device_kind == "gpu"
@@ -481,20 +541,42 @@ def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
     with job_workdir(job) as workdir:
         progress(0.01, "fetching the model")
         model = _local_model(job, workdir)
-        steps = len(variants) + 1
-        progress(0.03, "benchmarking the original model")
         inputs = _model_inputs(job)
-        baseline = _benchmark("onnxruntime", model, inputs, config, _scaled(progress, 0.03, 0.03 + 0.97 / steps))
-        for index, artifact in enumerate(variants, start=1):
+        plan = _input_plan(job)
+        if plan is not None:
+            # Benchmarks run at the plan's typical sizes (declared, or inferred: never a 1-pixel
+            # image) and on its data-like inputs; every variant, ONNX or not, takes the same ones.
+            inputs = _planned_inputs(plan)
+            config = replace(config, input_overrides={**plan.dims, **config.input_overrides})
+        # (name or None for the original, backend, local path, artifact id)
+        measured: list[tuple[str | None, str, Path, int | None]] = [(None, "onnxruntime", model, None)]
+        for artifact in variants:
             name = artifact.name.split("/", 1)[-1]
             backend = artifact.metadata.get("backend", "")
-            start = 0.03 + 0.97 * index / steps
             if not get_backend(backend).available():
                 results[name] = {"error": f"{backend} is not installed on this worker.", "points": []}
                 continue
-            path = _local_variant(artifact, workdir / "variants" / name)
-            results[name] = _benchmark(backend, path, inputs, config, _scaled(progress, start, start + 0.97 / steps))
-            results[name]["artifact_id"] = artifact.pk
+            measured.append((name, backend, _local_variant(artifact, workdir / "variants" / name), artifact.pk))
+        progress(
+            0.03, f"benchmarking the original model and {len(measured) - 1} variant(s) in {config.trials} trial(s)"
+        )
+        requests = [
+            BenchmarkRequest(backend, path, None if path.suffix.lower() == ".onnx" and plan is None else inputs)
+            for _, backend, path, _ in measured
+        ]
+        outcomes = benchmark_interleaved(requests, config, _scaled(progress, 0.03, 0.97))
+        baseline: dict[str, Any] = {}
+        for (variant, backend, path, artifact_id), outcome in zip(measured, outcomes, strict=True):
+            if isinstance(outcome, BenchmarkFailed):
+                entry = _benchmark_failure(backend, path, inputs, config, _scaled(progress, 0.97, 0.99), outcome)
+            else:
+                entry = outcome.to_dict()
+            entry["device_kind"] = job.profile.device_kind
+            if variant is None:
+                baseline = entry
+            else:
+                results[variant] = {**entry, "artifact_id": artifact_id}
+    require_measurement(job.profile.slug, baseline, results)
     return StepOutcome(
         result={
             "profile": job.profile.slug,
@@ -502,22 +584,21 @@ def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
             "config": asdict(config),
             "baseline": baseline,
             "variants": results,
+            # What the timings were measured on: generated inputs, and how they were made.
+            "inputs": {
+                "source": "generated inputs",
+                "description": plan.describe() if plan else "generated from the model's signature",
+                "assumptions": list(plan.assumptions) if plan else [],
+            },
         }
     )
 
 
 def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
-    """Benchmark points in the recommender's terms."""
-    return [
-        {
-            "batch": p["batch_size"],
-            "concurrency": p["concurrency"],
-            "p50": p["p50_ms"],
-            "p99": p["p99_ms"],
-            "throughput": p["throughput"],
-        }
-        for p in benchmark.get("points", [])
-    ]
+    """Benchmark points in the recommender's terms (`workers.engine.recommend.benchmark_points`)."""
+    from workers.engine.recommend import benchmark_points
+
+    return benchmark_points(benchmark)
 
 
 def _step_result(job: Job, kind: str) -> dict[str, Any]:
@@ -587,6 +668,7 @@ def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
     result = recommend(
         candidates, _points(baseline) or None, version.objective, budget_ms=version.p99_budget_ms
     ).to_dict()
+    require_recommendation_evidence(job.profile.slug, result, baseline)
     result["profile"] = job.profile.slug
     current = _winner_figures(result, parity)
     previous = _previous_approved(job)
@@ -619,6 +701,50 @@ def _delta(new: Any, old: Any) -> float | None:
 
 def _ratio(new: Any, old: Any) -> float | None:
     return float(new) / float(old) if isinstance(new, int | float) and isinstance(old, int | float) and old else None
+
+
+# ---- no verdict without evidence (docs/adr/0009) ------------------------------------------
+
+
+def _measured(entry: dict[str, Any] | None) -> bool:
+    return bool((entry or {}).get("points"))
+
+
+def _why_not_measured(entry: dict[str, Any] | None) -> str:
+    return str((entry or {}).get("error") or "it has no benchmark points").rstrip(". ")
+
+
+def require_measurement(profile: str, baseline: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
+    """Fail the benchmark step when it measured nothing, the original model included: a step
+    that 'succeeded' with every entry failed let the version go ready on no numbers at all.
+    The sentence keeps every entry's own reason, so the cause (usually inputs the model can't
+    take) is read where the failure is shown."""
+    if _measured(baseline) or any(_measured(entry) for entry in variants.values()):
+        return
+    causes = [f"the original model (onnxruntime): {_why_not_measured(baseline)}."]
+    causes += [f"{name}: {_why_not_measured(entry)}." for name, entry in variants.items()]
+    raise ModelError(
+        "nothing_measured",
+        f"Nothing could be measured on {profile}: every benchmark failed, the original model's included. "
+        + " ".join(causes)
+        + " Fix the cause (often inputs the model can't take: declare their shapes and values at upload) "
+        "and re-run the pipeline.",
+    )
+
+
+def require_recommendation_evidence(profile: str, recommendation: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """Fail the recommend step rather than advise keeping an original model nobody measured:
+    with no winner, "keep the original" is only a verdict when the original has numbers."""
+    if recommendation.get("winner") or _measured(baseline):
+        return
+    lost = [recommendation.get("runner_up"), *(recommendation.get("others") or [])]
+    causes = " ".join(f"{o['name']}: {str(o.get('reason') or '').rstrip('. ')}." for o in lost if o)
+    raise ModelError(
+        "nothing_measured",
+        f"There is no recommendation for {profile}: no variant that passes the accuracy check was measured, "
+        f"and the original model was not measured either ({_why_not_measured(baseline)}), so not even keeping "
+        f"it is a measured choice. {causes} Fix the cause and re-run the pipeline.".replace("  ", " "),
+    )
 
 
 def _sandboxed(step: Callable[[Job, ProgressCallback], StepOutcome]) -> Callable[[Job, ProgressCallback], StepOutcome]:

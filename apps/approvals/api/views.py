@@ -60,9 +60,12 @@ class DecisionDetailSerializer(DecisionSerializer):
 
 
 class GateSerializer(serializers.Serializer):
-    policy_id = serializers.IntegerField()
+    policy_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="Null for the built-in measured_evidence gate, which fails on a profile with nothing measured.",
+    )
     name = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.CharField(help_text="A policy kind, or measured_evidence for the built-in gate.")
     profile = serializers.CharField()
     passed = serializers.BooleanField()
     value = serializers.JSONField(allow_null=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
@@ -106,6 +107,15 @@ class RunSerializer(serializers.ModelSerializer):
         fields = ["id", "status", "created_at", "started_at", "finished_at", "jobs"]
 
 
+class ProfileReadinessSerializer(serializers.Serializer):
+    """One hardware profile's readiness in the latest run (apps/jobs/outcomes.py)."""
+
+    profile = serializers.CharField()
+    status = serializers.ChoiceField(choices=["ready", "failed", "processing"])
+    reason = serializers.CharField(help_text="Why the profile has no measured evidence; empty when ready.")
+    step = serializers.CharField(allow_null=True, help_text="The step that failed, when one did.")
+
+
 class VersionSummarySerializer(serializers.ModelSerializer):
     model: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     team = serializers.CharField(source="model.team.slug", read_only=True)
@@ -135,15 +145,19 @@ class VersionDetailSerializer(VersionSummarySerializer):
     latest_run = serializers.SerializerMethodField()
     reports = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()
+    profile_readiness = serializers.SerializerMethodField()
 
     class Meta(VersionSummarySerializer.Meta):
         fields = [
             *VersionSummarySerializer.Meta.fields,
+            "profile_readiness",
             "approval",
             "tolerance",
             "objective",
             "p99_budget_ms",
             "benchmark_settings",
+            "input_declarations",
+            "output_declarations",
             "source_artifact",
             "artifacts",
             "latest_run",
@@ -163,6 +177,15 @@ class VersionDetailSerializer(VersionSummarySerializer):
     def get_latest_run(self, version: ModelVersion) -> dict[str, Any] | None:
         run = self._latest_run(version)
         return RunSerializer(run, context=self.context).data if run else None
+
+    @extend_schema_field(ProfileReadinessSerializer(many=True))
+    def get_profile_readiness(self, version: ModelVersion) -> list[dict[str, Any]]:
+        """Per hardware profile of the latest run: ready (measured evidence) or failed with the
+        reason, so a version that is ready overall still says which profiles have no numbers."""
+        from apps.jobs.outcomes import profile_outcomes
+
+        run = self._latest_run(version)
+        return [o.to_dict() for o in profile_outcomes(run, list(run.jobs.all()))] if run else []
 
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:
         """Each finished step's report from the latest run: by step kind, then by profile for
@@ -229,7 +252,26 @@ class VersionUploadSerializer(serializers.Serializer):
     inputs = JSONField(
         required=False,
         help_text="Input signature for formats that don't carry one, e.g. "
-        '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic.',
+        '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. '
+        "Refused for ONNX uploads, whose file carries its signature: declare what the inputs take with "
+        "input_declarations instead.",
+    )
+    input_declarations = JSONField(
+        required=False,
+        help_text="What the inputs take, used when Slipway generates inputs (no validation or calibration set) "
+        'and to read your arrays: {"inputs": {name: {"kind": image | token_ids | attention_mask | audio | state | '
+        'values | features, "value": 16000, "values": [8000, 16000], "range": [0, 1], "batch_axis": 1}}, '
+        '"dims": {symbolic dim: {"min": 320, "max": 1280, "step": 32, "typical": 640}}}. '
+        "What is not declared is inferred from the model, and the reports say what was assumed.",
+    )
+    output_declarations = JSONField(
+        required=False,
+        help_text='What each output is, so that parity judges it by metrics that fit it: {name: {"kind": '
+        "classifier | detection | embedding | segmentation | regression | raw, ...}}. A detection head also "
+        'says where its columns are: {"output0": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84], '
+        '"box_format": "cxcywh" | "xyxy" | "xywh", "objectness": null, "axis": -1, "score_threshold": 0.25, '
+        '"iou_threshold": 0.45, "match_iou": 0.5}}; a classifier may set "top_k" (5). Outputs not declared '
+        "get the kind inspection reads from the graph, shown with its reason in the inspection report.",
     )
     validation = serializers.FileField(
         required=False,

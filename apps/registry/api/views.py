@@ -170,6 +170,8 @@ class VersionListUpload(generics.ListAPIView):
             calibration=data.get("calibration"),
             validation=data.get("validation"),
             inputs=data.get("inputs"),
+            input_declarations=data.get("input_declarations"),
+            output_declarations=data.get("output_declarations"),
             evaluation=services.Evaluation(
                 tolerance=data.get("tolerance") or {},
                 objective=data["objective"],

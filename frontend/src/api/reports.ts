@@ -138,6 +138,31 @@ export interface OutputParity {
   /** The lowest signal-to-noise ratio (dB) of the output's slices, and where it is. */
   worst_slice_sqnr_db?: number | null;
   worst_slice?: string | null;
+  /** The whole output's signal-to-noise ratio (dB). */
+  sqnr_db?: number | null;
+  /** What the output is (workers/engine/outputs.py), and whether it was declared or proposed. */
+  kind?: string | null;
+  kind_source?: string | null;
+  topk_agreement?: number | null;
+  top_k?: number | null;
+  detection?: DetectionAgreement | null;
+  pixel_agreement?: number | null;
+  min_row_cosine?: number | null;
+  notes?: string[];
+}
+
+/** A detection head's decoded detections, the variant's matched against the original's. */
+export interface DetectionAgreement {
+  images: number;
+  reference_detections: number;
+  variant_detections: number;
+  matched: number;
+  recall: number | null;
+  precision: number | null;
+  mean_score_error: number | null;
+  mean_matched_iou: number | null;
+  score_threshold: number;
+  match_iou: number;
 }
 
 export interface VariantParity {
@@ -152,7 +177,7 @@ export interface VariantParity {
 export interface ParityReport {
   profile: string;
   tolerance?: Record<string, number | null>;
-  inputs?: { samples?: number; source?: string };
+  inputs?: { samples?: number; source?: string; description?: string; assumptions?: string[] };
   variants: Record<string, VariantParity>;
   passed?: string[];
 }

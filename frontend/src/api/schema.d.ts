@@ -1026,8 +1026,10 @@ export interface components {
          */
         FrameworkEnum: "onnx" | "pytorch" | "tensorflow" | "keras" | "sklearn" | "xgboost" | "lightgbm" | "tflite";
         Gate: {
-            policy_id: number;
+            /** @description Null for the built-in measured_evidence gate, which fails on a profile with nothing measured. */
+            policy_id: number | null;
             name: string;
+            /** @description A policy kind, or measured_evidence for the built-in gate. */
             kind: string;
             profile: string;
             passed: boolean;
@@ -1320,6 +1322,22 @@ export interface components {
             /** Format: date-time */
             updated_at?: string;
         };
+        /** @description One hardware profile's readiness in the latest run (apps/jobs/outcomes.py). */
+        ProfileReadiness: {
+            profile: string;
+            status: components["schemas"]["ProfileReadinessStatusEnum"];
+            /** @description Why the profile has no measured evidence; empty when ready. */
+            reason: string;
+            /** @description The step that failed, when one did. */
+            step: string | null;
+        };
+        /**
+         * @description * `ready` - ready
+         *     * `failed` - failed
+         *     * `processing` - processing
+         * @enum {string}
+         */
+        ProfileReadinessStatusEnum: "ready" | "failed" | "processing";
         Rerun: {
             run_id: number;
             version: components["schemas"]["VersionRef"];
@@ -1531,6 +1549,7 @@ export interface components {
             readonly created_by: string;
             /** Format: date-time */
             created_at?: string;
+            readonly profile_readiness: components["schemas"]["ProfileReadiness"][];
             /** @description Whether the version is approved and the approval still matches its evidence. */
             readonly approval: {
                 [key: string]: unknown;
@@ -1546,6 +1565,10 @@ export interface components {
             p99_budget_ms?: number | null;
             /** @description Sweep chosen at upload, e.g. {"batch_sizes": [1, 8], "concurrency": [1, 4]}; the hardware profile's defaults otherwise. */
             benchmark_settings?: unknown;
+            /** @description What the inputs take, declared at upload or after: {"inputs": {name: {"kind", "value", "values", "range", "batch_axis"}}, "dims": {symbolic dim: {"min", "max", "step", "typical"}}}. */
+            input_declarations?: unknown;
+            /** @description What each output is, declared at upload or after: {name: {"kind": classifier | detection | embedding | segmentation | regression | raw, ...layout}}. */
+            output_declarations?: unknown;
             readonly source_artifact: components["schemas"]["Artifact"];
             readonly artifacts: components["schemas"]["Artifact"][];
             readonly latest_run: {
@@ -1610,8 +1633,12 @@ export interface components {
              * @default
              */
             profiles: string;
-            /** @description Input signature for formats that don't carry one, e.g. [{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. */
+            /** @description Input signature for formats that don't carry one, e.g. [{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. Refused for ONNX uploads, whose file carries its signature: declare what the inputs take with input_declarations instead. */
             inputs?: unknown;
+            /** @description What the inputs take, used when Slipway generates inputs (no validation or calibration set) and to read your arrays: {"inputs": {name: {"kind": image | token_ids | attention_mask | audio | state | values | features, "value": 16000, "values": [8000, 16000], "range": [0, 1], "batch_axis": 1}}, "dims": {symbolic dim: {"min": 320, "max": 1280, "step": 32, "typical": 640}}}. What is not declared is inferred from the model, and the reports say what was assumed. */
+            input_declarations?: unknown;
+            /** @description What each output is, so that parity judges it by metrics that fit it: {name: {"kind": classifier | detection | embedding | segmentation | regression | raw, ...}}. A detection head also says where its columns are: {"output0": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84], "box_format": "cxcywh" | "xyxy" | "xywh", "objectness": null, "axis": -1, "score_threshold": 0.25, "iou_threshold": 0.45, "match_iou": 0.5}}; a classifier may set "top_k" (5). Outputs not declared get the kind inspection reads from the graph, shown with its reason in the inspection report. */
+            output_declarations?: unknown;
             /**
              * Format: binary
              * @description Inputs every variant is compared on against the FP32 reference: an .npz, one array per input.

@@ -47,7 +47,8 @@ function StepRow({ job, now }: { job: Job; now: number }) {
           : job.status === "succeeded"
             ? `done${job.worker_host ? ` on ${job.worker_host}` : ""}`
             : job.status === "cancelled"
-              ? "not run: an earlier step failed"
+              ? // The server says which step stopped it: a failed profile step stops only its profile.
+                job.error || "not run: an earlier step failed"
               : "";
   return (
     <li className={`step step-${job.status}`}>

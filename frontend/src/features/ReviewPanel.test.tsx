@@ -115,6 +115,32 @@ describe("review decisions", () => {
     });
   });
 
+  it("shows a profile with nothing measured as the built-in gate, with the reason and no made-up figures", () => {
+    const evidenceGate = {
+      policy_id: null,
+      name: "Measured evidence",
+      kind: "measured_evidence",
+      profile: "arm-cpu-mnn",
+      passed: false,
+      value: null,
+      threshold: null,
+      message:
+        "The arm-cpu-mnn profile has no measured evidence: Benchmark: Nothing could be measured on arm-cpu-mnn: " +
+        "every benchmark failed, the original model's included.",
+    };
+    const r = review({ gates: [evidenceGate, { ...failingGate, passed: true }], gates_passed: false });
+    render(
+      <>
+        <GatesList review={r} />
+        <DecisionForm review={r} onDecided={vi.fn()} />
+      </>,
+    );
+    expect(screen.getByText(evidenceGate.message)).toBeTruthy();
+    expect(screen.getByText(/Built-in: a profile with nothing measured can't pass/)).toBeTruthy();
+    expect(screen.getAllByText(/measured .* · limit/)).toHaveLength(1);
+    expect(screen.getByRole("button", { name: "Approve with override" })).toBeTruthy();
+  });
+
   it("shows the API's sentence when the decision is refused", async () => {
     const user = userEvent.setup();
     fetchMock.mockResolvedValueOnce(

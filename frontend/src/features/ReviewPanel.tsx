@@ -32,9 +32,16 @@ export function GatesList({ review }: { review: Review }) {
               ({gate.kind.replace(/_/g, " ")}, {gate.profile})
             </span>
             <p className="gate-message">{gate.message}</p>
-            <p className="muted small">
-              measured {show(gate.value)} · limit {show(gate.threshold)}
-            </p>
+            {gate.kind === "measured_evidence" ? (
+              // The built-in gate has no number to show: it fails where nothing was measured.
+              <p className="muted small">
+                Built-in: a profile with nothing measured can't pass, whatever the policies.
+              </p>
+            ) : (
+              <p className="muted small">
+                measured {show(gate.value)} · limit {show(gate.threshold)}
+              </p>
+            )}
           </div>
         </li>
       ))}
