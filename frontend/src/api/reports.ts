@@ -62,6 +62,65 @@ export interface InspectReport {
   };
   external_data?: unknown[];
   notes?: string[];
+  /** How inputs are generated for the model (workers/engine/inputs.py InputPlan.to_dict). */
+  input_plan?: InputPlan | null;
+  /** What each output is, by output name (workers/engine/outputs.py OutputSemantics). */
+  output_semantics?: Record<string, OutputSemantics> | null;
+}
+
+/** What one input holds (workers/engine/inputs.py KINDS). */
+export type InputKind = "image" | "token_ids" | "attention_mask" | "audio" | "state" | "values" | "features";
+
+/** How one input is made: what it holds, its range or values, and how that was decided. */
+export interface InputRecipe {
+  name: string;
+  dtype: string;
+  shape: (number | string | null)[];
+  kind: InputKind | string;
+  low?: number | null;
+  high?: number | null;
+  values?: number[];
+  /** The axis the samples go on in a calibration or validation array (None: no batch axis). */
+  batch_axis?: number | null;
+  /** How the kind, range or values were decided ("" when by default). */
+  source?: string;
+}
+
+export interface InputPlan {
+  recipes: InputRecipe[];
+  /** A size for every symbolic dim that is not a batch dim (unnamed ones keyed "input:axis"). */
+  dims: Record<string, number>;
+  batch_symbols?: string[];
+  /** What was assumed, each with the declaration that would replace the assumption. */
+  assumptions?: string[];
+  description?: string;
+}
+
+/** What an output is (workers/engine/outputs.py OUTPUT_KINDS). */
+export type OutputKind = "classifier" | "detection" | "embedding" | "segmentation" | "regression" | "raw";
+
+/** Where a detection head keeps its boxes and scores along `axis`; columns are [start, stop). */
+export interface DetectionLayout {
+  axis: number;
+  boxes: [number, number];
+  scores: [number, number];
+  box_format: string;
+  objectness?: number | null;
+  score_threshold?: number;
+  iou_threshold?: number;
+  match_iou?: number;
+  max_detections?: number;
+}
+
+export interface OutputSemantics {
+  name: string;
+  kind: OutputKind | string;
+  /** "declared" at upload, or "proposed" by inspection from the graph. */
+  source: "declared" | "proposed" | string;
+  why?: string;
+  axis?: number;
+  top_k?: number;
+  detection?: DetectionLayout | null;
 }
 
 // ---- validate -------------------------------------------------------------------------
@@ -189,8 +248,9 @@ export interface BenchmarkPoint {
   p50_ms: number;
   p90_ms?: number;
   p95_ms?: number;
-  p99_ms: number;
-  p99_9_ms?: number;
+  /** None where the samples can't support it (`p99_note` says why): p99 needs about 1,000. */
+  p99_ms: number | null;
+  p99_9_ms?: number | null;
   mean_ms?: number;
   min_ms?: number;
   max_ms?: number;
@@ -199,6 +259,26 @@ export interface BenchmarkPoint {
   stable?: boolean;
   samples_ms?: number[];
   peak_rss_bytes?: number | null;
+  /** CPU time per request (a batch) in ms; reports before `cpu_ms` only carried this one. */
+  cpu_ms_per_request?: number;
+  // The figures' confidence (workers/engine/benchmark.py combine_trials), absent in reports
+  // measured before intervals existed. Intervals are 95% [low, high].
+  /** Timed requests over all trials (`samples_ms` keeps only a thinned subset of them). */
+  samples?: number;
+  /** Fresh processes the point was measured in. */
+  trials?: number;
+  p50_ci_ms?: [number, number] | null;
+  p99_ci_ms?: [number, number] | null;
+  /** Why p99 is None, e.g. "not enough samples (180) for p99: it needs at least 1,000". */
+  p99_note?: string | null;
+  p99_9_ci_ms?: [number, number] | null;
+  p99_9_note?: string | null;
+  /** CPU time per inference (one sample of the batch), mean over trials, in ms. */
+  cpu_ms?: number;
+  cpu_ci_ms?: [number, number] | null;
+  throughput_ci?: [number, number] | null;
+  /** How the intervals were obtained (order statistics, t-intervals over trials or windows). */
+  interval_method?: string;
 }
 
 export interface BenchmarkRun {
@@ -218,6 +298,16 @@ export interface BenchmarkReport {
   config?: { batch_sizes?: number[]; concurrency?: number[] };
   baseline?: BenchmarkRun | null;
   variants: Record<string, BenchmarkRun>;
+  /** What the timings were measured on (absent in reports before it was recorded). */
+  inputs?: EvidenceInputs;
+}
+
+/** The inputs a report's figures rest on: the user's samples or generated ones, and how made. */
+export interface EvidenceInputs {
+  source?: string;
+  description?: string;
+  /** What was assumed, each with the declaration that would replace the assumption. */
+  assumptions?: string[];
 }
 
 // ---- recommend ------------------------------------------------------------------------
@@ -231,6 +321,23 @@ export interface RankedVariant {
   concurrency: number | null;
   speedup: number | null;
   reason: string;
+  /** The ranking statistic (cpu_ms, p50_ms, throughput, or p99_ms without intervals): `value`
+   * lies in [`low`, `high`] (95%), from `samples` timed requests over `trials` fresh processes. */
+  statistic?: string | null;
+  low?: number | null;
+  high?: number | null;
+  samples?: number | null;
+  trials?: number | null;
+  p50_ms?: number | null;
+  cpu_ms?: number | null;
+  /** Why there is no p99: "not enough samples (180) for p99: it needs at least 1,000". */
+  p99_note?: string | null;
+  /** The speed-up over the original model with its 95% band, and the same in words. */
+  speedup_low?: number | null;
+  speedup_high?: number | null;
+  speedup_sentence?: string;
+  /** The variants it could not be told apart from within the noise. */
+  tied_with?: string[];
 }
 
 export interface WinnerFigures {
@@ -259,7 +366,14 @@ export interface RecommendReport {
   baseline_value?: number | null;
   use_baseline?: boolean;
   summary: string;
-  regression: Regression | null;
+  /** What the ranking compared (cpu_ms, p50_ms, throughput, p99_ms) and why that one. */
+  statistic?: string;
+  statistic_note?: string;
+  /** The original model's figure on that statistic, with its 95% interval. */
+  baseline_low?: number | null;
+  baseline_high?: number | null;
+  /** Frozen when the step ran; the version's `previous_approved` is computed when read instead. */
+  regression?: Regression | null;
 }
 
 export interface Reports {

@@ -3,7 +3,7 @@
 // numbers available as a table for people who can't see it.
 import { useId, type ReactNode } from "react";
 import { formatMs, formatTick } from "../lib/format";
-import type { Histogram, PercentileRow, Series } from "./series";
+import type { Histogram, Interval, PercentileRow, Series } from "./series";
 import { PERCENTILES } from "./series";
 import { linearScale, logScale, pointScale, type Scale } from "./scales";
 
@@ -27,6 +27,32 @@ const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
 const W = 600;
 const H = 320;
 const M = { top: 18, right: 22, bottom: 52, left: 68 };
+
+/** A 95% interval as "[low – high]" in the figure's own unit; "" where there is none. */
+export function formatInterval(interval: Interval | null | undefined, format: (v: number) => string): string {
+  return interval ? `[${format(interval[0])} – ${format(interval[1])}]` : "";
+}
+
+/** An error bar: a line from `from` to `to` with caps, horizontal or vertical. */
+function Whisker({
+  from,
+  to,
+  at,
+  color,
+  vertical = false,
+}: {
+  from: number;
+  to: number;
+  at: number;
+  color: string;
+  vertical?: boolean;
+}) {
+  const cap = 3.5;
+  const d = vertical
+    ? `M${at},${from}V${to}M${at - cap},${from}H${at + cap}M${at - cap},${to}H${at + cap}`
+    : `M${from},${at}H${to}M${from},${at - cap}V${at + cap}M${to},${at - cap}V${at + cap}`;
+  return <path d={d} stroke={color} strokeWidth={1.5} fill="none" className="whisker" />;
+}
 
 export function seriesStyle(index: number, baseline: boolean) {
   return {
@@ -207,7 +233,8 @@ export function LineChart({
   xName,
 }: LineChartProps) {
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const ys = series.flatMap((s) => s.points.map((p) => p.y));
+  // The y axis holds the intervals too, so no error bar runs off the plot.
+  const ys = series.flatMap((s) => s.points.flatMap((p) => [p.y, p.low ?? p.y, p.high ?? p.y]));
   const range: [number, number] = [M.left + 24, W - M.right - 24];
   const x = xMode === "points" ? pointScale(xs, range) : linearScale(xs, range);
   const y = yLog ? logScale(ys, [H - M.bottom, M.top]) : linearScale(ys, [H - M.bottom, M.top], { zero: true });
@@ -237,9 +264,12 @@ export function LineChart({
                 <th scope="row">{s.name}</th>
                 {xValues.map((v) => {
                   const point = s.points.find((p) => p.x === v);
+                  const interval: Interval | null =
+                    point?.low !== undefined && point.high !== undefined ? [point.low, point.high] : null;
                   return (
                     <td key={v} className="num">
                       {point ? valueFormat(point.y) : "—"}
+                      {interval ? <span className="muted small"> {formatInterval(interval, valueFormat)}</span> : null}
                     </td>
                   );
                 })}
@@ -261,19 +291,28 @@ export function LineChart({
               points={s.points.map((p) => `${x(p.x)},${y(p.y)}`).join(" ")}
             />
           ) : null}
-          {s.points.map((p) => (
-            <g key={p.x}>
-              <Marker shape={s.style.marker} x={x(p.x)} y={y(p.y)} color={s.style.color} />
-              <title>{`${s.name}: ${valueFormat(p.y)} at ${xName.toLowerCase()} ${p.x}`}</title>
-            </g>
-          ))}
+          {s.points.map((p) => {
+            const interval: Interval | null = p.low !== undefined && p.high !== undefined ? [p.low, p.high] : null;
+            return (
+              <g key={p.x}>
+                {interval ? (
+                  <Whisker from={y(interval[0])} to={y(interval[1])} at={x(p.x)} color={s.style.color} vertical />
+                ) : null}
+                <Marker shape={s.style.marker} x={x(p.x)} y={y(p.y)} color={s.style.color} />
+                <title>
+                  {`${s.name}: ${valueFormat(p.y)}${interval ? ` ${formatInterval(interval, valueFormat)}` : ""} at ${xName.toLowerCase()} ${p.x}`}
+                </title>
+              </g>
+            );
+          })}
         </g>
       ))}
     </Frame>
   );
 }
 
-/** One row per variant: markers at p50 .. p99.9 on a log latency axis, joined by a line. */
+/** One row per variant: markers at p50 .. p99.9 on a log latency axis, joined by a line, with
+ * a bar for each 95% interval the report gives (p50, p99, p99.9). */
 export function PercentileChart({
   rows,
   title,
@@ -286,7 +325,10 @@ export function PercentileChart({
   const rowHeight = 30;
   const height = Math.max(H, M.top + rows.length * rowHeight + M.bottom);
   const left = 150;
-  const values = rows.flatMap((r) => Object.values(r.values).filter((v): v is number => v !== null));
+  const values = rows.flatMap((r) => [
+    ...Object.values(r.values).filter((v): v is number => v !== null),
+    ...Object.values(r.intervals).flat(),
+  ]);
   const x = logScale(values, [left, W - M.right]);
   const colors = ["#0072B2", "#009E73", "#E69F00", "#D55E00", "#882255"];
   const shapes = ["circle", "square", "triangle", "diamond", "cross"];
@@ -321,11 +363,23 @@ export function PercentileChart({
             {rows.map((row) => (
               <tr key={row.name}>
                 <th scope="row">{row.name}</th>
-                {PERCENTILES.map((p) => (
-                  <td key={p.key} className="num">
-                    {formatMs(row.values[p.key])}
-                  </td>
-                ))}
+                {PERCENTILES.map((p) => {
+                  const note = row.notes[p.key];
+                  return (
+                    <td key={p.key} className="num">
+                      {row.values[p.key] === null && note ? (
+                        <span className="muted small" title={note}>
+                          {shortNote(note)}
+                        </span>
+                      ) : (
+                        formatMs(row.values[p.key])
+                      )}
+                      {row.intervals[p.key] ? (
+                        <span className="muted small"> {formatInterval(row.intervals[p.key], formatMs)}</span>
+                      ) : null}
+                    </td>
+                  );
+                })}
               </tr>
             ))}
           </tbody>
@@ -375,10 +429,16 @@ export function PercentileChart({
             {PERCENTILES.map((p, i) => {
               const value = row.values[p.key];
               if (value === null) return null;
+              const interval = row.intervals[p.key];
+              // p50's bar above the row's line, the tail's below, so neither hides the other.
+              const offset = p.key === "p50_ms" ? -9 : p.key === "p99_ms" ? 6 : 12;
               return (
                 <g key={p.key}>
+                  {interval && interval[0] > 0 ? (
+                    <Whisker from={x(interval[0])} to={x(interval[1])} at={cy + offset} color={colors[i] as string} />
+                  ) : null}
                   <Marker shape={shapes[i] as string} x={x(value)} y={cy} color={colors[i] as string} size={5} />
-                  <title>{`${row.name} ${p.label}: ${formatMs(value)}`}</title>
+                  <title>{`${row.name} ${p.label}: ${formatMs(value)}${interval ? ` ${formatInterval(interval, formatMs)}` : ""}`}</title>
                 </g>
               );
             })}
@@ -387,6 +447,12 @@ export function PercentileChart({
       })}
     </Frame>
   );
+}
+
+/** "not enough samples (180) for p99: it needs ..." -> "not enough samples (180)". */
+export function shortNote(note: string): string {
+  const match = /^not enough samples \([\d,]+\)/.exec(note);
+  return match ? match[0] : note;
 }
 
 export function HistogramChart({

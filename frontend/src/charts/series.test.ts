@@ -1,15 +1,16 @@
 import { describe, expect, it } from "vitest";
-import type { BenchmarkReport } from "../api/reports";
+import type { BenchmarkPoint, BenchmarkReport } from "../api/reports";
+import evidence from "../test/fixtures/evidence-reports.json";
 import version from "../test/fixtures/mlp-version.json";
 import {
   BASELINE,
   failedRuns,
+  figureRows,
   histogram,
   latencyByBatch,
   measuredRuns,
   measuredSweep,
   percentileRows,
-  quantile,
   samplesAt,
   throughputByConcurrency,
 } from "./series";
@@ -109,11 +110,60 @@ describe("benchmark report -> plot series", () => {
     expect(histogram([]).bins).toEqual([]);
     expect(samplesAt(report, "no-such-variant", 1, 1)).toEqual([]);
   });
+});
 
-  it("marks quantiles by nearest rank", () => {
-    const values = Array.from({ length: 100 }, (_, i) => i + 1);
-    expect(quantile(values, 0.5)).toBe(50);
-    expect(quantile(values, 0.99)).toBe(99);
-    expect(quantile([], 0.5)).toBeNull();
+// The same kind of report measured with intervals (workers/engine/benchmark.py combine_trials):
+// the original in 3 trials with 1,050 requests, "ort-opt-all" in 1 trial with 180 (no p99).
+const withIntervals = evidence.benchmark as unknown as BenchmarkReport;
+
+describe("benchmark figures with their intervals", () => {
+  it("carries each percentile's interval, and the note where a percentile is missing", () => {
+    const rows = percentileRows(withIntervals, 1, 1);
+    const original = rows.find((r) => r.baseline);
+    const point = withIntervals.baseline?.points?.[0];
+    expect(original?.intervals).toEqual({ p50_ms: point?.p50_ci_ms, p99_ms: point?.p99_ci_ms });
+    expect(original?.notes).toEqual({ p99_9_ms: point?.p99_9_note });
+    const short = rows.find((r) => r.name === "ort-opt-all");
+    expect(short?.values.p99_ms).toBeNull();
+    expect(short?.notes.p99_ms).toBe("not enough samples (180) for p99: it needs at least 1,000");
+    // runs with a p99 first; among runs without one, the faster p50 first
+    expect(rows.map((r) => r.name)).toEqual(["original", "ort-opt-all"]);
+    const noP99 = structuredClone(withIntervals);
+    const first = noP99.baseline?.points?.[0] as BenchmarkPoint;
+    Object.assign(first, { p99_ms: null, p50_ms: 1 });
+    expect(percentileRows(noP99, 1, 1).map((r) => r.name)).toEqual(["ort-opt-all", "original"]);
+  });
+
+  it("puts the intervals on the plotted points, and none on an older report's", () => {
+    const [original] = latencyByBatch(withIntervals, 1, "p99_ms");
+    const point = withIntervals.baseline?.points?.[0];
+    expect(original?.points).toEqual([
+      { x: 1, y: point?.p99_ms, low: point?.p99_ci_ms?.[0], high: point?.p99_ci_ms?.[1] },
+    ]);
+    const throughput = throughputByConcurrency(withIntervals, 1).find((s) => s.name === "ort-opt-all");
+    expect(throughput?.points[0]?.low).toBe(withIntervals.variants["ort-opt-all"]?.points?.[0]?.throughput_ci?.[0]);
+    for (const series of latencyByBatch(report, 1)) {
+      for (const p of series.points) expect("low" in p || "high" in p).toBe(false);
+    }
+  });
+
+  it("gives the table's figures: samples, trials, CPU time per inference and throughput with intervals", () => {
+    const rows = figureRows(withIntervals, 1, 1);
+    const original = rows.find((r) => r.baseline);
+    const point = withIntervals.baseline?.points?.[0];
+    expect(original).toMatchObject({
+      samples: 1050,
+      trials: 3,
+      cpu: { value: point?.cpu_ms, interval: point?.cpu_ci_ms },
+      throughput: { value: point?.throughput, interval: point?.throughput_ci },
+      method: point?.interval_method,
+    });
+    // an older report: the request count, one trial, CPU time per request over the batch size
+    const legacy = figureRows(report, 8, 1).find((r) => r.name === "ort-opt-all");
+    const legacyPoint = report.variants["ort-opt-all"]?.points?.find((p) => p.batch_size === 8 && p.concurrency === 1);
+    expect(legacy).toMatchObject({ samples: legacyPoint?.requests, trials: 1, method: null });
+    expect(legacy?.cpu.value).toBeCloseTo((legacyPoint?.cpu_ms_per_request as number) / 8, 9);
+    expect(legacy?.cpu.interval).toBeNull();
+    expect(legacy?.p50.interval).toBeNull();
   });
 });

@@ -58,10 +58,59 @@ export function pointAt(run: BenchmarkRun, batch: number, concurrency: number): 
   return run.points?.find((p) => p.batch_size === batch && p.concurrency === concurrency);
 }
 
+export type Interval = [number, number];
+
+function finite(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+function validInterval(value: unknown): Interval | null {
+  if (!Array.isArray(value) || value.length !== 2) return null;
+  const low = finite(value[0]);
+  const high = finite(value[1]);
+  return low !== null && high !== null && low <= high ? [low, high] : null;
+}
+
+// The engine gives intervals for these percentiles only (p90 and p95 are reported bare).
+const INTERVAL_KEYS: Partial<Record<PercentileKey, "p50_ci_ms" | "p99_ci_ms" | "p99_9_ci_ms">> = {
+  p50_ms: "p50_ci_ms",
+  p99_ms: "p99_ci_ms",
+  p99_9_ms: "p99_9_ci_ms",
+};
+const NOTE_KEYS: Partial<Record<PercentileKey, "p99_note" | "p99_9_note">> = {
+  p99_ms: "p99_note",
+  p99_9_ms: "p99_9_note",
+};
+
+/** A percentile's 95% interval, or null where the report has none (older reports, p90, p95). */
+export function percentileInterval(point: BenchmarkPoint, key: PercentileKey): Interval | null {
+  const field = INTERVAL_KEYS[key];
+  return field ? validInterval(point[field]) : null;
+}
+
+/** Why a percentile is missing ("not enough samples (180) for p99: ..."), or null. */
+export function percentileNote(point: BenchmarkPoint, key: PercentileKey): string | null {
+  const field = NOTE_KEYS[key];
+  const note = field ? point[field] : null;
+  return typeof note === "string" && note ? note : null;
+}
+
 export interface PercentileRow {
   name: string;
   baseline: boolean;
   values: Record<PercentileKey, number | null>;
+  /** 95% intervals, for the percentiles the report gives one for. */
+  intervals: Partial<Record<PercentileKey, Interval>>;
+  /** Why a percentile is null, where the report says. */
+  notes: Partial<Record<PercentileKey, string>>;
+}
+
+/** Fastest first: by p99, by p50 where p99 is missing (too few samples), then by name. */
+function byLatency(a: PercentileRow, b: PercentileRow): number {
+  const p99 = (a.values.p99_ms ?? Infinity) - (b.values.p99_ms ?? Infinity);
+  if (p99) return p99; // NaN (both missing) falls through too
+  const p50 = (a.values.p50_ms ?? Infinity) - (b.values.p50_ms ?? Infinity);
+  return p50 || a.name.localeCompare(b.name);
 }
 
 /** Latency percentiles per variant at one batch size and concurrency, fastest p99 first. */
@@ -75,20 +124,92 @@ export function percentileRows(
     const point = pointAt(run, batch, concurrency);
     if (!point) continue;
     const values = {} as Record<PercentileKey, number | null>;
+    const intervals: PercentileRow["intervals"] = {};
+    const notes: PercentileRow["notes"] = {};
     for (const { key } of PERCENTILES) {
-      const value = point[key];
-      values[key] = typeof value === "number" && Number.isFinite(value) ? value : null;
+      values[key] = finite(point[key]);
+      const interval = values[key] === null ? null : percentileInterval(point, key);
+      if (interval) intervals[key] = interval;
+      const note = values[key] === null ? percentileNote(point, key) : null;
+      if (note) notes[key] = note;
     }
-    rows.push({ name, baseline, values });
+    rows.push({ name, baseline, values, intervals, notes });
   }
-  return rows.sort(
-    (a, b) => (a.values.p99_ms ?? Infinity) - (b.values.p99_ms ?? Infinity) || a.name.localeCompare(b.name),
-  );
+  return rows.sort(byLatency);
+}
+
+/** A figure with its 95% interval (null: the report has none) and why it is missing, if it is. */
+export interface Estimate {
+  value: number | null;
+  interval: Interval | null;
+  note: string | null;
+}
+
+/** One run's figures at one batch size and concurrency, each with its confidence. */
+export interface FigureRow {
+  name: string;
+  baseline: boolean;
+  p50: Estimate;
+  p99: Estimate;
+  p99_9: Estimate;
+  /** CPU time per inference (one sample), in ms. */
+  cpu: Estimate;
+  throughput: Estimate;
+  /** Timed requests the percentiles rest on; trials: fresh processes they came from. */
+  samples: number | null;
+  trials: number | null;
+  method: string | null;
+}
+
+function estimate(point: BenchmarkPoint, key: PercentileKey): Estimate {
+  const value = finite(point[key]);
+  return {
+    value,
+    interval: value === null ? null : percentileInterval(point, key),
+    note: value === null ? percentileNote(point, key) : null,
+  };
+}
+
+/**
+ * The figures the benchmark table shows, in the percentile chart's order. Reports from before
+ * intervals existed have no `samples`, `trials`, `cpu_ms` or intervals: they show the request
+ * count, one trial (each variant was measured in one process then), CPU time per request
+ * divided by the batch size, and no interval.
+ */
+export function figureRows(report: BenchmarkReport | undefined, batch: number, concurrency: number): FigureRow[] {
+  const order = percentileRows(report, batch, concurrency).map((r) => r.name);
+  const rows: FigureRow[] = [];
+  for (const { name, run, baseline } of measuredRuns(report)) {
+    const point = pointAt(run, batch, concurrency);
+    if (!point) continue;
+    const legacyCpu = finite(point.cpu_ms_per_request);
+    const cpu = finite(point.cpu_ms) ?? (legacyCpu === null ? null : legacyCpu / Math.max(1, point.batch_size));
+    rows.push({
+      name,
+      baseline,
+      p50: estimate(point, "p50_ms"),
+      p99: estimate(point, "p99_ms"),
+      p99_9: estimate(point, "p99_9_ms"),
+      cpu: { value: cpu, interval: finite(point.cpu_ms) === null ? null : validInterval(point.cpu_ci_ms), note: null },
+      throughput: { value: finite(point.throughput), interval: validInterval(point.throughput_ci), note: null },
+      samples: finite(point.samples) ?? finite(point.requests),
+      trials: finite(point.trials) ?? 1,
+      method: point.interval_method || null,
+    });
+  }
+  return rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
 }
 
 export interface XY {
   x: number;
   y: number;
+  /** The 95% interval of y, where the report gives one. */
+  low?: number;
+  high?: number;
+}
+
+function withInterval(xy: XY, interval: Interval | null): XY {
+  return interval ? { ...xy, low: interval[0], high: interval[1] } : xy;
 }
 
 export interface Series {
@@ -117,13 +238,17 @@ export function latencyByBatch(
 ): Series[] {
   return seriesOf(report, (p) => {
     const value = p[key];
-    return p.concurrency === concurrency && typeof value === "number" ? { x: p.batch_size, y: value } : null;
+    return p.concurrency === concurrency && typeof value === "number"
+      ? withInterval({ x: p.batch_size, y: value }, percentileInterval(p, key))
+      : null;
   });
 }
 
 /** Throughput (inferences per second) against concurrent callers, at one batch size. */
 export function throughputByConcurrency(report: BenchmarkReport | undefined, batch: number): Series[] {
-  return seriesOf(report, (p) => (p.batch_size === batch ? { x: p.concurrency, y: p.throughput } : null));
+  return seriesOf(report, (p) =>
+    p.batch_size === batch ? withInterval({ x: p.concurrency, y: p.throughput }, validInterval(p.throughput_ci)) : null,
+  );
 }
 
 export function samplesAt(
@@ -188,12 +313,4 @@ export function histogram(samples: number[], binCount = 30): Histogram {
     (bins[index] as Bin).count += 1;
   }
   return { bins, log, total: values.length, min, max };
-}
-
-/** The value below which `q` (0..1) of the samples fall (nearest rank), for marking p50/p99. */
-export function quantile(samples: number[], q: number): number | null {
-  const sorted = samples.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!sorted.length) return null;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank] as number;
 }

@@ -1,25 +1,32 @@
-// The benchmark plots: latency percentiles per variant, latency against batch size,
-// throughput against concurrency, and one variant's latency distribution from its raw
-// samples. Controls choose the batch size / concurrency each plot is cut at.
+// The benchmark figures and plots: each run's latency, CPU time and throughput with their 95%
+// intervals and sample counts, what inputs the timings rest on, latency percentiles per
+// variant, latency against batch size, throughput against concurrency, and one variant's
+// latency distribution from its raw samples. Controls choose the batch size / concurrency each
+// figure is cut at. Every p50/p99 shown is the report's own (the point's p50_ms / p99_ms), so
+// the table, the charts and the histogram can't disagree.
 import { useEffect, useId, useMemo, useState } from "react";
-import type { BenchmarkReport } from "../api/reports";
-import { HistogramChart, LineChart, PercentileChart } from "../charts/Charts";
+import type { BenchmarkReport, EvidenceInputs } from "../api/reports";
+import { formatInterval, HistogramChart, LineChart, PercentileChart, shortNote } from "../charts/Charts";
 import {
   BASELINE,
   failedRuns,
+  figureRows,
   histogram,
   latencyByBatch,
   measuredRuns,
   measuredSweep,
   PERCENTILES,
   percentileRows,
-  quantile,
+  pointAt,
   samplesAt,
   throughputByConcurrency,
+  type Estimate,
+  type FigureRow,
   type PercentileKey,
 } from "../charts/series";
 import { Empty, Notice } from "../components/ui";
 import { formatMs, formatRate } from "../lib/format";
+import { AssumptionList } from "./Assumptions";
 
 function Select<T extends string | number>({
   label,
@@ -54,6 +61,179 @@ function Select<T extends string | number>({
           </option>
         ))}
       </select>
+    </div>
+  );
+}
+
+/** A count in full ("1,050"): how many samples a figure rests on is not a figure to round. */
+function formatSamples(value: number | null): string {
+  return value === null ? "—" : value.toLocaleString("en-US");
+}
+
+/** A figure over its interval, or why there is no figure; "no interval" for older reports. */
+function Figure({ estimate, format }: { estimate: Estimate; format: (v: number) => string }) {
+  if (estimate.value === null) {
+    if (!estimate.note) return <>—</>;
+    const needed = /needs at least ([\d,]+)/.exec(estimate.note)?.[1];
+    return (
+      <span title={estimate.note}>
+        {shortNote(estimate.note)}
+        {needed ? <span className="muted small figure-interval">; it needs at least {needed}</span> : null}
+      </span>
+    );
+  }
+  return (
+    <>
+      {format(estimate.value)}{" "}
+      <span className="muted small figure-interval">
+        {estimate.interval ? formatInterval(estimate.interval, format) : "no interval"}
+      </span>
+    </>
+  );
+}
+
+function FiguresTable({
+  rows,
+  batch,
+  concurrency,
+  recommended,
+}: {
+  rows: FigureRow[];
+  batch: number;
+  concurrency: number;
+  recommended?: string | undefined;
+}) {
+  return (
+    <table className="table table-compact benchmark-figures">
+      <caption>
+        Batch {batch}, concurrency {concurrency}: each figure with its 95% interval in brackets
+      </caption>
+      <thead>
+        <tr>
+          <th scope="col">Variant</th>
+          <th scope="col" className="num">
+            p50
+          </th>
+          <th scope="col" className="num">
+            p99
+          </th>
+          <th scope="col" className="num">
+            p99.9
+          </th>
+          <th scope="col" className="num">
+            CPU time per inference
+          </th>
+          <th scope="col" className="num">
+            Throughput
+          </th>
+          <th scope="col" className="num">
+            Samples
+          </th>
+          <th scope="col" className="num">
+            Trials
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((row) => (
+          <tr key={row.name} data-variant={row.name}>
+            <th scope="row" className="mono">
+              {row.name}
+              {row.name === recommended ? <span className="muted small"> (recommended)</span> : null}
+            </th>
+            <td className="num">
+              <Figure estimate={row.p50} format={formatMs} />
+            </td>
+            <td className="num">
+              <Figure estimate={row.p99} format={formatMs} />
+            </td>
+            <td className="num">
+              <Figure estimate={row.p99_9} format={formatMs} />
+            </td>
+            <td className="num">
+              <Figure estimate={row.cpu} format={formatMs} />
+            </td>
+            <td className="num">
+              <Figure estimate={row.throughput} format={formatRate} />
+            </td>
+            <td className="num">{formatSamples(row.samples)}</td>
+            <td className="num">{row.trials ?? "—"}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/**
+ * How the intervals were obtained. The engine words it per point, with that point's request
+ * count; runs measured alike (same wording but for the numbers) share one line.
+ */
+function IntervalMethods({ rows }: { rows: FigureRow[] }) {
+  const groups = new Map<string, { names: string[]; method: string }>();
+  for (const row of rows) {
+    if (!row.method) continue;
+    const key = row.method.replace(/\d[\d,.]*/g, "#");
+    const group = groups.get(key);
+    if (group) group.names.push(row.name);
+    else groups.set(key, { names: [row.name], method: row.method });
+  }
+  if (!groups.size) {
+    return (
+      <p className="muted small">
+        This report has no confidence intervals: it was measured before Slipway computed them. Run the pipeline again to
+        get them.
+      </p>
+    );
+  }
+  const listed = [...groups.values()];
+  if (listed.length === 1 && listed[0]) {
+    const { names, method } = listed[0];
+    return (
+      <p className="muted small interval-method">
+        How the intervals were obtained: {method}
+        {names.length > 1 ? ` (worded for ${names[0]}; each run's own count is in the Samples column)` : ""}.
+      </p>
+    );
+  }
+  return (
+    <div className="muted small interval-method">
+      How the intervals were obtained:
+      <ul>
+        {listed.map(({ names, method }) => (
+          <li key={names.join(",")}>
+            <strong>{names.join(", ")}</strong>: {method}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+/** What the timings were measured on: the user's samples or generated inputs, and how made. */
+function TimedOn({ inputs }: { inputs: EvidenceInputs | undefined }) {
+  if (!inputs || (!inputs.description && !inputs.source)) {
+    return (
+      <p className="muted small">
+        This report does not say which inputs the timings were measured on: it was made before Slipway recorded that.
+      </p>
+    );
+  }
+  const source = inputs.source || "inputs";
+  // The plan's description starts "generated: ..."; after "generated inputs" that says it twice.
+  const description = (inputs.description ?? "").replace(/^generated:\s*/, "");
+  return (
+    <div className="timed-on">
+      <p>
+        <strong>Timed on {source}</strong>
+        {description ? `: ${description}.` : "."}
+      </p>
+      {inputs.assumptions?.length ? (
+        <>
+          <p className="muted small">What Slipway assumed, and what to declare at upload if it is wrong:</p>
+          <AssumptionList items={inputs.assumptions} label="What the timings' inputs assumed" />
+        </>
+      ) : null}
     </div>
   );
 }
@@ -102,9 +282,15 @@ export function Benchmarks({
     );
   }
   const rows = percentileRows(report, batch, concurrency);
+  const figures = figureRows(report, batch, concurrency);
   const byBatch = latencyByBatch(report, concurrency, percentile);
   const byConcurrency = throughputByConcurrency(report, batch);
   const samples = samplesAt(report, variant, batch, concurrency);
+  const selectedRun = variant === BASELINE ? report.baseline : report.variants[variant];
+  const selected = selectedRun ? pointAt(selectedRun, batch, concurrency) : undefined;
+  // The requests the figures rest on; `samples_ms` keeps a thinned subset of them to draw.
+  const requests = selected?.samples ?? selected?.requests ?? samples.length;
+  const p99Note = selected && selected.p99_ms === null ? (selected.p99_note ?? null) : null;
   const hist = histogram(samples, 36);
   const pLabel = PERCENTILES.find((p) => p.key === percentile)?.label ?? "p99";
   const notes = [
@@ -119,6 +305,7 @@ export function Benchmarks({
         {report.baseline?.cpu_model ? ` (${report.baseline.cpu_model})` : ""}. "original" is the uploaded model in plain{" "}
         {report.baseline?.backend ?? "onnxruntime"}.
       </p>
+      <TimedOn inputs={report.inputs} />
       <div className="toolbar">
         <Select label="Batch size" value={batch} options={sweep.batchSizes} onChange={setBatch} />
         <Select label="Concurrency" value={concurrency} options={sweep.concurrencies} onChange={setConcurrency} />
@@ -130,6 +317,8 @@ export function Benchmarks({
           format={(v) => PERCENTILES.find((p) => p.key === v)?.label ?? String(v)}
         />
       </div>
+      <FiguresTable rows={figures} batch={batch} concurrency={concurrency} recommended={recommended} />
+      <IntervalMethods rows={figures} />
       <div className="charts">
         <PercentileChart
           rows={rows}
@@ -170,15 +359,18 @@ export function Benchmarks({
             <Select label="Distribution of" value={variant} options={names} onChange={setVariant} />
           </div>
           {samples.length ? (
-            <HistogramChart
-              data={hist}
-              title={`Latency distribution: ${variant} (batch ${batch}, concurrency ${concurrency}, ${samples.length} requests)`}
-              description={`How many of the ${samples.length} measured requests took each latency.`}
-              marks={[
-                { label: "p50", value: quantile(samples, 0.5) },
-                { label: "p99", value: quantile(samples, 0.99) },
-              ]}
-            />
+            <>
+              <HistogramChart
+                data={hist}
+                title={`Latency distribution: ${variant} (batch ${batch}, concurrency ${concurrency}, ${formatSamples(requests)} requests${samples.length < requests ? `, ${formatSamples(samples.length)} of them drawn` : ""})`}
+                description={`How many of the ${formatSamples(samples.length)} drawn requests took each latency; the marks are the run's p50 and p99 as the table gives them.`}
+                marks={[
+                  { label: "p50", value: selected?.p50_ms ?? null },
+                  { label: "p99", value: selected?.p99_ms ?? null },
+                ]}
+              />
+              {p99Note ? <p className="muted small">p99 is not marked: {p99Note}.</p> : null}
+            </>
           ) : (
             <Empty title={`No raw samples for ${variant} at batch ${batch}, concurrency ${concurrency}.`} />
           )}

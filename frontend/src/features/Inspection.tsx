@@ -1,6 +1,17 @@
-import type { InspectReport, TensorSpec } from "../api/reports";
+// What inspection found in a model: its inputs and outputs, how Slipway will generate inputs for
+// it (the input plan, and what it assumed), what each output is (declared at upload or proposed
+// from the graph, and why), its operators, parameters and FLOPs.
+import type {
+  DetectionLayout,
+  InputPlan,
+  InputRecipe,
+  InspectReport,
+  OutputSemantics,
+  TensorSpec,
+} from "../api/reports";
 import { Empty, KeyValues } from "../components/ui";
-import { formatBytes, formatCount, formatShape, formatSI } from "../lib/format";
+import { formatBytes, formatCount, formatNumber, formatShape, formatSI } from "../lib/format";
+import { AssumptionList } from "./Assumptions";
 
 function Tensors({ title, tensors }: { title: string; tensors: TensorSpec[] }) {
   return (
@@ -30,6 +41,200 @@ function Tensors({ title, tensors }: { title: string; tensors: TensorSpec[] }) {
         ))}
       </tbody>
     </table>
+  );
+}
+
+const INPUT_KINDS: Record<string, string> = {
+  image: "image",
+  token_ids: "token ids",
+  attention_mask: "attention mask",
+  audio: "audio signal",
+  state: "recurrent state",
+  values: "set values",
+  features: "features",
+};
+
+/** The recipe's shape with every symbolic dim at the size the plan gives it. */
+function plannedShape(plan: InputPlan, recipe: InputRecipe): string {
+  if (!recipe.shape.length) return "scalar";
+  return recipe.shape
+    .map((dim, axis) => {
+      if (typeof dim === "number" && dim > 0) return String(dim);
+      if (axis === recipe.batch_axis || (typeof dim === "string" && plan.batch_symbols?.includes(dim))) return "batch";
+      const key = typeof dim === "string" ? dim : `${recipe.name}:${axis}`;
+      const size = plan.dims[key];
+      return size === undefined ? "?" : `${size} (${key})`;
+    })
+    .join(" × ");
+}
+
+/** What values the generated input holds, as a person reads it. */
+function plannedValues(recipe: InputRecipe): string {
+  if (recipe.values?.length) {
+    const listed = recipe.values.map((v) => formatNumber(v)).join(", ");
+    return recipe.values.length === 1 ? `always ${listed}` : `one of ${listed}`;
+  }
+  if (recipe.low !== null && recipe.low !== undefined && recipe.high !== null && recipe.high !== undefined)
+    return `in [${formatNumber(recipe.low)}, ${formatNumber(recipe.high)}]`;
+  if (recipe.kind === "state") return "zeros (a recurrent state starts at zero)";
+  if (recipe.kind === "attention_mask") return "ones, then trailing zeros";
+  return recipe.dtype.startsWith("float") ? "standard-normal noise" : "small integers";
+}
+
+function InputPlanSummary({ plan }: { plan: InputPlan }) {
+  const dims = Object.entries(plan.dims);
+  return (
+    <div className="input-plan">
+      <h3 className="h3">Inputs Slipway generates</h3>
+      <p className="muted small">
+        Used wherever no validation or calibration set was uploaded: parity, calibration and benchmarks.
+        {plan.description ? ` In short: ${plan.description}.` : ""}
+      </p>
+      <table className="table table-compact">
+        <caption>How each input is made</caption>
+        <thead>
+          <tr>
+            <th scope="col">Input</th>
+            <th scope="col">Kind</th>
+            <th scope="col">Shape</th>
+            <th scope="col">Range or values</th>
+            <th scope="col">Source</th>
+          </tr>
+        </thead>
+        <tbody>
+          {plan.recipes.map((recipe) => (
+            <tr key={recipe.name}>
+              <th scope="row" className="mono">
+                {recipe.name}
+              </th>
+              <td>{INPUT_KINDS[recipe.kind] ?? recipe.kind}</td>
+              <td className="mono">
+                {plannedShape(plan, recipe)}
+                {recipe.batch_axis !== null && recipe.batch_axis !== undefined && recipe.batch_axis !== 0 ? (
+                  <span className="muted small"> (samples on axis {recipe.batch_axis})</span>
+                ) : null}
+              </td>
+              <td>{plannedValues(recipe)}</td>
+              <td>{recipe.source || <span className="muted">Slipway's default for the kind</span>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {dims.length ? (
+        <p className="muted small">
+          Sizes for the symbolic dims: {dims.map(([name, size]) => `${name} = ${size}`).join(", ")}
+          {plan.batch_symbols?.length ? `; ${plan.batch_symbols.join(", ")} takes the batch size` : ""}.
+        </p>
+      ) : null}
+      {plan.assumptions?.length ? (
+        <>
+          <p className="small">
+            What Slipway assumed, and what to declare at upload (input declarations) if it is wrong:
+          </p>
+          <AssumptionList items={plan.assumptions} label="What the input plan assumed" />
+        </>
+      ) : (
+        <p className="muted small">
+          Nothing was assumed: every input's kind, values and sizes were declared or read from the model.
+        </p>
+      )}
+    </div>
+  );
+}
+
+const OUTPUT_KINDS: Record<string, string> = {
+  classifier: "class scores (logits or probabilities)",
+  detection: "detection head",
+  embedding: "embedding",
+  segmentation: "segmentation map",
+  regression: "regression values",
+  raw: "raw tensor",
+};
+
+function columns([start, stop]: [number, number]): string {
+  return stop - start === 1 ? `column ${start}` : `columns ${start}–${stop - 1}`;
+}
+
+/** A detection head's layout: where its boxes and scores are, and how its detections are decoded. */
+export function describeLayout(layout: DetectionLayout): string {
+  const classes = layout.scores[1] - layout.scores[0];
+  const parts = [
+    `boxes in ${columns(layout.boxes)} (${layout.box_format})`,
+    `class scores in ${columns(layout.scores)} (${classes} ${classes === 1 ? "class" : "classes"})`,
+    layout.objectness === null || layout.objectness === undefined
+      ? "no objectness column"
+      : `objectness in column ${layout.objectness}`,
+  ];
+  const decoding = [
+    layout.score_threshold !== undefined ? `score ≥ ${layout.score_threshold}` : null,
+    layout.iou_threshold !== undefined ? `overlaps above IoU ${layout.iou_threshold} suppressed` : null,
+    layout.match_iou !== undefined ? `matched to the original's at IoU ≥ ${layout.match_iou}` : null,
+  ].filter(Boolean);
+  return `Along axis ${layout.axis}: ${parts.join(", ")}.${decoding.length ? ` Detections kept at ${decoding.join(", ")}.` : ""}`;
+}
+
+function kindDetail(semantics: OutputSemantics): string | null {
+  if (semantics.kind === "detection" && semantics.detection) return describeLayout(semantics.detection);
+  if (semantics.kind === "classifier")
+    return `Class axis ${semantics.axis ?? -1}; judged by top-1 and top-${semantics.top_k ?? 5} agreement.`;
+  if (semantics.kind === "segmentation") return `Class axis ${semantics.axis ?? 1}; judged pixel by pixel.`;
+  if (semantics.kind === "embedding") return `Feature axis ${semantics.axis ?? -1}; judged vector by vector.`;
+  return null;
+}
+
+function OutputSemanticsTable({ semantics }: { semantics: Record<string, OutputSemantics> }) {
+  const outputs = Object.values(semantics);
+  if (!outputs.length) return null;
+  return (
+    <div className="output-semantics">
+      <h3 className="h3">What each output is</h3>
+      <p className="muted small">
+        Parity judges each output by metrics that fit its kind. If a proposal is wrong, declare the output at upload
+        (output declarations).
+      </p>
+      <table className="table table-compact">
+        <caption>Output kinds, declared or proposed</caption>
+        <thead>
+          <tr>
+            <th scope="col">Output</th>
+            <th scope="col">Kind</th>
+            <th scope="col">From</th>
+            <th scope="col">Why</th>
+          </tr>
+        </thead>
+        <tbody>
+          {outputs.map((output) => {
+            const detail = kindDetail(output);
+            return (
+              <tr key={output.name}>
+                <th scope="row" className="mono">
+                  {output.name}
+                </th>
+                <td>
+                  {OUTPUT_KINDS[output.kind] ?? output.kind}
+                  {detail ? <p className="muted small">{detail}</p> : null}
+                </td>
+                <td>
+                  {output.source === "declared"
+                    ? "declared at upload"
+                    : output.source === "proposed"
+                      ? "proposed by inspection"
+                      : output.source}
+                </td>
+                <td>
+                  {/* a declaration's "why" is only that it was declared, which From already says */}
+                  {output.why && !(output.source === "declared" && output.why === "declared at upload") ? (
+                    output.why
+                  ) : (
+                    <span className="muted">—</span>
+                  )}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -68,6 +273,8 @@ export function InspectionSummary({ report }: { report: InspectReport | undefine
           ]}
         />
       </div>
+      {report.input_plan ? <InputPlanSummary plan={report.input_plan} /> : null}
+      {report.output_semantics ? <OutputSemanticsTable semantics={report.output_semantics} /> : null}
       <h3 className="h3">Operators</h3>
       <ul className="chips" aria-label="Operator types and how many nodes use each">
         {ops.map((op) => (

@@ -130,3 +130,102 @@ describe("UploadForm", () => {
     expect(screen.getByRole("button", { name: "Upload and start the pipeline" })).toBeTruthy();
   });
 });
+
+describe("UploadForm: inputs and outputs", () => {
+  const inputDeclarations = '{"inputs": {"sr": {"values": [8000, 16000]}}, "dims": {"samples": {"typical": 512}}}';
+  const outputDeclarations = '{"detections": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84]}}';
+
+  async function fillRequired(user: ReturnType<typeof userEvent.setup>) {
+    await user.upload(screen.getByLabelText(/Choose a file/), new File([new Uint8Array([8, 1])], "vad.onnx"));
+    await user.type(screen.getByLabelText("Model"), "vad");
+  }
+
+  it("sends both declarations as the API's form fields", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await fillRequired(user);
+    const inputs = screen.getByLabelText("Input declarations (JSON)");
+    const outputs = screen.getByLabelText("Output declarations (JSON)");
+    // each shows an example and says what it is for
+    expect(inputs.getAttribute("placeholder")).toContain('"batch_axis": 1');
+    expect(outputs.getAttribute("placeholder")).toContain('"kind": "detection"');
+    expect(screen.getByText(/Undeclared outputs get the kind inspection proposes/)).toBeTruthy();
+    await user.click(inputs);
+    await user.paste(inputDeclarations);
+    await user.click(outputs);
+    await user.paste(outputDeclarations);
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).toHaveBeenCalledTimes(1);
+    const form = control.upload.mock.calls[0]?.[1] as FormData;
+    expect(form.get("input_declarations")).toBe(inputDeclarations);
+    expect(form.get("output_declarations")).toBe(outputDeclarations);
+  });
+
+  it("refuses declarations that are not JSON, saying so next to the field", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await fillRequired(user);
+    const inputs = screen.getByLabelText("Input declarations (JSON)");
+    await user.click(inputs);
+    await user.paste('{"inputs": {"sr": {"values": [8000, 16000]}}');
+    const outputs = screen.getByLabelText("Output declarations (JSON)");
+    await user.click(outputs);
+    await user.paste('{"detections": {"kind": "boxes"}}');
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).not.toHaveBeenCalled();
+    expect(inputs.getAttribute("aria-invalid")).toBe("true");
+    expect(inputs.closest("details")?.open).toBe(true); // the section opens to show what is wrong
+    const inputError = document.getElementById(inputs.getAttribute("aria-describedby") as string);
+    expect(inputError?.textContent).toMatch(
+      /^The input declarations are not valid JSON \(.+\)\. Write them like \{"inputs"/,
+    );
+    const outputError = document.getElementById(outputs.getAttribute("aria-describedby") as string);
+    expect(outputError?.textContent).toBe(
+      "Output 'detections' has kind \"boxes\"; the kinds are classifier, detection, embedding, segmentation, regression, raw.",
+    );
+  });
+
+  it("shows the server's refusal of a declaration next to that field", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await fillRequired(user);
+    const inputs = screen.getByLabelText("Input declarations (JSON)");
+    await user.click(inputs);
+    await user.paste('{"inputs": {"sr": {"range": [16000, 8000]}}}');
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).toHaveBeenCalledTimes(1);
+    // what the API answers (apps/registry/services.py: ApiError with the engine's code and sentence)
+    const message =
+      "The input declarations are not valid: input 'sr' needs 'range' as [low, high] with low <= high. Example: " +
+      '{"inputs": {"images": {"kind": "image", "range": [0, 1]}}}';
+    await act(async () => control.reject(new ApiError(400, { code: "invalid_declarations", message, fields: {} })));
+    const error = document.getElementById(inputs.getAttribute("aria-describedby") as string);
+    expect(error?.className).toBe("field-error");
+    expect(error?.textContent).toBe(message);
+    expect(inputs.getAttribute("aria-invalid")).toBe("true");
+    // a field error DRF names (the JSON itself unreadable) lands there too
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    await act(async () =>
+      control.reject(
+        new ApiError(400, {
+          code: "invalid",
+          message: "output_declarations: Value must be valid JSON.",
+          fields: { output_declarations: ["Value must be valid JSON."] },
+        }),
+      ),
+    );
+    const outputs = screen.getByLabelText("Output declarations (JSON)");
+    expect(document.getElementById(outputs.getAttribute("aria-describedby") as string)?.textContent).toBe(
+      "Value must be valid JSON.",
+    );
+  });
+});

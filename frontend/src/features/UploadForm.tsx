@@ -7,7 +7,11 @@ import type { HardwareProfile, TeamRole, VersionDetail } from "../api/types";
 import { ErrorMessage, ProgressBar } from "../components/ui";
 import { formatBytes } from "../lib/format";
 import {
+  API_FIELDS,
   EMPTY_UPLOAD,
+  ERROR_CODE_FIELDS,
+  INPUT_DECLARATIONS_EXAMPLE,
+  OUTPUT_DECLARATIONS_EXAMPLE,
   slugify,
   uploadFormData,
   validateUpload,
@@ -68,6 +72,7 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
   const [failure, setFailure] = useState<ApiError>();
   const [progress, setProgress] = useState<UploadProgress | null>(null);
   const [dragging, setDragging] = useState(false);
+  const [declaring, setDeclaring] = useState(Boolean(initial?.inputDeclarations || initial?.outputDeclarations));
   const handle = useRef<UploadHandle | null>(null);
   const ids = {
     model: useId(),
@@ -81,6 +86,8 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
     cosine: useId(),
     abs: useId(),
     inputs: useId(),
+    inputDeclarations: useId(),
+    outputDeclarations: useId(),
     calibration: useId(),
     validation: useId(),
     models: useId(),
@@ -104,6 +111,7 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
     const found = validateUpload(values, { needsTeam });
     setErrors(found);
     setFailure(undefined);
+    if (found.inputDeclarations || found.outputDeclarations) setDeclaring(true);
     if (Object.keys(found).length) return;
     const form = uploadFormData({ ...values, team: values.team || (teams.length === 1 ? (teams[0]?.slug ?? "") : "") });
     setProgress({ loaded: 0, total: values.file?.size ?? 0 });
@@ -116,10 +124,23 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
         err instanceof ApiError ? err : new ApiError(0, { code: "error", message: String(err), fields: {} });
       setFailure(apiError);
       const fieldErrors: UploadErrors = {};
-      for (const name of ["file", "notes", "team", "inputs", "calibration", "validation"] as const) {
-        const message = apiError.fieldMessage(name);
+      for (const name of [
+        "file",
+        "notes",
+        "team",
+        "inputs",
+        "inputDeclarations",
+        "outputDeclarations",
+        "calibration",
+        "validation",
+      ] as const) {
+        const message = apiError.fieldMessage(API_FIELDS[name] ?? name);
         if (message) fieldErrors[name] = message;
       }
+      // Errors the engine finds in the declarations come with a code, not a field name.
+      const codeField = ERROR_CODE_FIELDS[apiError.code];
+      if (codeField && !fieldErrors[codeField]) fieldErrors[codeField] = apiError.message;
+      if (fieldErrors.inputDeclarations || fieldErrors.outputDeclarations) setDeclaring(true);
       setErrors(fieldErrors);
     } finally {
       setProgress(null);
@@ -271,6 +292,50 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
         />
       </Field>
 
+      <details className="advanced" open={declaring} onToggle={(e) => setDeclaring(e.currentTarget.open)}>
+        <summary>Inputs and outputs (optional)</summary>
+        <p className="help">
+          Say what the model's inputs take and what its outputs are when Slipway can't tell from the file. What you
+          leave out is read from the model, and the inspection report says what was assumed.
+        </p>
+        <Field
+          id={ids.inputDeclarations}
+          label="Input declarations (JSON)"
+          error={errors.inputDeclarations}
+          help="Per input: a kind (image, token_ids, attention_mask, audio, state, values, features), a fixed value, values or range, and batch_axis; per symbolic dim: min, max, step and typical size. Used to generate test inputs and to read your .npz files."
+        >
+          <textarea
+            id={ids.inputDeclarations}
+            className="input mono"
+            rows={3}
+            placeholder={INPUT_DECLARATIONS_EXAMPLE}
+            value={values.inputDeclarations}
+            disabled={uploading}
+            aria-invalid={errors.inputDeclarations ? true : undefined}
+            aria-describedby={describedBy(ids.inputDeclarations, errors.inputDeclarations, true)}
+            onChange={(e) => set("inputDeclarations", e.target.value)}
+          />
+        </Field>
+        <Field
+          id={ids.outputDeclarations}
+          label="Output declarations (JSON)"
+          error={errors.outputDeclarations}
+          help="Per output: its kind (classifier, detection, embedding, segmentation, regression, raw), so parity judges it by metrics that fit; a detection head also says which columns hold the boxes and which the scores. Undeclared outputs get the kind inspection proposes."
+        >
+          <textarea
+            id={ids.outputDeclarations}
+            className="input mono"
+            rows={3}
+            placeholder={OUTPUT_DECLARATIONS_EXAMPLE}
+            value={values.outputDeclarations}
+            disabled={uploading}
+            aria-invalid={errors.outputDeclarations ? true : undefined}
+            aria-describedby={describedBy(ids.outputDeclarations, errors.outputDeclarations, true)}
+            onChange={(e) => set("outputDeclarations", e.target.value)}
+          />
+        </Field>
+      </details>
+
       <details className="advanced">
         <summary>Advanced: objective, benchmark sweep, tolerance, inputs, calibration</summary>
         <div className="form-grid">
@@ -377,7 +442,7 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
             id={ids.calibration}
             label="Calibration data (.npz)"
             error={errors.calibration}
-            help="One array per input, batch on axis 0: enables INT8 static quantization."
+            help="One array per input, samples on each input's batch axis (declare batch_axis where it is not the first): enables INT8 static quantization."
           >
             <input
               id={ids.calibration}

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { EMPTY_UPLOAD, parseIntList, slugify, uploadFormData, validateUpload, type UploadValues } from "./uploadRules";
+import {
+  checkInputDeclarations,
+  checkOutputDeclarations,
+  EMPTY_UPLOAD,
+  parseIntList,
+  slugify,
+  uploadFormData,
+  validateUpload,
+  type UploadValues,
+} from "./uploadRules";
 
 const file = new File([new Uint8Array([8, 1, 2, 3])], "mlp.onnx");
 const valid: UploadValues = { ...EMPTY_UPLOAD, model: "mlp", file };
@@ -67,5 +76,37 @@ describe("upload form rules", () => {
     });
     const minimal = uploadFormData(valid);
     expect([...minimal.keys()]).toEqual(["file", "objective"]);
+  });
+
+  it("checks the input and output declarations' shape, and sends them as written", () => {
+    expect(checkInputDeclarations('{"inputs": {"sr": {"value": 16000}}, "dims": {"height": {"typical": 640}}}')).toBe(
+      undefined,
+    );
+    expect(checkInputDeclarations("{}")).toBeUndefined();
+    expect(checkInputDeclarations('{"sr": {"value": 16000}}')).toMatch(
+      /^The input declarations take "inputs" and "dims" only; "sr" is not one of them\. Put each input under "inputs"/,
+    );
+    expect(checkInputDeclarations("[1]")).toMatch(/must be a JSON object with "inputs" and\/or "dims"/);
+    expect(checkInputDeclarations('{"inputs": {"x": {"kind": "picture"}}}')).toBe(
+      "Input 'x' has kind \"picture\"; the kinds are image, token_ids, attention_mask, audio, state, values, features.",
+    );
+    expect(checkInputDeclarations('{"dims": {"height": 640}}')).toBe(
+      "The declaration of dim 'height' must be an object.",
+    );
+    expect(checkInputDeclarations("{inputs: 1}")).toMatch(/^The input declarations are not valid JSON/);
+    expect(checkOutputDeclarations('{"logits": {"kind": "classifier", "top_k": 3}}')).toBeUndefined();
+    expect(checkOutputDeclarations('{"logits": "classifier"}')).toMatch(/must be an object with a "kind"/);
+    expect(checkOutputDeclarations('{"out": {"kind": "detection", "boxes": [0, 4]}}')).toMatch(
+      /declared a detection head without "scores"/,
+    );
+    const errors = validateUpload({ ...valid, inputDeclarations: "{", outputDeclarations: "[]" }, { needsTeam: false });
+    expect(Object.keys(errors).sort()).toEqual(["inputDeclarations", "outputDeclarations"]);
+    const form = uploadFormData({
+      ...valid,
+      inputDeclarations: ' {"inputs": {"sr": {"value": 16000}}} ',
+      outputDeclarations: '{"logits": {"kind": "classifier"}}',
+    });
+    expect(form.get("input_declarations")).toBe('{"inputs": {"sr": {"value": 16000}}}');
+    expect(form.get("output_declarations")).toBe('{"logits": {"kind": "classifier"}}');
   });
 });

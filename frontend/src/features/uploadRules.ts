@@ -14,6 +14,10 @@ export interface UploadValues {
   minCosine: string;
   maxAbsError: string;
   inputs: string;
+  /** JSON: what the inputs take and the symbolic dims' sizes (the API's `input_declarations`). */
+  inputDeclarations: string;
+  /** JSON: what each output is (the API's `output_declarations`). */
+  outputDeclarations: string;
   calibration: File | null;
   validation: File | null;
 }
@@ -31,9 +35,91 @@ export const EMPTY_UPLOAD: UploadValues = {
   minCosine: "",
   maxAbsError: "",
   inputs: "",
+  inputDeclarations: "",
+  outputDeclarations: "",
   calibration: null,
   validation: null,
 };
+
+// The examples the form shows and its messages repeat: the shapes the engine reads
+// (workers/engine/signature.py parse_input_declarations, workers/engine/outputs.py
+// parse_output_declarations).
+export const INPUT_DECLARATIONS_EXAMPLE =
+  '{"inputs": {"sr": {"values": [8000, 16000]}, "state": {"kind": "state", "batch_axis": 1}}, "dims": {"height": {"typical": 640, "step": 32}}}';
+export const OUTPUT_DECLARATIONS_EXAMPLE =
+  '{"output0": {"kind": "detection", "boxes": [0, 4], "scores": [4, 84], "box_format": "cxcywh"}}';
+export const INPUT_KINDS = ["image", "token_ids", "attention_mask", "audio", "state", "values", "features"] as const;
+export const OUTPUT_KINDS = ["classifier", "detection", "embedding", "segmentation", "regression", "raw"] as const;
+
+/** Which form field an API error code belongs to, where the API names no field. */
+export const ERROR_CODE_FIELDS: Partial<Record<string, keyof UploadValues>> = {
+  invalid_declarations: "inputDeclarations",
+  invalid_output_declarations: "outputDeclarations",
+  inputs_not_applicable: "inputs",
+};
+
+/** The API's field names for the form's values, where they differ. */
+export const API_FIELDS: Partial<Record<keyof UploadValues, string>> = {
+  inputDeclarations: "input_declarations",
+  outputDeclarations: "output_declarations",
+};
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** JSON text -> the parsed value, or the sentence saying where it is not JSON. */
+function parseJson(text: string, what: string, example: string): { value: unknown } | { error: string } {
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch (err) {
+    const reason = err instanceof Error ? ` (${err.message})` : "";
+    return { error: `The ${what} are not valid JSON${reason}. Write them like ${example}.` };
+  }
+}
+
+/** The input declarations' shape, checked before upload; the server checks every value again. */
+export function checkInputDeclarations(text: string): string | undefined {
+  const parsed = parseJson(text, "input declarations", INPUT_DECLARATIONS_EXAMPLE);
+  if ("error" in parsed) return parsed.error;
+  const data = parsed.value;
+  if (!isObject(data))
+    return `The input declarations must be a JSON object with "inputs" and/or "dims", e.g. ${INPUT_DECLARATIONS_EXAMPLE}.`;
+  const unknown = Object.keys(data).filter((key) => key !== "inputs" && key !== "dims");
+  if (unknown.length)
+    return `The input declarations take "inputs" and "dims" only; ${unknown.map((k) => `"${k}"`).join(", ")} is not one of them. Put each input under "inputs", e.g. ${INPUT_DECLARATIONS_EXAMPLE}.`;
+  for (const key of ["inputs", "dims"] as const) {
+    const group = data[key];
+    if (group === undefined) continue;
+    if (!isObject(group)) return `"${key}" must be an object keyed by ${key === "inputs" ? "input" : "dim"} name.`;
+    for (const [name, entry] of Object.entries(group)) {
+      if (!isObject(entry))
+        return `The declaration of ${key === "inputs" ? "input" : "dim"} '${name}' must be an object.`;
+      const kind = entry.kind;
+      if (key === "inputs" && kind !== undefined && !(INPUT_KINDS as readonly unknown[]).includes(kind))
+        return `Input '${name}' has kind ${JSON.stringify(kind)}; the kinds are ${INPUT_KINDS.join(", ")}.`;
+    }
+  }
+  return undefined;
+}
+
+/** The output declarations' shape, checked before upload; the server checks the layout again. */
+export function checkOutputDeclarations(text: string): string | undefined {
+  const parsed = parseJson(text, "output declarations", OUTPUT_DECLARATIONS_EXAMPLE);
+  if ("error" in parsed) return parsed.error;
+  const data = parsed.value;
+  if (!isObject(data))
+    return `The output declarations must be a JSON object keyed by output name, e.g. ${OUTPUT_DECLARATIONS_EXAMPLE}.`;
+  for (const [name, entry] of Object.entries(data)) {
+    if (!isObject(entry) || entry.kind === undefined)
+      return `The declaration of output '${name}' must be an object with a "kind", e.g. ${OUTPUT_DECLARATIONS_EXAMPLE}.`;
+    if (!(OUTPUT_KINDS as readonly unknown[]).includes(entry.kind))
+      return `Output '${name}' has kind ${JSON.stringify(entry.kind)}; the kinds are ${OUTPUT_KINDS.join(", ")}.`;
+    if (entry.kind === "detection" && entry.scores === undefined)
+      return `Output '${name}' is declared a detection head without "scores": say which columns hold them, e.g. "scores": [4, 84].`;
+  }
+  return undefined;
+}
 
 export type UploadErrors = Partial<Record<keyof UploadValues, string>>;
 
@@ -96,6 +182,14 @@ export function validateUpload(values: UploadValues, options: { needsTeam: boole
       errors.inputs = 'This is not valid JSON. Example: [{"name": "x", "shape": ["batch", 8], "dtype": "float32"}].';
     }
   }
+  if (values.inputDeclarations.trim()) {
+    const problem = checkInputDeclarations(values.inputDeclarations);
+    if (problem) errors.inputDeclarations = problem;
+  }
+  if (values.outputDeclarations.trim()) {
+    const problem = checkOutputDeclarations(values.outputDeclarations);
+    if (problem) errors.outputDeclarations = problem;
+  }
   return errors;
 }
 
@@ -119,6 +213,8 @@ export function uploadFormData(values: UploadValues): FormData {
   if (values.maxAbsError.trim()) tolerance.max_abs_error = Number(values.maxAbsError);
   if (Object.keys(tolerance).length) form.append("tolerance", JSON.stringify(tolerance));
   if (values.inputs.trim()) form.append("inputs", values.inputs.trim());
+  if (values.inputDeclarations.trim()) form.append("input_declarations", values.inputDeclarations.trim());
+  if (values.outputDeclarations.trim()) form.append("output_declarations", values.outputDeclarations.trim());
   if (values.calibration) form.append("calibration", values.calibration, values.calibration.name);
   if (values.validation) form.append("validation", values.validation, values.validation.name);
   return form;
