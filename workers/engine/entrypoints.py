@@ -139,6 +139,7 @@ def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) 
 
     from workers.engine.backends.registry import get_backend
     from workers.engine.errors import ModelError, runtime_cause
+    from workers.engine.inputs import values_hint
     from workers.engine.parity import evidence_inputs, run_session
     from workers.engine.signature import parse_input_declarations
 
@@ -165,11 +166,14 @@ def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) 
     try:
         outputs = run_session(session, inputs)
     except Exception as exc:  # onnxruntime raises its own exception types
+        # On generated inputs, name the scalars and the values they were given: a rate or a flag
+        # whose valid values the graph doesn't reveal is the usual cause, and its declaration the fix.
+        hint = values_hint(inputs) if evidence.source == "generated inputs" else ""
         raise ModelError(
             "reference_failed",
             f"The model failed in onnxruntime on the parity inputs ({evidence.description}): "
-            f"{runtime_cause(exc).rstrip('. ')}. Declare what its inputs take (input_declarations: a scalar's "
-            "values, a dim's size and step), or upload validation data (.npz) with valid inputs.",
+            f"{runtime_cause(exc).rstrip('. ')}.{hint} Declare what its inputs take (input_declarations: a "
+            "scalar's values, a dim's size and step), or upload validation data (.npz) with valid inputs.",
         ) from None
     finally:
         session.close()

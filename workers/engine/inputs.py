@@ -715,6 +715,29 @@ def make_feeds(plan: InputPlan, samples: int = 1, seed: int = 0, batch: int = 1)
     return feeds
 
 
+def values_hint(feeds: Sequence[Mapping[str, Any]]) -> str:
+    """For a model that failed on generated `feeds`: the values its scalar inputs took and the
+    declaration that gives the ones they really take (a sample rate of 8000 or 16000, a flag
+    of 0 or 1), as a sentence to append to the error; "" when no input is a scalar.
+
+    A scalar whose valid values appear in no comparison in the graph gets invented values,
+    and the model's own check then fails on them: the user must read which input that was."""
+    if not feeds:
+        return ""
+    scalars = [name for name, value in feeds[0].items() if getattr(value, "size", 0) == 1]
+    if not scalars:
+        return ""
+    taken = []
+    for name in scalars:
+        values = list(dict.fromkeys(feed[name].reshape(()).item() for feed in feeds if name in feed))
+        verb = "was" if len(values) == 1 else "took"
+        taken.append(f"'{name}' {verb} {', '.join(repr(value) for value in values)}")
+    return (
+        f" On these inputs {'; '.join(taken)}; if an input takes only some values, declare them at upload: "
+        f'input_declarations {{"inputs": {{"{scalars[0]}": {{"values": [...]}}}}}}.'
+    )
+
+
 def check_generated_size(name: str, shape: Sequence[int]) -> None:
     """Raise ModelError("unsupported_input") when an input of `shape` is too large to generate."""
     elements = math.prod(shape)

@@ -52,6 +52,7 @@ from workers.engine.importers.base import (
     OutputParity,
     ProgressCallback,
 )
+from workers.engine.inputs import values_hint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,20 +146,6 @@ def _first_line(exc: BaseException) -> str:
         if index + 1 < len(lines):
             first += f" ({lines[index + 1]})"
     return first[:500]
-
-
-def _declare_hint(feeds: Feeds) -> str:
-    """For a model that failed on generated inputs: the values its scalar inputs got, and how
-    to declare the ones they take (a sample rate of 8000 or 16000, a flag of 0 or 1)."""
-    scalars = {name: value for name, value in feeds.items() if getattr(value, "size", 0) == 1}
-    if not scalars:
-        return ""
-    given = ", ".join(f"'{name}' was {value.reshape(()).item()!r}" for name, value in scalars.items())
-    name = next(iter(scalars))
-    return (
-        f" On these inputs {given}; if an input takes only some values, declare them at upload: "
-        f'input_declarations {{"inputs": {{"{name}": {{"values": [...]}}}}}}.'
-    )
 
 
 def _symbolic_dim_name(input_name: str, index: int, dim: str | None) -> str:
@@ -440,7 +427,7 @@ def _check_parity(
             raise ModelError(
                 "input_mismatch",
                 f"The model fails on {sample.label}: {_first_line(exc)}. Check the input names, shapes and "
-                f"dtypes given at upload ({_describe(conversion.specs)}).{_declare_hint(sample.feeds)}",
+                f"dtypes given at upload ({_describe(conversion.specs)}).{values_hint([sample.feeds])}",
             ) from exc
         try:
             converted = parity.run_onnx(onnx_path, sample.feeds)
@@ -1039,7 +1026,7 @@ class TorchScriptImporter(_PyTorchImporter):
             raise ModelError(
                 "input_mismatch",
                 f"The TorchScript module fails on {sample.label}: {_first_line(exc)}. Check the input names, "
-                f"shapes and dtypes given at upload.{_declare_hint(sample.feeds)}",
+                f"shapes and dtypes given at upload.{values_hint([sample.feeds])}",
             ) from exc
         return tuple(name for name, _ in _flatten_outputs(output))
 
