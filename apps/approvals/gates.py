@@ -134,12 +134,35 @@ def _p99_latency(policy: Policy, profile: str, evidence: dict[str, Any]) -> Gate
     what = winner["name"] if winner else "the original model"
     point = next((p for p in points if p.get("batch") == batch and p.get("concurrency") == concurrency), None)
     where = f"batch {batch}, concurrency {concurrency}"
+    if point is not None and point.get("p99_ms") is None and _number(point.get("max_ms")):
+        return _p99_bounded(policy, profile, point, what, where, limit)
     if point is None or not _number(point.get("p99_ms")):
         return _result(policy, profile, False, None, limit, f"{what} has no p99 measured at {where}.")
     p99 = point["p99_ms"]
     ok = p99 <= limit
     verb = "within" if ok else "over"
     return _result(policy, profile, ok, p99, limit, f"{what}: p99 {p99:.3g} ms at {where}, {verb} {limit:g} ms.")
+
+
+def _p99_bounded(
+    policy: Policy, profile: str, point: dict[str, Any], what: str, where: str, limit: float
+) -> GateResult:
+    """Too few samples for a p99: the slowest request is an upper bound of the p99, so a slowest
+    request within the limit passes; one over it decides nothing and fails with what to do."""
+    slowest = point["max_ms"]
+    why = str(point.get("p99_note") or "not enough samples for p99")
+    if slowest <= limit:
+        message = (
+            f"{what}: p99 not reported at {where} ({why}), but the slowest request took {slowest:.3g} ms, "
+            f"so the p99 is within {limit:g} ms."
+        )
+        return _result(policy, profile, True, slowest, limit, message)
+    message = (
+        f"{what}: p99 not reported at {where} ({why}) and the slowest request took {slowest:.3g} ms, over "
+        f"{limit:g} ms, so the samples can't show the p99 within it: measure longer (the profile's or the "
+        "upload's max_seconds_per_point) and re-run the pipeline."
+    )
+    return _result(policy, profile, False, None, limit, message)
 
 
 def _required_backends(policy: Policy, profile: str, evidence: dict[str, Any]) -> GateResult:

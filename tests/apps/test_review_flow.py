@@ -379,3 +379,26 @@ def test_audit_export_csv_and_json_scoped_to_the_team(personas):
     # a data scientist sees only what they did
     own = client_for(personas.owner).get("/api/v1/audit/").json()["results"]
     assert all(e["actor"] == "dana" for e in own)
+
+
+@pytest.mark.parametrize(("slowest", "passed"), [(0.4, True), (3.0, False)])
+def test_a_p99_the_samples_cant_support_is_bounded_by_the_slowest_request(personas, slowest, passed):
+    """Too few samples for a p99 (a short run): the slowest request bounds it. Within the limit
+    it passes and says why; over the limit nothing is known, and the gate says to measure longer."""
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    benchmark = Job.objects.get(run__version=version, kind="benchmark")
+    point = benchmark.result["variants"]["ort-int8"]["points"][0]
+    point.update(
+        p99_ms=None, max_ms=slowest, samples=180, p99_note="not enough samples (180) for p99: it needs at least 1,000"
+    )
+    benchmark.save(update_fields=["result"])
+    admin = client_for(personas.admin)
+    body = {"team": "vision", "name": "p99 under 2 ms", "kind": "max_p99_latency", "params": {"max_ms": 2}}
+    assert admin.post("/api/v1/policies/", body, format="json").status_code == 201
+    (gate,) = client_for(personas.approver).get(f"/api/v1/versions/{version.pk}/review/").json()["gates"]
+    assert gate["passed"] is passed
+    assert "not enough samples (180) for p99" in gate["message"]
+    if passed:
+        assert gate["value"] == 0.4 and "so the p99 is within 2 ms" in gate["message"]
+    else:
+        assert gate["value"] is None and "measure longer" in gate["message"]
