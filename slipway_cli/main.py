@@ -10,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from slipway_cli import __version__
-from slipway_cli.commands import decide, deploy, gate, login, models, push, report
+from slipway_cli.commands import compare, decide, deploy, gate, login, models, push, report
 from slipway_cli.context import Context
 from slipway_cli.errors import CliError, ExitCode
 
 DESCRIPTION = """\
 Slipway from the command line and CI pipelines: upload a model, follow its pipeline,
-read its report, fail a build on its gates, approve, deploy and roll back."""
+read its report, compare it with another version, fail a build on its gates, approve,
+deploy and roll back."""
 
 EPILOG = """\
 configuration (first found wins):
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", metavar="URL", default=argparse.SUPPRESS, help=url_help)
     parser.add_argument("--version", action="version", version=f"slipway {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (login, models, push, report, gate, decide, deploy):
+    for module in (login, models, push, report, compare, gate, decide, deploy):
         module.add_parser(commands, common)
     return parser
 

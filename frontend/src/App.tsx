@@ -2,6 +2,7 @@ import { useEffect, useRef } from "react";
 import { Navigate, NavLink, Route, Routes, useLocation, useNavigate } from "react-router";
 import { canAnywhere, useSession } from "./auth/session";
 import { ErrorMessage, Loading } from "./components/ui";
+import { ComparePage } from "./features/Compare";
 import { AuditPage } from "./pages/AuditPage";
 import { DeploymentsPage } from "./pages/DeploymentsPage";
 import { LoginPage } from "./pages/LoginPage";
@@ -23,6 +24,7 @@ function Nav() {
     ["/models", "Models", true],
     ["/upload", "Upload", canAnywhere(me, "upload")],
     ["/review", "Review queue", canAnywhere(me, "review")],
+    ["/compare", "Compare", true],
     ["/deployments", "Deployments", true],
     ["/targets", "Serving targets", true],
     ["/workers", "Workers", true],
@@ -134,6 +136,7 @@ export function App() {
             <Route path="/models/:slug" element={<ModelPage />} />
             <Route path="/upload" element={<UploadPage />} />
             <Route path="/versions/:id" element={<VersionPage />} />
+            <Route path="/compare" element={<ComparePage />} />
             <Route path="/review" element={<ReviewQueuePage />} />
             <Route path="/review/:id" element={<ReviewQueuePage />} />
             <Route path="/deployments" element={<DeploymentsPage />} />

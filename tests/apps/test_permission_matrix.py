@@ -177,6 +177,7 @@ MATRIX: list[Row] = [
     Row("GET", "versions/", EVERYONE, 200, const("/api/v1/versions/?team=vision"), kind="list"),
     Row("GET", "versions/<int:pk>/", MEMBERS, 200, v("ready")),
     Row("GET", "jobs/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/jobs/{w.job.pk}/"),
+    Row("GET", "compare/", MEMBERS, 200, lambda w, r: f"/api/v1/compare/?a={w.approved.pk}&b={w.ready.pk}"),
     Row("GET", "versions/<int:pk>/review/", MEMBERS, 200, v("ready", "review/")),
     Row("POST", "versions/<int:pk>/approve/", REVIEWERS, 201, v("ready", "approve/")),
     Row("POST", "versions/<int:pk>/reject/", REVIEWERS, 201, v("ready", "reject/"), lambda w: {"comment": "no"}),

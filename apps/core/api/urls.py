@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from apps.registry.api import views as registry
+from apps.registry.api.compare import Compare
 from apps.runtimes.api import views as runtimes
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("versions/", registry.VersionList.as_view(), name="version-list-all"),
     path("versions/<int:pk>/", registry.VersionDetail.as_view(), name="version-detail"),
     path("jobs/<int:pk>/", registry.JobDetail.as_view(), name="job-detail"),
+    path("compare/", Compare.as_view(), name="compare"),
     path("profiles/", runtimes.HardwareProfileList.as_view(), name="profile-list"),
     path("workers/", runtimes.WorkerList.as_view(), name="worker-list"),
     path("", include("apps.accounts.api.urls")),

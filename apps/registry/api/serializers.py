@@ -10,6 +10,8 @@ from rest_framework import serializers
 from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
 from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.registry.api.compare import PreviousApprovedSerializer
+from apps.registry.compare import previous_approved
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
 from apps.runtimes.services import live_queues, no_worker_note
 
@@ -146,6 +148,10 @@ class VersionDetailSerializer(VersionSummarySerializer):
     reports = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()
     profile_readiness = serializers.SerializerMethodField()
+    previous_approved = serializers.SerializerMethodField(
+        help_text="This version against the model's previous approved version, per profile, computed when read "
+        "(so it follows later approvals and revocations); null when there is no earlier approved version."
+    )
 
     class Meta(VersionSummarySerializer.Meta):
         fields = [
@@ -162,6 +168,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
             "artifacts",
             "latest_run",
             "reports",
+            "previous_approved",
         ]
 
     def _latest_run(self, version: ModelVersion) -> PipelineRun | None:
@@ -186,6 +193,11 @@ class VersionDetailSerializer(VersionSummarySerializer):
 
         run = self._latest_run(version)
         return [o.to_dict() for o in profile_outcomes(run, list(run.jobs.all()))] if run else []
+
+    @extend_schema_field(PreviousApprovedSerializer(allow_null=True))
+    def get_previous_approved(self, version: ModelVersion) -> dict[str, Any] | None:
+        """The "previous approved version" card (`apps.registry.compare.previous_approved`)."""
+        return previous_approved(version)
 
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:
         """Each finished step's report from the latest run: by step kind, then by profile for

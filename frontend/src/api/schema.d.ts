@@ -38,6 +38,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/compare/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Two versions of a model, or two variants, side by side on one hardware profile: latency with
+         *     its 95% interval, throughput, accuracy per output, op support and size, with verdicts that only
+         *     call a change the noise can't explain. Computed from the latest evidence when asked.
+         */
+        get: operations["compare_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/decisions/{id}/": {
         parameters: {
             query?: never;
@@ -821,9 +842,45 @@ export interface components {
          * @enum {string}
          */
         BackendModeEnum: "native" | "python";
+        Change: {
+            /** @description The statistic (p50_ms, throughput, size...) or OUTPUT:METRIC. */
+            what: string;
+            /** @description faster | slower | no_change | unknown for timings (higher | lower for throughput); same | closer | further | unknown for accuracy; same | smaller | larger | unknown for size; same | different | unknown for op support. */
+            verdict: string;
+            /** @description The verdict in words, with the band it rests on. */
+            sentence: string;
+            /**
+             * Format: double
+             * @description How many times better b is (a's time / b's, b's throughput / a's, a's size / b's).
+             */
+            ratio: number | null;
+            /**
+             * Format: double
+             * @description 95% band of the ratio, where intervals exist.
+             */
+            ratio_low: number | null;
+            /** Format: double */
+            ratio_high: number | null;
+        };
         CommentInputRequest: {
             /** @default  */
             comment: string;
+        };
+        Comparison: {
+            profile: string;
+            /** @description The side before. */
+            a: components["schemas"]["Side"];
+            /** @description The side after. */
+            b: components["schemas"]["Side"];
+            /** @description The latency statistic the summary leads with: cpu_ms for single-threaded CPU runs, else p50_ms. */
+            headline: string;
+            latency: components["schemas"]["Change"][];
+            throughput: components["schemas"]["Change"];
+            accuracy: components["schemas"]["Change"][];
+            size: components["schemas"]["Change"];
+            support: components["schemas"]["Change"];
+            summary: string;
+            notes: string[];
         };
         Decision: {
             readonly id: number;
@@ -1007,6 +1064,29 @@ export interface components {
          * @enum {string}
          */
         EventEnum: "version.ready" | "version.approved" | "version.rejected" | "version.revoked" | "version.failed" | "deployment.live" | "deployment.failed" | "deployment.rolled_back" | "ping";
+        Figure: {
+            /**
+             * Format: double
+             * @description Null when this side has no such figure.
+             */
+            value: number | null;
+            /**
+             * Format: double
+             * @description Lower end of the 95% interval; null without one.
+             */
+            low: number | null;
+            /**
+             * Format: double
+             * @description Upper end of the 95% interval; null without one.
+             */
+            high: number | null;
+            /** @description Timed inferences behind it, over all trials. */
+            samples: number | null;
+            /** @description Fresh processes it was measured in. */
+            trials: number | null;
+            /** @description How it was obtained, or why there is no figure or no interval. */
+            how: string;
+        };
         FourEyes: {
             /** @description The rule applies to this version: the team followed it at the upload or has turned it on since (turning it off applies only to later uploads). */
             enabled: boolean;
@@ -1149,6 +1229,26 @@ export interface components {
          * @enum {string}
          */
         ObjectiveEnum: "p99_latency_batch1" | "throughput_within_p99_budget";
+        OutputAccuracy: {
+            name: string;
+            passed: boolean | null;
+            /** Format: double */
+            cosine: number | null;
+            /** Format: double */
+            max_abs_error: number | null;
+            /** Format: double */
+            top1_agreement: number | null;
+            /** @description What the output is (classifier, detection...). */
+            kind: string | null;
+            /**
+             * Format: double
+             * @description The whole output's signal-to-noise ratio (dB).
+             */
+            sqnr_db: number | null;
+            worst_slice: string | null;
+            /** Format: double */
+            worst_slice_sqnr_db: number | null;
+        };
         PaginatedAuditEventList: {
             /**
              * Format: uri
@@ -1289,6 +1389,10 @@ export interface components {
             active?: boolean;
             allow_private?: boolean;
         };
+        Point: {
+            batch: number;
+            concurrency: number;
+        };
         Policy: {
             readonly id: number;
             readonly team: string;
@@ -1321,6 +1425,19 @@ export interface components {
             created_at?: string;
             /** Format: date-time */
             updated_at?: string;
+        };
+        /** @description The version detail's `previous_approved`: computed when read, so it follows approvals. */
+        PreviousApproved: {
+            version_id: number;
+            number: number;
+            /** @description Per profile both ran on: that version (a) against this one (b). */
+            profiles: {
+                [key: string]: components["schemas"]["Comparison"];
+            };
+            /** @description Per profile of this version that can't be compared: why. */
+            not_compared: {
+                [key: string]: string;
+            };
         };
         /** @description One hardware profile's readiness in the latest run (apps/jobs/outcomes.py). */
         ProfileReadiness: {
@@ -1370,6 +1487,44 @@ export interface components {
          * @enum {string}
          */
         ScopesEnum: "read" | "upload" | "approve" | "deploy" | "admin";
+        Side: {
+            /** @description The reference as given. */
+            ref: string;
+            version_id: number;
+            model: string;
+            team: string;
+            number: number;
+            status: string;
+            /** @description The variant compared; 'original' is the uploaded model in plain onnxruntime. */
+            variant: string | null;
+            /** @description named | recommended | original (no variant won) | none */
+            chosen: string;
+            backend: string;
+            precision: string;
+            size_bytes: number | null;
+            /** @description The benchmark point compared. */
+            point: components["schemas"]["Point"] | null;
+            /** @description p50_ms, p99_ms and cpu_ms. */
+            latency: {
+                [key: string]: components["schemas"]["Figure"];
+            };
+            /** @description Inferences per second. */
+            throughput: components["schemas"]["Figure"];
+            parity_passed: boolean | null;
+            parity_samples: number | null;
+            /** @description What parity ran on: the validation set, or generated inputs. */
+            parity_inputs: string;
+            /** @description Each output against this side's own FP32 original. */
+            outputs: components["schemas"]["OutputAccuracy"][];
+            /** @description full | partial | none | error ... */
+            support_verdict: string | null;
+            unsupported_ops: string[];
+            fallback_ops: string[];
+            /** @description The worker and CPU its benchmark ran on. */
+            measured_on: string;
+            runtime_version: string | null;
+            notes: string[];
+        };
         SignInInputRequest: {
             username: string;
             password: string;
@@ -1581,6 +1736,8 @@ export interface components {
             readonly reports: {
                 [key: string]: unknown;
             };
+            /** @description This version against the model's previous approved version, per profile, computed when read (so it follows later approvals and revocations); null when there is no earlier approved version. */
+            readonly previous_approved: components["schemas"]["PreviousApproved"] | null;
         };
         VersionRef: {
             id: number;
@@ -1910,6 +2067,106 @@ export interface operations {
                 content: {
                     "text/csv": string;
                     "application/json": components["schemas"]["AuditEvent"][];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    compare_retrieve: {
+        parameters: {
+            query: {
+                /** @description The before side: a version id (17) or MODEL:NUMBER (scorer:3, or scorer:latest), optionally followed by /VARIANT (17/ort-int8, scorer:3/original for the original model in plain onnxruntime). */
+                a: string;
+                /** @description The after side: a version id (17) or MODEL:NUMBER (scorer:3, or scorer:latest), optionally followed by /VARIANT (17/ort-int8, scorer:3/original for the original model in plain onnxruntime). */
+                b: string;
+                /** @description Hardware profile slug; needed when both sides ran on several. */
+                profile?: string;
+                /** @description Team slug, when a model name exists in several of your teams. */
+                team?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Comparison"];
                 };
             };
             /** @description The request is invalid; the message says what to change. */

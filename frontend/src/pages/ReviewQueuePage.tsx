@@ -5,7 +5,7 @@ import type { Decision, Review, VersionDetail, VersionSummary } from "../api/typ
 import { canAnywhere, useSession } from "../auth/session";
 import { Badge, Empty, ErrorMessage, Loading, Notice, PageHeader } from "../components/ui";
 import { EvidenceSummary, type EvidenceSnapshot } from "../features/Evidence";
-import { RegressionCard } from "../features/Recommendation";
+import { PreviousApprovedCard } from "../features/Recommendation";
 import { ApprovalLine, DecisionForm, GatesList } from "../features/ReviewPanel";
 import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
@@ -16,7 +16,8 @@ function ReviewDetail({ id, onDecided }: { id: number; onDecided: (message: stri
   if (review.error) return <ErrorMessage error={review.error} />;
   if (!review.data || !version.data) return <Loading label="Loading the evidence…" height={420} />;
   const r = review.data;
-  const regressions = Object.entries(version.data.reports.recommend ?? {});
+  const profiles = Object.keys(version.data.reports.recommend ?? {});
+  const previous = version.data.previous_approved;
   return (
     <article className="review-detail" aria-labelledby="review-title">
       <header className="review-head">
@@ -36,11 +37,11 @@ function ReviewDetail({ id, onDecided }: { id: number; onDecided: (message: stri
           <h3 className="h3">Evidence</h3>
           <EvidenceSummary evidence={r.evidence as EvidenceSnapshot} />
           <h3 className="h3">Against the previous approved version</h3>
-          {regressions.length ? (
-            regressions.map(([profile, rec]) => (
+          {profiles.length ? (
+            profiles.map((profile) => (
               <div key={profile}>
-                {regressions.length > 1 ? <h4 className="h4">{profile}</h4> : null}
-                <RegressionCard regression={rec.regression} />
+                {profiles.length > 1 ? <h4 className="h4">{profile}</h4> : null}
+                <PreviousApprovedCard previous={previous} profile={profile} />
               </div>
             ))
           ) : (

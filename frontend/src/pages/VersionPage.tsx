@@ -12,7 +12,8 @@ import { InspectionSummary } from "../features/Inspection";
 import { OpSupportMatrix } from "../features/OpSupportMatrix";
 import { ParityTable } from "../features/Parity";
 import { PipelineView } from "../features/PipelineView";
-import { RecommendationCard, RegressionCard } from "../features/Recommendation";
+import { CompareWith } from "../features/Compare";
+import { PreviousApprovedCard, RecommendationCard } from "../features/Recommendation";
 import { ApprovalLine, DecisionForm, GatesList } from "../features/ReviewPanel";
 import { VariantsTable } from "../features/Variants";
 import { formatDateTime, formatRelative } from "../lib/format";
@@ -293,10 +294,12 @@ export function VersionPage() {
         {recommend ? <RecommendationCard report={recommend} /> : missing("recommend", "The recommendation")}
         <h3 className="h3">Compared with the previous approved version</h3>
         {recommend ? (
-          <RegressionCard regression={recommend.regression} />
+          <PreviousApprovedCard previous={v.previous_approved} profile={profile} />
         ) : (
           <p className="muted">Available once the recommendation is made.</p>
         )}
+        <h3 className="h3">Compare with…</h3>
+        <CompareWith version={v} profiles={profiles} profile={profile} />
       </Section>
 
       <Section id="review" title="Review">

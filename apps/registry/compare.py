@@ -1,0 +1,844 @@
+"""Two versions of a model, or two variants, side by side on one hardware profile, computed when asked.
+
+A side is a version's recommended variant on the profile (what it would ship), a variant named
+explicitly, or the version's original model in plain onnxruntime. Each side's figures come
+from the latest pipeline run of its version: the benchmark point (latency and throughput with
+their 95 % intervals, as `workers.engine.timing` reads them), parity against its own FP32
+original (per output), the op-support check of its runtime, and the size of its file.
+
+Verdicts respect noise: a latency or throughput change is only called when the intervals say
+so (`latency_change`); an accuracy change only when it is larger than what the parity
+measurement itself can resolve (`accuracy_change`). Figures without an interval (runs from
+before intervals were recorded) are shown as measured, with "no interval", and get no verdict.
+
+The "previous approved version" card of a version is `previous_approved(version)`: the same
+comparison, made when the version is read, so it follows later approvals and revocations.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import status
+
+from apps.accounts.scoping import visible_teams
+from apps.core.api.errors import ApiError
+from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
+from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
+from workers.engine.timing import Estimate, estimate_from_point, latency_change
+
+ORIGINAL = "original"
+REF_HELP = (
+    "a version id (17) or MODEL:NUMBER (scorer:3, or scorer:latest), optionally followed by /VARIANT "
+    f"(17/ort-int8, scorer:3/{ORIGINAL} for the original model in plain onnxruntime)"
+)
+_REF = re.compile(r"^(?:(?P<id>\d+)|(?P<model>[-a-zA-Z0-9_]+):(?P<number>\d+|latest))(?:/(?P<variant>[^/\s]+))?$")
+
+# The latency statistics shown: p50 wall clock is what a caller waits for, p99 its tail, and
+# CPU time per inference the figure a busy machine disturbs least.
+LATENCY_STATISTICS = ("p50_ms", "p99_ms", "cpu_ms")
+STATISTIC_LABELS = {"p50_ms": "p50 latency", "p99_ms": "p99 latency", "cpu_ms": "CPU time per inference"}
+
+# 97.5 % normal quantile: accuracy bands are 95 % two-sided like the timing intervals.
+_Z = 1.959964
+# A float32 output's cosine can't be known more finely than float32's machine epsilon.
+COSINE_RESOLUTION_FLOOR = 1.2e-7
+# What the original model scores against itself, on every parity metric.
+_PERFECT = {"cosine": 1.0, "top1_agreement": 1.0, "max_abs_error": 0.0}
+ACCURACY_METRICS = ("cosine", "top1_agreement", "max_abs_error")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed compare reference: a version (by id, or model slug and number) and maybe a variant."""
+
+    text: str
+    version_id: int | None = None
+    model: str | None = None
+    number: int | None = None  # None with `model` set: the model's latest version
+    variant: str | None = None  # None: the version's recommended variant on the profile
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure: `value` with its 95 % interval [low, high] where one was recorded.
+
+    `how` says how it was obtained ("95% interval from 3 trials x 1,200 samples" or why there
+    is no interval); `value` is None when the side has no such figure and `how` then says why."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    samples: int | None = None
+    trials: int | None = None
+    how: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A verdict between side a (before) and side b (after): what changed, and by how much.
+
+    Timing verdicts are "faster" | "slower" | "no_change" | "unknown" (b against a; throughput
+    says "higher" | "lower"); accuracy verdicts "same" | "closer" | "further" | "unknown" (b's
+    distance from its own original against a's); size "same" | "smaller" | "larger" | "unknown";
+    op support "same" | "different" | "unknown". `ratio` (with its 95 % band, where intervals
+    exist) is how many times better b is: a's time over b's, b's throughput over a's, a's size
+    over b's."""
+
+    what: str
+    verdict: str
+    sentence: str
+    ratio: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputAccuracy:
+    """One output of one side against that side's own FP32 original (`kind`: what the output
+    is, as parity judged it; `worst_slice`: where its lowest per-slice signal-to-noise is)."""
+
+    name: str
+    passed: bool | None
+    cosine: float | None
+    max_abs_error: float | None
+    top1_agreement: float | None
+    kind: str | None = None
+    sqnr_db: float | None = None
+    worst_slice: str | None = None
+    worst_slice_sqnr_db: float | None = None
+
+
+@dataclass(frozen=True)
+class Side:
+    """Everything shown for one side of a comparison."""
+
+    ref: str
+    version_id: int
+    model: str
+    team: str
+    number: int
+    status: str
+    variant: str | None
+    chosen: str  # why this variant: "named", "recommended", "original (no variant won)" or "none"
+    backend: str
+    precision: str
+    size_bytes: int | None
+    point: dict[str, int] | None  # the benchmark point compared: {"batch", "concurrency"}
+    latency: dict[str, Figure]
+    throughput: Figure
+    parity_passed: bool | None
+    parity_samples: int | None
+    parity_inputs: str
+    outputs: tuple[OutputAccuracy, ...]
+    support_verdict: str | None
+    unsupported_ops: tuple[str, ...]
+    fallback_ops: tuple[str, ...]
+    measured_on: str
+    runtime_version: str | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Side a (before) and side b (after) on one profile, with the verdicts between them.
+
+    `headline` is the latency statistic the summary leads with: CPU time per inference where
+    both sides ran single-threaded on a CPU (it is what another process on the machine disturbs
+    least, and what the recommendation ranks by there), else the wall-clock p50."""
+
+    profile: str
+    a: Side
+    b: Side
+    headline: str
+    latency: tuple[Change, ...]
+    throughput: Change
+    accuracy: tuple[Change, ...]
+    size: Change
+    support: Change
+    summary: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The comparison as plain dicts, lists, strings and numbers, ready for JSON."""
+        return asdict(self)
+
+
+# ---- references ---------------------------------------------------------------------------
+
+
+def parse_ref(text: str, which: str) -> Ref:
+    """A reference as typed (see REF_HELP); `which` ("a" or "b") names the parameter in the
+    error sentence. Raises ApiError "bad_ref" (400) when it names nothing."""
+    text = (text or "").strip()
+    if not text:
+        raise ApiError("bad_ref", f"Give {which}=: {REF_HELP}.")
+    match = _REF.match(text)
+    if match is None:
+        raise ApiError("bad_ref", f"'{text}' ({which}=) does not name a version or a variant: give {REF_HELP}.")
+    if match["id"]:
+        return Ref(text, version_id=int(match["id"]), variant=match["variant"])
+    number = None if match["number"] == "latest" else int(match["number"])
+    return Ref(text, model=match["model"], number=number, variant=match["variant"])
+
+
+def resolve_version(user: Any, ref: Ref, team: str | None = None) -> ModelVersion:
+    """The version `ref` names among the user's teams; a 404 with a sentence otherwise (outsiders
+    learn nothing: a version of another team is "not found" like one that does not exist)."""
+    versions: QuerySet[ModelVersion] = ModelVersion.objects.filter(model__team__in=visible_teams(user)).select_related(
+        "model", "model__team", "source_artifact"
+    )
+    if ref.version_id is not None:
+        found = versions.filter(pk=ref.version_id).first()
+        if found is None:
+            raise _not_found(f"There is no version with id {ref.version_id} in your teams.")
+        return found
+    versions = versions.filter(model__slug=ref.model)
+    if team:
+        versions = versions.filter(model__team__slug=team)
+    teams = sorted(set(versions.values_list("model__team__slug", flat=True)))
+    if len(teams) > 1:
+        raise ApiError(
+            "ambiguous_model",
+            f"Several of your teams ({', '.join(teams)}) have a model called '{ref.model}'; "
+            "add team=<team slug> to say which.",
+        )
+    if not teams:
+        where = f"team {team}" if team else "your teams"
+        raise _not_found(f"There is no model '{ref.model}' in {where}.")
+    if ref.number is None:
+        latest = versions.order_by("-number").first()
+        assert latest is not None  # the model has a version: `teams` came from one
+        return latest
+    found = versions.filter(number=ref.number).first()
+    if found is None:
+        highest = max(versions.values_list("number", flat=True))
+        raise _not_found(f"Model {ref.model} has no version {ref.number} (its latest is {highest}).")
+    return found
+
+
+def _not_found(sentence: str) -> ApiError:
+    return ApiError("not_found", sentence, status.HTTP_404_NOT_FOUND)
+
+
+# ---- evidence of one version ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The latest run of a version and its jobs, read once."""
+
+    run: PipelineRun | None
+    jobs: tuple[Job, ...]
+    profiles: tuple[str, ...]  # the profiles the run has steps for
+    running: bool
+
+    def reports(self, profile: str) -> dict[str, Any]:
+        """Step kind -> result of the succeeded steps for `profile` (and those run once per version)."""
+        found: dict[str, Any] = {}
+        for job in self.jobs:  # in sequence order: a later attempt of a step wins
+            if job.status != JobStatus.SUCCEEDED or not isinstance(job.result, dict):
+                continue
+            if job.profile is None or job.profile.slug == profile:
+                found[job.kind] = job.result
+        return found
+
+
+def _evidence(version: ModelVersion) -> _Evidence:
+    run = version.runs.order_by("-id").first()
+    if run is None:
+        return _Evidence(None, (), (), False)
+    jobs = tuple(run.jobs.select_related("profile").order_by("sequence"))
+    profiles = tuple(sorted({j.profile.slug for j in jobs if j.profile is not None}))
+    running = any(j.status in (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING) for j in jobs)
+    return _Evidence(run, jobs, profiles, running)
+
+
+def _variant_artifacts(version: ModelVersion, run: PipelineRun | None, profile: str) -> dict[str, Artifact]:
+    if run is None:
+        return {}
+    artifacts = Artifact.objects.filter(
+        version=version, kind=ArtifactKind.VARIANT, job__run=run, metadata__profile=profile
+    ).order_by("id")
+    return {a.name.split("/", 1)[-1]: a for a in artifacts}
+
+
+def _original_artifact(version: ModelVersion) -> Artifact | None:
+    """The model the variants were built from: its ONNX conversion, else the upload itself."""
+    imported = version.artifacts.filter(kind=ArtifactKind.ONNX).order_by("-id").first()
+    return imported or version.source_artifact
+
+
+def choose_profile(a: _Evidence, b: _Evidence, wanted: str | None, a_name: str, b_name: str) -> str:
+    """The profile to compare on: the one asked for, or the only one both were run on."""
+    common = sorted(set(a.profiles) & set(b.profiles))
+    if wanted:
+        for name, ev in ((a_name, a), (b_name, b)):
+            if wanted not in ev.profiles:
+                on = f"it was run on {', '.join(ev.profiles)}" if ev.profiles else "its pipeline has not run yet"
+                raise ApiError(
+                    "profile_not_run", f"{name} was not run on profile {wanted} ({on}); choose a profile it ran on."
+                )
+        return wanted
+    if len(common) == 1:
+        return common[0]
+    if not common:
+        raise ApiError(
+            "no_common_profile",
+            f"{a_name} and {b_name} were not run on a common hardware profile "
+            f"({a_name}: {', '.join(a.profiles) or 'none'}; {b_name}: {', '.join(b.profiles) or 'none'}), "
+            "so there is nothing measured alike to compare; run one of them on the other's profile.",
+        )
+    raise ApiError(
+        "profile_needed",
+        f"{a_name} and {b_name} were both run on {', '.join(common)}; add profile=<slug> to say which to compare.",
+    )
+
+
+# ---- which variant, and which benchmark point -----------------------------------------------
+
+
+def _label(version: ModelVersion) -> str:
+    return f"{version.model.slug} v{version.number}"
+
+
+@dataclass(frozen=True)
+class _Choice:
+    variant: str | None
+    chosen: str
+    note: str = ""
+
+
+def _choose_variant(
+    ref: Ref, reports: Mapping[str, Any], running: bool, variants: Mapping[str, Artifact], label: str, profile: str
+) -> _Choice:
+    """The variant named by `ref`, else the one the version's recommendation picked."""
+    if ref.variant:
+        if ref.variant == ORIGINAL or ref.variant in variants:
+            return _Choice(ref.variant, "named")
+        known = ", ".join([ORIGINAL, *variants]) if variants else f"{ORIGINAL} (no variants were built)"
+        raise _not_found(f"{label} has no variant '{ref.variant}' on profile {profile}; it has {known}.")
+    recommend = reports.get(JobKind.RECOMMEND)
+    if not isinstance(recommend, Mapping):
+        state = "its pipeline is still running" if running else "it has no recommendation"
+        return _Choice(
+            None,
+            "none",
+            f"{label} has no recommended variant on {profile} ({state}); name a variant, e.g. "
+            f"{label.replace(' v', ':')}/{ORIGINAL}.",
+        )
+    winner = recommend.get("winner")
+    if isinstance(winner, Mapping) and winner.get("name"):
+        return _Choice(str(winner["name"]), "recommended")
+    return _Choice(ORIGINAL, "original (no variant won)")
+
+
+def _benchmark_entry(benchmark: Mapping[str, Any], variant: str | None) -> Mapping[str, Any]:
+    if not variant:
+        return {}
+    entry = benchmark.get("baseline") if variant == ORIGINAL else (benchmark.get("variants") or {}).get(variant)
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def _points_of(benchmark: Mapping[str, Any], variant: str | None) -> tuple[list[dict[str, Any]], str]:
+    """The variant's benchmark points, or [] and why there are none."""
+    if not variant:
+        return [], "no variant to measure"
+    if not benchmark:
+        return [], "not benchmarked on this profile yet"
+    entry = _benchmark_entry(benchmark, variant)
+    if not entry:
+        return [], "not benchmarked"
+    points = [dict(p) for p in entry.get("points") or [] if isinstance(p, Mapping)]
+    if not points:
+        return [], f"not measured: {entry.get('error') or 'its benchmark has no points'}"
+    return points, ""
+
+
+def _key(point: Mapping[str, Any]) -> tuple[int, int]:
+    return int(point.get("batch_size") or point.get("batch") or 1), int(point.get("concurrency") or 1)
+
+
+def common_point(
+    a_points: Sequence[Mapping[str, Any]], b_points: Sequence[Mapping[str, Any]]
+) -> tuple[int, int] | None:
+    """The (batch, concurrency) both sides measured, the smallest first (batch 1, concurrency 1
+    is what every sweep starts with); the smallest of one side when the other has none; None
+    when both have points but none in common (then neither is compared)."""
+    a_keys, b_keys = {_key(p) for p in a_points}, {_key(p) for p in b_points}
+    both = a_keys & b_keys if a_keys and b_keys else a_keys | b_keys
+    return min(both) if both else None
+
+
+def _single_threaded_cpu(entry: Mapping[str, Any], point: Mapping[str, Any] | None) -> bool:
+    """Whether the point was measured by one thread on a CPU: there CPU time per inference is
+    the stable figure (`workers.engine.recommend.benchmark_points` decides the same way)."""
+    threads = entry.get("threads")
+    one_thread = isinstance(threads, Mapping) and threads.get("intra_op_threads") == 1
+    return bool(one_thread and entry.get("device_kind") == "cpu" and point is not None and _key(point)[1] == 1)
+
+
+# ---- one side -----------------------------------------------------------------------------
+
+
+def _how(estimate: Estimate) -> str:
+    trials = f"{estimate.trials} trial{'s' if estimate.trials != 1 else ''}"
+    return f"95% interval from {trials} x {estimate.samples:,} samples"
+
+
+def _figure(point: Mapping[str, Any] | None, statistic: str, why_none: str) -> Figure:
+    """The figure for `statistic` ("p50_ms", "p99_ms", "cpu_ms", "throughput") at `point`."""
+    if point is None:
+        return Figure(None, how=why_none)
+    estimate = estimate_from_point(point, statistic)
+    if estimate is not None:
+        return Figure(estimate.value, estimate.low, estimate.high, estimate.samples, estimate.trials, _how(estimate))
+    value = _num(point.get(statistic))
+    per_request = _num(point.get("cpu_ms_per_request"))
+    if statistic == "cpu_ms" and value is None and per_request is not None:
+        # Runs from before CPU time was reported per inference recorded it per request.
+        value = per_request / max(1, _key(point)[0])
+    samples = point.get("samples", point.get("requests"))
+    samples = samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+    if value is not None:
+        how = f"no interval: measured once, {samples:,} samples" if samples else "no interval: measured once"
+        return Figure(value, samples=samples, how=how)
+    note = point.get(statistic.replace("_ms", "_note")) if statistic.endswith("_ms") else None
+    return Figure(None, how=str(note or "not measured"))
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _outputs(parity: Mapping[str, Any] | None, variant: str, output_names: Sequence[str]) -> tuple[OutputAccuracy, ...]:
+    if variant == ORIGINAL:
+        # The original is the reference parity compares with: equal to itself by definition.
+        return tuple(OutputAccuracy(name, True, 1.0, 0.0, None) for name in output_names)
+    result = ((parity or {}).get("variants") or {}).get(variant)
+    if not isinstance(result, Mapping):
+        return ()
+    rows = []
+    for out in result.get("outputs") or []:
+        if not isinstance(out, Mapping):
+            continue
+        rows.append(
+            OutputAccuracy(
+                name=str(out.get("name")),
+                passed=out.get("passed") if isinstance(out.get("passed"), bool) else None,
+                cosine=_num(out.get("cosine")),
+                max_abs_error=_num(out.get("max_abs_error")),
+                top1_agreement=_num(out.get("top1_agreement")),
+                kind=str(out["kind"]) if out.get("kind") else None,
+                sqnr_db=_num(out.get("sqnr_db")),
+                worst_slice=str(out["worst_slice"]) if out.get("worst_slice") else None,
+                worst_slice_sqnr_db=_num(out.get("worst_slice_sqnr_db")),
+            )
+        )
+    return tuple(rows)
+
+
+def _inputs_description(parity: Mapping[str, Any] | None) -> str:
+    """What parity ran on, as its report says ("the uploaded validation set", "generated: ...")."""
+    inputs = (parity or {}).get("inputs")
+    if isinstance(inputs, Mapping):
+        source, description = inputs.get("source"), inputs.get("description")
+        if isinstance(description, str) and description:
+            return f"{source}: {description}" if isinstance(source, str) and source else description
+        if isinstance(source, str) and source:
+            return source
+        if inputs.get("validation"):
+            return "the uploaded validation set"
+        if inputs:
+            return "generated inputs"
+    return ""
+
+
+def _support(validate: Any, backend: str) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """The op-support verdict of the side's runtime, and the op types it can't run or runs elsewhere."""
+    report = ((validate or {}).get("reports") or {}).get(backend) if isinstance(validate, Mapping) else None
+    if not isinstance(report, Mapping):
+        return None, (), ()
+    ops = [o for o in report.get("ops") or [] if isinstance(o, Mapping)]
+    unsupported = tuple(sorted({str(o.get("op_type")) for o in ops if o.get("status") == "unsupported"}))
+    fallback = tuple(sorted({str(o.get("op_type")) for o in ops if o.get("status") == "fallback"}))
+    return str(report.get("verdict") or "unknown"), unsupported, fallback
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """One side before its benchmark point is fixed: the version, its evidence on the profile
+    and the variant chosen, with that variant's benchmark entry and points."""
+
+    ref: Ref
+    version: ModelVersion
+    evidence: _Evidence
+    reports: dict[str, Any]
+    variants: dict[str, Artifact]
+    choice: _Choice
+    entry: Mapping[str, Any]
+    points: list[dict[str, Any]]
+    why_unmeasured: str
+
+
+def _draft(ref: Ref, version: ModelVersion, evidence: _Evidence, profile: str) -> _Draft:
+    reports = evidence.reports(profile)
+    variants = _variant_artifacts(version, evidence.run, profile)
+    choice = _choose_variant(ref, reports, evidence.running, variants, _label(version), profile)
+    benchmark = reports.get(JobKind.BENCHMARK) or {}
+    points, why = _points_of(benchmark, choice.variant)
+    entry = _benchmark_entry(benchmark, choice.variant)
+    return _Draft(ref, version, evidence, reports, variants, choice, entry, points, why)
+
+
+def _point_of(draft: _Draft, key: tuple[int, int] | None) -> tuple[dict[str, Any] | None, str]:
+    """The draft's point at `key`, or None and why it has none there."""
+    if not draft.points:
+        return None, draft.why_unmeasured
+    if key is None:
+        return None, "no benchmark point (batch and concurrency) in common with the other side"
+    point = next((p for p in draft.points if _key(p) == key), None)
+    if point is None:
+        return None, f"not measured at batch {key[0]}, concurrency {key[1]}"
+    return point, ""
+
+
+def build_side(draft: _Draft, point: Mapping[str, Any] | None, why_unmeasured: str) -> Side:
+    """Everything shown for one side, its timings read at `point`."""
+    version, variant, reports = draft.version, draft.choice.variant, draft.reports
+    notes = [draft.choice.note] if draft.choice.note else []
+    latency = {statistic: _figure(point, statistic, why_unmeasured) for statistic in LATENCY_STATISTICS}
+    throughput = _figure(point, "throughput", why_unmeasured)
+
+    artifact: Artifact | None
+    if variant == ORIGINAL:
+        artifact = _original_artifact(version)
+        backend, precision = "onnxruntime", "as uploaded"
+    elif variant:
+        artifact = draft.variants.get(variant)
+        metadata = artifact.metadata if artifact is not None else {}
+        backend, precision = str(metadata.get("backend", "")), str(metadata.get("precision", ""))
+    else:
+        artifact, backend, precision = None, "", ""
+
+    parity = reports.get(JobKind.PARITY)
+    inspect = reports.get(JobKind.INSPECT) or {}
+    output_names = [str(o.get("name")) for o in inspect.get("outputs") or [] if isinstance(o, Mapping)]
+    outputs = _outputs(parity, variant, output_names) if variant else ()
+    parity_result = ((parity or {}).get("variants") or {}).get(variant or "")
+    parity_result = parity_result if isinstance(parity_result, Mapping) else {}
+    passed: bool | None
+    if variant == ORIGINAL:
+        passed = True
+    else:
+        passed = parity_result.get("passed") if isinstance(parity_result.get("passed"), bool) else None
+        if parity_result.get("error"):
+            notes.append(f"Parity could not run {variant}: {parity_result['error']}")
+        elif passed is False:
+            reasons = " ".join(str(r) for r in parity_result.get("reasons") or []) or "no reason recorded."
+            notes.append(f"{variant} did not pass parity against its original: {reasons}")
+    samples = parity_result.get("samples")
+    if not isinstance(samples, int) and isinstance(parity, Mapping):
+        samples = (parity.get("inputs") or {}).get("samples") if isinstance(parity.get("inputs"), Mapping) else None
+
+    support = _support(reports.get(JobKind.VALIDATE), backend)
+    benchmark = reports.get(JobKind.BENCHMARK) or {}
+    measured_on = ", ".join(str(x) for x in (benchmark.get("worker_host"), draft.entry.get("cpu_model")) if x)
+    runtime_version = draft.entry.get("runtime_version")
+    return Side(
+        ref=draft.ref.text,
+        version_id=version.pk,
+        model=version.model.slug,
+        team=version.model.team.slug,
+        number=version.number,
+        status=version.status,
+        variant=variant,
+        chosen=draft.choice.chosen,
+        backend=backend,
+        precision=precision,
+        size_bytes=artifact.size if artifact is not None else None,
+        point={"batch": _key(point)[0], "concurrency": _key(point)[1]} if point is not None else None,
+        latency=latency,
+        throughput=throughput,
+        parity_passed=passed,
+        parity_samples=samples if isinstance(samples, int) and not isinstance(samples, bool) else None,
+        parity_inputs=_inputs_description(parity),
+        outputs=outputs,
+        support_verdict=support[0],
+        unsupported_ops=support[1],
+        fallback_ops=support[2],
+        measured_on=measured_on,
+        runtime_version=str(runtime_version) if runtime_version else None,
+        notes=tuple(notes),
+    )
+
+
+# ---- verdicts -------------------------------------------------------------------------------
+
+
+def _timing_change(statistic: str, a_point: Mapping[str, Any] | None, b_point: Mapping[str, Any] | None) -> Change:
+    label = STATISTIC_LABELS.get(statistic, statistic)
+    if a_point is None or b_point is None:
+        return Change(
+            statistic, "unknown", f"No {label} comparison: the two sides were not measured at the same point."
+        )
+    before, after = estimate_from_point(a_point, statistic), estimate_from_point(b_point, statistic)
+    if before is None or after is None:
+        missing = [name for name, est in (("a", before), ("b", after)) if est is None]
+        return Change(
+            statistic,
+            "unknown",
+            f"No {label} verdict: {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no interval "
+            "(not enough samples, or measured before intervals were recorded), so a difference can't be told "
+            "from noise.",
+        )
+    change = latency_change(before, after)
+    return Change(statistic, change.verdict, change.sentence, change.ratio, change.ratio_low, change.ratio_high)
+
+
+def _throughput_change(a_point: Mapping[str, Any] | None, b_point: Mapping[str, Any] | None) -> Change:
+    change = _timing_change("throughput", a_point, b_point)
+    verdict = {"faster": "higher", "slower": "lower"}.get(change.verdict, change.verdict)
+    sentence = change.sentence.replace("faster by throughput", "higher throughput").replace(
+        "slower by throughput", "lower throughput"
+    )
+    return Change("throughput", verdict, sentence, change.ratio, change.ratio_low, change.ratio_high)
+
+
+def _distance(metric: str, value: float | None) -> float | None:
+    """Distance from the original: 1 - cosine, 1 - top-1 agreement, or the max abs error."""
+    if value is None:
+        return None
+    return 1.0 - value if metric in ("cosine", "top1_agreement") else value
+
+
+def accuracy_change(
+    output: str, metric: str, a: float | None, b: float | None, a_samples: int | None, b_samples: int | None
+) -> Change:
+    """Whether b is closer to or further from its original than a, on one output and one metric.
+
+    A parity figure is measured on a handful of inputs; on others it would move. For a
+    distance d (1 - cosine, max abs error) measured on n inputs we take its standard error as
+    about d / sqrt(n), so the difference of two distances has a standard error of
+    sqrt((da^2 + db^2) / n), and b differs from a beyond noise only when they are more than 1.96
+    of those apart (and, for cosine, more than float32 can resolve). Top-1 agreement is a
+    proportion: its band is the binomial one, and never under one sample in n. Anything within
+    the band is "same": a cosine change of 4e-6 between two variants at 0.99999 is noise.
+    """
+    title = {"cosine": "cosine", "max_abs_error": "max abs error", "top1_agreement": "top-1 agreement"}[metric]
+    what = f"{output}:{metric}"
+    da, db = _distance(metric, a), _distance(metric, b)
+    if a is None or b is None or da is None or db is None:
+        return Change(what, "unknown", f"'{output}': no {title} on both sides to compare.")
+    n = min((x for x in (a_samples, b_samples) if isinstance(x, int) and x > 0), default=1)
+    if metric == "top1_agreement":
+        pooled = 1 - (da + db) / 2
+        band = max(_Z * math.sqrt(max(pooled * (1 - pooled), 0.0) * 2 / n), 1 / n)
+    else:
+        band = _Z * math.sqrt((da**2 + db**2) / n)
+        if metric == "cosine":
+            band = max(band, COSINE_RESOLUTION_FLOOR)
+    delta = db - da
+    shown = f"{a:.6g} vs {b:.6g}"
+    if abs(delta) <= band:
+        return Change(
+            what,
+            "same",
+            f"'{output}' {title} {shown}: the same within the measurement's resolution "
+            f"(+/-{band:.2g}, from {n} parity sample{'s' if n != 1 else ''}).",
+        )
+    verdict = "further" if delta > 0 else "closer"
+    return Change(
+        what,
+        verdict,
+        f"'{output}' {title} {shown}: b is {verdict} {'from' if verdict == 'further' else 'to'} its original "
+        f"than a, by {abs(delta):.2g} (beyond the +/-{band:.2g} a measurement on {n} parity samples resolves).",
+    )
+
+
+def _accuracy(a: Side, b: Side) -> tuple[Change, ...]:
+    """Per output both sides have, per metric either side has: closer, further or the same."""
+    by_name = {o.name: o for o in a.outputs}
+    changes = []
+    for out in b.outputs:
+        before = by_name.get(out.name)
+        if before is None:
+            continue
+        for metric in ACCURACY_METRICS:
+            x, y = getattr(before, metric), getattr(out, metric)
+            if x is None and y is None:
+                continue
+            # The original scores perfectly against itself on whatever the other side was judged by.
+            x = _PERFECT[metric] if x is None and a.variant == ORIGINAL else x
+            y = _PERFECT[metric] if y is None and b.variant == ORIGINAL else y
+            changes.append(accuracy_change(out.name, metric, x, y, a.parity_samples, b.parity_samples))
+    if not changes:
+        changes.append(Change("accuracy", "unknown", "No output has parity figures on both sides to compare."))
+    return tuple(changes)
+
+
+def _size_change(a: Side, b: Side) -> Change:
+    if not a.size_bytes or not b.size_bytes:
+        return Change("size", "unknown", "The size of one side's file is not known.")
+    if a.size_bytes == b.size_bytes:
+        return Change("size", "same", f"Both files are {_bytes(a.size_bytes)}.", 1.0)
+    verdict = "smaller" if b.size_bytes < a.size_bytes else "larger"
+    return Change(
+        "size",
+        verdict,
+        f"b's file is {b.size_bytes / a.size_bytes:.2f}x the size of a's ({_bytes(b.size_bytes)} vs "
+        f"{_bytes(a.size_bytes)}), counted exactly from the stored files.",
+        a.size_bytes / b.size_bytes,
+    )
+
+
+def _bytes(size: int) -> str:
+    """A file size for a sentence, in the units the browser and the CLI show: "812 B", "3.9 KiB"."""
+    value, unit = float(size), 0
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{size} B"
+    return f"{value:.0f} {units[unit]}" if value >= 100 else f"{value:.1f} {units[unit]}"
+
+
+def _support_change(a: Side, b: Side) -> Change:
+    if a.support_verdict is None or b.support_verdict is None:
+        return Change("support", "unknown", "The op-support check of one side's runtime is not available.")
+    gained = sorted(set(a.unsupported_ops) - set(b.unsupported_ops))
+    lost = sorted(set(b.unsupported_ops) - set(a.unsupported_ops))
+    parts = [f"a's runtime ({a.backend}) says {a.support_verdict}, b's ({b.backend}) says {b.support_verdict}"]
+    if lost:
+        parts.append(f"b can't run {', '.join(lost)}")
+    if gained:
+        parts.append(f"b runs {', '.join(gained)} which a could not")
+    verdict = "same" if a.support_verdict == b.support_verdict and not gained and not lost else "different"
+    return Change("support", verdict, "; ".join(parts) + ".")
+
+
+def side_name(side: Side) -> str:
+    """ "scorer v3 (ort-int8)": how the sentences name a side."""
+    variant = f" ({side.variant})" if side.variant else ""
+    return f"{side.model} v{side.number}{variant}"
+
+
+def _summary(a: Side, b: Side, headline: Change, accuracy: Sequence[Change]) -> str:
+    first = f"{side_name(b)} against {side_name(a)}: "
+    if headline.verdict in ("faster", "slower"):
+        first += headline.sentence[0].lower() + headline.sentence[1:]
+    else:
+        first += headline.sentence
+    worse = sorted({c.what for c in accuracy if c.verdict == "further"})
+    better = sorted({c.what for c in accuracy if c.verdict == "closer"})
+    if worse:
+        accuracy_text = f" Accuracy: further from the original on {', '.join(worse)}."
+    elif better:
+        accuracy_text = f" Accuracy: closer to the original on {', '.join(better)}."
+    elif any(c.verdict == "same" for c in accuracy):
+        accuracy_text = " Accuracy: the same within what parity resolves."
+    else:
+        accuracy_text = " Accuracy: not comparable."
+    return first + accuracy_text
+
+
+# ---- the comparison -------------------------------------------------------------------------
+
+
+def compare_versions(
+    a_ref: Ref, a_version: ModelVersion, b_ref: Ref, b_version: ModelVersion, profile: str | None = None
+) -> Comparison:
+    """Side a (before) against side b (after) on `profile` (or the only profile both ran on)."""
+    a_ev = _evidence(a_version)
+    b_ev = a_ev if b_version.pk == a_version.pk else _evidence(b_version)
+    chosen = choose_profile(a_ev, b_ev, profile, _label(a_version), _label(b_version))
+    a_draft, b_draft = _draft(a_ref, a_version, a_ev, chosen), _draft(b_ref, b_version, b_ev, chosen)
+    key = common_point(a_draft.points, b_draft.points)
+    a_point, a_why = _point_of(a_draft, key)
+    b_point, b_why = _point_of(b_draft, key)
+    a_side, b_side = build_side(a_draft, a_point, a_why), build_side(b_draft, b_point, b_why)
+    latency = tuple(_timing_change(s, a_point, b_point) for s in LATENCY_STATISTICS)
+    both_single_threaded = _single_threaded_cpu(a_draft.entry, a_point) and _single_threaded_cpu(b_draft.entry, b_point)
+    headline_statistic = "cpu_ms" if both_single_threaded else "p50_ms"
+    headline = next(c for c in latency if c.what == headline_statistic)
+    if headline.verdict == "unknown" and headline_statistic == "cpu_ms":
+        headline_statistic, headline = "p50_ms", latency[0]
+    accuracy = _accuracy(a_side, b_side)
+    notes = []
+    if a_side.measured_on and b_side.measured_on and a_side.measured_on != b_side.measured_on:
+        notes.append(
+            f"The two sides were measured on different machines ({a_side.measured_on}; {b_side.measured_on}): "
+            "timing differences may come from the hardware, not the model."
+        )
+    if a_side.parity_inputs and b_side.parity_inputs and a_side.parity_inputs != b_side.parity_inputs:
+        notes.append(
+            f"Parity used different inputs (a: {a_side.parity_inputs}; b: {b_side.parity_inputs}): "
+            "accuracy figures are each against their own original on those inputs."
+        )
+    return Comparison(
+        profile=chosen,
+        a=a_side,
+        b=b_side,
+        headline=headline_statistic,
+        latency=latency,
+        throughput=_throughput_change(a_point, b_point),
+        accuracy=accuracy,
+        size=_size_change(a_side, b_side),
+        support=_support_change(a_side, b_side),
+        summary=_summary(a_side, b_side, headline, accuracy),
+        notes=tuple(notes),
+    )
+
+
+def compare(user: Any, a: str, b: str, profile: str | None = None, team: str | None = None) -> Comparison:
+    """`GET /compare/`: two references as the user typed them, resolved within the user's teams."""
+    a_ref, b_ref = parse_ref(a, "a"), parse_ref(b, "b")
+    a_version, b_version = resolve_version(user, a_ref, team), resolve_version(user, b_ref, team)
+    return compare_versions(a_ref, a_version, b_ref, b_version, profile or None)
+
+
+def previous_approved_version(version: ModelVersion) -> ModelVersion | None:
+    """The model's newest approved version numbered below `version`."""
+    return (
+        ModelVersion.objects.filter(model_id=version.model_id, status=VersionStatus.APPROVED, number__lt=version.number)
+        .select_related("model", "model__team", "source_artifact")
+        .order_by("-number")
+        .first()
+    )
+
+
+def previous_approved(version: ModelVersion) -> dict[str, Any] | None:
+    """The "previous approved version" card, computed now: for each profile this version ran on,
+    the previous approved version's recommended variant (a) against this version's (b), or the
+    sentence saying why that profile can't be compared. None when the model has no earlier
+    approved version. Being read, not stored, it follows approvals and revocations made since
+    the pipeline ran."""
+    previous = previous_approved_version(version)
+    if previous is None:
+        return None
+    ours, theirs = _evidence(version), _evidence(previous)
+    a_ref, b_ref = Ref(str(previous.pk), version_id=previous.pk), Ref(str(version.pk), version_id=version.pk)
+    comparisons: dict[str, Any] = {}
+    not_compared: dict[str, str] = {}
+    for profile in ours.profiles:
+        if profile not in theirs.profiles:
+            not_compared[profile] = f"{_label(previous)} (approved) was not run on {profile}."
+            continue
+        try:
+            comparisons[profile] = compare_versions(a_ref, previous, b_ref, version, profile).to_dict()
+        except ApiError as exc:
+            not_compared[profile] = exc.message
+    return {
+        "version_id": previous.pk,
+        "number": previous.number,
+        "profiles": comparisons,
+        "not_compared": not_compared,
+    }
