@@ -85,6 +85,7 @@ def render(version: Mapping[str, Any], review: Mapping[str, Any] | None, why_no_
             # Before the tables: the first thing to read about a profile with no numbers is why.
             section.insert(1, f"  NO MEASURED EVIDENCE: {state.get('reason') or 'no reason given'}")
         lines.extend(section)
+        lines.extend(_previous_lines(version.get("previous_approved"), profile))
     lines.append("")
     lines.extend(gate_lines(review, why_no_review))
     return "\n".join(lines) + "\n"
@@ -256,18 +257,20 @@ def _recommendation_lines(recommend: Mapping[str, Any]) -> list[str]:
     if losers:
         lines.append("  Why the others lost:")
         lines.extend(f"    {o.get('name')}: {o.get('reason') or 'no reason given'}" for o in losers)
-    regression = recommend.get("regression")
-    if isinstance(regression, Mapping):
-        previous, current = regression.get("previous") or {}, regression.get("current") or {}
-        ratio = regression.get("latency_ratio")
-        lines.append(
-            f"  Against v{regression.get('previous_version')} (approved): p99 {number(current.get('p99_ms'), 'ms')} "
-            f"vs {number(previous.get('p99_ms'), 'ms')}"
-            + (f" ({ratio:.2f}x)" if isinstance(ratio, int | float) else "")
-            + f", worst cosine {number(current.get('min_cosine'), digits=6)}"
-            + f" vs {number(previous.get('min_cosine'), digits=6)}"
-        )
     return lines
+
+
+def _previous_lines(previous: Any, profile: str) -> list[str]:
+    """Against the previous approved version, as the server compares them when the version is
+    read (latency verdicts only beyond the noise); nothing when there is none."""
+    if not isinstance(previous, Mapping):
+        return []
+    label = f"v{previous.get('number')} (approved)"
+    comparison = (previous.get("profiles") or {}).get(profile)
+    if isinstance(comparison, Mapping):
+        return [f"  Against {label}: {comparison.get('summary') or 'compared, no summary given'}"]
+    why = (previous.get("not_compared") or {}).get(profile)
+    return [f"  Against {label}: not compared: {why}"] if why else []
 
 
 def _support_lines(validate: Mapping[str, Any]) -> list[str]:

@@ -125,3 +125,23 @@ def test_op_support_problems_and_failed_steps_are_spelled_out():
     assert "  optimize failed: MNN crashed converting the model." in text
     assert "    openvino 2025.3: partial; unsupported: NonMaxSuppression; falls back: TopK" in text
     assert "    mnn: not installed on the worker" in text
+
+
+def test_the_previous_approved_version_is_read_from_the_comparison_made_when_the_version_was_read():
+    version = version_in(
+        "ready",
+        [job("recommend", "succeeded")],
+        reports={"recommend": {"x86-cpu": {"winner": None, "summary": "Keep the original model."}, "gpu": {}}},
+    )
+    summary = "ort-int8 of v3 against ort-int8 of v2: no change in CPU time per inference beyond the noise."
+    version["previous_approved"] = {
+        "version_id": 7,
+        "number": 2,
+        "profiles": {"x86-cpu": {"summary": summary}},
+        "not_compared": {"gpu": "scorer v2 (approved) was not run on gpu."},
+    }
+    text = render(version, None, "not reviewed")
+    assert f"  Against v2 (approved): {summary}" in text
+    assert "  Against v2 (approved): not compared: scorer v2 (approved) was not run on gpu." in text
+    version["previous_approved"] = None
+    assert "Against v" not in render(version, None, "not reviewed")

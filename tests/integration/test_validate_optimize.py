@@ -109,7 +109,7 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
     assert winner is not None and winner["name"] in parity["passed"]
     assert recommendation["runner_up"] is not None
     assert all(other["reason"] for other in recommendation["others"])
-    assert recommendation["regression"] is None  # no earlier approved version
+    assert body["previous_approved"] is None  # no earlier approved version
 
     reference = get_backend("onnxruntime").load(cnn)
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)

@@ -1,5 +1,5 @@
-"""The recommend step: ranks from the run's parity and benchmark results, and compares with the
-model's previous approved version on the same profile (the regression view)."""
+"""The recommend step: ranks from the run's parity and benchmark results (the comparison with
+the previous approved version is made when a version is read: tests/apps/test_compare_api.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from apps.jobs import services
 from apps.jobs.models import Job, JobKind, JobStatus
-from apps.registry.models import Artifact, ArtifactKind, VersionStatus
+from apps.registry.models import Artifact, ArtifactKind
 from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from workers.tasks.steps import run_recommend
@@ -67,20 +67,3 @@ def test_a_faster_variant_that_breaks_accuracy_is_not_recommended(monkeypatch):
     assert result["winner"]["name"] == "slow-fp32"
     lost = {o["name"]: o["reason"] for o in result["others"] + ([result["runner_up"]] if result["runner_up"] else [])}
     assert "cosine" in lost["fast-int8"].lower()
-
-
-def test_the_regression_view_compares_with_the_previous_approved_version(monkeypatch):
-    monkeypatch.setattr(services, "_send", lambda *a: None)
-    profile = HardwareProfile.objects.get(slug="x86-cpu")
-    first = ModelVersionFactory(number=1)
-    job = _run(first, profile, fast_passes=True, fast_p99=2.0, slow_p99=5.0)
-    services.complete(job, run_recommend(job, lambda *a: None))
-    type(first).objects.filter(pk=first.pk).update(status=VersionStatus.APPROVED)
-
-    second = ModelVersionFactory(model=first.model, number=2)
-    job = _run(second, profile, fast_passes=True, fast_p99=3.0, slow_p99=5.0)
-    regression = run_recommend(job, lambda *a: None).result["regression"]
-    assert regression["previous_version"] == 1
-    assert regression["latency_delta_ms"] == pytest.approx(1.0)
-    assert regression["latency_ratio"] == pytest.approx(1.5)
-    assert regression["cosine_delta"] == pytest.approx(0.0)

@@ -606,43 +606,9 @@ def _step_result(job: Job, kind: str) -> dict[str, Any]:
     return (earlier.result if earlier else None) or {}
 
 
-def _previous_approved(job: Job) -> tuple[ModelVersion, dict[str, Any]] | None:
-    """The model's latest approved version with a recommendation for this profile."""
-    from apps.registry.models import VersionStatus
-
-    version = job.run.version
-    previous = (
-        ModelVersion.objects.filter(model=version.model, status=VersionStatus.APPROVED, number__lt=version.number)
-        .order_by("-number")
-        .first()
-    )
-    if previous is None:
-        return None
-    earlier = (
-        Job.objects.filter(run__version=previous, kind=JobKind.RECOMMEND, profile=job.profile, status="succeeded")
-        .order_by("-id")
-        .first()
-    )
-    return (previous, earlier.result) if earlier and earlier.result else None
-
-
-def _winner_figures(recommendation: dict[str, Any], parity: dict[str, Any]) -> dict[str, Any] | None:
-    winner = recommendation.get("winner")
-    if not winner:
-        return None
-    outputs = (parity.get("variants", {}).get(winner["name"]) or {}).get("outputs", [])
-    cosines = [o["cosine"] for o in outputs if isinstance(o.get("cosine"), int | float)]
-    return {
-        "name": winner["name"],
-        "value": winner.get("value"),
-        "p99_ms": winner.get("p99_ms"),
-        "min_cosine": min(cosines) if cosines else None,
-    }
-
-
 def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
-    """Pick the fastest variant that passes parity, by the version's objective, and compare
-    with the model's previous approved version on the same profile."""
+    """Pick the fastest variant that passes parity, by the version's objective. (The comparison
+    with the previous approved version is made when the version is read: apps/registry/compare.py.)"""
     from workers.engine.recommend import recommend
 
     assert job.profile is not None
@@ -670,37 +636,7 @@ def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
     ).to_dict()
     require_recommendation_evidence(job.profile.slug, result, baseline)
     result["profile"] = job.profile.slug
-    current = _winner_figures(result, parity)
-    previous = _previous_approved(job)
-    regression: dict[str, Any] | None = None
-    if previous is not None and current is not None:
-        before = _winner_figures(previous[1], {})
-        earlier_parity = (
-            Job.objects.filter(run__version=previous[0], kind=JobKind.PARITY, profile=job.profile, status="succeeded")
-            .order_by("-id")
-            .first()
-        )
-        if earlier_parity and earlier_parity.result and previous[1].get("winner"):
-            before = _winner_figures(previous[1], earlier_parity.result)
-        if before is not None:
-            regression = {
-                "previous_version": previous[0].number,
-                "previous": before,
-                "current": current,
-                "latency_delta_ms": _delta(current.get("p99_ms"), before.get("p99_ms")),
-                "latency_ratio": _ratio(current.get("p99_ms"), before.get("p99_ms")),
-                "cosine_delta": _delta(current.get("min_cosine"), before.get("min_cosine")),
-            }
-    result["regression"] = regression
     return StepOutcome(result=result)
-
-
-def _delta(new: Any, old: Any) -> float | None:
-    return float(new) - float(old) if isinstance(new, int | float) and isinstance(old, int | float) else None
-
-
-def _ratio(new: Any, old: Any) -> float | None:
-    return float(new) / float(old) if isinstance(new, int | float) and isinstance(old, int | float) and old else None
 
 
 # ---- no verdict without evidence (docs/adr/0009) ------------------------------------------

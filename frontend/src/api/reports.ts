@@ -340,22 +340,6 @@ export interface RankedVariant {
   tied_with?: string[];
 }
 
-export interface WinnerFigures {
-  name: string;
-  value: number | null;
-  p99_ms: number | null;
-  min_cosine: number | null;
-}
-
-export interface Regression {
-  previous_version: number;
-  previous: WinnerFigures;
-  current: WinnerFigures;
-  latency_delta_ms: number | null;
-  latency_ratio: number | null;
-  cosine_delta: number | null;
-}
-
 export interface RecommendReport {
   profile: string;
   objective: string;
@@ -373,7 +357,6 @@ export interface RecommendReport {
   baseline_low?: number | null;
   baseline_high?: number | null;
   /** Frozen when the step ran; the version's `previous_approved` is computed when read instead. */
-  regression?: Regression | null;
 }
 
 export interface Reports {
