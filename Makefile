@@ -47,12 +47,21 @@ typecheck:
 migrations-check:
 	SLIPWAY_SECRET_KEY=check DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 
+# Each run keeps its temporary folders in a fresh folder of its own (pytest's root is
+# <temp>/pytest-of-<user> otherwise, which pytest refuses when another user owns it, as a shared
+# machine's leftover may): kept when a test failed, to look at, removed when all passed.
+PYTEST_TMP = PYTEST_DEBUG_TEMPROOT=$$(mktemp -d "$${TMPDIR:-/tmp}/slipway-pytest-XXXXXX")
+define run_pytest
+	@$(PYTEST_TMP); export PYTEST_DEBUG_TEMPROOT; echo "pytest's temporary folders: $$PYTEST_DEBUG_TEMPROOT"; \
+	$(VENV)/bin/pytest $(1) $(PYTEST_ARGS) && rm -rf "$$PYTEST_DEBUG_TEMPROOT"
+endef
+
 pytest:
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(call run_pytest,)
 
 ## Day-to-day: lint and the unit tests (no integration, slow, browser or GPU tests).
 test-fast: setup services lint
-	$(VENV)/bin/pytest -q -m "not integration and not slow and not e2e and not gpu" $(PYTEST_ARGS)
+	$(call run_pytest,-q -m "not integration and not slow and not e2e and not gpu")
 
 ## Refresh docs/screenshots/ (the README's) from the end-to-end browser journey.
 screenshots: setup frontend services

@@ -241,3 +241,44 @@ def test_the_private_tmp_is_mounted_before_what_may_live_under_the_hosts_tmp(tmp
     destinations = [arguments[i + 2] for i, a in enumerate(arguments) if a in ("--bind", "--ro-bind")]
     assert destinations[0] == "/tmp"
     assert str(REPO / "workers") in destinations and str(tmp_path) in destinations
+
+
+# --- handing files to the sandbox user --------------------------------------------------------
+
+root_worker = pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker hands files to the sandbox user")
+
+
+@root_worker
+def test_a_shared_folder_is_refused_and_keeps_its_owners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model saved straight into the temp folder would hand the whole folder to `nobody`:
+    another tool's private state there (a 0700 folder) would stop being that tool's."""
+    import tempfile
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    another_tool = shared / "another-tool"
+    another_tool.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    model = shared / "model.onnx"
+    model.write_bytes(b"not read")
+    for view in (isolation.SandboxView.of(readable=[model.parent]), isolation.SandboxView.of(writable=[shared])):
+        with pytest.raises(isolation.IsolationUnavailable, match=r"shared with other programs.*folder of its own"):
+            isolation.prepare_view(view)
+    with pytest.raises(isolation.IsolationUnavailable, match="holds Slipway's own code"):
+        isolation.prepare_view(isolation.SandboxView.of(readable=[REPO.parent]))
+    assert another_tool.stat().st_uid == 0 and model.stat().st_uid == 0
+
+
+@root_worker
+def test_a_jobs_folder_is_handed_over_but_another_users_file_in_it_stays_theirs(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir(mode=0o700)
+    mine, theirs = job / "model.onnx", job / "theirs.bin"
+    for path in (mine, theirs):
+        path.write_bytes(b"x")
+        path.chmod(0o600)
+    os.chown(theirs, 4321, 4321)
+    isolation.prepare_view(isolation.SandboxView.of(readable=[job]))
+    sandbox_uid = isolation._sandbox_uid()
+    assert job.stat().st_uid == sandbox_uid and mine.stat().st_uid == sandbox_uid
+    assert theirs.stat().st_uid == 4321

@@ -307,16 +307,40 @@ def prepare_view(view: SandboxView) -> None:
         return
     import stat
 
-    uid = _sandbox_uid()
+    for root in (*view.writable, *view.readable):
+        _refuse_shared(root)
+    uid, owner = _sandbox_uid(), os.geteuid()
+    # Only what this worker owns changes hands: another user's file in the view stays theirs.
     for root in view.writable:
-        for path in _walk_no_follow(root):
-            os.chown(path, uid, uid, follow_symlinks=False)
-    for root in view.readable:
-        for path in _walk_no_follow(root):
-            mode = os.lstat(path).st_mode
-            needs = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-            if not stat.S_ISLNK(mode) and mode & needs != needs:
+        for path, info in _walk_no_follow(root):
+            if info.st_uid == owner:
                 os.chown(path, uid, uid, follow_symlinks=False)
+    for root in view.readable:
+        for path, info in _walk_no_follow(root):
+            needs = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(info.st_mode) else 0)
+            if info.st_uid == owner and not stat.S_ISLNK(info.st_mode) and info.st_mode & needs != needs:
+                os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def shared_folders() -> frozenset[str]:
+    """Folders that hold other programs' files (the temp folders, home, the root): handing one
+    to the sandbox user would take every private entry in it from its owner (a 0700 folder in
+    /tmp that another tool keeps its state in stops being that tool's)."""
+    import tempfile
+
+    folders = {"/", "/tmp", "/var/tmp", "/dev/shm", "/home", "/root", os.path.expanduser("~"), tempfile.gettempdir()}  # noqa: S108
+    return frozenset(os.path.realpath(folder) for folder in folders)
+
+
+def _refuse_shared(root: Path) -> None:
+    """A view's folder must be the job's own: not a shared folder, nor one holding this checkout."""
+    folder = os.path.realpath(root)
+    if folder in shared_folders() or _under(str(_REPO_ROOT), folder):
+        raise IsolationUnavailable(
+            f"The sandbox is given its files a folder at a time, and {folder} is shared with other programs "
+            "(or holds Slipway's own code): it won't be handed to the sandbox user. Put the model in a folder "
+            "of its own and try again."
+        )
 
 
 def process_limit() -> int | None:
@@ -329,11 +353,17 @@ def process_limit() -> int | None:
 # ---- internals ---------------------------------------------------------------------------
 
 
-def _walk_no_follow(root: Path) -> Iterator[str]:
-    yield str(root)
+def _walk_no_follow(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every path under `root` (itself first) with its lstat, never through a link."""
+    yield str(root), os.lstat(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         for name in dirnames + filenames:
-            yield os.path.join(dirpath, name)
+            path = os.path.join(dirpath, name)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:  # gone since the listing: nothing to hand over
+                continue
+            yield path, info
 
 
 def _positive_int(name: str, default: int) -> int:
