@@ -96,6 +96,22 @@ def test_a_variant_faster_beyond_the_noise_wins_over_a_more_accurate_one() -> No
     )
 
 
+def test_one_disturbed_trial_does_not_tie_a_slow_variant_with_a_fast_one() -> None:
+    """bench/stability.py's flip: fp32's three trials 0.185, 0.196 and 0.305 ms give 0.229 ms
+    [0.064-0.394]; it overlaps int8's 0.065 ms [0.061-0.070], but neither figure is plausible for
+    the other, so int8 wins on speed instead of fp32 on accuracy."""
+    noisy = {**timed(0.229, 0.165), "cpu_ci_ms": [0.064, 0.394]}
+    candidates = [
+        variant("ort-fp32", noisy, sqnr=None),  # exact
+        variant("ort-int8", {**timed(0.065, 0.0045)}, sqnr=33.9),
+    ]
+    result = recommend(candidates, BASELINE, "p99_latency_batch1")
+    assert result.winner is not None and result.winner.name == "ort-int8" and result.winner.tied_with == ()
+    assert result.runner_up is not None and result.runner_up.name == "ort-fp32"
+    assert result.runner_up.reason.startswith("Slower by its measured figure: CPU time per inference 0.229 ms")
+    assert "the intervals overlap, but the figures are more than 5% apart" in result.runner_up.reason
+
+
 def test_the_winners_speedup_carries_its_interval() -> None:
     result = recommend([variant("ort-int8", timed(0.50, 0.02))], BASELINE, "p99_latency_batch1")
     winner = result.winner
