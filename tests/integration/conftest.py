@@ -51,6 +51,9 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         "SLIPWAY_WORKER_HEARTBEAT_SECONDS": "1",
         # Tests check the pipeline's correctness, not timings: keep each benchmark point short.
         "SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT": "0.4",
+        # Two fresh processes per variant still pool trials, interleave and give t-intervals; a
+        # third would only add a process start per variant to every pipeline of the suite.
+        "SLIPWAY_BENCHMARK_MAX_TRIALS": "2",
         # Webhook retries within a second, so the delivery test is quick.
         "SLIPWAY_WEBHOOK_BACKOFF_BASE_SECONDS": "1",
         "SLIPWAY_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "2",

@@ -448,6 +448,9 @@ def _benchmark_config(job: Job, memory_limit: int | None) -> Any:
     seconds = float(options.get("max_seconds_per_point", 5.0))
     if settings.BENCHMARK_MAX_SECONDS_PER_POINT > 0:
         seconds = min(seconds, settings.BENCHMARK_MAX_SECONDS_PER_POINT)
+    trials = int(options.get("trials", 3))
+    if settings.BENCHMARK_MAX_TRIALS > 0:
+        trials = min(trials, settings.BENCHMARK_MAX_TRIALS)
     return BenchmarkConfig(
         batch_sizes=tuple(int(b) for b in options.get("batch_sizes", [1])),
         concurrency=tuple(int(c) for c in options.get("concurrency", [1])),
@@ -458,7 +461,7 @@ def _benchmark_config(job: Job, memory_limit: int | None) -> Any:
         memory_limit_bytes=memory_limit,
         # Three fresh processes per variant, interleaved with the original: the intervals and
         # the ranking then rest on process-to-process spread, not on one lucky run.
-        trials=int(options.get("trials", 3)),
+        trials=trials,
         min_samples=int(options.get("min_samples", 1000)),
         intra_op_threads=int(options["intra_op_threads"]) if options.get("intra_op_threads") else None,
     )

@@ -302,6 +302,9 @@ JOB_REQUEUE_AFTER_SECONDS = envint("SLIPWAY_JOB_REQUEUE_AFTER_SECONDS", 300, min
 JOB_MAX_ATTEMPTS = envint("SLIPWAY_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A worker-wide cap on the time one benchmark point may take (0: the profile's or upload's own).
 BENCHMARK_MAX_SECONDS_PER_POINT = float(os.environ.get("SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT", "0") or 0)
+# A worker-wide cap on the fresh processes (trials) that measure each variant (0: the profile's
+# or upload's own, 3 by default). Each trial is a process start; a small CI worker may lower it.
+BENCHMARK_MAX_TRIALS = envint("SLIPWAY_BENCHMARK_MAX_TRIALS", 0, minimum=0)
 WORKER_HEARTBEAT_SECONDS = envint("SLIPWAY_WORKER_HEARTBEAT_SECONDS", 30, minimum=1)
 WORKER_STALE_AFTER_SECONDS = envint("SLIPWAY_WORKER_STALE_AFTER_SECONDS", 120, minimum=5)
 RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
