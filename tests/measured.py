@@ -18,6 +18,7 @@ from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
+from tests.trials import raw_trial
 from workers.engine.backends.base import OpSupport, SupportReport
 from workers.engine.benchmark import combine_trials
 from workers.engine.recommend import benchmark_points, recommend
@@ -27,29 +28,9 @@ SAMPLES_PER_TRIAL = 400  # three trials: 1,200 samples, enough for a p99 with it
 
 
 def _trial(rng: np.random.Generator, center_ms: float) -> dict[str, Any]:
-    """One fresh process's raw figures at batch 1, as the benchmark's child reports them."""
+    """One fresh process's raw figures at batch 1: requests about `center_ms`, 2 % spread."""
     latencies = rng.normal(center_ms, center_ms * 0.02, SAMPLES_PER_TRIAL).clip(min=center_ms * 0.5).tolist()
-    cpu_each = center_ms * rng.normal(0.95, 0.005)
-    wall_each = sum(latencies) / len(latencies)
-    windows = 8
-    per_window = SAMPLES_PER_TRIAL // windows
-    return {
-        "batch_size": 1,
-        "concurrency": 1,
-        "p50_ms": float(np.median(latencies)),
-        "requests": SAMPLES_PER_TRIAL,
-        "warmup_runs": 5,
-        "window_p50s_ms": [float(np.median(latencies))] * windows,
-        "stable": True,
-        "seconds": SAMPLES_PER_TRIAL * wall_each / 1000,
-        "wall_ns": int(SAMPLES_PER_TRIAL * wall_each * 1e6),
-        "cpu_ns": int(SAMPLES_PER_TRIAL * cpu_each * 1e6),
-        "window_counts": [per_window] * windows,
-        "window_wall_ns": [int(per_window * wall_each * 1e6)] * windows,
-        "window_cpu_ns": [int(per_window * cpu_each * 1e6)] * windows,
-        "sessions": 1,
-        "samples_ms": latencies,
-    }
+    return raw_trial(latencies, cpu_ms_each=center_ms * rng.normal(0.95, 0.005))
 
 
 def _benchmark_entry(center_ms: float, seed: int, backend: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.trials import raw_trial
 from workers.engine.benchmark import combine_trials
 from workers.engine.timing import (
     Estimate,
@@ -60,35 +61,10 @@ def test_percentiles_need_the_samples_to_support_them() -> None:
     assert percentile_supported(20, 0.5) and not percentile_supported(5, 0.5)
 
 
-def _trial(latencies_ms: list[float], *, cpu_ms_each: float, wall_ms_each: float | None = None) -> dict:
-    """One trial's raw figures as the benchmark's child reports them (batch 1, serial)."""
-    n = len(latencies_ms)
-    wall = wall_ms_each if wall_ms_each is not None else sum(latencies_ms) / n
-    windows = max(1, n // 50)
-    per_window = n // windows
-    return {
-        "batch_size": 1,
-        "concurrency": 1,
-        "p50_ms": float(np.median(latencies_ms)),
-        "requests": n,
-        "warmup_runs": 5,
-        "window_p50s_ms": [float(np.median(latencies_ms))] * windows,
-        "stable": True,
-        "seconds": n * wall / 1000,
-        "wall_ns": int(n * wall * 1e6),
-        "cpu_ns": int(n * cpu_ms_each * 1e6),
-        "window_counts": [per_window] * windows,
-        "window_wall_ns": [int(per_window * wall * 1e6)] * windows,
-        "window_cpu_ns": [int(per_window * cpu_ms_each * 1e6)] * windows,
-        "sessions": 1,
-        "samples_ms": latencies_ms,
-    }
-
-
 def test_a_p99_from_too_few_samples_is_not_reported_but_said_so() -> None:
     rng = np.random.default_rng(0)
     # The issue's case: a p99 from 180 requests (three trials of 60).
-    trials = [_trial(rng.lognormal(0, 0.3, 60).tolist(), cpu_ms_each=0.9) for _ in range(3)]
+    trials = [raw_trial(rng.lognormal(0, 0.3, 60).tolist(), cpu_ms_each=0.9) for _ in range(3)]
     point = combine_trials(trials, keep_samples=100)
     assert point["samples"] == 180 and point["trials"] == 3
     assert point["p99_ms"] is None and point["p99_ci_ms"] is None
@@ -105,7 +81,7 @@ def test_a_p99_from_too_few_samples_is_not_reported_but_said_so() -> None:
 def test_enough_samples_give_a_p99_with_an_interval_and_means_get_t_intervals() -> None:
     rng = np.random.default_rng(1)
     trials = [
-        _trial(rng.lognormal(0, 0.3, 400).tolist(), cpu_ms_each=cpu, wall_ms_each=wall)
+        raw_trial(rng.lognormal(0, 0.3, 400).tolist(), cpu_ms_each=cpu, wall_ms_each=wall)
         for cpu, wall in ((0.90, 1.00), (0.92, 1.10), (0.91, 1.05))
     ]
     point = combine_trials(trials, keep_samples=500)
@@ -126,9 +102,9 @@ def test_enough_samples_give_a_p99_with_an_interval_and_means_get_t_intervals() 
 
 def test_trials_that_disagree_widen_the_median_interval() -> None:
     rng = np.random.default_rng(2)
-    steady = [_trial(rng.normal(1.0, 0.01, 500).tolist(), cpu_ms_each=1.0) for _ in range(3)]
+    steady = [raw_trial(rng.normal(1.0, 0.01, 500).tolist(), cpu_ms_each=1.0) for _ in range(3)]
     # One process ran 20 % slower (another process on the core, a worse memory layout).
-    shifted = [*steady[:2], _trial(rng.normal(1.2, 0.01, 500).tolist(), cpu_ms_each=1.2)]
+    shifted = [*steady[:2], raw_trial(rng.normal(1.2, 0.01, 500).tolist(), cpu_ms_each=1.2)]
     narrow, wide = combine_trials(steady, 100)["p50_ci_ms"], combine_trials(shifted, 100)["p50_ci_ms"]
     assert narrow[1] - narrow[0] < 0.01
     # Trial medians 1.0, 1.0, 1.2: t(2) * sd / sqrt(3) = 0.29 either side of their mean.
