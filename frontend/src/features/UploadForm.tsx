@@ -148,6 +148,28 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
     }
   };
 
+  /** One JSON text area of the declarations: its label, an example as placeholder, and help. */
+  const declarationField = (
+    field: "inputDeclarations" | "outputDeclarations",
+    label: string,
+    example: string,
+    help: string,
+  ) => (
+    <Field id={ids[field]} label={label} error={errors[field]} help={help}>
+      <textarea
+        id={ids[field]}
+        className="input mono"
+        rows={3}
+        placeholder={example}
+        value={values[field]}
+        disabled={uploading}
+        aria-invalid={errors[field] ? true : undefined}
+        aria-describedby={describedBy(ids[field], errors[field], true)}
+        onChange={(e) => set(field, e.target.value)}
+      />
+    </Field>
+  );
+
   const percent = progress && progress.total ? progress.loaded / progress.total : 0;
   return (
     <form
@@ -298,42 +320,18 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
           Say what the model's inputs take and what its outputs are when Slipway can't tell from the file. What you
           leave out is read from the model, and the inspection report says what was assumed.
         </p>
-        <Field
-          id={ids.inputDeclarations}
-          label="Input declarations (JSON)"
-          error={errors.inputDeclarations}
-          help="Per input: a kind (image, token_ids, attention_mask, audio, state, values, features), a fixed value, values or range, and batch_axis; per symbolic dim: min, max, step and typical size. Used to generate test inputs and to read your .npz files."
-        >
-          <textarea
-            id={ids.inputDeclarations}
-            className="input mono"
-            rows={3}
-            placeholder={INPUT_DECLARATIONS_EXAMPLE}
-            value={values.inputDeclarations}
-            disabled={uploading}
-            aria-invalid={errors.inputDeclarations ? true : undefined}
-            aria-describedby={describedBy(ids.inputDeclarations, errors.inputDeclarations, true)}
-            onChange={(e) => set("inputDeclarations", e.target.value)}
-          />
-        </Field>
-        <Field
-          id={ids.outputDeclarations}
-          label="Output declarations (JSON)"
-          error={errors.outputDeclarations}
-          help="Per output: its kind (classifier, detection, embedding, segmentation, regression, raw), so parity judges it by metrics that fit; a detection head also says which columns hold the boxes and which the scores. Undeclared outputs get the kind inspection proposes."
-        >
-          <textarea
-            id={ids.outputDeclarations}
-            className="input mono"
-            rows={3}
-            placeholder={OUTPUT_DECLARATIONS_EXAMPLE}
-            value={values.outputDeclarations}
-            disabled={uploading}
-            aria-invalid={errors.outputDeclarations ? true : undefined}
-            aria-describedby={describedBy(ids.outputDeclarations, errors.outputDeclarations, true)}
-            onChange={(e) => set("outputDeclarations", e.target.value)}
-          />
-        </Field>
+        {declarationField(
+          "inputDeclarations",
+          "Input declarations (JSON)",
+          INPUT_DECLARATIONS_EXAMPLE,
+          "Per input: a kind (image, token_ids, attention_mask, audio, state, values, features), a fixed value, values or range, and batch_axis; per symbolic dim: min, max, step and typical size. Used to generate test inputs and to read your .npz files.",
+        )}
+        {declarationField(
+          "outputDeclarations",
+          "Output declarations (JSON)",
+          OUTPUT_DECLARATIONS_EXAMPLE,
+          "Per output: its kind (classifier, detection, embedding, segmentation, regression, raw), so parity judges it by metrics that fit; a detection head also says which columns hold the boxes and which the scores. Undeclared outputs get the kind inspection proposes.",
+        )}
       </details>
 
       <details className="advanced">
