@@ -283,12 +283,14 @@ def test_torchscript_failure_shows_the_modules_own_message_and_what_to_declare(r
 def test_declared_values_reach_the_torchscript_module(rate_checked, tmp_path):
     declarations = parse_input_declarations({"inputs": {"sr": {"values": [8000, 16000]}}})
     options = ImportOptions(inputs=RATE_INPUTS, declarations=declarations)
-    try:
-        report = TorchScriptImporter().convert(rate_checked, tmp_path, options, lambda f, _: None)
-    except ModelError as exc:  # an exporter may still refuse the data-dependent branch ...
-        assert "sr must be 8000 or 16000" not in exc.message  # ... but the module ran on valid rates
-    else:
-        assert all(p.passed for p in report.parity)
+    report = TorchScriptImporter().convert(rate_checked, tmp_path, options, lambda f, _: None)
+    assert all(p.passed for p in report.parity)
+    # The scalar stays a scalar: the ONNX model takes `sr` as the original does, at rank 0.
+    assert {spec.name: spec.shape for spec in report.inputs}["sr"] == ()
+    session = onnxruntime.InferenceSession(str(report.onnx_path), providers=["CPUExecutionProvider"])
+    audio = np.ones((1, 64), np.float32)
+    (out,) = session.run(None, {"audio": audio, "sr": np.array(8000, np.int64)})
+    np.testing.assert_allclose(out, audio * 0.5)
 
 
 # --- torch.export ---------------------------------------------------------------------------

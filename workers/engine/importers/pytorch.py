@@ -244,7 +244,9 @@ def _torch_inputs(feeds: Feeds, specs: Sequence[InputSpec]) -> list[torch.Tensor
     import numpy as np
     import torch
 
-    return [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in specs]
+    # A C-ordered copy that keeps a scalar a scalar (np.ascontiguousarray makes it [1], and the
+    # export would then give the ONNX input rank 1 where users feed rank 0).
+    return [torch.from_numpy(np.array(feeds[spec.name], order="C", copy=True)) for spec in specs]
 
 
 def _flatten_outputs(output: Any) -> list[tuple[str, torch.Tensor]]:
