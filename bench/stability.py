@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -361,6 +362,39 @@ def diagnosis(runs: list[dict[str, Any]], verdict: dict[str, Any]) -> list[str]:
     return lines
 
 
+def drift(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How much the usual winner's speed-up moved between runs, against how wide one run's band
+    is: when the spread between runs is larger than a run's own trials show, a run's band can't
+    cover the other runs' estimates, whatever the tie rule."""
+    usual = Counter(run["winner"] for run in runs).most_common(1)[0][0]
+    points = [speedups(run["variants"]).get(usual) for run in runs]
+    found = [p for p in points if p is not None and not math.isnan(p[1]) and not math.isnan(p[2])]
+    if len(found) < 2:
+        return None
+    estimates = [p[0] for p in found]
+    halves = sorted((high - low) / 2 / estimate for estimate, low, high in found)
+    spread = statistics.stdev(estimates) / statistics.fmean(estimates)
+    return {
+        "variant": usual,
+        "low": min(estimates),
+        "high": max(estimates),
+        "variation": spread,
+        "median_half_width": halves[len(halves) // 2],
+        "narrowest_half_width": halves[0],
+    }
+
+
+def _drift_sentence(found: dict[str, Any]) -> str:
+    return (
+        f"Between runs, `{found['variant']}`'s speed-up estimate ranged {found['low']:.2f}x-{found['high']:.2f}x "
+        f"(coefficient of variation {found['variation']:.0%}); one run's band is +/-{found['median_half_width']:.0%} "
+        f"of its estimate at the median and +/-{found['narrowest_half_width']:.0%} at the narrowest. A band comes "
+        "from the spread of one run's trials, which follow each other within seconds; where the machine's speed "
+        "for this variant drifts over longer periods than a run, the runs whose trials happened to agree give "
+        "bands that miss the other runs' estimates."
+    )
+
+
 def _groups_sentence(groups: list[dict[str, Any]], size: int) -> str:
     same = sum(1 for each in groups if each["same_winner"])
     both = sum(1 for each in groups if each["same_winner"] and each["covered"] == each["pairs"])
@@ -422,6 +456,8 @@ def write_benchmarks(
         lines += ["", "Where the claims broke:", "", *problems]
     if verdict["groups"]:
         lines += ["", _groups_sentence(verdict["groups"], args.group)]
+    if verdict["misses"] and (found := drift(runs)):
+        lines += ["", _drift_sentence(found)]
     overlap_rule_winners = ", ".join(f"{name} {count}x" for name, count in overlap_rule["winners"].items())
     lines += [
         "",
