@@ -394,8 +394,9 @@ def _detector(path: Path, pixels: float, classes: int = 80) -> Path:
 
 
 def _static_int8(original: Path, dest: Path) -> Path:
-    """onnxruntime's static QDQ quantization, as the `ort-int8-static-qdq` variant builds it:
-    the concatenated output gets one scale, set by the box coordinates."""
+    """onnxruntime's static QDQ quantization of the whole graph (uint8 activations, as the
+    `ort-int8-static-qdq` variant's x86 recipe): the concatenated output gets one scale, set by
+    the box coordinates."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(1)

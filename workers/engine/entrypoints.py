@@ -117,7 +117,7 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
         calibration = Calibration(
             path=Path(payload["calibration"]),
             method=payload.get("calibration_method", "minmax"),
-            per_channel=bool(payload.get("per_channel", False)),
+            per_channel=None if payload.get("per_channel") is None else bool(payload["per_channel"]),
         )
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)

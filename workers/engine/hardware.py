@@ -86,6 +86,16 @@ def query_gpus(timeout: float = 10.0) -> tuple[GpuInfo, ...]:
     return tuple(gpus)
 
 
+def cpu_features() -> tuple[str, tuple[str, ...]]:
+    """This machine's architecture (platform.machine(): "x86_64", "aarch64") and its
+    INTERESTING_FLAGS, without asking for GPUs."""
+    try:
+        _, flags = _cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        flags = ()
+    return platform.machine(), flags
+
+
 def describe_hardware() -> HardwareInfo:
     try:
         model, flags = _cpuinfo(Path("/proc/cpuinfo").read_text())

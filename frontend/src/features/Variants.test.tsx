@@ -28,4 +28,37 @@ describe("VariantsTable", () => {
     expect(screen.getByText(note)).toBeTruthy();
     expect(screen.getByText("onnxruntime:")).toBeTruthy();
   });
+
+  it("shows the quantization recipe a variant was built with", () => {
+    const recipe =
+      "U8S8 for x86-64 with VNNI (avx512_vnni): uint8 activations with int8 weights (U8S8), the pairing " +
+      "onnxruntime's x86 integer kernels run natively; with VNNI the dot products sum into 32 bits, so weights " +
+      "keep their full 8 bits.";
+    const optimize: OptimizeReport = {
+      profile: "x86-cpu",
+      variants: [
+        {
+          name: "ort-int8-static-qdq",
+          backend: "onnxruntime",
+          format: "onnx",
+          precision: "int8",
+          pass_name: "ort-quantize-static",
+          options: { recipe, activation_type: "uint8", per_channel: true },
+        },
+        { name: "ort-opt-all", backend: "onnxruntime", format: "onnx", precision: "fp32", pass_name: "ort-optimize" },
+      ],
+    };
+    render(
+      <VariantsTable
+        optimize={optimize}
+        parity={undefined}
+        benchmark={undefined}
+        recommend={undefined}
+        artifacts={[]}
+        profile="x86-cpu"
+      />,
+    );
+    expect(screen.getByText(recipe)).toBeTruthy();
+    expect(document.querySelectorAll(".variant-recipe")).toHaveLength(1);
+  });
 });

@@ -65,6 +65,9 @@ export function VariantsTable({
                     <th scope="row">
                       <span className="mono">{v.name}</span> {winner ? <Badge tone="ok">Recommended</Badge> : null}
                       <div className="muted small">{v.pass_name}</div>
+                      {typeof v.options?.recipe === "string" ? (
+                        <div className="muted small variant-recipe">{v.options.recipe}</div>
+                      ) : null}
                     </th>
                     <td>{v.backend}</td>
                     <td>{v.precision}</td>

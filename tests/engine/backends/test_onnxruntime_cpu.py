@@ -196,7 +196,7 @@ def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[V
     model = make_cnn_onnx(folder / "cnn.onnx")
     rng = np.random.default_rng(3)
     np.savez(folder / "calibration.npz", image=rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
-    calibration = Calibration(folder / "calibration.npz", method="minmax", per_channel=True)
+    calibration = Calibration(folder / "calibration.npz", method="minmax")
     variants = OnnxRuntimeCpuBackend(intra_op_threads=1).build_variants(model, X86_CPU, calibration, folder / "out")
     return model, variants
 
@@ -236,6 +236,68 @@ def test_variant_options_say_how_each_was_made(cnn_variants: tuple[Path, list[Va
     assert static.options["calibration_batches"] == 16  # the model's batch is fixed at 1
     graph_ops = {node.op_type for node in onnx.load(str(static.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops
+
+
+def _quantized_types(path: Path) -> tuple[set[str], set[int]]:
+    """The integer types activations are quantized to (QuantizeLinear's zero points), and the
+    ranks of the weights' scales (1: per channel, 0: per tensor)."""
+    model = onnx.load(str(path))
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    activation_types = {
+        helper.tensor_dtype_to_np_dtype(initializers[node.input[2]].data_type).name
+        for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[0] not in initializers
+    }
+    weight_scale_ranks = {
+        len(initializers[node.input[1]].dims)
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear"
+        and node.input[0] in initializers
+        and initializers[node.input[0]].data_type == TensorProto.INT8
+        and len(initializers[node.input[0]].dims) > 1  # weights, not biases
+    }
+    return activation_types, weight_scale_ranks
+
+
+def test_static_int8_follows_the_recipe_of_the_cpu_it_runs_on(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "calibration.npz", image=rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
+    calibration = Calibration(tmp_path / "calibration.npz")
+    x86 = HardwareProfile("x86", "cpu", ("onnxruntime",), ("int8",), options={"arch": "x86_64", "cpu_flags": ["avx2"]})
+    arm = HardwareProfile("arm", "cpu", ("onnxruntime",), ("int8",), options={"arch": "aarch64"})
+    built = {}
+    for profile in (x86, arm):
+        variants = backend.build_variants(model, profile, calibration, tmp_path / profile.name)
+        built[profile.name] = next(v for v in variants if v.name == "ort-int8-static-qdq")
+    # x86-64 without VNNI: uint8 activations, int8 weights with a scale per output channel, 7 bits.
+    assert _quantized_types(built["x86"].path) == ({"uint8"}, {1})
+    assert {k: built["x86"].options[k] for k in ("activation_type", "weight_type", "per_channel", "reduce_range")} == {
+        "activation_type": "uint8", "weight_type": "int8", "per_channel": True, "reduce_range": True,
+    }  # fmt: skip
+    assert built["x86"].options["recipe"].startswith("U8S8 for x86-64 without VNNI: ")
+    # ARM64: int8 activations, per channel, full range.
+    assert _quantized_types(built["arm"].path) == ({"int8"}, {1})
+    assert built["arm"].options["recipe"].startswith("S8S8 for ARM64: ")
+    image = _image()
+    reference = backend.load(model).run({"image": image})["logits"]
+    for variant in built.values():
+        assert _cosine(backend.load(variant.path).run({"image": image})["logits"], reference) > 0.98, variant.options
+
+
+def test_an_opset_before_per_channel_qdq_gets_per_tensor_weights_and_says_why(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path
+) -> None:
+    model = onnx.load(str(make_cnn_onnx(tmp_path / "cnn.onnx")))
+    model.opset_import[0].version = 12
+    onnx.save(model, str(tmp_path / "cnn12.onnx"))
+    np.savez(tmp_path / "calibration.npz", image=np.random.default_rng(0).uniform(0, 1, (8, 3, 32, 32)).astype("f4"))
+    variants = backend.build_variants(
+        tmp_path / "cnn12.onnx", X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out"
+    )
+    static = next(v for v in variants if v.name == "ort-int8-static-qdq")
+    assert static.options["per_channel"] is False and "opset 12 predates per-channel QDQ" in static.options["recipe"]
+    assert _quantized_types(static.path)[1] == {0}
 
 
 def test_only_the_profile_precisions_are_built(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:

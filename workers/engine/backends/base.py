@@ -134,11 +134,12 @@ class ReportedNode(Protocol):
 @dataclass(frozen=True)
 class Calibration:
     """Representative inputs for static quantization: an .npz of arrays named like the model's inputs,
-    each with the batch on axis 0."""
+    each with the batch on axis 0. `per_channel` None: the CPU's recipe decides (see
+    `workers.engine.quant_recipes`)."""
 
     path: Path
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    per_channel: bool = False
+    per_channel: bool | None = None
     max_samples: int = 128
 
 

@@ -9,7 +9,8 @@ error says why a node is refused.
 
 `build_variants` builds, for a CPU profile, models optimized offline at the basic,
 extended and all levels, an INT8 dynamically quantized model and, with calibration data,
-an INT8 static QDQ model; for a GPU profile, an FP16 model. Every variant is loaded once
+an INT8 static QDQ model in the recipe of the CPU it will run on (`quant_recipes`: U8S8 with
+per-channel weights on x86-64, S8S8 on ARM64); for a GPU profile, an FP16 model. Every variant is loaded once
 before it is returned; one that does not load is dropped and the reason kept in
 `last_build_notes`.
 """
@@ -37,7 +38,9 @@ from workers.engine.backends.base import (
     Variant,
 )
 from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.hardware import cpu_features
 from workers.engine.inspection import DEFAULT_DOMAIN, TensorSpec, graph_input_specs
+from workers.engine.quant_recipes import PER_CHANNEL_MIN_OPSET, QuantRecipe, ort_static_recipe, target_cpu
 
 if TYPE_CHECKING:
     import numpy as np
@@ -276,7 +279,8 @@ class OnnxRuntimeCpuBackend(Backend):
                 source, prep_note = _preprocess_for_quantization(model_path, scratch, external)
                 plans.append(("ort-int8-dynamic", "int8", _dynamic_quantizer(source, prep_note, external)))
                 if calibration is not None:
-                    quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs)
+                    recipe = _static_recipe(profile, calibration, header)
+                    quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs, recipe)
                     plans.append(("ort-int8-static-qdq", "int8", quantizer))
                 else:
                     notes.append(
@@ -427,6 +431,22 @@ def _dynamic_quantizer(source: Path, prep_note: str, external: bool) -> Callable
     return build
 
 
+def _static_recipe(profile: HardwareProfile, calibration: Calibration, header: Any) -> QuantRecipe:
+    """The static INT8 recipe for the CPU the profile's variants run on (see quant_recipes);
+    per-tensor where the model's opset predates per-axis QDQ."""
+    arch, flags = target_cpu(profile.options, *cpu_features())
+    recipe = ort_static_recipe(arch, flags, per_channel=calibration.per_channel)
+    opset = next((entry.version for entry in header.opset_import if entry.domain in ("", "ai.onnx")), 0)
+    if recipe.per_channel and opset < PER_CHANNEL_MIN_OPSET:
+        return replace(
+            recipe,
+            per_channel=False,
+            reason=f"{recipe.reason} Weights per tensor: the model's opset {opset} predates per-channel "
+            f"QDQ (opset {PER_CHANNEL_MIN_OPSET}).",
+        )
+    return recipe
+
+
 def _static_quantizer(
     source: Path,
     prep_note: str,
@@ -434,9 +454,12 @@ def _static_quantizer(
     calibration: Calibration,
     samples: Mapping[str, np.ndarray],
     specs: Sequence[TensorSpec],
+    recipe: QuantRecipe,
 ) -> Callable[[Path, Path], dict[str, Any]]:
     def build(model_path: Path, target: Path) -> dict[str, Any]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
         methods = {
             "minmax": CalibrationMethod.MinMax,
@@ -451,9 +474,10 @@ def _static_quantizer(
                 str(target),
                 reader,
                 quant_format=QuantFormat.QDQ,
-                per_channel=calibration.per_channel,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
+                per_channel=recipe.per_channel,
+                reduce_range=recipe.reduce_range,
+                activation_type=types[recipe.activation_type],
+                weight_type=types[recipe.weight_type],
                 calibrate_method=methods[calibration.method],
                 use_external_data_format=external,
             )
@@ -461,9 +485,11 @@ def _static_quantizer(
             "pass_name": "ort-quantize-static",
             "quant_format": "QDQ",
             "calibrate_method": calibration.method,
-            "per_channel": calibration.per_channel,
-            "activation_type": "int8",
-            "weight_type": "int8",
+            "per_channel": recipe.per_channel,
+            "reduce_range": recipe.reduce_range,
+            "activation_type": recipe.activation_type,
+            "weight_type": recipe.weight_type,
+            "recipe": f"{recipe.pairing} for {recipe.target}: {recipe.reason}",
             "calibration_batches": reader.count,
             "preprocessing": prep_note,
             "external_data": external,
