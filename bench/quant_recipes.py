@@ -11,7 +11,9 @@ samples, three ways:
   that names a CPU without a recipe, which gives onnxruntime's QDQ default);
 - **S8S8 per-channel**: the same types with a scale per output channel (what ARM64 gets);
 - **recipe**: what `quant_recipes.ort_static_recipe` picks for this worker's CPU (on x86-64,
-  uint8 activations with per-channel int8 weights, U8S8; 7-bit weights without VNNI).
+  uint8 activations with per-channel int8 weights, U8S8; 7-bit weights without VNNI);
+- **mixed**: where the recipe's variant is out of tolerance on the calibration samples, the
+  mixed-precision variant the build searches for (`workers/engine/mixed_precision.py`).
 
 It judges each on 8 held-out real-like samples with the engine's comparator at the seeded
 `x86-cpu` profile's tolerance and the output kinds inspection proposes, then measures the
@@ -45,7 +47,8 @@ from bench import value  # noqa: E402
 SECTION = "Quantization recipes"
 DEFAULT_MODELS = ("cnn", "transformer", "detector")
 WAYS = ("before", "s8s8-per-channel", "recipe")
-RECORDED_OPTIONS = ("activation_type", "per_channel", "reduce_range", "recipe")
+ALL_WAYS = (*WAYS, "mixed")
+RECORDED_OPTIONS = ("activation_type", "per_channel", "reduce_range", "recipe", "reason", "mixed_precision")
 
 
 def _profile(name: str, options: dict[str, Any]) -> Any:
@@ -60,20 +63,26 @@ def build(model_path: Path, calibration: Path, folder: Path) -> dict[str, Any]:
     from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 
     backend = OnnxRuntimeCpuBackend(intra_op_threads=1)
+    # The seeded x86-cpu profile's tolerance, which the mixed-precision search works to.
+    seeded = value.seeded_profile_options()
     # A CPU without a recipe gets onnxruntime's QDQ default, S8S8; per_channel=False as before.
     plans = {
-        "before": (_profile("before", {"arch": "unknown"}), Calibration(calibration, per_channel=False)),
-        "s8s8-per-channel": (_profile("s8s8", {"arch": "aarch64"}), Calibration(calibration)),
-        "recipe": (_profile("recipe", {}), Calibration(calibration)),
+        "before": (_profile("before", {**seeded, "arch": "unknown"}), Calibration(calibration, per_channel=False)),
+        "s8s8-per-channel": (_profile("s8s8", {**seeded, "arch": "aarch64"}), Calibration(calibration)),
+        "recipe": (_profile("recipe", seeded), Calibration(calibration)),
     }
-    built = {}
+    built: dict[str, Any] = {}
+    notes: list[str] = []
     for way, (profile, calib) in plans.items():
-        variants = backend.build_variants(model_path, profile, calib, folder / way)
-        static = next((v for v in variants if v.name == "ort-int8-static-qdq"), None)
-        if static is None:
+        variants = {v.name: v for v in backend.build_variants(model_path, profile, calib, folder / way)}
+        if "ort-int8-static-qdq" not in variants:
             raise SystemExit(f"{way}: no static INT8 variant was built: {backend.last_build_notes}")
-        built[way] = static
-    return built
+        built[way] = variants["ort-int8-static-qdq"]
+        if way == "recipe":
+            if "ort-int8-static-mixed" in variants:
+                built["mixed"] = variants["ort-int8-static-mixed"]
+            notes += [note for note in backend.last_build_notes if note.startswith("ort-int8-static-mixed")]
+    return {"variants": built, "notes": notes}
 
 
 def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: Any) -> dict[str, Any]:
@@ -98,8 +107,9 @@ def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: A
     real = evidence_inputs(model_path, folder / "real.npz", samples=value.EVAL_SAMPLES)
     np.savez(folder / "calibration.npz", **case.real(model_path, 1, value.CALIBRATION_SAMPLES))
 
-    value.log(f"[{key}] building static INT8 three ways")
-    built = build(model_path, folder / "calibration.npz", folder)
+    value.log(f"[{key}] building static INT8 three ways, and the mixed-precision search")
+    made = build(model_path, folder / "calibration.npz", folder)
+    built = made["variants"]
     reference = {"real": value._outputs("onnxruntime", model_path, real.feeds)}
     parity = {
         way: value.judge("onnxruntime", variant.path, {"real": real.feeds}, reference, tolerance, semantics)["real"]
@@ -139,7 +149,7 @@ def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: A
             "benchmark_error": str(outcome) if point is None else None,
             "parity": value._parity_summary(parity[way]),
         }
-    return {"title": case.title, "baseline_cpu_ms": baseline["cpu_ms"], "rows": rows}
+    return {"title": case.title, "baseline_cpu_ms": baseline["cpu_ms"], "rows": rows, "notes": made["notes"]}
 
 
 def _ratio(row: dict[str, Any]) -> str:
@@ -169,13 +179,26 @@ def write_benchmarks(result: dict[str, Any]) -> None:
         "over plain onnxruntime's (below 1 is faster) with the 95% band, 3 interleaved trials in fresh "
         "processes, one thread, pinned to one core.",
         "",
-        "| model | original CPU ms | before: ratio [95%] | parity | S8S8 per-channel | parity | recipe | parity |",
-        "|---|---:|---|---|---|---|---|---|",
+        "",
+        "Where the recipe's variant is out of tolerance on the calibration samples, the build also searches for "
+        "**mixed** precision (`workers/engine/mixed_precision.py`): the activations whose quantization hurts the "
+        "outputs most stay in float, the fewest that bring the model within tolerance.",
+        "",
+        "| model | original CPU ms | before: ratio [95%] | parity | S8S8 per-channel | parity | recipe | parity "
+        "| mixed | parity |",
+        "|---|---:|---|---|---|---|---|---|---|---|",
     ]
     for key, model in result["models"].items():
         rows = model["rows"]
-        cells = " | ".join(f"{_ratio(rows[way])} | {_verdict(rows[way])}" for way in WAYS)
+        cells = " | ".join(
+            f"{_ratio(rows[way])} | {_verdict(rows[way])}" if way in rows else "not built | -" for way in ALL_WAYS
+        )
         lines.append(f"| `{key}` | {model['baseline_cpu_ms']:.3f} | {cells} |")
+    for key, model in result["models"].items():
+        mixed = model["rows"].get("mixed")
+        if mixed:
+            lines += ["", f"- `{key}`, mixed: {mixed['options']['reason']}"]
+        lines += [f"- `{key}`: {note}" for note in model["notes"] if "was not built" in note]
     section = "\n".join(lines) + "\n"
     pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section

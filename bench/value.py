@@ -449,13 +449,17 @@ def _version(package: str) -> str | None:
         return None
 
 
+def seeded_profile_options() -> dict[str, Any]:
+    """The seeded `x86-cpu` profile's options (read from the migration that seeds it)."""
+    seeded = importlib.import_module("apps.runtimes.migrations.0002_seed_profiles")
+    return dict(next(profile["options"] for profile in seeded.PROFILES if profile["slug"] == PROFILE_NAME))
+
+
 def profile_tolerance() -> Any:
-    """The seeded `x86-cpu` profile's tolerance (read from the migration that seeds it)."""
+    """The seeded `x86-cpu` profile's tolerance."""
     from workers.engine.parity import Tolerance
 
-    seeded = importlib.import_module("apps.runtimes.migrations.0002_seed_profiles")
-    options = next(profile["options"] for profile in seeded.PROFILES if profile["slug"] == PROFILE_NAME)
-    return Tolerance.from_options(options)
+    return Tolerance.from_options(seeded_profile_options())
 
 
 def _outputs(backend: str, path: Path, feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:

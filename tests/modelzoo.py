@@ -289,3 +289,45 @@ def set_external_location(model_path: Path, location: str) -> Path:
                 entry.value = location
     onnx.save_model(model, str(model_path))
     return model_path
+
+
+def make_concat_detector_onnx(path: Path, pixels: float, classes: int = 80) -> Path:
+    """A YOLO-style head: one output [1, anchors, 4 + classes] holding box coordinates in
+    pixels (0..`pixels`) beside sigmoid class scores in [0, 1]."""
+    rng = np.random.default_rng(0)
+    anchors = 16 * 16
+    weights = {
+        "w1": rng.normal(0, 0.3, (16, 3, 3, 3)),
+        "wb": rng.normal(0, 0.3, (4, 16, 1, 1)),
+        "ws": rng.normal(0, 0.3, (classes, 16, 1, 1)),
+    }
+    initializers = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()]
+    initializers += [
+        numpy_helper.from_array(np.array([1, 4, anchors], np.int64), "boxes_shape"),
+        numpy_helper.from_array(np.array([1, classes, anchors], np.int64), "scores_shape"),
+        numpy_helper.from_array(np.array(pixels, np.float32), "pixels"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["h"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Conv", ["hr", "wb"], ["b"]),
+        helper.make_node("Sigmoid", ["b"], ["bs"]),
+        helper.make_node("Mul", ["bs", "pixels"], ["bp"]),
+        helper.make_node("Reshape", ["bp", "boxes_shape"], ["boxes"]),
+        helper.make_node("Conv", ["hr", "ws"], ["s"]),
+        helper.make_node("Sigmoid", ["s"], ["ss"]),
+        helper.make_node("Reshape", ["ss", "scores_shape"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["joined"], axis=1),
+        helper.make_node("Transpose", ["joined"], ["detections"], perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "detector",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, anchors, 4 + classes])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path

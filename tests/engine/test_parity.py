@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.modelzoo import make_cnn_onnx, make_mlp_onnx
+from tests.modelzoo import make_cnn_onnx, make_concat_detector_onnx, make_mlp_onnx
 from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from workers.engine.errors import ModelError
 from workers.engine.parity import (
@@ -351,48 +351,6 @@ def test_optional_limits_are_checked_when_set() -> None:
 # --- parts of an output judged on their own ---------------------------------------------------
 
 
-def _detector(path: Path, pixels: float, classes: int = 80) -> Path:
-    """A YOLO-style head: one output [1, anchors, 4 + classes] holding box coordinates in
-    pixels (0..`pixels`) beside sigmoid class scores in [0, 1]."""
-    rng = np.random.default_rng(0)
-    anchors = 16 * 16
-    weights = {
-        "w1": rng.normal(0, 0.3, (16, 3, 3, 3)),
-        "wb": rng.normal(0, 0.3, (4, 16, 1, 1)),
-        "ws": rng.normal(0, 0.3, (classes, 16, 1, 1)),
-    }
-    initializers = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()]
-    initializers += [
-        numpy_helper.from_array(np.array([1, 4, anchors], np.int64), "boxes_shape"),
-        numpy_helper.from_array(np.array([1, classes, anchors], np.int64), "scores_shape"),
-        numpy_helper.from_array(np.array(pixels, np.float32), "pixels"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["image", "w1"], ["h"], pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["h"], ["hr"]),
-        helper.make_node("Conv", ["hr", "wb"], ["b"]),
-        helper.make_node("Sigmoid", ["b"], ["bs"]),
-        helper.make_node("Mul", ["bs", "pixels"], ["bp"]),
-        helper.make_node("Reshape", ["bp", "boxes_shape"], ["boxes"]),
-        helper.make_node("Conv", ["hr", "ws"], ["s"]),
-        helper.make_node("Sigmoid", ["s"], ["ss"]),
-        helper.make_node("Reshape", ["ss", "scores_shape"], ["scores"]),
-        helper.make_node("Concat", ["boxes", "scores"], ["joined"], axis=1),
-        helper.make_node("Transpose", ["joined"], ["detections"], perm=[0, 2, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "detector",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, anchors, 4 + classes])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save_model(model, str(path))
-    return path
-
-
 def _static_int8(original: Path, dest: Path) -> Path:
     """onnxruntime's static QDQ quantization of the whole graph (uint8 activations, as the
     `ort-int8-static-qdq` variant's x86 recipe): the concatenated output gets one scale, set by
@@ -418,7 +376,7 @@ def _static_int8(original: Path, dest: Path) -> Path:
 def test_a_detector_whose_class_scores_collapse_fails_naming_the_score_slice(tmp_path: Path, pixels: float) -> None:
     """At 640 px every score rounds to 0 (the issue's detector); at 160 px to three levels. The
     whole output still agrees to a cosine above 0.999: only the slices tell."""
-    original = _detector(tmp_path / "detector.onnx", pixels)
+    original = make_concat_detector_onnx(tmp_path / "detector.onnx", pixels)
     variant = _static_int8(original, tmp_path / "detector-int8.onnx")
     backend = OnnxRuntimeCpuBackend()
     inputs = [{"image": np.random.default_rng(i).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)} for i in range(4)]
@@ -443,7 +401,7 @@ def test_a_detector_whose_class_scores_collapse_fails_naming_the_score_slice(tmp
 def test_a_faithful_int8_detector_keeps_every_slice(tmp_path: Path) -> None:
     """The same head with scores and boxes on comparable scales: no slice is lost, and the
     worst slice's ratio is reported."""
-    original = _detector(tmp_path / "detector.onnx", pixels=1.0)
+    original = make_concat_detector_onnx(tmp_path / "detector.onnx", pixels=1.0)
     variant = _static_int8(original, tmp_path / "detector-int8.onnx")
     backend = OnnxRuntimeCpuBackend()
     inputs = [{"image": np.random.default_rng(i).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)} for i in range(4)]

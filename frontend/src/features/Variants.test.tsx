@@ -29,7 +29,7 @@ describe("VariantsTable", () => {
     expect(screen.getByText("onnxruntime:")).toBeTruthy();
   });
 
-  it("shows the quantization recipe a variant was built with", () => {
+  it("shows the quantization recipe a variant was built with, and what a mixed one kept in float", () => {
     const recipe =
       "U8S8 for x86-64 with VNNI (avx512_vnni): uint8 activations with int8 weights (U8S8), the pairing " +
       "onnxruntime's x86 integer kernels run natively; with VNNI the dot products sum into 32 bits, so weights " +
@@ -45,6 +45,17 @@ describe("VariantsTable", () => {
           pass_name: "ort-quantize-static",
           options: { recipe, activation_type: "uint8", per_channel: true },
         },
+        {
+          name: "ort-int8-static-mixed",
+          backend: "onnxruntime",
+          format: "onnx",
+          precision: "int8",
+          pass_name: "ort-quantize-static-mixed",
+          options: {
+            recipe,
+            reason: "keeping 4 of its 11 quantized activations in float (ss, scores, joined, detections)",
+          },
+        },
         { name: "ort-opt-all", backend: "onnxruntime", format: "onnx", precision: "fp32", pass_name: "ort-optimize" },
       ],
     };
@@ -58,7 +69,8 @@ describe("VariantsTable", () => {
         profile="x86-cpu"
       />,
     );
-    expect(screen.getByText(recipe)).toBeTruthy();
-    expect(document.querySelectorAll(".variant-recipe")).toHaveLength(1);
+    expect(screen.getAllByText(recipe)).toHaveLength(2);
+    expect(document.querySelectorAll(".variant-recipe")).toHaveLength(2);
+    expect(screen.getByText(/keeping 4 of its 11 quantized activations in float/)).toBeTruthy();
   });
 });

@@ -68,6 +68,9 @@ export function VariantsTable({
                       {typeof v.options?.recipe === "string" ? (
                         <div className="muted small variant-recipe">{v.options.recipe}</div>
                       ) : null}
+                      {typeof v.options?.reason === "string" ? (
+                        <div className="muted small variant-reason">{v.options.reason}</div>
+                      ) : null}
                     </th>
                     <td>{v.backend}</td>
                     <td>{v.precision}</td>

@@ -319,10 +319,91 @@ class OnnxRuntimeCpuBackend(Backend):
                         files=_variant_files(target),
                     )
                 )
+            static = next((v for v in variants if v.name == "ort-int8-static-qdq"), None)
+            if static is not None and samples:
+                mixed = self._mixed_precision(model_path, static, samples, specs, profile, external, out_dir, notes)
+                if mixed is not None:
+                    variants.append(mixed)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.record_build_notes(notes)
         return variants
+
+    def _mixed_precision(
+        self,
+        model_path: Path,
+        static: Variant,
+        samples: Mapping[str, np.ndarray],
+        specs: Sequence[TensorSpec],
+        profile: HardwareProfile,
+        external: bool,
+        out_dir: Path,
+        notes: list[str],
+    ) -> Variant | None:
+        """ort-int8-static-mixed: the static INT8 model with its most sensitive activations kept
+        in float, when the full INT8 model is out of tolerance on the calibration samples (see
+        `workers.engine.mixed_precision`); None, with a note saying why, otherwise."""
+        import onnx
+
+        from workers.engine import mixed_precision
+        from workers.engine.parity import Tolerance
+
+        name = "ort-int8-static-mixed"
+        if external:
+            notes.append(f"{name} was not searched: the model keeps its weights in a separate file.")
+            return None
+        feeds = list(calibration_feeds(samples, specs))[:MIXED_PROBE_SAMPLES]
+        tolerance = Tolerance.from_options(profile.options)
+        reference = mixed_precision._run(onnx.load(str(model_path)), feeds)
+        result = mixed_precision.search(onnx.load(str(static.path)), reference, feeds, tolerance)
+        probe = f"{len(feeds)} calibration samples"
+        if result.full_int8_passed:
+            notes.append(
+                f"{name} was not built: ort-int8-static-qdq is within the profile's tolerance on {probe}, so no "
+                "activation needs to stay in float."
+            )
+            return None
+        if result.model is None:
+            limit = max(1, int(result.quantized_activations * mixed_precision.MAX_FLOAT_SHARE))
+            notes.append(
+                f"{name} was not built: keeping up to {limit} of the {result.quantized_activations} quantized "
+                f"activations in float (the most sensitive of {result.measured} measured) did not bring the model "
+                f"within the profile's tolerance on {probe}; past that the speed-up of INT8 is gone. The full INT8 "
+                f"model: {' '.join(result.reasons[:1])}"
+            )
+            return None
+        target = out_dir / f"{name}.onnx"
+        onnx.save(result.model, str(target))
+        try:
+            self._check_loads(target, [CPU_PROVIDER])
+        except Exception as exc:  # onnxruntime's own exception types
+            _remove_variant_files(target)
+            notes.append(f"{name} was built but does not load, so it was dropped: {_runtime_error_text(exc)}")
+            return None
+        summary = result.summary()
+        kept = ", ".join(summary["kept_in_float"][:6]) + (" ..." if len(summary["kept_in_float"]) > 6 else "")
+        options = {
+            **{key: value for key, value in static.options.items() if key != "calibration_batches"},
+            "mixed_precision": summary,
+            "probe": probe,
+            "reason": (
+                f"ort-int8-static-qdq is out of tolerance on {probe} (worst slice "
+                f"{summary['full_int8_worst_slice_db']} dB); keeping {len(result.kept_in_float)} of its "
+                f"{result.quantized_activations} quantized activations in float ({kept}), the most sensitive "
+                f"measured, brings it to {summary['mixed_worst_slice_db']} dB, within tolerance."
+            ),
+        }
+        return Variant(
+            name=name,
+            backend=self.name,
+            path=target,
+            format="onnx",
+            precision="int8",
+            pass_name="ort-quantize-static-mixed",  # noqa: S106 - a pass, not a password
+            options=options,
+            tool_versions=dict(static.tool_versions),
+            files=_variant_files(target),
+        )
 
     def _optimizer(self, level: str, external: bool) -> Callable[[Path, Path], dict[str, Any]]:
         def build(model_path: Path, target: Path) -> dict[str, Any]:
@@ -382,6 +463,9 @@ class OnnxRuntimeCpuBackend(Backend):
 
 
 # --- variant builders -------------------------------------------------------------------
+
+# The mixed-precision search judges candidates on this many calibration samples.
+MIXED_PROBE_SAMPLES = 8
 
 
 def _preprocess_for_quantization(model_path: Path, scratch: Path, external: bool) -> tuple[Path, str]:
