@@ -370,6 +370,7 @@ def test_a_variant_that_does_not_load_is_dropped_with_a_note(
     assert [variant.name for variant in variants] == ["ort-opt-basic", "ort-opt-extended"]
     assert not (tmp_path / "out" / "ort-opt-all.onnx").exists()
     assert backend.last_build_notes == (
+        "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes).",
         "ort-opt-all was built but does not load, so it was dropped: simulated kernel mismatch",
     )
 
@@ -420,3 +421,79 @@ def test_unknown_backend_names_the_known_ones() -> None:
         get_backend("quantum")
     assert str(raised.value).startswith("There is no backend named 'quantum'; known backends: ")
     assert "onnxruntime" in str(raised.value)
+
+
+def _foldable_if_model(path: Path) -> Path:
+    """A model whose If tests the input's (static) width, with constant arithmetic in the
+    branch it takes: what exporters write for `if x.shape[1] == 512: x * (0.25 + 0.75)`."""
+    from onnx import numpy_helper
+
+    def constant(name: str, value: float) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array([value], np.float32)))
+
+    then_branch = helper.make_graph(
+        [constant("k1", 0.25), constant("k2", 0.75), helper.make_node("Add", ["k1", "k2"], ["k"]),
+         helper.make_node("Mul", ["x", "k"], ["scaled"])],
+        "then", [], [helper.make_tensor_value_info("scaled", TensorProto.FLOAT, [1, 512])],
+    )  # fmt: skip
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["negated"])],
+        "else", [], [helper.make_tensor_value_info("negated", TensorProto.FLOAT, [1, 512])],
+    )  # fmt: skip
+    weight = np.random.default_rng(0).standard_normal((512, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["x"], ["shape"]),
+            helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+            helper.make_node("Equal", ["width", "n512"], ["wide"]),
+            helper.make_node("If", ["wide"], ["branch"], then_branch=then_branch, else_branch=else_branch),
+            helper.make_node("MatMul", ["branch", "w"], ["y"]),
+        ],
+        "foldable",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [
+            numpy_helper.from_array(np.array(1, np.int64), "one"),
+            numpy_helper.from_array(np.array(512, np.int64), "n512"),
+            numpy_helper.from_array(weight, "w"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_foldable_graph_gets_a_simplified_variant_that_quantization_starts_from(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path
+) -> None:
+    model = _foldable_if_model(tmp_path / "foldable.onnx")
+    np.savez(tmp_path / "calibration.npz", x=np.random.default_rng(1).standard_normal((16, 512)).astype(np.float32))
+    variants = {
+        v.name: v
+        for v in backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "o")
+    }
+    simplified = variants["ort-simplified"]
+    assert simplified.pass_name == "onnx-simplify" and simplified.precision == "fp32"
+    options = simplified.options
+    assert (options["control_flow_before"], options["control_flow_after"]) == (1, 0)
+    assert options["nodes_after"] < options["nodes_before"] == 10  # 5 nodes, 4 + 1 in the branches
+    graph_ops = [node.op_type for node in onnx.load(str(simplified.path)).graph.node]
+    assert "If" not in graph_ops and "Shape" not in graph_ops
+    x = np.random.default_rng(2).standard_normal((1, 512)).astype(np.float32)
+    reference = backend.load(model).run({"x": x})["y"]
+    np.testing.assert_allclose(backend.load(simplified.path).run({"x": x})["y"], reference, rtol=1e-5, atol=1e-5)
+    # The quantized variants start from the simplified graph: no If left in them either.
+    for name in ("ort-int8-dynamic", "ort-int8-static-qdq"):
+        assert "simplified graph" in variants[name].options["preprocessing"], variants[name].options
+        assert "If" not in [node.op_type for node in onnx.load(str(variants[name].path)).graph.node]
+
+
+def test_a_graph_with_nothing_to_fold_gets_no_copy_and_a_note(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
+    assert "ort-simplified" not in [v.name for v in backend.build_variants(model, fp32_only, None, tmp_path / "o")]
+    assert "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes)." in (
+        backend.last_build_notes
+    )
