@@ -285,7 +285,7 @@ def test_static_int8_follows_the_recipe_of_the_cpu_it_runs_on(backend: OnnxRunti
         assert _cosine(backend.load(variant.path).run({"image": image})["logits"], reference) > 0.98, variant.options
 
 
-def test_an_opset_before_per_channel_qdq_gets_per_tensor_weights_and_says_why(
+def test_an_opset_before_per_channel_qdq_is_converted_up_for_per_channel_weights(
     backend: OnnxRuntimeCpuBackend, tmp_path: Path
 ) -> None:
     model = onnx.load(str(make_cnn_onnx(tmp_path / "cnn.onnx")))
@@ -296,8 +296,38 @@ def test_an_opset_before_per_channel_qdq_gets_per_tensor_weights_and_says_why(
         tmp_path / "cnn12.onnx", X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out"
     )
     static = next(v for v in variants if v.name == "ort-int8-static-qdq")
+    assert static.options["per_channel"] is True and _quantized_types(static.path)[1] == {1}
+    assert "Converted from opset 12 to 13 for per-channel weights." in static.options["preprocessing"]
+    assert _opset_of(static.path) >= 13
+
+
+def test_a_model_the_converter_cannot_take_keeps_its_opset_and_per_tensor_weights(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onnx import version_converter
+
+    def refuse(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
+        raise RuntimeError("No adapter for Conv from 12 to 13")
+
+    monkeypatch.setattr(version_converter, "convert_version", refuse)
+    model = onnx.load(str(make_cnn_onnx(tmp_path / "cnn.onnx")))
+    model.opset_import[0].version = 12
+    onnx.save(model, str(tmp_path / "cnn12.onnx"))
+    np.savez(tmp_path / "calibration.npz", image=np.random.default_rng(0).uniform(0, 1, (8, 3, 32, 32)).astype("f4"))
+    variants = backend.build_variants(
+        tmp_path / "cnn12.onnx", X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out"
+    )
+    static = next(v for v in variants if v.name == "ort-int8-static-qdq")
     assert static.options["per_channel"] is False and "opset 12 predates per-channel QDQ" in static.options["recipe"]
+    assert (
+        "Kept opset 12: converting it to 13 failed (No adapter for Conv from 12 to 13)."
+        in (static.options["preprocessing"])
+    )
     assert _quantized_types(static.path)[1] == {0}
+
+
+def _opset_of(path: Path) -> int:
+    return next(entry.version for entry in onnx.load(str(path)).opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def test_only_the_profile_precisions_are_built(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:

@@ -285,12 +285,23 @@ class OnnxRuntimeCpuBackend(Backend):
                 if simplified is not None and "fp32" in profile.precisions:
                     plans.insert(0, ("ort-simplified", "fp32", _copy_builder(simplified, stats)))
             if profile.device_kind == "cpu" and "int8" in profile.precisions:
-                source, prep_note = _preprocess_for_quantization(simplified or model_path, scratch, external)
-                if simplified is not None:
-                    prep_note = f"Quantized the simplified graph (see ort-simplified). {prep_note}"
+                start, opset, opset_note = simplified or model_path, _opset(header), ""
+                if calibration is not None and opset < PER_CHANNEL_MIN_OPSET and not external:
+                    # Per-channel weights need per-axis QDQ: convert the graph up first.
+                    start, opset, opset_note = _convert_opset(start, scratch, PER_CHANNEL_MIN_OPSET)
+                source, prep_note = _preprocess_for_quantization(start, scratch, external)
+                prep_note = " ".join(
+                    part
+                    for part in (
+                        "Quantized the simplified graph (see ort-simplified)." if simplified is not None else "",
+                        opset_note,
+                        prep_note,
+                    )
+                    if part
+                )
                 plans.append(("ort-int8-dynamic", "int8", _dynamic_quantizer(source, prep_note, external)))
                 if calibration is not None:
-                    recipe = _static_recipe(profile, calibration, header)
+                    recipe = _static_recipe(profile, calibration, opset)
                     quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs, recipe)
                     plans.append(("ort-int8-static-qdq", "int8", quantizer))
                 else:
@@ -590,12 +601,39 @@ def _dynamic_quantizer(source: Path, prep_note: str, external: bool) -> Callable
     return build
 
 
-def _static_recipe(profile: HardwareProfile, calibration: Calibration, header: Any) -> QuantRecipe:
+def _opset(model: ModelProto) -> int:
+    """The model's default-domain opset."""
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+
+
+def _convert_opset(model_path: Path, scratch: Path, target: int) -> tuple[Path, int, str]:
+    """The model converted to opset `target` (onnx's version converter), checked, in `scratch`,
+    with the sentence the variant's options carry; the model as it was, and why, when the
+    converter can't."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(model_path))
+    before = _opset(model)
+    try:
+        converted = version_converter.convert_version(model, target)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # the converter raises whatever its adapters raise
+        return (
+            model_path,
+            before,
+            f"Kept opset {before}: converting it to {target} failed ({_runtime_error_text(exc)}).",
+        )
+    path = scratch / f"opset{target}.onnx"
+    onnx.save(converted, str(path))
+    return path, target, f"Converted from opset {before} to {target} for per-channel weights."
+
+
+def _static_recipe(profile: HardwareProfile, calibration: Calibration, opset: int) -> QuantRecipe:
     """The static INT8 recipe for the CPU the profile's variants run on (see quant_recipes);
-    per-tensor where the model's opset predates per-axis QDQ."""
+    per-tensor where the graph's opset predates per-axis QDQ."""
     arch, flags = target_cpu(profile.options, *cpu_features())
     recipe = ort_static_recipe(arch, flags, per_channel=calibration.per_channel)
-    opset = next((entry.version for entry in header.opset_import if entry.domain in ("", "ai.onnx")), 0)
     if recipe.per_channel and opset < PER_CHANNEL_MIN_OPSET:
         return replace(
             recipe,
