@@ -331,3 +331,33 @@ def make_concat_detector_onnx(path: Path, pixels: float, classes: int = 80) -> P
     model.ir_version = 8
     onnx.save_model(model, str(path))
     return path
+
+
+def make_outlier_channel_onnx(path: Path) -> Path:
+    """A convolution whose input has one channel in pixels (0..640) beside two in [0, 1]: one
+    per-tensor activation scale for its input rounds the small channels away, and the output
+    channels that read only them collapse, whatever the whole output's cosine says."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)
+    weight[4:, 0] = 0.0  # output channels 4-7 read only the small input channels
+    weight[:4, 0] *= 0.01
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["image", "channel_scale"], ["scaled"]),
+            helper.make_node("Conv", ["scaled", "w"], ["features"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["features"], ["activated"]),
+            helper.make_node("GlobalAveragePool", ["activated"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["embedding"]),
+        ],
+        "outlier_channel",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 8])],
+        [
+            numpy_helper.from_array(np.array([640.0, 1.0, 1.0], np.float32).reshape(1, 3, 1, 1), "channel_scale"),
+            numpy_helper.from_array(weight, "w"),
+        ],
+    )
+    model = _finish(graph)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(path))
+    return path

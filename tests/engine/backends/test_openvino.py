@@ -11,7 +11,13 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-from tests.modelzoo import make_cnn_onnx, make_if_onnx, make_mlp_onnx, rapidocr_det_model_path
+from tests.modelzoo import (
+    make_cnn_onnx,
+    make_if_onnx,
+    make_mlp_onnx,
+    make_outlier_channel_onnx,
+    rapidocr_det_model_path,
+)
 from workers.engine.backends import openvino as openvino_backend
 from workers.engine.backends.base import BackendNotInstalled, Calibration, HardwareProfile, SupportReport, Variant
 from workers.engine.backends.openvino import OpenVinoBackend
@@ -186,7 +192,10 @@ def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[V
     np.savez(root / "calibration.npz", image=samples)
     backend = OpenVinoBackend(num_threads=1)
     variants = backend.build_variants(model_path, X86_CPU, Calibration(root / "calibration.npz"), root / "variants")
-    assert backend.last_build_notes == ()
+    # INT8 already within tolerance: nothing for the accuracy-controlled search to restore.
+    assert backend.last_build_notes == (
+        "ov-ir-int8-mixed was not built: ov-ir-int8 is within the profile's tolerance on 8 calibration samples.",
+    )
     return model_path, variants, backend
 
 
@@ -350,3 +359,59 @@ def test_published_list_says_where_it_comes_from() -> None:
     assert oplist.lookup("com.example", "Foo")[0] == "unsupported"
     statuses = {entry["status"] for ops in oplist.domains.values() for entry in ops.values()}
     assert statuses == {"supported", "unsupported"}
+
+
+def test_int8_out_of_tolerance_gets_an_accuracy_controlled_variant_that_passes(tmp_path: Path) -> None:
+    """One per-tensor scale for a convolution's input that holds a channel in pixels beside two
+    in [0, 1]: ov-ir-int8 loses the output channels that read the small ones; NNCF's accuracy
+    control, with the engine's parity rule as its metric, keeps that layer in float."""
+    from workers.engine.parity import Tolerance, compare_variant, run_session
+
+    model = make_outlier_channel_onnx(tmp_path / "outlier.onnx")
+    images = np.random.default_rng(1).uniform(0, 1, (16, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", image=images)
+    backend = OpenVinoBackend()
+    int8 = HardwareProfile("x86-cpu", "cpu", ("openvino",), ("int8",))
+    variants = {
+        v.name: v
+        for v in backend.build_variants(model, int8, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    }
+    assert "ov-ir-int8-mixed" in variants, backend.last_build_notes
+    # Judged on fresh images, as the parity step would.
+    feeds = [
+        {"image": image[None]} for image in np.random.default_rng(9).uniform(0, 1, (6, 3, 32, 32)).astype(np.float32)
+    ]
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    reference = [{"embedding": session.run(None, feed)[0]} for feed in feeds]
+
+    def verdict(name: str):
+        return compare_variant(reference, run_session(backend.load(variants[name].path), feeds), Tolerance())
+
+    assert not verdict("ov-ir-int8").passed and verdict("ov-ir-int8-mixed").passed
+    options = variants["ov-ir-int8-mixed"].options
+    assert 0 < options["quantizers_kept"] < options["quantizers_full"]
+    assert options["full_int8_worst_slice_db"] < 6 <= options["mixed_worst_slice_db"]
+    assert "NNCF's accuracy control kept" in options["reason"] and options["probe"] == "8 calibration samples"
+    assert variants["ov-ir-int8-mixed"].files[0].suffix == ".xml" and variants["ov-ir-int8-mixed"].files[1].is_file()
+
+
+def test_no_accuracy_controlled_variant_when_int8_is_within_tolerance(tmp_path: Path) -> None:
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    images = np.random.default_rng(3).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", image=images)
+    backend = OpenVinoBackend()
+    loose = HardwareProfile(
+        "loose",
+        "cpu",
+        ("openvino",),
+        ("int8",),
+        options={"min_cosine": 0.5, "min_slice_sqnr_db": 0, "min_top1_agreement": 0},
+    )
+    names = [
+        v.name
+        for v in backend.build_variants(model, loose, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    ]
+    assert "ov-ir-int8" in names and "ov-ir-int8-mixed" not in names
+    assert "ov-ir-int8-mixed was not built: ov-ir-int8 is within the profile's tolerance on 8 calibration samples." in (
+        backend.last_build_notes
+    )

@@ -390,8 +390,8 @@ class OnnxRuntimeCpuBackend(Backend):
             notes.append(
                 f"{name} was not built: keeping up to {limit} of the {result.quantized_activations} quantized "
                 f"activations in float (the most sensitive of {result.measured} measured) did not bring the model "
-                f"within the profile's tolerance on {probe}; past that the speed-up of INT8 is gone. The full INT8 "
-                f"model: {' '.join(result.reasons[:1])}"
+                f"within the profile's tolerance on {probe} (the search stops at half: past that most of the graph "
+                f"runs in float). The full INT8 model: {' '.join(result.reasons[:1])}"
             )
             return None
         target = out_dir / f"{name}.onnx"

@@ -38,7 +38,9 @@ import importlib.metadata
 import io
 import json
 import logging
+import math
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -335,8 +337,126 @@ class OpenVinoBackend(Backend):
                     files=(target, target.with_suffix(".bin")),
                 )
             )
+        int8 = next((v for v in variants if v.name == "ov-ir-int8"), None)
+        if int8 is not None and samples:
+            mixed = self._accuracy_controlled(model_path, converted, int8, samples, specs, profile, out_dir, notes)
+            if mixed is not None:
+                variants.append(mixed)
         self.record_build_notes(notes)
         return variants
+
+    def _accuracy_controlled(
+        self,
+        model_path: Path,
+        converted: Any,
+        int8: Variant,
+        samples: Mapping[str, np.ndarray],
+        specs: Sequence[TensorSpec],
+        profile: HardwareProfile,
+        out_dir: Path,
+        notes: list[str],
+    ) -> Variant | None:
+        """ov-ir-int8-mixed: when ov-ir-int8 is out of the profile's tolerance on the calibration
+        samples, NNCF's quantization with accuracy control, judged by the engine's own comparator
+        (per output and per slice, against the original model in onnxruntime): NNCF puts back
+        in float the quantizers that cost the most until the model passes. None, with a note
+        saying why, otherwise."""
+        import nncf
+        import onnx
+        import openvino
+
+        from workers.engine import mixed_precision
+        from workers.engine.parity import Tolerance, compare_variant, run_session
+
+        name = "ov-ir-int8-mixed"
+        feeds = list(calibration_feeds(samples, specs))
+        probe = feeds[:MIXED_PROBE_SAMPLES]
+        tolerance = Tolerance.from_options(profile.options)
+        reference = mixed_precision._run(onnx.load(str(model_path)), probe)
+        session = self.load(int8.path)
+        try:
+            full = compare_variant(reference, run_session(session, probe), tolerance)
+        finally:
+            session.close()
+        where = f"{len(probe)} calibration samples"
+        if full.passed:
+            notes.append(f"{name} was not built: ov-ir-int8 is within the profile's tolerance on {where}.")
+            return None
+        input_names = _port_names(converted, converted.inputs, "input_names")
+        output_names = _port_names(converted, converted.outputs, "output_names")
+
+        def validate(compiled: Any, items: Any) -> tuple[float, None]:
+            # NNCF hands over the compiled model; 1 when it passes the engine's rule, else 0.
+            runner = OpenVinoSession(compiled, input_names, output_names)
+            outputs = [runner.run(probe[index]) for index in items]
+            return (1.0 if compare_variant(reference, outputs, tolerance).passed else 0.0), None
+
+        started = time.monotonic()
+        try:
+            with _quiet_nncf():
+                restored = nncf.quantize_with_accuracy_control(
+                    converted.clone(),
+                    nncf.Dataset(feeds),
+                    nncf.Dataset(list(range(len(probe)))),
+                    validate,
+                    max_drop=0.0,
+                    preset=nncf.QuantizationPreset.PERFORMANCE,
+                    subset_size=len(feeds),
+                )
+        except Exception as exc:  # NNCF raises whatever its passes raise
+            notes.append(f"{name} was not built: NNCF's accuracy control failed: {_error_text(exc)}")
+            return None
+        seconds = time.monotonic() - started
+        quantizers = {
+            key: sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+            for key, model in (("full", self._read(int8.path)), ("mixed", restored))
+        }
+        check = OpenVinoSession(openvino.compile_model(restored, DEVICE), input_names, output_names)
+        try:
+            verdict = compare_variant(reference, run_session(check, probe), tolerance)
+        finally:
+            check.close()
+        if not verdict.passed:
+            notes.append(
+                f"{name} was not built: NNCF's accuracy control did not bring the model within the profile's "
+                f"tolerance on {where}: {' '.join(verdict.reasons[:1])}"
+            )
+            return None
+        target = out_dir / f"{name}.xml"
+        openvino.save_model(restored, str(target), compress_to_fp16=False)
+        float_quantizers = quantizers["full"] - quantizers["mixed"]
+        options = {
+            "preset": int8.options.get("preset"),
+            "accuracy_control": "NNCF quantize_with_accuracy_control, the engine's parity rule as its metric",
+            "quantizers_full": quantizers["full"],
+            "quantizers_kept": quantizers["mixed"],
+            "full_int8_worst_slice_db": _rounded_db(mixed_precision.score_db(full)),
+            "mixed_worst_slice_db": _rounded_db(mixed_precision.score_db(verdict)),
+            "probe": where,
+            "search_seconds": round(seconds, 1),
+            "reason": (
+                f"ov-ir-int8 is out of tolerance on {where} ({' '.join(full.reasons[:1])}); NNCF's accuracy "
+                f"control kept {float_quantizers} of its {quantizers['full']} quantizers' layers in float, which "
+                "brings it within tolerance."
+            ),
+        }
+        return Variant(
+            name=name,
+            backend=self.name,
+            path=target,
+            format="openvino-ir",
+            precision="int8",
+            pass_name="nncf-quantize-accuracy-control",  # noqa: S106 - a pass, not a password
+            options=options,
+            tool_versions=dict(int8.tool_versions),
+            files=(target, target.with_suffix(".bin")),
+        )
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        import openvino
+
+        return openvino.Core().read_model(str(path))
 
     # --- running ----------------------------------------------------------------------
 
@@ -368,6 +488,13 @@ class OpenVinoBackend(Backend):
 
 
 # --- variant builders -------------------------------------------------------------------
+
+# The accuracy-controlled quantization judges candidates on this many calibration samples.
+MIXED_PROBE_SAMPLES = 8
+
+
+def _rounded_db(value: float) -> float | None:
+    return round(value, 1) if math.isfinite(value) else None
 
 
 def _save_fp32(model: Any, target: Path) -> dict[str, Any]:
