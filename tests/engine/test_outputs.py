@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.engine.test_parity import _detector, _static_int8
-from tests.modelzoo import make_mlp_onnx
+from tests.engine.test_parity import _static_int8
+from tests.modelzoo import make_concat_detector_onnx, make_mlp_onnx
 from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from workers.engine.detections import decode, match
 from workers.engine.errors import ModelError
@@ -95,7 +95,7 @@ def test_a_declaration_that_does_not_fit_the_model_names_the_output_and_its_shap
 
 
 def test_inspection_refuses_a_declaration_the_model_does_not_fit(tmp_path: Path) -> None:
-    detector = _detector(tmp_path / "detector.onnx", 640.0)
+    detector = make_concat_detector_onnx(tmp_path / "detector.onnx", 640.0)
     declared = parse_output_declarations({"detections": {"kind": "detection", "scores": [4, 100]}})
     with pytest.raises(ModelError) as caught:
         inspect_model(detector, output_declarations=declared)
@@ -106,7 +106,7 @@ def test_inspection_refuses_a_declaration_the_model_does_not_fit(tmp_path: Path)
 
 
 def test_inspection_proposes_a_detection_head_from_the_graph(tmp_path: Path) -> None:
-    report = inspect_model(_detector(tmp_path / "detector.onnx", 640.0))
+    report = inspect_model(make_concat_detector_onnx(tmp_path / "detector.onnx", 640.0))
     assert report.output_semantics is not None
     proposal = report.output_semantics["detections"]
     assert proposal["kind"] == "detection" and proposal["source"] == "proposed"
@@ -117,7 +117,7 @@ def test_inspection_proposes_a_detection_head_from_the_graph(tmp_path: Path) -> 
 
 def test_a_declaration_wins_over_the_proposal(tmp_path: Path) -> None:
     declared = parse_output_declarations({"detections": {"kind": "raw"}})
-    report = inspect_model(_detector(tmp_path / "detector.onnx", 640.0), output_declarations=declared)
+    report = inspect_model(make_concat_detector_onnx(tmp_path / "detector.onnx", 640.0), output_declarations=declared)
     assert report.output_semantics is not None
     assert report.output_semantics["detections"]["kind"] == "raw"
     assert report.output_semantics["detections"]["source"] == "declared"
@@ -139,7 +139,7 @@ def test_a_classifier_is_proposed_as_one_and_nothing_is_invented_for_a_plain_out
 def test_a_detector_with_no_detections_left_fails_on_recall_and_names_the_score_columns(tmp_path: Path) -> None:
     """The issue's detector: static INT8 with one scale for pixel boxes and [0, 1] scores keeps a
     whole-output cosine above 0.999 and loses every detection."""
-    original = _detector(tmp_path / "detector.onnx", 640.0)
+    original = make_concat_detector_onnx(tmp_path / "detector.onnx", 640.0)
     reference, outputs = _runs(original, _static_int8(original, tmp_path / "detector-int8.onnx"))
     semantics = parse_output_declarations(DETECTOR)
 
@@ -159,7 +159,7 @@ def test_a_detector_with_no_detections_left_fails_on_recall_and_names_the_score_
 
 
 def test_a_faithful_detector_passes_with_its_detection_figures(tmp_path: Path) -> None:
-    original = _detector(tmp_path / "detector.onnx", 1.0)
+    original = make_concat_detector_onnx(tmp_path / "detector.onnx", 1.0)
     reference, outputs = _runs(original, _static_int8(original, tmp_path / "detector-int8.onnx"))
     verdict = compare_variant(reference, outputs, Tolerance(), parse_output_declarations(DETECTOR))
     assert verdict.passed, verdict.reasons
@@ -172,7 +172,7 @@ def test_a_faithful_detector_passes_with_its_detection_figures(tmp_path: Path) -
 def test_an_original_without_detections_is_said_not_judged(tmp_path: Path) -> None:
     """Nothing reaches the threshold in the original: recall is undefined, and the report says
     the detections were not checked instead of claiming they agree."""
-    original = _detector(tmp_path / "detector.onnx", 1.0)
+    original = make_concat_detector_onnx(tmp_path / "detector.onnx", 1.0)
     reference, outputs = _runs(original, original)
     declared = {"detections": {**DETECTOR["detections"], "score_threshold": 1.0}}
     verdict = compare_variant(reference, outputs, Tolerance(), parse_output_declarations(declared))
