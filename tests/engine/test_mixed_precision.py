@@ -17,6 +17,8 @@ from workers.engine.outputs import DetectionLayout, OutputSemantics
 from workers.engine.parity import Tolerance, compare_variant, run_session
 
 X86_INT8 = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("int8",))
+# 4 box columns in pixels, then 80 class scores.
+DETECTOR = OutputSemantics("detections", "detection", detection=DetectionLayout(boxes=(0, 4), scores=(4, 84)))
 
 
 def _images(seed: int, count: int) -> np.ndarray:
@@ -29,7 +31,10 @@ def detector_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, d
     model = make_concat_detector_onnx(folder / "detector.onnx", pixels=640.0)
     np.savez(folder / "calibration.npz", image=_images(1, 16))
     backend = OnnxRuntimeCpuBackend(intra_op_threads=1)
-    variants = backend.build_variants(model, X86_INT8, Calibration(folder / "calibration.npz"), folder / "out")
+    # The optimize step hands over what inspection says the outputs are, so the search judges
+    # its probe as the parity step will: this one as a detection head.
+    calibration = Calibration(folder / "calibration.npz", output_semantics={"detections": DETECTOR.to_dict()})
+    variants = backend.build_variants(model, X86_INT8, calibration, folder / "out")
     return model, {variant.name: variant for variant in variants}, list(backend.last_build_notes)
 
 
@@ -41,8 +46,7 @@ def test_a_detector_whose_full_int8_collapses_gets_a_mixed_variant_that_passes(d
     # output read as a detection head (4 box columns, then 80 class scores).
     feeds = [{"image": image[None]} for image in _images(7, 6)]
     reference = run_session(backend.load(model), feeds)
-    layout = DetectionLayout(boxes=(0, 4), scores=(4, 84))
-    semantics = {"detections": OutputSemantics("detections", "detection", detection=layout)}
+    semantics = {"detections": DETECTOR}
     tolerance = Tolerance()
 
     def judge(name: str):

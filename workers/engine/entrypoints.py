@@ -91,7 +91,7 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
     """Build one backend's variants for a profile.
 
     payload: source/format/workdir plus {"backend", "profile": HardwareProfile fields,
-    "calibration": path or null, "calibration_method", "per_channel", "out_dir"}.
+    "calibration": path or null, "calibration_method", "per_channel", "output_semantics", "out_dir"}.
     """
     from workers.engine.backends.base import Calibration, HardwareProfile
     from workers.engine.backends.registry import get_backend
@@ -118,6 +118,7 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
             path=Path(payload["calibration"]),
             method=payload.get("calibration_method", "minmax"),
             per_channel=None if payload.get("per_channel") is None else bool(payload["per_channel"]),
+            output_semantics=dict(payload.get("output_semantics") or {}),
         )
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
+    from workers.engine.outputs import OutputSemantics
     from workers.engine.parity import Tolerance, VariantParity
 
 MAX_FLOAT_SHARE = 0.5
@@ -206,12 +207,14 @@ def search(
     feeds: Sequence[Mapping[str, np.ndarray]],
     tolerance: Tolerance,
     *,
+    semantics: Mapping[str, OutputSemantics] | None = None,
     budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     max_float_share: float = MAX_FLOAT_SHARE,
     progress: Callable[[str], None] | None = None,
 ) -> MixedPrecisionResult:
     """Find the fewest activations to keep in float for `quantized` to match `reference` on
-    `feeds` within `tolerance` (see the module docstring)."""
+    `feeds` within `tolerance`, each output judged by what `semantics` says it is (a detection
+    head by its detections), as the parity step will (see the module docstring)."""
     from workers.engine.parity import compare_variant
 
     started = time.monotonic()
@@ -220,7 +223,7 @@ def search(
     def judge(model: onnx.ModelProto) -> VariantParity:
         nonlocal probes
         probes += 1
-        return compare_variant(reference, _run(model, feeds), tolerance)
+        return compare_variant(reference, _run(model, feeds), tolerance, semantics)
 
     pairs = activation_pairs(quantized)
     full = judge(quantized)
@@ -303,3 +306,10 @@ def _run(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> l
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     return [dict(zip(names, session.run(None, dict(feed)), strict=True)) for feed in feeds]
+
+
+def semantics_of(data: Mapping[str, Any] | None) -> dict[str, OutputSemantics]:
+    """Output semantics from inspection's report (name -> dict), as `search` takes them."""
+    from workers.engine.outputs import semantics_from_dict
+
+    return {name: semantics_from_dict(item) for name, item in (data or {}).items() if isinstance(item, Mapping)}

@@ -239,6 +239,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
         calibration = None
         if version.calibration is not None:
             calibration = str(materialize(version.calibration.storage_key, workdir / "calibration.npz"))
+        semantics = _output_semantics(job)
         for index, backend in enumerate(backends):
             start, end = 0.05 + 0.9 * index / len(backends), 0.05 + 0.9 * (index + 1) / len(backends)
             profile_fields = {
@@ -257,6 +258,8 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                         "backend": backend,
                         "profile": profile_fields,
                         "calibration": calibration,
+                        # A quantization search judges its probe by what the outputs are, as parity does.
+                        "output_semantics": semantics,
                         "out_dir": str(workdir / "variants" / backend),
                     },
                     sandbox_limits(),

@@ -141,6 +141,9 @@ class Calibration:
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool | None = None
     max_samples: int = 128
+    # What each output is (inspection's `output_semantics`, name -> dict): a search that judges
+    # quantized candidates on these samples (mixed precision) judges them as parity will.
+    output_semantics: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -343,7 +343,9 @@ class OnnxRuntimeCpuBackend(Backend):
                 )
             static = next((v for v in variants if v.name == "ort-int8-static-qdq"), None)
             if static is not None and samples:
-                mixed = self._mixed_precision(model_path, static, samples, specs, profile, external, out_dir, notes)
+                mixed = self._mixed_precision(
+                    model_path, static, samples, specs, profile, calibration, external, out_dir, notes
+                )
                 if mixed is not None:
                     variants.append(mixed)
         finally:
@@ -358,6 +360,7 @@ class OnnxRuntimeCpuBackend(Backend):
         samples: Mapping[str, np.ndarray],
         specs: Sequence[TensorSpec],
         profile: HardwareProfile,
+        calibration: Calibration | None,
         external: bool,
         out_dir: Path,
         notes: list[str],
@@ -377,7 +380,8 @@ class OnnxRuntimeCpuBackend(Backend):
         feeds = list(calibration_feeds(samples, specs))[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
         reference = mixed_precision._run(onnx.load(str(model_path)), feeds)
-        result = mixed_precision.search(onnx.load(str(static.path)), reference, feeds, tolerance)
+        semantics = mixed_precision.semantics_of(calibration.output_semantics if calibration else None)
+        result = mixed_precision.search(onnx.load(str(static.path)), reference, feeds, tolerance, semantics=semantics)
         probe = f"{len(feeds)} calibration samples"
         if result.full_int8_passed:
             notes.append(

@@ -339,7 +339,10 @@ class OpenVinoBackend(Backend):
             )
         int8 = next((v for v in variants if v.name == "ov-ir-int8"), None)
         if int8 is not None and samples:
-            mixed = self._accuracy_controlled(model_path, converted, int8, samples, specs, profile, out_dir, notes)
+            semantics = calibration.output_semantics if calibration is not None else None
+            mixed = self._accuracy_controlled(
+                model_path, converted, int8, samples, specs, profile, semantics, out_dir, notes
+            )
             if mixed is not None:
                 variants.append(mixed)
         self.record_build_notes(notes)
@@ -353,6 +356,7 @@ class OpenVinoBackend(Backend):
         samples: Mapping[str, np.ndarray],
         specs: Sequence[TensorSpec],
         profile: HardwareProfile,
+        output_semantics: Mapping[str, Any] | None,
         out_dir: Path,
         notes: list[str],
     ) -> Variant | None:
@@ -372,10 +376,11 @@ class OpenVinoBackend(Backend):
         feeds = list(calibration_feeds(samples, specs))
         probe = feeds[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
+        semantics = mixed_precision.semantics_of(output_semantics)
         reference = mixed_precision._run(onnx.load(str(model_path)), probe)
         session = self.load(int8.path)
         try:
-            full = compare_variant(reference, run_session(session, probe), tolerance)
+            full = compare_variant(reference, run_session(session, probe), tolerance, semantics)
         finally:
             session.close()
         where = f"{len(probe)} calibration samples"
@@ -389,7 +394,7 @@ class OpenVinoBackend(Backend):
             # NNCF hands over the compiled model; 1 when it passes the engine's rule, else 0.
             runner = OpenVinoSession(compiled, input_names, output_names)
             outputs = [runner.run(probe[index]) for index in items]
-            return (1.0 if compare_variant(reference, outputs, tolerance).passed else 0.0), None
+            return (1.0 if compare_variant(reference, outputs, tolerance, semantics).passed else 0.0), None
 
         started = time.monotonic()
         try:
@@ -413,7 +418,7 @@ class OpenVinoBackend(Backend):
         }
         check = OpenVinoSession(openvino.compile_model(restored, DEVICE), input_names, output_names)
         try:
-            verdict = compare_variant(reference, run_session(check, probe), tolerance)
+            verdict = compare_variant(reference, run_session(check, probe), tolerance, semantics)
         finally:
             check.close()
         if not verdict.passed:
