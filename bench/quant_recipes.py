@@ -184,7 +184,6 @@ def write_benchmarks(result: dict[str, Any]) -> None:
         "over plain onnxruntime's (below 1 is faster) with the 95% band, 3 interleaved trials in fresh "
         "processes, one thread, pinned to one core.",
         "",
-        "",
         "Where the recipe's variant is out of tolerance on the calibration samples, the build also searches for "
         "**mixed** precision (`workers/engine/mixed_precision.py`): the activations whose quantization hurts the "
         "outputs most stay in float, the fewest that bring the model within tolerance.",
@@ -199,11 +198,14 @@ def write_benchmarks(result: dict[str, Any]) -> None:
             f"{_ratio(rows[way])} | {_verdict(rows[way])}" if way in rows else "not built | -" for way in ALL_WAYS
         )
         lines.append(f"| `{key}` | {model['baseline_cpu_ms']:.3f} | {cells} |")
+    notes = []
     for key, model in result["models"].items():
         mixed = model["rows"].get("mixed")
         if mixed:
-            lines += ["", f"- `{key}`, mixed: {mixed['options']['reason']}"]
-        lines += [f"- `{key}`: {note}" for note in model["notes"] if "was not built" in note]
+            notes.append(f"- `{key}`, mixed: {mixed['options']['reason']}")
+        notes += [f"- `{key}`: {note}" for note in model["notes"] if "was not built" in note]
+    if notes:
+        lines += ["", *notes]
     section = "\n".join(lines) + "\n"
     pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
