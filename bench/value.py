@@ -571,7 +571,8 @@ def bench_model(
     calibration_path = folder / "calibration.npz"
     np.savez(calibration_path, **case.real(model_path, 1, CALIBRATION_SAMPLES))
 
-    profile = HardwareProfile(PROFILE_NAME, "cpu", tuple(backends), PRECISIONS)
+    # The seeded profile's options: its tolerance is what the quantization searches work to.
+    profile = HardwareProfile(PROFILE_NAME, "cpu", tuple(backends), PRECISIONS, options=seeded_profile_options())
     variants: list[Any] = []
     notes: list[str] = []
     build_seconds: dict[str, float] = {}
@@ -580,7 +581,9 @@ def bench_model(
         log(f"[{case.key}] building {name} variants")
         t0 = time.perf_counter()
         try:
-            built = backend.build_variants(model_path, profile, Calibration(calibration_path), folder / name)
+            # As the optimize step: quantization searches judge their probe by the output kinds.
+            calibration = Calibration(calibration_path, output_semantics=dict(report.output_semantics or {}))
+            built = backend.build_variants(model_path, profile, calibration, folder / name)
         except Exception as exc:  # a backend that can't build for this model is reported, not fatal
             built = []
             notes.append(f"{name} built no variant: {type(exc).__name__}: {str(exc)[:300]}")
