@@ -94,7 +94,7 @@ def build(model_path: Path, calibration: Path, folder: Path, semantics: dict[str
 def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: Any) -> dict[str, Any]:
     import numpy as np
 
-    from workers.engine.benchmark import BenchmarkConfig, BenchmarkFailed, BenchmarkRequest, benchmark_interleaved
+    from workers.engine.benchmark import BenchmarkFailed
     from workers.engine.inputs import InputPlan
     from workers.engine.inspection import inspect_model
     from workers.engine.outputs import semantics_from_dict
@@ -124,23 +124,7 @@ def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: A
     }
 
     value.log(f"[{key}] benchmarking the original and {len(built)} variants, {value.TRIALS} trials each")
-    inputs = [
-        {"name": recipe.name, "shape": list(recipe.shape), "dtype": recipe.dtype, "recipe": recipe.to_dict()}
-        for recipe in plan.recipes
-    ]
-    config = BenchmarkConfig(
-        trials=value.TRIALS,
-        max_seconds_per_point=seconds,
-        intra_op_threads=1,
-        pin_cores=(core,),
-        warmup_runs=5,
-        window_runs=30,
-        max_windows=10,
-        input_overrides=dict(plan.dims),
-    )
-    requests = [BenchmarkRequest("onnxruntime", model_path, inputs)]
-    requests += [BenchmarkRequest("onnxruntime", variant.path, inputs) for variant in built.values()]
-    outcomes = benchmark_interleaved(requests, config)
+    outcomes = value.measure(model_path, plan, [("onnxruntime", v.path) for v in built.values()], seconds, core)
     if isinstance(outcomes[0], BenchmarkFailed):
         raise SystemExit(f"[{key}] the original model could not be benchmarked: {outcomes[0]}")
     baseline = value._points(outcomes[0])[0]

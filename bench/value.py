@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -537,6 +537,32 @@ def cpu_ratio(baseline: Mapping[str, Any] | None, point: Mapping[str, Any] | Non
     }
 
 
+def measure(model_path: Path, plan: Any, entries: Sequence[tuple[str, Path]], seconds: float, core: int) -> list[Any]:
+    """The original model in plain onnxruntime, then each (backend, path), benchmarked with
+    `benchmark_interleaved` as the pipeline's benchmark step does (the input plan's data-like
+    inputs at its typical sizes), in TRIALS fresh processes round robin, one thread, pinned to
+    `core`: a BenchmarkResult or BenchmarkFailed each, the original's first."""
+    from workers.engine.benchmark import BenchmarkConfig, BenchmarkRequest, benchmark_interleaved
+
+    inputs = [
+        {"name": recipe.name, "shape": list(recipe.shape), "dtype": recipe.dtype, "recipe": recipe.to_dict()}
+        for recipe in plan.recipes
+    ]
+    config = BenchmarkConfig(
+        trials=TRIALS,
+        max_seconds_per_point=seconds,
+        intra_op_threads=1,
+        pin_cores=(core,),
+        warmup_runs=5,
+        window_runs=30,
+        max_windows=10,
+        input_overrides=dict(plan.dims),
+    )
+    requests = [BenchmarkRequest("onnxruntime", model_path, inputs)]
+    requests += [BenchmarkRequest(backend, path, inputs) for backend, path in entries]
+    return benchmark_interleaved(requests, config)
+
+
 def bench_model(
     case: ValueCase, workdir: Path, backends: list[str], seconds: float, core: int, tolerance: Any
 ) -> dict[str, Any]:
@@ -544,7 +570,7 @@ def bench_model(
 
     from workers.engine.backends.base import Calibration, HardwareProfile
     from workers.engine.backends.registry import get_backend
-    from workers.engine.benchmark import BenchmarkConfig, BenchmarkFailed, BenchmarkRequest, benchmark_interleaved
+    from workers.engine.benchmark import BenchmarkFailed
     from workers.engine.inputs import InputPlan
     from workers.engine.inspection import inspect_model
     from workers.engine.outputs import semantics_from_dict
@@ -604,23 +630,7 @@ def bench_model(
 
     log(f"[{case.key}] benchmarking the original and {len(variants)} variants, {TRIALS} trials each")
     # As the pipeline's benchmark step: the plan's data-like inputs at its typical sizes.
-    inputs = [
-        {"name": recipe.name, "shape": list(recipe.shape), "dtype": recipe.dtype, "recipe": recipe.to_dict()}
-        for recipe in plan.recipes
-    ]
-    config = BenchmarkConfig(
-        trials=TRIALS,
-        max_seconds_per_point=seconds,
-        intra_op_threads=1,
-        pin_cores=(core,),
-        warmup_runs=5,
-        window_runs=30,
-        max_windows=10,
-        input_overrides=dict(plan.dims),
-    )
-    requests = [BenchmarkRequest("onnxruntime", model_path, inputs)]
-    requests += [BenchmarkRequest(variant.backend, variant.path, inputs) for variant in variants]
-    outcomes = benchmark_interleaved(requests, config)
+    outcomes = measure(model_path, plan, [(variant.backend, variant.path) for variant in variants], seconds, core)
     baseline_outcome = outcomes[0]
     if isinstance(baseline_outcome, BenchmarkFailed):
         raise SystemExit(f"[{case.key}] the original model could not be benchmarked: {baseline_outcome}")
