@@ -360,3 +360,31 @@ def test_a_declaration_for_an_input_the_model_lacks_names_its_inputs(tmp_path: P
     with pytest.raises(ModelError) as raised:
         _plan(stateful(tmp_path / "vad.onnx"), {"inputs": {"sample_rate": {"value": 8000}}})
     assert "'sample_rate'" in raised.value.message and "'sr'" in raised.value.message
+
+
+def test_a_constant_whose_data_does_not_fit_its_shape_is_skipped_not_raised(tmp_path: Path) -> None:
+    """Found by fuzzing inspection: a scalar initializer carrying four floats of raw data made
+    the input planner raise numpy's ValueError; inspection must end in a report or a ModelError."""
+    from onnx import TensorProto, helper
+
+    from workers.engine.errors import ModelError
+    from workers.engine.inspection import inspect_model
+
+    bad = TensorProto(name="offset", data_type=TensorProto.FLOAT, dims=[], raw_data=b"\0" * 16)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "offset"], ["y"])],
+        "misfit",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [bad],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "misfit.onnx"
+    path.write_bytes(model.SerializeToString())
+    try:
+        report = inspect_model(path)
+    except ModelError as exc:
+        assert exc.message
+    else:
+        assert report.input_plan is not None

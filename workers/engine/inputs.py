@@ -361,15 +361,25 @@ def _constants(graph: GraphProto) -> dict[str, Any]:
     large ones only the shape matters here, so they map to their dims."""
     from onnx import numpy_helper
 
+    def array(tensor: Any) -> Any:
+        try:
+            return numpy_helper.to_array(tensor)
+        except (ValueError, TypeError):
+            return None  # data that doesn't fit its dims or type: the checker has its say
+
     found: dict[str, Any] = {}
     for tensor in graph.initializer:
         small = math.prod(tensor.dims) <= 4096 and tensor.data_location != 1  # 1: external data
-        found[tensor.name] = numpy_helper.to_array(tensor) if small else tuple(tensor.dims)
+        value = array(tensor) if small else tuple(tensor.dims)
+        if value is not None:
+            found[tensor.name] = value
     for node in graph.node:
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" and node.output:
             for attribute in node.attribute:
                 if attribute.name == "value" and math.prod(attribute.t.dims) <= 4096:
-                    found[node.output[0]] = numpy_helper.to_array(attribute.t)
+                    value = array(attribute.t)
+                    if value is not None:
+                        found[node.output[0]] = value
     return found
 
 
