@@ -364,8 +364,8 @@ def _constants(graph: GraphProto) -> dict[str, Any]:
     def array(tensor: Any) -> Any:
         try:
             return numpy_helper.to_array(tensor)
-        except (ValueError, TypeError):
-            return None  # data that doesn't fit its dims or type: the checker has its say
+        except Exception:  # data that doesn't fit its dims, an unknown type...: the checker has its say
+            return None
 
     found: dict[str, Any] = {}
     for tensor in graph.initializer:

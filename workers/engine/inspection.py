@@ -377,8 +377,8 @@ def _propagation_would_explode(model: ModelProto) -> bool:
 
         try:
             return [float(v) for v in numpy_helper.to_array(tensor).reshape(-1)]
-        except (ValueError, TypeError):
-            return None  # a constant numpy can't read: the checker has its say
+        except Exception:  # a constant numpy can't read (misfit data, an unknown type): the checker has its say
+            return None
 
     for node in amplifiers:
         count = 0.0
