@@ -177,6 +177,13 @@ def test_external_data_outside_the_folder(external_model: Path, location: str) -
     assert f"'{location}'" in error.message
 
 
+def test_an_external_data_name_with_a_null_byte_is_refused(external_model: Path) -> None:
+    """Found by fuzzing inspection: the path check raised Python's ValueError on it."""
+    set_external_location(external_model, "weights\0.bin")
+    error = _inspect_error(external_model)
+    assert error.code == "invalid_model" and "null byte" in error.message
+
+
 def test_zip_upload_end_to_end(tmp_path: Path, external_model: Path) -> None:
     upload = make_zip(
         tmp_path / "upload.zip",

@@ -587,6 +587,12 @@ def _check_external_data(model: ModelProto, model_dir: Path) -> tuple[ExternalDa
 
 
 def _external_data_path(root: Path, location: str, tensor_name: str) -> Path:
+    if "\0" in location:
+        raise ModelError(
+            "invalid_model",
+            f"The model says the weights for {tensor_name} are in a file whose name holds a null byte, which "
+            "no file can have. Export the model again, with its external data files saved next to it.",
+        )
     unsafe = (
         PurePosixPath(location).is_absolute()
         or PureWindowsPath(location).is_absolute()
