@@ -97,7 +97,7 @@ def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: A
     from workers.engine.benchmark import BenchmarkFailed
     from workers.engine.inputs import InputPlan
     from workers.engine.inspection import inspect_model
-    from workers.engine.outputs import semantics_from_dict
+    from workers.engine.outputs import semantics_map
     from workers.engine.parity import evidence_inputs
 
     case = value.CASES[key]
@@ -108,7 +108,7 @@ def bench_model(key: str, workdir: Path, seconds: float, core: int, tolerance: A
     case.make(model_path)
     report = inspect_model(model_path)
     plan = InputPlan.from_dict(report.input_plan or {})
-    semantics = {name: semantics_from_dict(data) for name, data in (report.output_semantics or {}).items()}
+    semantics = semantics_map(report.output_semantics)
     np.savez(folder / "real.npz", **case.real(model_path, 2, value.EVAL_SAMPLES))
     real = evidence_inputs(model_path, folder / "real.npz", samples=value.EVAL_SAMPLES)
     np.savez(folder / "calibration.npz", **case.real(model_path, 1, value.CALIBRATION_SAMPLES))

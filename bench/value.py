@@ -573,7 +573,7 @@ def bench_model(
     from workers.engine.benchmark import BenchmarkFailed
     from workers.engine.inputs import InputPlan
     from workers.engine.inspection import inspect_model
-    from workers.engine.outputs import semantics_from_dict
+    from workers.engine.outputs import semantics_map
     from workers.engine.parity import evidence_inputs
     from workers.engine.recommend import recommend
 
@@ -587,7 +587,7 @@ def bench_model(
     # What inspection tells the pipeline: how to generate inputs, and what each output is.
     report = inspect_model(model_path)
     plan = InputPlan.from_dict(report.input_plan or {})
-    semantics = {name: semantics_from_dict(data) for name, data in (report.output_semantics or {}).items()}
+    semantics = semantics_map(report.output_semantics)
 
     log(f"[{case.key}] making inputs")
     generated = evidence_inputs(model_path, samples=EVAL_SAMPLES)

@@ -203,7 +203,7 @@ def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) ->
     output is, by name (`OutputSemantics.to_dict`, optional)}
     """
     from workers.engine.backends.registry import get_backend
-    from workers.engine.outputs import semantics_from_dict
+    from workers.engine.outputs import semantics_map
     from workers.engine.parity import Tolerance, compare_variant, run_session
 
     store = Path(payload["store"])
@@ -215,7 +215,7 @@ def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) ->
         outputs = run_session(session, inputs)
     finally:
         session.close()
-    semantics = {name: semantics_from_dict(data) for name, data in (payload.get("semantics") or {}).items()}
+    semantics = semantics_map(payload.get("semantics"))
     return compare_variant(reference, outputs, tolerance, semantics).to_dict()
 
 

@@ -318,10 +318,3 @@ def _run(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> l
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     return [dict(zip(names, session.run(None, dict(feed)), strict=True)) for feed in feeds]
-
-
-def semantics_of(data: Mapping[str, Any] | None) -> dict[str, OutputSemantics]:
-    """Output semantics from inspection's report (name -> dict), as `search` takes them."""
-    from workers.engine.outputs import semantics_from_dict
-
-    return {name: semantics_from_dict(item) for name, item in (data or {}).items() if isinstance(item, Mapping)}

@@ -249,9 +249,14 @@ def resolve_semantics(
     declared: Mapping[str, OutputSemantics], proposed: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, OutputSemantics]:
     """Declarations win; proposals from inspection (as stored in its report) fill the rest."""
-    resolved = {name: semantics_from_dict(data) for name, data in (proposed or {}).items()}
+    resolved = semantics_map(proposed)
     resolved.update(declared)
     return resolved
+
+
+def semantics_map(data: Mapping[str, Any] | None) -> dict[str, OutputSemantics]:
+    """Output semantics by name from a report or payload (name -> `OutputSemantics.to_dict()`)."""
+    return {name: semantics_from_dict(item) for name, item in (data or {}).items() if isinstance(item, Mapping)}
 
 
 def semantics_from_dict(data: Mapping[str, Any]) -> OutputSemantics:

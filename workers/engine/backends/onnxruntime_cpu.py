@@ -371,6 +371,7 @@ class OnnxRuntimeCpuBackend(Backend):
         import onnx
 
         from workers.engine import mixed_precision
+        from workers.engine.outputs import semantics_map
         from workers.engine.parity import Tolerance
 
         name = "ort-int8-static-mixed"
@@ -380,7 +381,7 @@ class OnnxRuntimeCpuBackend(Backend):
         feeds = list(calibration_feeds(samples, specs))[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
         reference = mixed_precision._run(onnx.load(str(model_path)), feeds)
-        semantics = mixed_precision.semantics_of(calibration.output_semantics if calibration else None)
+        semantics = semantics_map(calibration.output_semantics if calibration else None)
         result = mixed_precision.search(onnx.load(str(static.path)), reference, feeds, tolerance, semantics=semantics)
         probe = f"{len(feeds)} calibration samples"
         if result.full_int8_passed:

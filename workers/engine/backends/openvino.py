@@ -370,13 +370,14 @@ class OpenVinoBackend(Backend):
         import openvino
 
         from workers.engine import mixed_precision
+        from workers.engine.outputs import semantics_map
         from workers.engine.parity import Tolerance, compare_variant, run_session
 
         name = "ov-ir-int8-mixed"
         feeds = list(calibration_feeds(samples, specs))
         probe = feeds[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
-        semantics = mixed_precision.semantics_of(output_semantics)
+        semantics = semantics_map(output_semantics)
         reference = mixed_precision._run(onnx.load(str(model_path)), probe)
         session = self.load(int8.path)
         try:
