@@ -41,6 +41,11 @@ def load_graph(model_path: Path, *, file_format: str | None = "protobuf") -> Mod
         ) from None
 
 
+def default_opset(model: ModelProto) -> int:
+    """The model's default-domain ("" or "ai.onnx") opset version; 0 when it names none."""
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+
+
 def walk_graphs(graph: GraphProto) -> Iterator[GraphProto]:
     """The graph, then every subgraph (If/Loop/Scan bodies) inside it, depth first."""
     yield graph

@@ -27,7 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine.backends._onnx_graph import label_nodes, load_graph, probe_model, walk_graphs, walk_nodes
+from workers.engine.backends._onnx_graph import (
+    default_opset,
+    label_nodes,
+    load_graph,
+    probe_model,
+    walk_graphs,
+    walk_nodes,
+)
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -285,7 +292,7 @@ class OnnxRuntimeCpuBackend(Backend):
                 if simplified is not None and "fp32" in profile.precisions:
                     plans.insert(0, ("ort-simplified", "fp32", _copy_builder(simplified, stats)))
             if profile.device_kind == "cpu" and "int8" in profile.precisions:
-                start, opset, opset_note = simplified or model_path, _opset(header), ""
+                start, opset, opset_note = simplified or model_path, default_opset(header), ""
                 if calibration is not None and opset < PER_CHANNEL_MIN_OPSET and not external:
                     # Per-channel weights need per-axis QDQ: convert the graph up first.
                     start, opset, opset_note = _convert_opset(start, scratch, PER_CHANNEL_MIN_OPSET)
@@ -606,11 +613,6 @@ def _dynamic_quantizer(source: Path, prep_note: str, external: bool) -> Callable
     return build
 
 
-def _opset(model: ModelProto) -> int:
-    """The model's default-domain opset."""
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
-
-
 def _convert_opset(model_path: Path, scratch: Path, target: int) -> tuple[Path, int, str]:
     """The model converted to opset `target` (onnx's version converter), checked, in `scratch`,
     with the sentence the variant's options carry; the model as it was, and why, when the
@@ -619,7 +621,7 @@ def _convert_opset(model_path: Path, scratch: Path, target: int) -> tuple[Path, 
     from onnx import version_converter
 
     model = onnx.load(str(model_path))
-    before = _opset(model)
+    before = default_opset(model)
     try:
         converted = version_converter.convert_version(model, target)
         onnx.checker.check_model(converted)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
+from workers.engine.backends._onnx_graph import default_opset
 from workers.engine.errors import ModelError
 from workers.engine.importers import parity
 from workers.engine.importers.base import (
@@ -371,8 +372,7 @@ def _onnx_signature(onnx_path: Path) -> tuple[tuple[InputSpec, ...], int]:
         )
         dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
         specs.append(InputSpec(value.name, shape, dtype))
-    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
-    return tuple(specs), opset
+    return tuple(specs), default_opset(model)
 
 
 def _export_first_that_works(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from workers.engine import archive
 from workers.engine.archive import MEMBER_PARSE_ERRORS
+from workers.engine.backends._onnx_graph import default_opset
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
@@ -785,7 +786,7 @@ def _write_onnx(proto: Any, storage: Any, specs: Sequence[InputSpec], out_dir: P
 
     if storage is not None and storage.name_to_tensor_data:
         _inline_external_tensors(proto, storage.name_to_tensor_data)
-    opset = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), 0)
+    opset = default_opset(proto)
     _refuse_unconverted_ops(proto, opset)
     _set_input_dims(proto, specs)
 
