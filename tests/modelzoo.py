@@ -361,3 +361,35 @@ def make_outlier_channel_onnx(path: Path) -> Path:
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, str(path))
     return path
+
+
+def make_activation_cnn_onnx(path: Path, activation: str = "Mish", opset: int = 18) -> Path:
+    """A CNN on a 1x3x32x32 "image" whose activation is `activation` (an operator ONNX defines
+    by a function body, e.g. Mish, Swish, Softsign): Conv -> activation -> GlobalAveragePool
+    -> Flatten -> Gemm -> 10 logits. MNN's converter refuses Mish and Swish, ncnn's Swish and
+    Softsign; each runs once the node is expanded into its ONNX definition."""
+    rng = np.random.default_rng(2)
+    weights = {
+        "conv_w": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
+        "conv_b": (rng.standard_normal(8) * 0.1).astype(np.float32),
+        "fc_w": (rng.standard_normal((10, 8)) * 0.5).astype(np.float32),
+        "fc_b": np.zeros(10, dtype=np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+            helper.make_node(activation, ["conv"], ["act"], name=activation.lower()),
+            helper.make_node("GlobalAveragePool", ["act"], ["pool"], name="pool"),
+            helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
+            helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1, name="fc"),
+        ],
+        f"{activation.lower()}_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        initializer=[numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name=PRODUCER)
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(path))
+    return path

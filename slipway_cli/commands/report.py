@@ -294,6 +294,9 @@ def _support_lines(validate: Mapping[str, Any]) -> list[str]:
         if report.get("error"):
             detail += f"; {report['error']}"
         lines.append(f"    {backend}{runtime}: {verdict}{detail}")
+        remediation = report.get("remediation")
+        if isinstance(remediation, Mapping) and remediation.get("summary"):
+            lines.append(f"      {remediation['summary']}")
     return lines
 
 

@@ -113,6 +113,10 @@ def test_op_support_problems_and_failed_steps_are_spelled_out():
                                 {"op_type": "TopK", "status": "fallback"},
                                 {"op_type": "Conv", "status": "supported"},
                             ],
+                            "remediation": {
+                                "rewrites": [],
+                                "summary": "No rewrite Slipway knows made openvino take the model (tried 1: ...).",
+                            },
                         },
                         "mnn": {"verdict": "not_installed", "installed": False},
                     }
@@ -123,7 +127,7 @@ def test_op_support_problems_and_failed_steps_are_spelled_out():
     text = render(version, None, "Version 3 of scorer has a pipeline run that is failed.")
     assert "  optimize failed on x86-cpu" in text
     assert "  optimize failed: MNN crashed converting the model." in text
-    assert "    openvino 2025.3: partial; unsupported: NonMaxSuppression; falls back: TopK" in text
+    assert "    openvino 2025.3: partial; unsupported: NonMaxSuppression; falls back: TopK\n      No rewrite" in text
     assert "    mnn: not installed on the worker" in text
 
 

@@ -28,8 +28,43 @@ def test_rows_cover_every_op_of_every_backend_and_count_problems():
         "reason": "converter crashed (SIGSEGV)",
         "nodes": [],
         "device": "",
+        "after_rewrite": "",
     }
     assert foo["cells"]["onnxruntime"]["reason"] == "no kernel"
     assert foo["cells"]["openvino"]["status"] == "unknown"
     assert matrix["problems"] == 2
     assert matrix["verdicts"] == {"mnn": "error", "onnxruntime": "partial", "openvino": "full"}
+    assert matrix["remedies"] == {}
+
+
+def test_an_op_a_rewrite_makes_run_is_marked_with_the_rewrite():
+    remediation = {
+        "rewrites": ["expand-functions"],
+        "fixed": [{"domain": "ai.onnx", "op_type": "Mish"}],
+        "refused": [{"domain": "ai.onnx", "op_type": "Mish", "nodes": ["mish"]}],
+        "summary": "mnn runs the model after rewrite expand-functions: expanded 1 Mish node.",
+    }
+    failed = {"rewrites": [], "fixed": [], "summary": "No rewrite Slipway knows made ncnn take the model."}
+    matrix = build_matrix(
+        {
+            "mnn": {
+                "verdict": "partial",
+                "ops": [_op("Conv", "supported"), _op("Mish", "unsupported", "not in MNN")],
+                "remediation": remediation,
+            },
+            "ncnn": {
+                "verdict": "partial",
+                "ops": [_op("Conv", "supported"), _op("Mish", "unsupported", "no layer")],
+                "remediation": failed,
+            },
+        }
+    )
+    conv, mish = matrix["rows"]
+    assert mish["cells"]["mnn"]["status"] == "unsupported"
+    assert mish["cells"]["mnn"]["after_rewrite"] == "expand-functions"
+    assert mish["cells"]["ncnn"]["after_rewrite"] == ""
+    assert conv["cells"]["mnn"]["after_rewrite"] == ""
+    assert matrix["remedies"] == {
+        "mnn": {"rewrites": ["expand-functions"], "summary": remediation["summary"]},
+        "ncnn": {"rewrites": [], "summary": failed["summary"]},
+    }

@@ -170,3 +170,36 @@ def test_embedded_profile_builds_mnn_and_ncnn_variants_and_a_custom_op_is_named(
         assert foo["cells"][backend]["reason"]
     relu = next(row for row in validate["matrix"]["rows"] if row["op_type"] == "Relu")
     assert relu["cells"]["onnxruntime"]["status"] == "supported"
+
+
+def test_an_op_mnn_refuses_is_rewritten_and_its_variants_run_there(personas, celery_worker_process, tmp_path):
+    """Mish, which MNN's converter refuses, is expanded into ONNX's own definition of it: the
+    matrix says MNN runs it after that rewrite, and MNN's variants, built from the rewritten
+    model, pass parity against the original and are benchmarked."""
+    client = client_for(personas.owner)
+    model = modelzoo.make_activation_cnn_onnx(tmp_path / "mish.onnx", "Mish")
+    response = client.post(
+        "/api/v1/models/mish-arm/versions/",
+        {"file": SimpleUploadedFile("mish.onnx", model.read_bytes()), "profiles": "arm-cpu-mnn", "team": "vision"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = _finished(client, response.json()["id"])
+    assert body["status"] == VersionStatus.READY, body["latest_run"]
+    matrix = body["reports"]["validate"]["arm-cpu-mnn"]["matrix"]
+    mish = next(row for row in matrix["rows"] if row["op_type"] == "Mish")
+    assert mish["cells"]["mnn"]["status"] == "unsupported"
+    assert mish["cells"]["mnn"]["after_rewrite"] == "expand-functions"
+    assert mish["cells"]["ncnn"]["status"] == "supported"
+    assert "mnn runs the model after rewrite expand-functions" in matrix["remedies"]["mnn"]["summary"]
+
+    variants = body["reports"]["optimize"]["arm-cpu-mnn"]["variants"]
+    rewritten = {v["name"] for v in variants if v["backend"] == "mnn"}
+    assert rewritten and all(
+        v["options"]["rewrites"] == ["expand-functions"] for v in variants if v["backend"] == "mnn"
+    ), variants
+    parity = body["reports"]["parity"]["arm-cpu-mnn"]["variants"]
+    fp32 = next(v["name"] for v in variants if v["backend"] == "mnn" and v["precision"] == "fp32")
+    assert parity[fp32]["passed"] is True, parity[fp32]
+    benchmark = body["reports"]["benchmark"]["arm-cpu-mnn"]["variants"]
+    assert all(benchmark[name].get("points") for name in rewritten), {n: benchmark[n] for n in rewritten}

@@ -84,7 +84,20 @@ def validate_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
             verdict="not_installed",
             notes=(f"Slipway has no {name} backend on this worker and no published operator list for it.",),
         ).to_dict()
-    return backend.check_support(model_path).to_dict()
+    report = backend.check_support(model_path)
+    result = report.to_dict()
+    if report.installed and report.verdict in ("partial", "none"):
+        # Op-support remediation: the rewrites that keep the model's function and let this
+        # backend take it; optimize builds the backend's variants from the rewritten model.
+        from workers.engine.remediation import find
+
+        progress(0.5, f"trying rewrites {name} would take")
+        scratch = Path(payload["workdir"]) / f"rewrites-{name}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        remedy = find(model_path, backend, report, scratch, progress=lambda message: progress(0.6, message))
+        if remedy is not None:
+            result["remediation"] = {**remedy.to_dict(), "summary": remedy.summary()}
+    return result
 
 
 def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
@@ -122,11 +135,42 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
         )
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    rewrites = [str(name) for name in payload.get("rewrites") or []]
+    notes: list[str] = []
+    steps: list[dict[str, str]] = []
+    if rewrites:
+        # validate found that this backend takes the model only after these rewrites.
+        from workers.engine.remediation import RewriteFailed, apply
+
+        progress(0.05, f"rewriting the model for {backend.name}: {' + '.join(rewrites)}")
+        try:
+            model_path, applied = apply(
+                model_path,
+                rewrites,
+                payload.get("refused") or [],
+                out_dir.parent / f"rewritten-{backend.name}" / "model.onnx",
+            )
+            steps = [{"rewrite": step.rewrite, "detail": step.detail} for step in applied]
+            notes.append(
+                f"Built from the model after rewrite {' + '.join(rewrites)} "
+                f"({'; '.join(step['detail'] for step in steps)}), which {backend.name} takes whole; "
+                "parity judges each variant against the original model."
+            )
+        except RewriteFailed as exc:
+            rewrites = []
+            notes.append(f"The rewrite validate found no longer applies ({exc}); built from the model as uploaded.")
     progress(0.1, f"building {backend.name} variants")
     variants = backend.build_variants(model_path, profile, calibration, out_dir)
+    if rewrites:
+        for variant in variants:
+            variant.options["rewrites"] = rewrites
+            variant.options["rewrite_steps"] = steps
     # What was not built, and why (no calibration data, a conversion that failed...): the
     # report says so rather than showing fewer variants without a word.
-    return {"variants": [variant.to_dict() for variant in variants], "notes": list(backend.last_build_notes)}
+    return {
+        "variants": [variant.to_dict() for variant in variants],
+        "notes": [*notes, *backend.last_build_notes],
+    }
 
 
 def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:

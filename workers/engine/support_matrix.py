@@ -9,12 +9,21 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """reports: backend name -> SupportReport.to_dict() (or an error report).
 
     Returns {"backends": [...], "rows": [{"domain", "op_type", "cells": {backend: cell}}],
-    "verdicts": {backend: verdict}, "problems": n}. A cell is {"status", "reason", "nodes",
-    "device"}; a backend that could not answer gives cells of status "unknown".
+    "verdicts": {backend: verdict}, "remedies": {backend: remedy}, "problems": n}. A cell is
+    {"status", "reason", "nodes", "device", "after_rewrite"}; a backend that could not answer
+    gives cells of status "unknown". `after_rewrite` names the rewrite chain after which the
+    backend runs an op it refuses ("" when none does); a remedy is {"rewrites", "summary"} for
+    each backend whose report tried rewrites (see workers/engine/remediation.py).
     """
     backends = sorted(reports)
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    remedies: dict[str, dict[str, Any]] = {}
     for backend in backends:
+        remediation = reports[backend].get("remediation") or {}
+        rewrites = list(remediation.get("rewrites") or [])
+        fixed = {(op.get("domain") or "ai.onnx", op["op_type"]) for op in remediation.get("fixed", [])}
+        if remediation:
+            remedies[backend] = {"rewrites": rewrites, "summary": remediation.get("summary", "")}
         for op in reports[backend].get("ops", []):
             key = (op.get("domain") or "ai.onnx", op["op_type"])
             rows.setdefault(key, {})[backend] = {
@@ -22,6 +31,7 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "reason": op.get("reason", ""),
                 "nodes": list(op.get("nodes", [])),
                 "device": op.get("device", ""),
+                "after_rewrite": " + ".join(rewrites) if op["status"] != "supported" and key in fixed else "",
             }
     table = []
     problems = 0
@@ -34,6 +44,7 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "reason": report.get("error") or f"{backend} gave no answer for this op ({report.get('verdict')}).",
                     "nodes": [],
                     "device": "",
+                    "after_rewrite": "",
                 }
         if any(cell["status"] != "supported" for cell in cells.values()):
             problems += 1
@@ -43,5 +54,6 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "rows": table,
         "verdicts": {backend: reports[backend].get("verdict", "error") for backend in backends},
         "methods": {backend: reports[backend].get("method", "") for backend in backends},
+        "remedies": remedies,
         "problems": problems,
     }

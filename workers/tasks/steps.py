@@ -240,6 +240,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
         if version.calibration is not None:
             calibration = str(materialize(version.calibration.storage_key, workdir / "calibration.npz"))
         semantics = _output_semantics(job)
+        support = _step_result(job, JobKind.VALIDATE).get("reports", {})
         for index, backend in enumerate(backends):
             start, end = 0.05 + 0.9 * index / len(backends), 0.05 + 0.9 * (index + 1) / len(backends)
             profile_fields = {
@@ -260,6 +261,7 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                         "calibration": calibration,
                         # A quantization search judges its probe by what the outputs are, as parity does.
                         "output_semantics": semantics,
+                        **_remedy(support.get(backend)),
                         "out_dir": str(workdir / "variants" / backend),
                     },
                     sandbox_limits(),
@@ -326,6 +328,17 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
             summary["artifact_id"] = artifact.pk
 
     return StepOutcome(result=result, persist=persist, log="\n".join(logs))
+
+
+def _remedy(report: dict[str, Any] | None) -> dict[str, Any]:
+    """The rewrites validate found that make a backend take the model, for optimize's payload."""
+    remediation = (report or {}).get("remediation") or {}
+    if not remediation.get("rewrites"):
+        return {}
+    return {
+        "rewrites": list(remediation["rewrites"]),
+        "refused": [[op.get("domain", ""), op["op_type"]] for op in remediation.get("refused", [])],
+    }
 
 
 # ---- parity, benchmark, recommendation --------------------------------------------------

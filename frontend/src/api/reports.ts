@@ -132,6 +132,9 @@ export interface MatrixCell {
   reason: string;
   nodes: string[];
   device: string;
+  // The rewrite chain after which this backend runs an op it refuses as uploaded ("" or
+  // absent when none does): see workers/engine/remediation.py.
+  after_rewrite?: string;
 }
 
 export interface MatrixRow {
@@ -145,6 +148,7 @@ export interface SupportMatrix {
   rows: MatrixRow[];
   verdicts: Record<string, Verdict | string>;
   methods?: Record<string, string>;
+  remedies?: Record<string, { rewrites: string[]; summary: string }>;
   problems: number;
 }
 
@@ -171,8 +175,39 @@ export interface VariantInfo {
   format: string;
   precision: string;
   pass_name: string;
+  /** How the variant was built; `search` (a QuantizationSearch) where a quantization search made
+   * it or started from it. Read through src/charts/tradeoff.ts searchRecord, which checks it. */
   options?: Record<string, unknown>;
   artifact_id?: number;
+}
+
+/** One candidate model a quantization search judged (workers/engine/mixed_precision.py Candidate). */
+export interface SearchCandidateInfo {
+  label: string;
+  /** "full-int8", "sensitivity" (one group of activations in float), "mix", "nncf". */
+  stage: string;
+  /** How many activations (or NNCF quantizers) stayed in float; null where NNCF doesn't say. */
+  float_activations: number | null;
+  float_share: number | null;
+  /** The worst output's score in dB (200: exact); null where no output could be scored. */
+  score_db: number | null;
+  passed: boolean;
+  chosen: boolean;
+}
+
+/** A variant's `options.search`: the budget, what was spent, why the search stopped, every candidate. */
+export interface QuantizationSearch {
+  budget_s: number;
+  max_candidates: number;
+  spent_s: number;
+  activations: number;
+  float_unit: "activations" | "quantizers" | string;
+  activations_measured?: number;
+  /** "passed", "full-int8-passed", "float-share-limit", "no-gain", "not-restored", "budget", "candidates". */
+  stopped: string;
+  stopped_because: string;
+  probe?: string;
+  candidates: SearchCandidateInfo[];
 }
 
 export interface OptimizeReport {

@@ -1,7 +1,7 @@
 import { render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
-import type { SupportMatrix, ValidateReport } from "../api/reports";
+import type { MatrixCell, SupportMatrix, ValidateReport } from "../api/reports";
 import customOp from "../test/fixtures/custom-op-validate.json";
 import version from "../test/fixtures/mlp-version.json";
 import { cellExplanation, OpSupportMatrix } from "./OpSupportMatrix";
@@ -121,5 +121,43 @@ describe("OpSupportMatrix", () => {
         device: "CPUExecutionProvider",
       }),
     ).toBe("onnxruntime runs it on CPUExecutionProvider. Nodes: Gemm_0.");
+  });
+
+  it("marks an op a backend runs only after a rewrite, and says what the rewrite did", () => {
+    const summary =
+      "mnn runs the model after rewrite expand-functions: expanded 1 Mish node into ONNX's own definition.";
+    const rewritten: SupportMatrix = {
+      backends: ["mnn", "ncnn"],
+      rows: [
+        {
+          domain: "ai.onnx",
+          op_type: "Mish",
+          cells: {
+            mnn: {
+              status: "unsupported",
+              reason: "MNN's converter does not know Mish.",
+              nodes: ["mish"],
+              device: "",
+              after_rewrite: "expand-functions",
+            },
+            ncnn: { status: "supported", reason: "", nodes: ["mish"], device: "CPU", after_rewrite: "" },
+          },
+        },
+      ],
+      verdicts: { mnn: "partial", ncnn: "full" },
+      remedies: { mnn: { rewrites: ["expand-functions"], summary } },
+      problems: 1,
+    };
+    render(<OpSupportMatrix matrix={rewritten} />);
+    const [mnn, ncnn] = within(rowOf("Mish")).getAllByRole("button") as [HTMLElement, HTMLElement];
+    expect(mnn.getAttribute("aria-label")).toBe("Mish on mnn: Runs after rewrite expand-functions");
+    expect(mnn.textContent).toContain("↻");
+    expect(ncnn.getAttribute("aria-label")).toBe("Mish on ncnn: Supported");
+    expect(screen.getByRole("list", { name: "Rewrites" }).textContent).toBe(`mnn: ${summary}`);
+    const cell = rewritten.rows[0]?.cells.mnn as MatrixCell;
+    expect(cellExplanation("mnn", cell)).toBe(
+      "MNN's converter does not know Mish. mnn runs it after rewrite expand-functions; its variants are built " +
+        "from the rewritten model. Nodes: mish.",
+    );
   });
 });

@@ -12,6 +12,9 @@ export const CELL: Record<SupportStatus, { icon: string; label: string; classNam
   unknown: { icon: "?", label: "No answer", className: "cell-unknown" },
 };
 
+// An op the backend refuses as uploaded but runs after a rewrite that keeps the model's function.
+export const REWRITTEN = { icon: "↻", label: "Runs after rewrite", className: "cell-warn" };
+
 const VERDICT: Record<string, { tone: "ok" | "warn" | "bad" | "idle"; label: string }> = {
   full: { tone: "ok", label: "Runs every op" },
   partial: { tone: "warn", label: "Partial" },
@@ -35,26 +38,31 @@ export function cellExplanation(backend: string, cell: MatrixCell): string {
   const nodes = cell.nodes.length
     ? ` Nodes: ${cell.nodes.slice(0, 8).join(", ")}${cell.nodes.length > 8 ? ` and ${cell.nodes.length - 8} more` : ""}.`
     : "";
-  if (cell.reason) return `${cell.reason}${nodes}`;
+  const rewrite = cell.after_rewrite
+    ? ` ${backend} runs it after rewrite ${cell.after_rewrite}; its variants are built from the rewritten model.`
+    : "";
+  if (cell.reason) return `${cell.reason}${rewrite}${nodes}`;
+  if (rewrite) return `${rewrite.trim()}${nodes}`;
   if (cell.status === "supported") return `${backend} runs it${cell.device ? ` on ${cell.device}` : ""}.${nodes}`;
   return `${backend} gave no reason.${nodes}`;
 }
 
 function Cell({ backend, op, cell }: { backend: string; op: string; cell: MatrixCell }) {
   const id = useId();
-  const look = CELL[cell.status] ?? CELL.unknown;
+  const look = cell.after_rewrite ? REWRITTEN : (CELL[cell.status] ?? CELL.unknown);
   return (
     <td className={`matrix-cell ${look.className}`}>
       <button
         type="button"
         className="cell-button"
         aria-describedby={id}
-        aria-label={`${op} on ${backend}: ${look.label}`}
+        aria-label={`${op} on ${backend}: ${look.label}${cell.after_rewrite ? ` ${cell.after_rewrite}` : ""}`}
       >
         <span aria-hidden="true" className="cell-icon">
           {look.icon}
         </span>
         <span className="cell-label">{look.label}</span>
+        {cell.after_rewrite ? <span className="cell-label muted small"> {cell.after_rewrite}</span> : null}
       </button>
       <span role="tooltip" id={id} className="hint-body cell-tip">
         {cellExplanation(backend, cell)}
@@ -81,6 +89,7 @@ export function OpSupportMatrix({
     );
   }, [matrix.rows, onlyProblems, query]);
   const problems = matrix.rows.filter((row) => isProblem(row.cells)).length;
+  const remedied = Object.values(matrix.remedies ?? {}).filter((remedy) => remedy.rewrites.length);
   const filterId = useId();
 
   if (!matrix.rows.length) {
@@ -119,7 +128,21 @@ export function OpSupportMatrix({
             <span aria-hidden="true">{CELL[status].icon}</span> {CELL[status].label}
           </span>
         ))}
+        {remedied.length ? (
+          <span className={`legend-cell ${REWRITTEN.className}`}>
+            <span aria-hidden="true">{REWRITTEN.icon}</span> {REWRITTEN.label}
+          </span>
+        ) : null}
       </div>
+      {Object.entries(matrix.remedies ?? {}).length ? (
+        <ul className="notes" aria-label="Rewrites">
+          {Object.entries(matrix.remedies ?? {}).map(([backend, remedy]) => (
+            <li key={backend}>
+              <strong>{backend}</strong>: {remedy.summary}
+            </li>
+          ))}
+        </ul>
+      ) : null}
       <div className="table-scroll">
         <table className="table matrix-table">
           <thead>

@@ -1,7 +1,7 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import type { OptimizeReport } from "../api/reports";
-import { VariantsTable } from "./Variants";
+import { rewriteText, VariantsTable } from "./Variants";
 
 describe("VariantsTable", () => {
   it("says which variants were not built and why", () => {
@@ -72,5 +72,21 @@ describe("VariantsTable", () => {
     expect(screen.getAllByText(recipe)).toHaveLength(2);
     expect(document.querySelectorAll(".variant-recipe")).toHaveLength(2);
     expect(screen.getByText(/keeping 4 of its 11 quantized activations in float/)).toBeTruthy();
+  });
+});
+
+describe("rewriteText", () => {
+  it("names the rewrites a variant's model went through, with what each did", () => {
+    expect(
+      rewriteText({
+        rewrites: ["expand-functions"],
+        rewrite_steps: [{ rewrite: "expand-functions", detail: "expanded 1 Mish node into ONNX's own definition" }],
+      }),
+    ).toBe("Built after rewrite expand-functions: expanded 1 Mish node into ONNX's own definition.");
+    expect(rewriteText({ rewrites: ["expand-functions", "fold-constants"] })).toBe(
+      "Built after rewrite expand-functions + fold-constants.",
+    );
+    expect(rewriteText({ recipe: "U8S8" })).toBe("");
+    expect(rewriteText(undefined)).toBe("");
   });
 });

@@ -3,6 +3,17 @@ import type { Artifact } from "../api/types";
 import { Badge, Empty } from "../components/ui";
 import { formatBytes, formatMs, formatRate } from "../lib/format";
 import { pointAt } from "../charts/series";
+import { Tradeoff } from "./Tradeoff";
+
+// The rewrites the variant's model went through before its backend would take it (see the
+// op-support matrix), in a sentence: "Built after rewrite expand-functions: expanded 1 Mish node...".
+export function rewriteText(options: Record<string, unknown> | undefined): string {
+  const rewrites = options?.rewrites;
+  if (!Array.isArray(rewrites) || !rewrites.length) return "";
+  const steps = Array.isArray(options?.rewrite_steps) ? (options.rewrite_steps as { detail?: unknown }[]) : [];
+  const details = steps.map((step) => (typeof step.detail === "string" ? step.detail : "")).filter(Boolean);
+  return `Built after rewrite ${rewrites.join(" + ")}${details.length ? `: ${details.join("; ")}` : ""}.`;
+}
 
 export function VariantsTable({
   optimize,
@@ -71,6 +82,9 @@ export function VariantsTable({
                       {typeof v.options?.reason === "string" ? (
                         <div className="muted small variant-reason">{v.options.reason}</div>
                       ) : null}
+                      {rewriteText(v.options) ? (
+                        <div className="muted small variant-rewrite">{rewriteText(v.options)}</div>
+                      ) : null}
                     </th>
                     <td>{v.backend}</td>
                     <td>{v.precision}</td>
@@ -122,6 +136,9 @@ export function VariantsTable({
             </li>
           ))}
         </ul>
+      ) : null}
+      {optimize.variants.length ? (
+        <Tradeoff optimize={optimize} parity={parity} benchmark={benchmark} recommend={recommend} />
       ) : null}
     </>
   );
