@@ -13,6 +13,7 @@ from tests.modelzoo import make_cnn_onnx, make_concat_detector_onnx
 from workers.engine import mixed_precision
 from workers.engine.backends.base import Calibration, HardwareProfile
 from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from workers.engine.errors import ModelError
 from workers.engine.outputs import DetectionLayout, OutputSemantics
 from workers.engine.parity import Tolerance, compare_variant, run_session
 
@@ -110,3 +111,116 @@ def test_a_search_that_cannot_pass_within_its_limit_says_so(detector_variants) -
     result = mixed_precision.search(quantized, reference, feeds, impossible, max_float_share=0.25)
     assert result.model is None and not result.full_int8_passed and result.kept_in_float == ()
     assert result.measured == result.quantized_activations and result.probes > result.measured
+
+
+# --- the search budget (issue 16, item 5) ------------------------------------------------
+
+
+def test_every_candidate_judged_is_kept_with_its_score_and_the_chosen_one_is_marked(detector_variants) -> None:
+    _, variants, _ = detector_variants
+    search = variants["ort-int8-static-mixed"].options["search"]
+    assert search["stopped"] == "passed" and search["budget_s"] == 120.0 and search["max_candidates"] == 300
+    assert search["float_unit"] == "activations" and search["probe"] == "8 calibration samples"
+    candidates = search["candidates"]
+    # The full INT8 model first (nothing in float, fails), then one per activation measured, then the mixes tried.
+    assert candidates[0]["stage"] == "full-int8" and candidates[0]["float_share"] == 0.0
+    assert not candidates[0]["passed"]
+    stages = [candidate["stage"] for candidate in candidates]
+    assert stages.count("sensitivity") == search["activations_measured"] == search["activations"]
+    assert "mix" in stages
+    chosen = [candidate for candidate in candidates if candidate["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["passed"]
+    kept = variants["ort-int8-static-mixed"].options["mixed_precision"]["kept_in_float"]
+    assert chosen[0]["float_activations"] == len(kept)
+    assert chosen[0]["score_db"] == variants["ort-int8-static-mixed"].options["mixed_precision"]["mixed_worst_slice_db"]
+    # The variant is the passing candidate with the fewest activations in float, whichever
+    # stage judged it: no candidate kept in the report beats it on both counts.
+    assert min(c["float_activations"] for c in candidates if c["passed"]) == len(kept)
+
+
+def _detector_probe(detector_variants) -> tuple[onnx.ModelProto, list, list]:
+    model, variants, _ = detector_variants
+    quantized = onnx.load(str(variants["ort-int8-static-qdq"].path))
+    feeds = [{"image": image[None]} for image in _images(1, 8)]
+    return quantized, mixed_precision._run(onnx.load(str(model)), feeds), feeds
+
+
+def test_a_search_out_of_time_keeps_what_it_measured_and_says_so(detector_variants) -> None:
+    quantized, reference, feeds = _detector_probe(detector_variants)
+    semantics = {"detections": DETECTOR}
+    budget = mixed_precision.SearchBudget(seconds=1e-6)
+    result = mixed_precision.search(quantized, reference, feeds, Tolerance(), semantics=semantics, budget=budget)
+    # Only the full INT8 model fit in the budget: judged, kept, and nothing more.
+    assert result.stopped == "budget" and result.out_of_budget and result.model is None
+    assert [candidate.stage for candidate in result.candidates] == ["full-int8"]
+    assert result.record()["candidates"][0]["passed"] is False
+    sentence = result.budget_sentence("ort-int8-static-mixed")
+    assert "ran out of its 1e-06 s budget after measuring 0 of" in sentence
+    assert "kept what was measured" in sentence and "none of them passed" in sentence
+
+
+def test_a_search_out_of_candidates_keeps_the_best_mix_it_found(detector_variants) -> None:
+    quantized, reference, feeds = _detector_probe(detector_variants)
+    semantics = {"detections": DETECTOR}
+    budget = mixed_precision.SearchBudget(max_candidates=10)
+    result = mixed_precision.search(quantized, reference, feeds, Tolerance(), semantics=semantics, budget=budget)
+    # Measuring stopped early enough to leave the choice room within the cap: a few of the
+    # activations (from the outputs backwards) measured, then a mix of them that passes.
+    assert result.stopped == "candidates" and len(result.candidates) <= 10
+    assert 1 <= result.measured < result.quantized_activations
+    stages = [candidate.stage for candidate in result.candidates]
+    assert stages[0] == "full-int8" and stages.count("sensitivity") == result.measured
+    assert result.model is not None and result.mixed_score_db is not None and result.mixed_score_db >= 6
+    assert sum(candidate.chosen for candidate in result.candidates) == 1
+    record = result.record()
+    assert record["stopped"] == "candidates" and record["activations_measured"] == result.measured
+    assert len(record["candidates"]) == len(result.candidates) and record["max_candidates"] == 10
+    sentence = result.budget_sentence("ort-int8-static-mixed")
+    assert (
+        f"ran out of its budget of 10 candidate models after measuring {result.measured} of "
+        f"{result.quantized_activations} activations ({len(result.candidates)} candidate models judged in"
+    ) in sentence
+    assert "kept what was measured: keeping the" in sentence and "passes, though fewer might" in sentence
+
+
+def test_the_profile_budget_reaches_the_build_and_a_cut_search_says_so(tmp_path: Path) -> None:
+    model = make_concat_detector_onnx(tmp_path / "detector.onnx", pixels=640.0)
+    np.savez(tmp_path / "calibration.npz", image=_images(1, 16))
+    calibration = Calibration(tmp_path / "calibration.npz", output_semantics={"detections": DETECTOR.to_dict()})
+    backend = OnnxRuntimeCpuBackend(intra_op_threads=1)
+    seen: list[tuple[float, str]] = []
+    backend.search_progress = lambda fraction, message: seen.append((fraction, message))
+    tight = HardwareProfile("tight", "cpu", ("onnxruntime",), ("int8",), options={"search_max_candidates": 1})
+    variants = {v.name: v for v in backend.build_variants(model, tight, calibration, tmp_path / "out")}
+    # Nothing but the full INT8 model could be judged: no mixed variant, and the INT8 variant
+    # the search started from carries what was judged.
+    assert "ort-int8-static-mixed" not in variants
+    search = variants["ort-int8-static-qdq"].options["search"]
+    assert search["stopped"] == "candidates" and len(search["candidates"]) == 1
+    assert any(
+        note.startswith("ort-int8-static-mixed was not built: the mixed-precision search ran out of its budget of 1 ")
+        and "kept what was measured" in note
+        for note in backend.last_build_notes
+    ), backend.last_build_notes
+    assert seen and seen[-1][0] == 1.0 and "1 of at most 1 candidate models judged" in seen[-1][1]
+
+
+def test_the_search_budget_is_read_from_the_profile_and_checked() -> None:
+    budget = mixed_precision.SearchBudget.from_options({"search_budget_s": 30, "search_max_candidates": 50.0})
+    assert (budget.seconds, budget.max_candidates) == (30, 50)
+    assert mixed_precision.SearchBudget.from_options({"min_cosine": 0.9}) == mixed_precision.SearchBudget(120.0, 300)
+    for options, words in (
+        ({"search_budget_s": "fast"}, "must be a number of seconds, not 'fast'"),
+        ({"search_budget_s": 0}, "must be above 0"),
+        ({"search_budget_s": float("inf")}, "must be a number of seconds"),
+        ({"search_max_candidates": 2.5}, "must be a whole number of candidate models, not 2.5"),
+        ({"search_max_candidates": True}, "must be a whole number"),
+        ({"search_max_candidates": 0}, "must be between 1 and 100,000, not 0"),
+    ):
+        with pytest.raises(ModelError) as raised:
+            mixed_precision.SearchBudget.from_options(options)
+        assert raised.value.code == "invalid_search_budget" and words in raised.value.message
+    # A variant build falls back to the default and says so, rather than losing every variant.
+    budget, note = mixed_precision.SearchBudget.for_build({"search_budget_s": -5})
+    assert budget == mixed_precision.SearchBudget()
+    assert "'search_budget_s' must be above 0" in note and "used the default budget (120 s, 300 candidates)" in note

@@ -160,6 +160,7 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
             rewrites = []
             notes.append(f"The rewrite validate found no longer applies ({exc}); built from the model as uploaded.")
     progress(0.1, f"building {backend.name} variants")
+    backend.search_progress = lambda fraction, message: progress(0.1 + 0.85 * fraction, message)
     variants = backend.build_variants(model_path, profile, calibration, out_dir)
     if rewrites:
         for variant in variants:

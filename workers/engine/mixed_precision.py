@@ -17,13 +17,21 @@ The search, on probe inputs (the calibration samples), against the float model's
    make from it (`float_groups`: a Concat or Reshape after it shares its scale, so it alone
    in float changes nothing). Activations are measured from the outputs
    backwards (where a shared scale most often crushes a small-valued part, as in a detector
-   whose boxes in pixels and scores in [0, 1] are concatenated) until `budget_seconds`;
+   whose boxes in pixels and scores in [0, 1] are concatenated) while the budget lasts,
+   keeping back what step 3 is expected to need;
 3. keep the 1, 2, 4, ... most sensitive in float until the model passes, then bisect down
    to the fewest that pass. The search stops at `max_float_share` of the activations: past
-   that, most of the graph runs in float and the speed-up is gone.
+   that, most of the graph runs in float and the speed-up is gone. Every model judged on the
+   way is a candidate, the measurements of step 2 included: the result is the passing one
+   with the fewest activations in float.
 
-The result says which activations stayed in float, which nodes read them, and how the
-worst slice's signal-to-noise ratio went, so the report can show it.
+The budget (`SearchBudget`, from the profile's options) is time and a number of candidate
+models judged, whichever runs out first. A search that runs out keeps what it measured:
+the sensitivities so far, the best mix that passed if one did, and every candidate judged.
+
+The result says which activations stayed in float, which nodes read them, how the worst
+slice's signal-to-noise ratio went, and every candidate model judged with its score, so the
+report can show the trade-off.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from workers.engine.errors import ModelError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +51,9 @@ if TYPE_CHECKING:
 
     from workers.engine.outputs import OutputSemantics
     from workers.engine.parity import Tolerance, VariantParity
+
+# (fraction of the budget spent, message), as the sandbox's progress callback takes it.
+SearchProgress = Callable[[float, str], None]
 
 MAX_FLOAT_SHARE = 0.5
 # Nodes that move or join values without computing new ones: onnxruntime gives their output
@@ -52,8 +65,131 @@ DATA_MOVEMENT = frozenset(
     }
 )  # fmt: skip
 DEFAULT_BUDGET_SECONDS = 120.0
+# Enough for the sensitivity of every activation of a YOLO-sized detector (about 250) and the
+# choice after it; a cap that, unlike time, gives the same search on any machine.
+DEFAULT_MAX_CANDIDATES = 300
+# Upper bounds that catch a typo (hours typed as seconds twice over) rather than limit anyone.
+_MAX_BUDGET_SECONDS = 24 * 3600.0
+_MAX_CANDIDATES_LIMIT = 100_000
 # A score for outputs that pass by max abs error (no slice to rank): better than any ratio.
 _EXACT_DB = 200.0
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """How much a quantization search may spend: `seconds` of wall-clock time and
+    `max_candidates` candidate models judged, whichever runs out first. A profile sets them
+    in its options as `search_budget_s` and `search_max_candidates`."""
+
+    seconds: float = DEFAULT_BUDGET_SECONDS
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+
+    def __post_init__(self) -> None:
+        seconds, candidates = self.seconds, self.max_candidates
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            raise ModelError(
+                "invalid_search_budget",
+                f"The search budget 'search_budget_s' must be a number of seconds, not {seconds!r}.",
+            )
+        if not 0 < seconds <= _MAX_BUDGET_SECONDS:
+            raise ModelError(
+                "invalid_search_budget",
+                f"The search budget 'search_budget_s' must be above 0 and at most {_MAX_BUDGET_SECONDS:g} "
+                f"seconds, not {seconds!r}.",
+            )
+        if isinstance(candidates, bool) or not isinstance(candidates, int):
+            raise ModelError(
+                "invalid_search_budget",
+                f"The search budget 'search_max_candidates' must be a whole number of candidate models, "
+                f"not {candidates!r}.",
+            )
+        if not 1 <= candidates <= _MAX_CANDIDATES_LIMIT:
+            raise ModelError(
+                "invalid_search_budget",
+                f"The search budget 'search_max_candidates' must be between 1 and {_MAX_CANDIDATES_LIMIT:,}, "
+                f"not {candidates!r}.",
+            )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> SearchBudget:
+        """The budget a hardware profile's options set (`search_budget_s`, `search_max_candidates`;
+        the rest of the options belong to other steps), the defaults for keys not given.
+
+        Raises ModelError("invalid_search_budget") for a value that is not a number in range."""
+        options = options or {}
+        seconds = options.get("search_budget_s", DEFAULT_BUDGET_SECONDS)
+        candidates = options.get("search_max_candidates", DEFAULT_MAX_CANDIDATES)
+        # JSON has one number type: 50.0 candidates is 50, 50.5 is not.
+        if isinstance(candidates, float) and candidates.is_integer():
+            candidates = int(candidates)
+        return cls(seconds, candidates)
+
+    @classmethod
+    def for_build(cls, options: Mapping[str, Any] | None) -> tuple[SearchBudget, str]:
+        """The profile's budget for a variant build, and "" ; or, where the profile's value is
+        wrong, the default budget and a sentence saying so: a search setting should not cost
+        the user every other variant of the backend."""
+        try:
+            return cls.from_options(options), ""
+        except ModelError as exc:
+            default = cls()
+            return default, (
+                f"{exc.message} The search used the default budget ({default.seconds:g} s, "
+                f"{default.max_candidates} candidates); correct the hardware profile's options to change it."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget_s": self.seconds, "max_candidates": self.max_candidates}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate model a search judged: what it was, how many activations it kept in
+    float (None where the search can't tell, as inside NNCF), its score (the worst output's,
+    `score_db`; None where no output could be scored) and whether it passed."""
+
+    label: str
+    stage: str  # "full-int8", "sensitivity", "mix", "nncf"
+    float_activations: int | None
+    score_db: float | None
+    passed: bool
+    chosen: bool = False
+
+    def to_dict(self, activations: int | None = None) -> dict[str, Any]:
+        share = (
+            round(self.float_activations / activations, 4)
+            if activations and self.float_activations is not None
+            else (0.0 if self.float_activations == 0 else None)
+        )
+        return {
+            "label": self.label,
+            "stage": self.stage,
+            "float_activations": self.float_activations,
+            "float_share": share,
+            "score_db": self.score_db,
+            "passed": self.passed,
+            "chosen": self.chosen,
+        }
+
+
+def candidate_score(verdict: VariantParity) -> float | None:
+    """`score_db` as a report stores it: rounded, capped at the exact-match score, None for a
+    model no output of which could be scored (JSON has no infinity)."""
+    score = score_db(verdict)
+    return round(min(score, _EXACT_DB), 1) if math.isfinite(score) else None
+
+
+# Why a search ended, as its record says.
+STOPPED_REASONS = {
+    "full-int8-passed": "the full INT8 model already passes",
+    "passed": "found the fewest activations in float that pass",
+    "float-share-limit": "no mix within the float-share limit passed",
+    "no-gain": "no activation measured improves the score when kept in float",
+    "no-activations": "the model has no quantized activations",
+    "budget": "the time budget ran out",
+    "candidates": "the candidate budget ran out",
+    "not-restored": "NNCF's accuracy control ended without a model that passes",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +218,57 @@ class MixedPrecisionResult:
     full_int8_passed: bool
     reasons: tuple[str, ...] = ()  # the full INT8 model's parity reasons on the probe
     sensitivities: dict[str, float] = field(default_factory=dict)
+    budget: SearchBudget = field(default_factory=SearchBudget)
+    candidates: list[Candidate] = field(default_factory=list)
+    # Why the search ended (a key of STOPPED_REASONS); "budget" or "candidates" whenever a
+    # limit cut it short, even if a passing mix was found in what was measured.
+    stopped: str = "passed"
+
+    @property
+    def out_of_budget(self) -> bool:
+        return self.stopped in ("budget", "candidates")
+
+    def record(self) -> dict[str, Any]:
+        """Every candidate judged, the budget and how the search ended: the variant's
+        `options["search"]`, from which the report draws the trade-off."""
+        return {
+            **self.budget.to_dict(),
+            "spent_s": round(self.seconds, 1),
+            "activations": self.quantized_activations,
+            "float_unit": "activations",
+            "activations_measured": self.measured,
+            "stopped": self.stopped,
+            "stopped_because": STOPPED_REASONS.get(self.stopped, self.stopped),
+            "candidates": [candidate.to_dict(self.quantized_activations) for candidate in self.candidates],
+        }
+
+    def budget_sentence(self, name: str) -> str:
+        """What running out of budget cost, in a sentence; "" when the search was not cut short."""
+        if not self.out_of_budget:
+            return ""
+        spent = (
+            f"its {self.budget.seconds:g} s budget"
+            if self.stopped == "budget"
+            else f"its budget of {self.budget.max_candidates} candidate models"
+        )
+        where = (
+            f"after measuring {self.measured} of {self.quantized_activations} activations "
+            f"({len(self.candidates)} candidate models judged in {self.seconds:.1f} s)"
+        )
+        if self.model is not None:
+            kept = (
+                f"kept what was measured: keeping the {len(self.kept_in_float)} most sensitive of them in float "
+                "passes, though fewer might"
+            )
+        else:
+            kept = (
+                f"kept what was measured ({len(self.candidates)} candidate models, in the report), but none of "
+                "them passed, so no mixed variant was built"
+            )
+        return (
+            f"The {name} search ran out of {spent} {where}; {kept}. Raise search_budget_s or "
+            "search_max_candidates in the hardware profile's options to search further."
+        )
 
     def summary(self) -> dict[str, Any]:
         """The search as the variant's build options record it."""
@@ -220,46 +407,92 @@ def search(
     tolerance: Tolerance,
     *,
     semantics: Mapping[str, OutputSemantics] | None = None,
-    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    budget: SearchBudget | None = None,
     max_float_share: float = MAX_FLOAT_SHARE,
-    progress: Callable[[str], None] | None = None,
+    progress: SearchProgress | None = None,
 ) -> MixedPrecisionResult:
     """Find the fewest activations to keep in float for `quantized` to match `reference` on
     `feeds` within `tolerance`, each output judged by what `semantics` says it is (a detection
-    head by its detections), as the parity step will (see the module docstring)."""
+    head by its detections), as the parity step will (see the module docstring), within
+    `budget` (the defaults of `SearchBudget` when None). Every candidate model judged is in
+    the result's `candidates`; `stopped` says why the search ended."""
     from workers.engine.parity import compare_variant
 
+    budget = budget or SearchBudget()
     started = time.monotonic()
-    probes = 0
+    candidates: list[Candidate] = []
 
-    def judge(model: onnx.ModelProto) -> VariantParity:
-        nonlocal probes
-        probes += 1
-        return compare_variant(reference, _run(model, feeds), tolerance, semantics)
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    def spent() -> str:
+        """The limit that is used up, or ""."""
+        if len(candidates) >= budget.max_candidates:
+            return "candidates"
+        return "budget" if elapsed() >= budget.seconds else ""
+
+    # What each candidate kept in float, and its verdict: any one that passes may be the result.
+    tried: list[tuple[tuple[QdqPair, ...], VariantParity]] = []
+
+    def judge(model: onnx.ModelProto, label: str, stage: str, kept: Sequence[QdqPair]) -> VariantParity:
+        verdict = compare_variant(reference, _run(model, feeds), tolerance, semantics)
+        candidates.append(Candidate(label, stage, len(kept), candidate_score(verdict), verdict.passed))
+        tried.append((tuple(kept), verdict))
+        if progress:
+            share = max(elapsed() / budget.seconds, len(candidates) / budget.max_candidates)
+            progress(
+                min(share, 1.0),
+                f"mixed-precision search: {len(candidates)} of at most {budget.max_candidates} candidate models "
+                f"judged, {elapsed():.0f} s of {budget.seconds:g} s",
+            )
+        return verdict
 
     pairs = activation_pairs(quantized)
-    full = judge(quantized)
+    full = judge(quantized, "full INT8", "full-int8", ())
     base = score_db(full)
-    result = MixedPrecisionResult(None, (), len(pairs), base, None, probes, 0, 0.0, full.passed, tuple(full.reasons))
-    if full.passed or not pairs:
-        result.seconds = time.monotonic() - started
+    result = MixedPrecisionResult(
+        None, (), len(pairs), base, None, 1, 0, 0.0, full.passed, tuple(full.reasons), budget=budget
+    )
+    result.candidates = candidates
+
+    def finish(stopped: str) -> MixedPrecisionResult:
+        result.stopped = stopped
+        result.probes = len(candidates)
+        result.seconds = elapsed()
         return result
 
+    if full.passed:
+        return finish("full-int8-passed")
+    if not pairs:
+        return finish("no-activations")
+
     # Sensitivity of each activation (with the activations it must stay in float with), from
-    # the outputs backwards, within the budget.
+    # the outputs backwards, keeping back what the choice after it is expected to take: about
+    # two probes per doubling of the count tried, each as long as a measurement.
+    limit = max(1, int(len(pairs) * max_float_share))
+    reserve = 2 * max(1, math.ceil(math.log2(limit + 1))) + 1
     groups = float_groups(quantized, pairs)
     sensitivities: dict[str, float] = {}
+    cut = ""
     for pair in reversed(pairs):
-        if time.monotonic() - started > budget_seconds:
+        # At least one measurement, so that the choice has something to go on.
+        if sensitivities and len(candidates) + reserve >= budget.max_candidates:
+            cut = "candidates"
+        elif sensitivities and elapsed() * (1 + reserve / len(candidates)) >= budget.seconds:
+            cut = "budget"
+        cut = cut or spent()
+        if cut:
             break
-        sensitivities[pair.tensor] = score_db(judge(keep_in_float(quantized, groups[pair.tensor]))) - base
-        if progress:
-            progress(f"measured {len(sensitivities)} of {len(pairs)} activations")
+        group = groups[pair.tensor]
+        others = f" (+{len(group) - 1} with it)" if len(group) > 1 else ""
+        verdict = judge(keep_in_float(quantized, group), f"{pair.tensor} in float{others}", "sensitivity", group)
+        sensitivities[pair.tensor] = score_db(verdict) - base
+    result.sensitivities = sensitivities
+    result.measured = len(sensitivities)
     ranked = sorted(
         (pair.tensor for pair in pairs if sensitivities.get(pair.tensor, 0.0) > 0),
         key=lambda tensor: -sensitivities[tensor],
     )
-    limit = max(1, int(len(pairs) * max_float_share))
 
     def chosen(count: int) -> list[QdqPair]:
         """The activations of the `count` most sensitive groups, each once."""
@@ -269,21 +502,26 @@ def search(
         return kept
 
     def passes(count: int) -> tuple[bool, VariantParity, onnx.ModelProto]:
-        model = keep_in_float(quantized, chosen(count))
-        verdict = judge(model)
+        kept = chosen(count)
+        model = keep_in_float(quantized, kept)
+        verdict = judge(model, f"{count} most sensitive in float ({len(kept)} activations)", "mix", kept)
         return verdict.passed, verdict, model
 
     # The largest number of groups whose activations stay within the limit.
     most = 0
     while most < len(ranked) and len(chosen(most + 1)) <= limit:
         most += 1
-    found: tuple[int, VariantParity, onnx.ModelProto] | None = None
+    found: tuple[int, VariantParity, onnx.ModelProto, int] | None = None
+    interrupted = ""
     failed_below = 0
     count = 1
     while count <= most:
+        interrupted = spent()
+        if interrupted:
+            break
         ok, verdict, model = passes(count)
         if ok:
-            found = (count, verdict, model)
+            found = (count, verdict, model, len(candidates) - 1)
             break
         failed_below = count
         if count == most:
@@ -293,21 +531,32 @@ def search(
         # The fewest groups that pass, between the last count that failed and the first that passed.
         low, high = failed_below, found[0]
         while high - low > 1:
+            interrupted = spent()
+            if interrupted:
+                break
             middle = (low + high) // 2
             ok, verdict, model = passes(middle)
             if ok:
-                found, high = (middle, verdict, model), middle
+                found, high = (middle, verdict, model, len(candidates) - 1), middle
             else:
                 low = middle
-    result.sensitivities = sensitivities
-    result.measured = len(sensitivities)
-    result.probes = probes
-    result.seconds = time.monotonic() - started
-    if found is not None:
-        result.model = found[2]
-        result.kept_in_float = tuple(chosen(found[0]))
-        result.mixed_score_db = score_db(found[1])
-    return result
+    # The result: of every candidate that passed (a measurement of one group in float is a
+    # candidate too, and may need fewer activations than any mix of the ranking), the one with
+    # the fewest activations in float, then the best score.
+    passing = [index for index, (kept, verdict) in enumerate(tried) if verdict.passed and len(kept) <= limit]
+    if passing:
+        best = min(passing, key=lambda index: (len(tried[index][0]), -score_db(tried[index][1]), index))
+        kept, verdict = tried[best]
+        result.model = found[2] if found is not None and best == found[3] else keep_in_float(quantized, kept)
+        result.kept_in_float = kept
+        result.mixed_score_db = score_db(verdict)
+        candidates[best] = replace(candidates[best], chosen=True)
+    # A limit that cut any phase short is what the record says, passing mix or not.
+    if cut or interrupted:
+        return finish(cut or interrupted)
+    if result.model is not None:
+        return finish("passed")
+    return finish("float-share-limit" if ranked else "no-gain")
 
 
 def _run(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

@@ -76,6 +76,8 @@ export function Marker({
   size?: number;
 }) {
   switch (shape) {
+    case "none": // a line's legend entry without a marker
+      return null;
     case "square":
       return <rect x={x - size} y={y - size} width={size * 2} height={size * 2} fill={color} />;
     case "triangle":

@@ -415,3 +415,28 @@ def test_no_accuracy_controlled_variant_when_int8_is_within_tolerance(tmp_path: 
     assert "ov-ir-int8-mixed was not built: ov-ir-int8 is within the profile's tolerance on 8 calibration samples." in (
         backend.last_build_notes
     )
+
+
+def test_accuracy_control_out_of_budget_keeps_what_it_judged_and_says_so(tmp_path: Path) -> None:
+    """NNCF's accuracy control within a profile's candidate budget of 2: the full INT8 model and
+    NNCF's result are judged, nothing in between; no variant passes, and the note and the
+    INT8 variant's search record say what was kept."""
+    model = make_outlier_channel_onnx(tmp_path / "outlier.onnx")
+    images = np.random.default_rng(1).uniform(0, 1, (16, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", image=images)
+    backend = OpenVinoBackend()
+    tight = HardwareProfile("tight", "cpu", ("openvino",), ("int8",), options={"search_max_candidates": 2})
+    variants = {
+        v.name: v
+        for v in backend.build_variants(model, tight, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    }
+    assert "ov-ir-int8-mixed" not in variants
+    search = variants["ov-ir-int8"].options["search"]
+    assert search["stopped"] == "candidates" and search["max_candidates"] == 2 and search["float_unit"] == "quantizers"
+    assert [candidate["stage"] for candidate in search["candidates"]] == ["full-int8", "nncf"]
+    assert not any(candidate["passed"] for candidate in search["candidates"])
+    assert any(
+        note.startswith("ov-ir-int8-mixed was not built: NNCF's accuracy control ran out of its budget of 2 candidate")
+        and "kept what was measured" in note
+        for note in backend.last_build_notes
+    ), backend.last_build_notes

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -188,6 +188,9 @@ class Backend(ABC):
     name: str = ""
     # Why variants were skipped, dropped or built differently in the last `build_variants` call.
     last_build_notes: tuple[str, ...] = ()
+    # Told how a search inside `build_variants` (mixed precision) spends its budget, as
+    # (fraction, message), where the caller shows progress; the build doesn't depend on it.
+    search_progress: Callable[[float, str], None] | None = None
 
     @abstractmethod
     def runtime_version(self) -> str | None:

@@ -350,11 +350,14 @@ class OnnxRuntimeCpuBackend(Backend):
                 )
             static = next((v for v in variants if v.name == "ort-int8-static-qdq"), None)
             if static is not None and samples:
-                mixed = self._mixed_precision(
+                mixed, record = self._mixed_precision(
                     model_path, static, samples, specs, profile, calibration, external, out_dir, notes
                 )
                 if mixed is not None:
                     variants.append(mixed)
+                elif record is not None:
+                    # No mixed variant: the variant the search started from keeps what it judged.
+                    variants[variants.index(static)] = replace(static, options={**static.options, "search": record})
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.record_build_notes(notes)
@@ -371,10 +374,13 @@ class OnnxRuntimeCpuBackend(Backend):
         external: bool,
         out_dir: Path,
         notes: list[str],
-    ) -> Variant | None:
+    ) -> tuple[Variant | None, dict[str, Any] | None]:
         """ort-int8-static-mixed: the static INT8 model with its most sensitive activations kept
         in float, when the full INT8 model is out of tolerance on the calibration samples (see
-        `workers.engine.mixed_precision`); None, with a note saying why, otherwise."""
+        `workers.engine.mixed_precision`), within the profile's search budget; None, with a note
+        saying why, otherwise. Beside it, the search's record (every candidate judged, the
+        budget, why it stopped), which the variant carries, or else ort-int8-static-qdq; None
+        where there was no search."""
         import onnx
 
         from workers.engine import mixed_precision
@@ -384,28 +390,36 @@ class OnnxRuntimeCpuBackend(Backend):
         name = "ort-int8-static-mixed"
         if external:
             notes.append(f"{name} was not searched: the model keeps its weights in a separate file.")
-            return None
+            return None, None
         feeds = list(calibration_feeds(samples, specs))[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
+        budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
+        if budget_note:
+            notes.append(budget_note)
         reference = mixed_precision._run(onnx.load(str(model_path)), feeds)
         semantics = semantics_map(calibration.output_semantics if calibration else None)
-        result = mixed_precision.search(onnx.load(str(static.path)), reference, feeds, tolerance, semantics=semantics)
+        result = mixed_precision.search(
+            onnx.load(str(static.path)),
+            reference,
+            feeds,
+            tolerance,
+            semantics=semantics,
+            budget=budget,
+            progress=self.search_progress,
+        )
         probe = f"{len(feeds)} calibration samples"
+        record = {**result.record(), "probe": probe}
         if result.full_int8_passed:
             notes.append(
                 f"{name} was not built: ort-int8-static-qdq is within the profile's tolerance on {probe}, so no "
                 "activation needs to stay in float."
             )
-            return None
+            return None, record
         if result.model is None:
-            limit = max(1, int(result.quantized_activations * mixed_precision.MAX_FLOAT_SHARE))
-            notes.append(
-                f"{name} was not built: keeping up to {limit} of the {result.quantized_activations} quantized "
-                f"activations in float (the most sensitive of {result.measured} measured) did not bring the model "
-                f"within the profile's tolerance on {probe} (the search stops at half: past that most of the graph "
-                f"runs in float). The full INT8 model: {' '.join(result.reasons[:1])}"
-            )
-            return None
+            notes.append(f"{name} was not built: {_search_failure(result, probe)}")
+            return None, record
+        if result.out_of_budget:
+            notes.append(result.budget_sentence(name))
         target = out_dir / f"{name}.onnx"
         onnx.save(result.model, str(target))
         try:
@@ -413,12 +427,13 @@ class OnnxRuntimeCpuBackend(Backend):
         except Exception as exc:  # onnxruntime's own exception types
             _remove_variant_files(target)
             notes.append(f"{name} was built but does not load, so it was dropped: {_runtime_error_text(exc)}")
-            return None
+            return None, record
         summary = result.summary()
         kept = ", ".join(summary["kept_in_float"][:6]) + (" ..." if len(summary["kept_in_float"]) > 6 else "")
         options = {
             **{key: value for key, value in static.options.items() if key != "calibration_batches"},
             "mixed_precision": summary,
+            "search": record,
             "probe": probe,
             "reason": (
                 f"ort-int8-static-qdq is out of tolerance on {probe} (worst slice "
@@ -427,7 +442,7 @@ class OnnxRuntimeCpuBackend(Backend):
                 f"measured, brings it to {summary['mixed_worst_slice_db']} dB, within tolerance."
             ),
         }
-        return Variant(
+        variant = Variant(
             name=name,
             backend=self.name,
             path=target,
@@ -438,6 +453,7 @@ class OnnxRuntimeCpuBackend(Backend):
             tool_versions=dict(static.tool_versions),
             files=_variant_files(target),
         )
+        return variant, record
 
     def _optimizer(self, level: str, external: bool) -> Callable[[Path, Path], dict[str, Any]]:
         def build(model_path: Path, target: Path) -> dict[str, Any]:
@@ -500,6 +516,30 @@ class OnnxRuntimeCpuBackend(Backend):
 
 # The mixed-precision search judges candidates on this many calibration samples.
 MIXED_PROBE_SAMPLES = 8
+
+
+def _search_failure(result: Any, probe: str) -> str:
+    """Why a mixed-precision search (a `mixed_precision.MixedPrecisionResult`) found no mix
+    that passes, in a sentence."""
+    from workers.engine import mixed_precision
+
+    if result.out_of_budget:
+        sentence = result.budget_sentence("mixed-precision")
+        return sentence[0].lower() + sentence[1:]
+    if result.stopped == "no-activations":
+        return "ort-int8-static-qdq has no quantized activation to keep in float."
+    if result.stopped == "no-gain":
+        return (
+            f"keeping any one of the {result.quantized_activations} quantized activations in float does not "
+            f"improve the worst output on {probe}. The full INT8 model: {' '.join(result.reasons[:1])}"
+        )
+    limit = max(1, int(result.quantized_activations * mixed_precision.MAX_FLOAT_SHARE))
+    return (
+        f"keeping up to {limit} of the {result.quantized_activations} quantized activations in float (the most "
+        f"sensitive of {result.measured} measured) did not bring the model within the profile's tolerance on "
+        f"{probe} (the search stops at half: past that most of the graph runs in float). The full INT8 model: "
+        f"{' '.join(result.reasons[:1])}"
+    )
 
 
 def _graph_counts(model: ModelProto) -> dict[str, int]:

@@ -43,7 +43,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -340,11 +340,14 @@ class OpenVinoBackend(Backend):
         int8 = next((v for v in variants if v.name == "ov-ir-int8"), None)
         if int8 is not None and samples:
             semantics = calibration.output_semantics if calibration is not None else None
-            mixed = self._accuracy_controlled(
+            mixed, record = self._accuracy_controlled(
                 model_path, converted, int8, samples, specs, profile, semantics, out_dir, notes
             )
             if mixed is not None:
                 variants.append(mixed)
+            elif record is not None:
+                # No mixed variant: the variant the search started from keeps what it judged.
+                variants[variants.index(int8)] = replace(int8, options={**int8.options, "search": record})
         self.record_build_notes(notes)
         return variants
 
@@ -359,12 +362,14 @@ class OpenVinoBackend(Backend):
         output_semantics: Mapping[str, Any] | None,
         out_dir: Path,
         notes: list[str],
-    ) -> Variant | None:
+    ) -> tuple[Variant | None, dict[str, Any] | None]:
         """ov-ir-int8-mixed: when ov-ir-int8 is out of the profile's tolerance on the calibration
         samples, NNCF's quantization with accuracy control, judged by the engine's own comparator
         (per output and per slice, against the original model in onnxruntime): NNCF puts back
-        in float the quantizers that cost the most until the model passes. None, with a note
-        saying why, otherwise."""
+        in float the quantizers that cost the most until the model passes, within the profile's
+        search budget. None, with a note saying why, otherwise. Beside it, the search's record
+        (every candidate model NNCF had judged, the budget, why it stopped), which the variant
+        carries, or else ov-ir-int8."""
         import nncf
         import onnx
         import openvino
@@ -377,27 +382,82 @@ class OpenVinoBackend(Backend):
         feeds = list(calibration_feeds(samples, specs))
         probe = feeds[:MIXED_PROBE_SAMPLES]
         tolerance = Tolerance.from_options(profile.options)
+        budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
+        if budget_note:
+            notes.append(budget_note)
         semantics = semantics_map(output_semantics)
         reference = mixed_precision._run(onnx.load(str(model_path)), probe)
+        started = time.monotonic()
         session = self.load(int8.path)
         try:
             full = compare_variant(reference, run_session(session, probe), tolerance, semantics)
         finally:
             session.close()
         where = f"{len(probe)} calibration samples"
+        candidates = [
+            mixed_precision.Candidate(
+                "full INT8 (ov-ir-int8)", "full-int8", 0, mixed_precision.candidate_score(full), full.passed
+            )
+        ]
+        quantizers_full = sum(op.get_type_name() == "FakeQuantize" for op in self._read(int8.path).get_ops())
+
+        def record(stopped: str) -> dict[str, Any]:
+            return {
+                **budget.to_dict(),
+                "spent_s": round(time.monotonic() - started, 1),
+                "activations": quantizers_full,
+                "float_unit": "quantizers",
+                "stopped": stopped,
+                "stopped_because": mixed_precision.STOPPED_REASONS.get(stopped, stopped),
+                "candidates": [candidate.to_dict(quantizers_full) for candidate in candidates],
+                "probe": where,
+            }
+
         if full.passed:
             notes.append(f"{name} was not built: ov-ir-int8 is within the profile's tolerance on {where}.")
-            return None
+            return None, record("full-int8-passed")
         input_names = _port_names(converted, converted.inputs, "input_names")
         output_names = _port_names(converted, converted.outputs, "output_names")
+        # NNCF validates the original model and its own full quantization first on the whole
+        # probe; those are not candidates (the full INT8 model is judged above). Every later
+        # call on the whole probe judges a model with some layers back in float; calls on
+        # single samples are NNCF's per-sample bookkeeping.
+        whole_probe_calls = 0
+        cut = ""
 
         def validate(compiled: Any, items: Any) -> tuple[float, None]:
             # NNCF hands over the compiled model; 1 when it passes the engine's rule, else 0.
+            nonlocal whole_probe_calls, cut
+            indices = list(items)
+            if not cut:
+                # One candidate kept back: the engine's own judgement of NNCF's result.
+                if len(candidates) + 1 >= budget.max_candidates:
+                    cut = "candidates"
+                elif time.monotonic() - started >= budget.seconds:
+                    cut = "budget"
+            if cut:
+                # NNCF has no time limit: past the budget the metric says "passes", so NNCF
+                # stops at its next check; the engine's own judgement afterwards decides.
+                return 1.0, None
             runner = OpenVinoSession(compiled, input_names, output_names)
-            outputs = [runner.run(probe[index]) for index in items]
-            return (1.0 if compare_variant(reference, outputs, tolerance, semantics).passed else 0.0), None
+            verdict = compare_variant(reference, [runner.run(probe[index]) for index in indices], tolerance, semantics)
+            if len(indices) == len(probe) and len(probe) > 1:
+                whole_probe_calls += 1
+                if whole_probe_calls > 2:
+                    label = f"NNCF candidate {len(candidates)}"
+                    score = mixed_precision.candidate_score(verdict)
+                    candidates.append(mixed_precision.Candidate(label, "nncf", None, score, verdict.passed))
+                    if self.search_progress:
+                        share = max(
+                            (time.monotonic() - started) / budget.seconds, len(candidates) / budget.max_candidates
+                        )
+                        self.search_progress(
+                            min(share, 1.0),
+                            f"accuracy-controlled quantization: {len(candidates)} of at most "
+                            f"{budget.max_candidates} candidate models judged",
+                        )
+            return (1.0 if verdict.passed else 0.0), None
 
-        started = time.monotonic()
         try:
             with _quiet_nncf():
                 restored = nncf.quantize_with_accuracy_control(
@@ -408,45 +468,74 @@ class OpenVinoBackend(Backend):
                     max_drop=0.0,
                     preset=nncf.QuantizationPreset.PERFORMANCE,
                     subset_size=len(feeds),
+                    # Each iteration puts one more group of layers back in float: one candidate.
+                    advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+                        max_num_iterations=budget.max_candidates
+                    ),
                 )
         except Exception as exc:  # NNCF raises whatever its passes raise
             notes.append(f"{name} was not built: NNCF's accuracy control failed: {_error_text(exc)}")
-            return None
+            return None, record(cut or "not-restored")
         seconds = time.monotonic() - started
-        quantizers = {
-            key: sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-            for key, model in (("full", self._read(int8.path)), ("mixed", restored))
-        }
+        quantizers_kept = sum(op.get_type_name() == "FakeQuantize" for op in restored.get_ops())
+        float_quantizers = quantizers_full - quantizers_kept
         check = OpenVinoSession(openvino.compile_model(restored, DEVICE), input_names, output_names)
         try:
             verdict = compare_variant(reference, run_session(check, probe), tolerance, semantics)
         finally:
             check.close()
-        if not verdict.passed:
-            notes.append(
-                f"{name} was not built: NNCF's accuracy control did not bring the model within the profile's "
-                f"tolerance on {where}: {' '.join(verdict.reasons[:1])}"
+        candidates.append(
+            mixed_precision.Candidate(
+                f"NNCF's result ({float_quantizers} quantizers removed)",
+                "nncf",
+                float_quantizers,
+                mixed_precision.candidate_score(verdict),
+                verdict.passed,
+                chosen=verdict.passed,
             )
-            return None
+        )
+        spent = _budget_words(cut, budget)
+        if not verdict.passed:
+            if cut:
+                why = (
+                    f"NNCF's accuracy control ran out of {spent} after {len(candidates)} candidate models; kept "
+                    "what was measured (in the report), but none of them passed on "
+                    f"{where}. Raise search_budget_s or search_max_candidates in the hardware profile's options "
+                    "to search further."
+                )
+            else:
+                why = (
+                    f"NNCF's accuracy control did not bring the model within the profile's tolerance on {where}: "
+                    f"{' '.join(verdict.reasons[:1])}"
+                )
+            notes.append(f"{name} was not built: {why}")
+            return None, record(cut or "not-restored")
+        if cut:
+            notes.append(
+                f"The {name} search ran out of {spent} after {len(candidates)} candidate models; kept what was "
+                f"measured: NNCF's model with {float_quantizers} of {quantizers_full} quantizers removed passes, "
+                "though fewer might. Raise search_budget_s or search_max_candidates in the hardware profile's "
+                "options to search further."
+            )
         target = out_dir / f"{name}.xml"
         openvino.save_model(restored, str(target), compress_to_fp16=False)
-        float_quantizers = quantizers["full"] - quantizers["mixed"]
         options = {
             "preset": int8.options.get("preset"),
             "accuracy_control": "NNCF quantize_with_accuracy_control, the engine's parity rule as its metric",
-            "quantizers_full": quantizers["full"],
-            "quantizers_kept": quantizers["mixed"],
+            "quantizers_full": quantizers_full,
+            "quantizers_kept": quantizers_kept,
             "full_int8_worst_slice_db": _rounded_db(mixed_precision.score_db(full)),
             "mixed_worst_slice_db": _rounded_db(mixed_precision.score_db(verdict)),
             "probe": where,
             "search_seconds": round(seconds, 1),
+            "search": record(cut or "passed"),
             "reason": (
                 f"ov-ir-int8 is out of tolerance on {where} ({' '.join(full.reasons[:1])}); NNCF's accuracy "
-                f"control kept {float_quantizers} of its {quantizers['full']} quantizers' layers in float, which "
+                f"control kept {float_quantizers} of its {quantizers_full} quantizers' layers in float, which "
                 "brings it within tolerance."
             ),
         }
-        return Variant(
+        variant = Variant(
             name=name,
             backend=self.name,
             path=target,
@@ -457,6 +546,7 @@ class OpenVinoBackend(Backend):
             tool_versions=dict(int8.tool_versions),
             files=(target, target.with_suffix(".bin")),
         )
+        return variant, options["search"]
 
     @staticmethod
     def _read(path: Path) -> Any:
@@ -566,6 +656,13 @@ def _compress_weights_int8(model: Any, target: Path) -> dict[str, Any]:
         "weights": "int8, per channel, asymmetric",
         "activations": "unchanged (float)",
     }
+
+
+def _budget_words(cut: str, budget: Any) -> str:
+    """ "its 120 s budget" or "its budget of 300 candidate models", for the limit that ran out."""
+    if cut == "candidates":
+        return f"its budget of {budget.max_candidates} candidate models"
+    return f"its {budget.seconds:g} s budget"
 
 
 @contextlib.contextmanager
