@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
 from workers.engine.errors import ModelError
 from workers.engine.inspection import TensorSpec
 
@@ -155,3 +155,14 @@ def test_samples_on_the_wrong_axis_name_the_input_and_what_to_declare(tmp_path: 
     # Declared, the same file is read with the samples where the user put them.
     arrays = load_calibration(path, [AUDIO, STATE], axes={"state": 0})
     assert arrays["state"].shape == (3, 2, 128)
+
+
+def test_a_calibration_set_too_small_for_its_method_is_named(tmp_path: Path) -> None:
+    arrays = load_calibration(_npz(tmp_path, image=_images(3), mask=np.zeros((3, 32), np.int64)), [IMAGE, MASK])
+    note = calibration_size_note(arrays, [IMAGE, MASK])
+    assert note.startswith("The calibration set holds 3 samples, fewer than the 8 that minmax calibration needs")
+    assert "Upload at least 100 representative samples" in note
+    assert "32 that entropy" in calibration_size_note(arrays, [IMAGE, MASK], "entropy")
+    enough = load_calibration(_npz(tmp_path, image=_images(8), mask=np.zeros((8, 32), np.int64)), [IMAGE, MASK])
+    assert calibration_size_note(enough, [IMAGE, MASK]) == ""
+    assert "32 that percentile" in calibration_size_note(enough, [IMAGE, MASK], "percentile")

@@ -83,6 +83,35 @@ def load_calibration(
     return checked
 
 
+# Fewer samples than this rarely cover the range real inputs reach: static INT8 scales fitted
+# to them clip the rest. Histogram methods estimate a distribution's tail and want more.
+MIN_CALIBRATION_SAMPLES = {"minmax": 8, "entropy": 32, "percentile": 32}
+
+
+def calibration_size_note(
+    arrays: Mapping[str, np.ndarray],
+    input_specs: Sequence[TensorSpec],
+    method: str = "minmax",
+    axes: BatchAxes | None = None,
+) -> str:
+    """A sentence when checked calibration `arrays` hold fewer samples than `method` needs to
+    be representative (the static INT8 variants are still built, and parity on other inputs
+    judges them), else ""."""
+    if not arrays:
+        return ""
+    axes = {**batch_axes(input_specs), **(axes or {})}
+    count = min(_sample_count(array, axes.get(name)) for name, array in arrays.items())
+    needed = MIN_CALIBRATION_SAMPLES.get(method, MIN_CALIBRATION_SAMPLES["minmax"])
+    if count >= needed:
+        return ""
+    return (
+        f"The calibration set holds {count} sample{'s' if count != 1 else ''}, fewer than the {needed} that "
+        f"{method} calibration needs to cover the values real inputs reach; the static INT8 variants were "
+        f"built from {'it' if count == 1 else 'them'}, and parity on other inputs decides whether they pass. "
+        "Upload at least 100 representative samples for scales you can rely on."
+    )
+
+
 def calibration_feeds(
     arrays: Mapping[str, np.ndarray], input_specs: Sequence[TensorSpec], axes: BatchAxes | None = None
 ) -> Iterator[dict[str, np.ndarray]]:

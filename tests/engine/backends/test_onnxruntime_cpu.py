@@ -527,3 +527,14 @@ def test_a_graph_with_nothing_to_fold_gets_no_copy_and_a_note(backend: OnnxRunti
     assert "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes)." in (
         backend.last_build_notes
     )
+
+
+def test_a_calibration_set_too_small_still_builds_static_int8_and_says_so(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path
+) -> None:
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "calibration.npz", image=np.random.default_rng(4).standard_normal((3, 3, 32, 32)).astype("f4"))
+    variants = backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    assert "ort-int8-static-qdq" in {variant.name for variant in variants}
+    (note,) = [n for n in backend.last_build_notes if n.startswith("The calibration set holds 3 samples")]
+    assert "fewer than the 8 that minmax calibration needs" in note

@@ -44,7 +44,7 @@ from workers.engine.backends.base import (
     SupportStatus,
     Variant,
 )
-from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
 from workers.engine.hardware import cpu_features
 from workers.engine.inspection import DEFAULT_DOMAIN, TensorSpec, graph_input_specs
 from workers.engine.quant_recipes import PER_CHANNEL_MIN_OPSET, QuantRecipe, ort_static_recipe, target_cpu
@@ -271,6 +271,8 @@ class OnnxRuntimeCpuBackend(Backend):
         if profile.device_kind == "cpu" and "int8" in profile.precisions and calibration is not None:
             # Before anything is built: a wrong calibration file is the user's to fix.
             samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
+            if size_note := calibration_size_note(samples, specs, calibration.method):
+                notes.append(size_note)
 
         plans: list[tuple[str, str, Callable[[Path, Path], dict[str, Any]]]] = []
         if profile.device_kind == "cpu":

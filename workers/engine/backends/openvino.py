@@ -58,7 +58,7 @@ from workers.engine.backends.base import (
     Variant,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
-from workers.engine.calibration import calibration_feeds, load_calibration
+from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
 from workers.engine.inspection import TensorSpec, graph_input_specs
 
 if TYPE_CHECKING:
@@ -270,16 +270,18 @@ class OpenVinoBackend(Backend):
         specs = graph_input_specs(header.graph)
         wants_int8 = "int8" in profile.precisions
         samples: dict[str, np.ndarray] = {}
+        notes: list[str] = []
         if wants_int8 and calibration is not None:
             # Before anything is built: a wrong calibration file is the user's to fix.
             samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
+            if size_note := calibration_size_note(samples, specs, calibration.method):
+                notes.append(size_note)
 
         versions = {"openvino": ov_version, "onnx": str(onnx.__version__)}
         nncf_version = _package_version("nncf")
         if nncf_version:
             versions["nncf"] = nncf_version
         out_dir.mkdir(parents=True, exist_ok=True)
-        notes: list[str] = []
 
         try:
             converted = openvino.convert_model(str(model_path))
