@@ -24,6 +24,7 @@ from apps.approvals.evidence import collect_evidence, evidence_hash
 from apps.approvals.models import Decision, DecisionKind, Policy
 from apps.audit import services as audit
 from apps.core.api.errors import ApiError, Conflict
+from apps.jobs import services as jobs
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, RegisteredModel, VersionStatus
 from apps.runtimes.models import HardwareProfile
@@ -270,8 +271,6 @@ RERUNNABLE = frozenset(
 def rerun(version: ModelVersion, user: Any) -> Any:
     """Run the version's pipeline again. New evidence replaces the old, so an approval of
     this version stops applying and it goes back to review when the run finishes."""
-    from apps.jobs import services as jobs
-
     require(user, version.model.team, Action.UPLOAD)
     with transaction.atomic():
         version = _locked(version)

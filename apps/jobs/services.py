@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.approvals import services as approvals
+from apps.jobs import events
 from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileStatus, profile_outcomes
 from apps.registry import lifecycle
@@ -278,7 +278,7 @@ def _finish_run(run_id: int) -> None:
         else:
             reason = "No profile has measured evidence: " + "; ".join(f"{o.profile}: {o.reason}" for o in missing)
         lifecycle.transition(run.version, VersionStatus.FAILED, reason=reason)
-        approvals.version_failed(run.version, reason)
+        events.version_failed.send(ModelVersion, version=run.version, reason=reason)
         return
     PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=now)
     reason = "pipeline finished"
@@ -287,7 +287,7 @@ def _finish_run(run_id: int) -> None:
             f"{o.profile} has no measured evidence ({o.reason})" for o in missing
         )
     lifecycle.transition(run.version, VersionStatus.READY, reason=reason)
-    approvals.version_ready(run.version)
+    events.version_ready.send(ModelVersion, version=run.version)
 
 
 def fail(job: Job, code: str, message: str, log: str = "") -> bool:
@@ -337,7 +337,7 @@ def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "
         version = ModelVersion.objects.get(runs__id=locked.run_id)
         reason = f"{locked.get_kind_display()}: {message}"
         lifecycle.transition(version, VersionStatus.FAILED, reason=reason)
-        approvals.version_failed(version, reason)
+        events.version_failed.send(ModelVersion, version=version, reason=reason)
     return True
 
 

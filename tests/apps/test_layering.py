@@ -1,0 +1,38 @@
+"""Which app may import which: the pipeline announces finished runs and never reaches into
+the apps that react to them (see apps/jobs/events.py)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+APPS = Path(__file__).resolve().parents[2] / "apps"
+
+
+def _imports(folder: Path) -> dict[str, set[str]]:
+    """Every module each file under `folder` imports, lazy imports inside functions included."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+        found[str(path.relative_to(APPS.parent))] = names
+    return found
+
+
+def test_the_pipeline_never_imports_approvals() -> None:
+    offending = {
+        path: sorted(name for name in names if name == "apps.approvals" or name.startswith("apps.approvals."))
+        for path, names in _imports(APPS / "jobs").items()
+    }
+    assert not {path: names for path, names in offending.items() if names}
+
+
+def test_approvals_listens_to_the_pipeline_events() -> None:
+    from apps.jobs import events
+
+    assert events.version_ready.has_listeners()
+    assert events.version_failed.has_listeners()
