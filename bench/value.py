@@ -5,7 +5,9 @@ bench/optimize.py, a YOLO-style detector built here whose one output holds box c
 pixels beside sigmoid class scores, and a stateful recurrent voice-activity model whose
 `state` input is [2, batch, 128]), this builds the variants the pipeline builds on the
 `x86-cpu` profile (`build_variants` of onnxruntime and OpenVINO, FP32 and INT8; static INT8
-calibrated on real-like samples, as a user who uploads calibration data gets), then judges
+calibrated on real-like samples, as a user who uploads calibration data gets, the quantization
+searches judging their candidates on those and on the real-like validation samples, as the
+optimize step does when a validation set is uploaded), then judges
 every variant's parity twice with the engine's comparator, the output kinds inspection
 proposes and the profile's tolerance:
 
@@ -607,8 +609,14 @@ def bench_model(
         log(f"[{case.key}] building {name} variants")
         t0 = time.perf_counter()
         try:
-            # As the optimize step: quantization searches judge their probe by the output kinds.
-            calibration = Calibration(calibration_path, output_semantics=dict(report.output_semantics or {}))
+            # As the optimize step with a validation set: quantization searches judge their
+            # candidates by the output kinds, on the calibration samples and the parity inputs.
+            calibration = Calibration(
+                calibration_path,
+                output_semantics=dict(report.output_semantics or {}),
+                evidence=tuple(real.feeds),
+                evidence_description=real.description,
+            )
             built = backend.build_variants(model_path, profile, calibration, folder / name)
         except Exception as exc:  # a backend that can't build for this model is reported, not fatal
             built = []

@@ -126,17 +126,21 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
         options=dict(fields.get("options", {})),
     )
     calibration = None
+    evidence_note = ""
     if payload.get("calibration"):
+        evidence, description, evidence_note = _search_evidence(model_path, payload)
         calibration = Calibration(
             path=Path(payload["calibration"]),
             method=payload.get("calibration_method", "minmax"),
             per_channel=None if payload.get("per_channel") is None else bool(payload["per_channel"]),
             output_semantics=dict(payload.get("output_semantics") or {}),
+            evidence=evidence,
+            evidence_description=description,
         )
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     rewrites = [str(name) for name in payload.get("rewrites") or []]
-    notes: list[str] = []
+    notes: list[str] = [evidence_note] if evidence_note else []
     steps: list[dict[str, str]] = []
     if rewrites:
         # validate found that this backend takes the model only after these rewrites.
@@ -172,6 +176,25 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
         "variants": [variant.to_dict() for variant in variants],
         "notes": [*notes, *backend.last_build_notes],
     }
+
+
+def _search_evidence(model_path: Path, payload: dict[str, Any]) -> tuple[tuple[dict[str, Any], ...], str, str]:
+    """The inputs the parity step will judge on (the version's validation set, or generated as
+    parity generates them), for the quantization searches to judge their candidates on too; and
+    a note when they can't be had (the searches then judge on the calibration samples alone)."""
+    from workers.engine.errors import ModelError
+    from workers.engine.parity import evidence_inputs
+    from workers.engine.signature import parse_input_declarations
+
+    validation = Path(payload["validation"]) if payload.get("validation") else None
+    try:
+        evidence = evidence_inputs(
+            model_path, validation, samples=8, declarations=parse_input_declarations(payload.get("declarations"))
+        )
+    except ModelError as exc:
+        why = f"The quantization searches judged their candidates on the calibration samples only: {exc.message}"
+        return (), "", why
+    return tuple(evidence.feeds), evidence.description, ""
 
 
 def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:

@@ -192,6 +192,24 @@ STOPPED_REASONS = {
 }
 
 
+def probe_feeds(
+    calibration_feeds: Sequence[Mapping[str, np.ndarray]],
+    evidence: Sequence[Mapping[str, Any]],
+    limit: int,
+    description: str = "",
+) -> tuple[list[dict[str, Any]], str]:
+    """The feeds a search judges its candidates on, and what they are in words: the first
+    `limit` calibration samples and, where given, the inputs parity will judge on (`evidence`,
+    `Calibration.evidence`). Judged on both, a mix the search picks passes on the parity
+    step's inputs too, not only on the samples its scales were fitted to."""
+    feeds = [dict(feed) for feed in calibration_feeds[:limit]]
+    where = f"{len(feeds)} calibration sample{'s' if len(feeds) != 1 else ''}"
+    if evidence:
+        feeds.extend(dict(feed) for feed in evidence)
+        where += f" and the {len(evidence)} inputs parity judges on" + (f" ({description})" if description else "")
+    return feeds, where
+
+
 @dataclass(frozen=True)
 class QdqPair:
     """One quantized activation: the float tensor, its QuantizeLinear node, the

@@ -236,9 +236,11 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
     with job_workdir(job) as workdir:
         progress(0.01, "fetching the model")
         payload = _fetch_model(job, workdir)
-        calibration = None
+        calibration = validation = None
         if version.calibration is not None:
             calibration = str(materialize(version.calibration.storage_key, workdir / "calibration.npz"))
+            if version.validation is not None:
+                validation = str(materialize(version.validation.storage_key, workdir / "validation.npz"))
         semantics = _output_semantics(job)
         support = _step_result(job, JobKind.VALIDATE).get("reports", {})
         for index, backend in enumerate(backends):
@@ -259,8 +261,11 @@ def run_optimize(job: Job, progress: ProgressCallback) -> StepOutcome:
                         "backend": backend,
                         "profile": profile_fields,
                         "calibration": calibration,
-                        # A quantization search judges its probe by what the outputs are, as parity does.
+                        # A quantization search judges its probe by what the outputs are, as parity
+                        # does, and on the inputs parity will use (validation set or generated).
                         "output_semantics": semantics,
+                        "validation": validation,
+                        "declarations": version.input_declarations,
                         **_remedy(support.get(backend)),
                         "out_dir": str(workdir / "variants" / backend),
                     },

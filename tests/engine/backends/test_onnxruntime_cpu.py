@@ -538,3 +538,30 @@ def test_a_calibration_set_too_small_still_builds_static_int8_and_says_so(
     assert "ort-int8-static-qdq" in {variant.name for variant in variants}
     (note,) = [n for n in backend.last_build_notes if n.startswith("The calibration set holds 3 samples")]
     assert "fewer than the 8 that minmax calibration needs" in note
+
+
+def test_the_mixed_precision_search_judges_on_the_inputs_parity_will_use_too(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path
+) -> None:
+    # Calibration samples in a tenth of the range the parity inputs reach: the scales fitted to
+    # them clip the real inputs, which the calibration samples alone can't show.
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "calibration.npz", image=(rng.standard_normal((16, 3, 32, 32)) * 0.1).astype("f4"))
+    evidence = tuple({"image": rng.standard_normal((1, 3, 32, 32)).astype("f4")} for _ in range(8))
+
+    def full_int8(calibration: Calibration) -> tuple[str, dict]:
+        variants = backend.build_variants(model, X86_CPU, calibration, tmp_path / f"out-{len(calibration.evidence)}")
+        record = next(v.options["search"] for v in variants if "search" in v.options)
+        assert record["candidates"][0]["label"] == "full INT8"
+        return record["probe"], record["candidates"][0]
+
+    probe, alone = full_int8(Calibration(tmp_path / "calibration.npz"))
+    assert probe == "8 calibration samples"
+    probe, judged = full_int8(
+        Calibration(tmp_path / "calibration.npz", evidence=evidence, evidence_description="your validation set")
+    )
+    assert probe == "8 calibration samples and the 8 inputs parity judges on (your validation set)"
+    assert judged["passed"] is False
+    # The clipped parity inputs bring the worst output's score down by far more than noise.
+    assert judged["score_db"] < alone["score_db"] - 6, (judged, alone)

@@ -144,6 +144,12 @@ class Calibration:
     # What each output is (inspection's `output_semantics`, name -> dict): a search that judges
     # quantized candidates on these samples (mixed precision) judges them as parity will.
     output_semantics: Mapping[str, Any] = field(default_factory=dict)
+    # The inputs parity will judge the variants on (`parity.evidence_inputs`: the user's
+    # validation set, or generated), as model feeds, and what they are in words. A search
+    # judges its candidates on them beside the calibration samples, so a mix it picks passes
+    # on the inputs the parity step uses, not only on the data its scales were fitted to.
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    evidence_description: str = ""
 
 
 @dataclass(frozen=True)

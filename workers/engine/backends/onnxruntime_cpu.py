@@ -393,7 +393,12 @@ class OnnxRuntimeCpuBackend(Backend):
         if external:
             notes.append(f"{name} was not searched: the model keeps its weights in a separate file.")
             return None, None
-        feeds = list(calibration_feeds(samples, specs))[:MIXED_PROBE_SAMPLES]
+        feeds, probe = mixed_precision.probe_feeds(
+            list(calibration_feeds(samples, specs)),
+            calibration.evidence if calibration else (),
+            MIXED_PROBE_SAMPLES,
+            calibration.evidence_description if calibration else "",
+        )
         tolerance = Tolerance.from_options(profile.options)
         budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
         if budget_note:
@@ -409,7 +414,6 @@ class OnnxRuntimeCpuBackend(Backend):
             budget=budget,
             progress=self.search_progress,
         )
-        probe = f"{len(feeds)} calibration samples"
         record = {**result.record(), "probe": probe}
         if result.full_int8_passed:
             notes.append(

@@ -342,8 +342,9 @@ class OpenVinoBackend(Backend):
         int8 = next((v for v in variants if v.name == "ov-ir-int8"), None)
         if int8 is not None and samples:
             semantics = calibration.output_semantics if calibration is not None else None
+            evidence = (calibration.evidence, calibration.evidence_description) if calibration is not None else ((), "")
             mixed, record = self._accuracy_controlled(
-                model_path, converted, int8, samples, specs, profile, semantics, out_dir, notes
+                model_path, converted, int8, samples, specs, profile, semantics, evidence, out_dir, notes
             )
             if mixed is not None:
                 variants.append(mixed)
@@ -362,6 +363,7 @@ class OpenVinoBackend(Backend):
         specs: Sequence[TensorSpec],
         profile: HardwareProfile,
         output_semantics: Mapping[str, Any] | None,
+        evidence: tuple[Sequence[Mapping[str, Any]], str],
         out_dir: Path,
         notes: list[str],
     ) -> tuple[Variant | None, dict[str, Any] | None]:
@@ -382,7 +384,7 @@ class OpenVinoBackend(Backend):
 
         name = "ov-ir-int8-mixed"
         feeds = list(calibration_feeds(samples, specs))
-        probe = feeds[:MIXED_PROBE_SAMPLES]
+        probe, where = mixed_precision.probe_feeds(feeds, evidence[0], MIXED_PROBE_SAMPLES, evidence[1])
         tolerance = Tolerance.from_options(profile.options)
         budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
         if budget_note:
@@ -395,7 +397,6 @@ class OpenVinoBackend(Backend):
             full = compare_variant(reference, run_session(session, probe), tolerance, semantics)
         finally:
             session.close()
-        where = f"{len(probe)} calibration samples"
         candidates = [
             mixed_precision.Candidate(
                 "full INT8 (ov-ir-int8)", "full-int8", 0, mixed_precision.candidate_score(full), full.passed
