@@ -184,7 +184,7 @@ export interface VariantInfo {
 /** One candidate model a quantization search judged (workers/engine/mixed_precision.py Candidate). */
 export interface SearchCandidateInfo {
   label: string;
-  /** "full-int8", "sensitivity" (one group of activations in float), "mix", "nncf". */
+  /** "full-int8", "sensitivity" (one group of activations in float), "mix", "round" (a group on top of the best mix so far), "nncf". */
   stage: string;
   /** How many activations (or NNCF quantizers) stayed in float; null where NNCF doesn't say. */
   float_activations: number | null;
