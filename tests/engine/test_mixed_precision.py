@@ -224,18 +224,3 @@ def test_the_search_budget_is_read_from_the_profile_and_checked() -> None:
     budget, note = mixed_precision.SearchBudget.for_build({"search_budget_s": -5})
     assert budget == mixed_precision.SearchBudget()
     assert "'search_budget_s' must be above 0" in note and "used the default budget (120 s, 300 candidates)" in note
-
-
-def test_the_search_judges_with_a_margin_over_the_profile_tolerance() -> None:
-    from workers.engine.parity import Tolerance
-
-    profile = Tolerance(min_cosine=0.99, min_detection_recall=0.9, min_slice_sqnr_db=6.0, max_rel_error=0.2)
-    margin = mixed_precision.with_margin(profile)
-    assert margin.min_cosine == pytest.approx(0.995)
-    assert margin.min_detection_recall == pytest.approx(0.95)
-    assert margin.min_detection_precision == pytest.approx(0.95)
-    assert margin.min_top1_agreement == pytest.approx(0.995)
-    assert margin.min_slice_sqnr_db == 9.0
-    assert margin.max_rel_error == pytest.approx(0.1)
-    assert margin.p99_abs_error is None
-    assert margin.max_abs_error == profile.max_abs_error  # exactness is exactness

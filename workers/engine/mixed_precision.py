@@ -192,34 +192,6 @@ STOPPED_REASONS = {
 }
 
 
-# How much stricter than the profile's tolerance a search judges its candidates: the allowed
-# shortfall of every "at least" figure halved (a cosine of 0.99 becomes 0.995, a detection
-# recall of 90 % becomes 95 %), slice SNR 3 dB higher, relative and p99 errors halved. The
-# search picks the fewest activations in float that pass, which lands a mix at the edge of
-# what passes on the probe; the margin keeps it passing on inputs the search never saw.
-SEARCH_MARGIN = 0.5
-SEARCH_MARGIN_DB = 3.0
-
-
-def with_margin(tolerance: Tolerance) -> Tolerance:
-    """`tolerance` as a search judges its candidates (see SEARCH_MARGIN); parity still judges
-    the variant at `tolerance` itself."""
-
-    def tighter(minimum: float) -> float:
-        return 1.0 - (1.0 - minimum) * SEARCH_MARGIN if minimum < 1.0 else minimum
-
-    return replace(
-        tolerance,
-        min_cosine=tighter(tolerance.min_cosine),
-        min_top1_agreement=tighter(tolerance.min_top1_agreement),
-        min_detection_recall=tighter(tolerance.min_detection_recall),
-        min_detection_precision=tighter(tolerance.min_detection_precision),
-        min_slice_sqnr_db=tolerance.min_slice_sqnr_db + SEARCH_MARGIN_DB,
-        max_rel_error=None if tolerance.max_rel_error is None else tolerance.max_rel_error * SEARCH_MARGIN,
-        p99_abs_error=None if tolerance.p99_abs_error is None else tolerance.p99_abs_error * SEARCH_MARGIN,
-    )
-
-
 def probe_feeds(
     calibration_feeds: Sequence[Mapping[str, np.ndarray]],
     evidence: Sequence[Mapping[str, Any]],

@@ -399,8 +399,7 @@ class OnnxRuntimeCpuBackend(Backend):
             MIXED_PROBE_SAMPLES,
             calibration.evidence_description if calibration else "",
         )
-        # Judged with a margin over the profile's tolerance, so the mix passes beyond the probe too.
-        tolerance = mixed_precision.with_margin(Tolerance.from_options(profile.options))
+        tolerance = Tolerance.from_options(profile.options)
         budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
         if budget_note:
             notes.append(budget_note)
@@ -418,8 +417,8 @@ class OnnxRuntimeCpuBackend(Backend):
         record = {**result.record(), "probe": probe}
         if result.full_int8_passed:
             notes.append(
-                f"{name} was not built: ort-int8-static-qdq is within the profile's tolerance, with the search's "
-                f"margin, on {probe}, so no activation needs to stay in float."
+                f"{name} was not built: ort-int8-static-qdq is within the profile's tolerance on {probe}, so no "
+                "activation needs to stay in float."
             )
             return None, record
         if result.model is None:
@@ -443,7 +442,7 @@ class OnnxRuntimeCpuBackend(Backend):
             "search": record,
             "probe": probe,
             "reason": (
-                f"ort-int8-static-qdq is out of tolerance (with the search's margin) on {probe} (worst slice "
+                f"ort-int8-static-qdq is out of tolerance on {probe} (worst slice "
                 f"{summary['full_int8_worst_slice_db']} dB); keeping {len(result.kept_in_float)} of its "
                 f"{result.quantized_activations} quantized activations in float ({kept}), the most sensitive "
                 f"measured, brings it to {summary['mixed_worst_slice_db']} dB, within tolerance."
@@ -543,9 +542,9 @@ def _search_failure(result: Any, probe: str) -> str:
     limit = max(1, int(result.quantized_activations * mixed_precision.MAX_FLOAT_SHARE))
     return (
         f"keeping up to {limit} of the {result.quantized_activations} quantized activations in float (the most "
-        f"sensitive of {result.measured} measured) did not bring the model within the profile's tolerance (with "
-        f"the search's margin) on {probe} (the search stops at half: past that most of the graph runs in "
-        f"float). The full INT8 model: {' '.join(result.reasons[:1])}"
+        f"sensitive of {result.measured} measured) did not bring the model within the profile's tolerance on "
+        f"{probe} (the search stops at half: past that most of the graph runs in float). The full INT8 model: "
+        f"{' '.join(result.reasons[:1])}"
     )
 
 

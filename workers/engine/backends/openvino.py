@@ -385,8 +385,6 @@ class OpenVinoBackend(Backend):
         name = "ov-ir-int8-mixed"
         feeds = list(calibration_feeds(samples, specs))
         probe, where = mixed_precision.probe_feeds(feeds, evidence[0], MIXED_PROBE_SAMPLES, evidence[1])
-        # At the profile's tolerance itself: NNCF restores layers by its own ranking and often
-        # stops short of the search margin onnxruntime's search uses (mixed_precision.with_margin).
         tolerance = Tolerance.from_options(profile.options)
         budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
         if budget_note:
