@@ -224,3 +224,26 @@ def test_the_search_budget_is_read_from_the_profile_and_checked() -> None:
     budget, note = mixed_precision.SearchBudget.for_build({"search_budget_s": -5})
     assert budget == mixed_precision.SearchBudget()
     assert "'search_budget_s' must be above 0" in note and "used the default budget (120 s, 300 candidates)" in note
+
+
+def test_a_candidate_must_pass_on_each_set_of_the_probe_on_its_own() -> None:
+    """Pooled with 8 calibration samples it matches exactly, a slice that collapses on the 8
+    parity inputs keeps its signal-to-noise ratio over the 16: each set is judged alone."""
+    from workers.engine.parity import Tolerance, compare_variant
+
+    rng = np.random.default_rng(0)
+    reference = [{"features": rng.standard_normal((1, 64)).astype(np.float32)} for _ in range(16)]
+    outputs = []
+    for index, run in enumerate(reference):
+        changed = run["features"].copy()
+        if index >= 8:
+            changed[0, 0] += rng.standard_normal() * 0.6
+        outputs.append({"features": changed})
+    tolerance = Tolerance()
+    assert compare_variant(reference, outputs, tolerance).passed
+    verdict = mixed_precision.judge_sets(reference, outputs, tolerance, None, [(0, 8), (8, 16)])
+    assert not verdict.passed
+    assert "lost 1 of its 64 slices" in verdict.reasons[0]
+    feeds, where, sets = mixed_precision.probe_feeds([{"x": 1}] * 12, [{"x": 2}] * 8, 8, "your validation set")
+    assert (len(feeds), sets) == (16, [(0, 8), (8, 16)])
+    assert where == "8 calibration samples and the 8 inputs parity judges on (your validation set)"

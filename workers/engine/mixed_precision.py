@@ -197,17 +197,42 @@ def probe_feeds(
     evidence: Sequence[Mapping[str, Any]],
     limit: int,
     description: str = "",
-) -> tuple[list[dict[str, Any]], str]:
-    """The feeds a search judges its candidates on, and what they are in words: the first
-    `limit` calibration samples and, where given, the inputs parity will judge on (`evidence`,
-    `Calibration.evidence`). Judged on both, a mix the search picks passes on the parity
-    step's inputs too, not only on the samples its scales were fitted to."""
+) -> tuple[list[dict[str, Any]], str, list[tuple[int, int]]]:
+    """The feeds a search judges its candidates on, what they are in words, and the (start,
+    end) of each set among them: the first `limit` calibration samples and, where given, the
+    inputs parity will judge on (`evidence`, `Calibration.evidence`). A candidate passes when
+    it passes on each set on its own (`judge_sets`), so a mix the search picks passes on the
+    parity step's inputs as parity judges them, not only pooled with the samples its scales
+    were fitted to."""
     feeds = [dict(feed) for feed in calibration_feeds[:limit]]
+    sets = [(0, len(feeds))]
     where = f"{len(feeds)} calibration sample{'s' if len(feeds) != 1 else ''}"
     if evidence:
         feeds.extend(dict(feed) for feed in evidence)
+        sets.append((sets[0][1], len(feeds)))
         where += f" and the {len(evidence)} inputs parity judges on" + (f" ({description})" if description else "")
-    return feeds, where
+    return feeds, where, sets
+
+
+def judge_sets(
+    reference: Sequence[Mapping[str, np.ndarray]],
+    outputs: Sequence[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+    semantics: Mapping[str, OutputSemantics] | None,
+    sets: Sequence[tuple[int, int]] | None = None,
+) -> VariantParity:
+    """The engine's verdict on each set of the probe on its own (`probe_feeds`), the worst one:
+    a failing set's, else the lowest-scoring. Pooled, a slice that collapses on the 8 parity
+    inputs can keep its signal-to-noise ratio over 16 samples."""
+    from workers.engine.parity import compare_variant
+
+    ranges = [(start, end) for start, end in (sets or [(0, len(reference))]) if end > start]
+    verdicts = [
+        compare_variant(list(reference[start:end]), list(outputs[start:end]), tolerance, semantics)
+        for start, end in ranges
+    ]
+    failing = [verdict for verdict in verdicts if not verdict.passed]
+    return min(failing or verdicts, key=score_db)
 
 
 @dataclass(frozen=True)
@@ -428,13 +453,13 @@ def search(
     budget: SearchBudget | None = None,
     max_float_share: float = MAX_FLOAT_SHARE,
     progress: SearchProgress | None = None,
+    sets: Sequence[tuple[int, int]] | None = None,
 ) -> MixedPrecisionResult:
     """Find the fewest activations to keep in float for `quantized` to match `reference` on
     `feeds` within `tolerance`, each output judged by what `semantics` says it is (a detection
     head by its detections), as the parity step will (see the module docstring), within
     `budget` (the defaults of `SearchBudget` when None). Every candidate model judged is in
     the result's `candidates`; `stopped` says why the search ended."""
-    from workers.engine.parity import compare_variant
 
     budget = budget or SearchBudget()
     started = time.monotonic()
@@ -453,7 +478,7 @@ def search(
     tried: list[tuple[tuple[QdqPair, ...], VariantParity]] = []
 
     def judge(model: onnx.ModelProto, label: str, stage: str, kept: Sequence[QdqPair]) -> VariantParity:
-        verdict = compare_variant(reference, _run(model, feeds), tolerance, semantics)
+        verdict = judge_sets(reference, _run(model, feeds), tolerance, semantics, sets)
         candidates.append(Candidate(label, stage, len(kept), candidate_score(verdict), verdict.passed))
         tried.append((tuple(kept), verdict))
         if progress:

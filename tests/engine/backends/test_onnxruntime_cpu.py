@@ -201,11 +201,16 @@ def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[V
     return model, variants
 
 
-def test_x86_cpu_profile_builds_five_runnable_variants(
+def test_x86_cpu_profile_builds_six_runnable_variants(
     backend: OnnxRuntimeCpuBackend, cnn_variants: tuple[Path, list[Variant]]
 ) -> None:
     model, variants = cnn_variants
-    assert [variant.name for variant in variants] == [*OPT_VARIANTS, "ort-int8-dynamic", "ort-int8-static-qdq"]
+    assert [variant.name for variant in variants] == [
+        *OPT_VARIANTS,
+        "ort-int8-dynamic",
+        "ort-int8-static-qdq",
+        "ort-int8-static-compute",
+    ]
     image = _image()
     reference = backend.load(model).run({"image": image})["logits"]
     for variant in variants:
@@ -218,6 +223,26 @@ def test_x86_cpu_profile_builds_five_runnable_variants(
         else:
             assert variant.precision == "int8"
             assert _cosine(output, reference) > 0.98, variant.name
+
+
+def test_the_compute_only_variant_leaves_the_classifier_head_in_float(
+    cnn_variants: tuple[Path, list[Variant]],
+) -> None:
+    by_name = {variant.name: variant for variant in cnn_variants[1]}
+    compute = by_name["ort-int8-static-compute"]
+    assert compute.options["op_types_to_quantize"] == ["Conv", "ConvTranspose", "MatMul"]
+    assert compute.options["reason"].startswith("Only Conv, ConvTranspose and MatMul quantized")
+    graph = onnx.load(str(compute.path)).graph
+    produced = {output: node for node in graph.node for output in node.output}
+    gemm = next(node for node in graph.node if node.op_type == "Gemm")
+    # The Gemm reads float tensors: its inputs come from no DequantizeLinear.
+    assert all(produced.get(name) is None or produced[name].op_type != "DequantizeLinear" for name in gemm.input)
+    conv = next(node for node in graph.node if node.op_type == "Conv")
+    assert produced[conv.input[0]].op_type == "DequantizeLinear"
+    full = onnx.load(str(by_name["ort-int8-static-qdq"].path)).graph
+    full_produced = {output: node for node in full.node for output in node.output}
+    full_gemm = next(node for node in full.node if node.op_type == "Gemm")
+    assert full_produced[full_gemm.input[1]].op_type == "DequantizeLinear"
 
 
 def test_variant_options_say_how_each_was_made(cnn_variants: tuple[Path, list[Variant]]) -> None:

@@ -313,6 +313,11 @@ class OnnxRuntimeCpuBackend(Backend):
                     recipe = _static_recipe(profile, calibration, opset)
                     quantizer = _static_quantizer(source, prep_note, external, calibration, samples, specs, recipe)
                     plans.append(("ort-int8-static-qdq", "int8", quantizer))
+                    if _has_compute_and_other_ops(header):
+                        compute_only = _static_quantizer(
+                            source, prep_note, external, calibration, samples, specs, recipe, COMPUTE_OPS
+                        )
+                        plans.append(("ort-int8-static-compute", "int8", compute_only))
                 else:
                     notes.append(
                         "ort-int8-static-qdq was not built: static INT8 quantization needs calibration data. Upload "
@@ -393,7 +398,7 @@ class OnnxRuntimeCpuBackend(Backend):
         if external:
             notes.append(f"{name} was not searched: the model keeps its weights in a separate file.")
             return None, None
-        feeds, probe = mixed_precision.probe_feeds(
+        feeds, probe, sets = mixed_precision.probe_feeds(
             list(calibration_feeds(samples, specs)),
             calibration.evidence if calibration else (),
             MIXED_PROBE_SAMPLES,
@@ -413,6 +418,7 @@ class OnnxRuntimeCpuBackend(Backend):
             semantics=semantics,
             budget=budget,
             progress=self.search_progress,
+            sets=sets,
         )
         record = {**result.record(), "probe": probe}
         if result.full_int8_passed:
@@ -705,7 +711,10 @@ def _static_quantizer(
     samples: Mapping[str, np.ndarray],
     specs: Sequence[TensorSpec],
     recipe: QuantRecipe,
+    op_types: tuple[str, ...] = (),
 ) -> Callable[[Path, Path], dict[str, Any]]:
+    """The static INT8 pass: every operator onnxruntime quantizes, or only `op_types`."""
+
     def build(model_path: Path, target: Path) -> dict[str, Any]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -730,9 +739,12 @@ def _static_quantizer(
                 weight_type=types[recipe.weight_type],
                 calibrate_method=methods[calibration.method],
                 use_external_data_format=external,
+                op_types_to_quantize=list(op_types) or None,
             )
+        only = {"op_types_to_quantize": list(op_types), "reason": _COMPUTE_ONLY_REASON} if op_types else {}
         return {
             "pass_name": "ort-quantize-static",
+            **only,
             "quant_format": "QDQ",
             "calibrate_method": calibration.method,
             "per_channel": recipe.per_channel,
@@ -746,6 +758,23 @@ def _static_quantizer(
         }
 
     return build
+
+
+# The operators whose integer kernels carry the speed-up; quantizing only them leaves heads
+# (a classifier's Gemm, a detector's box decoding and Concat) and element-wise ops in float.
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul")
+_COMPUTE_ONLY_REASON = (
+    "Only Conv, ConvTranspose and MatMul quantized: the ops whose integer kernels carry the speed-up. Every "
+    "other op (a classifier's Gemm head, a detector's box decoding, element-wise ops) stays in float, where "
+    "one 8-bit scale can crush outputs of very different ranges."
+)
+
+
+def _has_compute_and_other_ops(model: Any) -> bool:
+    """Whether quantizing only COMPUTE_OPS differs from quantizing everything: the graph has
+    compute ops and others beside them."""
+    types = {node.op_type for node in model.graph.node if node.domain in ("", "ai.onnx")}
+    return bool(types & set(COMPUTE_OPS)) and bool(types - set(COMPUTE_OPS))
 
 
 def _fp16_builder(external: bool, large: bool) -> Callable[[Path, Path], dict[str, Any]]:

@@ -384,7 +384,7 @@ class OpenVinoBackend(Backend):
 
         name = "ov-ir-int8-mixed"
         feeds = list(calibration_feeds(samples, specs))
-        probe, where = mixed_precision.probe_feeds(feeds, evidence[0], MIXED_PROBE_SAMPLES, evidence[1])
+        probe, where, sets = mixed_precision.probe_feeds(feeds, evidence[0], MIXED_PROBE_SAMPLES, evidence[1])
         tolerance = Tolerance.from_options(profile.options)
         budget, budget_note = mixed_precision.SearchBudget.for_build(profile.options)
         if budget_note:
@@ -394,7 +394,7 @@ class OpenVinoBackend(Backend):
         started = time.monotonic()
         session = self.load(int8.path)
         try:
-            full = compare_variant(reference, run_session(session, probe), tolerance, semantics)
+            full = mixed_precision.judge_sets(reference, run_session(session, probe), tolerance, semantics, sets)
         finally:
             session.close()
         candidates = [
@@ -443,7 +443,11 @@ class OpenVinoBackend(Backend):
                 # stops at its next check; the engine's own judgement afterwards decides.
                 return 1.0, None
             runner = OpenVinoSession(compiled, input_names, output_names)
-            verdict = compare_variant(reference, [runner.run(probe[index]) for index in indices], tolerance, semantics)
+            outputs = [runner.run(probe[index]) for index in indices]
+            if len(indices) == len(probe):
+                verdict = mixed_precision.judge_sets(reference, outputs, tolerance, semantics, sets)
+            else:
+                verdict = compare_variant([reference[index] for index in indices], outputs, tolerance, semantics)
             if len(indices) == len(probe) and len(probe) > 1:
                 whole_probe_calls += 1
                 if whole_probe_calls > 2:
@@ -484,7 +488,7 @@ class OpenVinoBackend(Backend):
         float_quantizers = quantizers_full - quantizers_kept
         check = OpenVinoSession(openvino.compile_model(restored, DEVICE), input_names, output_names)
         try:
-            verdict = compare_variant(reference, run_session(check, probe), tolerance, semantics)
+            verdict = mixed_precision.judge_sets(reference, run_session(check, probe), tolerance, semantics, sets)
         finally:
             check.close()
         candidates.append(
