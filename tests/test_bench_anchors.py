@@ -177,3 +177,34 @@ def test_the_section_replaces_its_previous_run_and_leaves_the_others(tmp_path: P
     # Where Slipway loses, the note names the optimization it lacks.
     assert "Missing in Slipway: static INT8 of Conv and MatMul only" in text
     assert "fail the accuracy rule on the real-like samples: ort-int8-static-qdq 0.30" in text
+
+
+def test_a_missed_row_within_the_noise_says_so_instead_of_naming_an_optimization() -> None:
+    baseline = point(10.0)
+    # Slipway's recommended and the best anchor measure the same within their intervals.
+    same = {
+        "name": "ort-int8-static-compute",
+        "backend": "onnxruntime",
+        "precision": "int8",
+        "point": point(3.1, spread=0.1),
+        "cpu_ratio": anchors.value.cpu_ratio(baseline, point(3.1, spread=0.1)),
+        "first_run_cpu_ratio": {"ratio": 0.31},
+    }
+    faster = {"name": "olive-static-u8s8-conv-matmul", **candidate("olive-static-u8s8-conv-matmul", "olive", 3.2, True)}
+    faster["point"] = point(3.2, spread=0.1)
+    model = {
+        "slipway": {
+            "recommended": same,
+            "fastest_passing": same,
+            "variants": [{"name": "ort-int8-static-qdq", "passed": False, "first_run_cpu_ratio": {"ratio": 0.28}}],
+        },
+        "candidates": [faster],
+        **anchors.comparison(baseline, same, [faster]),
+    }
+    assert model["goal_met"] is False  # not 10 % faster
+
+    note = anchors.row_note("cnn", model)
+
+    assert "Slipway is as fast as the best anchor within the noise" in note
+    assert "Missing in Slipway" not in note
+    assert "Slipway's faster variants fail the accuracy rule on the real-like samples: ort-int8-static-qdq 0.28" in note
