@@ -36,7 +36,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import _anchor_worker as worker  # noqa: E402
 from bench import value  # noqa: E402
+from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Anchors"
 ANCHORS = ("olive", "inc", "onnxslim")
@@ -535,7 +535,6 @@ def model_section(key: str, model: Mapping[str, Any]) -> list[str]:
 
 def write_benchmarks(result: Mapping[str, Any], path: Path = REPO / "BENCHMARKS.md") -> None:
     """Replace (or append) this bench's section of BENCHMARKS.md, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     anchors = ", ".join(f"{name} {version}" for name, version in result["anchor_versions"].items())
     slipway = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
     load = f"{result['load_average_before'][0]:.1f} -> {result['load_average_after'][0]:.1f}"
@@ -570,11 +569,7 @@ def write_benchmarks(result: Mapping[str, Any], path: Path = REPO / "BENCHMARKS.
     ]
     for key, model in result["models"].items():
         lines += model_section(key, model)
-    section = "\n".join(lines).rstrip("\n") + "\n"
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    found = pattern.search(text)
-    text = pattern.sub(lambda _: section, text) if found else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(path, SECTION, "\n".join(lines))
 
 
 # --- the whole run ------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._benchmarks_md import write_section  # noqa: E402
+
 SECTION = "Benchmark fidelity"
 IMAGE_SIZE = 64
 WIDTHS = (24, 48, 96, 192)
@@ -634,13 +636,7 @@ def section(result: dict[str, Any]) -> str:
 
 def write_benchmarks(result: dict[str, Any]) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md, leaving the others alone."""
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    new = section(result).rstrip("\n")
-    # The match takes the blank line before the next section with it: put it back.
-    text = pattern.sub(lambda _: new + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + new
-    path.write_text(text + ("" if text.endswith("\n") else "\n"))
+    write_section(REPO / "BENCHMARKS.md", SECTION, section(result))
 
 
 def main() -> None:

@@ -66,6 +66,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._benchmarks_md import write_section  # noqa: E402
+
 SECTION = "Op-support matrix (ONNX node test suite)"
 BACKENDS = ("onnxruntime", "openvino", "mnn")
 TITLES = {"onnxruntime": "onnxruntime", "openvino": "OpenVINO", "mnn": "MNN"}
@@ -543,20 +545,7 @@ def op_type_matrix(cases: list[Any], runs: dict[str, BackendRun], numpy_io: set[
 
 def write_benchmarks(summary: dict[str, Any]) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md, leaving the others alone."""
-    path = REPO / "BENCHMARKS.md"
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nNumbers from `bench/`; each is a ratio to a reference run in the same run.\n"
-    )
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    section = render_section(summary)
-    if pattern.search(text):
-        # The match ends before the newline that ends the blank line above the next section.
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(REPO / "BENCHMARKS.md", SECTION, render_section(summary))
 
 
 def render_section(summary: dict[str, Any]) -> str:

@@ -31,7 +31,6 @@ import importlib.metadata
 import inspect
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -46,6 +45,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Optimized variants"
 PROFILE_NAME = "x86-cpu"
@@ -1007,12 +1008,6 @@ def _tolerance_text(result: dict[str, Any]) -> str:
 
 def write_benchmarks(result: dict[str, Any]) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md, leaving the others alone."""
-    path = REPO / "BENCHMARKS.md"
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nNumbers from `bench/`; each is a ratio to a reference run in the same run.\n"
-    )
     versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
     timing = result["timing"]
     by_cpu = result["threads"] == 1
@@ -1051,13 +1046,7 @@ def write_benchmarks(result: dict[str, Any]) -> None:
         + "\n"
         + "\n".join(model_table(key, model, by_cpu) for key, model in result["models"].items())
     )
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        # The match takes the blank line before the next section with it: put it back.
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(REPO / "BENCHMARKS.md", SECTION, section)
 
 
 def print_summary(result: dict[str, Any], stream: Any) -> None:

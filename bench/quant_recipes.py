@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -43,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import value  # noqa: E402
+from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Quantization recipes"
 DEFAULT_MODELS = ("cnn", "transformer", "detector")
@@ -153,8 +153,6 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def write_benchmarks(result: dict[str, Any]) -> None:
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     recipe = next(iter(result["models"].values()))["rows"]["recipe"]["options"]["recipe"]
     lines = [
         f"## {SECTION}",
@@ -190,10 +188,7 @@ def write_benchmarks(result: dict[str, Any]) -> None:
         notes += [f"- `{key}`: {note}" for note in model["notes"] if "was not built" in note]
     if notes:
         lines += ["", *notes]
-    section = "\n".join(lines) + "\n"
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(REPO / "BENCHMARKS.md", SECTION, "\n".join(lines))
 
 
 def main() -> None:

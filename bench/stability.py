@@ -30,7 +30,6 @@ import itertools
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._benchmarks_md import write_section  # noqa: E402
 from workers.engine.benchmark import (  # noqa: E402
     BenchmarkConfig,
     BenchmarkFailed,
@@ -412,8 +412,6 @@ def write_benchmarks(
     args: argparse.Namespace,
 ) -> None:
     """Replace (or append) this bench's section of BENCHMARKS.md, leaving the others alone."""
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     where = "the benchmark's own core" if args.same_core else "the other core"
     lines = [
         f"## {SECTION}",
@@ -466,12 +464,7 @@ def write_benchmarks(
         f"{overlap_rule['covered']} of {overlap_rule['pairs']} pairs."
         + (f" {_groups_sentence(overlap_rule['groups'], args.group)}" if overlap_rule["groups"] else ""),
     ]
-    section = "\n".join(lines) + "\n"
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    # The match leaves out the blank line before the next section: the section ends in one newline.
-    found = pattern.search(text)
-    text = pattern.sub(lambda _: section, text) if found else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(REPO / "BENCHMARKS.md", SECTION, "\n".join(lines))
 
 
 def main() -> None:

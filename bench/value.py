@@ -41,7 +41,6 @@ import importlib.metadata
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -54,6 +53,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Value"
 PROFILE_NAME = "x86-cpu"
@@ -926,8 +927,6 @@ def model_section(key: str, model: Mapping[str, Any]) -> list[str]:
 
 def write_benchmarks(result: Mapping[str, Any]) -> None:
     """Replace (or append) this bench's section of BENCHMARKS.md, leaving the others alone."""
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
     tolerance = result["tolerance"]
     load = f"{result['load_average_before'][0]:.1f} -> {result['load_average_after'][0]:.1f}"
@@ -961,12 +960,7 @@ def write_benchmarks(result: Mapping[str, Any]) -> None:
     ]
     for key, model in result["models"].items():
         lines += model_section(key, model)
-    section = "\n".join(lines).rstrip("\n") + "\n"
-    pattern = re.compile(rf"## {re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    # The match leaves out the blank line before the next section: the section ends in one newline.
-    found = pattern.search(text)
-    text = pattern.sub(lambda _: section, text) if found else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(REPO / "BENCHMARKS.md", SECTION, "\n".join(lines))
 
 
 def print_summary(result: Mapping[str, Any], stream: Any) -> None:
