@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine.backends._onnx_graph import default_opset
+from workers.engine.backends._onnx_graph import default_opset, walk_nodes
+from workers.engine.errors import runtime_cause
 
 if TYPE_CHECKING:
     import onnx
@@ -329,15 +330,8 @@ def convert_opset(model: onnx.ModelProto, target: int) -> tuple[onnx.ModelProto,
 
 
 def _count_nodes(graph: onnx.GraphProto) -> int:
-    total = 0
-    for node in graph.node:
-        total += 1
-        for attribute in node.attribute:
-            if attribute.g.node:
-                total += _count_nodes(attribute.g)
-            for sub in attribute.graphs:
-                total += _count_nodes(sub)
-    return total
+    """Nodes of the graph and of its subgraphs (If, Loop, Scan bodies)."""
+    return sum(1 for _ in walk_nodes(graph))
 
 
 def _op_types(graph: onnx.GraphProto) -> set[tuple[str, str]]:
@@ -345,8 +339,8 @@ def _op_types(graph: onnx.GraphProto) -> set[tuple[str, str]]:
 
 
 def _text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    """A tool's error as one line (`errors.runtime_cause`: source locations dropped)."""
+    return runtime_cause(exc) or type(exc).__name__
 
 
 def rewrite(model: onnx.ModelProto, name: str, refused: set[tuple[str, str]]) -> tuple[onnx.ModelProto, str]:
@@ -478,11 +472,9 @@ def _output_change(original: Path, rewritten: Path) -> tuple[float | None, str]:
     generated inputs, and why the rewrite is refused ("" when it isn't). (None, "") when
     onnxruntime can't run the original (then parity is the only judge)."""
     import numpy as np
-    import onnx
     import onnxruntime
 
-    from workers.engine.inputs import make_feeds, plan_inputs
-    from workers.engine.inspection import graph_input_specs
+    from workers.engine.parity import evidence_inputs
 
     try:
         options = onnxruntime.SessionOptions()
@@ -490,10 +482,9 @@ def _output_change(original: Path, rewritten: Path) -> tuple[float | None, str]:
         first = onnxruntime.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
     except Exception:  # onnxruntime can't run it either: the variants' parity decides
         return None, ""
-    model = onnx.load(str(original), load_external_data=False)
     try:
-        plan = plan_inputs(model, graph_input_specs(model.graph, numpy_dtypes_only=True))
-        feeds = make_feeds(plan, samples=2, seed=0)
+        # Generated as parity generates them when the user uploads no validation set.
+        feeds = evidence_inputs(original, samples=2).feeds
     except Exception as exc:  # the planner refuses inputs it can't generate
         log.info("remediation: no generated inputs for the check: %s", exc)
         return None, ""
