@@ -52,7 +52,8 @@ SECTION = "Optimized variants"
 PROFILE_NAME = "x86-cpu"
 # The backends an x86 CPU profile runs; others (mnn, ncnn) target other hardware.
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
-PRECISIONS = ("fp32", "int8")
+# As the seeded x86-cpu profile (migrations 0002 and 0004): bf16 is built where the CPU has it.
+PRECISIONS = ("fp32", "bf16", "int8")
 BASELINE_BACKEND = "onnxruntime"
 # How backends name their thread-count argument, in the order tried.
 THREAD_PARAMETERS = ("intra_op_threads", "num_threads", "threads")

@@ -21,7 +21,7 @@ class HardwareProfile(models.Model):
     description = models.TextField(blank=True)
     device_kind = models.CharField(max_length=10, choices=DeviceKind.choices)
     backends = models.JSONField(default=list, help_text='Runtime backend names, e.g. ["onnxruntime", "openvino"].')
-    precisions = models.JSONField(default=list, help_text="Allowed precisions: fp32, fp16, int8, int8-weights.")
+    precisions = models.JSONField(default=list, help_text="Allowed precisions: fp32, fp16, bf16, int8, int8-weights.")
     queue = models.CharField(max_length=50, help_text="Celery queue consumed by workers with this hardware.")
     options = models.JSONField(default=dict, blank=True, help_text="Defaults such as batch sizes and tolerances.")
     enabled = models.BooleanField(default=True)

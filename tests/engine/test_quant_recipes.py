@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.engine.quant_recipes import ort_static_recipe, target_cpu
+from workers.engine.quant_recipes import bf16_arithmetic, ort_static_recipe, target_cpu
 
 
 def test_x86_with_vnni_gets_u8s8_per_channel_at_full_range() -> None:
@@ -44,3 +44,19 @@ def test_a_profile_that_names_its_cpu_is_built_for_that_cpu_not_the_workers() ->
     assert target_cpu({}, *worker) == worker
     assert target_cpu({"arch": "aarch64", "cpu_flags": ["asimddp"]}, *worker) == ("aarch64", ("asimddp",))
     assert ort_static_recipe(*target_cpu({"arch": "aarch64"}, *worker)).pairing == "S8S8"
+
+
+@pytest.mark.parametrize(
+    ("arch", "flags", "expected"),
+    [
+        ("x86_64", ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16"), "AMX-BF16 (amx_bf16)"),
+        ("x86_64", ("avx512f", "avx512_bf16"), "AVX512-BF16 (avx512_bf16)"),
+        ("x86_64", ("avx2", "avx512_vnni", "amx_int8"), None),
+        ("aarch64", ("asimd", "bf16"), None),
+        ("", ("amx_bf16",), None),
+    ],
+)
+def test_bf16_is_native_only_on_x86_with_amx_or_avx512_bf16(
+    arch: str, flags: tuple[str, ...], expected: str | None
+) -> None:
+    assert bf16_arithmetic(arch, flags) == expected

@@ -98,3 +98,22 @@ def ort_static_recipe(arch: str, flags: Iterable[str], *, per_channel: bool | No
         "int8", "int8", channel, False, arch or "an unknown CPU",
         "int8 activations and weights (S8S8), onnxruntime's QDQ default, for a CPU Slipway has no recipe for.",
     )  # fmt: skip
+
+
+# Flags (as /proc/cpuinfo names them) of x86-64 CPUs that compute in bfloat16 natively:
+# AVX512-BF16's dot products and AMX's BF16 tile multiplies.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def bf16_arithmetic(arch: str, flags: Iterable[str]) -> str | None:
+    """How a CPU of `arch` with `flags` computes in bfloat16 natively ("AMX-BF16 (amx_bf16)",
+    "AVX512-BF16 (avx512_bf16)"), or None when it has no such instructions and a runtime
+    would emulate BF16 more slowly than it computes in FP32 (or run FP32 instead)."""
+    if arch.strip().lower() not in X86_ARCHES:
+        return None
+    present = set(flags)
+    if "amx_bf16" in present:
+        return "AMX-BF16 (amx_bf16)"
+    if "avx512_bf16" in present:
+        return "AVX512-BF16 (avx512_bf16)"
+    return None

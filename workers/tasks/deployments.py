@@ -182,6 +182,7 @@ def _spec(deployment: Deployment, workdir: Path, *, with_files: bool) -> Any:
         reference_inputs=tuple(inputs),
         reference_outputs=tuple(outputs),
         tolerance=Tolerance(**(deployment.tolerance or {})),
+        precision=deployment.precision or "",
     )
 
 

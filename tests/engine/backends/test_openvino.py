@@ -440,3 +440,82 @@ def test_accuracy_control_out_of_budget_keeps_what_it_judged_and_says_so(tmp_pat
         and "kept what was measured" in note
         for note in backend.last_build_notes
     ), backend.last_build_notes
+
+
+# --- BF16 arithmetic (ov-ir-bf16) ----------------------------------------------------------
+
+X86_CPU_BF16 = HardwareProfile("x86-cpu", "cpu", ("onnxruntime", "openvino"), ("fp32", "bf16"))
+HAS_BF16 = openvino_backend.bf16_arithmetic(*openvino_backend.cpu_features()) is not None
+
+
+def test_bf16_is_not_built_on_a_cpu_without_it(
+    backend: OpenVinoBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_backend, "cpu_features", lambda: ("x86_64", ("avx2", "avx512_vnni")))
+    model_path = make_mlp_onnx(tmp_path / "mlp.onnx")
+    variants = backend.build_variants(model_path, X86_CPU_BF16, None, tmp_path / "variants")
+    assert [variant.name for variant in variants] == ["ov-ir-fp32", "ov-ir-fp16"]
+    (note,) = [note for note in backend.last_build_notes if "ov-ir-bf16" in note]
+    assert "has no native BF16 arithmetic (AMX-BF16 or AVX512-BF16)" in note
+
+
+def test_bf16_is_not_built_where_only_the_profiles_cpu_has_it(
+    backend: OpenVinoBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The profile names a Sapphire Rapids; this worker is an AVX2 machine: what it measured
+    # would be FP32, not the variant's BF16.
+    monkeypatch.setattr(openvino_backend, "cpu_features", lambda: ("x86_64", ("avx2",)))
+    profile = HardwareProfile(
+        "spr", "cpu", ("openvino",), ("fp32", "bf16"), options={"arch": "x86_64", "cpu_flags": ["amx_bf16"]}
+    )
+    variants = backend.build_variants(make_mlp_onnx(tmp_path / "mlp.onnx"), profile, None, tmp_path / "variants")
+    assert "ov-ir-bf16" not in [variant.name for variant in variants]
+    (note,) = [note for note in backend.last_build_notes if "ov-ir-bf16" in note]
+    assert "computes in BF16 (AMX-BF16 (amx_bf16)) but this worker's CPU does not" in note
+
+
+def test_bf16_is_only_built_when_the_profile_allows_it(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    variants = backend.build_variants(make_mlp_onnx(tmp_path / "mlp.onnx"), X86_CPU, None, tmp_path / "variants")
+    assert "ov-ir-bf16" not in [variant.name for variant in variants]
+    assert not [note for note in backend.last_build_notes if "bf16" in note]
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native BF16 arithmetic (AMX-BF16 or AVX512-BF16)")
+def test_bf16_variant_computes_in_bf16_where_the_cpu_has_it(backend: OpenVinoBackend, tmp_path: Path) -> None:
+    model_path = make_cnn_onnx(tmp_path / "cnn.onnx")
+    variants = backend.build_variants(model_path, X86_CPU_BF16, None, tmp_path / "variants")
+    by_name = {variant.name: variant for variant in variants}
+    bf16 = by_name["ov-ir-bf16"]
+    assert (bf16.precision, bf16.pass_name, bf16.format) == ("bf16", "ov-bf16-inference", "openvino-ir")
+    assert bf16.options["cpu"] in ("AMX-BF16 (amx_bf16)", "AVX512-BF16 (avx512_bf16)")
+    image = _image()
+    (expected,) = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": image}
+    )
+    session = backend.load(bf16.path)
+    try:
+        prop = session._compiled.get_property("INFERENCE_PRECISION_HINT")
+        assert prop.get_type_name() == "bf16"
+        logits = session.run({"image": image})["logits"]
+    finally:
+        session.close()
+    # BF16 keeps 8 bits of mantissa: close, but not FP32's answer.
+    assert _cosine(logits, expected) > 0.99
+    assert not np.allclose(logits, expected, rtol=1e-6, atol=0)
+    # The FP32 IR stays pinned to FP32 on the same CPU, whose plugin default would be BF16.
+    fp32 = backend.load(by_name["ov-ir-fp32"].path)
+    try:
+        assert fp32._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+        np.testing.assert_allclose(fp32.run({"image": image})["logits"], expected, rtol=1e-3, atol=1e-4)
+    finally:
+        fp32.close()
+
+
+def test_a_variant_whose_arithmetic_the_cpu_lacks_refuses_to_run() -> None:
+    class Compiled:  # what the plugin reports after ignoring a bf16 hint it cannot honour
+        def get_property(self, name: str) -> object:
+            assert name == "INFERENCE_PRECISION_HINT"
+            return openvino.Type.f32
+
+    with pytest.raises(RuntimeError, match="ov-ir-bf16 computes in bf16, which this CPU does not: OpenVINO would"):
+        openvino_backend._check_precision(Compiled(), "bf16", Path("/variants/ov-ir-bf16.xml"))

@@ -203,6 +203,23 @@ def test_formats_without_a_native_backend_say_to_use_python_mode(model: Path) ->
     assert model_config(spec, "python", ("/a",)).backend == "python"
 
 
+@pytest.mark.parametrize(
+    ("model_format", "engine_backend", "precision", "expected"),
+    [
+        ("openvino-ir", "openvino", "bf16", {"HINT_BF16": "YES"}),
+        ("openvino-ir", "openvino", "fp32", {}),
+        ("openvino-ir", "openvino", "int8", {}),
+        ("onnx", "onnxruntime", "bf16", {}),
+    ],
+)
+def test_a_bf16_openvino_variant_is_served_in_bf16(
+    model: Path, model_format: str, engine_backend: str, precision: str, expected: dict[str, str]
+) -> None:
+    spec = mlp_spec(model, 1, model_format=model_format, engine_backend=engine_backend, precision=precision)
+    parsed = _parse(model_config(spec, "native").render([1]))
+    assert {key: value.string_value for key, value in parsed.parameters.items()} == expected
+
+
 def test_tensorrt_engines_need_gpu_instances(model: Path) -> None:
     spec = mlp_spec(model, 1, model_format="tensorrt-plan", engine_backend="tensorrt")
     with pytest.raises(TargetError, match="GPU only"):

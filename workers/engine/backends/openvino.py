@@ -59,7 +59,9 @@ from workers.engine.backends.base import (
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
 from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
+from workers.engine.hardware import cpu_features
 from workers.engine.inspection import TensorSpec, graph_input_specs
+from workers.engine.quant_recipes import bf16_arithmetic, target_cpu
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,6 +73,9 @@ DEFAULT_DOMAIN = "ai.onnx"
 # Where build_variants records the model's input and output names inside the IR, so that a
 # session keys its outputs by the names of the uploaded model.
 _RT_INFO_KEY = "slipway"
+# Under the same key: the arithmetic a variant was judged in ("bf16"), which `load` asks
+# the CPU plugin for; a variant without it computes in the backend's precision (f32).
+_PRECISION_KEY = "inference_precision"
 
 _MAX_REASON_CHARS = 500
 
@@ -252,6 +257,9 @@ class OpenVinoBackend(Backend):
 
         Always "ov-ir-fp32" (the model converted to IR); "ov-ir-fp16" (weights stored as
         FP16, precision "fp16-weights") for CPU profiles and profiles asking for "fp16";
+        "ov-ir-bf16" (the same IR, computed in bfloat16 by the CPU plugin) for CPU profiles
+        asking for "bf16" whose CPU, and this worker's, compute in BF16 natively (AMX or
+        AVX512-BF16), a note saying why not otherwise;
         with "int8" in the precisions, "ov-ir-int8" (NNCF post-training quantization, only
         with `calibration`) and "ov-ir-int8-weights" (NNCF INT8 weight compression, weights
         only). Each variant is "<name>.xml" plus "<name>.bin".
@@ -301,6 +309,12 @@ class OpenVinoBackend(Backend):
         plans: list[tuple[str, str, Callable[[Any, Path], dict[str, Any]]]] = [("ov-ir-fp32", "fp32", _save_fp32)]
         if profile.device_kind == "cpu" or "fp16" in profile.precisions:
             plans.append(("ov-ir-fp16", "fp16-weights", _save_fp16_weights))
+        if profile.device_kind == "cpu" and "bf16" in profile.precisions:
+            save_bf16, why_not = _bf16_builder(profile)
+            if save_bf16 is not None:
+                plans.append(("ov-ir-bf16", "bf16", save_bf16))
+            else:
+                notes.append(why_not)
         if wants_int8:
             if calibration is not None:
                 plans.append(("ov-ir-int8", "int8", _int8_quantizer(calibration, samples, specs)))
@@ -574,8 +588,10 @@ class OpenVinoBackend(Backend):
         core = openvino.Core()
         model = core.read_model(str(variant_path))
         config: dict[str, Any] = {}
-        if self.inference_precision:
-            config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        # A variant judged in another arithmetic (ov-ir-bf16) computes in it wherever it runs.
+        asked = _recorded_precision(model)
+        if asked or self.inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = asked or self.inference_precision
         if self.num_threads:
             config["INFERENCE_NUM_THREADS"] = self.num_threads
         known_inputs: list[str] | None = None
@@ -585,6 +601,8 @@ class OpenVinoBackend(Backend):
             known_inputs = [spec.name for spec in graph_input_specs(graph)]
             known_outputs = [value.name for value in graph.output]
         compiled = core.compile_model(model, DEVICE, config)
+        if asked:
+            _check_precision(compiled, asked, variant_path)
         input_names = _port_names(model, model.inputs, "input_names", known_inputs)
         output_names = _port_names(model, model.outputs, "output_names", known_outputs)
         return OpenVinoSession(compiled, input_names, output_names)
@@ -617,6 +635,73 @@ def _save_fp16_weights(model: Any, target: Path) -> dict[str, Any]:
         "weights": "fp16",
         "compute": "the device's inference precision: the weights are decompressed when the model is compiled",
     }
+
+
+def _bf16_builder(profile: HardwareProfile) -> tuple[Callable[[Any, Path], dict[str, Any]] | None, str]:
+    """The ov-ir-bf16 builder for `profile`, or None and the sentence saying why it is not built.
+
+    BF16 is built only where it is the CPU's own arithmetic: the profile's CPU (its declared
+    `arch`/`cpu_flags`, else this worker's) must have AMX-BF16 or AVX512-BF16, and so must this
+    worker, since parity and the benchmark run here. Elsewhere OpenVINO runs such a variant in
+    FP32, or emulates BF16 more slowly, and the variant would not be what its numbers say.
+    """
+    arch, flags = cpu_features()
+    target_arch, target_flags = target_cpu(profile.options, arch, flags)
+    target = bf16_arithmetic(target_arch, target_flags)
+    if target is None:
+        return None, (
+            f"ov-ir-bf16 was not built: the profile's CPU ({target_arch or 'unknown'}) has no native BF16 "
+            "arithmetic (AMX-BF16 or AVX512-BF16), where OpenVINO would compute it in FP32 or emulate it "
+            "more slowly."
+        )
+    if bf16_arithmetic(arch, flags) is None:
+        return None, (
+            f"ov-ir-bf16 was not built: the profile's CPU computes in BF16 ({target}) but this worker's CPU "
+            "does not, so parity and timings measured here would not be the variant's. Serve the profile's "
+            "queue from a worker with that CPU."
+        )
+
+    def build(model: Any, path: Path) -> dict[str, Any]:
+        import openvino
+
+        model.set_rt_info(json.dumps("bf16"), [_RT_INFO_KEY, _PRECISION_KEY])
+        openvino.save_model(model, str(path), compress_to_fp16=False)
+        return {
+            "pass_name": "ov-bf16-inference",
+            "arithmetic": "bf16 (the CPU plugin's inference_precision)",
+            "weights": "fp32 in the file, converted to bf16 when the model is compiled",
+            "cpu": target,
+            "reason": (
+                f"The CPU computes in BF16 natively ({target}): float layers run on its BF16 units with FP32's "
+                "range and 8 bits of mantissa, no calibration needed; parity judges what the 8 bits cost."
+            ),
+        }
+
+    return build, ""
+
+
+def _recorded_precision(model: Any) -> str | None:
+    """The arithmetic the IR was built for ("bf16"), or None for the backend's own."""
+    if not model.has_rt_info([_RT_INFO_KEY, _PRECISION_KEY]):
+        return None
+    with contextlib.suppress(ValueError, TypeError):
+        value = json.loads(str(model.get_rt_info([_RT_INFO_KEY, _PRECISION_KEY]).value))
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _check_precision(compiled: Any, asked: str, variant_path: Path) -> None:
+    """Raise when the CPU plugin did not take the variant's arithmetic (a CPU without BF16 runs
+    FP32 instead): what such a session measured would not be the variant's."""
+    used = compiled.get_property("INFERENCE_PRECISION_HINT")
+    used_name = used.get_type_name() if hasattr(used, "get_type_name") else str(used)
+    if used_name != asked:
+        raise RuntimeError(
+            f"{variant_path.stem} computes in {asked}, which this CPU does not: OpenVINO would run it in "
+            f"{used_name}, so what it measured here would not be the variant's. Run it on a CPU with native "
+            f"{asked} arithmetic (AMX or AVX512-BF16 for bf16)."
+        )
 
 
 def _int8_quantizer(

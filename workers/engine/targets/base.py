@@ -366,7 +366,8 @@ class DeploymentSpec:
     `model_file` is the variant's main file on this worker; `extra_files` its companions
     (external weights, an OpenVINO .bin, a TensorRT stamp). `engine_backend` names the
     Slipway backend that built it ("onnxruntime", "openvino", "tensorrt", ...) and
-    `model_format` its format ("onnx", "openvino-ir", "tensorrt-plan", ...). `inputs` and
+    `model_format` its format ("onnx", "openvino-ir", "tensorrt-plan", ...) and `precision`
+    the variant's ("fp32", "bf16", "int8", ...; "" when unknown). `inputs` and
     `outputs` come from the inspection report (`signature_from_report`). With
     `max_batch_size` > 0 the first dim of every tensor is the batch and must be -1.
 
@@ -390,6 +391,7 @@ class DeploymentSpec:
     reference_inputs: tuple[Mapping[str, Any], ...] = ()
     reference_outputs: tuple[Mapping[str, Any], ...] = ()
     tolerance: Tolerance = field(default_factory=Tolerance)
+    precision: str = ""
 
     def __post_init__(self) -> None:
         check_model_name(self.model_name)

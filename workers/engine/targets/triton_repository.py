@@ -202,6 +202,7 @@ def model_config(spec: DeploymentSpec, mode: BackendMode, python_paths: Sequence
     else:
         native = _native_format(spec)
         platform, backend = native.platform, native.backend
+        parameters = native_parameters(spec)
     return TritonModelConfig(
         name=spec.model_name,
         platform=platform,
@@ -213,6 +214,19 @@ def model_config(spec: DeploymentSpec, mode: BackendMode, python_paths: Sequence
         instance_group=spec.instance_group,
         parameters=parameters,
     )
+
+
+def native_parameters(spec: DeploymentSpec) -> tuple[tuple[str, str], ...]:
+    """The `parameters` Triton's native backend needs to compute as the variant was judged.
+
+    An OpenVINO variant built for BF16 arithmetic (ov-ir-bf16) gets HINT_BF16, the backend's
+    switch for the CPU plugin's bf16 inference precision. Triton's OpenVINO backend has no
+    switch the other way: on a CPU with AMX the plugin's default is bf16 for FP32 variants too,
+    which the deployment's smoke test measures against the original's answers.
+    """
+    if spec.model_format == "openvino-ir" and spec.precision == "bf16":
+        return (("HINT_BF16", "YES"),)
+    return ()
 
 
 def _native_format(spec: DeploymentSpec) -> NativeFormat:
