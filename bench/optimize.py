@@ -46,14 +46,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apps.runtimes import seeded_profiles  # noqa: E402
 from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Optimized variants"
 PROFILE_NAME = "x86-cpu"
 # The backends an x86 CPU profile runs; others (mnn, ncnn) target other hardware.
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
-# As the seeded x86-cpu profile (migrations 0002 and 0004): bf16 is built where the CPU has it.
-PRECISIONS = ("fp32", "bf16", "int8")
+# As the seeded x86-cpu profile (apps/runtimes/seeded_profiles.py): bf16 where the CPU has it.
+PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 BASELINE_BACKEND = "onnxruntime"
 # How backends name their thread-count argument, in the order tried.
 THREAD_PARAMETERS = ("intra_op_threads", "num_threads", "threads")
@@ -524,13 +525,10 @@ def compare(reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, A
 
 
 def profile_tolerance() -> Any:
-    """The accuracy tolerance of the seeded `x86-cpu` profile, read from the migration that
-    seeds it (importing it needs Django installed, not configured)."""
+    """The accuracy tolerance of the seeded `x86-cpu` profile."""
     from workers.engine.parity import Tolerance
 
-    seeded = importlib.import_module("apps.runtimes.migrations.0002_seed_profiles")
-    options = next(profile["options"] for profile in seeded.PROFILES if profile["slug"] == PROFILE_NAME)
-    return Tolerance.from_options(options)
+    return Tolerance.from_options(seeded_profiles.profile(PROFILE_NAME)["options"])
 
 
 def _named_outputs(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -54,13 +54,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apps.runtimes import seeded_profiles  # noqa: E402
 from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Value"
 PROFILE_NAME = "x86-cpu"
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
-# As the seeded x86-cpu profile (migrations 0002 and 0004): bf16 is built where the CPU has it.
-PRECISIONS = ("fp32", "bf16", "int8")
+# As the seeded x86-cpu profile (apps/runtimes/seeded_profiles.py): bf16 where the CPU has it.
+PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 OBJECTIVE = "p99_latency_batch1"
 DEFAULT_MODELS = ("cnn", "transformer", "ocr", "detector", "recurrent")
 # The pipeline judges parity on 8 samples (workers/tasks/steps.py, run_parity).
@@ -454,9 +455,8 @@ def _version(package: str) -> str | None:
 
 
 def seeded_profile_options() -> dict[str, Any]:
-    """The seeded `x86-cpu` profile's options (read from the migration that seeds it)."""
-    seeded = importlib.import_module("apps.runtimes.migrations.0002_seed_profiles")
-    return dict(next(profile["options"] for profile in seeded.PROFILES if profile["slug"] == PROFILE_NAME))
+    """The seeded `x86-cpu` profile's options."""
+    return dict(seeded_profiles.profile(PROFILE_NAME)["options"])
 
 
 def profile_tolerance() -> Any:

@@ -26,3 +26,33 @@ def test_profile_becomes_a_frozen_engine_profile(db):
     engine = HardwareProfile.objects.get(slug="x86-cpu").to_engine()
     assert engine.name == "x86-cpu" and engine.device_kind == "cpu" and engine.queue == "cpu"
     assert engine.backends == ("onnxruntime", "openvino") and "int8" in engine.precisions
+
+
+def test_the_migrated_profiles_are_the_seeded_data(db):
+    # One definition (apps/runtimes/seeded_profiles.py) for the migrations, tests and benches.
+    from apps.runtimes import seeded_profiles
+
+    for data in seeded_profiles.PROFILES:
+        row = HardwareProfile.objects.get(slug=data["slug"])
+        for key, value in data.items():
+            assert getattr(row, key) == value, (data["slug"], key)
+    assert "bf16" in HardwareProfile.objects.get(slug="x86-cpu").precisions
+    with pytest.raises(KeyError, match="No seeded hardware profile 'riscv'; seeded are x86-cpu, nvidia-gpu"):
+        seeded_profiles.profile("riscv")
+
+
+def test_migration_0004_adds_bf16_to_an_existing_x86_profile_and_takes_it_back(db):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.runtimes.migrations.0004_x86_cpu_bf16")
+    row = HardwareProfile.objects.get(slug="x86-cpu")
+    row.precisions = ["fp32", "int8"]  # as 0002 seeded it before bf16
+    row.save()
+    migration.allow_bf16(django_apps, None)
+    assert HardwareProfile.objects.get(slug="x86-cpu").precisions == ["fp32", "int8", "bf16"]
+    migration.allow_bf16(django_apps, None)  # once only
+    assert HardwareProfile.objects.get(slug="x86-cpu").precisions == ["fp32", "int8", "bf16"]
+    migration.disallow_bf16(django_apps, None)
+    assert HardwareProfile.objects.get(slug="x86-cpu").precisions == ["fp32", "int8"]

@@ -129,16 +129,10 @@ def seeded_reference_data(request):
     if not request.node.get_closest_marker("django_db"):
         return
     request.getfixturevalue("transactional_db")
-    import importlib
-
-    from django.apps import apps as django_apps
-
     from apps.runtimes.models import HardwareProfile
+    from apps.runtimes.seeded_profiles import seed
 
-    for profile in importlib.import_module("apps.runtimes.migrations.0002_seed_profiles").PROFILES:
-        HardwareProfile.objects.update_or_create(slug=profile["slug"], defaults=profile)
-    # The later data migrations of the seeded profiles, as an installation has them.
-    importlib.import_module("apps.runtimes.migrations.0004_x86_cpu_bf16").allow_bf16(django_apps, None)
+    seed(HardwareProfile)
 
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: str = "condition"):

@@ -1,0 +1,76 @@
+"""The hardware profiles every installation starts with, as plain data.
+
+One definition for the migrations that seed them, the tests that put them back after a
+truncating test, and the benches that build as the pipeline does for `x86-cpu`. Importing
+this module needs no Django: the benches run without a configured project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PROFILES: tuple[Mapping[str, Any], ...] = (
+    {
+        "slug": "x86-cpu",
+        "name": "x86-64 CPU",
+        "description": "Servers with x86-64 CPUs (AVX2/AVX-512/VNNI where present): ONNX Runtime and OpenVINO.",
+        "device_kind": "cpu",
+        "backends": ["onnxruntime", "openvino"],
+        # bf16 is built only where the CPU computes in it natively (AMX, AVX512-BF16).
+        "precisions": ["fp32", "bf16", "int8"],
+        "queue": "cpu",
+        "options": {
+            "batch_sizes": [1, 8],
+            "concurrency": [1, 4],
+            "max_seconds_per_point": 5,
+            "max_abs_error": 1e-3,
+            "min_cosine": 0.99,
+            "min_top1_agreement": 0.99,
+        },
+    },
+    {
+        "slug": "nvidia-gpu",
+        "name": "NVIDIA GPU",
+        "description": "NVIDIA GPUs: TensorRT engines, ONNX Runtime FP16 models, PyTorch CUDA.",
+        "device_kind": "gpu",
+        "backends": ["tensorrt", "onnxruntime", "torch_cuda"],
+        "precisions": ["fp32", "fp16", "int8"],
+        "queue": "gpu",
+        "options": {
+            "batch_sizes": [1, 8, 32, 128],
+            "concurrency": [1, 4, 16],
+            "max_abs_error": 1e-2,
+            "min_cosine": 0.99,
+        },
+    },
+    {
+        "slug": "arm-cpu-mnn",
+        "name": "ARM CPU (mobile/embedded)",
+        "description": "ARM devices running the embedded runtimes MNN and ncnn.",
+        "device_kind": "cpu",
+        "backends": ["mnn", "ncnn"],
+        "precisions": ["fp32", "fp16", "int8-weights"],
+        "queue": "cpu",
+        "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
+    },
+)
+
+
+def profile(slug: str) -> Mapping[str, Any]:
+    """The seeded profile `slug`; KeyError for a slug that is not seeded."""
+    for item in PROFILES:
+        if item["slug"] == slug:
+            return item
+    raise KeyError(f"No seeded hardware profile '{slug}'; seeded are {', '.join(p['slug'] for p in PROFILES)}.")
+
+
+def seed(model: Any, slugs: Iterable[str] | None = None) -> None:
+    """Create or update the seeded profiles (all, or `slugs`) with `model`, the HardwareProfile
+    class of the caller: a migration's historical model gets only the fields it has."""
+    fields = {field.name for field in model._meta.get_fields()}
+    wanted = set(slugs) if slugs is not None else None
+    for item in PROFILES:
+        if wanted is None or item["slug"] in wanted:
+            defaults = {key: value for key, value in item.items() if key in fields and key != "slug"}
+            model.objects.update_or_create(slug=item["slug"], defaults=defaults)
