@@ -247,3 +247,24 @@ def test_a_candidate_must_pass_on_each_set_of_the_probe_on_its_own() -> None:
     feeds, where, sets = mixed_precision.probe_feeds([{"x": 1}] * 12, [{"x": 2}] * 8, 8, "your validation set")
     assert (len(feeds), sets) == (16, [(0, 8), (8, 16)])
     assert where == "8 calibration samples and the 8 inputs parity judges on (your validation set)"
+
+
+def test_the_graded_metric_is_one_for_a_pass_and_ranks_failures_by_how_near_they_are() -> None:
+    """NNCF's accuracy control ranks layer groups by the metric: failing candidates must differ
+    by how far they are from passing, and a pass must equal the original's 1.0."""
+    rng = np.random.default_rng(4)
+    reference = [{"features": rng.standard_normal((1, 64)).astype(np.float32)} for _ in range(8)]
+    tolerance = Tolerance(max_abs_error=1e-3, min_cosine=0.5, min_slice_sqnr_db=30.0)
+
+    def grade(noise: float) -> float:
+        noisy = [
+            {"features": run["features"] + noise * rng.standard_normal((1, 64)).astype(np.float32)} for run in reference
+        ]
+        return mixed_precision.graded_metric(compare_variant(reference, noisy, tolerance))
+
+    assert grade(0.0) == 1.0
+    near, far, farther = grade(0.05), grade(0.3), grade(3.0)
+    assert mixed_precision.FAILING_CEILING >= near > far > farther >= 0.0
+    # Nothing could be scored (an output lost entirely): the floor.
+    broken = compare_variant(reference, [{"features": np.full((1, 64), np.nan, np.float32)}] * 8, tolerance)
+    assert mixed_precision.graded_metric(broken) == 0.0

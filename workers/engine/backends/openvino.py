@@ -443,7 +443,8 @@ class OpenVinoBackend(Backend):
         cut = ""
 
         def validate(compiled: Any, items: Any) -> tuple[float, None]:
-            # NNCF hands over the compiled model; 1 when it passes the engine's rule, else 0.
+            # NNCF hands over the compiled model; 1 when it passes the engine's rule, else
+            # below 1 by how far it is from passing, which NNCF ranks layer groups by.
             nonlocal whole_probe_calls, cut
             indices = list(items)
             if not cut:
@@ -477,7 +478,7 @@ class OpenVinoBackend(Backend):
                             f"accuracy-controlled quantization: {len(candidates)} of at most "
                             f"{budget.max_candidates} candidate models judged",
                         )
-            return (1.0 if verdict.passed else 0.0), None
+            return mixed_precision.graded_metric(verdict), None
 
         try:
             with _quiet_nncf():
