@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import _anchor_worker as worker  # noqa: E402
 from bench import value  # noqa: E402
-from bench._benchmarks_md import write_section  # noqa: E402
+from bench._benchmarks_md import cpu_line, write_section  # noqa: E402
 
 SECTION = "Anchors"
 ANCHORS = ("olive", "inc", "onnxslim")
@@ -546,8 +546,9 @@ def write_benchmarks(result: Mapping[str, Any], path: Path = REPO / "BENCHMARKS.
         f"(1-minute load average {load}), {result['seconds'] / 60:.0f} min. Slipway: {slipway}. Anchors, in a "
         f"separate virtual environment the script builds: {anchors}.",
         "",
-        "Slipway's side is `bench/value.py`'s build for the `x86-cpu` profile (onnxruntime and OpenVINO, FP32 and "
-        f"INT8, static INT8 calibrated on {value.CALIBRATION_SAMPLES} real-like samples) and **Slipway recommended** "
+        "Slipway's side is `bench/value.py`'s build for the `x86-cpu` profile (onnxruntime and OpenVINO: FP32, BF16 "
+        f"where the CPU computes in it, INT8; static INT8 calibrated on {value.CALIBRATION_SAMPLES} real-like samples) "
+        "and **Slipway recommended** "
         "is `recommend` on the real-data parity verdicts of its first run. Each anchor configuration runs in its own "
         "process (`bench/_anchor_worker.py`) from the float model and the same calibration samples; every candidate "
         f"is judged by the same rule as Slipway's variants (`compare_variant` at the profile's tolerance, the output "
@@ -577,7 +578,6 @@ def write_benchmarks(result: Mapping[str, Any], path: Path = REPO / "BENCHMARKS.
 
 def run(models: list[str], seconds: float, keep: bool) -> dict[str, Any]:
     from workers.engine.backends.registry import installed_backends
-    from workers.engine.benchmark import cpu_model
 
     started = time.perf_counter()
     python = anchor_env(data_dir() / "bench" / "anchors-venv")
@@ -598,7 +598,7 @@ def run(models: list[str], seconds: float, keep: bool) -> dict[str, Any]:
     packages = ["onnxruntime", "openvino", "nncf", "onnx", "torch", "numpy"]
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "cpu": cpu_model(),
+        "cpu": cpu_line(),
         "cores": os.cpu_count(),
         "pinned_core": core,
         "load_average_before": load_before,

@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from apps.runtimes import seeded_profiles  # noqa: E402
-from bench._benchmarks_md import write_section  # noqa: E402
+from bench._benchmarks_md import cpu_line, write_section  # noqa: E402
 
 SECTION = "Value"
 PROFILE_NAME = "x86-cpu"
@@ -731,7 +731,6 @@ def _parity_summary(verdict: Mapping[str, Any]) -> dict[str, Any]:
 
 def run(models: list[str], backends: list[str] | None, seconds: float, keep: bool) -> dict[str, Any]:
     from workers.engine.backends.registry import installed_backends
-    from workers.engine.benchmark import cpu_model
 
     started = time.perf_counter()
     installed = installed_backends()
@@ -755,7 +754,7 @@ def run(models: list[str], backends: list[str] | None, seconds: float, keep: boo
     packages = ["onnxruntime", "openvino", "nncf", "onnx", "torch", "numpy", "scikit-learn", "rapidocr-onnxruntime"]
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "cpu": cpu_model(),
+        "cpu": cpu_line(),
         "cores": os.cpu_count(),
         "pinned_core": core,
         "load_average_before": load_before,
