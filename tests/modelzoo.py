@@ -393,3 +393,38 @@ def make_activation_cnn_onnx(path: Path, activation: str = "Mish", opset: int = 
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, str(path))
     return path
+
+
+def make_conv_lstm_onnx(path: Path, steps: int = 8, hidden: int = 32) -> Path:
+    """A small sequence model: Conv1d front end over a [1, 4, steps] "signal", one LSTM layer
+    (hidden 32) over the steps, and a MatMul head on its last hidden state -> [1, 3]."""
+    rng = np.random.default_rng(5)
+    features = 16
+    weights = {
+        "conv_w": (rng.standard_normal((features, 4, 3)) * 0.3).astype(np.float32),
+        "conv_b": np.zeros(features, dtype=np.float32),
+        "lstm_w": (rng.standard_normal((1, 4 * hidden, features)) * 0.2).astype(np.float32),
+        "lstm_r": (rng.standard_normal((1, 4 * hidden, hidden)) * 0.2).astype(np.float32),
+        "lstm_b": np.zeros((1, 8 * hidden), dtype=np.float32),
+        "head_w": (rng.standard_normal((hidden, 3)) * 0.3).astype(np.float32),
+        "squeeze_axes": np.array([0], dtype=np.int64),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["signal", "conv_w", "conv_b"], ["conv"], pads=[1, 1]),
+            helper.make_node("Relu", ["conv"], ["relu"]),
+            # [1, features, steps] -> [steps, 1, features], the LSTM's sequence-first layout.
+            helper.make_node("Transpose", ["relu"], ["sequence"], perm=[2, 0, 1]),
+            helper.make_node("LSTM", ["sequence", "lstm_w", "lstm_r", "lstm_b"], ["", "last_h"], hidden_size=hidden),
+            helper.make_node("Squeeze", ["last_h", "squeeze_axes"], ["hidden"]),
+            helper.make_node("MatMul", ["hidden", "head_w"], ["scores"]),
+        ],
+        "conv_lstm",
+        [helper.make_tensor_value_info("signal", TensorProto.FLOAT, [1, 4, steps])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3])],
+        initializer=[numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = _finish(graph)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(path))
+    return path

@@ -318,6 +318,10 @@ class OnnxRuntimeCpuBackend(Backend):
                             source, prep_note, external, calibration, samples, specs, recipe, COMPUTE_OPS
                         )
                         plans.append(("ort-int8-static-compute", "int8", compute_only))
+                        if _has_lstm(header):
+                            plans.append(
+                                ("ort-int8-static-compute-lstm", "int8", _with_lstm_weights(compute_only, external))
+                            )
                 else:
                     notes.append(
                         "ort-int8-static-qdq was not built: static INT8 quantization needs calibration data. Upload "
@@ -775,6 +779,44 @@ def _has_compute_and_other_ops(model: Any) -> bool:
     compute ops and others beside them."""
     types = {node.op_type for node in model.graph.node if node.domain in ("", "ai.onnx")}
     return bool(types & set(COMPUTE_OPS)) and bool(types - set(COMPUTE_OPS))
+
+
+def _has_lstm(model: Any) -> bool:
+    """Whether the graph's top level holds an ONNX LSTM node (its weights can be quantized)."""
+    return any(node.op_type == "LSTM" and node.domain in ("", "ai.onnx") for node in model.graph.node)
+
+
+def _with_lstm_weights(
+    compute_only: Callable[[Path, Path], dict[str, Any]], external: bool
+) -> Callable[[Path, Path], dict[str, Any]]:
+    """ort-int8-static-compute-lstm: the compute-only static variant, then its LSTM nodes
+    quantized dynamically (DynamicQuantizeLSTM: int8 weights, the step's inputs quantized at
+    run time), which static QDQ cannot express for a recurrent cell. A variant of its own, so
+    that a cell that loses accuracy costs only this one."""
+
+    def build(model_path: Path, target: Path) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        staged = target.with_name(f".{target.stem}.static.onnx")
+        try:
+            options = compute_only(model_path, staged)
+            quantize_dynamic(
+                str(staged),
+                str(target),
+                op_types_to_quantize=["LSTM"],
+                weight_type=QuantType.QInt8,
+                use_external_data_format=external,
+            )
+        finally:
+            _remove_variant_files(staged)
+        return {
+            **options,
+            "pass_name": "ort-quantize-static+dynamic-lstm",
+            "recurrent_cells": "LSTM as DynamicQuantizeLSTM: int8 weights, inputs quantized at run time",
+            "reason": f"{options['reason']} The LSTM cells' weights are int8 too, quantized dynamically.",
+        }
+
+    return build
 
 
 def _fp16_builder(external: bool, large: bool) -> Callable[[Path, Path], dict[str, Any]]:
