@@ -77,9 +77,7 @@ def test_a_python_context_carries_slipways_engine_and_pinned_runtimes(spec: Any,
     assert "RUN python3 -m pip install --no-cache-dir -r /opt/slipway/requirements.txt" in context.dockerfile
 
 
-def test_a_backend_without_declared_serving_packages_is_refused_with_the_known_ones(
-    spec: Any, tmp_path: Path
-) -> None:
+def test_a_backend_without_declared_serving_packages_is_refused_with_the_known_ones(spec: Any, tmp_path: Path) -> None:
     from dataclasses import replace
 
     image = ImageSettings("registry.example.com/team/mlp", tag="candidate", backend_mode="python")
