@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import gc
 import importlib.metadata
-import inspect
 import json
 import os
 import shutil
@@ -57,7 +56,6 @@ PROFILE_BACKENDS = ("onnxruntime", "openvino")
 PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 BASELINE_BACKEND = "onnxruntime"
 # How backends name their thread-count argument, in the order tried.
-THREAD_PARAMETERS = ("intra_op_threads", "num_threads", "threads")
 DEFAULT_MODELS = ("cnn", "transformer", "ocr")
 WORKER_TIMEOUT_S = 300
 # A slow variant still gets this many timed runs when it reaches the time cap.
@@ -367,12 +365,6 @@ CASES: dict[str, ModelCase] = {
 # --- timing one model file in a process of its own ----------------------------------------
 
 
-def thread_parameter(backend_class: type) -> str | None:
-    """The name of the backend constructor's thread-count argument, if it has one."""
-    parameters = inspect.signature(backend_class.__init__).parameters
-    return next((name for name in THREAD_PARAMETERS if name in parameters), None)
-
-
 def worker(spec_path: Path) -> None:
     """Load one model file with one backend, run it once per evaluation sample (outputs saved),
     then warm up and time runs on the first sample. Writes its result as JSON to spec["result"]."""
@@ -383,7 +375,7 @@ def worker(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     timing = Timing(**spec["timing"])
     backend_class = BACKENDS[spec["backend"]]
-    parameter = thread_parameter(backend_class)
+    parameter = backend_class.thread_argument
     backend = backend_class(**({parameter: spec["threads"]} if parameter else {}))
     with np.load(spec["feeds"]) as data:
         arrays = {name: data[name] for name in data.files}

@@ -86,6 +86,11 @@ class ApiToken(models.Model):
         return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
 
     @property
+    def rate_limit_key(self) -> str:
+        """What the API's rate limits count this token's requests under (apps/core/api/throttling.py)."""
+        return f"token:{self.key_id}"
+
+    @property
     def is_active(self) -> bool:
         if self.revoked_at is not None:
             return False

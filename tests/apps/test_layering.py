@@ -36,3 +36,16 @@ def test_approvals_listens_to_the_pipeline_events() -> None:
 
     assert events.version_ready.has_listeners()
     assert events.version_failed.has_listeners()
+
+
+FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "jobs", "registry", "runtimes", "web", "webhooks")
+
+
+def test_core_imports_no_feature_app() -> None:
+    """Core is what every app builds on (errors, middleware, schema, throttling): it includes
+    the apps' routes by module name and reads credentials by duck type, never by import."""
+    offending = {
+        path: sorted(name for name in names if any(name.startswith(f"apps.{app}") for app in FEATURE_APPS))
+        for path, names in _imports(APPS / "core").items()
+    }
+    assert not {path: names for path, names in offending.items() if names}

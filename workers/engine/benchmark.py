@@ -61,12 +61,6 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-# How backends name their thread-count argument, in the order tried.
-THREAD_PARAMETERS = ("intra_op_threads", "num_threads", "threads")
-# Backends whose Slipway session may be called from several threads at once. onnxruntime's
-# InferenceSession.run is thread-safe; Slipway's OpenVINO session holds a single infer request,
-# which is not, and TensorRT execution contexts are not either. Others get one session per thread.
-THREAD_SAFE_BACKENDS = frozenset({"onnxruntime"})
 # A point that reaches its time cap still gets this many timed requests.
 MIN_REQUESTS_AT_CAP = 3
 # How often the parent samples the child's resident memory.
@@ -844,14 +838,6 @@ class _ChildFailure(Exception):
         self.code, self.message = code, message
 
 
-def thread_parameter(backend_class: type) -> str | None:
-    """The name of the backend constructor's thread-count argument (one of THREAD_PARAMETERS), if any."""
-    import inspect
-
-    parameters = inspect.signature(backend_class).parameters
-    return next((name for name in THREAD_PARAMETERS if name in parameters), None)
-
-
 def cpu_model() -> str:
     """The CPU's model name as /proc/cpuinfo gives it, else what the platform module knows."""
     with contextlib.suppress(OSError):
@@ -912,7 +898,8 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
     if backend_class is None:
         known = ", ".join(sorted(BACKENDS))
         raise _ChildFailure("invalid_input", f"There is no backend named '{name}'; known backends: {known}.")
-    parameter = thread_parameter(backend_class)
+    # The plug-in says how it takes a thread count and whether a session can be shared.
+    parameter = backend_class.thread_argument
     backend = backend_class(**({parameter: threads} if parameter else {}))
     version = backend.runtime_version()
     if version is None:
@@ -934,7 +921,7 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
                 "invalid_input", f"{path.name} is not an ONNX file, so its inputs must be given to benchmark it."
             )
         specs = _specs_from_onnx(path)
-    shared = name in THREAD_SAFE_BACKENDS or bool(getattr(session, "thread_safe", False))
+    shared = backend_class.thread_safe_sessions
     notes: list[str] = []
     if max(config.concurrency) > 1 and not shared:
         notes.append(

@@ -16,7 +16,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from apps.accounts.models import ApiToken
 from apps.core.api.errors import ApiError
 from apps.core.middleware import current_context
 
@@ -59,8 +58,11 @@ class PerTokenRateThrottle(SimpleRateThrottle):
             return True
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if isinstance(request.auth, ApiToken):
-            ident = f"token:{request.auth.key_id}"
+        # A credential that is counted on its own (an API token) names its key; a browser
+        # session is counted per user.
+        token_key = getattr(request.auth, "rate_limit_key", None)
+        if isinstance(token_key, str) and token_key:
+            ident = token_key
         elif request.user and request.user.is_authenticated:
             ident = f"user:{request.user.pk}"
         else:

@@ -1124,7 +1124,7 @@ export interface components {
             device_kind: components["schemas"]["DeviceKindEnum"];
             /** @description Runtime backend names, e.g. ["onnxruntime", "openvino"]. */
             backends?: unknown;
-            /** @description Allowed precisions: fp32, fp16, int8, int8-weights. */
+            /** @description Allowed precisions: fp32, fp16, bf16, int8, int8-weights. */
             precisions?: unknown;
             /** @description Celery queue consumed by workers with this hardware. */
             queue: string;

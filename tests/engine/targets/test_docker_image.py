@@ -77,6 +77,18 @@ def test_a_python_context_carries_slipways_engine_and_pinned_runtimes(spec: Any,
     assert "RUN python3 -m pip install --no-cache-dir -r /opt/slipway/requirements.txt" in context.dockerfile
 
 
+def test_a_backend_without_declared_serving_packages_is_refused_with_the_known_ones(spec: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    image = ImageSettings("registry.example.com/team/mlp", tag="candidate", backend_mode="python")
+    with pytest.raises(TargetError) as caught:
+        build_context(replace(spec, engine_backend="quantum"), image, tmp_path / "context")
+    assert caught.value.code == "unsupported_format"
+    assert "the 'quantum' backend needs in an image; known backends: mnn, ncnn, onnxruntime, openvino" in (
+        caught.value.message
+    )
+
+
 def test_an_existing_context_directory_is_not_overwritten(spec: Any, tmp_path: Path) -> None:
     (tmp_path / "context").mkdir()
     with pytest.raises(TargetError, match="exists already"):

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     # Only the Session protocol's annotations name numpy; importing the contract must not load it.
@@ -192,6 +192,16 @@ class Backend(ABC):
     """Base class of runtime backends. Subclasses set `name` and implement the methods."""
 
     name: str = ""
+    # --- what the plug-in declares about its runtime; nothing else names backends ------------
+    # The constructor's keyword for the intra-op thread count (the benchmark sets it), or None
+    # for a runtime that takes none.
+    thread_argument: ClassVar[str | None] = None
+    # Whether one of its sessions may be called from several threads at once; the benchmark
+    # gives every thread its own session otherwise.
+    thread_safe_sessions: ClassVar[bool] = False
+    # The pip packages that load and run its variants (Slipway's engine aside): what a serving
+    # image's Python needs to run them in Triton's python mode.
+    serving_requirements: ClassVar[tuple[str, ...]] = ()
     # Why variants were skipped, dropped or built differently in the last `build_variants` call.
     last_build_notes: tuple[str, ...] = ()
     # Told how a search inside `build_variants` (mixed precision) spends its budget, as

@@ -166,6 +166,8 @@ class MnnBackend(Backend):
     """Alibaba MNN on the CPU, fed through its ONNX converter."""
 
     name = "mnn"
+    thread_argument = "threads"
+    serving_requirements = ("numpy", "MNN")
 
     def __init__(self, threads: int = 1, converter_timeout_s: float = DEFAULT_CONVERTER_TIMEOUT_S) -> None:
         self.threads = threads

@@ -266,6 +266,8 @@ class NcnnBackend(Backend):
     """Tencent ncnn on the CPU, fed through the pnnx converter."""
 
     name = "ncnn"
+    thread_argument = "threads"
+    serving_requirements = ("numpy", "ncnn")
 
     def __init__(
         self,

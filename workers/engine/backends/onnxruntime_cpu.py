@@ -116,6 +116,10 @@ class OnnxRuntimeCpuBackend(Backend):
     """onnxruntime with its CPU execution provider."""
 
     name = "onnxruntime"
+    # InferenceSession.run is thread-safe.
+    thread_argument = "intra_op_threads"
+    thread_safe_sessions = True
+    serving_requirements = ("numpy", "onnx", "onnxruntime")
 
     def __init__(self, intra_op_threads: int | None = None) -> None:
         self.intra_op_threads = intra_op_threads

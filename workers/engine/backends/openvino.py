@@ -177,6 +177,9 @@ class OpenVinoBackend(Backend):
     """OpenVINO with its CPU plugin."""
 
     name = "openvino"
+    # A session holds a single infer request, which is not thread-safe.
+    thread_argument = "num_threads"
+    serving_requirements = ("numpy", "onnx", "openvino")
 
     def __init__(self, num_threads: int | None = None, inference_precision: str | None = "f32") -> None:
         """`inference_precision` pins the CPU plugin's precision for float operations: "f32"

@@ -582,6 +582,8 @@ class TensorRtBackend(Backend):
     """NVIDIA TensorRT: serialized engines for one GPU architecture and TensorRT version."""
 
     name = "tensorrt"
+    # An execution context is not thread-safe.
+    serving_requirements = ("numpy", "tensorrt")
 
     def __init__(self, input_shapes: Mapping[str, Any] | None = None, workspace_bytes: int | None = None) -> None:
         # Shapes a user gave for dynamic dims; they win over the hardware profile's input_shapes.

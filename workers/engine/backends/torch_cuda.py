@@ -127,6 +127,7 @@ class TorchCudaBackend(Backend):
     """PyTorch with CUDA, running ONNX models converted by onnx2torch."""
 
     name = "torch_cuda"
+    serving_requirements = ("numpy", "onnx", "torch")
 
     def runtime_version(self) -> str | None:
         """PyTorch's and CUDA's versions (and onnx2torch's) when all import and a GPU is usable, else None."""

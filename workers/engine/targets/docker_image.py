@@ -44,16 +44,6 @@ IMAGE_MODEL_REPOSITORY = "/models"
 IMAGE_SLIPWAY_ROOT = "/opt/slipway"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
-# What the stub's interpreter needs in the image for each engine backend, in python mode.
-PYTHON_REQUIREMENTS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("numpy", "onnx", "onnxruntime"),
-    "openvino": ("numpy", "onnx", "openvino"),
-    "mnn": ("numpy", "MNN"),
-    "ncnn": ("numpy", "ncnn"),
-    "tensorrt": ("numpy", "tensorrt"),
-    "torch_cuda": ("numpy", "onnx", "torch"),
-}
-
 
 @dataclass(frozen=True)
 class ImageSettings:
@@ -160,9 +150,13 @@ def render_dockerfile(spec: DeploymentSpec, image: ImageSettings, digest: str = 
 def _requirements(engine_backend: str, extra: tuple[str, ...]) -> list[str]:
     """The backend's packages pinned to the versions on this worker, where installed (the
     image then runs what was benchmarked); unpinned otherwise."""
-    names = PYTHON_REQUIREMENTS.get(engine_backend)
-    if names is None:
-        known = ", ".join(sorted(PYTHON_REQUIREMENTS))
+    from workers.engine.backends.registry import BACKENDS
+
+    # What the stub's interpreter needs to run the backend's variants: the plug-in says.
+    backend_class = BACKENDS.get(engine_backend)
+    names = backend_class.serving_requirements if backend_class is not None else ()
+    if not names:
+        known = ", ".join(sorted(name for name, known_class in BACKENDS.items() if known_class.serving_requirements))
         raise TargetError(
             "unsupported_format",
             f"Slipway doesn't know which packages the '{engine_backend}' backend needs in an image; "

@@ -1,0 +1,17 @@
+"""Routes of the registry: teams, models, versions and their jobs, comparisons."""
+
+from django.urls import path
+
+from apps.registry.api import views
+from apps.registry.api.compare import Compare
+
+urlpatterns = [
+    path("teams/", views.TeamList.as_view(), name="team-list"),
+    path("models/", views.ModelListCreate.as_view(), name="model-list"),
+    path("models/<slug:slug>/", views.ModelDetail.as_view(), name="model-detail"),
+    path("models/<slug:slug>/versions/", views.VersionListUpload.as_view(), name="version-list"),
+    path("versions/", views.VersionList.as_view(), name="version-list-all"),
+    path("versions/<int:pk>/", views.VersionDetail.as_view(), name="version-detail"),
+    path("jobs/<int:pk>/", views.JobDetail.as_view(), name="job-detail"),
+    path("compare/", Compare.as_view(), name="compare"),
+]
