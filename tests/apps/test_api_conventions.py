@@ -243,3 +243,19 @@ def test_a_full_disk_outside_the_database_names_the_disk(personas, monkeypatch, 
     assert response.status_code == 503
     body = response.json()
     assert body["code"] == "disk_full" and body["message"].startswith(f"The disk holding {spool} is full")
+
+
+def test_a_domain_error_is_answered_with_its_status_and_body(db):
+    """The exception handler is the one place a domain error becomes HTTP."""
+    from apps.core.api.errors import exception_handler
+    from apps.core.errors import Conflict, DomainError, ServiceUnavailable
+
+    response = exception_handler(Conflict("version_busy", "The version is being reviewed."), {})
+    assert (response.status_code, response.data) == (
+        409,
+        {"code": "version_busy", "message": "The version is being reviewed.", "fields": {}},
+    )
+    teapot = exception_handler(DomainError("odd", "Odd.", 418), {})
+    assert teapot.status_code == 418 and teapot.data["code"] == "odd"
+    unavailable = exception_handler(ServiceUnavailable("database_unavailable", "Down."), {})
+    assert unavailable.status_code == 503 and unavailable["Retry-After"]

@@ -49,3 +49,14 @@ def test_core_imports_no_feature_app() -> None:
         for path, names in _imports(APPS / "core").items()
     }
     assert not {path: names for path, names in offending.items() if names}
+
+
+def test_domain_errors_know_nothing_of_the_web_framework() -> None:
+    """Services and workers raise and catch apps.core.errors; only the API's exception handler
+    maps them to HTTP, and worker tasks never import the API's error module."""
+    errors = APPS / "core" / "errors.py"
+    imported = _imports(errors.parent)[str(errors.relative_to(APPS.parent))]
+    assert not {name for name in imported if name.startswith(("rest_framework", "django"))}
+    tasks = APPS.parent / "workers" / "tasks"
+    for path in sorted(tasks.rglob("*.py")):
+        assert "apps.core.api" not in path.read_text(encoding="utf-8"), path.name

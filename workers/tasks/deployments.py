@@ -28,7 +28,7 @@ from django.db import close_old_connections
 
 from apps.approvals.evidence import latest_run
 from apps.approvals.services import approval_state
-from apps.core.api.errors import ApiError
+from apps.core.errors import DomainError
 from apps.deployments import services
 from apps.deployments.models import Deployment, DeploymentKind, ServingTarget, TargetKind
 from apps.jobs.models import JobKind, JobStatus
@@ -279,7 +279,7 @@ def _check_still_allowed(deployment: Deployment) -> None:
             )
     try:
         services.check_target_address(target)
-    except ApiError as exc:
+    except DomainError as exc:
         raise Refused(exc.code, exc.message) from None
 
 
@@ -402,7 +402,7 @@ def undeploy(self: Any, deployment_id: int) -> str:
             return "retrying"
         services.undeploy_failed(deployment, exc.code, exc.message, exc.detail)
         return "failed"
-    except ApiError as exc:
+    except DomainError as exc:
         services.undeploy_failed(deployment, exc.code, exc.message)
         return "failed"
     except Exception as exc:
@@ -431,7 +431,7 @@ def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:
         return None, None, "", f"Slipway checks the health of Triton targets only; this is a {target.kind} target."
     try:
         services.check_target_address(target)
-    except ApiError as exc:
+    except DomainError as exc:
         return False, None, "", exc.message
     try:
         from workers.engine.targets.base import TargetError

@@ -1,4 +1,4 @@
-"""One error body for every API failure: {"code", "message", "fields"}."""
+"""One error body for every API failure: {"code", "message", "fields"}; domain errors become HTTP here only."""
 
 from __future__ import annotations
 
@@ -7,37 +7,23 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
+from apps.core.errors import Conflict, DomainError, ServiceUnavailable
 
-class ApiError(exceptions.APIException):
-    """An error with a stable machine code and a sentence for people."""
-
-    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST):
-        super().__init__(detail=message, code=code)
-        self.status_code = http_status
-        self.code = code
-        self.message = message
+__all__ = ["ApiError", "Conflict", "DomainError", "ServiceUnavailable", "database_problem", "exception_handler"]
 
 
-class Conflict(ApiError):
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message, status.HTTP_409_CONFLICT)
+# Services raise domain errors (apps/core/errors.py); the API answers them here. ApiError is
+# the domain error under the name most call sites use.
+ApiError = DomainError
 
 
 # How long a client is asked to wait (Retry-After) while the database is unavailable.
 DATABASE_RETRY_AFTER_SECONDS = 5
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 POSTGRESQL_DISK_FULL = "53100"  # SQLSTATE disk_full
-
-
-class ServiceUnavailable(ApiError):
-    """The database could not be used, or a disk is full: a 503 the client may retry, never a
-    500. The message names the database this install really uses, or the disk that is full."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 def database_problem(exc: BaseException | None = None) -> ServiceUnavailable:
@@ -111,6 +97,7 @@ def _flatten(detail: Any) -> Any:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     # Imported here: rest_framework.views loads the permission classes, which raise ApiError.
     from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
 
     if isinstance(exc, DataError):
         # A value the database can't store (a NUL character in JSON, a number out of range):
@@ -131,12 +118,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound("Not found. It does not exist or you have no access to it.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, DomainError):
+        # The only place a domain error becomes HTTP; the request's atomic block, where there
+        # is one, is marked for rollback as DRF marks it for its own errors.
+        set_rollback()
+        answer = Response({"code": exc.code, "message": exc.message, "fields": {}}, status=exc.http_status)
+        if isinstance(exc, ServiceUnavailable):
+            answer["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return answer
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, ApiError):
-        body = {"code": exc.code, "message": exc.message, "fields": {}}
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         if isinstance(fields, dict):
             first = next(iter(fields.items()), ("", ""))
@@ -154,6 +147,4 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             "fields": {},
         }
     response.data = body
-    if isinstance(exc, ServiceUnavailable):
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
