@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 
+from apps.accounts import events
 from apps.accounts.models import ApiToken, Membership, Role, Team
 from apps.accounts.permissions import SCOPES, Action, require
 from apps.audit import services as audit
@@ -21,9 +22,7 @@ MAX_TOKEN_DAYS = 366
 def update_team(team: Team, user: Any, changes: dict[str, Any]) -> Team:
     """Change the team's name or four-eyes rule. Turning the rule on applies it to every version
     of the team at once; turning it off is recorded as a decision of its own and applies only to
-    versions uploaded afterwards (apps.approvals.services)."""
-    from apps.approvals import services as approvals
-
+    versions uploaded afterwards: approvals does both, told by `events.four_eyes_changed`."""
     require(user, team, Action.MANAGE)
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team.pk)
@@ -40,22 +39,8 @@ def update_team(team: Team, user: Any, changes: dict[str, Any]) -> Team:
             before=before,
             after={"name": team.name, "four_eyes": team.four_eyes},
         )
-        if team.four_eyes and not before["four_eyes"]:
-            covered = approvals.four_eyes_turned_on(team)
-            audit.record(
-                "team.four_eyes_enabled", team, actor=user, team=team, after={"versions_newly_under_the_rule": covered}
-            )
-        elif before["four_eyes"] and not team.four_eyes:
-            audit.record(
-                "team.four_eyes_disabled",
-                team,
-                actor=user,
-                team=team,
-                after={
-                    "applies_to": "versions uploaded from now on",
-                    "undecided_versions_keeping_the_rule": approvals.versions_keeping_four_eyes(team),
-                },
-            )
+        if team.four_eyes != before["four_eyes"]:
+            events.four_eyes_changed.send(Team, team=team, actor=user, enabled=team.four_eyes)
     return team
 
 

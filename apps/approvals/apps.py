@@ -20,3 +20,11 @@ class ApprovalsConfig(AppConfig):
 
         events.version_ready.connect(on_ready, dispatch_uid="approvals.version_ready", weak=False)
         events.version_failed.connect(on_failed, dispatch_uid="approvals.version_failed", weak=False)
+
+        # A team admin changed the four-eyes rule; approvals applies it to the team's versions.
+        from apps.accounts import events as account_events
+
+        def on_four_eyes(sender: Any, team: Any, actor: Any, enabled: bool, **kwargs: Any) -> None:
+            services.four_eyes_changed(team, actor, enabled)
+
+        account_events.four_eyes_changed.connect(on_four_eyes, dispatch_uid="approvals.four_eyes", weak=False)

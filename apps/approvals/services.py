@@ -288,6 +288,27 @@ def rerun(version: ModelVersion, user: Any) -> Any:
 # an admin who uploaded it could turn the rule off, approve it, and turn the rule back on.
 
 
+def four_eyes_changed(team: Team, actor: Any, enabled: bool) -> None:
+    """A team admin turned the team's rule on or off (accounts' `four_eyes_changed` event, in
+    the transaction that saved the team): apply it, and record what it covers."""
+    if enabled:
+        covered = four_eyes_turned_on(team)
+        audit.record(
+            "team.four_eyes_enabled", team, actor=actor, team=team, after={"versions_newly_under_the_rule": covered}
+        )
+    else:
+        audit.record(
+            "team.four_eyes_disabled",
+            team,
+            actor=actor,
+            team=team,
+            after={
+                "applies_to": "versions uploaded from now on",
+                "undecided_versions_keeping_the_rule": versions_keeping_four_eyes(team),
+            },
+        )
+
+
 def four_eyes_turned_on(team: Team) -> int:
     """The team turned the rule on: it now applies to every version of the team, those already
     uploaded included. Returns how many versions it newly applies to.

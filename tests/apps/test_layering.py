@@ -41,6 +41,18 @@ def test_approvals_listens_to_the_pipeline_events() -> None:
 FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "jobs", "registry", "runtimes", "web", "webhooks")
 
 
+def test_accounts_never_imports_approvals() -> None:
+    """Accounts announces a changed four-eyes rule (apps/accounts/events.py); approvals applies it."""
+    offending = {
+        path: sorted(name for name in names if name.startswith("apps.approvals"))
+        for path, names in _imports(APPS / "accounts").items()
+    }
+    assert not {path: names for path, names in offending.items() if names}
+    from apps.accounts import events
+
+    assert events.four_eyes_changed.has_listeners()
+
+
 def test_core_imports_no_feature_app() -> None:
     """Core is what every app builds on (errors, middleware, schema, throttling): it includes
     the apps' routes by module name and reads credentials by duck type, never by import."""
