@@ -4,7 +4,8 @@ For each reference model (the ResNet-18, Transformer encoder and PP-OCRv4 text d
 bench/optimize.py, a YOLO-style detector built here whose one output holds box coordinates in
 pixels beside sigmoid class scores, and a stateful recurrent voice-activity model whose
 `state` input is [2, batch, 128]), this builds the variants the pipeline builds on the
-`x86-cpu` profile (`build_variants` of onnxruntime and OpenVINO, FP32 and INT8; static INT8
+`x86-cpu` profile (`build_variants` of onnxruntime and OpenVINO, FP32, BF16 where the CPU
+computes in it, and INT8; static INT8
 calibrated on real-like samples, as a user who uploads calibration data gets, the quantization
 searches judging their candidates on those and on the real-like validation samples, as the
 optimize step does when a validation set is uploaded), then judges
@@ -937,7 +938,8 @@ def write_benchmarks(result: Mapping[str, Any]) -> None:
         f"(1-minute load average {load}), {result['seconds']:.0f} s; {versions}.",
         "",
         f"Variants are what `build_variants` of {', '.join(result['profile']['backends'])} builds for the "
-        f"`{PROFILE_NAME}` profile (fp32, int8), static INT8 calibrated on {result['calibration_samples']} real-like "
+        f"`{PROFILE_NAME}` profile ({', '.join(result['profile']['precisions'])}; bf16 only where the CPU computes "
+        "in it), static INT8 calibrated on {result['calibration_samples']} real-like "
         f"samples. Parity is `compare_variant` at the profile's tolerance (max abs error "
         f"{tolerance['max_abs_error']:g}, or else cosine at least {tolerance['min_cosine']:g} and top-1 agreement at "
         f"least {tolerance['min_top1_agreement']:.0%}, every slice at least {tolerance['min_slice_sqnr_db']:g} dB, "
