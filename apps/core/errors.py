@@ -25,9 +25,6 @@ class DomainError(Exception):
         """The HTTP status, as Django and DRF name it."""
         return self.http_status
 
-    def __str__(self) -> str:
-        return self.message
-
 
 class Conflict(DomainError):
     """The request is fine but the state of things refuses it (409)."""

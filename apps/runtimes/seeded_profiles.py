@@ -7,7 +7,7 @@ this module needs no Django: the benches run without a configured project.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 PROFILES: tuple[Mapping[str, Any], ...] = (
@@ -65,12 +65,10 @@ def profile(slug: str) -> Mapping[str, Any]:
     raise KeyError(f"No seeded hardware profile '{slug}'; seeded are {', '.join(p['slug'] for p in PROFILES)}.")
 
 
-def seed(model: Any, slugs: Iterable[str] | None = None) -> None:
-    """Create or update the seeded profiles (all, or `slugs`) with `model`, the HardwareProfile
-    class of the caller: a migration's historical model gets only the fields it has."""
+def seed(model: Any) -> None:
+    """Create or update the seeded profiles with `model`, the HardwareProfile class of the
+    caller: a migration's historical model gets only the fields it has."""
     fields = {field.name for field in model._meta.get_fields()}
-    wanted = set(slugs) if slugs is not None else None
     for item in PROFILES:
-        if wanted is None or item["slug"] in wanted:
-            defaults = {key: value for key, value in item.items() if key in fields and key != "slug"}
-            model.objects.update_or_create(slug=item["slug"], defaults=defaults)
+        defaults = {key: value for key, value in item.items() if key in fields and key != "slug"}
+        model.objects.update_or_create(slug=item["slug"], defaults=defaults)

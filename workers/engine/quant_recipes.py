@@ -100,9 +100,9 @@ def ort_static_recipe(arch: str, flags: Iterable[str], *, per_channel: bool | No
     )  # fmt: skip
 
 
-# Flags (as /proc/cpuinfo names them) of x86-64 CPUs that compute in bfloat16 natively:
-# AVX512-BF16's dot products and AMX's BF16 tile multiplies.
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# Flags (as /proc/cpuinfo names them) of x86-64 CPUs that compute in bfloat16 natively, with
+# their instructions' names, fastest first: AMX's BF16 tile multiplies, AVX512-BF16's dot products.
+BF16_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"))
 
 
 def bf16_arithmetic(arch: str, flags: Iterable[str]) -> str | None:
@@ -112,8 +112,4 @@ def bf16_arithmetic(arch: str, flags: Iterable[str]) -> str | None:
     if arch.strip().lower() not in X86_ARCHES:
         return None
     present = set(flags)
-    if "amx_bf16" in present:
-        return "AMX-BF16 (amx_bf16)"
-    if "avx512_bf16" in present:
-        return "AVX512-BF16 (avx512_bf16)"
-    return None
+    return next((f"{name} ({flag})" for flag, name in BF16_FLAGS if flag in present), None)

@@ -684,15 +684,19 @@ def _bf16_builder(profile: HardwareProfile) -> tuple[Callable[[Any, Path], dict[
     return build, ""
 
 
-def _recorded_precision(model: Any) -> str | None:
-    """The arithmetic the IR was built for ("bf16"), or None for the backend's own."""
-    if not model.has_rt_info([_RT_INFO_KEY, _PRECISION_KEY]):
+def _recorded(model: Any, key: str) -> Any:
+    """What build_variants recorded under `key` in the IR's rt_info (JSON), or None."""
+    if not model.has_rt_info([_RT_INFO_KEY, key]):
         return None
     with contextlib.suppress(ValueError, TypeError):
-        value = json.loads(str(model.get_rt_info([_RT_INFO_KEY, _PRECISION_KEY]).value))
-        if isinstance(value, str) and value:
-            return value
+        return json.loads(str(model.get_rt_info([_RT_INFO_KEY, key]).value))
     return None
+
+
+def _recorded_precision(model: Any) -> str | None:
+    """The arithmetic the IR was built for ("bf16"), or None for the backend's own."""
+    value = _recorded(model, _PRECISION_KEY)
+    return value if isinstance(value, str) and value else None
 
 
 def _check_precision(compiled: Any, asked: str, variant_path: Path) -> None:
@@ -789,10 +793,7 @@ def _port_names(model: Any, ports: Sequence[Any], key: str, known: Sequence[str]
     it is one of its port's names or no port's name at all (folded away); otherwise a model
     output is named like its Result, and an input by any of its names.
     """
-    recorded: Any = list(known) if known is not None else None
-    if recorded is None and model.has_rt_info([_RT_INFO_KEY, key]):
-        with contextlib.suppress(ValueError, TypeError):
-            recorded = json.loads(str(model.get_rt_info([_RT_INFO_KEY, key]).value))
+    recorded: Any = list(known) if known is not None else _recorded(model, key)
     if isinstance(recorded, list) and len(recorded) == len(ports):
         everywhere = {name for port in ports for name in port.get_names()}
         if all(
