@@ -278,6 +278,27 @@ def test_damaged_member_data_is_refused(tmp_path: Path, external_model: Path, co
     assert not dest.exists()
 
 
+# Found by fuzzing: zipfile decodes a local header's name as UTF-8 when its flags say so, and a
+# name that is not UTF-8 escaped extraction as UnicodeDecodeError.
+def test_a_local_header_name_that_is_not_utf8_is_refused(tmp_path: Path, model_zip: Path) -> None:
+    with zipfile.ZipFile(model_zip) as archive:
+        info = archive.getinfo("weights.bin")
+    with model_zip.open("r+b") as stream:
+        stream.seek(info.header_offset + 6)
+        flags = int.from_bytes(stream.read(2), "little") | 0x800
+        stream.seek(info.header_offset + 6)
+        stream.write(flags.to_bytes(2, "little"))
+        stream.seek(info.header_offset + 30)
+        stream.write(b"\x8c")  # the first byte of the local copy of the name
+    check_archive(model_zip)  # the central directory is intact
+    dest = tmp_path / "unpacked"
+    with pytest.raises(ModelError) as raised:
+        extract_archive(model_zip, dest)
+    assert raised.value.code == "not_a_model"
+    assert "'weights.bin' is damaged" in raised.value.message
+    assert not dest.exists()
+
+
 def test_a_failed_write_is_not_called_a_damaged_zip(
     tmp_path: Path, model_zip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

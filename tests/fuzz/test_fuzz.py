@@ -91,7 +91,9 @@ def test_fuzz_target_finds_nothing(target: str, tmp_path: Path) -> None:
         text=True,
         timeout=SECONDS + TIMEOUT_SECONDS + 120,
     )
-    log = done.stdout + done.stderr
+    # atheris prints an uncaught exception's traceback to stdout and libFuzzer its report to
+    # stderr: stdout goes last, so the excerpt below ends with the traceback.
+    log = done.stderr + done.stdout
     reproducers = sorted(str(path) for path in artifacts.iterdir())
     STATS[target] = {"seconds": SECONDS, "returncode": done.returncode, **_final_stats(log), "found": reproducers}
     if done.returncode != 0 or reproducers:

@@ -71,9 +71,11 @@ _END_RECORD = struct.Struct("<4s4H2LH")
 # What reading a damaged member's data raises, by compression method: BadZipFile (a bad CRC
 # or local header), zlib.error (deflate), OSError (bzip2's "Invalid data stream"),
 # lzma.LZMAError (LZMA's properties or data), EOFError (a stream cut short), and
-# RuntimeError, NotImplementedError among them (encryption, a method zipfile lacks).
+# RuntimeError, NotImplementedError among them (encryption, a method zipfile lacks), and
+# UnicodeDecodeError (a local header flagged UTF-8 whose name is not; found by fuzzing).
 MEMBER_READ_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
+    UnicodeDecodeError,
     zlib.error,
     OSError,
     lzma.LZMAError,
