@@ -10,12 +10,6 @@ from django.utils import timezone
 from apps.core.crypto import EncryptedTextField
 
 
-class TargetKind(models.TextChoices):
-    TRITON = "triton", "Triton Inference Server"
-    KSERVE = "kserve", "KServe InferenceService (Triton predictor)"
-    DOCKER_IMAGE = "docker_image", "Docker image (Triton with the model inside)"
-
-
 class BackendMode(models.TextChoices):
     NATIVE = "native", "Triton's own backend for the variant's format"
     PYTHON = "python", "Triton's python backend running Slipway's engine backend"
@@ -27,17 +21,19 @@ class ServingTarget(models.Model):
     `repository` is the model repository as the deploying workers reach it: an absolute
     directory or `s3://bucket/prefix`. `profile` is the hardware profile the server runs:
     its variants are the ones deployed there. `options` hold the driver's other, non-secret
-    settings (python_paths, repository_options, timeouts; KServe namespace and runtime; the
-    Docker image repository); `credentials` the secret ones (request headers, S3 keys,
-    tokens), encrypted at rest and never shown back. The health fields are the last check.
+    settings (python_paths, repository_options, timeouts: what its kind's driver declares);
+    `credentials` the secret ones (request headers, S3 keys), encrypted at rest and never
+    shown back. The health fields are the last check.
     """
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="serving_targets")
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=63, help_text="Used in URLs and paths; unique in the team.")
-    kind = models.CharField(max_length=20, choices=TargetKind.choices, default=TargetKind.TRITON)
+    # A kind in workers.engine.targets.registry.DRIVERS, checked by the services (a kind needs
+    # its driver, not a migration). Rows of kinds an earlier release offered stay readable.
+    kind = models.CharField(max_length=20, default="triton", help_text="The kind of server (its driver).")
     # Checked by apps.core.outbound.check_outbound_url (scheme, host, public address), not a validator.
-    url = models.CharField(max_length=2000, blank=True, help_text="The server's HTTP endpoint (KServe: the API).")
+    url = models.CharField(max_length=2000, blank=True, help_text="The server's HTTP endpoint.")
     repository = models.CharField(max_length=1000, help_text="Absolute directory or s3://bucket/prefix.")
     backend_mode = models.CharField(max_length=10, choices=BackendMode.choices, default=BackendMode.NATIVE)
     profile = models.ForeignKey("runtimes.HardwareProfile", on_delete=models.PROTECT, related_name="+")

@@ -46,7 +46,6 @@ from apps.deployments.models import (
     DeploymentKind,
     DeploymentStatus,
     ServingTarget,
-    TargetKind,
 )
 from apps.jobs.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
@@ -68,35 +67,6 @@ MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 MAX_INSTANCES = 64
 MAX_QUEUE_DELAY_US = 10_000_000
 
-# Secrets a target may hold, and the non-secret settings of each kind of target.
-CREDENTIAL_KEYS: dict[str, str] = {
-    "headers": "HTTP headers sent with every request to the server (an object), e.g. Authorization",
-    "aws_access_key_id": "S3 access key for an s3:// repository",
-    "aws_secret_access_key": "S3 secret key for an s3:// repository",
-    "aws_session_token": "S3 session token for an s3:// repository",
-    "token": "bearer token for the Kubernetes API (KServe)",
-    "registry_username": "container registry user (Docker image)",
-    "registry_password": "container registry password (Docker image)",
-}
-_COMMON_OPTIONS = ("python_paths", "repository_options", "request_timeout_seconds", "load_timeout_seconds")
-OPTION_KEYS: dict[str, tuple[str, ...]] = {
-    TargetKind.TRITON: _COMMON_OPTIONS,
-    TargetKind.KSERVE: (
-        *_COMMON_OPTIONS,
-        "namespace",
-        "runtime",
-        "service_account",
-        "deployment_mode",
-        "ca_bundle",
-        "cpu",
-        "memory",
-        "gpus",
-        "min_replicas",
-        "max_replicas",
-        "canary_traffic_percent",
-    ),
-    TargetKind.DOCKER_IMAGE: (*_COMMON_OPTIONS, "image_repository", "triton_version", "extra_requirements"),
-}
 _S3_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 OVERRIDE_KEYS = ("max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "instances", "instance_kind")
 
@@ -146,7 +116,7 @@ def credential_keys(target: ServingTarget) -> list[str]:
 
 
 def target_settings(target: ServingTarget, *, request_timeout: float | None = None) -> Any:
-    """The driver's `TargetSettings` for a Triton target, secrets included."""
+    """The driver's `TargetSettings` for the target, secrets included."""
     from workers.engine.targets.base import TargetSettings
 
     options = dict(target.options or {})
@@ -158,7 +128,7 @@ def target_settings(target: ServingTarget, *, request_timeout: float | None = No
         name=target.slug,
         url=target.url,
         repository=target.repository,
-        kind=target.kind,  # type: ignore[arg-type]
+        kind=target.kind,
         backend_mode=target.backend_mode,  # type: ignore[arg-type]
         python_paths=tuple(str(p) for p in options.get("python_paths") or ()),
         headers=tuple(sorted((str(k), str(v)) for k, v in (secrets.get("headers") or {}).items())),
@@ -241,15 +211,48 @@ def _clean_profile(slug: str | None) -> HardwareProfile:
     return profile
 
 
-def _clean_credentials(value: Any) -> Secret | None:
+def _driver_class(kind: str) -> Any:
+    """The serving-target driver of `kind` (workers.engine.targets.registry); ApiError("invalid_kind")
+    for a kind Slipway does not deploy to."""
+    from workers.engine.targets.base import TargetError
+    from workers.engine.targets.registry import driver_class
+
+    try:
+        return driver_class(kind)
+    except TargetError as exc:
+        raise ApiError("invalid_kind", exc.message) from None
+
+
+def deployable_kinds() -> dict[str, str]:
+    """The kinds of serving target that can be registered: kind -> label."""
+    from workers.engine.targets.registry import DRIVERS
+
+    return {kind: driver.label for kind, driver in DRIVERS.items()}
+
+
+def driver_keys_help(attribute: str) -> str:
+    """What each kind's driver takes as options or credentials (`option_keys`, `credential_keys`), in words."""
+    from workers.engine.targets.registry import DRIVERS
+
+    sentences = []
+    for driver in DRIVERS.values():
+        keys = "; ".join(f"{key}: {what}" for key, what in getattr(driver, attribute).items())
+        sentences.append(f"{driver.label} targets take {keys}.")
+    return " ".join(sentences)
+
+
+def _clean_credentials(kind: str, value: Any) -> Secret | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise ApiError("invalid_credentials", 'Give the credentials as a JSON object, e.g. {"headers": {...}}.')
-    unknown = sorted(str(key) for key in value if key not in CREDENTIAL_KEYS)
+    driver = _driver_class(kind)
+    unknown = sorted(str(key) for key in value if key not in driver.credential_keys)
     if unknown:
-        known = "; ".join(f"{key}: {what}" for key, what in CREDENTIAL_KEYS.items())
-        raise ApiError("invalid_credentials", f"Unknown credential {', '.join(unknown)}. Targets take: {known}.")
+        known = "; ".join(f"{key}: {what}" for key, what in driver.credential_keys.items())
+        raise ApiError(
+            "invalid_credentials", f"Unknown credential {', '.join(unknown)}. A {driver.label} target takes: {known}."
+        )
     for key, item in value.items():
         if key == "headers":
             if not isinstance(item, Mapping) or not all(
@@ -269,13 +272,13 @@ def _clean_options(kind: str, value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ApiError("invalid_options", "Give the options as a JSON object.")
-    allowed = OPTION_KEYS[kind]
-    unknown = sorted(str(key) for key in value if key not in allowed)
+    driver = _driver_class(kind)
+    unknown = sorted(str(key) for key in value if key not in driver.option_keys)
     if unknown:
         raise ApiError(
             "invalid_options",
-            f"Unknown option {', '.join(unknown)} for a {TargetKind(kind).label} target; it takes: "
-            f"{', '.join(allowed)}.",
+            f"Unknown option {', '.join(unknown)} for a {driver.label} target; it takes: "
+            f"{', '.join(driver.option_keys)}.",
         )
     options = dict(value)
     paths = options.get("python_paths")
@@ -308,18 +311,11 @@ def _check_repository(target: ServingTarget) -> None:
     from workers.engine.targets.base import TargetError, check_repository_folder
 
     uri = target.repository.strip()
-    if target.kind == TargetKind.DOCKER_IMAGE and not uri:
-        return
     if not uri:
         raise ApiError(
             "invalid_repository",
             "Give the model repository the server reads: an absolute directory both the workers and the server "
             "see, or s3://bucket/prefix.",
-        )
-    if target.kind == TargetKind.KSERVE and not uri.startswith("s3://"):
-        raise ApiError(
-            "invalid_repository",
-            "A KServe target needs an s3:// repository: its pods download the model from the storage URI.",
         )
     if uri.startswith("s3://") or "://" in uri:
         return
@@ -381,20 +377,8 @@ def _check_target(target: ServingTarget) -> None:
 
     _check_repository(target)
     _check_repository_endpoint(target)
-    if target.kind == TargetKind.DOCKER_IMAGE:
-        if not str((target.options or {}).get("image_repository") or "").strip():
-            raise ApiError(
-                "invalid_options",
-                "A Docker-image target needs options.image_repository, e.g. registry.example.com/team/models.",
-            )
-        if not target.url:
-            return
     if not target.url:
-        raise ApiError(
-            "invalid_url",
-            "Give the server's URL, e.g. http://triton.internal:8000"
-            + (" (for KServe: the Kubernetes API URL)." if target.kind == TargetKind.KSERVE else "."),
-        )
+        raise ApiError("invalid_url", "Give the server's URL, e.g. http://triton.internal:8000.")
     target.url = check_outbound_url(target.url, private_outbound_allowed(target.allow_private)).url
     try:
         if target.repository:
@@ -430,7 +414,7 @@ def create_target(
     url: str = "",
     repository: str = "",
     slug: str = "",
-    kind: str = TargetKind.TRITON,
+    kind: str = "triton",
     backend_mode: str = BackendMode.NATIVE,
     options: Any = None,
     credentials: Any = None,
@@ -440,8 +424,7 @@ def create_target(
     """Register a serving target of the team (team admins)."""
     require(user, team, Action.MANAGE)
     name = _clean_name(name)
-    if kind not in TargetKind.values:
-        raise ApiError("invalid_kind", f"Unknown target kind '{kind}'; use one of {', '.join(TargetKind.values)}.")
+    _driver_class(kind)
     if backend_mode not in BackendMode.values:
         raise ApiError("invalid_backend_mode", f"The backend mode must be native or python, not '{backend_mode}'.")
     now = timezone.now()
@@ -455,7 +438,7 @@ def create_target(
         backend_mode=backend_mode,
         profile=_clean_profile(profile),
         options=_clean_options(kind, options),
-        credentials=_clean_credentials(credentials),  # type: ignore[misc]  # None: no secrets
+        credentials=_clean_credentials(kind, credentials),  # type: ignore[misc]  # None: no secrets
         enabled=bool(enabled),
         allow_private=bool(allow_private),
         allow_private_by=user if allow_private else None,
@@ -508,7 +491,7 @@ def update_target(target: ServingTarget, user: Any, **changes: Any) -> ServingTa
         target.options = _clean_options(target.kind, changes["options"])
     credentials_changed = "credentials" in changes
     if credentials_changed:
-        target.credentials = _clean_credentials(changes["credentials"])  # type: ignore[assignment]
+        target.credentials = _clean_credentials(target.kind, changes["credentials"])  # type: ignore[assignment]
     if "enabled" in changes:
         target.enabled = bool(changes["enabled"])
     if "allow_private" in changes and bool(changes["allow_private"]) != target.allow_private:
@@ -871,11 +854,11 @@ def deploy(
             "target_disabled",
             f"Target {target.slug} is disabled; a team admin can enable it (PATCH enabled=true) before deploying.",
         )
-    if target.kind != TargetKind.TRITON:
+    if target.kind not in deployable_kinds():
         raise Conflict(
             "target_kind_not_deployable",
-            f"Target {target.slug} is a {TargetKind(target.kind).label} target. Slipway records those with what "
-            "they need, but deploys only to Triton targets in this release; register the Triton server itself.",
+            f"Target {target.slug} is a '{target.kind}' target, a kind this release does not deploy to (it deploys "
+            f"to: {', '.join(deployable_kinds())}); register the inference server itself, e.g. its Triton endpoint.",
         )
     state = approval_state(version)
     if not (state["approved"] and state["current"]):
@@ -1448,4 +1431,5 @@ def reconcile() -> ReconcileReport:
 
 
 def targets_to_check() -> list[int]:
-    return list(ServingTarget.objects.filter(enabled=True, kind=TargetKind.TRITON).values_list("pk", flat=True))
+    kinds = list(deployable_kinds())
+    return list(ServingTarget.objects.filter(enabled=True, kind__in=kinds).values_list("pk", flat=True))

@@ -156,8 +156,9 @@ def test_credentials_can_be_replaced_and_removed_without_ever_being_read(persona
         ({"options": {"repository_options": {"aws_secret_access_key": "x"}}}, "invalid_options", "credentials"),
         ({"options": {"python_paths": ["relative/path"]}}, "invalid_target", "absolute directory"),
         ({"credentials": {"password": "x"}}, "invalid_credentials", "headers"),
-        ({"kind": "kserve", "repository": "/srv/models"}, "invalid_repository", "s3://"),
-        ({"kind": "sagemaker"}, "invalid_kind", "triton, kserve, docker_image"),
+        ({"kind": "kserve"}, "invalid_kind", "does not deploy to 'kserve' targets; it deploys to: triton."),
+        ({"kind": "docker_image"}, "invalid_kind", "does not deploy to 'docker_image' targets"),
+        ({"kind": "sagemaker"}, "invalid_kind", "it deploys to: triton."),
     ],
 )
 def test_a_target_that_cannot_work_is_refused_with_a_sentence(personas, tmp_path, changes, code, words):
@@ -165,6 +166,32 @@ def test_a_target_that_cannot_work_is_refused_with_a_sentence(personas, tmp_path
         _target(personas, tmp_path, **changes)
     assert refused.value.code == code and words in refused.value.message, refused.value.message
     assert not ServingTarget.objects.exists()
+
+
+def test_a_target_of_a_kind_no_longer_offered_is_refused_at_deploy_and_not_health_checked(
+    personas, target, approved, sent
+):
+    """A release before the driver registry let KServe and Docker-image targets be registered
+    without deploying to them; such rows stay readable and say why nothing happens."""
+    from workers.tasks.deployments import _health
+
+    ServingTarget.objects.filter(pk=target.pk).update(kind="kserve")
+    status, code, message = _refusal(_post_deploy(personas.approver, approved))
+    assert (status, code) == (409, "target_kind_not_deployable")
+    assert "'kserve' target, a kind this release does not deploy to (it deploys to: triton)" in message
+    assert services.targets_to_check() == []
+    target.refresh_from_db()
+    unchecked = "This release does not check 'kserve' targets: it has no driver for them."
+    assert _health(target) == (None, None, "", unchecked)
+
+
+def test_the_api_describes_each_kinds_options_and_credentials_from_its_driver() -> None:
+    from workers.engine.targets.registry import DRIVERS
+
+    assert services.deployable_kinds() == {kind: driver.label for kind, driver in DRIVERS.items()}
+    options, credentials = services.driver_keys_help("option_keys"), services.driver_keys_help("credential_keys")
+    assert options.startswith("Triton Inference Server targets take python_paths: sys.path entries")
+    assert "; aws_secret_access_key: S3 secret key" in credentials and "registry_password" not in credentials
 
 
 def test_a_repository_inside_slipways_own_data_is_refused(personas, settings, tmp_path):
@@ -296,7 +323,7 @@ def test_an_s3_endpoint_inside_the_platforms_network_is_refused_like_a_webhook(
 def test_what_slipway_left_in_the_repository_is_told_in_the_deployment_log(personas, target, approved, sent):
     left = "Left version 7 of 'fraud' (/srv/models/fraud/7) in place: Slipway did not write it."
     driver = SimpleNamespace(
-        repository=SimpleNamespace(versions=lambda name: (1, 2, 7)),
+        served_versions=lambda name: (1, 2, 7),
         retire=lambda name, version: (left,) if version == 7 else (),
     )
     assert tasks._prune(driver, "fraud", keep={2}) == [left]

@@ -5,8 +5,8 @@ The tasks take ids only and claim their row with a conditional UPDATE (see
 apps.deployments.services), so a duplicate message does nothing. The worker fetches the
 variant's files, runs the ORIGINAL FP32 model in the sandbox on inputs generated from its IO
 signature (or the version's validation set) for the smoke test's reference outputs, and
-hands a `DeploymentSpec` to the Triton driver, which keeps the previous version serving
-until the new one has passed.
+hands a `DeploymentSpec` to the driver of the target's kind (workers.engine.targets.registry),
+which keeps the previous version serving until the new one has passed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from apps.approvals.evidence import latest_run
 from apps.approvals.services import approval_state
 from apps.core.errors import DomainError
 from apps.deployments import services
-from apps.deployments.models import Deployment, DeploymentKind, ServingTarget, TargetKind
+from apps.deployments.models import Deployment, DeploymentKind, ServingTarget
 from apps.jobs.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize
@@ -254,7 +254,7 @@ def _prune(driver: Any, name: str, keep: set[int]) -> list[str]:
     driver's sentences on what it left in place (what Slipway did not write)."""
     notes: list[str] = []
     try:
-        for version in driver.repository.versions(name):
+        for version in driver.served_versions(name):
             if version not in keep:
                 notes.extend(driver.retire(name, version))
     except Exception:
@@ -284,10 +284,10 @@ def _check_still_allowed(deployment: Deployment) -> None:
 
 
 def _run(deployment: Deployment) -> services.Outcome:
-    from workers.engine.targets.triton import TritonTarget
+    from workers.engine.targets.registry import get_driver
 
     _check_still_allowed(deployment)
-    driver = TritonTarget(services.target_settings(deployment.target))
+    driver = get_driver(services.target_settings(deployment.target))
     current = (
         deployment.rollback_of
         if deployment.kind == DeploymentKind.ROLLBACK
@@ -385,7 +385,7 @@ def deploy(self: Any, deployment_id: int) -> str:
 def undeploy(self: Any, deployment_id: int) -> str:
     """Unload deployment `deployment_id`'s model and remove it from the repository."""
     from workers.engine.targets.base import TargetError
-    from workers.engine.targets.triton import TritonTarget
+    from workers.engine.targets.registry import get_driver
 
     request = getattr(self, "request", None)
     task_id = str(getattr(request, "id", "") or "")
@@ -395,7 +395,7 @@ def undeploy(self: Any, deployment_id: int) -> str:
     try:
         with _beating(deployment):
             services.check_target_address(deployment.target)
-            left = TritonTarget(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
+            left = get_driver(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
     except TargetError as exc:
         if exc.transient and deployment.attempt < deployment.max_attempts:
             services.undeploy_retry_later(deployment, exc.message)
@@ -427,30 +427,29 @@ def check_target(target_id: int) -> str:
 
 
 def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:
-    if target.kind != TargetKind.TRITON:
-        return None, None, "", f"Slipway checks the health of Triton targets only; this is a {target.kind} target."
+    from workers.engine.targets.base import TargetError
+    from workers.engine.targets.registry import DRIVERS, get_driver
+
+    driver_class = DRIVERS.get(target.kind)
+    if driver_class is None:
+        return None, None, "", f"This release does not check '{target.kind}' targets: it has no driver for them."
     try:
         services.check_target_address(target)
     except DomainError as exc:
         return False, None, "", exc.message
     try:
-        from workers.engine.targets.base import TargetError
-        from workers.engine.targets.triton import TritonTarget
-    except ImportError as exc:
-        return False, None, "", f"This worker can't check Triton servers: {exc}."
-    try:
-        health = TritonTarget(services.target_settings(target, request_timeout=HEALTH_TIMEOUT_SECONDS)).health()
+        health = get_driver(services.target_settings(target, request_timeout=HEALTH_TIMEOUT_SECONDS)).health()
     except TargetError as exc:
         return False, None, "", exc.message
-    except ImportError:
-        return False, None, "", "tritonclient is not installed on this worker (pip install 'tritonclient[http]')."
-    detail = health.error or f"Live and ready: {health.server_name or 'triton'} {health.server_version}."
+    except ImportError as exc:
+        return False, None, "", f"This worker can't check {driver_class.label} servers: {exc}."
+    detail = health.error or f"Live and ready: {health.server_name or target.kind} {health.server_version}."
     return health.live, health.ready, health.server_version, detail
 
 
 @shared_task(name=services.CHECK_TARGETS_TASK, acks_late=True, soft_time_limit=60, time_limit=90)
 def check_targets() -> int:
-    """Queue a health check of every enabled Triton target (each on its own, so one slow server waits alone)."""
+    """Queue a health check of every enabled target (each on its own, so one slow server waits alone)."""
     ids = services.targets_to_check()
     for target_id in ids:
         services._send(services.CHECK_TARGET_TASK, target_id)

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.deployments import services
-from apps.deployments.models import BackendMode, Deployment, ServingTarget, TargetKind
+from apps.deployments.models import BackendMode, Deployment, ServingTarget
 
 
 class TargetHealthSerializer(serializers.Serializer):
@@ -75,14 +75,8 @@ class TargetSerializer(serializers.ModelSerializer):
         }
 
 
-_CREDENTIALS_HELP = (
-    "Secrets, write-only (never shown again): headers (object), aws_access_key_id, aws_secret_access_key, "
-    "aws_session_token, token, registry_username, registry_password."
-)
-_OPTIONS_HELP = (
-    "Non-secret driver settings: python_paths, repository_options, request_timeout_seconds, load_timeout_seconds; "
-    "KServe: namespace, runtime, service_account, ...; Docker image: image_repository, triton_version."
-)
+_CREDENTIALS_HELP = "Secrets, write-only (never shown again). " + services.driver_keys_help("credential_keys")
+_OPTIONS_HELP = "Non-secret driver settings. " + services.driver_keys_help("option_keys")
 
 
 class TargetCreateInput(serializers.Serializer):
@@ -92,7 +86,10 @@ class TargetCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
     # Checked by the service, which names the kinds in its sentence.
     kind = serializers.CharField(
-        max_length=20, required=False, default=TargetKind.TRITON, help_text="triton, kserve or docker_image."
+        max_length=20,
+        required=False,
+        default="triton",
+        help_text="The kind of server: " + ", ".join(services.deployable_kinds()) + ".",
     )
     url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     repository = serializers.CharField(

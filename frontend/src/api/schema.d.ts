@@ -1370,9 +1370,9 @@ export interface components {
             repository?: string;
             backend_mode?: components["schemas"]["BackendModeEnum"];
             profile?: string;
-            /** @description Non-secret driver settings: python_paths, repository_options, request_timeout_seconds, load_timeout_seconds; KServe: namespace, runtime, service_account, ...; Docker image: image_repository, triton_version. */
+            /** @description Non-secret driver settings. Triton Inference Server targets take python_paths: sys.path entries the python backend needs on the server (absolute directories); repository_options: S3 client settings for an s3:// repository (endpoint_url, region_name, ...); request_timeout_seconds: seconds to wait for one request to the server (default 30); load_timeout_seconds: seconds to wait for a model to load (default 300). */
             options?: unknown;
-            /** @description Secrets, write-only (never shown again): headers (object), aws_access_key_id, aws_secret_access_key, aws_session_token, token, registry_username, registry_password. null removes them. */
+            /** @description Secrets, write-only (never shown again). Triton Inference Server targets take headers: HTTP headers sent with every request to the server (an object), e.g. Authorization; aws_access_key_id: S3 access key for an s3:// repository; aws_secret_access_key: S3 secret key for an s3:// repository; aws_session_token: S3 session token for an s3:// repository. null removes them. */
             credentials?: unknown;
             enabled?: boolean;
             allow_private?: boolean;
@@ -1535,8 +1535,9 @@ export interface components {
             readonly name: string;
             /** @description Used in URLs and paths; unique in the team. */
             readonly slug: string;
-            readonly kind: components["schemas"]["TargetKindEnum"];
-            /** @description The server's HTTP endpoint (KServe: the API). */
+            /** @description The kind of server (its driver). */
+            readonly kind: string;
+            /** @description The server's HTTP endpoint. */
             readonly url: string;
             /** @description Absolute directory or s3://bucket/prefix. */
             readonly repository: string;
@@ -1569,7 +1570,7 @@ export interface components {
             /** @default  */
             slug: string;
             /**
-             * @description triton, kserve or docker_image.
+             * @description The kind of server: triton.
              * @default triton
              */
             kind: string;
@@ -1584,9 +1585,9 @@ export interface components {
             backend_mode: components["schemas"]["BackendModeEnum"];
             /** @description Hardware profile slug the server runs. */
             profile: string;
-            /** @description Non-secret driver settings: python_paths, repository_options, request_timeout_seconds, load_timeout_seconds; KServe: namespace, runtime, service_account, ...; Docker image: image_repository, triton_version. */
+            /** @description Non-secret driver settings. Triton Inference Server targets take python_paths: sys.path entries the python backend needs on the server (absolute directories); repository_options: S3 client settings for an s3:// repository (endpoint_url, region_name, ...); request_timeout_seconds: seconds to wait for one request to the server (default 30); load_timeout_seconds: seconds to wait for a model to load (default 300). */
             options?: unknown;
-            /** @description Secrets, write-only (never shown again): headers (object), aws_access_key_id, aws_secret_access_key, aws_session_token, token, registry_username, registry_password. */
+            /** @description Secrets, write-only (never shown again). Triton Inference Server targets take headers: HTTP headers sent with every request to the server (an object), e.g. Authorization; aws_access_key_id: S3 access key for an s3:// repository; aws_secret_access_key: S3 secret key for an s3:// repository; aws_session_token: S3 session token for an s3:// repository. */
             credentials?: unknown;
             /** @default true */
             enabled: boolean;
@@ -1614,13 +1615,6 @@ export interface components {
              */
             check_requested_at: string | null;
         };
-        /**
-         * @description * `triton` - Triton Inference Server
-         *     * `kserve` - KServe InferenceService (Triton predictor)
-         *     * `docker_image` - Docker image (Triton with the model inside)
-         * @enum {string}
-         */
-        TargetKindEnum: "triton" | "kserve" | "docker_image";
         Team: {
             slug: string;
             name: string;

@@ -16,10 +16,10 @@ import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
 import { HealthBadge } from "./DeploymentsPage";
 
+// The kinds the server deploys to (workers/engine/targets/registry.py); a target of another
+// kind, registered by an earlier release, is listed by its kind's name.
 const KINDS: Record<string, string> = {
   triton: "Triton Inference Server",
-  kserve: "KServe InferenceService",
-  docker_image: "Docker image",
 };
 
 function TargetForm({
@@ -74,9 +74,8 @@ function TargetForm({
       noValidate
       onSubmit={async (e) => {
         e.preventDefault();
-        const needed = (["name", "repository", "profile"] as const).filter((k) => !values[k]?.trim());
-        if (values.kind !== "docker_image" && !values.url.trim()) needed.push("url" as never);
-        if (teams.length > 1 && !values.team) needed.push("team" as never);
+        const needed: string[] = (["name", "url", "repository", "profile"] as const).filter((k) => !values[k]?.trim());
+        if (teams.length > 1 && !values.team) needed.push("team");
         if (needed.length) {
           setMissing(`Fill in ${needed.join(", ")}.`);
           return;

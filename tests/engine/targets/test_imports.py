@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULES = ("base", "triton_repository", "triton", "batching", "kserve", "docker_image", "triton_python_model")
+MODULES = ("base", "triton_repository", "triton", "batching", "registry", "triton_python_model")
 HEAVY = (
     "numpy",
     "onnx",

@@ -155,3 +155,16 @@ def test_string_tensors_are_refused_under_numpy_2(entry: tuple[Any, Path], tmp_p
     }
     with pytest.raises(RuntimeError, match="numpy<2 on the Triton host"):
         module.TritonPythonModel().initialize(args)
+
+
+def test_a_runtime_missing_on_the_triton_host_is_named_with_what_to_install(
+    entry: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+
+    module, _ = entry
+    monkeypatch.setattr(OnnxRuntimeCpuBackend, "runtime_version", lambda self: None)
+    with pytest.raises(RuntimeError) as raised:
+        _initialized(module, tmp_path)
+    assert "runs on onnxruntime" in str(raised.value)
+    assert "pip install numpy onnx onnxruntime" in str(raised.value)

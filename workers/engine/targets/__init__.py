@@ -3,7 +3,7 @@
 `base` holds the contracts (target settings, the deployment spec, results, `TargetError`);
 `triton_repository` writes Triton model-repository entries (layout, config.pbtxt) atomically;
 `triton` drives a Triton server (push, load, ready, smoke inference, switch-over, rollback);
-`batching` turns a benchmark sweep into batching and instance settings; `kserve` and
-`docker_image` package the same repository entry for KServe and as a Docker image.
+`batching` turns a benchmark sweep into batching and instance settings; `registry` lists
+the kinds of target (a driver each, `base.TargetDriver`) that can be registered.
 Nothing here imports Django or Celery; HTTP clients are imported inside functions.
 """

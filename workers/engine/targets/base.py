@@ -20,14 +20,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from workers.engine.parity import Tolerance, VariantParity
 
 if TYPE_CHECKING:
     from workers.engine.inspection import TensorSpec
 
-TargetKind = Literal["triton", "kserve", "docker_image"]
 # How a Triton server runs the variant: with its own backend for the format ("native":
 # onnxruntime_onnx, tensorrt_plan, openvino), or in its python backend through Slipway's
 # engine backends ("python"), for Triton builds that lack the native backend.
@@ -246,7 +245,7 @@ class TargetSettings:
     name: str
     url: str
     repository: str
-    kind: TargetKind = "triton"
+    kind: str = "triton"
     backend_mode: BackendMode = "native"
     python_paths: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
@@ -562,6 +561,56 @@ class DeployOutcome:
     live_smoke: SmokeResult | None  # None for a rollback without a spec to check against
     seconds: float
     steps: tuple[str, ...] = ()
+
+
+# --- the driver contract -----------------------------------------------------------------
+
+
+class TargetDriver(Protocol):
+    """What a serving-target kind implements; `targets.registry.DRIVERS` lists the kinds.
+
+    The class attributes are what the platform needs without a worker: the kind's name and
+    label, the non-secret options it takes and the secrets it may hold (name -> what for),
+    and whether it needs a server URL. A driver is made from the target's `TargetSettings`
+    on a worker. `deploy` takes a version through the kind's own way to traffic (Triton:
+    candidate entry, smoke test, switch; see `triton`): push, load, ready, smoke and switch
+    are one call because their order and what is undone on failure differ between kinds.
+    Every method raises `TargetError` with a sentence.
+    """
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    option_keys: ClassVar[dict[str, str]]
+    credential_keys: ClassVar[dict[str, str]]
+
+    def __init__(self, settings: TargetSettings) -> None: ...
+
+    def health(self) -> TargetHealth:
+        """Whether the server is live and ready, and what it is."""
+        ...
+
+    def deploy(self, spec: DeploymentSpec, previous_version: int | None = None) -> DeployOutcome:
+        """Push, load, smoke-test and switch traffic to `spec`'s version; the previous one
+        keeps serving until the new one passed, and is put back on any failure."""
+        ...
+
+    def rollback(
+        self, model_name: str, to_version: int, current_version: int | None, spec: DeploymentSpec | None = None
+    ) -> DeployOutcome:
+        """Serve `to_version` again in place of `current_version` (smoke-tested with `spec`'s references)."""
+        ...
+
+    def served_versions(self, model_name: str) -> tuple[int, ...]:
+        """The versions the target holds for the model (live or kept for a rollback)."""
+        ...
+
+    def retire(self, model_name: str, version: int) -> tuple[str, ...]:
+        """Remove a version that no longer serves; sentences on what was left in place."""
+        ...
+
+    def remove_model(self, model_name: str) -> tuple[str, ...]:
+        """Stop serving the model and remove what Slipway wrote for it (undeploy)."""
+        ...
 
 
 def describe_reasons(reasons: Sequence[str], limit: int = 3) -> str:

@@ -35,7 +35,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from workers.engine.parity import compare_variant
@@ -70,7 +70,22 @@ _MAX_DETAIL_CHARS = 4000
 
 
 class TritonTarget:
-    """One Triton server and the model repository it serves from."""
+    """One Triton server and the model repository it serves from (a `TargetDriver`)."""
+
+    kind: ClassVar[str] = "triton"
+    label: ClassVar[str] = "Triton Inference Server"
+    option_keys: ClassVar[dict[str, str]] = {
+        "python_paths": "sys.path entries the python backend needs on the server (absolute directories)",
+        "repository_options": "S3 client settings for an s3:// repository (endpoint_url, region_name, ...)",
+        "request_timeout_seconds": "seconds to wait for one request to the server (default 30)",
+        "load_timeout_seconds": "seconds to wait for a model to load (default 300)",
+    }
+    credential_keys: ClassVar[dict[str, str]] = {
+        "headers": "HTTP headers sent with every request to the server (an object), e.g. Authorization",
+        "aws_access_key_id": "S3 access key for an s3:// repository",
+        "aws_secret_access_key": "S3 secret key for an s3:// repository",
+        "aws_session_token": "S3 session token for an s3:// repository",
+    }
 
     def __init__(self, settings: TargetSettings, *, store: RepositoryStore | None = None) -> None:
         self.settings = settings
@@ -330,6 +345,10 @@ class TritonTarget:
         return DeployOutcome(
             model_name, to_version, current_version, None, None, smoke, time.monotonic() - started, tuple(steps)
         )
+
+    def served_versions(self, model_name: str) -> tuple[int, ...]:
+        """The version directories of the model's entry (the live one and the one a rollback restores)."""
+        return self.repository.versions(model_name)
 
     def retire(self, model_name: str, version: int) -> tuple[str, ...]:
         """Remove a version that no longer serves from the repository (it can't be rolled back to after).

@@ -131,7 +131,15 @@ class TritonPythonModel:
         except IsolationUnavailable as exc:
             raise RuntimeError(str(exc)) from None
         pb_utils.Logger.log_info(f"Slipway model {args.get('model_name', '')}: {self.confinement}")
-        self._session: Any = get_backend(manifest["engine_backend"]).load(version_dir / manifest["model_file"])
+        backend = get_backend(manifest["engine_backend"])
+        if not backend.available():
+            needs = ", ".join(backend.serving_requirements) or backend.name
+            raise RuntimeError(
+                f"This variant runs on {backend.name}, which the Python that Triton's python stub uses does not have: "
+                f"install {needs} there (pip install {' '.join(backend.serving_requirements)}), or serve the variant "
+                "in native mode."
+            )
+        self._session: Any = backend.load(version_dir / manifest["model_file"])
         self._inputs = [tensor["name"] for tensor in config["input"]]
         self._outputs = [tensor["name"] for tensor in config["output"]]
         self._batching = int(config.get("max_batch_size", 0)) > 0
