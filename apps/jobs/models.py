@@ -39,7 +39,6 @@ class JobKind(models.TextChoices):
     BENCHMARK = "benchmark", "Benchmark"
     PARITY = "parity", "Accuracy parity"
     RECOMMEND = "recommend", "Recommend"
-    DEPLOY = "deploy", "Deploy"
 
 
 class JobStatus(models.TextChoices):

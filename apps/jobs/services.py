@@ -203,15 +203,6 @@ def heartbeat(job: Job) -> bool:
     )
 
 
-def append_log(job: Job, text: str) -> None:
-    with transaction.atomic():
-        current = Job.objects.select_for_update().filter(pk=job.pk, attempt=job.attempt).first()
-        if current is None:
-            return
-        current.log = _append(current.log, text)
-        Job.objects.filter(pk=job.pk).update(log=current.log)
-
-
 @dataclass(frozen=True)
 class StepOutcome:
     """What a step produced: a JSON result for the job, and writes made with the completion."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from django.db import models
 
-from workers.engine.backends.base import HardwareProfile as EngineProfile
-
 
 class DeviceKind(models.TextChoices):
     CPU = "cpu", "CPU"
@@ -28,16 +26,6 @@ class HardwareProfile(models.Model):
 
     def __str__(self) -> str:
         return self.slug
-
-    def to_engine(self) -> EngineProfile:
-        return EngineProfile(
-            name=self.slug,
-            device_kind=self.device_kind,  # type: ignore[arg-type]
-            backends=tuple(self.backends),
-            precisions=tuple(self.precisions),
-            queue=self.queue,
-            options=dict(self.options),
-        )
 
 
 class Worker(models.Model):

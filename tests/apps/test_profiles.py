@@ -22,12 +22,6 @@ def test_profiles_need_authentication(db):
     assert APIClient().get("/api/v1/profiles/").status_code in (401, 403)
 
 
-def test_profile_becomes_a_frozen_engine_profile(db):
-    engine = HardwareProfile.objects.get(slug="x86-cpu").to_engine()
-    assert engine.name == "x86-cpu" and engine.device_kind == "cpu" and engine.queue == "cpu"
-    assert engine.backends == ("onnxruntime", "openvino") and "int8" in engine.precisions
-
-
 def test_the_migrated_profiles_are_the_seeded_data(db):
     # One definition (apps/runtimes/seeded_profiles.py) for the migrations, tests and benches.
     from apps.runtimes import seeded_profiles

@@ -1170,10 +1170,9 @@ export interface components {
          *     * `benchmark` - Benchmark
          *     * `parity` - Accuracy parity
          *     * `recommend` - Recommend
-         *     * `deploy` - Deploy
          * @enum {string}
          */
-        JobKindEnum: "import" | "inspect" | "validate" | "optimize" | "benchmark" | "parity" | "recommend" | "deploy";
+        JobKindEnum: "import" | "inspect" | "validate" | "optimize" | "benchmark" | "parity" | "recommend";
         /**
          * @description * `pending` - Waiting for earlier steps
          *     * `queued` - Queued
