@@ -16,7 +16,7 @@ from apps.accounts.models import Team
 from apps.accounts.permissions import Action, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
-from apps.jobs import services as jobs
+from apps.registry.events import version_created
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
 from apps.registry.storage import StorageFull, delete_blob_if_unreferenced, put_blob
 from apps.runtimes.models import HardwareProfile
@@ -208,7 +208,8 @@ def upload_version(
     input_declarations: Any = None,
     output_declarations: Any = None,
 ) -> ModelVersion:
-    """Store an uploaded file, create the next version, and start its pipeline after commit.
+    """Store an uploaded file, create the next version, and announce it (`events.version_created`:
+    the pipeline starts its run in the same transaction and sends its first job after commit).
 
     `uploaded` is the handler's temporary file (already on disk, hashed); `calibration` and
     `validation` optional .npz files likewise. Bad input is refused here with a 400 before
@@ -303,7 +304,7 @@ def upload_version(
                     setattr(version, what, artifact)
             version.save(update_fields=["source_artifact", "calibration", "validation"])
             version.profiles.set(chosen_profiles)
-            jobs.start_pipeline(version, user)
+            version_created.send(sender=ModelVersion, version=version, user=user)
     except BaseException:
         for new_key in new_keys:
             delete_blob_if_unreferenced(new_key)

@@ -1,5 +1,6 @@
 """Which app may import which: the pipeline announces finished runs and never reaches into
-the apps that react to them (see apps/jobs/events.py)."""
+the apps that react to them (see apps/jobs/events.py); the registry announces new versions
+(apps/registry/events.py); no two packages import each other, directly or round a loop."""
 
 from __future__ import annotations
 
@@ -29,6 +30,101 @@ def test_the_pipeline_never_imports_approvals() -> None:
         for path, names in _imports(APPS / "jobs").items()
     }
     assert not {path: names for path, names in offending.items() if names}
+
+
+def _package_imports() -> dict[str, dict[str, list[str]]]:
+    """Package -> imported package -> where, across apps, workers and the CLI (lazy imports too).
+
+    A package is a folder with an __init__.py; an import counts for the deepest package that
+    holds the module (`from apps.jobs import services` names apps.jobs). A subpackage using
+    its own parents (an app's api using the app's services) is layering, not a loop."""
+    root = APPS.parent
+    packages = {
+        ".".join(init.parent.relative_to(root).parts)
+        for top in ("apps", "workers", "slipway_cli")
+        for init in (root / top).rglob("__init__.py")
+        if "migrations" not in init.parts
+    }
+
+    def package_of(module: str) -> str | None:
+        parts = module.split(".")
+        while parts and ".".join(parts) not in packages:
+            parts.pop()
+        return ".".join(parts) or None
+
+    edges: dict[str, dict[str, list[str]]] = {}
+    for top in ("apps", "workers", "slipway_cli"):
+        for path in sorted((root / top).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            source = ".".join(path.parent.relative_to(root).parts)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    modules = [f"{node.module}.{alias.name}" for alias in node.names]
+                else:
+                    continue
+                for module in modules:
+                    target = package_of(module)
+                    if target and target != source and not source.startswith(target + "."):
+                        where = f"{path.relative_to(root)}:{node.lineno}"
+                        edges.setdefault(source, {}).setdefault(target, []).append(where)
+    return edges
+
+
+def _loops(edges: dict[str, dict[str, list[str]]]) -> list[list[str]]:
+    """The strongly connected groups of more than one package (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in edges.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_loop_among_packages() -> None:
+    """Apps talk upwards by events (apps/*/events.py), never by importing each other both ways."""
+    edges = _package_imports()
+    assert "apps.registry" in edges.get("apps.jobs", {}), "the scan must see the pipeline's use of the registry"
+    described = [
+        {source: {target: where for target, where in edges[source].items() if target in group} for source in group}
+        for group in _loops(edges)
+    ]
+    assert not described
+
+
+def test_the_scan_finds_a_loop_when_there_is_one() -> None:
+    edges = {"a": {"b": ["a/x.py:1"]}, "b": {"c": ["b/y.py:2"]}, "c": {"a": ["c/z.py:3"]}, "d": {"a": ["d.py:1"]}}
+    assert _loops(edges) == [["a", "b", "c"]]
+
+
+def test_the_pipeline_starts_when_the_registry_announces_a_version() -> None:
+    from apps.registry import events
+
+    assert events.version_created.has_listeners()
 
 
 def test_approvals_listens_to_the_pipeline_events() -> None:

@@ -632,7 +632,7 @@ def _step_result(job: Job, kind: str) -> dict[str, Any]:
 
 def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
     """Pick the fastest variant that passes parity, by the version's objective. (The comparison
-    with the previous approved version is made when the version is read: apps/registry/compare.py.)"""
+    with the previous approved version is made when the version is read: apps/jobs/compare.py.)"""
     from workers.engine.recommend import recommend
 
     assert job.profile is not None

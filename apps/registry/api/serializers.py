@@ -9,9 +9,9 @@ from rest_framework import serializers
 
 from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
+from apps.jobs.api.compare import PreviousApprovedSerializer
+from apps.jobs.compare import previous_approved
 from apps.jobs.models import Job, JobStatus, PipelineRun
-from apps.registry.api.compare import PreviousApprovedSerializer
-from apps.registry.compare import previous_approved
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
 from apps.runtimes.services import live_queues, no_worker_note
 
@@ -196,7 +196,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
 
     @extend_schema_field(PreviousApprovedSerializer(allow_null=True))
     def get_previous_approved(self, version: ModelVersion) -> dict[str, Any] | None:
-        """The "previous approved version" card (`apps.registry.compare.previous_approved`)."""
+        """The "previous approved version" card (`apps.jobs.compare.previous_approved`)."""
         return previous_approved(version)
 
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:

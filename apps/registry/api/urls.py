@@ -1,9 +1,8 @@
-"""Routes of the registry: teams, models, versions and their jobs, comparisons."""
+"""Routes of the registry: teams, models, versions and their jobs."""
 
 from django.urls import path
 
 from apps.registry.api import views
-from apps.registry.api.compare import Compare
 
 urlpatterns = [
     path("teams/", views.TeamList.as_view(), name="team-list"),
@@ -13,5 +12,4 @@ urlpatterns = [
     path("versions/", views.VersionList.as_view(), name="version-list-all"),
     path("versions/<int:pk>/", views.VersionDetail.as_view(), name="version-detail"),
     path("jobs/<int:pk>/", views.JobDetail.as_view(), name="job-detail"),
-    path("compare/", Compare.as_view(), name="compare"),
 ]
