@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
-from django.db import close_old_connections
 
 from apps.approvals.evidence import latest_run
 from apps.approvals.services import approval_state
@@ -36,6 +32,7 @@ from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError, run_in_sandbox
+from workers.tasks.heartbeat import beating
 from workers.tasks.steps import _local_variant, sandbox_limits, scratch_dir
 from workers.tasks.worker_registry import node_name
 
@@ -57,31 +54,9 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
-class _Heartbeat(threading.Thread):
-    """Beats while the worker pushes, so a long load is not taken for a dead worker."""
-
-    def __init__(self, deployment: Deployment):
-        super().__init__(daemon=True, name=f"heartbeat-deployment-{deployment.pk}")
-        self.deployment = deployment
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                services.heartbeat(self.deployment)
-        finally:
-            close_old_connections()
-
-
-@contextmanager
-def _beating(deployment: Deployment) -> Iterator[None]:
-    beat = _Heartbeat(deployment)
-    beat.start()
-    try:
-        yield
-    finally:
-        beat.stopped.set()
-        beat.join(timeout=5)
+def _beating(deployment: Deployment) -> AbstractContextManager[object]:
+    """Beat while the worker pushes, so a long load is not taken for a dead worker."""
+    return beating(f"deployment-{deployment.pk}", lambda: services.heartbeat(deployment))
 
 
 # ---- files -----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from apps.core.diskspace import disk_full_message, out_of_space, reported_out_of_space
 from apps.jobs import services
@@ -20,6 +19,7 @@ from apps.jobs.models import Job
 from apps.registry.storage import StorageFull
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError
+from workers.tasks.heartbeat import Heartbeat
 from workers.tasks.steps import STEPS
 from workers.tasks.worker_registry import node_name
 
@@ -33,28 +33,6 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
 OUTCOME_RETRY_SECONDS = 60.0
 
 T = TypeVar("T")
-
-
-class _Heartbeat(threading.Thread):
-    """Beats for a job while its step runs, so a long step is not taken for a dead worker."""
-
-    def __init__(self, job: Job):
-        super().__init__(daemon=True, name=f"heartbeat-job-{job.pk}")
-        self.job = job
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                try:
-                    services.heartbeat(self.job)
-                except DatabaseError:
-                    # A database restart must not end the beating: a step that outlives the
-                    # outage would otherwise look dead and be run a second time.
-                    logger.warning("heartbeat for job %s failed; retrying", self.job.pk, exc_info=True)
-                    connection.close()  # reconnect on the next beat
-        finally:
-            close_old_connections()
 
 
 def _report(job: Job, fraction: float, message: str) -> None:
@@ -112,7 +90,7 @@ def run_job(self: object, job_id: int) -> str:
         )
         return "failed"
 
-    beat = _Heartbeat(job)
+    beat = Heartbeat(f"job-{job.pk}", lambda: services.heartbeat(job))
     beat.start()
     try:
         outcome = step(job, lambda fraction, message: _report(job, fraction, message))
@@ -162,7 +140,6 @@ def run_job(self: object, job_id: int) -> str:
         )
         return "failed"
     finally:
-        beat.stopped.set()
-        beat.join(timeout=5)
+        beat.stop()
     _retrying_database(services.complete, job, outcome)
     return "succeeded"
