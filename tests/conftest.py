@@ -1,8 +1,11 @@
-"""Shared fixtures: test personas (owner, teammate, outsider) and API clients."""
+"""Shared fixtures: test personas (owner, teammate, outsider), API clients, and the broker
+stand-in that records what the platform sends to workers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -51,6 +54,58 @@ def isolated_artifact_storage(request, settings, tmp_path):
         **settings.STORAGES,
         "artifacts": {"BACKEND": "apps.registry.storage.AtomicFileSystemStorage", "OPTIONS": {"location": str(root)}},
     }
+
+
+class BrokerView(Sequence[Any]):
+    """The broker's messages of some tasks, each shaped by `shape` (a tuple a test compares),
+    read live: it sees messages sent after it was made, and `clear` forgets them."""
+
+    def __init__(self, broker: Broker, shape: Callable[[Any], Any], tasks: Iterable[str] | None) -> None:
+        self._broker, self._shape = broker, shape
+        self._tasks = None if tasks is None else set(tasks)
+
+    def _items(self) -> list[Any]:
+        return [self._shape(m) for m in self._broker.messages if self._tasks is None or m.task in self._tasks]
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items())
+
+    def __eq__(self, other: object) -> bool:
+        return self._items() == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+    def clear(self) -> None:
+        self._broker.messages.clear()
+
+
+class Broker:
+    """What the platform sent to workers during the test (apps.core.messages.Message), in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    def view(self, shape: Callable[[Any], Any], tasks: Iterable[str] | None = None) -> BrokerView:
+        return BrokerView(self, shape, tasks)
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
+    """Keep the broker out: every message the platform would send (apps.core.messages._publish,
+    the one call into Celery) is recorded instead. Messages still wait for the commit, as
+    in production; use django_capture_on_commit_callbacks(execute=True) to see them."""
+    from apps.core import messages
+
+    recorded = Broker()
+    monkeypatch.setattr(messages, "_publish", recorded.messages.append)
+    return recorded
 
 
 def client_for(user: object) -> APIClient:

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 
 from apps.accounts.models import Membership, Role
+from apps.core.messages import Message, send_on_commit
 from apps.registry.models import ModelVersion, VersionStatus
 
 logger = logging.getLogger(__name__)
@@ -20,17 +20,9 @@ REVIEWER_ROLES = (Role.APPROVER, Role.ADMIN)
 
 
 def approvers_on_commit(version: ModelVersion) -> None:
-    version_id = version.pk
-
-    def send() -> None:
-        from config.celery_app import app
-
-        try:
-            app.send_task(NOTIFY_TASK, args=[version_id], queue="default")
-        except Exception:  # a broker outage must not fail the step that finished
-            logger.warning("could not queue the review email for version %s", version_id, exc_info=True)
-
-    transaction.on_commit(send)
+    """Queue the review e-mail once the version's outcome commits; a broker outage must not fail
+    the step that finished, and nothing re-sends a lost e-mail (the version page shows the review)."""
+    send_on_commit(Message(NOTIFY_TASK, version.pk, "default"), if_lost="the review e-mail is not sent")
 
 
 def reviewers(version: ModelVersion) -> list[Any]:

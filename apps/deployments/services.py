@@ -38,6 +38,7 @@ from apps.approvals.services import approval_state, version_payload
 from apps.audit.services import record
 from apps.core.api.errors import ApiError, Conflict
 from apps.core.crypto import Secret
+from apps.core.messages import Message, send, send_on_commit
 from apps.core.outbound import check_outbound_url, private_outbound_allowed
 from apps.deployments.models import (
     IN_PROGRESS,
@@ -84,19 +85,15 @@ def retry_delay_seconds(attempt: int) -> int:
 # ---- messages to workers -------------------------------------------------------------------
 
 
-def _send(task: str, object_id: int, countdown: float = 0) -> None:
-    """Tell a worker. A broker outage is not the caller's failure: the row is committed and
-    the reconciler re-sends messages for rows left waiting too long."""
-    from config.celery_app import app
-
-    try:
-        app.send_task(task, args=[object_id], queue=QUEUE, countdown=countdown or None)
-    except Exception:
-        logger.warning("could not send %s for %s; the reconciler will re-send it", task, object_id, exc_info=True)
-
-
 def _send_on_commit(task: str, object_id: int, countdown: float = 0) -> None:
-    transaction.on_commit(lambda: _send(task, object_id, countdown))
+    """Tell a worker once the row is committed; a lost message is re-sent by the reconciler."""
+    message = Message(task, object_id, QUEUE, countdown=countdown)
+    send_on_commit(message, if_lost="the deployment reconciler re-sends messages for rows left waiting")
+
+
+def send_health_check(target_id: int) -> None:
+    """Ask a worker to check one target now (a lost message waits for the next periodic check)."""
+    send(Message(CHECK_TARGET_TASK, target_id, QUEUE), if_lost="the next periodic health check covers the target")
 
 
 # ---- reading -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.messages import Message, send_on_commit
 from apps.jobs import events
 from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileStatus, profile_outcomes
@@ -75,22 +76,10 @@ def step_priority(sequence: int) -> int:
     return max(0, 9 - sequence)
 
 
-def _send(job_id: int, queue: str, priority: int = 9) -> None:
-    """Tell a worker about a job. A broker outage is not the caller's failure: the job is
-    committed, and the reconciler re-sends messages for jobs left queued too long."""
-    from config.celery_app import app
-
-    try:
-        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, priority=priority)
-    except Exception:
-        logger.warning(
-            "could not send job %s to queue %s; the reconciler will re-send it", job_id, queue, exc_info=True
-        )
-
-
 def _enqueue_on_commit(job: Job) -> None:
-    job_id, queue, priority = job.pk, job.queue, step_priority(job.sequence)
-    transaction.on_commit(lambda: _send(job_id, queue, priority))
+    """Tell a worker about the job once it is committed; a lost message is re-sent by the reconciler."""
+    message = Message(RUN_JOB_TASK, job.pk, job.queue, priority=step_priority(job.sequence))
+    send_on_commit(message, if_lost="the job reconciler re-sends messages for jobs left queued")
 
 
 def _append(log: str, line: str) -> str:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from apps.core.api.errors import ApiError
 from apps.core.crypto import DecryptionError
+from apps.core.messages import Message, send_on_commit
 from apps.core.outbound import OutboundRefused, check_outbound_url, guarded_session, private_outbound_allowed
 from apps.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent
 from apps.webhooks.signing import sign
@@ -62,19 +63,10 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[],
     return delay / 2 + rand() * delay / 2
 
 
-def _send(delivery_id: int, countdown: float = 0) -> None:
-    """Tell a worker about a delivery. A broker outage is not the caller's failure: the row
-    is committed and the sweep re-sends messages for deliveries left waiting."""
-    from config.celery_app import app
-
-    try:
-        app.send_task(DELIVER_TASK, args=[delivery_id], queue=QUEUE, countdown=countdown or None)
-    except Exception:
-        logger.warning("could not send webhook delivery %s; the sweep will re-send it", delivery_id, exc_info=True)
-
-
 def enqueue_on_commit(delivery_id: int, countdown: float = 0) -> None:
-    transaction.on_commit(lambda: _send(delivery_id, countdown))
+    """Tell a worker about a delivery once it is committed; a lost message is re-sent by the sweep."""
+    message = Message(DELIVER_TASK, delivery_id, QUEUE, countdown=countdown)
+    send_on_commit(message, if_lost="the delivery sweep re-sends messages for deliveries left waiting")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from apps.accounts.models import ApiToken
 from apps.approvals.models import Policy
 from apps.core.api.throttling import PerTokenRateThrottle
 from apps.core.models import IdempotencyRecord
-from apps.jobs import services as jobs
 from apps.registry.models import ModelVersion, RegisteredModel
 from tests import modelzoo
 from tests.conftest import client_for
@@ -25,8 +24,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+def no_broker(broker):
+    """Messages to workers are recorded, not sent."""
 
 
 @pytest.fixture

@@ -34,13 +34,10 @@ SECRET = "Bearer sk-live-4f9a1c"  # must never come back from the API or land in
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, int, float]]:
-    """Messages the services would send to workers (after commit)."""
-    calls: list[tuple[str, int, float]] = []
-    monkeypatch.setattr(
-        services, "_send", lambda task, object_id, countdown=0: calls.append((task, object_id, countdown))
-    )
-    return calls
+def sent(broker):
+    """Deployment work sent to workers (after commit): (task, id, countdown)."""
+    tasks = [services.DEPLOY_TASK, services.UNDEPLOY_TASK, services.CHECK_TARGET_TASK]
+    return broker.view(lambda m: (m.task, m.object_id, m.countdown), tasks=tasks)
 
 
 def _target(personas, tmp_path, **changes: Any) -> ServingTarget:

@@ -25,8 +25,8 @@ NOTHING_MEASURED = (
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(jobs, "_send", lambda *a, **k: None)
+def no_broker(broker):
+    """Messages to workers are recorded, not sent."""
 
 
 def _drive(run: PipelineRun, failing: dict[tuple[str, str | None], str]) -> None:

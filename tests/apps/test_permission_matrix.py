@@ -23,7 +23,6 @@ from apps.approvals import services as approvals
 from apps.approvals.models import Policy
 from apps.deployments import services as deployments
 from apps.deployments.models import Deployment
-from apps.jobs import services as jobs
 from apps.jobs.models import Job
 from apps.webhooks import services as webhooks
 from apps.webhooks.models import DeliveryStatus, WebhookDelivery
@@ -353,8 +352,7 @@ def test_every_endpoint_has_a_row():
 
 
 @pytest.fixture
-def world(personas, tmp_path, monkeypatch) -> World:
-    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+def world(personas, tmp_path, monkeypatch, broker) -> World:
     MembershipFactory(team=personas.team, user=UserFactory(username="sam"), role="viewer")
     UserFactory(username="newcomer")
     ready = finished_version(team=personas.team, uploader=personas.owner)

@@ -13,7 +13,6 @@ from apps.accounts.models import ApiToken, Membership
 from apps.approvals import services as approvals
 from apps.approvals.models import Policy
 from apps.audit import services as audit
-from apps.jobs import services as jobs
 from apps.webhooks import services as webhooks
 from apps.webhooks.models import Webhook
 from tests.conftest import client_for
@@ -24,8 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+def no_broker(broker):
+    """Messages to workers are recorded, not sent."""
 
 
 def _add_models(p: Any, n: int) -> None:

@@ -15,7 +15,6 @@ from apps.approvals import notifications
 from apps.approvals.evidence import evidence_hash
 from apps.approvals.models import Decision, Policy
 from apps.audit.models import AuditEvent
-from apps.jobs import services as jobs
 from apps.jobs.models import Job
 from apps.registry.models import ModelVersion, VersionStatus
 from tests.conftest import client_for
@@ -25,8 +24,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(jobs, "_send", lambda *a: None)
+def no_broker(broker):
+    """Messages to workers are recorded, not sent."""
 
 
 def _post(user, version, action, **body):

@@ -106,11 +106,9 @@ def public_dns(monkeypatch):
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """Messages that would go to the broker: (delivery id, countdown)."""
-    messages: list[tuple[int, float]] = []
-    monkeypatch.setattr(deliveries, "_send", lambda pk, countdown=0: messages.append((pk, countdown)))
-    return messages
+def sent(broker):
+    """Deliveries sent to workers: (delivery id, countdown)."""
+    return broker.view(lambda m: (m.object_id, m.countdown), tasks=[deliveries.DELIVER_TASK])
 
 
 @pytest.fixture
@@ -593,16 +591,19 @@ def test_the_tasks_are_named_late_acked_and_the_sweep_is_scheduled():
     assert "workers.tasks.webhooks" in app.conf.include
 
 
-def test_a_message_carries_only_the_delivery_id_on_the_default_queue(monkeypatch):
+@pytest.mark.django_db
+def test_a_message_carries_only_the_delivery_id_on_the_default_queue(monkeypatch, django_capture_on_commit_callbacks):
     from config.celery_app import app
 
     calls: list[tuple[str, dict]] = []
     monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    deliveries._send(17, countdown=2.5)
-    deliveries._send(18)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries.enqueue_on_commit(17, countdown=2.5)
+        deliveries.enqueue_on_commit(18)
+        assert calls == []  # after commit only
     assert calls == [
         ("slipway.webhooks.deliver", {"args": [17], "queue": "default", "countdown": 2.5}),
-        ("slipway.webhooks.deliver", {"args": [18], "queue": "default", "countdown": None}),
+        ("slipway.webhooks.deliver", {"args": [18], "queue": "default"}),
     ]
 
 

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(services, "_send", lambda *a, **k: None)
+def no_broker(broker):
+    """Messages to workers are recorded, not sent."""
 
 
 def _unreshapeable(path: Path) -> Path:

@@ -59,8 +59,7 @@ def _run(version, profile, fast_passes: bool, fast_p99: float, slow_p99: float) 
     return services.claim(jobs[JobKind.RECOMMEND].pk, "test", "t")
 
 
-def test_a_faster_variant_that_breaks_accuracy_is_not_recommended(monkeypatch):
-    monkeypatch.setattr(services, "_send", lambda *a: None)
+def test_a_faster_variant_that_breaks_accuracy_is_not_recommended(broker):
     profile = HardwareProfile.objects.get(slug="x86-cpu")
     job = _run(ModelVersionFactory(), profile, fast_passes=False, fast_p99=1.0, slow_p99=5.0)
     result = run_recommend(job, lambda *a: None).result

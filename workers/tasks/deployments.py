@@ -427,7 +427,7 @@ def check_targets() -> int:
     """Queue a health check of every enabled target (each on its own, so one slow server waits alone)."""
     ids = services.targets_to_check()
     for target_id in ids:
-        services._send(services.CHECK_TARGET_TASK, target_id)
+        services.send_health_check(target_id)
     return len(ids)
 
 
