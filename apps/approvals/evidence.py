@@ -19,6 +19,7 @@ from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from apps.runtimes.models import Worker
+from apps.runtimes.services import wrong_hardware
 
 _PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
 
@@ -92,7 +93,9 @@ def _support_summary(validate: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _profile_evidence(version: ModelVersion, profile: Any, results: dict[str, Any], worker_host: str) -> dict:
+def _profile_evidence(
+    version: ModelVersion, profile: Any, results: dict[str, Any], worker_host: str, hosts: set[str]
+) -> dict:
     validate = results.get(JobKind.VALIDATE) or {}
     parity = results.get(JobKind.PARITY) or {}
     benchmark = results.get(JobKind.BENCHMARK) or {}
@@ -116,7 +119,7 @@ def _profile_evidence(version: ModelVersion, profile: Any, results: dict[str, An
             "parity": {"passed": variant_parity.get("passed"), **_worst_parity(variant_parity)},
         }
     runner_up = recommendation.get("runner_up") or None
-    return {
+    evidence = {
         "hardware_profile": {
             "slug": profile.slug,
             "device_kind": profile.device_kind,
@@ -138,6 +141,12 @@ def _profile_evidence(version: ModelVersion, profile: Any, results: dict[str, An
             "runner_up": runner_up.get("name") if runner_up else None,
         },
     }
+    mismatch = wrong_hardware(profile, hosts)
+    if mismatch:
+        # Only where a worker that ran the profile's steps lacks its hardware, so the snapshot
+        # (and its hash) of evidence measured where it should be is what it was before.
+        evidence["measured_on_other_hardware"] = mismatch
+    return evidence
 
 
 def _has_points(entry: Any) -> bool:
@@ -180,9 +189,11 @@ def collect_evidence(version: ModelVersion) -> dict[str, Any]:
         )
     results: dict[str | None, dict[str, Any]] = {}
     hosts: dict[str | None, str] = {}
+    ran_on: dict[str | None, set[str]] = {}
     for job in run.jobs.filter(status=JobStatus.SUCCEEDED).select_related("profile").order_by("sequence"):
         slug = job.profile.slug if job.profile else None
         results.setdefault(slug, {})[job.kind] = job.result or {}
+        ran_on.setdefault(slug, set()).add(job.worker_host)
         if job.kind == JobKind.BENCHMARK:
             hosts[slug] = job.worker_host
     onnx = version.artifacts.filter(kind=ArtifactKind.ONNX, job__run=run).order_by("-id").first()
@@ -191,7 +202,11 @@ def collect_evidence(version: ModelVersion) -> dict[str, Any]:
     profiles = {}
     for profile in version.profiles.order_by("slug"):
         profiles[profile.slug] = _profile_evidence(
-            version, profile, results.get(profile.slug, {}), hosts.get(profile.slug, "")
+            version,
+            profile,
+            results.get(profile.slug, {}),
+            hosts.get(profile.slug, ""),
+            ran_on.get(profile.slug, set()),
         )
         missing = missing_evidence(profile.slug, outcomes.get(profile.slug), results.get(profile.slug, {}))
         if missing:

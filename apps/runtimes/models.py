@@ -12,7 +12,10 @@ class DeviceKind(models.TextChoices):
 
 class HardwareProfile(models.Model):
     """A target class of hardware, e.g. `x86-cpu`: the backends and precisions allowed on it,
-    and the Celery queue whose workers have that hardware (benchmarks are only valid there)."""
+    what a machine must have to measure for it (`requirements`, checked against each worker's
+    own probe by `workers.engine.hardware.unmet_requirements`), and the Celery queue its work
+    goes to. A worker that does not meet the requirements never runs the profile's work, even
+    when it consumes the queue: measurements are only valid on the hardware the profile names."""
 
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=100)
@@ -21,6 +24,11 @@ class HardwareProfile(models.Model):
     backends = models.JSONField(default=list, help_text='Runtime backend names, e.g. ["onnxruntime", "openvino"].')
     precisions = models.JSONField(default=list, help_text="Allowed precisions: fp32, fp16, bf16, int8, int8-weights.")
     queue = models.CharField(max_length=50, help_text="Celery queue consumed by workers with this hardware.")
+    requirements = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='What a machine must have: arch ("x86_64", "aarch64"), cpu_features, accelerator ("cuda").',
+    )
     options = models.JSONField(default=dict, blank=True, help_text="Defaults such as batch sizes and tolerances.")
     enabled = models.BooleanField(default=True)
 

@@ -20,6 +20,7 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         # bf16 is built only where the CPU computes in it natively (AMX, AVX512-BF16).
         "precisions": ["fp32", "bf16", "int8"],
         "queue": "cpu",
+        "requirements": {"arch": ["x86_64"]},
         "options": {
             "batch_sizes": [1, 8],
             "concurrency": [1, 4],
@@ -37,6 +38,7 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         "backends": ["tensorrt", "onnxruntime", "torch_cuda"],
         "precisions": ["fp32", "fp16", "int8"],
         "queue": "gpu",
+        "requirements": {"accelerator": "cuda"},
         "options": {
             "batch_sizes": [1, 8, 32, 128],
             "concurrency": [1, 4, 16],
@@ -51,7 +53,9 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         "device_kind": "cpu",
         "backends": ["mnn", "ncnn"],
         "precisions": ["fp32", "fp16", "int8-weights"],
-        "queue": "cpu",
+        # Its own queue: only an aarch64 machine may measure for it (migration 0005 moved it off "cpu").
+        "queue": "arm64",
+        "requirements": {"arch": ["aarch64"]},
         "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
     },
 )

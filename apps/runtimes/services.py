@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from apps.runtimes.models import Worker
+from apps.runtimes.models import HardwareProfile, Worker
+from workers.engine.hardware import describe_requirements, unmet_requirements
 
 
 def register_worker(name: str, *, hardware: dict[str, Any], runtimes: dict[str, str | None], importers: list[str],
@@ -53,11 +57,110 @@ def worker_status(worker: Worker) -> str:
     return "online"
 
 
+def _live_workers() -> list[Worker]:
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    return list(Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=fresh).order_by("name"))
+
+
+def worker_facts(worker: Worker) -> dict[str, Any]:
+    """A worker's registered probe in the keys `unmet_requirements` reads."""
+    return {"arch": worker.arch, "cpu_flags": worker.cpu_flags, "gpus": worker.gpus}
+
+
 def live_queues() -> frozenset[str]:
     """The queues some live worker (not stopped, heartbeat fresh) consumes, in one query."""
-    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
-    rows = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=fresh).values_list("queues", flat=True)
-    return frozenset(queue for queues in rows for queue in (queues or []))
+    return frozenset(queue for worker in _live_workers() for queue in (worker.queues or []))
+
+
+@dataclass(frozen=True)
+class Service:
+    """Who measures for a hardware profile now: the live workers that consume its queue and
+    meet its requirements (`serving`), and those that consume it but don't (`unfit`, with why)."""
+
+    profile: str
+    queue: str
+    requirements: str  # in words, e.g. "an aarch64 CPU"
+    serving: tuple[str, ...]
+    unfit: tuple[tuple[str, str], ...]
+
+    @property
+    def served(self) -> bool:
+        return bool(self.serving)
+
+    def note(self) -> str:
+        """Empty when served; otherwise why its work waits, and how to serve it."""
+        if self.served:
+            return ""
+        note = (
+            f"No worker or device serves {self.profile}, which needs {self.requirements}: its steps wait "
+            f"until one connects. Start a worker on such a machine with "
+            f"`python manage.py run_worker --queues {self.queue}`."
+        )
+        for name, why in self.unfit:
+            note += f" Worker {name} takes that queue but does not measure for {self.profile}: {why}."
+        return note
+
+
+def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str, Service]:
+    """Each profile's `Service` (all enabled profiles by default), from one query of the workers."""
+    workers = _live_workers()
+    chosen = profiles if profiles is not None else list(HardwareProfile.objects.filter(enabled=True).order_by("slug"))
+    found: dict[str, Service] = {}
+    for profile in chosen:
+        serving, unfit = [], []
+        for worker in workers:
+            if profile.queue not in (worker.queues or []):
+                continue
+            unmet = unmet_requirements(profile.requirements, worker_facts(worker))
+            if unmet:
+                unfit.append((worker.name, "; ".join(unmet)))
+            else:
+                serving.append(worker.name)
+        found[profile.slug] = Service(
+            profile.slug, profile.queue, describe_requirements(profile.requirements), tuple(serving), tuple(unfit)
+        )
+    return found
+
+
+def _worker_by_host(host: str) -> Worker | None:
+    # Jobs record the worker's node name ("cpu@host"); older ones only its host.
+    workers = Worker.objects.filter(Q(name=host) | Q(host=host)) if host else Worker.objects.none()
+    return workers.order_by("-last_heartbeat_at").first()
+
+
+def wrong_hardware(profile: HardwareProfile, hosts: Iterable[str]) -> str:
+    """A sentence when a worker that ran the profile's steps (by the hosts the jobs recorded)
+    does not meet the profile's requirements by its own probe; empty otherwise, and for workers
+    no longer registered (nothing to judge them by)."""
+    for host in sorted({host for host in hosts if host}):
+        worker = _worker_by_host(host)
+        if worker is None:
+            continue
+        unmet = unmet_requirements(profile.requirements, worker_facts(worker))
+        if unmet:
+            machine = f"{worker.arch or 'unknown architecture'}, {worker.cpu_model or 'unknown CPU'}"
+            needs = describe_requirements(profile.requirements)
+            return (
+                f"Measured on {worker.name} ({machine}), which is not the hardware {profile.slug} names ({needs}): "
+                f"{'; '.join(unmet)}. Its op support, parity and timings are not that hardware's; re-run the "
+                "pipeline once a worker or device that meets the profile serves it."
+            )
+    return ""
+
+
+def answer_services(context: Any) -> dict[str, Service]:
+    """`profile_services` for every profile, looked up once per API answer: `context` is the
+    serializers' shared dict, which keeps it however many jobs or profiles the answer lists."""
+    if "profile_services" not in context:
+        context["profile_services"] = profile_services(list(HardwareProfile.objects.all()))
+    services: dict[str, Service] = context["profile_services"]
+    return services
+
+
+def service_note(profile: HardwareProfile, services: dict[str, Service] | None = None) -> str:
+    """Why `profile`'s work waits (no live worker or device that meets it), or "" when something serves it."""
+    service = (services or profile_services([profile])).get(profile.slug)
+    return service.note() if service is not None else ""
 
 
 def queues_served(queue: str) -> bool:

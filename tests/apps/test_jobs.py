@@ -206,3 +206,38 @@ def test_a_full_disk_inside_a_step_fails_it_naming_the_disk_not_as_an_internal_e
     assert first.status == JobStatus.FAILED and first.error_code == "disk_full", first.error
     assert first.error.startswith(f"The disk holding {where}") and "is full" in first.error
     assert "report it" not in first.error and "internal error" not in first.error
+
+
+def test_a_worker_never_runs_a_step_for_hardware_its_probe_lacks(sent, monkeypatch):
+    """Issue 18: the arm-cpu-mnn profile's work is refused by an x86_64 worker even when it
+    takes the queue, and the step stays queued for a machine that meets the profile."""
+    from apps.runtimes.models import HardwareProfile
+    from workers.tasks import pipeline, worker_registry
+
+    x86 = {"arch": "x86_64", "cpu_flags": ["avx2"], "gpus": []}
+    monkeypatch.setattr(worker_registry, "own_facts", lambda: x86)
+    monkeypatch.setattr(pipeline, "own_facts", lambda: x86)
+    ran: list[int] = []
+
+    def validate(job, progress):
+        ran.append(job.pk)
+        return services.StepOutcome(result={"reports": {}})
+
+    monkeypatch.setitem(pipeline.STEPS, JobKind.VALIDATE, validate)
+    arm = HardwareProfile.objects.get(slug="arm-cpu-mnn")
+    assert arm.requirements == {"arch": ["aarch64"]} and arm.queue == "arm64"
+    version = ModelVersionFactory()
+    run = services.start_pipeline(
+        version, version.created_by, steps=[services.PlannedStep(JobKind.VALIDATE, arm.queue, arm)]
+    )
+    job = run.jobs.get()
+    assert pipeline.run_job(job.pk) == "refused"
+    job.refresh_from_db()
+    assert ran == [] and job.status == JobStatus.QUEUED and job.attempt == 0 and job.worker_host == ""
+    # the same step for a profile this machine meets runs
+    x86_profile = HardwareProfile.objects.get(slug="x86-cpu")
+    other = ModelVersionFactory()
+    run = services.start_pipeline(
+        other, other.created_by, steps=[services.PlannedStep(JobKind.VALIDATE, x86_profile.queue, x86_profile)]
+    )
+    assert pipeline.run_job(run.jobs.get().pk) == "succeeded" and len(ran) == 1

@@ -77,8 +77,10 @@ def test_one_profiles_failure_leaves_the_others_steps_to_run_and_the_version_rea
             "status": "failed",
             "reason": "Accuracy parity: Every variant failed its parity check.",
             "step": "parity",
+            "service_note": "",
+            "hardware_note": "",
         },
-        {"profile": "x86-cpu", "status": "ready", "reason": "", "step": None},
+        {"profile": "x86-cpu", "status": "ready", "reason": "", "step": None, "service_note": "", "hardware_note": ""},
     ]
 
 

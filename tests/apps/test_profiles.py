@@ -50,3 +50,60 @@ def test_migration_0004_adds_bf16_to_an_existing_x86_profile_and_takes_it_back(d
     assert HardwareProfile.objects.get(slug="x86-cpu").precisions == ["fp32", "int8", "bf16"]
     migration.disallow_bf16(django_apps, None)
     assert HardwareProfile.objects.get(slug="x86-cpu").precisions == ["fp32", "int8"]
+
+
+def _worker(name: str, arch: str, queues: list[str]) -> None:
+    from apps.runtimes import services
+
+    facts = {"host": name.split("@")[-1], "arch": arch, "cpu_model": "test", "cpu_flags": [], "cores": 2, "gpus": []}
+    services.register_worker(name, hardware=facts, runtimes={}, importers=[], queues=queues, pid=1)
+
+
+def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(personas):
+    """Issue 18: an x86 worker that takes the ARM profile's queue does not serve it, and the
+    profile says so, and how to connect a machine that does."""
+    _worker("cpu@x86-box", "x86_64", ["cpu", "arm64", "default"])
+    body = client_for(personas.viewer).get("/api/v1/profiles/").json()
+    by_slug = {p["slug"]: p for p in body}
+    assert by_slug["x86-cpu"]["served_by"] == ["cpu@x86-box"] and by_slug["x86-cpu"]["service_note"] == ""
+    arm = by_slug["arm-cpu-mnn"]
+    assert arm["requirements"] == {"arch": ["aarch64"]} and arm["needs"] == "an aarch64 CPU"
+    assert arm["served_by"] == []
+    assert arm["service_note"].startswith(
+        "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects."
+    )
+    assert "run_worker --queues arm64" in arm["service_note"]
+    assert (
+        "Worker cpu@x86-box takes that queue but does not measure for arm-cpu-mnn: it is x86_64, not aarch64"
+        in (arm["service_note"])
+    )
+    assert by_slug["nvidia-gpu"]["needs"] == "an NVIDIA GPU" and by_slug["nvidia-gpu"]["served_by"] == []
+    _worker("arm@pi", "aarch64", ["arm64"])
+    arm = {p["slug"]: p for p in client_for(personas.viewer).get("/api/v1/profiles/").json()}["arm-cpu-mnn"]
+    assert arm["served_by"] == ["arm@pi"] and arm["service_note"] == ""
+
+
+def test_figures_measured_on_hardware_the_profile_does_not_name_are_marked(personas):
+    """Issue 18: a version measured for arm-cpu-mnn by an x86 worker (as releases before hardware
+    requirements did) says so in its readiness and in the evidence a review binds to, so an
+    approval on those figures no longer matches them."""
+    from apps.approvals.evidence import collect_evidence
+    from tests.finished import finished_version
+
+    _worker("cpu@x86-box", "x86_64", ["cpu", "default"])
+    version = finished_version(team=personas.team, uploader=personas.owner, profile="arm-cpu-mnn")
+    fine = finished_version(team=personas.team, uploader=personas.owner, profile="x86-cpu")
+    for each in (version, fine):
+        each.runs.get().jobs.update(worker_host="cpu@x86-box")
+    readiness = client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/").json()["profile_readiness"]
+    (arm,) = readiness
+    assert arm["profile"] == "arm-cpu-mnn" and arm["hardware_note"].startswith(
+        "Measured on cpu@x86-box (x86_64, test), which is not the hardware arm-cpu-mnn names (an aarch64 CPU): "
+        "it is x86_64, not aarch64."
+    )
+    evidence = collect_evidence(version)["profiles"]["arm-cpu-mnn"]
+    assert evidence["measured_on_other_hardware"] == arm["hardware_note"]
+    # measured where it should be: nothing to say, and no new key in the evidence (its hash stays)
+    (x86,) = client_for(personas.viewer).get(f"/api/v1/versions/{fine.pk}/").json()["profile_readiness"]
+    assert x86["hardware_note"] == ""
+    assert "measured_on_other_hardware" not in collect_evidence(fine)["profiles"]["x86-cpu"]

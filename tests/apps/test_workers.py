@@ -11,6 +11,7 @@ from apps.runtimes import services
 from apps.runtimes.models import Worker
 from tests.conftest import client_for
 from tests.factories import ModelVersionFactory
+from workers.engine import hardware
 from workers.engine.hardware import describe_hardware
 
 pytestmark = pytest.mark.django_db
@@ -55,11 +56,18 @@ def test_workers_need_authentication(db):
     assert APIClient().get("/api/v1/workers/").status_code in (401, 403)
 
 
-def test_a_machine_without_gpus_serves_only_cpu_profiles(monkeypatch):
+def test_a_machine_takes_the_queues_of_the_profiles_its_probe_meets(monkeypatch):
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the seeded profiles' queues are checked from an x86_64 machine")
     monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: ())
-    assert hardware_queues() == ["default", "cpu"]
-    monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: ("a gpu",))
-    assert hardware_queues() == ["default", "cpu", "gpu"]
+    assert hardware_queues() == ["default", "cpu"]  # not arm64: this machine is no aarch64 device
+    h100 = hardware.GpuInfo("NVIDIA H100", 81559, "9.0", "550.54")
+    monkeypatch.setattr("workers.engine.hardware.query_gpus", lambda: (h100,))
+    assert hardware_queues() == ["default", "gpu", "cpu"]  # by profile slug: nvidia-gpu before x86-cpu
+    monkeypatch.setattr("workers.engine.hardware.platform.machine", lambda: "aarch64")
+    assert hardware_queues() == ["default", "arm64", "gpu"]
     assert worker_queues(["cpu"], with_imports=False) == ["cpu"]
 
 

@@ -1,5 +1,7 @@
 """Hardware description: CPU model and flags from /proc/cpuinfo text, GPUs from nvidia-smi."""
 
+import pytest
+
 from workers.engine import hardware
 
 
@@ -30,3 +32,57 @@ def test_gpus_are_parsed_from_nvidia_smi(monkeypatch, tmp_path):
 def test_no_nvidia_smi_means_no_gpus(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert hardware.query_gpus() == ()
+
+
+# --- profile requirements (issue 18): the probe decides, never a name -------------------------
+
+X86_XEON = {"arch": "x86_64", "cpu_flags": ["avx2", "avx512_vnni", "amx_bf16"], "gpus": []}
+GRAVITON = {"arch": "aarch64", "cpu_flags": ["asimd", "asimddp", "fphp", "i8mm"], "gpus": []}
+T4_BOX = {"arch": "x86_64", "cpu_flags": ["avx2"], "gpus": [{"name": "Tesla T4", "compute_capability": "7.5"}]}
+
+
+def test_an_arm_profile_is_met_by_an_arm_machine_only():
+    arm = {"arch": "arm64", "cpu_features": ["asimddp"]}
+    assert hardware.unmet_requirements(arm, GRAVITON) == []
+    assert hardware.unmet_requirements(arm, X86_XEON) == ["it is x86_64, not aarch64", "its CPU lacks asimddp"]
+    assert hardware.unmet_requirements({"arch": ["x86_64", "aarch64"]}, GRAVITON) == []
+
+
+def test_gpu_requirements_read_the_probed_gpus_and_their_compute_capability():
+    cuda = {"accelerator": "cuda", "min_compute_capability": "8.0"}
+    assert hardware.unmet_requirements({"accelerator": "cuda"}, X86_XEON) == ["it has no NVIDIA GPU"]
+    assert hardware.unmet_requirements({"accelerator": "cuda"}, T4_BOX) == []
+    assert hardware.unmet_requirements(cuda, T4_BOX) == ["its GPUs (Tesla T4 (7.5)) are below compute capability 8.0"]
+    h100 = {**T4_BOX, "gpus": [{"name": "H100", "compute_capability": "9.0"}]}
+    assert hardware.unmet_requirements(cuda, h100) == []
+
+
+def test_no_requirements_are_met_by_anything_and_said_in_words():
+    assert hardware.unmet_requirements({}, {}) == []
+    assert hardware.describe_requirements({}) == "any machine"
+    assert hardware.describe_requirements({"arch": "arm64", "cpu_features": ["fphp"]}) == "an aarch64 CPU with fphp"
+    assert hardware.describe_requirements({"accelerator": "cuda", "min_compute_capability": "8.0"}) == (
+        "an NVIDIA GPU (compute capability 8.0+)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("requirements", "words"),
+    [
+        ("aarch64", "as an object"),
+        ({"os": "linux"}, "Unknown requirement os"),
+        ({"arch": 64}, "an architecture or a list"),
+        ({"cpu_features": "avx2"}, "a list of CPU flags"),
+        ({"accelerator": "npu"}, "Unknown accelerator 'npu'"),
+        ({"min_compute_capability": "8.0"}, 'goes with accelerator "cuda"'),
+        ({"accelerator": "cuda", "min_compute_capability": "eight"}, '"major.minor"'),
+    ],
+)
+def test_requirements_that_cannot_be_checked_are_refused_with_a_sentence(requirements, words):
+    with pytest.raises(ValueError, match=words):
+        hardware.check_requirements(requirements)
+
+
+def test_arm_cpu_flags_that_matter_for_fp16_and_int8_kernels_are_read():
+    text = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes fphp asimdhp asimddp i8mm\nCPU part\t: 0xd0c\n"
+    assert hardware._cpuinfo(text)[1] == ("asimd", "asimddp", "asimdhp", "fphp", "i8mm")

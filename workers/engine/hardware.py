@@ -14,8 +14,12 @@ from typing import Any
 # CPU flags that change which kernels runtimes use (VNNI/AMX: INT8 and BF16 speed-ups).
 INTERESTING_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm",
+    "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "asimdhp", "fphp",
+    "sve", "i8mm",
 )  # fmt: skip
+# Names of one architecture: what platform.machine() says on Linux, and what others call it.
+ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+ACCELERATORS = ("cuda",)
 
 
 @dataclass(frozen=True)
@@ -114,3 +118,100 @@ def describe_hardware() -> HardwareInfo:
         memory_bytes=_memory_bytes(),
         gpus=query_gpus(),
     )
+
+
+def canonical_arch(arch: str) -> str:
+    """ "arm64" -> "aarch64", "amd64" -> "x86_64"; other names as given, lower-case."""
+    name = (arch or "").strip().lower()
+    return ARCH_ALIASES.get(name, name)
+
+
+def check_requirements(requirements: Any) -> dict[str, Any]:
+    """A hardware profile's requirements, checked and normalised; ValueError with a sentence.
+
+    `arch`: an architecture or a list of them ("x86_64", "aarch64"); `cpu_features`: CPU flags
+    the machine must have, as /proc/cpuinfo names them ("avx512_vnni", "asimddp", "fphp",
+    "i8mm"); `accelerator`: "cuda" for an NVIDIA GPU, with `min_compute_capability` ("8.0")."""
+    if requirements in (None, ""):
+        return {}
+    if not isinstance(requirements, dict):
+        raise ValueError('Give the requirements as an object, e.g. {"arch": "aarch64", "cpu_features": ["asimddp"]}.')
+    unknown = sorted(set(requirements) - {"arch", "cpu_features", "accelerator", "min_compute_capability"})
+    if unknown:
+        raise ValueError(
+            f"Unknown requirement {', '.join(unknown)}; a profile can require arch, cpu_features, accelerator "
+            "and min_compute_capability."
+        )
+    cleaned: dict[str, Any] = {}
+    arch = requirements.get("arch")
+    if arch not in (None, "", []):
+        arches = [arch] if isinstance(arch, str) else arch
+        if not isinstance(arches, list) or not all(isinstance(a, str) and a.strip() for a in arches):
+            raise ValueError('The requirement arch must be an architecture or a list of them, e.g. "aarch64".')
+        cleaned["arch"] = sorted({canonical_arch(a) for a in arches})
+    features = requirements.get("cpu_features")
+    if features not in (None, []):
+        if not isinstance(features, list) or not all(isinstance(f, str) and f.strip() for f in features):
+            raise ValueError('The requirement cpu_features must be a list of CPU flags, e.g. ["avx512_vnni"].')
+        cleaned["cpu_features"] = sorted({f.strip().lower() for f in features})
+    accelerator = requirements.get("accelerator")
+    if accelerator not in (None, ""):
+        if accelerator not in ACCELERATORS:
+            raise ValueError(f"Unknown accelerator {accelerator!r}; known: {', '.join(ACCELERATORS)}.")
+        cleaned["accelerator"] = accelerator
+    capability = requirements.get("min_compute_capability")
+    if capability not in (None, ""):
+        if cleaned.get("accelerator") != "cuda" or _capability(capability) is None:
+            raise ValueError('min_compute_capability goes with accelerator "cuda", as "major.minor", e.g. "8.0".')
+        cleaned["min_compute_capability"] = str(capability)
+    return cleaned
+
+
+def _capability(value: Any) -> tuple[int, int] | None:
+    major, _, minor = str(value).strip().partition(".")
+    return (int(major), int(minor or 0)) if major.isdigit() and (minor or "0").isdigit() else None
+
+
+def unmet_requirements(requirements: Any, facts: Any) -> list[str]:
+    """What a machine lacks of a profile's `requirements` (see `check_requirements`), each as a
+    phrase ("it is x86_64, not aarch64"); empty when it meets them all.
+
+    `facts` is a machine's probe as `HardwareInfo.to_dict()` writes it (the workers' registry
+    keeps the same keys): arch, cpu_flags, gpus with their compute_capability. The probe is
+    what counts, never what a machine was configured to claim."""
+    wanted = check_requirements(requirements)
+    unmet: list[str] = []
+    arch = canonical_arch(str(facts.get("arch") or ""))
+    if "arch" in wanted and arch not in wanted["arch"]:
+        unmet.append(f"it is {arch or 'of unknown architecture'}, not {' or '.join(wanted['arch'])}")
+    flags = {str(flag).lower() for flag in facts.get("cpu_flags") or ()}
+    missing = [flag for flag in wanted.get("cpu_features", ()) if flag not in flags]
+    if missing:
+        unmet.append(f"its CPU lacks {', '.join(missing)}")
+    if wanted.get("accelerator") == "cuda":
+        gpus = [gpu for gpu in facts.get("gpus") or () if isinstance(gpu, dict)]
+        floor = _capability(wanted.get("min_compute_capability", "0.0")) or (0, 0)
+        if not gpus:
+            unmet.append("it has no NVIDIA GPU")
+        elif not any((_capability(gpu.get("compute_capability")) or (0, 0)) >= floor for gpu in gpus):
+            have = ", ".join(f"{gpu.get('name', 'GPU')} ({gpu.get('compute_capability', '?')})" for gpu in gpus)
+            unmet.append(f"its GPUs ({have}) are below compute capability {wanted['min_compute_capability']}")
+    return unmet
+
+
+def describe_requirements(requirements: Any) -> str:
+    """The requirements in words: "an aarch64 CPU with asimddp", "an NVIDIA GPU (compute capability 8.0+)"."""
+    wanted = check_requirements(requirements)
+    if not wanted:
+        return "any machine"
+    parts = []
+    if wanted.get("accelerator") == "cuda":
+        floor = wanted.get("min_compute_capability")
+        parts.append("an NVIDIA GPU" + (f" (compute capability {floor}+)" if floor else ""))
+    if wanted.get("arch") or wanted.get("cpu_features"):
+        # "an aarch64 CPU", "an x86_64 CPU": both names are said with a vowel sound.
+        cpu = f"an {' or '.join(wanted['arch'])} CPU" if wanted.get("arch") else "a CPU"
+        if wanted.get("cpu_features"):
+            cpu += " with " + ", ".join(wanted["cpu_features"])
+        parts.append(cpu)
+    return " with ".join(parts)

@@ -18,10 +18,11 @@ from apps.jobs import services
 from apps.jobs.models import Job
 from apps.registry.storage import StorageFull
 from workers.engine.errors import ModelError
+from workers.engine.hardware import describe_requirements, unmet_requirements
 from workers.engine.sandbox import SandboxError
 from workers.tasks.heartbeat import Heartbeat
 from workers.tasks.steps import STEPS
-from workers.tasks.worker_registry import node_name
+from workers.tasks.worker_registry import node_name, own_facts
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,20 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
 OUTCOME_RETRY_SECONDS = 60.0
 
 T = TypeVar("T")
+
+
+def _unfit_for(job_id: int) -> str:
+    """Why this worker must not run the job (its profile needs hardware this worker's probe
+    lacks), as a sentence; empty when it may."""
+    job = Job.objects.select_related("profile").filter(pk=job_id).first()
+    if job is None or job.profile is None:
+        return ""
+    unmet = unmet_requirements(job.profile.requirements, own_facts())
+    if not unmet:
+        return ""
+    return f"the {job.profile.slug} profile needs {describe_requirements(job.profile.requirements)}: " + "; ".join(
+        unmet
+    )
 
 
 def _report(job: Job, fraction: float, message: str) -> None:
@@ -78,6 +93,12 @@ def _fail_disk_full(job: Job, path: str, log: str) -> None:
 )
 def run_job(self: object, job_id: int) -> str:
     request = getattr(self, "request", None)
+    unfit = _unfit_for(job_id)
+    if unfit:
+        # Never measure a profile on hardware it does not name: the job stays queued for a
+        # worker or device that meets it, and its page says why it waits.
+        logger.warning("not running job %s on %s: %s", job_id, node_name(request), unfit)
+        return "refused"
     job = services.claim(job_id, worker_host=node_name(request), task_id=str(getattr(request, "id", "") or ""))
     if job is None:
         return "not claimed"

@@ -3,6 +3,7 @@ it runs, and signs off when it stops. The registry is what the UI's worker list 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -30,6 +31,14 @@ def _beat(name: str, registration: dict[str, Any]) -> None:
             close_old_connections()
 
 
+@functools.cache
+def own_facts() -> dict[str, Any]:
+    """This worker's hardware probe (`describe_hardware().to_dict()`), taken once per process."""
+    from workers.engine.hardware import describe_hardware
+
+    return describe_hardware().to_dict()
+
+
 def node_name(request: Any = None) -> str:
     """The Celery node name of the worker running a task ("cpu@host-1"), as its registration
     is keyed: two workers on one host are told apart by it. Outside a worker (eager tests),
@@ -41,14 +50,13 @@ def node_name(request: Any = None) -> str:
 def announce(sender: Any = None, **_: Any) -> None:
     from apps.runtimes import services
     from workers.engine.backends.registry import installed_backends
-    from workers.engine.hardware import describe_hardware
     from workers.engine.importers.registry import IMPORTERS
 
     name = node_name(sender)
     app = getattr(sender, "app", None)
     queues = sorted(app.amqp.queues.consume_from) if app is not None else []
     registration: dict[str, Any] = {
-        "hardware": describe_hardware().to_dict(),
+        "hardware": own_facts(),
         "runtimes": installed_backends(),
         "importers": [importer.format for importer in IMPORTERS if importer().available()],
         "queues": queues,
@@ -64,6 +72,18 @@ def announce(sender: Any = None, **_: Any) -> None:
     _stop.clear()
     threading.Thread(target=_beat, args=(name, registration), daemon=True, name="worker-heartbeat").start()
     logger.info("registered worker %s consuming %s", name, ", ".join(queues))
+    try:
+        for service in services.profile_services().values():
+            for unfit_name, why in service.unfit:
+                if unfit_name == name:
+                    logger.warning(
+                        "worker %s consumes queue %s but will not run %s's steps: %s", name, service.queue,
+                        service.profile, why,
+                    )  # fmt: skip
+    except Exception:
+        logger.warning("could not check this worker against the hardware profiles", exc_info=True)
+    finally:
+        close_old_connections()
 
 
 @worker_shutdown.connect

@@ -13,7 +13,7 @@ from apps.jobs.api.compare import PreviousApprovedSerializer
 from apps.jobs.compare import previous_approved
 from apps.jobs.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
-from apps.runtimes.services import live_queues, no_worker_note
+from apps.runtimes.services import answer_services, live_queues, no_worker_note, wrong_hardware
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -85,6 +85,13 @@ class JobSerializer(serializers.ModelSerializer):
     def get_worker_note(self, job: Job) -> str | None:
         if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return None
+        if job.profile is not None:
+            # A worker that takes the queue but lacks the profile's hardware does not count.
+            service = answer_services(self.context).get(job.profile.slug)
+            note = service.note() if service is not None else ""
+            if note and job.status == JobStatus.RUNNING:
+                note = "The worker running this step stopped. " + note
+            return note or None
         # One query per answer, however many jobs it lists (the context is the whole answer's dict).
         context = cast(dict[str, Any], self.context)
         if "live_queues" not in context:
@@ -116,6 +123,14 @@ class ProfileReadinessSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ready", "failed", "processing"])
     reason = serializers.CharField(help_text="Why the profile has no measured evidence; empty when ready.")
     step = serializers.CharField(allow_null=True, help_text="The step that failed, when one did.")
+    hardware_note = serializers.CharField(
+        help_text="When a worker that ran the profile's steps does not meet its hardware requirements (by its own "
+        "probe): what it was, and that the figures are not the profile's hardware's; empty otherwise."
+    )
+    service_note = serializers.CharField(
+        help_text="While processing: why the profile's steps wait (no live worker or device meets its hardware "
+        "requirements), and how to connect one; empty when something serves it."
+    )
 
 
 class VersionSummarySerializer(serializers.ModelSerializer):
@@ -192,7 +207,22 @@ class VersionDetailSerializer(VersionSummarySerializer):
         from apps.jobs.outcomes import profile_outcomes
 
         run = self._latest_run(version)
-        return [o.to_dict() for o in profile_outcomes(run, list(run.jobs.all()))] if run else []
+        if run is None:
+            return []
+        jobs = list(run.jobs.all())
+        outcomes = [o.to_dict() for o in profile_outcomes(run, jobs)]
+        waiting = [o["profile"] for o in outcomes if o["status"] == "processing"]
+        services = answer_services(self.context) if waiting else {}
+        profiles = {job.profile.slug: job.profile for job in jobs if job.profile is not None}
+        for outcome in outcomes:
+            service = services.get(outcome["profile"]) if outcome["status"] == "processing" else None
+            outcome["service_note"] = service.note() if service is not None else ""
+            profile = profiles.get(outcome["profile"])
+            hosts = [
+                job.worker_host for job in jobs if job.profile is not None and job.profile.slug == outcome["profile"]
+            ]
+            outcome["hardware_note"] = wrong_hardware(profile, hosts) if profile is not None else ""
+        return outcomes
 
     @extend_schema_field(PreviousApprovedSerializer(allow_null=True))
     def get_previous_approved(self, version: ModelVersion) -> dict[str, Any] | None:

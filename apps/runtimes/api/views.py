@@ -4,13 +4,49 @@ from django.db.models import QuerySet
 from rest_framework import generics, serializers
 
 from apps.runtimes.models import HardwareProfile, Worker
-from apps.runtimes.services import worker_status
+from apps.runtimes.services import Service, answer_services, worker_status
+from workers.engine.hardware import describe_requirements
 
 
 class HardwareProfileSerializer(serializers.ModelSerializer):
+    needs = serializers.SerializerMethodField(help_text='The requirements in words, e.g. "an aarch64 CPU".')
+    served_by = serializers.SerializerMethodField(
+        help_text="The live workers and devices that measure for it now: they take its queue and meet its requirements."
+    )
+    service_note = serializers.SerializerMethodField(
+        help_text="Why work for it would wait (nothing that meets it is connected) and how to connect one; "
+        "empty when served."
+    )
+
     class Meta:
         model = HardwareProfile
-        fields = ["slug", "name", "description", "device_kind", "backends", "precisions", "queue", "options", "enabled"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "device_kind",
+            "backends",
+            "precisions",
+            "queue",
+            "requirements",
+            "needs",
+            "served_by",
+            "service_note",
+            "options",
+            "enabled",
+        ]
+
+    def _service(self, profile: HardwareProfile) -> Service:
+        return answer_services(self.context)[profile.slug]
+
+    def get_needs(self, profile: HardwareProfile) -> str:
+        return describe_requirements(profile.requirements)
+
+    def get_served_by(self, profile: HardwareProfile) -> list[str]:
+        return list(self._service(profile).serving)
+
+    def get_service_note(self, profile: HardwareProfile) -> str:
+        return self._service(profile).note()
 
 
 class HardwareProfileList(generics.ListAPIView):

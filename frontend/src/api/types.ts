@@ -24,6 +24,7 @@ export type JobDetail = S["JobDetail"];
 export type JobStatus = S["JobStatusEnum"];
 export type JobKind = S["JobKindEnum"];
 export type HardwareProfile = S["HardwareProfile"];
+export type ProfileReadiness = S["ProfileReadiness"];
 export type Worker = S["Worker"];
 export type Review = S["Review"];
 export type Gate = S["Gate"];

@@ -36,6 +36,50 @@ describe("PipelineView", () => {
     expect(screen.getByRole("status").textContent).toBe(note);
   });
 
+  it("says above the steps which chosen profile nothing serves, and how to connect one", () => {
+    const note =
+      "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. " +
+      "Start a worker on such a machine with `python manage.py run_worker --queues arm64`.";
+    const readiness = [
+      {
+        profile: "arm-cpu-mnn",
+        status: "processing" as const,
+        reason: "",
+        step: null,
+        service_note: note,
+        hardware_note: "",
+      },
+      {
+        profile: "x86-cpu",
+        status: "processing" as const,
+        reason: "",
+        step: null,
+        service_note: "",
+        hardware_note: "",
+      },
+    ];
+    render(<PipelineView run={run([job])} readiness={readiness} />);
+    const [shown, ...others] = screen.getAllByRole("status");
+    expect(others).toHaveLength(0);
+    expect(shown!.textContent).toBe(`arm-cpu-mnn: ${note}`);
+  });
+
+  it("marks a profile whose steps ran on hardware it does not name", () => {
+    const note = "Measured on cpu@box (x86_64, AMD EPYC), which is not the hardware arm-cpu-mnn names (an aarch64 CPU)";
+    const readiness = [
+      {
+        profile: "arm-cpu-mnn",
+        status: "ready" as const,
+        reason: "",
+        step: null,
+        service_note: "",
+        hardware_note: note,
+      },
+    ];
+    render(<PipelineView run={run([job])} readiness={readiness} />);
+    expect(screen.getByRole("alert").textContent).toBe(`arm-cpu-mnn, measured on other hardware: ${note}`);
+  });
+
   it("shows no note while a worker serves the queue", () => {
     render(<PipelineView run={run([job])} />);
     expect(screen.queryByText(/No live worker/)).toBeNull();

@@ -3,7 +3,7 @@
 // progress updates never move the page.
 import { useState } from "react";
 import type { Job, PipelineRun } from "../api/reports";
-import type { JobDetail } from "../api/types";
+import type { JobDetail, ProfileReadiness } from "../api/types";
 import { ErrorMessage, Loading, ProgressBar, StatusBadge } from "../components/ui";
 import { formatDuration, formatRelative } from "../lib/format";
 import { usePolled, useNow } from "../lib/hooks";
@@ -94,9 +94,12 @@ function StepRow({ job, now }: { job: Job; now: number }) {
 export function PipelineView({
   run,
   checkedAt,
+  readiness,
 }: {
   run: PipelineRun | null | undefined;
   checkedAt?: number | undefined;
+  /** The version's profile readiness: a profile nothing serves says so above the steps. */
+  readiness?: readonly ProfileReadiness[] | undefined;
 }) {
   const now = useNow(1000);
   if (!run) return <p className="muted">No pipeline has run for this version yet.</p>;
@@ -112,6 +115,20 @@ export function PipelineView({
           {!live && run.finished_at ? ` · finished ${formatRelative(run.finished_at, now)}` : ""}
         </span>
       </p>
+      {(readiness ?? [])
+        .filter((r) => r.status === "processing" && r.service_note)
+        .map((r) => (
+          <p key={r.profile} className="step-message text-warn" role="status">
+            <strong>{r.profile}:</strong> {r.service_note}
+          </p>
+        ))}
+      {(readiness ?? [])
+        .filter((r) => r.hardware_note)
+        .map((r) => (
+          <p key={`${r.profile}-hardware`} className="step-error" role="alert">
+            <strong>{r.profile}, measured on other hardware:</strong> {r.hardware_note}
+          </p>
+        ))}
       <ol className="steps">
         {jobs.map((job) => (
           <StepRow key={job.id} job={job} now={now} />

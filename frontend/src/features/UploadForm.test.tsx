@@ -27,6 +27,20 @@ const profiles = [
     queue: "gpu",
     enabled: true,
   },
+  {
+    slug: "arm-cpu-mnn",
+    name: "ARM CPU (mobile/embedded)",
+    description: "",
+    device_kind: "cpu",
+    backends: ["mnn", "ncnn"],
+    precisions: ["fp32"],
+    queue: "arm64",
+    enabled: true,
+    needs: "an aarch64 CPU",
+    served_by: [],
+    service_note:
+      "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects.",
+  },
 ] as unknown as HardwareProfile[];
 const teams = [
   { slug: "vision", name: "Vision", role: "data_scientist", four_eyes: true },
@@ -54,6 +68,17 @@ function controlledUpload() {
 }
 
 describe("UploadForm", () => {
+  it("marks a profile nothing serves and says why once it is chosen", async () => {
+    const user = userEvent.setup();
+    const { upload } = controlledUpload();
+    render(<UploadForm teams={teams} profiles={profiles} models={[]} upload={upload} onUploaded={vi.fn()} />);
+    const arm = screen.getByRole("checkbox", { name: /ARM CPU/ });
+    expect(arm.closest("label")!.textContent).toContain("nothing serves it yet");
+    expect(screen.queryByText(/No worker or device serves/)).toBeNull();
+    await user.click(arm);
+    expect(screen.getByText(/No worker or device serves arm-cpu-mnn/).getAttribute("role")).toBe("status");
+  });
+
   it("says what is missing instead of sending", async () => {
     const user = userEvent.setup();
     const { upload } = controlledUpload();

@@ -297,9 +297,17 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
                   }
                 />
                 {p.name} <span className="muted small">({p.slug})</span>
+                {p.service_note ? <span className="small text-warn"> · nothing serves it yet</span> : null}
               </label>
             ))}
         </div>
+        {profiles
+          .filter((p) => values.profiles.includes(p.slug) && p.service_note)
+          .map((p) => (
+            <p key={p.slug} className="help text-warn" role="status">
+              {p.service_note}
+            </p>
+          ))}
       </fieldset>
 
       <Field id={ids.notes} label="Notes" help="What changed in this version (optional).">

@@ -40,7 +40,7 @@ function LivePipeline({ id }: { id: number }) {
         <StatusBadge status={v.status ?? "received"} /> <span className="muted">{v.status_reason}</span>
       </p>
       {version.error ? <ErrorMessage error={version.error} title="Live updates paused" /> : null}
-      <PipelineView run={v.latest_run} checkedAt={version.checkedAt} />
+      <PipelineView run={v.latest_run} checkedAt={version.checkedAt} readiness={v.profile_readiness} />
       {v.status === "ready" ? (
         <Notice kind="ok" title="The pipeline finished">
           Every step succeeded.{" "}

@@ -236,7 +236,7 @@ export function VersionPage() {
 
       <Section id="pipeline" title="Pipeline">
         {version.error ? <ErrorMessage error={version.error} title="Live updates paused" /> : null}
-        <PipelineView run={v.latest_run} checkedAt={version.checkedAt} />
+        <PipelineView run={v.latest_run} checkedAt={version.checkedAt} readiness={v.profile_readiness} />
       </Section>
 
       <Section id="inspection" title="Inspection">

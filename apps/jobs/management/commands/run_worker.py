@@ -14,14 +14,16 @@ from config.env import envlist
 
 
 def hardware_queues() -> list[str]:
-    """The queues of the enabled hardware profiles this machine can serve: every CPU profile's,
-    and GPU profiles' only where nvidia-smi shows a GPU. `default` carries housekeeping."""
+    """The queues of the enabled hardware profiles this machine can serve: those whose
+    requirements its own probe meets (an x86_64 machine never takes the aarch64 profile's
+    queue; GPU profiles' only where nvidia-smi shows a GPU). `default` carries housekeeping."""
     from apps.runtimes.models import HardwareProfile
-    from workers.engine.hardware import query_gpus
+    from workers.engine.hardware import describe_hardware, unmet_requirements
 
-    kinds = ["cpu", "gpu"] if query_gpus() else ["cpu"]
-    profiles = HardwareProfile.objects.filter(enabled=True, device_kind__in=kinds).order_by("slug")
-    return ["default", *dict.fromkeys(profile.queue for profile in profiles)]
+    facts = describe_hardware().to_dict()
+    profiles = HardwareProfile.objects.filter(enabled=True).order_by("slug")
+    fit = [profile.queue for profile in profiles if not unmet_requirements(profile.requirements, facts)]
+    return ["default", *dict.fromkeys(fit)]
 
 
 def worker_queues(base: list[str], with_imports: bool = True) -> list[str]:
@@ -46,7 +48,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queues",
             help="comma list of hardware queues (default: SLIPWAY_WORKER_QUEUES, else the queues of the "
-            "hardware profiles this machine can serve)",
+            "hardware profiles this machine can serve); a profile whose requirements this machine does not meet "
+            "is never run here, whatever queues it takes",
         )
         parser.add_argument("--no-import-queues", action="store_true", help="take no framework import jobs")
         parser.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
