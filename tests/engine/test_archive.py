@@ -46,6 +46,15 @@ def _check_error(path: Path, limits: ArchiveLimits | None = None) -> ModelError:
     return raised.value
 
 
+def _refused_extraction(archive: Path, tmp_path: Path) -> ModelError:
+    """Extract `archive` expecting a refusal: the error, with nothing left behind."""
+    dest = tmp_path / "unpacked"
+    with pytest.raises(ModelError) as raised:
+        extract_archive(archive, dest)
+    assert not dest.exists()
+    return raised.value
+
+
 def _files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file())
 
@@ -230,22 +239,16 @@ def test_extract_refuses_unsafe_zip_before_writing(tmp_path: Path) -> None:
 
 def test_member_that_expands_past_its_declared_size(tmp_path: Path, model_zip: Path) -> None:
     patch_central_directory(model_zip, "weights.bin", file_size=1000)
-    dest = tmp_path / "unpacked"
-    with pytest.raises(ModelError) as raised:
-        extract_archive(model_zip, dest)
-    assert raised.value.code == "archive_too_large"
-    assert "'weights.bin' expands past the 1,000 bytes its header declares" in raised.value.message
-    assert not dest.exists()
+    refused = _refused_extraction(model_zip, tmp_path)
+    assert refused.code == "archive_too_large"
+    assert "'weights.bin' expands past the 1,000 bytes its header declares" in refused.message
 
 
 def test_member_shorter_than_declared(tmp_path: Path, model_zip: Path) -> None:
     patch_central_directory(model_zip, "weights.bin", file_size=5000)
-    dest = tmp_path / "unpacked"
-    with pytest.raises(ModelError) as raised:
-        extract_archive(model_zip, dest)
-    assert raised.value.code == "not_a_model"
-    assert "'weights.bin' is damaged" in raised.value.message
-    assert not dest.exists()
+    refused = _refused_extraction(model_zip, tmp_path)
+    assert refused.code == "not_a_model"
+    assert "'weights.bin' is damaged" in refused.message
 
 
 def _scramble_member_data(path: Path, member: str) -> None:
@@ -270,12 +273,9 @@ def test_damaged_member_data_is_refused(tmp_path: Path, external_model: Path, co
     )
     _scramble_member_data(upload, "weights.bin")
     check_archive(upload)  # the directory is intact: only the data is damaged
-    dest = tmp_path / "unpacked"
-    with pytest.raises(ModelError) as raised:
-        extract_archive(upload, dest)
-    assert raised.value.code == "not_a_model"
-    assert "'weights.bin' is damaged" in raised.value.message
-    assert not dest.exists()
+    refused = _refused_extraction(upload, tmp_path)
+    assert refused.code == "not_a_model"
+    assert "'weights.bin' is damaged" in refused.message
 
 
 # Found by fuzzing: zipfile decodes a local header's name as UTF-8 when its flags say so, and a
@@ -291,12 +291,9 @@ def test_a_local_header_name_that_is_not_utf8_is_refused(tmp_path: Path, model_z
         stream.seek(info.header_offset + 30)
         stream.write(b"\x8c")  # the first byte of the local copy of the name
     check_archive(model_zip)  # the central directory is intact
-    dest = tmp_path / "unpacked"
-    with pytest.raises(ModelError) as raised:
-        extract_archive(model_zip, dest)
-    assert raised.value.code == "not_a_model"
-    assert "'weights.bin' is damaged" in raised.value.message
-    assert not dest.exists()
+    refused = _refused_extraction(model_zip, tmp_path)
+    assert refused.code == "not_a_model"
+    assert "'weights.bin' is damaged" in refused.message
 
 
 def test_a_failed_write_is_not_called_a_damaged_zip(
