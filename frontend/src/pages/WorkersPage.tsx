@@ -1,5 +1,6 @@
 import { get } from "../api/client";
-import type { Worker } from "../api/types";
+import type { HardwareProfile, Worker } from "../api/types";
+import { ProfileService } from "../features/ProfileService";
 import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { formatBytes, formatDateTime, formatRelative } from "../lib/format";
 import { useNow, useResource } from "../lib/hooks";
@@ -12,22 +13,40 @@ interface Gpu {
   driver?: string;
 }
 
-const FLAGS_SHOWN = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "neon", "sve"];
+const FLAGS_SHOWN = [
+  "avx2",
+  "avx512f",
+  "avx512_vnni",
+  "avx_vnni",
+  "amx_tile",
+  "amx_int8",
+  "amx_bf16",
+  "asimd",
+  "asimddp",
+  "fphp",
+  "i8mm",
+  "sve",
+];
 
 export function WorkersPage() {
   const workers = useResource(() => get<Worker[]>("workers/"), []);
+  const profiles = useResource(() => get<HardwareProfile[]>("profiles/"), []);
   const now = useNow(5000);
   // Heartbeats move: look again every 15 s.
   useEffect(() => {
-    const timer = setInterval(workers.reload, 15000);
+    const timer = setInterval(() => {
+      workers.reload();
+      profiles.reload();
+    }, 15000);
     return () => clearInterval(timer);
-  }, [workers.reload]);
+  }, [workers.reload, profiles.reload]);
   return (
     <>
       <PageHeader
         title="Workers"
-        subtitle="The machines that run pipelines: their hardware, the runtimes installed, the queues they take work from. A worker whose heartbeat stopped is marked stale."
+        subtitle="The machines that run pipelines: their hardware, the runtimes installed, the queues they take work from. A worker whose heartbeat stopped is marked stale. A worker runs a profile's steps only when its own hardware meets the profile."
       />
+      {profiles.data ? <ProfileService profiles={profiles.data} /> : null}
       {workers.error ? (
         <ErrorMessage error={workers.error} />
       ) : !workers.data ? (
