@@ -83,6 +83,14 @@ def report_failure(version: dict[str, Any], err: TextIO) -> None:
         err.write(f"  {version['status_reason']}\n")
 
 
+def report_waiting_profiles(version: dict[str, Any], err: TextIO) -> None:
+    """Say at once which chosen profiles nothing serves (no live worker or device meets their
+    hardware), so their steps wait, and how to connect one (the server's `service_note`)."""
+    for entry in version.get("profile_readiness") or []:
+        if entry.get("service_note"):
+            err.write(f"Warning: {entry.get('profile')}: {entry['service_note']}\n")
+
+
 def unmeasured_profiles(version: dict[str, Any], only: str | None = None) -> list[dict[str, Any]]:
     """The profiles of the version's latest run with no measured evidence (the server's
     `profile_readiness`), or just `only` when it is one of them."""

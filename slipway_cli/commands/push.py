@@ -20,6 +20,7 @@ from slipway_cli.versions import (
     poll_seconds,
     report_failure,
     report_unmeasured,
+    report_waiting_profiles,
     unmeasured_profiles,
     wait_for_version,
 )
@@ -237,6 +238,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ctx.err.write(
         f"Created {describe(version)} in team {version.get('team')}; its pipeline is {version.get('status')}.\n"
     )
+    report_waiting_profiles(version, ctx.err)
     if args.print_id:
         ctx.out.write(f"{version['id']}\n")
         ctx.out.flush()

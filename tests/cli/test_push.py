@@ -328,3 +328,23 @@ def test_input_and_output_declarations_are_sent_from_a_file_or_inline(api: FakeA
     assert json.loads(parts["output_declarations"][1])["output0"]["scores"] == [4, 84]
     result = cli("push", str(model), "--model", "scorer", "--declare-outputs", str(tmp_path / "missing.json"))
     assert result.code == 2 and "missing.json" in result.err
+
+
+def test_push_says_at_once_which_chosen_profile_nothing_serves(api: FakeApi, cli, tmp_path):
+    """Issue 18: the upload's answer carries each waiting profile's service note; the CLI shows
+    it right after the upload instead of leaving a CI job to wait in silence."""
+    note = (
+        "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. "
+        "Start a worker on such a machine with `python manage.py run_worker --queues arm64`."
+    )
+    readiness = [
+        {"profile": "arm-cpu-mnn", "status": "processing", "reason": "", "step": None, "service_note": note},
+        {"profile": "x86-cpu", "status": "processing", "reason": "", "step": None, "service_note": ""},
+    ]
+    api.add("POST", UPLOAD, (201, version_in("processing", profile_readiness=readiness)))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07")
+    result = cli("push", str(model), "--model", "scorer", "--team", "vision", "--profile", "arm-cpu-mnn,x86-cpu")
+    assert result.code == 0, result.err
+    assert f"Warning: arm-cpu-mnn: {note}\n" in result.err
+    assert "Warning: x86-cpu" not in result.err
