@@ -5,7 +5,7 @@ from apps.runtimes.models import HardwareProfile, Worker
 
 @admin.register(HardwareProfile)
 class HardwareProfileAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "device_kind", "backends", "precisions", "queue", "enabled")
+    list_display = ("slug", "name", "device_kind", "backends", "precisions", "queue", "requirements", "enabled")
     list_filter = ("device_kind", "enabled")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -34,6 +35,15 @@ class HardwareProfile(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        """Requirements a machine can be checked against, normalised ("arm64" -> "aarch64")."""
+        from workers.engine.hardware import check_requirements
+
+        try:
+            self.requirements = check_requirements(self.requirements)
+        except ValueError as exc:
+            raise ValidationError({"requirements": str(exc)}) from None
 
 
 class Worker(models.Model):

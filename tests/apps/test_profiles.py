@@ -107,3 +107,16 @@ def test_figures_measured_on_hardware_the_profile_does_not_name_are_marked(perso
     (x86,) = client_for(personas.viewer).get(f"/api/v1/versions/{fine.pk}/").json()["profile_readiness"]
     assert x86["hardware_note"] == ""
     assert "measured_on_other_hardware" not in collect_evidence(fine)["profiles"]["x86-cpu"]
+
+
+def test_requirements_an_admin_writes_are_checked_and_normalised(db):
+    from django.core.exceptions import ValidationError
+
+    profile = HardwareProfile.objects.get(slug="arm-cpu-mnn")
+    profile.requirements = {"arch": "arm64", "cpu_features": ["ASIMDDP"]}
+    profile.full_clean()
+    assert profile.requirements == {"arch": ["aarch64"], "cpu_features": ["asimddp"]}
+    profile.requirements = {"os": "android"}
+    with pytest.raises(ValidationError) as refused:
+        profile.full_clean()
+    assert "Unknown requirement os" in str(refused.value.message_dict["requirements"])
