@@ -168,3 +168,14 @@ def test_domain_errors_know_nothing_of_the_web_framework() -> None:
     tasks = APPS.parent / "workers" / "tasks"
     for path in sorted(tasks.rglob("*.py")):
         assert "apps.core.api" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_api_views_scope_rows_to_the_users_teams_in_one_place() -> None:
+    """Rows of teams reach API views through apps/accounts/api/scoping.py (a row of another
+    team is a 404 there), never through a filter each view writes by hand."""
+    by_hand = sorted(
+        str(path.relative_to(APPS.parent))
+        for path in APPS.glob("*/api/*.py")
+        if "__in=visible_teams(" in path.read_text(encoding="utf-8")
+    )
+    assert by_hand == []

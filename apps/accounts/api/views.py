@@ -13,9 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts import services
+from apps.accounts.api.scoping import team_named
 from apps.accounts.models import ApiToken, Membership, Role, Team
 from apps.accounts.permissions import SCOPES, not_found
-from apps.accounts.scoping import role_in, visible_teams
+from apps.accounts.scoping import role_in
 from apps.core.api.errors import ApiError
 from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
 
@@ -25,10 +26,7 @@ def _user(request: Request) -> Any:
 
 
 def team_for(request: Request, slug: str) -> Team:
-    team = visible_teams(request.user).filter(slug=slug).first()
-    if team is None:
-        raise not_found()
-    return team
+    return team_named(request.user, slug)
 
 
 class TeamDetailSerializer(serializers.ModelSerializer):

@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.permissions import Action, can, not_found
-from apps.accounts.scoping import visible_teams
+from apps.accounts.api.scoping import in_teams_of, one_in_teams_of
+from apps.accounts.permissions import Action, can
 from apps.approvals import services
 from apps.approvals.models import Decision, Policy, PolicyKind
 from apps.core.api.schema import query
@@ -24,14 +24,8 @@ from apps.registry.models import ModelVersion, RegisteredModel
 
 def version_for(request: Request, pk: int) -> ModelVersion:
     """A version of one of the user's teams; 404 otherwise."""
-    version = (
-        ModelVersion.objects.filter(model__team__in=visible_teams(request.user), pk=pk)
-        .select_related("model__team", "created_by")
-        .first()
-    )
-    if version is None:
-        raise not_found()
-    return version
+    versions = ModelVersion.objects.select_related("model__team", "created_by")
+    return one_in_teams_of(request.user, versions, "model__team", pk=pk)
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -235,9 +229,7 @@ class DecisionDetail(generics.RetrieveAPIView):
     serializer_class = DecisionDetailSerializer
 
     def get_queryset(self) -> QuerySet[Decision]:
-        return Decision.objects.filter(version__model__team__in=visible_teams(self.request.user)).select_related(
-            "actor"
-        )
+        return in_teams_of(self.request.user, Decision.objects.select_related("actor"), "version__model__team")
 
 
 # ---- policies ----------------------------------------------------------------------------
@@ -291,7 +283,7 @@ class PolicyUpdate(serializers.Serializer):
 
 
 def _policies_for(user: Any) -> QuerySet[Policy]:
-    return Policy.objects.filter(team__in=visible_teams(user)).select_related("team", "model", "profile", "created_by")
+    return in_teams_of(user, Policy.objects.select_related("team", "model", "profile", "created_by"), "team")
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("model", "Model slug")]))

@@ -13,8 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.scoping import in_teams_of, one_in_teams_of
 from apps.accounts.models import Role, Team
-from apps.accounts.permissions import Action, not_found, require
+from apps.accounts.permissions import Action, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.core.api.filters import integer_filter
@@ -36,30 +37,24 @@ DEPLOY_WRITES = {"POST": "deploy"}
 
 
 def _targets(user: Any) -> QuerySet[ServingTarget]:
-    return ServingTarget.objects.filter(team__in=visible_teams(user)).select_related(
-        "team", "profile", "created_by", "allow_private_by"
-    )
+    rows = ServingTarget.objects.select_related("team", "profile", "created_by", "allow_private_by")
+    return in_teams_of(user, rows, "team")
 
 
 def target_for(request: Request, pk: int) -> ServingTarget:
     """A target of one of the user's teams; 404 otherwise."""
-    target = _targets(request.user).filter(pk=pk).first()
-    if target is None:
-        raise not_found()
-    return target
+    return one_in_teams_of(request.user, _targets(request.user), "team", pk=pk)
 
 
 def _deployments(user: Any) -> QuerySet[Deployment]:
-    return Deployment.objects.filter(target__team__in=visible_teams(user)).select_related(
+    rows = Deployment.objects.select_related(
         "target__team", "version", "model", "profile", "requested_by", "undeploy_requested_by"
     )
+    return in_teams_of(user, rows, "target__team")
 
 
 def deployment_for(request: Request, pk: int) -> Deployment:
-    deployment = _deployments(request.user).filter(pk=pk).first()
-    if deployment is None:
-        raise not_found()
-    return deployment
+    return one_in_teams_of(request.user, _deployments(request.user), "target__team", pk=pk)
 
 
 def _team_for_new_target(request: Request, slug: str) -> Team:
@@ -191,13 +186,8 @@ class DeploymentListCreate(generics.ListAPIView):
         form = DeployInput(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        version = (
-            ModelVersion.objects.filter(model__team__in=visible_teams(request.user), pk=data["version"])
-            .select_related("model__team", "created_by")
-            .first()
-        )
-        if version is None:
-            raise not_found()
+        versions = ModelVersion.objects.select_related("model__team", "created_by")
+        version = one_in_teams_of(request.user, versions, "model__team", pk=data["version"])
         require(request.user, version.model.team, Action.DEPLOY)
         target = (
             ServingTarget.objects.filter(team=version.model.team, slug=data["target"])

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.scoping import in_teams_of
 from apps.accounts.models import Membership, Role
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
@@ -53,11 +54,10 @@ class TeamList(generics.ListAPIView):
 
 def _models_for(user: Any) -> QuerySet[RegisteredModel]:
     newest_first = ModelVersion.objects.select_related("model", "model__team", "created_by").order_by("-number")
-    return (
-        RegisteredModel.objects.filter(team__in=visible_teams(user))
-        .select_related("team", "created_by")
-        .prefetch_related(Prefetch("versions", queryset=newest_first))
+    rows = RegisteredModel.objects.select_related("team", "created_by").prefetch_related(
+        Prefetch("versions", queryset=newest_first)
     )
+    return in_teams_of(user, rows, "team")
 
 
 def _model_by_slug(request: Request, slug: str) -> RegisteredModel | None:
@@ -189,11 +189,8 @@ def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
     runs = PipelineRun.objects.order_by("-id").prefetch_related(
         Prefetch("jobs", queryset=Job.objects.select_related("profile").order_by("sequence"))
     )
-    return (
-        ModelVersion.objects.filter(model__team__in=visible_teams(user))
-        .select_related("model", "model__team", "created_by", "source_artifact")
-        .prefetch_related(Prefetch("runs", queryset=runs), "artifacts")
-    )
+    rows = ModelVersion.objects.select_related("model", "model__team", "created_by", "source_artifact")
+    return in_teams_of(user, rows.prefetch_related(Prefetch("runs", queryset=runs), "artifacts"), "model__team")
 
 
 @extend_schema_view(
@@ -215,9 +212,8 @@ class VersionList(generics.ListAPIView):
     ordering_fields = ["id", "created_at", "number", "status_changed_at"]
 
     def get_queryset(self) -> QuerySet:
-        qs = ModelVersion.objects.filter(model__team__in=visible_teams(self.request.user)).select_related(
-            "model", "model__team", "created_by"
-        )
+        rows = ModelVersion.objects.select_related("model", "model__team", "created_by")
+        qs = in_teams_of(self.request.user, rows, "model__team")
         params = self.request.query_params
         if team := params.get("team"):
             qs = qs.filter(model__team__slug=team)
@@ -249,4 +245,4 @@ class JobDetail(generics.RetrieveAPIView):
     serializer_class = JobDetailSerializer
 
     def get_queryset(self) -> QuerySet:
-        return Job.objects.filter(run__version__model__team__in=visible_teams(self.request.user))
+        return in_teams_of(self.request.user, Job.objects.all(), "run__version__model__team")

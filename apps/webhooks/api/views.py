@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.scoping import one_in_teams_of
 from apps.accounts.models import Role, Team
 from apps.accounts.permissions import Action, not_found, require
 from apps.accounts.scoping import visible_teams
@@ -39,9 +40,7 @@ def _webhooks() -> QuerySet[Webhook]:
 
 def webhook_for(request: Request, pk: int) -> Webhook:
     """A webhook of one of the user's teams (404 otherwise) that the user may manage (403)."""
-    hook = _webhooks().filter(team__in=visible_teams(request.user), pk=pk).first()
-    if hook is None:
-        raise not_found()
+    hook = one_in_teams_of(request.user, _webhooks(), "team", pk=pk)
     services.check_can_read(request.user, hook)
     return hook
 
