@@ -83,6 +83,22 @@ def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(per
     assert arm["served_by"] == ["arm@pi"] and arm["service_note"] == ""
 
 
+def test_each_profile_says_how_many_steps_wait_for_it_and_run_on_it(personas, broker):
+    from apps.jobs import services as jobs
+    from apps.jobs.models import Job, JobKind
+    from tests.factories import ModelVersionFactory
+
+    arm = HardwareProfile.objects.get(slug="arm-cpu-mnn")
+    for _ in range(2):
+        version = ModelVersionFactory(model__team=personas.team)
+        jobs.start_pipeline(version, version.created_by, steps=[jobs.PlannedStep(JobKind.VALIDATE, arm.queue, arm)])
+    first = Job.objects.filter(profile=arm).order_by("pk").first()
+    jobs.claim(first.pk, "arm@pi", "t")
+    by_slug = {p["slug"]: p for p in client_for(personas.viewer).get("/api/v1/profiles/").json()}
+    assert (by_slug["arm-cpu-mnn"]["queued"], by_slug["arm-cpu-mnn"]["running"]) == (1, 1)
+    assert (by_slug["x86-cpu"]["queued"], by_slug["x86-cpu"]["running"]) == (0, 0)
+
+
 def test_figures_measured_on_hardware_the_profile_does_not_name_are_marked(personas):
     """Issue 18: a version measured for arm-cpu-mnn by an x86 worker (as releases before hardware
     requirements did) says so in its readiness and in the evidence a review binds to, so an

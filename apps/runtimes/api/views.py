@@ -1,8 +1,11 @@
 """Hardware profiles are shared reference data: every signed-in user can list them."""
 
-from django.db.models import QuerySet
+from typing import Any, cast
+
+from django.db.models import Count, QuerySet
 from rest_framework import generics, serializers
 
+from apps.jobs.models import Job, JobStatus
 from apps.runtimes.models import HardwareProfile, Worker
 from apps.runtimes.services import Service, answer_services, worker_status
 from workers.engine.hardware import describe_requirements
@@ -17,6 +20,8 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
         help_text="Why work for it would wait (nothing that meets it is connected) and how to connect one; "
         "empty when served."
     )
+    queued = serializers.SerializerMethodField(help_text="Steps of all teams waiting for this profile's machines.")
+    running = serializers.SerializerMethodField(help_text="Steps of all teams running on this profile's machines now.")
 
     class Meta:
         model = HardwareProfile
@@ -32,6 +37,8 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
             "needs",
             "served_by",
             "service_note",
+            "queued",
+            "running",
             "options",
             "enabled",
         ]
@@ -47,6 +54,23 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
 
     def get_service_note(self, profile: HardwareProfile) -> str:
         return self._service(profile).note()
+
+    def _depth(self, profile: HardwareProfile) -> dict[str, int]:
+        context = cast(dict[str, Any], self.context)
+        if "queue_depth" not in context:
+            active = Job.objects.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING), profile__isnull=False)
+            counts: dict[str, dict[str, int]] = {}
+            for row in active.values("profile__slug", "status").annotate(n=Count("id")):
+                counts.setdefault(row["profile__slug"], {})[row["status"]] = row["n"]
+            context["queue_depth"] = counts
+        depth: dict[str, int] = context["queue_depth"].get(profile.slug, {})
+        return depth
+
+    def get_queued(self, profile: HardwareProfile) -> int:
+        return self._depth(profile).get(JobStatus.QUEUED, 0)
+
+    def get_running(self, profile: HardwareProfile) -> int:
+        return self._depth(profile).get(JobStatus.RUNNING, 0)
 
 
 class HardwareProfileList(generics.ListAPIView):

@@ -1136,6 +1136,10 @@ export interface components {
             readonly served_by: string[];
             /** @description Why work for it would wait (nothing that meets it is connected) and how to connect one; empty when served. */
             readonly service_note: string;
+            /** @description Steps of all teams waiting for this profile's machines. */
+            readonly queued: number;
+            /** @description Steps of all teams running on this profile's machines now. */
+            readonly running: number;
             /** @description Defaults such as batch sizes and tolerances. */
             options?: unknown;
             enabled?: boolean;

@@ -15,6 +15,7 @@ export function ProfileService({ profiles }: { profiles: readonly HardwareProfil
             <th scope="col">Profile</th>
             <th scope="col">Needs</th>
             <th scope="col">Served by</th>
+            <th scope="col">Steps</th>
           </tr>
         </thead>
         <tbody>
@@ -32,6 +33,9 @@ export function ProfileService({ profiles }: { profiles: readonly HardwareProfil
                     {p.service_note}
                   </span>
                 )}
+              </td>
+              <td className="small">
+                {p.running} running · {p.queued} waiting
               </td>
             </tr>
           ))}
