@@ -172,10 +172,12 @@ def web_argv(host: str, port: int) -> list[str]:
 
 
 def worker_argv(data_dir: Path) -> list[str]:
-    # run_worker adds an import queue for each framework installed here (PyTorch, TensorFlow, ...);
+    # run_worker takes the queues of the hardware profiles this machine meets (x86-cpu's on an
+    # x86_64 machine, arm-cpu-mnn's on an aarch64 one, the GPU profile's where nvidia-smi shows
+    # a GPU) and an import queue for each framework installed here (PyTorch, TensorFlow, ...);
     # -B runs beat in the worker, for the reconciler that re-queues the steps of a dead worker.
     return [
-        sys.executable, str(REPO_DIR / "manage.py"), "run_worker", "--queues", "cpu,default", "--",
+        sys.executable, str(REPO_DIR / "manage.py"), "run_worker", "--",
         "-B", "--concurrency=2", "--loglevel=INFO", "--pidfile=", f"--schedule={data_dir / 'celerybeat-schedule'}",
     ]  # fmt: skip
 
