@@ -84,7 +84,7 @@ def report_failure(version: dict[str, Any], err: TextIO) -> None:
 
 
 def report_waiting_profiles(version: dict[str, Any], err: TextIO) -> None:
-    """Say at once which chosen profiles nothing serves (no live worker or device meets their
+    """Say at once which chosen profiles nothing serves (no live worker meets their
     hardware), so their steps wait, and how to connect one (the server's `service_note`)."""
     for entry in version.get("profile_readiness") or []:
         if entry.get("service_note"):

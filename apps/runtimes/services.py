@@ -92,7 +92,7 @@ class Service:
         if self.served:
             return ""
         note = (
-            f"No worker or device serves {self.profile}, which needs {self.requirements}: its steps wait "
+            f"No worker serves {self.profile}, which needs {self.requirements}: its steps wait "
             f"until one connects. Start a worker on such a machine with "
             f"`python manage.py run_worker --queues {self.queue}`."
         )
@@ -143,7 +143,7 @@ def wrong_hardware(profile: HardwareProfile, hosts: Iterable[str]) -> str:
             return (
                 f"Measured on {worker.name} ({machine}), which is not the hardware {profile.slug} names ({needs}): "
                 f"{'; '.join(unmet)}. Its op support, parity and timings are not that hardware's; re-run the "
-                "pipeline once a worker or device that meets the profile serves it."
+                "pipeline once a worker that meets the profile serves it."
             )
     return ""
 
@@ -155,17 +155,6 @@ def answer_services(context: Any) -> dict[str, Service]:
         context["profile_services"] = profile_services(list(HardwareProfile.objects.all()))
     services: dict[str, Service] = context["profile_services"]
     return services
-
-
-def service_note(profile: HardwareProfile, services: dict[str, Service] | None = None) -> str:
-    """Why `profile`'s work waits (no live worker or device that meets it), or "" when something serves it."""
-    service = (services or profile_services([profile])).get(profile.slug)
-    return service.note() if service is not None else ""
-
-
-def queues_served(queue: str) -> bool:
-    """Whether any live worker consumes this queue (used to tell users why a job waits)."""
-    return queue in live_queues()
 
 
 def no_worker_note(queue: str, running: bool) -> str:

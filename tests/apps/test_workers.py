@@ -49,7 +49,7 @@ def test_heartbeat_brings_a_stale_worker_back(settings):
     assert services.worker_status(Worker.objects.get()) == "stale"
     assert services.heartbeat("cpu@box-1")
     assert services.worker_status(Worker.objects.get()) == "online"
-    assert services.queues_served("cpu") and not services.queues_served("gpu")
+    assert "cpu" in services.live_queues() and "gpu" not in services.live_queues()
 
 
 def test_workers_need_authentication(db):

@@ -334,7 +334,7 @@ def test_push_says_at_once_which_chosen_profile_nothing_serves(api: FakeApi, cli
     """Issue 18: the upload's answer carries each waiting profile's service note; the CLI shows
     it right after the upload instead of leaving a CI job to wait in silence."""
     note = (
-        "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. "
+        "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. "
         "Start a worker on such a machine with `python manage.py run_worker --queues arm64`."
     )
     readiness = [

@@ -128,7 +128,7 @@ class ProfileReadinessSerializer(serializers.Serializer):
         "probe): what it was, and that the figures are not the profile's hardware's; empty otherwise."
     )
     service_note = serializers.CharField(
-        help_text="While processing: why the profile's steps wait (no live worker or device meets its hardware "
+        help_text="While processing: why the profile's steps wait (no live worker meets its hardware "
         "requirements), and how to connect one; empty when something serves it."
     )
 

@@ -14,7 +14,7 @@ from workers.engine.hardware import describe_requirements
 class HardwareProfileSerializer(serializers.ModelSerializer):
     needs = serializers.SerializerMethodField(help_text='The requirements in words, e.g. "an aarch64 CPU".')
     served_by = serializers.SerializerMethodField(
-        help_text="The live workers and devices that measure for it now: they take its queue and meet its requirements."
+        help_text="The live workers that measure for it now: they take its queue and meet its requirements."
     )
     service_note = serializers.SerializerMethodField(
         help_text="Why work for it would wait (nothing that meets it is connected) and how to connect one; "

@@ -1132,7 +1132,7 @@ export interface components {
             requirements?: unknown;
             /** @description The requirements in words, e.g. "an aarch64 CPU". */
             readonly needs: string;
-            /** @description The live workers and devices that measure for it now: they take its queue and meet its requirements. */
+            /** @description The live workers that measure for it now: they take its queue and meet its requirements. */
             readonly served_by: string[];
             /** @description Why work for it would wait (nothing that meets it is connected) and how to connect one; empty when served. */
             readonly service_note: string;
@@ -1460,7 +1460,7 @@ export interface components {
             step: string | null;
             /** @description When a worker that ran the profile's steps does not meet its hardware requirements (by its own probe): what it was, and that the figures are not the profile's hardware's; empty otherwise. */
             hardware_note: string;
-            /** @description While processing: why the profile's steps wait (no live worker or device meets its hardware requirements), and how to connect one; empty when something serves it. */
+            /** @description While processing: why the profile's steps wait (no live worker meets its hardware requirements), and how to connect one; empty when something serves it. */
             service_note: string;
         };
         /**

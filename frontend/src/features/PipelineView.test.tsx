@@ -38,7 +38,7 @@ describe("PipelineView", () => {
 
   it("says above the steps which chosen profile nothing serves, and how to connect one", () => {
     const note =
-      "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. " +
+      "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. " +
       "Start a worker on such a machine with `python manage.py run_worker --queues arm64`.";
     const readiness = [
       {

@@ -4,7 +4,7 @@ import type { HardwareProfile } from "../api/types";
 import { ProfileService } from "./ProfileService";
 
 const note =
-  "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. " +
+  "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects. " +
   "Start a worker on such a machine with `python manage.py run_worker --queues arm64`.";
 const profiles = [
   {

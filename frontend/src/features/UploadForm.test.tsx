@@ -39,7 +39,7 @@ const profiles = [
     needs: "an aarch64 CPU",
     served_by: [],
     service_note:
-      "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects.",
+      "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects.",
   },
 ] as unknown as HardwareProfile[];
 const teams = [
@@ -74,9 +74,9 @@ describe("UploadForm", () => {
     render(<UploadForm teams={teams} profiles={profiles} models={[]} upload={upload} onUploaded={vi.fn()} />);
     const arm = screen.getByRole("checkbox", { name: /ARM CPU/ });
     expect(arm.closest("label")!.textContent).toContain("nothing serves it yet");
-    expect(screen.queryByText(/No worker or device serves/)).toBeNull();
+    expect(screen.queryByText(/No worker serves/)).toBeNull();
     await user.click(arm);
-    expect(screen.getByText(/No worker or device serves arm-cpu-mnn/).getAttribute("role")).toBe("status");
+    expect(screen.getByText(/No worker serves arm-cpu-mnn/).getAttribute("role")).toBe("status");
   });
 
   it("says what is missing instead of sending", async () => {
