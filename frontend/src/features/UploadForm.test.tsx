@@ -38,8 +38,7 @@ const profiles = [
     enabled: true,
     needs: "an aarch64 CPU",
     served_by: [],
-    service_note:
-      "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects.",
+    service_note: "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects.",
   },
 ] as unknown as HardwareProfile[];
 const teams = [
