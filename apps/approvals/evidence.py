@@ -11,15 +11,13 @@ import hashlib
 import json
 from typing import Any
 
-from django.db.models import Q
 from rest_framework import status
 
 from apps.core.api.errors import ApiError
 from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
-from apps.runtimes.models import Worker
-from apps.runtimes.services import wrong_hardware
+from apps.runtimes.services import worker_by_host, wrong_hardware
 
 _PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
 
@@ -65,9 +63,7 @@ def _worst_parity(parity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker_summary(host: str) -> dict[str, Any] | None:
-    # jobs record the worker's node name ("cpu@host"); older ones only its host
-    workers = Worker.objects.filter(Q(name=host) | Q(host=host)) if host else Worker.objects.none()
-    worker = workers.order_by("-last_heartbeat_at").first()
+    worker = worker_by_host(host)
     if worker is None:
         return None
     return {

@@ -122,8 +122,9 @@ def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str,
     return found
 
 
-def _worker_by_host(host: str) -> Worker | None:
-    # Jobs record the worker's node name ("cpu@host"); older ones only its host.
+def worker_by_host(host: str) -> Worker | None:
+    """The registered worker a job's `worker_host` names (the newest by heartbeat), or None.
+    Jobs record the worker's node name ("cpu@host"); older ones only its host."""
     workers = Worker.objects.filter(Q(name=host) | Q(host=host)) if host else Worker.objects.none()
     return workers.order_by("-last_heartbeat_at").first()
 
@@ -133,7 +134,7 @@ def wrong_hardware(profile: HardwareProfile, hosts: Iterable[str]) -> str:
     does not meet the profile's requirements by its own probe; empty otherwise, and for workers
     no longer registered (nothing to judge them by)."""
     for host in sorted({host for host in hosts if host}):
-        worker = _worker_by_host(host)
+        worker = worker_by_host(host)
         if worker is None:
             continue
         unmet = unmet_requirements(profile.requirements, worker_facts(worker))
