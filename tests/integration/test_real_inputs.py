@@ -62,7 +62,9 @@ def _ready_with_a_recommendation(body: dict[str, Any]) -> dict[str, Any]:
     assert body["status"] == VersionStatus.READY, body["latest_run"]
     assert [job["kind"] for job in body["latest_run"]["jobs"]] == STEPS
     assert [job["status"] for job in body["latest_run"]["jobs"]] == ["succeeded"] * len(STEPS)
-    assert body["profile_readiness"] == [{"profile": PROFILE, "status": "ready", "reason": "", "step": None}]
+    assert body["profile_readiness"] == [
+        {"profile": PROFILE, "status": "ready", "reason": "", "step": None, "service_note": "", "hardware_note": ""}
+    ]
     version = ModelVersion.objects.get(pk=body["id"])
     assert version.validation is None and version.calibration is None, "no side files were uploaded"
     reports = body["reports"]

@@ -91,7 +91,12 @@ class ServingSettings:
 
 
 def points_from(items: Iterable[Any]) -> list[SweepPoint]:
-    """Sweep points from `PointResult`s or stored JSON; points without numbers (failed) are left out."""
+    """Sweep points from `PointResult`s or stored JSON; points without numbers (failed) are left out.
+
+    A point measured with too few samples for a p99 (the benchmark then stores None, with a
+    note) keeps its place in the sweep: its slowest request stands in for the p99, which can
+    only overstate it. Leaving such points out made the largest batches vanish whenever a busy
+    machine timed fewer requests, and the server was configured never to batch."""
     points = []
     for item in items:
         if _field(item, "error"):
@@ -100,7 +105,7 @@ def points_from(items: Iterable[Any]) -> list[SweepPoint]:
             _field(item, "batch_size", "batch"),
             _field(item, "concurrency"),
             _field(item, "p50_ms", "p50"),
-            _field(item, "p99_ms", "p99"),
+            _field(item, "p99_ms", "p99", "max_ms"),
             _field(item, "throughput"),
         )
         if any(not isinstance(value, int | float) or not math.isfinite(value) for value in values):
