@@ -110,14 +110,12 @@ def start_pipeline(version: ModelVersion, user: Any, steps: list[PlannedStep] | 
                 queue=step.queue,
                 profile=step.profile,
                 max_attempts=settings.JOB_MAX_ATTEMPTS,
-                status=JobStatus.QUEUED if index == 0 else JobStatus.PENDING,
-                enqueued_at=timezone.now() if index == 0 else None,
+                status=JobStatus.PENDING,
             )
             for index, step in enumerate(steps)
         ]
         Job.objects.bulk_create(jobs)
-        first = Job.objects.get(run=run, sequence=0)
-        _enqueue_on_commit(first)
+        _queue(_runnable_first(run.pk))
     return run
 
 
@@ -230,17 +228,51 @@ def complete(job: Job, outcome: StepOutcome) -> bool:
             result=outcome.result,
             log=log,
         )
-        _advance(locked.run_id)
+        _advance(locked.run_id, locked)
     return True
 
 
-def _advance(run_id: int) -> None:
-    nxt = Job.objects.filter(run_id=run_id, status=JobStatus.PENDING).order_by("sequence").first()
-    if nxt is not None:
-        Job.objects.filter(pk=nxt.pk).update(status=JobStatus.QUEUED, enqueued_at=timezone.now())
-        _enqueue_on_commit(nxt)
+def _runnable_first(run_id: int) -> list[Job]:
+    """What runs first in a run: its next version step (import, inspect) while one is left,
+    then the next step of every hardware profile at once."""
+    pending = Job.objects.filter(run_id=run_id, status=JobStatus.PENDING).order_by("sequence")
+    version_step = pending.filter(profile__isnull=True).first()
+    if version_step is not None:
+        return [version_step]
+    firsts: dict[int, Job] = {}
+    for job in pending:
+        firsts.setdefault(job.profile_id, job)  # type: ignore[arg-type]  # profile steps only here
+    return list(firsts.values())
+
+
+def _queue(jobs: list[Job]) -> None:
+    now = timezone.now()
+    for job in jobs:
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, enqueued_at=now)
+        job.status, job.enqueued_at = JobStatus.QUEUED, now
+        _enqueue_on_commit(job)
+
+
+def _advance(run_id: int, finished: Job) -> None:
+    """Queue what may run now that `finished` is done, or finish the run when nothing is left.
+
+    The version's steps run one after another; after the last of them every hardware profile's
+    steps start, each profile's in order, the profiles side by side. So a profile that nothing
+    serves (no worker with its hardware) holds up its own steps only, never another profile's
+    numbers. The run row is locked first: two profiles finishing at once must not both see the
+    other still running, or the run would never finish."""
+    PipelineRun.objects.select_for_update().filter(pk=run_id).first()
+    if finished.profile_id is None:
+        following = _runnable_first(run_id)
+    else:
+        pending = Job.objects.filter(run_id=run_id, profile_id=finished.profile_id, status=JobStatus.PENDING)
+        nxt = pending.order_by("sequence").first()
+        following = [nxt] if nxt is not None else []
+    if following:
+        _queue(following)
         return
-    _finish_run(run_id)
+    if not Job.objects.filter(run_id=run_id).exclude(status__in=FINISHED_JOB_STATUSES).exists():
+        _finish_run(run_id)
 
 
 def _finish_run(run_id: int) -> None:
@@ -305,7 +337,7 @@ def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "
                 error=f"Not run: the {step} step of this profile failed.",
                 error_code="profile_failed",
             )
-            _advance(locked.run_id)
+            _advance(locked.run_id, locked)
             return True
         Job.objects.filter(run_id=locked.run_id, status=JobStatus.PENDING).update(
             status=JobStatus.CANCELLED,

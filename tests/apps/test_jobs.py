@@ -241,3 +241,35 @@ def test_a_worker_never_runs_a_step_for_hardware_its_probe_lacks(sent, monkeypat
         other, other.created_by, steps=[services.PlannedStep(JobKind.VALIDATE, x86_profile.queue, x86_profile)]
     )
     assert pipeline.run_job(run.jobs.get().pk) == "succeeded" and len(ran) == 1
+
+
+def test_profiles_run_side_by_side_so_one_nothing_serves_holds_up_only_itself(sent, django_capture_on_commit_callbacks):
+    """Issue 18: with arm-cpu-mnn bound to aarch64 machines, an upload for it and x86-cpu must
+    not leave x86-cpu's steps waiting behind ARM steps no worker here will take."""
+    from apps.runtimes.models import HardwareProfile
+
+    arm, x86 = HardwareProfile.objects.get(slug="arm-cpu-mnn"), HardwareProfile.objects.get(slug="x86-cpu")
+    version = ModelVersionFactory()
+    version.profiles.set([arm, x86])
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.start_pipeline(version, version.created_by)
+    inspect = run.jobs.get(kind=JobKind.INSPECT)
+    assert sent == [(inspect.pk, "cpu")]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.complete(services.claim(inspect.pk, "h", "t"), services.StepOutcome(result={}))
+    queued = {(job.profile.slug, job.kind) for job in run.jobs.filter(status=JobStatus.QUEUED)}
+    assert queued == {("arm-cpu-mnn", JobKind.VALIDATE), ("x86-cpu", JobKind.VALIDATE)}
+    assert sent[-2:] == [(j.pk, j.queue) for j in run.jobs.filter(status=JobStatus.QUEUED).order_by("sequence")]
+    # x86-cpu goes through all its steps while arm-cpu-mnn's first step still waits
+    for job in run.jobs.filter(profile=x86).order_by("sequence"):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.complete(services.claim(job.pk, "h", f"t{job.pk}"), services.StepOutcome(result={}))
+    assert set(run.jobs.filter(profile=x86).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert run.jobs.get(profile=arm, kind=JobKind.VALIDATE).status == JobStatus.QUEUED
+    assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.RUNNING  # not finished while ARM waits
+    # once the ARM profile's steps are done too, the run finishes
+    for job in run.jobs.filter(profile=arm).order_by("sequence"):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.complete(services.claim(job.pk, "h", f"t{job.pk}"), services.StepOutcome(result={}))
+    finished = PipelineRun.objects.get(pk=run.pk)
+    assert finished.status != RunStatus.RUNNING and finished.finished_at is not None
