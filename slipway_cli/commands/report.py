@@ -84,6 +84,10 @@ def render(version: Mapping[str, Any], review: Mapping[str, Any] | None, why_no_
         if state.get("status") == "failed":
             # Before the tables: the first thing to read about a profile with no numbers is why.
             section.insert(1, f"  NO MEASURED EVIDENCE: {state.get('reason') or 'no reason given'}")
+        if state.get("service_note"):
+            section.insert(1, f"  WAITING FOR HARDWARE: {state['service_note']}")
+        if state.get("hardware_note"):
+            section.insert(1, f"  MEASURED ON OTHER HARDWARE: {state['hardware_note']}")
         lines.extend(section)
         lines.extend(_previous_lines(version.get("previous_approved"), profile))
     lines.append("")

@@ -76,3 +76,21 @@ def test_push_wait_exits_0_when_every_profile_was_measured(api: FakeApi, cli, tm
     result = cli("push", str(model), "--model", "scorer", "--wait", "--timeout", "10")
     assert result.code == 0, result.err
     assert "no measured evidence" not in result.err
+
+
+def test_the_report_says_which_profile_waits_for_hardware_and_which_was_measured_elsewhere(api: FakeApi, cli):
+    waiting = "No worker serves arm-cpu, which needs an aarch64 CPU: its steps wait until one connects."
+    elsewhere = "Measured on cpu@box (x86_64, AMD EPYC), which is not the hardware x86-gpu names (an NVIDIA GPU)."
+    readiness = [
+        {"profile": "arm-cpu", "status": "processing", "reason": "", "step": None, "service_note": waiting},
+        {"profile": "x86-cpu", "status": "ready", "reason": "", "step": None, "hardware_note": elsewhere},
+    ]
+    jobs = [job("validate", "queued", profile="arm-cpu"), job("benchmark", "succeeded", profile="x86-cpu")]
+    api.add("GET", VERSION, (200, version_in("processing", jobs, profile_readiness=readiness)))
+    api.add("GET", "/api/v1/versions/17/review/", (409, {"code": "no_evidence", "message": "not yet"}))
+    result = cli("report", "17")
+    assert result.code == 0, result.err
+    arm = result.out.split("Profile arm-cpu", 1)[1].split("Profile x86-cpu", 1)[0]
+    assert arm.splitlines()[1] == f"  WAITING FOR HARDWARE: {waiting}"
+    x86 = result.out.split("Profile x86-cpu", 1)[1]
+    assert x86.splitlines()[1] == f"  MEASURED ON OTHER HARDWARE: {elsewhere}"
