@@ -12,6 +12,9 @@ from typing import Any
 
 from apps.jobs.models import Job, JobStatus, PipelineRun
 
+# The error code of the steps of a profile someone stopped waiting for (services.drop_profile).
+DROPPED = "profile_dropped"
+
 
 class ProfileStatus:
     """A profile's readiness within a run (ProfileOutcome.status)."""
@@ -61,7 +64,9 @@ def profile_outcomes(run: PipelineRun, jobs: list[Job] | None = None) -> list[Pr
             reason = f"its steps did not run because the {step} step failed: {version_failure.error}"
             outcomes.append(ProfileOutcome(slug, ProfileStatus.FAILED, reason, version_failure.kind))
         elif any(j.status == JobStatus.CANCELLED for j in own):
-            outcomes.append(ProfileOutcome(slug, ProfileStatus.FAILED, "its steps were cancelled before they ran."))
+            dropped = next((j for j in own if j.error_code == DROPPED), None)
+            reason = dropped.error if dropped is not None else "its steps were cancelled before they ran."
+            outcomes.append(ProfileOutcome(slug, ProfileStatus.FAILED, reason))
         elif all(j.status == JobStatus.SUCCEEDED for j in own):
             outcomes.append(ProfileOutcome(slug, ProfileStatus.READY))
         else:

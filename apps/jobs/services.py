@@ -19,10 +19,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.accounts.permissions import Action, require
+from apps.audit import services as audit
+from apps.core.errors import Conflict, DomainError
 from apps.core.messages import Message, send_on_commit
 from apps.jobs import events
 from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
-from apps.jobs.outcomes import ProfileStatus, profile_outcomes
+from apps.jobs.outcomes import DROPPED, ProfileStatus, profile_outcomes
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, VersionStatus
 
@@ -408,3 +411,47 @@ def reconcile() -> ReconcileReport:
     if requeued or resent or failed:
         logger.info("reconciler: %d re-queued, %d re-sent, %d failed for good", requeued, resent, failed)
     return ReconcileReport(requeued_stale=requeued, resent_lost=resent, failed_exhausted=failed)
+
+
+def drop_profile(version: ModelVersion, profile: str, user: Any, comment: str = "") -> int:
+    """Stop waiting for one hardware profile in the version's latest run (team uploaders).
+
+    Its steps that have not started are cancelled, saying who dropped the profile; a step
+    already running finishes. When nothing else is left to run, the run finishes now, so the
+    profiles that were measured can be reviewed (a profile nothing serves would otherwise keep
+    the whole version waiting). Returns how many steps were dropped."""
+    require(user, version.model.team, Action.UPLOAD)
+    now = timezone.now()
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().filter(version=version).order_by("-id").first()
+        name = f"version {version.number} of {version.model.slug}"
+        if run is None or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            raise Conflict("run_finished", f"The latest pipeline run of {name} is not running: nothing waits.")
+        steps = Job.objects.filter(run=run, profile__slug=profile)
+        if not steps.exists():
+            chosen = sorted(
+                set(Job.objects.filter(run=run, profile__isnull=False).values_list("profile__slug", flat=True))
+            )
+            raise DomainError(
+                "unknown_profile",
+                f"The latest run of {name} has no {profile} profile; its profiles are: {', '.join(chosen) or 'none'}.",
+            )
+        who = user.get_username() if getattr(user, "pk", None) else "someone"
+        dropped = steps.filter(status__in=(JobStatus.PENDING, JobStatus.QUEUED)).update(
+            status=JobStatus.CANCELLED,
+            finished_at=now,
+            error=f"Not run: {who} dropped the {profile} profile from this run.",
+            error_code=DROPPED,
+        )
+        if not dropped:
+            raise Conflict(
+                "nothing_to_drop",
+                f"Every step of {profile} in {name} has already run or is running; it no longer waits.",
+            )
+        after: dict[str, Any] = {"profile": profile, "steps": dropped}
+        if comment:
+            after["comment"] = comment
+        audit.record("version.profile_dropped", version, actor=user, after=after)
+        if not Job.objects.filter(run=run).exclude(status__in=FINISHED_JOB_STATUSES).exists():
+            _finish_run(run.pk)
+    return dropped

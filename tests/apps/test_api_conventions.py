@@ -177,6 +177,7 @@ def test_a_json_body_nested_too_deep_is_a_400_on_every_create_endpoint(personas)
     client = client_for(personas.admin)
     for route, _ in _post_views():
         url = "/" + route.replace("<slug:slug>", "vision").replace("<int:pk>", "1").replace("<int:delivery_id>", "1")
+        url = url.replace("<slug:profile>", "x86-cpu")
         for body in ("[" * 100_000, "[" * 65 + "]" * 65):
             response = client.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep-1")
             assert response.status_code == 400, (url, response.content[:200])

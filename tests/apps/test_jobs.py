@@ -273,3 +273,44 @@ def test_profiles_run_side_by_side_so_one_nothing_serves_holds_up_only_itself(se
             assert services.complete(services.claim(job.pk, "h", f"t{job.pk}"), services.StepOutcome(result={}))
     finished = PipelineRun.objects.get(pk=run.pk)
     assert finished.status != RunStatus.RUNNING and finished.finished_at is not None
+
+
+def test_a_profile_nothing_serves_can_be_dropped_so_the_measured_ones_can_be_reviewed(
+    personas, sent, django_capture_on_commit_callbacks
+):
+    from apps.audit.models import AuditEvent
+    from apps.runtimes.models import HardwareProfile
+    from tests.conftest import client_for
+
+    arm, x86 = HardwareProfile.objects.get(slug="arm-cpu-mnn"), HardwareProfile.objects.get(slug="x86-cpu")
+    version = ModelVersionFactory(model__team=personas.team, created_by=personas.owner)
+    version.profiles.set([arm, x86])
+    run = services.start_pipeline(version, personas.owner)
+    url = f"/api/v1/versions/{version.pk}/profiles/arm-cpu-mnn/drop/"
+    for job in run.jobs.exclude(profile=arm).order_by("sequence"):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.complete(services.claim(job.pk, "h", f"t{job.pk}"), services.StepOutcome(result={}))
+    assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.RUNNING  # ARM's validate waits, queued
+    viewer = client_for(personas.viewer).post(url)
+    assert viewer.status_code == 403
+    dropped = client_for(personas.owner).post(url, {"comment": "no ARM board in the lab yet"}, format="json")
+    assert dropped.status_code == 200, dropped.content
+    body = dropped.json()
+    assert body["dropped_steps"] == 5 and body["run_status"] != RunStatus.RUNNING
+    arm_steps = run.jobs.filter(profile=arm)
+    assert set(arm_steps.values_list("status", flat=True)) == {JobStatus.CANCELLED}
+    assert arm_steps.first().error == "Not run: dana dropped the arm-cpu-mnn profile from this run."
+    readiness = client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/").json()["profile_readiness"]
+    arm_state = next(entry for entry in readiness if entry["profile"] == "arm-cpu-mnn")
+    assert arm_state["status"] == "failed" and arm_state["reason"].startswith("Not run: dana dropped")
+    event = AuditEvent.objects.get(action="version.profile_dropped")
+    assert event.after == {"profile": "arm-cpu-mnn", "steps": 5, "comment": "no ARM board in the lab yet"}
+    assert event.actor == "dana"
+    # nothing waits any more; an unknown profile is named
+    again = client_for(personas.owner).post(url)
+    assert again.status_code == 409 and again.json()["code"] == "run_finished"
+    other = ModelVersionFactory(model__team=personas.team, created_by=personas.owner)
+    other.profiles.set([x86])
+    services.start_pipeline(other, personas.owner)
+    unknown = client_for(personas.owner).post(f"/api/v1/versions/{other.pk}/profiles/arm-cpu-mnn/drop/")
+    assert unknown.status_code == 400 and "its profiles are: x86-cpu" in unknown.json()["message"]

@@ -94,6 +94,20 @@ def _bare_target(w: World) -> Any:
     return w.bare_target  # type: ignore[attr-defined]
 
 
+def _waiting(w: World) -> Any:
+    """A version of the team whose pipeline still waits for its x86-cpu steps (made on first use)."""
+    if getattr(w, "waiting", None) is None:
+        from apps.jobs import services as pipeline
+        from apps.runtimes.models import HardwareProfile
+        from tests.factories import ModelVersionFactory
+
+        version = ModelVersionFactory(model=w.ready.model, created_by=w.users["data_scientist"])
+        version.profiles.set([HardwareProfile.objects.get(slug="x86-cpu")])
+        pipeline.start_pipeline(version, w.users["data_scientist"])
+        w.waiting = version  # type: ignore[attr-defined]
+    return w.waiting  # type: ignore[attr-defined]
+
+
 def _live(w: World) -> Deployment:
     """A live deployment on target "matrix" that replaced an earlier one (made on first use)."""
     if getattr(w, "live", None) is None:
@@ -182,6 +196,13 @@ MATRIX: list[Row] = [
     Row("POST", "versions/<int:pk>/reject/", REVIEWERS, 201, v("ready", "reject/"), lambda w: {"comment": "no"}),
     Row("POST", "versions/<int:pk>/revoke/", REVIEWERS, 201, v("approved", "revoke/"), lambda w: {"comment": "no"}),
     Row("POST", "versions/<int:pk>/rerun/", UPLOADERS, 202, v("ready", "rerun/")),
+    Row(
+        "POST",
+        "versions/<int:pk>/profiles/<slug:profile>/drop/",
+        UPLOADERS,
+        200,
+        lambda w, r: f"/api/v1/versions/{_waiting(w).pk}/profiles/x86-cpu/drop/",
+    ),
     Row("GET", "versions/<int:pk>/decisions/", MEMBERS, 200, v("approved", "decisions/")),
     Row("GET", "decisions/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/decisions/{w.decision.pk}/"),
     Row("GET", "policies/", EVERYONE, 200, const("/api/v1/policies/?team=vision"), kind="list"),

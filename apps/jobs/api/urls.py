@@ -1,9 +1,11 @@
-"""Routes of the pipeline's results: two versions or variants compared."""
+"""Routes of the pipeline: two versions or variants compared; a waiting profile dropped from a run."""
 
 from django.urls import path
 
 from apps.jobs.api.compare import Compare
+from apps.jobs.api.views import VersionProfileDrop
 
 urlpatterns = [
     path("compare/", Compare.as_view(), name="compare"),
+    path("versions/<int:pk>/profiles/<slug:profile>/drop/", VersionProfileDrop.as_view(), name="version-profile-drop"),
 ]

@@ -558,6 +558,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/versions/{id}/profiles/{profile}/drop/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Stop waiting for one hardware profile of the version's latest run (team uploaders).
+         *
+         *     Its steps that have not started are cancelled, saying who dropped it (a running step
+         *     finishes); the run finishes once nothing else is left, so the profiles that were measured
+         *     can be reviewed. For a profile nothing serves, which would keep the version waiting.
+         */
+        post: operations["versions_profiles_drop_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/versions/{id}/reject/": {
         parameters: {
             query?: never;
@@ -1449,6 +1472,21 @@ export interface components {
             not_compared: {
                 [key: string]: string;
             };
+        };
+        ProfileDropInputRequest: {
+            /**
+             * @description Why, for the audit trail.
+             * @default
+             */
+            comment: string;
+        };
+        ProfileDropped: {
+            profile: string;
+            /** @description Steps of the profile that will not run. */
+            dropped_steps: number;
+            /** @description The run's status now: it finishes when nothing else is left. */
+            run_status: string;
+            version_status: string;
         };
         /** @description One hardware profile's readiness in the latest run (apps/jobs/outcomes.py). */
         ProfileReadiness: {
@@ -6541,6 +6579,115 @@ export interface operations {
             };
             /** @description It does not exist, or it belongs to a team you are not in. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_profiles_drop_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                profile: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ProfileDropInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProfileDropInputRequest"];
+                "multipart/form-data": components["schemas"]["ProfileDropInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProfileDropped"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -64,6 +64,23 @@ describe("PipelineView", () => {
     expect(shown!.textContent).toBe(`arm-cpu-mnn: ${note}`);
   });
 
+  it("offers to stop waiting for a profile nothing serves, where the user may", async () => {
+    const dropped: string[] = [];
+    const readiness = [
+      {
+        profile: "arm-cpu-mnn",
+        status: "processing" as const,
+        reason: "",
+        step: null,
+        service_note: "No worker serves arm-cpu-mnn.",
+        hardware_note: "",
+      },
+    ];
+    render(<PipelineView run={run([job])} readiness={readiness} onDropProfile={(p) => dropped.push(p)} />);
+    screen.getByRole("button", { name: "Stop waiting for arm-cpu-mnn" }).click();
+    expect(dropped).toEqual(["arm-cpu-mnn"]);
+  });
+
   it("marks a profile whose steps ran on hardware it does not name", () => {
     const note = "Measured on cpu@box (x86_64, AMD EPYC), which is not the hardware arm-cpu-mnn names (an aarch64 CPU)";
     const readiness = [

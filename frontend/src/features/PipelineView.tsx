@@ -95,11 +95,14 @@ export function PipelineView({
   run,
   checkedAt,
   readiness,
+  onDropProfile,
 }: {
   run: PipelineRun | null | undefined;
   checkedAt?: number | undefined;
   /** The version's profile readiness: a profile nothing serves says so above the steps. */
   readiness?: readonly ProfileReadiness[] | undefined;
+  /** Offered beside a profile nothing serves: stop waiting for it (the caller asks the server). */
+  onDropProfile?: ((profile: string) => void) | undefined;
 }) {
   const now = useNow(1000);
   if (!run) return <p className="muted">No pipeline has run for this version yet.</p>;
@@ -120,6 +123,18 @@ export function PipelineView({
         .map((r) => (
           <p key={r.profile} className="step-message text-warn" role="status">
             <strong>{r.profile}:</strong> {r.service_note}
+            {onDropProfile ? (
+              <>
+                {" "}
+                <button
+                  type="button"
+                  className="button button-quiet button-small"
+                  onClick={() => onDropProfile(r.profile)}
+                >
+                  Stop waiting for {r.profile}
+                </button>
+              </>
+            ) : null}
           </p>
         ))}
       {(readiness ?? [])

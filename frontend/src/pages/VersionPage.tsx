@@ -236,7 +236,26 @@ export function VersionPage() {
 
       <Section id="pipeline" title="Pipeline">
         {version.error ? <ErrorMessage error={version.error} title="Live updates paused" /> : null}
-        <PipelineView run={v.latest_run} checkedAt={version.checkedAt} readiness={v.profile_readiness} />
+        <PipelineView
+          run={v.latest_run}
+          checkedAt={version.checkedAt}
+          readiness={v.profile_readiness}
+          onDropProfile={
+            can(me, v.team, "upload")
+              ? async (profile) => {
+                  setRerunError(undefined);
+                  try {
+                    await post(`versions/${v.id}/profiles/${profile}/drop/`, {
+                      comment: "nothing serves this profile",
+                    });
+                    version.reload();
+                  } catch (err) {
+                    setRerunError(err instanceof ApiError ? err : undefined);
+                  }
+                }
+              : undefined
+          }
+        />
       </Section>
 
       <Section id="inspection" title="Inspection">
