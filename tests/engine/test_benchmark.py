@@ -125,6 +125,7 @@ def test_every_point_has_ordered_latencies_throughput_and_bounded_samples(quick_
     assert result.runtime_version and result.cpu_model and result.peak_rss_bytes
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_interleaved_trials_in_fresh_processes_give_every_figure_its_interval(cnn_path: Path, tmp_path: Path) -> None:
     # The same model twice under two names: the original and a "variant" measured round robin.
     twin = tmp_path / "twin.onnx"
@@ -231,6 +232,7 @@ def test_a_runtime_that_segfaults_is_crashed_and_the_caller_survives(cnn_path: P
     assert "SIGSEGV" in info.value.message and "worker itself is unaffected" in info.value.message
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_a_runtime_that_hangs_is_stopped_at_the_timeout(cnn_path: Path, fake_backends: None) -> None:
     config = replace(ONE_POINT, timeout_seconds=6)
     started = time.monotonic()

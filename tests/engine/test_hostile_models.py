@@ -221,6 +221,7 @@ def test_stopped_by_the_sandboxed_import(case: HostileCase, tmp_path: Path) -> N
 # --- valid to the checker, trouble for the runtimes ----------------------------------------------
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 @pytest.mark.parametrize("case", _params(hostile.RUNTIME))
 def test_runtime_trouble_fails_validate_parity_and_benchmark_readably(case: HostileCase, tmp_path: Path) -> None:
     path = case.make(tmp_path)
@@ -338,6 +339,7 @@ def _flip_sweep(tmp_path: Path, count: int, seed: int) -> dict[str, int]:
     return outcomes
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_bit_flipped_models_fail_readably(tmp_path: Path) -> None:
     outcomes = _flip_sweep(tmp_path, 8, seed=1)
     assert sum(outcomes.values()) == 8

@@ -193,6 +193,7 @@ def test_torchscript_cnn_is_converted_with_dynamo_and_keeps_a_dynamic_batch(file
     np.testing.assert_allclose(run_onnx(report, {"image": image}), expected, atol=1e-4)
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_torchscript_encoder_keeps_batch_and_sequence_dynamic(files, tmp_path):
     report = convert(TorchScriptImporter(), files["encoder.pt"], tmp_path, TOKENS)
 
@@ -226,6 +227,7 @@ def test_torchscript_falls_back_to_the_torchscript_exporter_when_dynamo_fails(fi
     assert all(p.passed for p in report.parity)
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_a_conversion_that_disagrees_with_pytorch_fails_with_the_numbers(files, tmp_path, monkeypatch):
     real_run = parity.run_onnx
     monkeypatch.setattr(parity, "run_onnx", lambda path, feeds: [out + 0.5 for out in real_run(path, feeds)])
@@ -308,6 +310,7 @@ def test_exported_cnn_takes_its_inputs_from_the_program(files, tmp_path):
     assert all(p.passed for p in report.parity)
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_exported_encoder_uses_the_declared_dim_names(files, tmp_path):
     report = convert(ExportedProgramImporter(), files["encoder.pt2"], tmp_path, TOKENS)
 
@@ -331,6 +334,7 @@ def test_exported_program_falls_back_to_the_torchscript_exporter(files, tmp_path
     assert all(p.passed for p in report.parity)
 
 
+@pytest.mark.slow  # seconds each: the full suite runs it, make test-fast does not
 def test_a_model_the_onnx_checker_rejects_is_not_accepted(files, tmp_path, monkeypatch):
     real_check = parity.check_onnx
     checked: list[Path] = []
