@@ -153,3 +153,12 @@ def test_mismatched_or_zero_figures_are_not_compared() -> None:
     with pytest.raises(ValueError):
         latency_change(_estimate(1.0, 0.9, 1.1), _estimate(1.0, 0.9, 1.1, "p50_ms"))
     assert latency_change(_estimate(0.0, 0.0, 0.0), _estimate(1.0, 0.9, 1.1)).verdict == "unknown"
+
+
+def test_an_interval_that_reached_zero_gives_the_widest_band_not_no_answer():
+    """Found in CI: three noisy trials of a 30-us model put CPU time's t-interval below zero,
+    and the comparison said "a measured value is zero" instead of "within noise"."""
+    noisy = _estimate(0.030, -0.010, 0.070)
+    change = latency_change(noisy, _estimate(0.025, 0.020, 0.030))
+    assert change.verdict == "no_change" and change.ratio is not None
+    assert 0 < change.ratio_low < 1 < change.ratio_high

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 CONFIDENCE = 0.95
@@ -214,6 +214,9 @@ def _evidence(before: Estimate, after: Estimate) -> str:
     return f"95% interval from {trials} trial{'s' if trials != 1 else ''} x {samples:,} samples"
 
 
+_FLOOR = 1e-3  # the lower end given to an interval that reached zero, as a fraction of its value
+
+
 def latency_change(before: Estimate, after: Estimate, *, min_relative: float = 0.05) -> LatencyChange:
     """Whether `after` is faster or slower than `before`, called only when the noise can't explain it.
 
@@ -225,8 +228,13 @@ def latency_change(before: Estimate, after: Estimate, *, min_relative: float = 0
     if before.statistic != after.statistic:
         raise ValueError(f"can't compare {before.statistic} with {after.statistic}")
     label = _LABELS.get(before.statistic, before.statistic)
-    if min(before.value, before.low, after.value, after.low) <= 0:
+    if min(before.value, after.value) <= 0:
         return LatencyChange("unknown", None, None, None, f"No {label} comparison: a measured value is zero.")
+    # A few noisy trials can put a Student-t interval's lower end at or below zero, which a time
+    # or a rate can't be: the figure may then be anywhere down to nearly nothing. Say so with
+    # the widest band rather than no answer (the verdict is then "no_change": within noise).
+    before = replace(before, low=before.low if before.low > 0 else before.value * _FLOOR)
+    after = replace(after, low=after.low if after.low > 0 else after.value * _FLOOR)
     if _LOWER_IS_BETTER.get(before.statistic, True):
         ratio, ratio_low, ratio_high = before.value / after.value, before.low / after.high, before.high / after.low
     else:
