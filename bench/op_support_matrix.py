@@ -148,7 +148,7 @@ class CaseRunner:
         profile = HardwareProfile("op-support-matrix", "cpu", ("mnn",), ("fp32",))
         variants = self.backend.build_variants(model_path, profile, None, out_dir)
         if not variants:
-            raise RuntimeError("; ".join(self.backend.last_build_notes) or "MNN built no fp32 variant")
+            raise RuntimeError("; ".join(variants.notes) or "MNN built no fp32 variant")
         return self.backend.load(variants[0].path)
 
 

@@ -660,7 +660,7 @@ def bench_model(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from workers.engine.backends.base import Calibration, HardwareProfile
+    from workers.engine.backends.base import Builds, Calibration, HardwareProfile
     from workers.engine.backends.registry import get_backend
 
     started = time.perf_counter()
@@ -687,10 +687,10 @@ def bench_model(
         try:
             built = backend.build_variants(model_path, profile, Calibration(calibration_path), model_dir / name)
         except Exception as exc:  # a backend that cannot build for this model is reported, not fatal
-            built = []
+            built = Builds()
             notes.append(f"{name} built no variant: {type(exc).__name__}: {str(exc)[:300]}")
         build_seconds[name] = round(time.perf_counter() - t0, 1)
-        notes.extend(f"{name}: {note}" for note in getattr(backend, "last_build_notes", ()))
+        notes.extend(f"{name}: {note}" for note in built.notes)
         variants.extend(built)
 
     def timed(backend: str, path: Path, label: str, index: int) -> dict[str, Any]:

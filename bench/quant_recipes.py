@@ -80,14 +80,15 @@ def build(model_path: Path, calibration: Path, folder: Path, semantics: dict[str
     built: dict[str, Any] = {}
     notes: list[str] = []
     for way, (profile, calib) in plans.items():
-        variants = {v.name: v for v in backend.build_variants(model_path, profile, calib, folder / way)}
+        builds = backend.build_variants(model_path, profile, calib, folder / way)
+        variants = {v.name: v for v in builds}
         if "ort-int8-static-qdq" not in variants:
-            raise SystemExit(f"{way}: no static INT8 variant was built: {backend.last_build_notes}")
+            raise SystemExit(f"{way}: no static INT8 variant was built: {builds.notes}")
         built[way] = variants["ort-int8-static-qdq"]
         if way == "recipe":
             if "ort-int8-static-mixed" in variants:
                 built["mixed"] = variants["ort-int8-static-mixed"]
-            notes += [note for note in backend.last_build_notes if note.startswith("ort-int8-static-mixed")]
+            notes += [note for note in builds.notes if note.startswith("ort-int8-static-mixed")]
     return {"variants": built, "notes": notes}
 
 

@@ -573,7 +573,7 @@ def bench_model(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from workers.engine.backends.base import Calibration, HardwareProfile
+    from workers.engine.backends.base import Builds, Calibration, HardwareProfile
     from workers.engine.backends.registry import get_backend
     from workers.engine.benchmark import BenchmarkFailed
     from workers.engine.inputs import InputPlan
@@ -622,10 +622,10 @@ def bench_model(
             )
             built = backend.build_variants(model_path, profile, calibration, folder / name)
         except Exception as exc:  # a backend that can't build for this model is reported, not fatal
-            built = []
+            built = Builds()
             notes.append(f"{name} built no variant: {type(exc).__name__}: {str(exc)[:300]}")
         build_seconds[name] = round(time.perf_counter() - t0, 1)
-        notes.extend(f"{name}: {note}" for note in backend.last_build_notes)
+        notes.extend(f"{name}: {note}" for note in built.notes)
         variants.extend(built)
 
     log(f"[{case.key}] parity of {len(variants)} variants on generated and real-like inputs")

@@ -37,13 +37,30 @@ class HardwareProfile(models.Model):
         return self.slug
 
     def clean(self) -> None:
-        """Requirements a machine can be checked against, normalised ("arm64" -> "aarch64")."""
+        """Requirements a machine can be checked against, normalised ("arm64" -> "aarch64"), and
+        backends that exist and whose runtimes ship for the architectures required."""
+        from workers.engine.backends.registry import BACKENDS
         from workers.engine.hardware import check_requirements
 
         try:
             self.requirements = check_requirements(self.requirements)
         except ValueError as exc:
             raise ValidationError({"requirements": str(exc)}) from None
+        names = self.backends if isinstance(self.backends, list) else []
+        unknown = [name for name in names if name not in BACKENDS]
+        if unknown:
+            known = ", ".join(sorted(BACKENDS))
+            raise ValidationError({"backends": f"No backend is named {', '.join(map(repr, unknown))}; known: {known}."})
+        arches = set(self.requirements.get("arch") or ())
+        for name in names:
+            shipped = BACKENDS[name].architectures
+            if arches and not arches & set(shipped):
+                raise ValidationError(
+                    {
+                        "backends": f"{name} ships for {', '.join(shipped)} only, and this profile requires "
+                        f"{', '.join(sorted(arches))}: drop {name} or the architecture requirement."
+                    }
+                )
 
 
 class Worker(models.Model):

@@ -136,3 +136,23 @@ def test_requirements_an_admin_writes_are_checked_and_normalised(db):
     with pytest.raises(ValidationError) as refused:
         profile.full_clean()
     assert "Unknown requirement os" in str(refused.value.message_dict["requirements"])
+
+
+def test_a_profile_names_only_backends_that_exist_and_ship_for_its_architecture(db, monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    from workers.engine.backends.openvino import OpenVinoBackend
+
+    profile = HardwareProfile.objects.get(slug="x86-cpu")
+    profile.backends = ["onnxruntime", "openvin"]
+    with pytest.raises(ValidationError) as refused:
+        profile.full_clean()
+    assert "No backend is named 'openvin'" in str(refused.value.message_dict["backends"])
+    # A runtime that ships for x86-64 only can't serve a profile that requires aarch64.
+    monkeypatch.setattr(OpenVinoBackend, "architectures", ("x86_64",))
+    profile.backends = ["onnxruntime", "openvino"]
+    profile.full_clean()
+    profile.requirements = {"arch": ["aarch64"]}
+    with pytest.raises(ValidationError) as refused:
+        profile.full_clean()
+    assert "openvino ships for x86_64 only" in str(refused.value.message_dict["backends"])

@@ -36,7 +36,7 @@ def detector_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, d
     # its probe as the parity step will: this one as a detection head.
     calibration = Calibration(folder / "calibration.npz", output_semantics={"detections": DETECTOR.to_dict()})
     variants = backend.build_variants(model, X86_INT8, calibration, folder / "out")
-    return model, {variant.name: variant for variant in variants}, list(backend.last_build_notes)
+    return model, {variant.name: variant for variant in variants}, list(variants.notes)
 
 
 def test_a_detector_whose_full_int8_collapses_gets_a_mixed_variant_that_passes(detector_variants) -> None:
@@ -80,13 +80,11 @@ def test_no_mixed_variant_when_the_full_int8_model_is_within_tolerance(tmp_path:
     loose = HardwareProfile(
         "loose", "cpu", ("onnxruntime",), ("int8",), options={"min_cosine": 0.9, "min_slice_sqnr_db": 0}
     )
-    names = [
-        v.name for v in backend.build_variants(model, loose, Calibration(tmp_path / "calibration.npz"), tmp_path / "o")
-    ]
+    built = backend.build_variants(model, loose, Calibration(tmp_path / "calibration.npz"), tmp_path / "o")
+    names = [v.name for v in built]
     assert "ort-int8-static-qdq" in names and "ort-int8-static-mixed" not in names
     assert any(
-        note.startswith("ort-int8-static-mixed was not built: ort-int8-static-qdq is within")
-        for note in backend.last_build_notes
+        note.startswith("ort-int8-static-mixed was not built: ort-int8-static-qdq is within") for note in built.notes
     )
 
 
@@ -191,7 +189,8 @@ def test_the_profile_budget_reaches_the_build_and_a_cut_search_says_so(tmp_path:
     seen: list[tuple[float, str]] = []
     backend.search_progress = lambda fraction, message: seen.append((fraction, message))
     tight = HardwareProfile("tight", "cpu", ("onnxruntime",), ("int8",), options={"search_max_candidates": 1})
-    variants = {v.name: v for v in backend.build_variants(model, tight, calibration, tmp_path / "out")}
+    built = backend.build_variants(model, tight, calibration, tmp_path / "out")
+    variants = {v.name: v for v in built}
     # Nothing but the full INT8 model could be judged: no mixed variant, and the INT8 variant
     # the search started from carries what was judged.
     assert "ort-int8-static-mixed" not in variants
@@ -200,8 +199,8 @@ def test_the_profile_budget_reaches_the_build_and_a_cut_search_says_so(tmp_path:
     assert any(
         note.startswith("ort-int8-static-mixed was not built: the mixed-precision search ran out of its budget of 1 ")
         and "kept what was measured" in note
-        for note in backend.last_build_notes
-    ), backend.last_build_notes
+        for note in built.notes
+    ), built.notes
     assert seen and seen[-1][0] == 1.0 and "1 of at most 1 candidate models judged" in seen[-1][1]
 
 

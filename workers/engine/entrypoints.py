@@ -174,7 +174,7 @@ def optimize_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
     # report says so rather than showing fewer variants without a word.
     return {
         "variants": [variant.to_dict() for variant in variants],
-        "notes": [*notes, *backend.last_build_notes],
+        "notes": [*notes, *variants.notes],
     }
 
 

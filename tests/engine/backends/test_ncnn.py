@@ -105,7 +105,7 @@ def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[V
     onnx.save_model(model, str(path))
     backend = NcnnBackend()
     variants = backend.build_variants(path, ARM_NCNN, None, root / "variants")
-    return path, variants, backend.last_build_notes
+    return path, variants, variants.notes
 
 
 # --- operator support -------------------------------------------------------------------
@@ -230,12 +230,13 @@ def test_blob_names_map_back_to_onnx_names_in_order(tmp_path: Path) -> None:
 def test_custom_domain_op_builds_no_variants_and_says_why(tmp_path: Path) -> None:
     backend = NcnnBackend()
     model = _between_relu_and_sigmoid(tmp_path / "custom.onnx", "Foo", "com.example")
-    assert backend.build_variants(model, ARM_NCNN, None, tmp_path / "out") == []
-    assert [note.split(":")[0] for note in backend.last_build_notes] == [
+    built = backend.build_variants(model, ARM_NCNN, None, tmp_path / "out")
+    assert not built
+    assert [note.split(":")[0] for note in built.notes] == [
         "ncnn-fp32 was not built",
         "ncnn-fp16 was not built",
     ]
-    assert all("pnnx cannot convert Foo" in note for note in backend.last_build_notes)
+    assert all("pnnx cannot convert Foo" in note for note in built.notes)
     assert list((tmp_path / "out").iterdir()) == []
 
 

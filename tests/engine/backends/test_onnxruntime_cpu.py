@@ -361,11 +361,12 @@ def test_only_the_profile_precisions_are_built(backend: OnnxRuntimeCpuBackend, t
     assert [v.name for v in backend.build_variants(model, fp32_only, None, tmp_path / "fp32")] == OPT_VARIANTS
     int8_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("int8",))
     # Without calibration data there is no static quantization, and the build notes say so.
-    assert [v.name for v in backend.build_variants(model, int8_only, None, tmp_path / "int8")] == ["ort-int8-dynamic"]
+    built = backend.build_variants(model, int8_only, None, tmp_path / "int8")
+    assert [v.name for v in built] == ["ort-int8-dynamic"]
     assert any(
         note.startswith("ort-int8-static-qdq was not built") and "calibration=@calib.npz" in note
-        for note in backend.last_build_notes
-    ), backend.last_build_notes
+        for note in built.notes
+    ), built.notes
 
 
 def test_external_data_models_give_external_data_variants(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
@@ -412,19 +413,19 @@ def test_a_variant_that_does_not_load_is_dropped_with_a_note(
     backend: OnnxRuntimeCpuBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = make_mlp_onnx(tmp_path / "mlp.onnx")
-    real_check = backend._check_loads
+    real_verify = backend.verify
 
-    def refuse_all_level(path: Path, providers: list[str]) -> None:
-        if path.name == "ort-opt-all.onnx":
+    def refuse_all_level(variant: Variant, profile: HardwareProfile) -> None:
+        if variant.path.name == "ort-opt-all.onnx":
             raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : simulated kernel mismatch\nmore detail")
-        real_check(path, providers)
+        real_verify(variant, profile)
 
-    monkeypatch.setattr(backend, "_check_loads", refuse_all_level)
+    monkeypatch.setattr(backend, "verify", refuse_all_level)
     fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
     variants = backend.build_variants(model, fp32_only, None, tmp_path / "out")
     assert [variant.name for variant in variants] == ["ort-opt-basic", "ort-opt-extended"]
     assert not (tmp_path / "out" / "ort-opt-all.onnx").exists()
-    assert backend.last_build_notes == (
+    assert variants.notes == (
         "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes).",
         "ort-opt-all was built but does not load, so it was dropped: simulated kernel mismatch",
     )
@@ -548,10 +549,9 @@ def test_a_foldable_graph_gets_a_simplified_variant_that_quantization_starts_fro
 def test_a_graph_with_nothing_to_fold_gets_no_copy_and_a_note(backend: OnnxRuntimeCpuBackend, tmp_path: Path) -> None:
     model = make_mlp_onnx(tmp_path / "mlp.onnx")
     fp32_only = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("fp32",))
-    assert "ort-simplified" not in [v.name for v in backend.build_variants(model, fp32_only, None, tmp_path / "o")]
-    assert "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes)." in (
-        backend.last_build_notes
-    )
+    built = backend.build_variants(model, fp32_only, None, tmp_path / "o")
+    assert "ort-simplified" not in [v.name for v in built]
+    assert "ort-simplified was not built: the optimizer found nothing to fold or remove (3 nodes)." in built.notes
 
 
 def test_a_calibration_set_too_small_still_builds_static_int8_and_says_so(
@@ -561,7 +561,7 @@ def test_a_calibration_set_too_small_still_builds_static_int8_and_says_so(
     np.savez(tmp_path / "calibration.npz", image=np.random.default_rng(4).standard_normal((3, 3, 32, 32)).astype("f4"))
     variants = backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
     assert "ort-int8-static-qdq" in {variant.name for variant in variants}
-    (note,) = [n for n in backend.last_build_notes if n.startswith("The calibration set holds 3 samples")]
+    (note,) = [n for n in variants.notes if n.startswith("The calibration set holds 3 samples")]
     assert "fewer than the 8 that minmax calibration needs" in note
 
 
@@ -603,13 +603,9 @@ def test_a_model_with_an_lstm_gets_the_compute_variant_with_int8_lstm_weights(
     model = make_conv_lstm_onnx(tmp_path / "conv_lstm.onnx")
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "calibration.npz", signal=rng.standard_normal((16, 4, 8)).astype(np.float32))
-    variants = {
-        variant.name: variant
-        for variant in backend.build_variants(
-            model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out"
-        )
-    }
-    assert "ort-int8-static-compute" in variants, backend.last_build_notes
+    built = backend.build_variants(model, X86_CPU, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    variants = {variant.name: variant for variant in built}
+    assert "ort-int8-static-compute" in variants, built.notes
     lstm = variants["ort-int8-static-compute-lstm"]
     assert lstm.pass_name == "ort-quantize-static+dynamic-lstm" and lstm.precision == "int8"
     assert lstm.options["op_types_to_quantize"] == ["Conv", "ConvTranspose", "MatMul"]

@@ -193,7 +193,7 @@ def cnn_variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[V
     backend = OpenVinoBackend(num_threads=1)
     variants = backend.build_variants(model_path, X86_CPU, Calibration(root / "calibration.npz"), root / "variants")
     # INT8 already within tolerance: nothing for the accuracy-controlled search to restore.
-    assert backend.last_build_notes == (
+    assert variants.notes == (
         "ov-ir-int8-mixed was not built: ov-ir-int8 is within the profile's tolerance on 8 calibration samples.",
     )
     return model_path, variants, backend
@@ -234,7 +234,7 @@ def test_without_calibration_int8_is_weights_only(backend: OpenVinoBackend, tmp_
     model_path = make_mlp_onnx(tmp_path / "mlp.onnx")
     variants = backend.build_variants(model_path, X86_CPU, None, tmp_path / "variants")
     assert [variant.name for variant in variants] == ["ov-ir-fp32", "ov-ir-fp16", "ov-ir-int8-weights"]
-    assert any("needs calibration data" in note for note in backend.last_build_notes)
+    assert any("needs calibration data" in note for note in variants.notes)
 
 
 def test_calibration_that_does_not_fit_is_the_users_to_fix(backend: OpenVinoBackend, tmp_path: Path) -> None:
@@ -372,11 +372,9 @@ def test_int8_out_of_tolerance_gets_an_accuracy_controlled_variant_that_passes(t
     np.savez(tmp_path / "calibration.npz", image=images)
     backend = OpenVinoBackend()
     int8 = HardwareProfile("x86-cpu", "cpu", ("openvino",), ("int8",))
-    variants = {
-        v.name: v
-        for v in backend.build_variants(model, int8, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
-    }
-    assert "ov-ir-int8-mixed" in variants, backend.last_build_notes
+    built = backend.build_variants(model, int8, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    variants = {v.name: v for v in built}
+    assert "ov-ir-int8-mixed" in variants, built.notes
     # Judged on fresh images, as the parity step would.
     feeds = [
         {"image": image[None]} for image in np.random.default_rng(9).uniform(0, 1, (6, 3, 32, 32)).astype(np.float32)
@@ -407,13 +405,11 @@ def test_no_accuracy_controlled_variant_when_int8_is_within_tolerance(tmp_path: 
         ("int8",),
         options={"min_cosine": 0.5, "min_slice_sqnr_db": 0, "min_top1_agreement": 0},
     )
-    names = [
-        v.name
-        for v in backend.build_variants(model, loose, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
-    ]
+    built = backend.build_variants(model, loose, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    names = [v.name for v in built]
     assert "ov-ir-int8" in names and "ov-ir-int8-mixed" not in names
     assert "ov-ir-int8-mixed was not built: ov-ir-int8 is within the profile's tolerance on 8 calibration samples." in (
-        backend.last_build_notes
+        built.notes
     )
 
 
@@ -426,10 +422,8 @@ def test_accuracy_control_out_of_budget_keeps_what_it_judged_and_says_so(tmp_pat
     np.savez(tmp_path / "calibration.npz", image=images)
     backend = OpenVinoBackend()
     tight = HardwareProfile("tight", "cpu", ("openvino",), ("int8",), options={"search_max_candidates": 2})
-    variants = {
-        v.name: v
-        for v in backend.build_variants(model, tight, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
-    }
+    built = backend.build_variants(model, tight, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    variants = {v.name: v for v in built}
     assert "ov-ir-int8-mixed" not in variants
     search = variants["ov-ir-int8"].options["search"]
     assert search["stopped"] == "candidates" and search["max_candidates"] == 2 and search["float_unit"] == "quantizers"
@@ -438,8 +432,8 @@ def test_accuracy_control_out_of_budget_keeps_what_it_judged_and_says_so(tmp_pat
     assert any(
         note.startswith("ov-ir-int8-mixed was not built: NNCF's accuracy control ran out of its budget of 2 candidate")
         and "kept what was measured" in note
-        for note in backend.last_build_notes
-    ), backend.last_build_notes
+        for note in built.notes
+    ), built.notes
 
 
 # --- BF16 arithmetic (ov-ir-bf16) ----------------------------------------------------------
@@ -455,7 +449,7 @@ def test_bf16_is_not_built_on_a_cpu_without_it(
     model_path = make_mlp_onnx(tmp_path / "mlp.onnx")
     variants = backend.build_variants(model_path, X86_CPU_BF16, None, tmp_path / "variants")
     assert [variant.name for variant in variants] == ["ov-ir-fp32", "ov-ir-fp16"]
-    (note,) = [note for note in backend.last_build_notes if "ov-ir-bf16" in note]
+    (note,) = [note for note in variants.notes if "ov-ir-bf16" in note]
     assert "has no native BF16 arithmetic (AMX-BF16 or AVX512-BF16)" in note
 
 
@@ -470,14 +464,14 @@ def test_bf16_is_not_built_where_only_the_profiles_cpu_has_it(
     )
     variants = backend.build_variants(make_mlp_onnx(tmp_path / "mlp.onnx"), profile, None, tmp_path / "variants")
     assert "ov-ir-bf16" not in [variant.name for variant in variants]
-    (note,) = [note for note in backend.last_build_notes if "ov-ir-bf16" in note]
+    (note,) = [note for note in variants.notes if "ov-ir-bf16" in note]
     assert "computes in BF16 (AMX-BF16 (amx_bf16)) but this worker's CPU does not" in note
 
 
 def test_bf16_is_only_built_when_the_profile_allows_it(backend: OpenVinoBackend, tmp_path: Path) -> None:
     variants = backend.build_variants(make_mlp_onnx(tmp_path / "mlp.onnx"), X86_CPU, None, tmp_path / "variants")
     assert "ov-ir-bf16" not in [variant.name for variant in variants]
-    assert not [note for note in backend.last_build_notes if "bf16" in note]
+    assert not [note for note in variants.notes if "bf16" in note]
 
 
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native BF16 arithmetic (AMX-BF16 or AVX512-BF16)")

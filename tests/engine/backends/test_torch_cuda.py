@@ -252,16 +252,19 @@ def gpu_backend() -> TorchCudaBackend:
     return TorchCudaBackend()
 
 
-def _variants(backend: TorchCudaBackend, model: Path, out_dir: Path, profile: HardwareProfile) -> dict[str, Variant]:
-    variants = backend.build_variants(model, profile, None, out_dir)
-    return {variant.name: variant for variant in variants}
+def _variants(
+    backend: TorchCudaBackend, model: Path, out_dir: Path, profile: HardwareProfile
+) -> tuple[dict[str, Variant], tuple[str, ...]]:
+    """The variants built, by name, and the build's notes."""
+    built = backend.build_variants(model, profile, None, out_dir)
+    return {variant.name: variant for variant in built}, built.notes
 
 
 @pytest.mark.gpu
 def test_gpu_variants_match_onnxruntime(gpu_backend: TorchCudaBackend, tmp_path: Path) -> None:
     model = make_cnn_onnx(tmp_path / "cnn.onnx")
-    variants = _variants(gpu_backend, model, tmp_path / "variants", NVIDIA_GPU)
-    assert set(variants) == {"torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-compile"}, gpu_backend.last_build_notes
+    variants, notes = _variants(gpu_backend, model, tmp_path / "variants", NVIDIA_GPU)
+    assert set(variants) == {"torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-compile"}, notes
     feeds = {"image": np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)}
     (expected,) = _reference(model, feeds)
     for name, variant in variants.items():
@@ -287,9 +290,9 @@ def test_gpu_dynamic_batch_and_support(gpu_backend: TorchCudaBackend, tmp_path: 
     assert (report.method, report.verdict) == ("converter", "full")
 
     profile = HardwareProfile("nvidia-gpu", "gpu", ("torch_cuda",), ("fp32", "int8"), options={"torch_compile": False})
-    variants = _variants(gpu_backend, model, tmp_path / "variants", profile)
+    variants, notes = _variants(gpu_backend, model, tmp_path / "variants", profile)
     assert list(variants) == ["torch-cuda-fp32"]
-    assert any("'int8' was not built" in note for note in gpu_backend.last_build_notes)
+    assert any("'int8' was not built" in note for note in notes)
     session = gpu_backend.load(variants["torch-cuda-fp32"].path)
     for batch in (1, 7):
         feeds = {"input": np.random.default_rng(batch).standard_normal((batch, 16)).astype(np.float32)}

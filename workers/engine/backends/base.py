@@ -14,11 +14,12 @@ OpSupport entries, `device_runs` makes partitions, `verdict_for` names the verdi
 from __future__ import annotations
 
 import logging
+import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload
 
 if TYPE_CHECKING:
     # Only the Session protocol's annotations name numpy; importing the contract must not load it.
@@ -173,6 +174,44 @@ class Variant:
         return data
 
 
+@dataclass(frozen=True)
+class Builds(Sequence[Variant]):
+    """What one `build_variants` call made: the variants, and why others were skipped, dropped or
+    built differently (no calibration data, a conversion that failed, a variant that does not
+    load). It is a sequence of its variants; `notes` go into the optimize report as they are."""
+
+    variants: tuple[Variant, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @overload
+    def __getitem__(self, index: int) -> Variant: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Variant]: ...
+
+    def __getitem__(self, index: int | slice) -> Variant | Sequence[Variant]:
+        return self.variants[index]
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    def __iter__(self) -> Iterator[Variant]:
+        return iter(self.variants)
+
+
+@dataclass(frozen=True)
+class TritonNative:
+    """How Triton serves a variant format without Slipway's engine."""
+
+    platform: str  # Triton's `platform`, or "" when `backend` names it
+    backend: str
+    model_file: str  # the file name Triton looks for in a version folder
+    # How companions are renamed along with the main file: "keep" (ONNX external data is
+    # found by the name written in the model), or "stem" (same stem, new name "model").
+    companions: Literal["keep", "stem"]
+    gpu_only: bool = False
+
+
 class Session(Protocol):
     """A loaded model ready to run."""
 
@@ -189,10 +228,24 @@ class BackendNotInstalled(RuntimeError):
 
 
 class Backend(ABC):
-    """Base class of runtime backends. Subclasses set `name` and implement the methods."""
+    """Base class of runtime backends. Subclasses set `name` and implement the methods.
+
+    A backend is one module of this package: the registry finds it there, and everything the
+    rest of Slipway needs to know about its runtime is declared below, on the class.
+    """
 
     name: str = ""
     # --- what the plug-in declares about its runtime; nothing else names backends ------------
+    # The CPU architectures (`hardware.canonical_arch` names) its runtime ships for: a hardware
+    # profile naming this backend can only require one of these.
+    architectures: ClassVar[tuple[str, ...]] = ("x86_64", "aarch64")
+    # The optional-dependency group of Slipway's pyproject that installs the runtime on a
+    # worker (`pip install 'slipway[<extra>]'`), or None where it comes with Slipway itself or
+    # with the worker's image (TensorRT, CUDA PyTorch).
+    install_extra: ClassVar[str | None] = None
+    # The variant formats Triton serves natively (without Slipway's engine in its python
+    # backend), as this backend writes them.
+    triton_native: ClassVar[Mapping[str, TritonNative]] = {}
     # The constructor's keyword for the intra-op thread count (the benchmark sets it), or None
     # for a runtime that takes none.
     thread_argument: ClassVar[str | None] = None
@@ -202,8 +255,8 @@ class Backend(ABC):
     # The pip packages that load and run its variants (Slipway's engine aside): what a serving
     # image's Python needs to run them in Triton's python mode.
     serving_requirements: ClassVar[tuple[str, ...]] = ()
-    # Why variants were skipped, dropped or built differently in the last `build_variants` call.
-    last_build_notes: tuple[str, ...] = ()
+    # How a variant that was built but fails its check (`verify`) is said to fail.
+    verify_failure: ClassVar[str] = "does not load"
     # Told how a search inside `build_variants` (mixed precision) spends its budget, as
     # (fraction, message), where the caller shows progress; the build doesn't depend on it.
     search_progress: Callable[[float, str], None] | None = None
@@ -278,18 +331,75 @@ class Backend(ABC):
     def check_support(self, model_path: Path) -> SupportReport:
         """Which operators of the model this runtime supports, and where they run."""
 
-    @abstractmethod
+    def not_installed_text(self) -> str:
+        """Why nothing can be built or loaded here, and how to change that."""
+        where = (
+            f"install it with pip install 'slipway[{self.install_extra}]'"
+            if self.install_extra
+            else "install it on the worker"
+        )
+        return f"{self.name} is not installed on this worker: {where}, or build on a worker that has it."
+
     def build_variants(
         self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
-    ) -> list[Variant]:
-        """Build this backend's optimized variants for the profile into out_dir."""
+    ) -> Builds:
+        """This backend's optimized variants for the profile, built into `out_dir`: the one
+        template every backend follows.
 
-    def record_build_notes(self, notes: Iterable[str]) -> None:
-        """Log each note of a `build_variants` call as a warning and keep them in `last_build_notes`."""
-        notes = tuple(notes)
+        Nothing is built without the runtime (BackendNotInstalled). `build` makes the variants
+        the profile asks for and notes what it skips; each variant it returns is then checked
+        (`verify`: loaded once, by default) and one that fails is deleted and noted, never
+        returned. The notes are logged and returned with the variants. ModelErrors (a file that
+        is not ONNX, calibration data that does not fit) are the user's to fix and propagate.
+        """
+        if not self.available():
+            raise BackendNotInstalled(self.not_installed_text())
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        notes: list[str] = []
+        try:
+            built = self.build(model_path, profile, calibration, out_dir, notes)
+        except BaseException:
+            if created:  # nothing half-written is left behind for a build that raised
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        kept: list[Variant] = []
+        for variant in built:
+            try:
+                self.verify(variant, profile)
+            except Exception as exc:  # every runtime raises its own types; any means the variant is unusable
+                for path in variant.files or (variant.path,):
+                    path.unlink(missing_ok=True)
+                notes.append(
+                    f"{variant.name} was built but {self.verify_failure}, so it was dropped: {self.error_text(exc)}"
+                )
+                continue
+            kept.append(variant)
         for note in notes:
             logging.getLogger(type(self).__module__).warning("%s", note)
-        self.last_build_notes = notes
+        return Builds(tuple(kept), tuple(notes))
+
+    @abstractmethod
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
+    ) -> list[Variant]:
+        """Build the variants the profile asks for into `out_dir` (which exists), appending to
+        `notes` a sentence for each variant skipped or built differently; called by
+        `build_variants` with the runtime installed."""
+
+    def verify(self, variant: Variant, profile: HardwareProfile) -> None:
+        """Raise when a built variant is unusable on `profile`'s hardware; by default, load it once."""
+        self.load(variant.path).close()
+
+    def error_text(self, exc: BaseException) -> str:
+        """A runtime's exception as one readable line."""
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[0] if lines else type(exc).__name__
 
     @abstractmethod
     def load(self, variant_path: Path) -> Session:

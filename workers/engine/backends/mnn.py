@@ -14,8 +14,8 @@ are an input: MNN reduces over every axis), so converter acceptance proves nothi
 outputs: variants must pass a parity check against onnxruntime before anyone uses them.
 
 `build_variants` converts to FP32, FP16 weights (`--fp16`) and 8-bit weights
-(`--weightQuantBits 8`), as the profile's precisions ask, and loads each one once; a
-variant that fails either step is dropped and the reason kept in `last_build_notes`.
+(`--weightQuantBits 8`), as the profile's precisions ask; the base class's template loads each
+one once, and a variant that fails either step is dropped and the reason noted.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from workers.engine.backends._converters import (
     check_inputs,
     converter_env,
     decode_output,
-    first_line,
 )
 from workers.engine.backends._onnx_graph import load_graph, node_labels, nodes_by_op
 from workers.engine.backends.base import (
@@ -168,10 +167,17 @@ class MnnBackend(Backend):
     name = "mnn"
     thread_argument = "threads"
     serving_requirements = ("numpy", "MNN")
+    install_extra = "runtimes-cpu"
 
     def __init__(self, threads: int = 1, converter_timeout_s: float = DEFAULT_CONVERTER_TIMEOUT_S) -> None:
         self.threads = threads
         self.converter_timeout_s = converter_timeout_s
+
+    def not_installed_text(self) -> str:
+        return (
+            "MNN is not installed on this worker, so no MNN variants can be built. Install it with "
+            "pip install 'slipway[runtimes-cpu]' on the worker or build on a worker that has it."
+        )
 
     def runtime_version(self) -> str | None:
         """MNN's version, or None when MNN or its converter core (`_tools`) cannot be imported."""
@@ -252,29 +258,25 @@ class MnnBackend(Backend):
 
     # --- variants ---------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
-        """Convert the model to the MNN variants the profile's precisions ask for, each loaded once.
+        """Convert the model to the MNN variants the profile's precisions ask for.
 
         "fp32" gives mnn-fp32, "fp16" gives mnn-fp16 (weights stored as float16) and
         "int8-weights" gives mnn-int8-weights (weights stored as 8-bit integers, computed in
         float). MNN needs no calibration for these, so `calibration` is not used. Raises
-        BackendNotInstalled without MNN and ModelError "invalid_model" for a file that is not
-        ONNX.
+        ModelError "invalid_model" for a file that is not ONNX.
         """
-        version = self.runtime_version()
-        if version is None:
-            raise BackendNotInstalled(
-                "MNN is not installed on this worker, so no MNN variants can be built. "
-                "Install the MNN package on the worker or build on a worker that has it."
-            )
         import onnx
 
         load_graph(model_path)  # a file that is not ONNX is the user's to fix, before anything runs
-        out_dir.mkdir(parents=True, exist_ok=True)
-        versions = {"mnn": version, "onnx": str(onnx.__version__)}
-        notes: list[str] = []
+        versions = {"mnn": str(self.runtime_version()), "onnx": str(onnx.__version__)}
         variants = []
         for name, precision, flags in VARIANT_PLANS:
             if precision not in profile.precisions:
@@ -292,12 +294,6 @@ class MnnBackend(Backend):
                 )
                 notes.append(f"{name} was not built: {why}")
                 continue
-            try:
-                self.load(target).close()
-            except Exception as exc:  # MNN raises its own errors; any of them means it does not load
-                target.unlink(missing_ok=True)
-                notes.append(f"{name} was built but does not load, so it was dropped: {first_line(str(exc))}")
-                continue
             variants.append(
                 Variant(
                     name=name,
@@ -311,7 +307,6 @@ class MnnBackend(Backend):
                     files=(target,),
                 )
             )
-        self.record_build_notes(notes)
         return variants
 
     # --- running ----------------------------------------------------------------------

@@ -46,7 +46,6 @@ from workers.engine.backends._converters import (
     check_inputs,
     converter_env,
     decode_output,
-    first_line,
 )
 from workers.engine.backends._onnx_graph import load_graph, node_labels, nodes_by_op, walk_graphs
 from workers.engine.backends.base import (
@@ -268,6 +267,8 @@ class NcnnBackend(Backend):
     name = "ncnn"
     thread_argument = "threads"
     serving_requirements = ("numpy", "ncnn")
+    # pnnx comes apart from the extra, with --no-deps (see Makefile and worker-cpu.Dockerfile).
+    install_extra = "runtimes-cpu"
 
     def __init__(
         self,
@@ -280,6 +281,13 @@ class NcnnBackend(Backend):
         self.converter_timeout_s = converter_timeout_s
         self.input_shapes = dict(input_shapes or {})
         self.pnnx_path = pnnx_path
+
+    def not_installed_text(self) -> str:
+        return (
+            "ncnn and its converter pnnx are not both installed on this worker, so no ncnn variants can be "
+            "built. Install the ncnn and pnnx packages on the worker (pip install 'slipway[runtimes-cpu]', "
+            "then pip install --no-deps pnnx) or build on a worker that has them."
+        )
 
     def runtime_version(self) -> str | None:
         """ncnn's version, or None when ncnn or the pnnx converter is missing (both are needed)."""
@@ -376,30 +384,27 @@ class NcnnBackend(Backend):
 
     # --- variants ---------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
-        """Convert the model to the ncnn variants the profile's precisions ask for, each loaded once.
+        """Convert the model to the ncnn variants the profile's precisions ask for.
 
         "fp32" gives ncnn-fp32, "fp16" gives ncnn-fp16. Each variant is "<name>.ncnn.param"
         (its path), "<name>.ncnn.bin" and "<name>.ncnn.io.json". `calibration` is not used.
-        Raises BackendNotInstalled without ncnn or pnnx, ModelError "invalid_model" for a
-        file that is not ONNX and ModelError "input_shape_unknown" / "invalid_input_shapes"
-        when pnnx cannot be given concrete input shapes.
+        Raises ModelError "invalid_model" for a file that is not ONNX and ModelError
+        "input_shape_unknown" / "invalid_input_shapes" when pnnx cannot be given concrete input
+        shapes.
         """
-        version = self.runtime_version()
-        if version is None:
-            raise BackendNotInstalled(
-                "ncnn and its converter pnnx are not both installed on this worker, so no ncnn variants can be "
-                "built. Install the ncnn and pnnx packages on the worker or build on a worker that has them."
-            )
         model = load_graph(model_path)
         shapes = _input_shapes(model, profile.options.get("input_shapes") or self.input_shapes)
         onnx_inputs = [shape.name for shape in shapes]
         onnx_outputs = [value.name for value in model.graph.output]
-        out_dir.mkdir(parents=True, exist_ok=True)
         versions = self._tool_versions()
-        notes: list[str] = []
         variants = []
         for name, precision, fp16 in VARIANT_PLANS:
             if precision not in profile.precisions:
@@ -431,14 +436,6 @@ class NcnnBackend(Backend):
                 "outputs": [_binding_dict(binding) for binding in outputs],
             }
             io_path.write_text(json.dumps(io, indent=2))
-            files = (param, weights, io_path)
-            try:
-                self.load(param).close()
-            except Exception as exc:  # ncnn and file errors alike mean the variant is unusable
-                for path in files:
-                    path.unlink(missing_ok=True)
-                notes.append(f"{name} was built but does not load, so it was dropped: {first_line(str(exc))}")
-                continue
             variants.append(
                 Variant(
                     name=name,
@@ -457,10 +454,9 @@ class NcnnBackend(Backend):
                         **({"ignored_params": list(findings.ignored_params)} if findings.ignored_params else {}),
                     },
                     tool_versions=dict(versions),
-                    files=files,
+                    files=(param, weights, io_path),
                 )
             )
-        self.record_build_notes(notes)
         return variants
 
     # --- running ----------------------------------------------------------------------

@@ -11,8 +11,8 @@ error says why a node is refused.
 extended and all levels, an INT8 dynamically quantized model and, with calibration data,
 an INT8 static QDQ model in the recipe of the CPU it will run on (`quant_recipes`: U8S8 with
 per-channel weights on x86-64, S8S8 on ARM64); for a GPU profile, an FP16 model. Every variant is loaded once
-before it is returned; one that does not load is dropped and the reason kept in
-`last_build_notes`.
+before it is returned (the base class's template, `verify`); one that does not load is dropped and
+the reason noted.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from workers.engine.backends.base import (
     HardwareProfile,
     SupportReport,
     SupportStatus,
+    TritonNative,
     Variant,
 )
 from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
@@ -120,6 +121,7 @@ class OnnxRuntimeCpuBackend(Backend):
     thread_argument = "intra_op_threads"
     thread_safe_sessions = True
     serving_requirements = ("numpy", "onnx", "onnxruntime")
+    triton_native = {"onnx": TritonNative("onnxruntime_onnx", "", "model.onnx", "keep")}
 
     def __init__(self, intra_op_threads: int | None = None) -> None:
         self.intra_op_threads = intra_op_threads
@@ -244,22 +246,24 @@ class OnnxRuntimeCpuBackend(Backend):
 
     # --- variants ---------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
-        """Build the variants the profile asks for into `out_dir`, each checked to load.
+        """Build the variants the profile asks for into `out_dir`.
 
         CPU profiles: "fp32" gives ort-opt-basic, ort-opt-extended and ort-opt-all; "int8"
         gives ort-int8-dynamic and, with `calibration`, ort-int8-static-qdq. GPU profiles:
         "fp16" gives ort-fp16 (inputs and outputs stay float32). Variants of a model with
         external data, or larger than 1.5 GB, keep their weights in "<name>.onnx.data".
 
-        Raises BackendNotInstalled when onnxruntime is missing, ModelError "invalid_model"
-        for a file that is not ONNX, and the ModelErrors of `load_calibration` for
+        Raises ModelError "invalid_model" for a file that is not ONNX, and the ModelErrors of `load_calibration` for
         calibration data that does not fit the model.
         """
-        if not self.available():
-            raise BackendNotInstalled(f"{self.name} is not installed on this worker.")
         import onnx
         import onnxruntime
 
@@ -267,8 +271,6 @@ class OnnxRuntimeCpuBackend(Backend):
         large = _model_bytes(model_path, header) > EXTERNAL_DATA_THRESHOLD_BYTES
         external = large or _has_external_data(header)
         versions = {"onnx": str(onnx.__version__), "onnxruntime": str(onnxruntime.__version__)}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        notes: list[str] = []
 
         samples: dict[str, np.ndarray] = {}
         specs = graph_input_specs(header.graph)
@@ -332,9 +334,6 @@ class OnnxRuntimeCpuBackend(Backend):
                         "calibration=@calib.npz (one array per model input) to build it."
                     )
 
-            providers = [CPU_PROVIDER]
-            if profile.device_kind == "gpu" and GPU_PROVIDER in onnxruntime.get_available_providers():
-                providers = [GPU_PROVIDER, CPU_PROVIDER]
             variants = []
             for name, precision, build in plans:
                 target = out_dir / f"{name}.onnx"
@@ -343,12 +342,6 @@ class OnnxRuntimeCpuBackend(Backend):
                 except Exception as exc:  # the optimizers and quantizers raise anything
                     _remove_variant_files(target)
                     notes.append(f"{name} was not built: {_runtime_error_text(exc)}")
-                    continue
-                try:
-                    self._check_loads(target, providers)
-                except Exception as exc:  # onnxruntime's own exception types
-                    _remove_variant_files(target)
-                    notes.append(f"{name} was built but does not load, so it was dropped: {_runtime_error_text(exc)}")
                     continue
                 variants.append(
                     Variant(
@@ -375,7 +368,6 @@ class OnnxRuntimeCpuBackend(Backend):
                     variants[variants.index(static)] = replace(static, options={**static.options, "search": record})
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self.record_build_notes(notes)
         return variants
 
     def _mixed_precision(
@@ -442,12 +434,6 @@ class OnnxRuntimeCpuBackend(Backend):
             notes.append(result.budget_sentence(name))
         target = out_dir / f"{name}.onnx"
         onnx.save(result.model, str(target))
-        try:
-            self._check_loads(target, [CPU_PROVIDER])
-        except Exception as exc:  # onnxruntime's own exception types
-            _remove_variant_files(target)
-            notes.append(f"{name} was built but does not load, so it was dropped: {_runtime_error_text(exc)}")
-            return None, record
         summary = result.summary()
         kept = ", ".join(summary["kept_in_float"][:6]) + (" ..." if len(summary["kept_in_float"]) > 6 else "")
         options = {
@@ -508,10 +494,17 @@ class OnnxRuntimeCpuBackend(Backend):
 
         return build
 
-    def _check_loads(self, path: Path, providers: list[str]) -> None:
+    def verify(self, variant: Variant, profile: HardwareProfile) -> None:
+        """Load the variant in a session on the profile's device (CUDA where a GPU profile has it)."""
         import onnxruntime
 
-        onnxruntime.InferenceSession(str(path), self._session_options(), providers=providers)
+        providers = [CPU_PROVIDER]
+        if profile.device_kind == "gpu" and GPU_PROVIDER in onnxruntime.get_available_providers():
+            providers = [GPU_PROVIDER, CPU_PROVIDER]
+        onnxruntime.InferenceSession(str(variant.path), self._session_options(), providers=providers)
+
+    def error_text(self, exc: BaseException) -> str:
+        return _runtime_error_text(exc)
 
     def _session_options(self) -> Any:
         import onnxruntime

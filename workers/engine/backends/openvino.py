@@ -27,8 +27,8 @@ still judge the operations around them.
 
 `build_variants` writes OpenVINO IR (.xml + .bin): FP32, FP16-compressed weights, INT8
 from NNCF post-training quantization with calibration data, and NNCF INT8 weight
-compression. Every variant is compiled once on the CPU before it is returned; one that
-does not build or compile is dropped and the reason kept in `last_build_notes`.
+compression. Every variant is compiled once on the CPU before it is returned (the base
+class's template, `verify`); one that does not build or compile is dropped and the reason noted.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from workers.engine.backends.base import (
     HardwareProfile,
     SupportReport,
     SupportStatus,
+    TritonNative,
     Variant,
 )
 from workers.engine.backends.published import load_published_list, report_from_published_list
@@ -180,6 +181,9 @@ class OpenVinoBackend(Backend):
     # A session holds a single infer request, which is not thread-safe.
     thread_argument = "num_threads"
     serving_requirements = ("numpy", "onnx", "openvino")
+    install_extra = "runtimes-cpu"
+    triton_native = {"openvino-ir": TritonNative("", "openvino", "model.xml", "stem")}
+    verify_failure = "does not compile on the CPU"
 
     def __init__(self, num_threads: int | None = None, inference_precision: str | None = "f32") -> None:
         """`inference_precision` pins the CPU plugin's precision for float operations: "f32"
@@ -187,6 +191,12 @@ class OpenVinoBackend(Backend):
         which is bf16 or f16 on CPUs that support them."""
         self.num_threads = num_threads
         self.inference_precision = inference_precision
+
+    def not_installed_text(self) -> str:
+        return _NOT_INSTALLED
+
+    def error_text(self, exc: BaseException) -> str:
+        return _error_text(exc)
 
     def runtime_version(self) -> str | None:
         """OpenVINO's release (such as "2026.4.1"), or None when it cannot be imported here."""
@@ -253,10 +263,15 @@ class OpenVinoBackend(Backend):
 
     # --- variants ---------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
-        """Build OpenVINO IR variants for the profile into `out_dir`, each checked to compile.
+        """Build OpenVINO IR variants for the profile into `out_dir`.
 
         Always "ov-ir-fp32" (the model converted to IR); "ov-ir-fp16" (weights stored as
         FP16, precision "fp16-weights") for CPU profiles and profiles asking for "fp16";
@@ -267,13 +282,10 @@ class OpenVinoBackend(Backend):
         with `calibration`) and "ov-ir-int8-weights" (NNCF INT8 weight compression, weights
         only). Each variant is "<name>.xml" plus "<name>.bin".
 
-        Raises BackendNotInstalled when OpenVINO is missing, ModelError "invalid_model" for
-        a file that is not ONNX, and the ModelErrors of `load_calibration` for calibration
-        data that does not fit the model. Variants that fail are dropped, not raised.
+        Raises ModelError "invalid_model" for a file that is not ONNX, and the ModelErrors of
+        `load_calibration` for calibration data that does not fit the model. Variants that fail
+        are dropped, not raised.
         """
-        ov_version = _openvino_version()
-        if ov_version is None:
-            raise BackendNotInstalled(_NOT_INSTALLED)
         import onnx
         import openvino
 
@@ -281,26 +293,22 @@ class OpenVinoBackend(Backend):
         specs = graph_input_specs(header.graph)
         wants_int8 = "int8" in profile.precisions
         samples: dict[str, np.ndarray] = {}
-        notes: list[str] = []
         if wants_int8 and calibration is not None:
             # Before anything is built: a wrong calibration file is the user's to fix.
             samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
             if size_note := calibration_size_note(samples, specs, calibration.method):
                 notes.append(size_note)
 
-        versions = {"openvino": ov_version, "onnx": str(onnx.__version__)}
+        versions = {"openvino": str(_openvino_version()), "onnx": str(onnx.__version__)}
         nncf_version = _package_version("nncf")
         if nncf_version:
             versions["nncf"] = nncf_version
-        out_dir.mkdir(parents=True, exist_ok=True)
-
         try:
             converted = openvino.convert_model(str(model_path))
         except Exception as exc:  # conversion failures are plain RuntimeErrors
             notes.append(
                 f"The model could not be converted to OpenVINO IR, so no variant was built: {_error_text(exc)}"
             )
-            self.record_build_notes(notes)
             return []
         names = {
             "input_names": [spec.name for spec in specs],
@@ -337,12 +345,6 @@ class OpenVinoBackend(Backend):
                 _remove_ir(target)
                 notes.append(f"{name} was not built: {_error_text(exc)}")
                 continue
-            try:
-                self.load(target).close()
-            except Exception as exc:  # compile errors are plain RuntimeErrors
-                _remove_ir(target)
-                notes.append(f"{name} was built but does not compile on the CPU, so it was dropped: {_error_text(exc)}")
-                continue
             variants.append(
                 Variant(
                     name=name,
@@ -368,7 +370,6 @@ class OpenVinoBackend(Backend):
             elif record is not None:
                 # No mixed variant: the variant the search started from keeps what it judged.
                 variants[variants.index(int8)] = replace(int8, options={**int8.options, "search": record})
-        self.record_build_notes(notes)
         return variants
 
     def _accuracy_controlled(

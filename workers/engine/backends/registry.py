@@ -1,28 +1,54 @@
 """The runtime backends this worker knows, found by name.
 
-Adding a runtime means adding its module in this package and one line to `BACKENDS`.
-Listing backends or asking their versions never fails on a missing runtime: a backend
-that is not installed reports None as its version.
+A runtime backend is one module of this package (not starting with "_") that defines a
+`Backend` subclass with a `name`: the registry finds it there, so adding a runtime is adding
+its module (and its test). The modules import their runtimes inside methods, so listing
+backends never fails on a missing runtime: a backend that is not installed reports None as
+its version.
 """
 
 from __future__ import annotations
 
-from workers.engine.backends.base import Backend
-from workers.engine.backends.mnn import MnnBackend
-from workers.engine.backends.ncnn import NcnnBackend
-from workers.engine.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
-from workers.engine.backends.openvino import OpenVinoBackend
-from workers.engine.backends.tensorrt import TensorRtBackend
-from workers.engine.backends.torch_cuda import TorchCudaBackend
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Mapping
 
-BACKENDS: dict[str, type[Backend]] = {
-    OnnxRuntimeCpuBackend.name: OnnxRuntimeCpuBackend,
-    OpenVinoBackend.name: OpenVinoBackend,
-    MnnBackend.name: MnnBackend,
-    NcnnBackend.name: NcnnBackend,
-    TensorRtBackend.name: TensorRtBackend,
-    TorchCudaBackend.name: TorchCudaBackend,
-}
+from workers.engine import backends as _package
+from workers.engine.backends.base import Backend, TritonNative
+
+# Modules of the package that hold the contract and helpers, not a backend.
+_NOT_BACKENDS = frozenset({"base", "registry", "published"})
+
+
+def _discover() -> dict[str, type[Backend]]:
+    found: dict[str, type[Backend]] = {}
+    for module_info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda info: info.name):
+        if module_info.name.startswith("_") or module_info.name in _NOT_BACKENDS:
+            continue
+        module = importlib.import_module(f"{_package.__name__}.{module_info.name}")
+        for _, member in inspect.getmembers(module, inspect.isclass):
+            if issubclass(member, Backend) and member.__module__ == module.__name__ and member.name:
+                if member.name in found:
+                    raise RuntimeError(
+                        f"Two backends are named '{member.name}': {found[member.name].__module__} and "
+                        f"{member.__module__}; rename one."
+                    )
+                found[member.name] = member
+    return found
+
+
+BACKENDS: dict[str, type[Backend]] = _discover()
+
+
+def triton_native_formats() -> Mapping[str, TritonNative]:
+    """The variant formats Triton serves natively, as the backends that write them declare."""
+    formats: dict[str, TritonNative] = {}
+    for backend_class in BACKENDS.values():
+        for variant_format, native in backend_class.triton_native.items():
+            if formats.setdefault(variant_format, native) != native:
+                raise RuntimeError(f"Backends disagree on how Triton serves '{variant_format}' variants.")
+    return formats
 
 
 class UnknownBackend(KeyError):

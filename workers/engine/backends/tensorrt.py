@@ -44,6 +44,7 @@ from workers.engine.backends.base import (
     HardwareProfile,
     SupportReport,
     SupportStatus,
+    TritonNative,
     Variant,
     device_runs,
     ops_by_outcome,
@@ -584,6 +585,16 @@ class TensorRtBackend(Backend):
     name = "tensorrt"
     # An execution context is not thread-safe.
     serving_requirements = ("numpy", "tensorrt")
+    triton_native = {PLAN_FORMAT: TritonNative("tensorrt_plan", "", "model.plan", "stem", gpu_only=True)}
+
+    def not_installed_text(self) -> str:
+        return (
+            "TensorRT is not installed on this worker, or no CUDA GPU is usable here: TensorRT engines "
+            "can only be built on a GPU worker with the tensorrt package."
+        )
+
+    def error_text(self, exc: BaseException) -> str:
+        return _first_line(exc)
 
     def __init__(self, input_shapes: Mapping[str, Any] | None = None, workspace_bytes: int | None = None) -> None:
         # Shapes a user gave for dynamic dims; they win over the hardware profile's input_shapes.
@@ -651,28 +662,28 @@ class TensorRtBackend(Backend):
 
     # --- variants -----------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
-        """Build one engine per precision of the profile into `out_dir`, each loaded once before it is returned.
+        """Build one engine per precision of the profile into `out_dir` (each loaded once by the template).
 
         fp32 gives trt-fp32 (TF32 off, so it matches FP32 references), fp16 gives trt-fp16,
         int8 with `calibration` gives trt-int8 (entropy calibration, cached in out_dir).
         Input shape ranges come from `optimization_profile_shapes` with the profile's
         options "batch_sizes" and "input_shapes" (and this backend's `input_shapes`); a
         timing cache in out_dir speeds up later builds. Precisions that cannot be built here,
-        and engines that fail to build, are noted in `last_build_notes`.
+        and engines that fail to build, are noted.
 
-        Raises BackendNotInstalled without TensorRT and a usable GPU, ModelError for dynamic
+        Raises ModelError for dynamic
         shapes without sizes ("dynamic_shape_unknown") and for calibration data that does not
         fit the model.
         """
-        version = self.runtime_version()
-        if version is None:
-            raise BackendNotInstalled(
-                "TensorRT is not installed on this worker, or no CUDA GPU is usable here: TensorRT engines "
-                "can only be built on a GPU worker with the tensorrt package."
-            )
+        version = str(self.runtime_version())
         import tensorrt as trt
 
         model = load_graph(model_path, file_format=None)
@@ -695,10 +706,8 @@ class TensorRtBackend(Backend):
             samples = load_calibration(calibration.path, specs, max_samples=calibration.max_samples)
 
         capability, gpu_name = _gpu_identity()
-        out_dir.mkdir(parents=True, exist_ok=True)
         timing_cache_path = out_dir / f"tensorrt-{version}-sm{capability[0]}{capability[1]}.timing-cache"
         versions = {"tensorrt": version, **_library_versions()}
-        notes: list[str] = []
         variants: list[Variant] = []
         for build in plan:
             if build.skipped:
@@ -713,7 +722,6 @@ class TensorRtBackend(Backend):
                 )
                 options["build_seconds"] = round(time.monotonic() - started, 3)
                 _write_atomically(stamp_path(plan_path), json.dumps(stamp, indent=1).encode())
-                self.load(plan_path).close()
             except ModelError:
                 raise
             except Exception as exc:  # TensorRT raises RuntimeError, TypeError and its own errors
@@ -734,7 +742,6 @@ class TensorRtBackend(Backend):
                     files=(plan_path, stamp_path(plan_path)),
                 )
             )
-        self.record_build_notes(notes)
         return variants
 
     def _build_engine(

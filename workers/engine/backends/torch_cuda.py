@@ -128,6 +128,16 @@ class TorchCudaBackend(Backend):
 
     name = "torch_cuda"
     serving_requirements = ("numpy", "onnx", "torch")
+    verify_failure = "does not run"
+
+    def not_installed_text(self) -> str:
+        return _not_installed_sentence()
+
+    def verify(self, variant: Variant, profile: HardwareProfile) -> None:
+        """Nothing: `build` ran each variant once, on the GPU, to time its load and first run."""
+
+    def error_text(self, exc: BaseException) -> str:
+        return _converter_error_text(exc)
 
     def runtime_version(self) -> str | None:
         """PyTorch's and CUDA's versions (and onnx2torch's) when all import and a GPU is usable, else None."""
@@ -189,22 +199,23 @@ class TorchCudaBackend(Backend):
 
     # --- variants -----------------------------------------------------------------------
 
-    def build_variants(
-        self, model_path: Path, profile: HardwareProfile, calibration: Calibration | None, out_dir: Path
+    def build(
+        self,
+        model_path: Path,
+        profile: HardwareProfile,
+        calibration: Calibration | None,
+        out_dir: Path,
+        notes: list[str],
     ) -> list[Variant]:
         """Write the variants the profile's precisions ask for into `out_dir`, each run once before it is returned.
 
         "fp32" gives torch-cuda-fp32 and torch-cuda-compile (unless the profile's option
         "torch_compile" is false; "torch_compile_mode" picks the torch.compile mode),
         "fp16" gives torch-cuda-fp16. Example inputs take dynamic dims from the profile's
-        "input_shapes" option, else 1. Variants that fail to run are dropped and the reason
-        kept in `last_build_notes`, as are precisions this backend does not build.
-
-        Raises BackendNotInstalled when PyTorch, CUDA or onnx2torch is missing.
+        "input_shapes" option, else 1. Each variant is run once here (its timings are
+        part of its options), so `verify` has nothing left to check; variants that fail to run
+        are dropped and the reason noted, as are precisions this backend does not build.
         """
-        version = self.runtime_version()
-        if version is None:
-            raise BackendNotInstalled(_not_installed_sentence())
         model = load_graph(model_path, file_format=None)
         specs = graph_input_specs(model.graph, numpy_dtypes_only=True)
         mode = str(profile.options.get("torch_compile_mode", "default"))
@@ -212,7 +223,6 @@ class TorchCudaBackend(Backend):
             raise ValueError(f"torch_compile_mode '{mode}' is not one of {', '.join(COMPILE_MODES)}.")
 
         plans: list[tuple[str, str, bool]] = []
-        notes: list[str] = []
         for precision in dict.fromkeys(profile.precisions):
             if precision == "fp32":
                 plans.append(("torch-cuda-fp32", "fp32", False))
@@ -225,7 +235,6 @@ class TorchCudaBackend(Backend):
         if calibration is not None:
             notes.append("torch_cuda variants are not quantized, so the calibration data was not used.")
 
-        out_dir.mkdir(parents=True, exist_ok=True)
         digest = _sha256(model_path)
         examples = _example_inputs(specs, profile.options.get("input_shapes") or {})
         versions = _tool_versions()
@@ -284,7 +293,6 @@ class TorchCudaBackend(Backend):
                     files=(spec_path,),
                 )
             )
-        self.record_build_notes(notes)
         return variants
 
     # --- running ------------------------------------------------------------------------

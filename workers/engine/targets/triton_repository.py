@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from workers.engine.backends.base import TritonNative
+from workers.engine.backends.registry import triton_native_formats
 from workers.engine.targets.base import (
     SERVING_DTYPES,
     BackendMode,
@@ -74,24 +76,8 @@ _CHUNK_BYTES = 1 << 20
 # --- the config ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NativeFormat:
-    """How Triton serves one variant format natively."""
-
-    platform: str  # Triton's `platform`, or "" when `backend` names it
-    backend: str
-    model_file: str
-    # How companions are renamed along with the main file: "keep" (ONNX external data is
-    # found by the name written in the model), or "stem" (same stem, new name "model").
-    companions: str
-    gpu_only: bool = False
-
-
-NATIVE_FORMATS: dict[str, NativeFormat] = {
-    "onnx": NativeFormat("onnxruntime_onnx", "", "model.onnx", "keep"),
-    "tensorrt-plan": NativeFormat("tensorrt_plan", "", "model.plan", "stem", gpu_only=True),
-    "openvino-ir": NativeFormat("", "openvino", "model.xml", "stem"),
-}
+# Variant format -> how Triton serves it natively, as the backends that write it declare.
+NATIVE_FORMATS: Mapping[str, TritonNative] = triton_native_formats()
 
 
 @dataclass(frozen=True)
@@ -229,19 +215,19 @@ def native_parameters(spec: DeploymentSpec) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def _native_format(spec: DeploymentSpec) -> NativeFormat:
+def _native_format(spec: DeploymentSpec) -> TritonNative:
     native = NATIVE_FORMATS.get(spec.model_format)
     if native is None:
         raise TargetError(
             "unsupported_format",
             f"Triton has no native backend for '{spec.model_format}' variants; deploy to a target in python "
-            f"mode (Slipway's {spec.engine_backend} backend runs it inside Triton), or pick an ONNX, TensorRT "
-            "or OpenVINO variant.",
+            f"mode (Slipway's {spec.engine_backend} backend runs it inside Triton), or pick a variant in a format "
+            f"Triton serves natively ({', '.join(sorted(NATIVE_FORMATS))}).",
         )
     if native.gpu_only and spec.instance_group.kind != "GPU":
         raise TargetError(
             "invalid_spec",
-            "A TensorRT engine runs on a GPU only; set the instance group's kind to GPU.",
+            f"A '{spec.model_format}' variant runs on a GPU only; set the instance group's kind to GPU.",
         )
     return native
 
