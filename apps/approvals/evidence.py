@@ -18,6 +18,8 @@ from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from apps.runtimes.services import worker_by_host, wrong_hardware
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
+from workers.engine.typed import ReportShapeError
 
 _PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
 
@@ -33,21 +35,26 @@ def latest_run(version: ModelVersion) -> PipelineRun | None:
 
 
 def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_point(p) for p in benchmark.get("points", [])]
+    try:
+        entry = BenchmarkEntry.from_dict(benchmark)
+    except ReportShapeError:
+        return []
+    return [_point(p) for p in entry.points]
 
 
-def _point(p: dict[str, Any]) -> dict[str, Any]:
-    point = {
-        "batch": p.get("batch_size"),
-        "concurrency": p.get("concurrency"),
-        "p50_ms": p.get("p50_ms"),
-        "p99_ms": p.get("p99_ms"),
-        "throughput": p.get("throughput"),
+def _point(p: BenchmarkPoint) -> dict[str, Any]:
+    """A benchmark point as the evidence snapshot keeps it (its keys are part of the hash)."""
+    point: dict[str, Any] = {
+        "batch": p.batch_size,
+        "concurrency": p.concurrency,
+        "p50_ms": p.p50_ms,
+        "p99_ms": p.p99_ms,
+        "throughput": p.throughput,
     }
-    if p.get("p99_ms") is None and p.get("p99_note"):
+    if p.p99_ms is None and p.p99_note:
         # Too few samples for a p99: what the latency gate can still judge by (the slowest request
         # bounds the p99) and why. Only then, so a snapshot with a p99 hashes as it always did.
-        point.update(max_ms=p.get("max_ms"), samples=p.get("samples"), p99_note=p["p99_note"])
+        point.update(max_ms=p.max_ms, samples=p.samples, p99_note=p.p99_note)
     return point
 
 

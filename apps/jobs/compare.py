@@ -30,7 +30,9 @@ from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
 from workers.engine.timing import Estimate, estimate_from_point, latency_change
+from workers.engine.typed import ReportShapeError
 
 ORIGINAL = "original"
 REF_HELP = (
@@ -338,49 +340,46 @@ def _choose_variant(
     return _Choice(ORIGINAL, "original (no variant won)")
 
 
-def _benchmark_entry(benchmark: Mapping[str, Any], variant: str | None) -> Mapping[str, Any]:
-    if not variant:
-        return {}
-    entry = benchmark.get("baseline") if variant == ORIGINAL else (benchmark.get("variants") or {}).get(variant)
-    return entry if isinstance(entry, Mapping) else {}
+def _benchmark_entry(benchmark: Mapping[str, Any], variant: str | None) -> BenchmarkEntry | None:
+    """The variant's entry in a stored benchmark report (the original's for ORIGINAL), or None."""
+    if not variant or not benchmark:
+        return None
+    raw = benchmark.get("baseline") if variant == ORIGINAL else (benchmark.get("variants") or {}).get(variant)
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    try:
+        return BenchmarkEntry.from_dict(raw)
+    except ReportShapeError:
+        return None
 
 
-def _points_of(benchmark: Mapping[str, Any], variant: str | None) -> tuple[list[dict[str, Any]], str]:
+def _points_of(benchmark: Mapping[str, Any], variant: str | None) -> tuple[list[BenchmarkPoint], str]:
     """The variant's benchmark points, or [] and why there are none."""
     if not variant:
         return [], "no variant to measure"
     if not benchmark:
         return [], "not benchmarked on this profile yet"
     entry = _benchmark_entry(benchmark, variant)
-    if not entry:
+    if entry is None:
         return [], "not benchmarked"
-    points = [dict(p) for p in entry.get("points") or [] if isinstance(p, Mapping)]
-    if not points:
-        return [], f"not measured: {entry.get('error') or 'its benchmark has no points'}"
-    return points, ""
+    if not entry.points:
+        return [], f"not measured: {entry.error or 'its benchmark has no points'}"
+    return list(entry.points), ""
 
 
-def _key(point: Mapping[str, Any]) -> tuple[int, int]:
-    return int(point.get("batch_size") or point.get("batch") or 1), int(point.get("concurrency") or 1)
-
-
-def common_point(
-    a_points: Sequence[Mapping[str, Any]], b_points: Sequence[Mapping[str, Any]]
-) -> tuple[int, int] | None:
+def common_point(a_points: Sequence[BenchmarkPoint], b_points: Sequence[BenchmarkPoint]) -> tuple[int, int] | None:
     """The (batch, concurrency) both sides measured, the smallest first (batch 1, concurrency 1
     is what every sweep starts with); the smallest of one side when the other has none; None
     when both have points but none in common (then neither is compared)."""
-    a_keys, b_keys = {_key(p) for p in a_points}, {_key(p) for p in b_points}
+    a_keys, b_keys = {p.key for p in a_points}, {p.key for p in b_points}
     both = a_keys & b_keys if a_keys and b_keys else a_keys | b_keys
     return min(both) if both else None
 
 
-def _single_threaded_cpu(entry: Mapping[str, Any], point: Mapping[str, Any] | None) -> bool:
+def _single_threaded_cpu(entry: BenchmarkEntry | None, point: BenchmarkPoint | None) -> bool:
     """Whether the point was measured by one thread on a CPU: there CPU time per inference is
     the stable figure (`workers.engine.recommend.benchmark_points` decides the same way)."""
-    threads = entry.get("threads")
-    one_thread = isinstance(threads, Mapping) and threads.get("intra_op_threads") == 1
-    return bool(one_thread and entry.get("device_kind") == "cpu" and point is not None and _key(point)[1] == 1)
+    return bool(entry is not None and entry.single_threaded_cpu and point is not None and point.concurrency == 1)
 
 
 # ---- one side -----------------------------------------------------------------------------
@@ -391,24 +390,23 @@ def _how(estimate: Estimate) -> str:
     return f"95% interval from {trials} x {estimate.samples:,} samples"
 
 
-def _figure(point: Mapping[str, Any] | None, statistic: str, why_none: str) -> Figure:
+def _figure(point: BenchmarkPoint | None, statistic: str, why_none: str) -> Figure:
     """The figure for `statistic` ("p50_ms", "p99_ms", "cpu_ms", "throughput") at `point`."""
     if point is None:
         return Figure(None, how=why_none)
     estimate = estimate_from_point(point, statistic)
     if estimate is not None:
         return Figure(estimate.value, estimate.low, estimate.high, estimate.samples, estimate.trials, _how(estimate))
-    value = _num(point.get(statistic))
-    per_request = _num(point.get("cpu_ms_per_request"))
+    value = _num(point.figure(statistic))
+    per_request = _num(point.cpu_ms_per_request)
     if statistic == "cpu_ms" and value is None and per_request is not None:
         # Runs from before CPU time was reported per inference recorded it per request.
-        value = per_request / max(1, _key(point)[0])
-    samples = point.get("samples", point.get("requests"))
-    samples = samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+        value = per_request / max(1, point.batch_size)
+    samples = point.samples if point.samples is not None else point.requests
     if value is not None:
         how = f"no interval: measured once, {samples:,} samples" if samples else "no interval: measured once"
         return Figure(value, samples=samples, how=how)
-    note = point.get(statistic.replace("_ms", "_note")) if statistic.endswith("_ms") else None
+    note = getattr(point, statistic.replace("_ms", "_note"), None) if statistic.endswith("_ms") else None
     return Figure(None, how=str(note or "not measured"))
 
 
@@ -483,8 +481,8 @@ class _Draft:
     reports: dict[str, Any]
     variants: dict[str, Artifact]
     choice: _Choice
-    entry: Mapping[str, Any]
-    points: list[dict[str, Any]]
+    entry: BenchmarkEntry | None
+    points: list[BenchmarkPoint]
     why_unmeasured: str
 
 
@@ -498,19 +496,19 @@ def _draft(ref: Ref, version: ModelVersion, evidence: _Evidence, profile: str) -
     return _Draft(ref, version, evidence, reports, variants, choice, entry, points, why)
 
 
-def _point_of(draft: _Draft, key: tuple[int, int] | None) -> tuple[dict[str, Any] | None, str]:
+def _point_of(draft: _Draft, key: tuple[int, int] | None) -> tuple[BenchmarkPoint | None, str]:
     """The draft's point at `key`, or None and why it has none there."""
     if not draft.points:
         return None, draft.why_unmeasured
     if key is None:
         return None, "no benchmark point (batch and concurrency) in common with the other side"
-    point = next((p for p in draft.points if _key(p) == key), None)
+    point = next((p for p in draft.points if p.key == key), None)
     if point is None:
         return None, f"not measured at batch {key[0]}, concurrency {key[1]}"
     return point, ""
 
 
-def build_side(draft: _Draft, point: Mapping[str, Any] | None, why_unmeasured: str) -> Side:
+def build_side(draft: _Draft, point: BenchmarkPoint | None, why_unmeasured: str) -> Side:
     """Everything shown for one side, its timings read at `point`."""
     version, variant, reports = draft.version, draft.choice.variant, draft.reports
     notes = [draft.choice.note] if draft.choice.note else []
@@ -550,8 +548,9 @@ def build_side(draft: _Draft, point: Mapping[str, Any] | None, why_unmeasured: s
 
     support = _support(reports.get(JobKind.VALIDATE), backend)
     benchmark = reports.get(JobKind.BENCHMARK) or {}
-    measured_on = ", ".join(str(x) for x in (benchmark.get("worker_host"), draft.entry.get("cpu_model")) if x)
-    runtime_version = draft.entry.get("runtime_version")
+    entry = draft.entry
+    measured_on = ", ".join(str(x) for x in (benchmark.get("worker_host"), entry and entry.cpu_model) if x)
+    runtime_version = entry.runtime_version if entry is not None else None
     return Side(
         ref=draft.ref.text,
         version_id=version.pk,
@@ -564,7 +563,7 @@ def build_side(draft: _Draft, point: Mapping[str, Any] | None, why_unmeasured: s
         backend=backend,
         precision=precision,
         size_bytes=artifact.size if artifact is not None else None,
-        point={"batch": _key(point)[0], "concurrency": _key(point)[1]} if point is not None else None,
+        point={"batch": point.batch_size, "concurrency": point.concurrency} if point is not None else None,
         latency=latency,
         throughput=throughput,
         parity_passed=passed,
@@ -583,7 +582,7 @@ def build_side(draft: _Draft, point: Mapping[str, Any] | None, why_unmeasured: s
 # ---- verdicts -------------------------------------------------------------------------------
 
 
-def _timing_change(statistic: str, a_point: Mapping[str, Any] | None, b_point: Mapping[str, Any] | None) -> Change:
+def _timing_change(statistic: str, a_point: BenchmarkPoint | None, b_point: BenchmarkPoint | None) -> Change:
     label = STATISTIC_LABELS.get(statistic, statistic)
     if a_point is None or b_point is None:
         return Change(
@@ -603,7 +602,7 @@ def _timing_change(statistic: str, a_point: Mapping[str, Any] | None, b_point: M
     return Change(statistic, change.verdict, change.sentence, change.ratio, change.ratio_low, change.ratio_high)
 
 
-def _throughput_change(a_point: Mapping[str, Any] | None, b_point: Mapping[str, Any] | None) -> Change:
+def _throughput_change(a_point: BenchmarkPoint | None, b_point: BenchmarkPoint | None) -> Change:
     change = _timing_change("throughput", a_point, b_point)
     verdict = {"faster": "higher", "slower": "lower"}.get(change.verdict, change.verdict)
     sentence = change.sentence.replace("faster by throughput", "higher throughput").replace(

@@ -18,6 +18,7 @@ from tests import modelzoo
 from tests.conftest import client_for
 from tests.integration.conftest import wait_for
 from workers.engine.backends.registry import get_backend
+from workers.engine.reports import BenchmarkReport
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -86,6 +87,9 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
         assert result["outputs"] and all("cosine" in o and "max_abs_error" in o for o in result["outputs"])
     # Benchmark: the sweep for the original and each variant, with raw samples for plots.
     benchmark = body["reports"]["benchmark"]["x86-cpu"]
+    # Every key the worker wrote is one the report's type declares (and so the browser's types).
+    typed = BenchmarkReport.from_dict(benchmark, strict=True)
+    assert typed.baseline.points and typed.baseline.device_kind == "cpu"
     baseline_points = benchmark["baseline"]["points"]
     assert baseline_points and baseline_points[0]["p50_ms"] > 0 and baseline_points[0]["samples_ms"]
     # every variant is measured, those in another format than ONNX (OpenVINO IR) too: they are fed

@@ -21,25 +21,26 @@ measured twice get the same verdict unless one is faster beyond the noise. The w
 speed-up over the original model in plain onnxruntime carries its interval; when no variant
 can win, the recommendation is to keep that original model.
 
-Benchmark points are the JSON a benchmark stores, one dict per (batch, concurrency):
-{"batch": 1, "concurrency": 1, "p50": 1.9, "p99": 2.3, "throughput": 512.0, "cpu_ms": 1.7,
-"cpu_ci_ms": [1.6, 1.8], "p50_ci_ms": [...], "p99_ci_ms": [...], "throughput_ci": [...],
-"samples": 1200, "trials": 3, "single_threaded_cpu": true}, with latencies in milliseconds and
-throughput in inferences per second. A point with an "error" or without the numbers the
-objective needs is skipped; a point without intervals (stored before they existed) counts
-as exact.
+Benchmark points are the benchmark report's own (`workers.engine.reports.BenchmarkPoint`, or
+its stored JSON: {"batch_size": 1, "concurrency": 1, "p50_ms": 1.9, "p99_ms": 2.3,
+"throughput": 512.0, "cpu_ms": 1.7, "cpu_ci_ms": [1.6, 1.8], ...}), with latencies in
+milliseconds and throughput in inferences per second; `benchmark_points` marks those CPU time
+may rank. A point with an "error" or without the numbers the objective needs is skipped; a
+point without intervals (stored before they existed) counts as exact.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple, TypeGuard
 
 from workers.engine.errors import ModelError
 from workers.engine.parity import VariantParity
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
 from workers.engine.timing import Estimate, LatencyChange, estimate_from_point, latency_change
+from workers.engine.typed import ReportShapeError
 
 OBJECTIVES: tuple[str, ...] = ("p99_latency_batch1", "throughput_within_p99_budget")
 
@@ -71,7 +72,7 @@ class Candidate:
     backend: str
     precision: str
     parity: VariantParity | Mapping[str, Any] | None
-    points: tuple[Mapping[str, Any], ...] = ()
+    points: tuple[BenchmarkPoint | Mapping[str, Any], ...] = ()
     benchmark_error: str = ""
     size_bytes: int | None = None
 
@@ -83,7 +84,7 @@ class Candidate:
             backend=str(data.get("backend", "")),
             precision=str(data.get("precision", "")),
             parity=data.get("parity"),
-            points=tuple(data.get("points") or ()),
+            points=tuple(data.get("points") or ()),  # read by type when ranked
             benchmark_error=str(data.get("benchmark_error") or ""),
             size_bytes=data.get("size_bytes"),
         )
@@ -168,7 +169,7 @@ class _Point(NamedTuple):
     p99_ms: float | None
     budget_latency_ms: float | None  # p99, or the slowest request where p99 couldn't be reported
     throughput: float | None
-    raw: Mapping[str, Any]
+    measured: BenchmarkPoint
 
 
 class _Ranked(NamedTuple):
@@ -179,7 +180,7 @@ class _Ranked(NamedTuple):
 
 def recommend(
     candidates: Sequence[Candidate | Mapping[str, Any]],
-    baseline: Sequence[Mapping[str, Any]] | None,
+    baseline: Sequence[BenchmarkPoint | Mapping[str, Any]] | None,
     objective: str,
     budget_ms: float | None = None,
     *,
@@ -278,67 +279,51 @@ def recommend(
 # --- points and statistics --------------------------------------------------------------
 
 
-# What a benchmark point hands the recommender beside its batch, concurrency, p50 and p99.
-_CARRIED = (
-    "cpu_ms", "cpu_ci_ms", "p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "p99_note", "max_ms",
-    "throughput", "throughput_ci", "samples", "trials",
-)  # fmt: skip
-
-
-def benchmark_points(benchmark: Mapping[str, Any], device_kind: str | None = None) -> list[dict[str, Any]]:
-    """A stored benchmark result's points (`BenchmarkResult.to_dict()`) in the recommender's terms,
-    with their intervals; raw samples stay in the benchmark. `device_kind` ("cpu", "gpu") defaults
-    to the result's own "device_kind". CPU time per inference may rank only runs that used one
-    thread on a CPU: with several threads it counts their spinning, and on a GPU the CPU mostly
-    waits."""
-    kind = device_kind or benchmark.get("device_kind")
-    single_threaded_cpu = (benchmark.get("threads") or {}).get("intra_op_threads") == 1 and kind == "cpu"
-    return [
-        {
-            **{key: p[key] for key in _CARRIED if key in p},
-            "batch": p["batch_size"],
-            "concurrency": p["concurrency"],
-            "p50": p["p50_ms"],
-            "p99": p["p99_ms"],
-            "single_threaded_cpu": single_threaded_cpu and p["concurrency"] == 1,
-        }
-        for p in benchmark.get("points", [])
-    ]
+def benchmark_points(
+    benchmark: BenchmarkEntry | Mapping[str, Any], device_kind: str | None = None
+) -> list[BenchmarkPoint]:
+    """A stored benchmark entry's points, each marked whether CPU time per inference may rank it:
+    only runs that used one thread on a CPU, at concurrency 1 (with several threads it counts
+    their spinning, and on a GPU the CPU mostly waits). `device_kind` ("cpu", "gpu") defaults to
+    the entry's own."""
+    entry = benchmark if isinstance(benchmark, BenchmarkEntry) else BenchmarkEntry.from_dict(benchmark)
+    if device_kind is not None:
+        entry = replace(entry, device_kind=device_kind)
+    single = entry.single_threaded_cpu
+    return [replace(point, single_threaded_cpu=single and point.concurrency == 1) for point in entry.points]
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _points(raw: Sequence[Mapping[str, Any]]) -> list[_Point]:
+def _typed(item: BenchmarkPoint | Mapping[str, Any]) -> BenchmarkPoint | None:
+    if isinstance(item, BenchmarkPoint):
+        return item
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        return BenchmarkPoint.from_dict(item)
+    except ReportShapeError:
+        return None
+
+
+def _points(raw: Sequence[BenchmarkPoint | Mapping[str, Any]]) -> list[_Point]:
     """The usable points: those without an error and with a latency to hold against a budget."""
     points = []
     for item in raw:
-        if not isinstance(item, Mapping) or item.get("error"):
+        point = _typed(item)
+        if point is None or point.error:
             continue
-        batch: Any = item.get("batch")
-        concurrency: Any = item.get("concurrency")
-        p99: Any = item.get("p99", item.get("p99_ms"))
-        throughput: Any = item.get("throughput")
-        if not (_is_number(batch) and _is_number(concurrency)):
-            continue
-        p99_value = float(p99) if _is_number(p99) and p99 >= 0 else None
+        p99 = point.p99_ms if point.p99_ms is not None and _is_number(point.p99_ms) and point.p99_ms >= 0 else None
         # Without enough samples for a p99, the slowest request measured stands in for it
         # against a budget: it can only overstate the p99.
-        slowest: Any = item.get("max_ms")
-        budget_latency = p99_value if p99_value is not None else (float(slowest) if _is_number(slowest) else None)
-        if budget_latency is None and not _is_number(item.get("p50", item.get("p50_ms"))):
+        slowest = point.max_ms if point.max_ms is not None and _is_number(point.max_ms) else None
+        budget_latency = p99 if p99 is not None else slowest
+        if budget_latency is None and not (point.p50_ms is not None and _is_number(point.p50_ms)):
             continue
-        points.append(
-            _Point(
-                int(batch),
-                int(concurrency),
-                p99_value,
-                budget_latency,
-                float(throughput) if _is_number(throughput) else None,
-                item,
-            )
-        )
+        throughput = point.throughput if point.throughput is not None and _is_number(point.throughput) else None
+        points.append(_Point(point.batch_size, point.concurrency, p99, budget_latency, throughput, point))
     return points
 
 
@@ -373,7 +358,7 @@ def _best_point(points: Sequence[_Point], objective: str, budget_ms: float | Non
 
 
 def _has_interval(point: _Point, statistic: str) -> bool:
-    return estimate_from_point(point.raw, statistic) is not None
+    return estimate_from_point(point.measured, statistic) is not None
 
 
 def _statistic(points: Sequence[_Point], objective: str) -> tuple[str, str]:
@@ -382,7 +367,7 @@ def _statistic(points: Sequence[_Point], objective: str) -> tuple[str, str]:
         if points and all(_has_interval(point, "throughput") for point in points):
             return "throughput", "throughput, mean over trials with a 95% interval"
         return "throughput", "throughput as measured (stored without intervals, so treated as exact)"
-    if points and all(_has_interval(point, "cpu_ms") and point.raw.get("single_threaded_cpu") for point in points):
+    if points and all(_has_interval(point, "cpu_ms") and point.measured.single_threaded_cpu for point in points):
         return "cpu_ms", (
             "CPU time per inference: the runs were single-threaded on a CPU, where it is stable while other "
             "processes load the machine; wall-clock p50 and p99 are reported beside it"
@@ -397,7 +382,8 @@ def _statistic(points: Sequence[_Point], objective: str) -> tuple[str, str]:
 
 def _estimate(point: _Point, statistic: str) -> Estimate:
     """The point's estimate of `statistic`; a figure stored without an interval counts as exact."""
-    found = estimate_from_point(point.raw, statistic)
+    measured = point.measured
+    found = estimate_from_point(measured, statistic)
     if found is not None:
         return found
     if statistic == "throughput":
@@ -405,10 +391,9 @@ def _estimate(point: _Point, statistic: str) -> Estimate:
     elif statistic == "p99_ms":
         value = point.p99_ms if point.p99_ms is not None else (point.budget_latency_ms or 0.0)
     else:
-        raw = point.raw.get(statistic, point.raw.get(statistic.removesuffix("_ms")))
-        value = float(raw) if _is_number(raw) else 0.0
-    samples = point.raw.get("samples", point.raw.get("requests", 0))
-    return Estimate(value, value, value, int(samples or 0), statistic, int(point.raw.get("trials") or 1))
+        value = measured.figure(statistic) or 0.0
+    samples = measured.samples if measured.samples is not None else measured.requests
+    return Estimate(value, value, value, int(samples or 0), statistic, int(measured.trials or 1))
 
 
 def _better_first(statistic: str, estimate: Estimate) -> float:
@@ -491,9 +476,8 @@ def _outcome(
 ) -> CandidateOutcome:
     candidate, point, estimate = item.candidate, item.point, item.estimate
     change: LatencyChange | None = latency_change(baseline, estimate, min_relative=min_relative) if baseline else None
-    raw = point.raw
-    p50 = raw.get("p50_ms", raw.get("p50"))
-    cpu = raw.get("cpu_ms")
+    p50 = point.measured.p50_ms
+    cpu = point.measured.cpu_ms
     in_tie = any(other is item for other in tied)
     return CandidateOutcome(
         candidate.name,
@@ -512,7 +496,7 @@ def _outcome(
         trials=estimate.trials,
         p50_ms=float(p50) if _is_number(p50) else None,
         cpu_ms=float(cpu) if _is_number(cpu) else None,
-        p99_note=str(raw.get("p99_note") or "") or None if point.p99_ms is None else None,
+        p99_note=point.measured.p99_note or None if point.p99_ms is None else None,
         speedup_low=change.ratio_low if change else None,
         speedup_high=change.ratio_high if change else None,
         speedup_sentence=change.sentence if change else "",
@@ -579,7 +563,7 @@ def _budget_figure(point: _Point) -> str:
         return f"p99 {_ms(point.p99_ms)}"
     if point.budget_latency_ms is None:
         return "p99 (not measured)"
-    samples = point.raw.get("samples", point.raw.get("requests"))
+    samples = point.measured.samples if point.measured.samples is not None else point.measured.requests
     return (
         f"slowest request {_ms(point.budget_latency_ms)} (standing in for a p99 that {samples} samples can't support)"
     )
@@ -702,14 +686,14 @@ def _describe(estimate: Estimate, point: _Point) -> str:
     where = f"at batch {point.batch}, concurrency {point.concurrency}"
     text = f"{label} {_figure(estimate)} {where}{_evidence(estimate)}"
     beside = []
-    p50 = point.raw.get("p50_ms", point.raw.get("p50"))
-    if estimate.statistic != "p50_ms" and _is_number(p50):
-        beside.append(f"p50 {_ms(float(p50))}")
+    p50 = point.measured.p50_ms
+    if estimate.statistic != "p50_ms" and p50 is not None and _is_number(p50):
+        beside.append(f"p50 {_ms(p50)}")
     if estimate.statistic != "p99_ms":
         if point.p99_ms is not None:
             beside.append(f"p99 {_ms(point.p99_ms)}")
-        elif point.raw.get("p99_note"):
-            beside.append(f"p99 {point.raw['p99_note']}")
+        elif point.measured.p99_note:
+            beside.append(f"p99 {point.measured.p99_note}")
     return f"{text} ({'; '.join(beside)})" if beside else text
 
 

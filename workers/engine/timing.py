@@ -27,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from workers.engine.reports import BenchmarkPoint
+from workers.engine.typed import ReportShapeError
+
 CONFIDENCE = 0.95
 # A percentile q is reported only when n * (1 - q) reaches this: about ten requests must fall
 # beyond it, so that the interval's upper rank exists and the value isn't one outlier.
@@ -173,28 +176,31 @@ def not_enough_samples(n: int, q: float) -> str:
     return f"not enough samples ({n}) for {label}: it needs at least {needed:,}"
 
 
-def estimate_from_point(point: Mapping[str, Any], statistic: str) -> Estimate | None:
+def estimate_from_point(point: BenchmarkPoint | Mapping[str, Any], statistic: str) -> Estimate | None:
     """The estimate of `statistic` ("cpu_ms", "p50_ms", "p99_ms" or "throughput") a benchmark
-    point carries with its interval, or None where the point has no such figure or no interval
-    (a point measured before intervals existed, or a p99 the samples couldn't support)."""
+    point (typed, or its stored JSON) carries with its interval, or None where the point has no
+    such figure or no interval (a point measured before intervals existed, or a p99 the samples
+    couldn't support)."""
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
-    value = point.get(statistic)
-    interval_key = "throughput_ci" if statistic == "throughput" else statistic.replace("_ms", "_ci_ms")
-    interval = point.get(interval_key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not interval or len(interval) != 2:
+    if not isinstance(point, BenchmarkPoint):
+        try:
+            # An estimate needs no batch or concurrency: figures carried alone (the benches') read too.
+            point = BenchmarkPoint.from_dict({"batch_size": 1, "concurrency": 1, **point})
+        except ReportShapeError:
+            return None
+    value, interval = point.figure(statistic), point.interval(statistic)
+    if value is None or interval is None:
         return None
     low, high = interval
-    if not isinstance(low, int | float) or not isinstance(high, int | float):
-        return None
-    samples = point.get("samples", point.get("requests", 0)) or 0
+    samples = point.samples if point.samples is not None else point.requests
     return Estimate(
-        value=float(value),
-        low=float(min(low, value)),
-        high=float(max(high, value)),
-        samples=int(samples),
+        value=value,
+        low=min(low, value),
+        high=max(high, value),
+        samples=int(samples or 0),
         statistic=statistic,
-        trials=int(point.get("trials") or 1),
+        trials=int(point.trials or 1),
     )
 
 

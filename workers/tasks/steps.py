@@ -23,6 +23,7 @@ from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize, put_blob, sha256_file
 from workers.engine import isolation
 from workers.engine.errors import ModelError
+from workers.engine.reports import BenchmarkPoint
 from workers.engine.sandbox import SandboxError, SandboxLimits, output_file, run_in_sandbox
 from workers.engine.support_matrix import build_matrix
 
@@ -618,8 +619,8 @@ def run_benchmark(job: Job, progress: ProgressCallback) -> StepOutcome:
     )
 
 
-def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
-    """Benchmark points in the recommender's terms (`workers.engine.recommend.benchmark_points`)."""
+def _points(benchmark: dict[str, Any]) -> list[BenchmarkPoint]:
+    """A stored entry's points, marked for the recommender (`workers.engine.recommend.benchmark_points`)."""
     from workers.engine.recommend import benchmark_points
 
     return benchmark_points(benchmark)

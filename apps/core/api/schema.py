@@ -61,3 +61,35 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
 def query(name: str, description: str, kind: type = str) -> OpenApiParameter:
     """A documented query-string filter."""
     return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description)
+
+
+def add_report_components(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the step reports' types (`workers.engine.reports`) as
+    components, written from the same dataclasses the server reads reports with, so the browser's
+    generated types and the server's reader describe one shape."""
+    from workers.engine.reports import SCHEMA_CLASSES
+    from workers.engine.typed import json_schema
+
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in json_schema(*SCHEMA_CLASSES).items():
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"Two OpenAPI components are named {name}: rename the report class.")
+        schemas[name] = schema
+    return result
+
+
+# The `reports` field of a version: by step kind, then by profile where the step runs per profile.
+REPORTS_SCHEMA = {
+    "type": "object",
+    "description": "Each finished step's report from the latest run: by step kind, then by profile for steps that "
+    "run per hardware profile (validate, optimize, parity, benchmark, recommend). The benchmark's is typed; the "
+    "others are still described in frontend/src/api/reports.ts.",
+    "properties": {
+        "benchmark": {
+            "type": "object",
+            "description": "The benchmark report of each hardware profile, by profile slug.",
+            "additionalProperties": {"$ref": "#/components/schemas/BenchmarkReport"},
+        },
+    },
+    "additionalProperties": {},
+}

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
+from apps.core.api.schema import REPORTS_SCHEMA
 from apps.jobs.api.compare import PreviousApprovedSerializer
 from apps.jobs.compare import previous_approved
 from apps.jobs.models import Job, JobStatus, PipelineRun
@@ -229,6 +230,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
         """The "previous approved version" card (`apps.jobs.compare.previous_approved`)."""
         return previous_approved(version)
 
+    @extend_schema_field(REPORTS_SCHEMA)
     def get_reports(self, version: ModelVersion) -> dict[str, Any]:
         """Each finished step's report from the latest run: by step kind, then by profile for
         steps that run per hardware profile (validate, optimize)."""

@@ -1,8 +1,10 @@
-// What the workers store in a version's `reports` and `latest_run` (the OpenAPI schema only
-// says "object" there). Written from the engine's dataclasses: workers/engine/inspection.py,
-// support_matrix.py, backends/base.py, parity.py, benchmark.py, recommend.py and
-// workers/tasks/steps.py. Every field a report may omit is optional, so the pages cope with
-// reports from older workers.
+// What the workers store in a version's `reports` and `latest_run`. The benchmark report's
+// types are generated from the server's own (workers/engine/reports.py, through the OpenAPI
+// schema); the others are still written here by hand from the engine's dataclasses
+// (workers/engine/inspection.py, support_matrix.py, backends/base.py, parity.py, recommend.py
+// and workers/tasks/steps.py) until they move there too. Every field a report may omit is
+// optional, so the pages cope with reports from older workers.
+import type { components } from "./schema";
 import type { JobKind, JobStatus } from "./types";
 
 export interface Job {
@@ -277,73 +279,16 @@ export interface ParityReport {
 }
 
 // ---- benchmark ------------------------------------------------------------------------
-export interface BenchmarkPoint {
-  batch_size: number;
-  concurrency: number;
-  p50_ms: number;
-  p90_ms?: number;
-  p95_ms?: number;
-  /** None where the samples can't support it (`p99_note` says why): p99 needs about 1,000. */
-  p99_ms: number | null;
-  p99_9_ms?: number | null;
-  mean_ms?: number;
-  min_ms?: number;
-  max_ms?: number;
-  throughput: number;
-  requests?: number;
-  stable?: boolean;
-  samples_ms?: number[];
-  peak_rss_bytes?: number | null;
-  /** CPU time per request (a batch) in ms; reports before `cpu_ms` only carried this one. */
-  cpu_ms_per_request?: number;
-  // The figures' confidence (workers/engine/benchmark.py combine_trials), absent in reports
-  // measured before intervals existed. Intervals are 95% [low, high].
-  /** Timed requests over all trials (`samples_ms` keeps only a thinned subset of them). */
-  samples?: number;
-  /** Fresh processes the point was measured in. */
-  trials?: number;
-  p50_ci_ms?: [number, number] | null;
-  p99_ci_ms?: [number, number] | null;
-  /** Why p99 is None, e.g. "not enough samples (180) for p99: it needs at least 1,000". */
-  p99_note?: string | null;
-  p99_9_ci_ms?: [number, number] | null;
-  p99_9_note?: string | null;
-  /** CPU time per inference (one sample of the batch), mean over trials, in ms. */
-  cpu_ms?: number;
-  cpu_ci_ms?: [number, number] | null;
-  throughput_ci?: [number, number] | null;
-  /** How the intervals were obtained (order statistics, t-intervals over trials or windows). */
-  interval_method?: string;
-}
-
-export interface BenchmarkRun {
-  backend?: string;
-  runtime_version?: string;
-  load_ms?: number;
-  points?: BenchmarkPoint[];
-  notes?: string[];
-  error?: string;
-  peak_rss_bytes?: number | null;
-  cpu_model?: string;
-}
-
-export interface BenchmarkReport {
-  profile: string;
-  worker_host?: string;
-  config?: { batch_sizes?: number[]; concurrency?: number[] };
-  baseline?: BenchmarkRun | null;
-  variants: Record<string, BenchmarkRun>;
-  /** What the timings were measured on (absent in reports before it was recorded). */
-  inputs?: EvidenceInputs;
-}
+// Generated from the server's report types (workers/engine/reports.py, via docs/openapi.yaml):
+// what the server reads a stored report with is what the browser is typed against.
+/** One measured (batch size, concurrency) point; intervals are 95% [low, high]. */
+export type BenchmarkPoint = components["schemas"]["BenchmarkPoint"];
+/** One model measured: the original ("baseline") or a variant; a failed one has an `error`. */
+export type BenchmarkRun = components["schemas"]["BenchmarkEntry"];
+export type BenchmarkReport = components["schemas"]["BenchmarkReport"];
 
 /** The inputs a report's figures rest on: the user's samples or generated ones, and how made. */
-export interface EvidenceInputs {
-  source?: string;
-  description?: string;
-  /** What was assumed, each with the declaration that would replace the assumption. */
-  assumptions?: string[];
-}
+export type EvidenceInputs = components["schemas"]["ReportInputs"];
 
 // ---- recommend ------------------------------------------------------------------------
 export interface RankedVariant {

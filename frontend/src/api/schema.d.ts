@@ -1776,11 +1776,13 @@ export interface components {
             readonly latest_run: {
                 [key: string]: unknown;
             } | null;
-            /**
-             * @description Each finished step's report from the latest run: by step kind, then by profile for
-             *     steps that run per hardware profile (validate, optimize).
-             */
+            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). The benchmark's is typed; the others are still described in frontend/src/api/reports.ts. */
             readonly reports: {
+                /** @description The benchmark report of each hardware profile, by profile slug. */
+                benchmark?: {
+                    [key: string]: components["schemas"]["BenchmarkReport"];
+                };
+            } & {
                 [key: string]: unknown;
             };
             /** @description This version against the model's previous approved version, per profile, computed when read (so it follows later approvals and revocations); null when there is no earlier approved version. */
@@ -1959,6 +1961,131 @@ export interface components {
             fields: {
                 [key: string]: unknown;
             };
+        };
+        /** @description The benchmark step's report for one hardware profile. */
+        BenchmarkReport: {
+            profile: string;
+            variants: {
+                [key: string]: components["schemas"]["BenchmarkEntry"];
+            };
+            baseline?: components["schemas"]["BenchmarkEntry"];
+            worker_host?: string | null;
+            config?: {
+                [key: string]: unknown;
+            };
+            inputs?: components["schemas"]["ReportInputs"];
+            sandbox?: {
+                [key: string]: unknown;
+            };
+        };
+        /** @description One model measured: the original ("baseline") or a variant. A failed measurement has an `error` (and `error_code`) and no points. */
+        BenchmarkEntry: {
+            backend?: string;
+            points?: components["schemas"]["BenchmarkPoint"][];
+            error?: string;
+            error_code?: string;
+            runtime_version?: string | null;
+            load_ms?: number | null;
+            notes?: string[];
+            cpu_model?: string | null;
+            cpu_count?: number | null;
+            peak_rss_bytes?: number | null;
+            device_kind?: string | null;
+            artifact_id?: number | null;
+            variant_path?: string | null;
+            threads?: components["schemas"]["BenchmarkThreads"] | null;
+            sessions_shared_between_threads?: boolean | null;
+            inputs?: {
+                [key: string]: {
+                    [key: string]: {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            harness_overhead?: {
+                [key: string]: unknown;
+            } | null;
+            load_average?: number[];
+            seconds?: number | null;
+            python?: string | null;
+            config?: {
+                [key: string]: unknown;
+            };
+        };
+        /** @description The inputs a report's figures rest on: the user's samples or generated ones, and how made. */
+        ReportInputs: {
+            source?: string;
+            description?: string;
+            assumptions?: string[];
+            samples?: number | null;
+        };
+        /** @description One measured (batch size, concurrency) point; latencies per request in ms, throughput in inferences per second (see `workers.engine.benchmark.PointResult`, which writes it). The intervals are 95 % [low, high]; p99 and p99.9 are null, with a note, where the samples can't support them. */
+        BenchmarkPoint: {
+            batch_size: number;
+            concurrency: number;
+            p50_ms?: number | null;
+            p99_ms?: number | null;
+            throughput?: number | null;
+            p90_ms?: number | null;
+            p95_ms?: number | null;
+            p99_9_ms?: number | null;
+            mean_ms?: number | null;
+            std_ms?: number | null;
+            min_ms?: number | null;
+            max_ms?: number | null;
+            requests_per_second?: number | null;
+            requests?: number | null;
+            warmup_runs?: number | null;
+            windows?: number | null;
+            window_p50s_ms?: number[];
+            stable?: boolean | null;
+            seconds?: number | null;
+            cpu_ms_per_request?: number | null;
+            sessions?: number | null;
+            samples_ms?: number[];
+            samples?: number | null;
+            trials?: number | null;
+            p50_ci_ms?: [
+                number,
+                number
+            ] | null;
+            p99_ci_ms?: [
+                number,
+                number
+            ] | null;
+            p99_note?: string | null;
+            p99_9_ci_ms?: [
+                number,
+                number
+            ] | null;
+            p99_9_note?: string | null;
+            cpu_ms?: number | null;
+            cpu_ci_ms?: [
+                number,
+                number
+            ] | null;
+            throughput_ci?: [
+                number,
+                number
+            ] | null;
+            trial_p50_ms?: number[];
+            trial_cpu_ms?: number[];
+            trial_throughput?: number[];
+            interval_method?: string | null;
+            peak_rss_bytes?: number | null;
+            peak_gpu_memory_bytes?: number | null;
+            error?: string | null;
+            single_threaded_cpu?: boolean | null;
+        };
+        /** @description The thread settings a measurement ran with, read back inside its process. */
+        BenchmarkThreads: {
+            intra_op_threads?: number | null;
+            threads_argument?: string | null;
+            pinned_cores?: number[];
+            env?: {
+                [key: string]: string;
+            };
+            os_threads_after_load?: number | null;
         };
     };
     responses: never;

@@ -247,7 +247,9 @@ export function latencyByBatch(
 /** Throughput (inferences per second) against concurrent callers, at one batch size. */
 export function throughputByConcurrency(report: BenchmarkReport | undefined, batch: number): Series[] {
   return seriesOf(report, (p) =>
-    p.batch_size === batch ? withInterval({ x: p.concurrency, y: p.throughput }, validInterval(p.throughput_ci)) : null,
+    p.batch_size === batch && typeof p.throughput === "number"
+      ? withInterval({ x: p.concurrency, y: p.throughput }, validInterval(p.throughput_ci))
+      : null,
   );
 }
 

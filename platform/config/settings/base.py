@@ -233,6 +233,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.core.api.schema.add_error_responses",
+        "apps.core.api.schema.add_report_components",
     ],
     "ENUM_NAME_OVERRIDES": {
         "VersionStatusEnum": "apps.registry.models.VersionStatus",

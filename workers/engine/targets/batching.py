@@ -27,7 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from workers.engine.reports import BenchmarkPoint
 from workers.engine.targets.base import DeploymentSpec, DynamicBatching, InstanceGroup, InstanceKind, TargetError
+from workers.engine.typed import ReportShapeError
 
 KNEE_FRACTION = 0.9
 MAX_INSTANCES = 8
@@ -91,7 +93,8 @@ class ServingSettings:
 
 
 def points_from(items: Iterable[Any]) -> list[SweepPoint]:
-    """Sweep points from `PointResult`s or stored JSON; points without numbers (failed) are left out.
+    """Sweep points from `PointResult`s, `BenchmarkPoint`s or their stored JSON; points without
+    numbers (failed, or not shaped like a point) are left out.
 
     A point measured with too few samples for a p99 (the benchmark then stores None, with a
     note) keeps its place in the sweep: its slowest request stands in for the p99, which can
@@ -99,30 +102,21 @@ def points_from(items: Iterable[Any]) -> list[SweepPoint]:
     machine timed fewer requests, and the server was configured never to batch."""
     points = []
     for item in items:
-        if _field(item, "error"):
+        if isinstance(item, Mapping):
+            try:
+                item = BenchmarkPoint.from_dict(item)
+            except ReportShapeError:
+                continue
+        if getattr(item, "error", None):
             continue
-        values = (
-            _field(item, "batch_size", "batch"),
-            _field(item, "concurrency"),
-            _field(item, "p50_ms", "p50"),
-            _field(item, "p99_ms", "p99", "max_ms"),
-            _field(item, "throughput"),
-        )
+        p99 = item.p99_ms if item.p99_ms is not None else item.max_ms
+        values = (item.batch_size, item.concurrency, item.p50_ms, p99, item.throughput)
         if any(not isinstance(value, int | float) or not math.isfinite(value) for value in values):
             continue
         batch, concurrency, p50, p99, throughput = values
         if batch >= 1 and concurrency >= 1 and throughput > 0:
             points.append(SweepPoint(int(batch), int(concurrency), float(p50), float(p99), float(throughput)))
     return points
-
-
-def _field(item: Any, *keys: str) -> Any:
-    """The first of `keys` that a mapping or an object has (not None)."""
-    for key in keys:
-        value = item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
-        if value is not None:
-            return value
-    return None
 
 
 def serving_settings(

@@ -1,0 +1,101 @@
+"""Stored step reports read by type (workers.engine.reports, workers.engine.typed): the benchmark
+report's type declares everything the benchmark writes, reads reports written before fields or
+names changed, and refuses a report of another shape naming the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from workers.engine.benchmark import BenchmarkResult, PointResult, ThreadSettings
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, BenchmarkReport, BenchmarkThreads, ReportInputs
+from workers.engine.typed import ReportShapeError, json_schema
+
+FIXTURE = Path(__file__).resolve().parents[2] / "frontend/src/test/fixtures/mlp-version.json"
+
+
+def _names(cls: type) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def test_the_report_types_declare_every_field_the_benchmark_writes() -> None:
+    assert _names(PointResult) <= _names(BenchmarkPoint)
+    assert _names(ThreadSettings) <= _names(BenchmarkThreads)
+    # What run_benchmark adds to each entry beside BenchmarkResult.to_dict().
+    assert _names(BenchmarkResult) | {"device_kind", "artifact_id", "error", "error_code"} <= _names(BenchmarkEntry)
+
+
+def test_a_stored_report_reads_strictly_and_by_type() -> None:
+    stored = json.loads(FIXTURE.read_text())["reports"]["benchmark"]["x86-cpu"]
+    report = BenchmarkReport.from_dict(stored, strict=True)
+    assert report.profile == "x86-cpu" and set(report.variants) == set(stored["variants"])
+    point = report.baseline.points[0]
+    assert point.key == (point.batch_size, point.concurrency)
+    assert point.p50_ms == stored["baseline"]["points"][0]["p50_ms"]
+    assert report.entry("no-such-variant") == BenchmarkEntry()
+
+
+def test_the_recommenders_former_key_names_read_into_the_benchmarks_own() -> None:
+    point = BenchmarkPoint.from_dict({"batch": 4, "concurrency": 2, "p50": 1.5, "p99": 2, "throughput": 900})
+    assert (point.batch_size, point.p50_ms, point.p99_ms, point.throughput) == (4, 1.5, 2.0, 900.0)
+
+
+def test_older_reports_without_later_fields_read_with_their_defaults() -> None:
+    entry = BenchmarkEntry.from_dict(
+        {"backend": "onnxruntime", "points": [{"batch_size": 1, "concurrency": 1, "p50_ms": 2.0, "p99_ms": None}]}
+    )
+    (point,) = entry.points
+    assert point.p50_ci_ms is None and point.samples is None and point.samples_ms == ()
+    assert entry.threads is None and not entry.single_threaded_cpu
+    # a newer report's keys this reader does not know are ignored, unless asked to be strict
+    assert BenchmarkPoint.from_dict({"batch_size": 1, "concurrency": 1, "p42_ms": 1.0}).batch_size == 1
+    with pytest.raises(ReportShapeError, match="does not declare: p42_ms"):
+        BenchmarkPoint.from_dict({"batch_size": 1, "concurrency": 1, "p42_ms": 1.0}, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("stored", "said"),
+    [
+        ({"profile": "x", "variants": {"v": {"points": [{"concurrency": 1}]}}}, "BenchmarkPoint.batch_size is missing"),
+        (
+            {"profile": "x", "variants": {"v": {"points": [{"batch_size": "1", "concurrency": 1}]}}},
+            "BenchmarkPoint.batch_size should be a whole number, not '1'",
+        ),
+        (
+            {"profile": "x", "variants": {"v": {"points": [{"batch_size": 1, "concurrency": 1, "p50_ci_ms": [1]}]}}},
+            "BenchmarkPoint.p50_ci_ms should hold 2 items, not 1",
+        ),
+        ({"profile": "x", "variants": []}, "BenchmarkReport.variants should be an object, not list"),
+        ({"profile": "x"}, "BenchmarkReport.variants is missing"),
+        (
+            {"profile": "x", "variants": {}, "baseline": {"load_ms": True}},
+            "BenchmarkReport.baseline: BenchmarkEntry.load_ms should be a number, not True",
+        ),
+    ],
+)
+def test_a_report_of_another_shape_is_refused_naming_the_field(stored: dict, said: str) -> None:
+    with pytest.raises(ReportShapeError, match=said):
+        BenchmarkReport.from_dict(stored)
+
+
+def test_the_json_schema_describes_the_same_classes() -> None:
+    schemas = json_schema(BenchmarkReport)
+    assert set(schemas) == {"BenchmarkReport", "BenchmarkEntry", "BenchmarkPoint", "BenchmarkThreads", "ReportInputs"}
+    report = schemas["BenchmarkReport"]
+    assert report["required"] == ["profile", "variants"]
+    assert report["properties"]["variants"]["additionalProperties"] == {"$ref": "#/components/schemas/BenchmarkEntry"}
+    point = schemas["BenchmarkPoint"]["properties"]
+    assert point["p99_ms"] == {"type": "number", "nullable": True}
+    assert point["p50_ci_ms"] == {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+        "nullable": True,
+    }
+    assert point["samples_ms"] == {"type": "array", "items": {"type": "number"}}
+    assert schemas["ReportInputs"]["properties"]["assumptions"] == {"type": "array", "items": {"type": "string"}}
+    assert ReportInputs().source == ""
