@@ -1,4 +1,4 @@
-"""Read-only admin pages: changes go through apps.deployments.services (URL check, permission,
+"""Read-only admin pages: changes go through apps.deployments' targets and deploying modules (URL check, permission,
 audit trail, the worker), which a superuser can use through the API. Credentials are never
 shown: EncryptedTextField is not editable, so no admin form renders it."""
 

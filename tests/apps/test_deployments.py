@@ -18,7 +18,7 @@ from apps.accounts.models import ApiToken
 from apps.approvals import services as approvals
 from apps.audit.models import AuditEvent
 from apps.core.api.errors import ApiError
-from apps.deployments import services
+from apps.deployments import deploying, lifecycle, services, targets
 from apps.deployments.models import Deployment, DeploymentStatus, ServingTarget
 from apps.registry.models import Artifact, ArtifactKind
 from apps.webhooks import services as webhooks
@@ -52,7 +52,7 @@ def _target(personas, tmp_path, **changes: Any) -> ServingTarget:
         "allow_private": True,
         **changes,
     }
-    return services.create_target(**values)
+    return targets.create_target(**values)
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_a_target_of_a_kind_no_longer_offered_is_refused_at_deploy_and_not_healt
     status, code, message = _refusal(_post_deploy(personas.approver, approved))
     assert (status, code) == (409, "target_kind_not_deployable")
     assert "'kserve' target, a kind this release does not deploy to (it deploys to: triton)" in message
-    assert services.targets_to_check() == []
+    assert targets.targets_to_check() == []
     target.refresh_from_db()
     unchecked = "This release does not check 'kserve' targets: it has no driver for them."
     assert _health(target) == (None, None, "", unchecked)
@@ -185,8 +185,8 @@ def test_a_target_of_a_kind_no_longer_offered_is_refused_at_deploy_and_not_healt
 def test_the_api_describes_each_kinds_options_and_credentials_from_its_driver() -> None:
     from workers.engine.targets.registry import DRIVERS
 
-    assert services.deployable_kinds() == {kind: driver.label for kind, driver in DRIVERS.items()}
-    options, credentials = services.driver_keys_help("option_keys"), services.driver_keys_help("credential_keys")
+    assert targets.deployable_kinds() == {kind: driver.label for kind, driver in DRIVERS.items()}
+    options, credentials = targets.driver_keys_help("option_keys"), targets.driver_keys_help("credential_keys")
     assert options.startswith("Triton Inference Server targets take python_paths: sys.path entries")
     assert "; aws_secret_access_key: S3 secret key" in credentials and "registry_password" not in credentials
 
@@ -309,11 +309,11 @@ def test_an_s3_endpoint_inside_the_platforms_network_is_refused_like_a_webhook(
     assert not ServingTarget.objects.exists()
     # a team admin may allow it, as for a webhook; the worker checks again before it connects
     target = _target(personas, tmp_path, **{**public, "allow_private": True})
-    services.check_target_address(target)
+    targets.check_target_address(target)
     ServingTarget.objects.filter(pk=target.pk).update(allow_private=False)
     target.refresh_from_db()
     with pytest.raises(ApiError) as refused:
-        services.check_target_address(target)
+        targets.check_target_address(target)
     assert refused.value.code == "private_address"
 
 
@@ -325,9 +325,9 @@ def test_what_slipway_left_in_the_repository_is_told_in_the_deployment_log(perso
     )
     assert tasks._prune(driver, "fraud", keep={2}) == [left]
     live = _live(approved, target, personas.approver)
-    services.undeploy(live, personas.approver)
-    claimed = services.claim_undeploy(live.pk, "w", "t")
-    assert services.undeployed(claimed, [left])
+    deploying.undeploy(live, personas.approver)
+    claimed = lifecycle.claim_undeploy(live.pk, "w", "t")
+    assert lifecycle.undeployed(claimed, [left])
     live.refresh_from_db()
     assert live.steps[-1] == left and live.status_reason.endswith(left)
 
@@ -487,7 +487,7 @@ def test_wrong_profile_disabled_and_foreign_targets_are_refused(personas, tmp_pa
     assert (status, code) == (400, "unknown_target") and "Its targets: edge-triton, gpu-box." in message
 
     # a target of another team is not one of this team's targets
-    services.create_target(
+    targets.create_target(
         team=personas.other_team,
         user=_superuser(),
         name="Fraud Triton",
@@ -609,25 +609,25 @@ def _requested(personas, approved, **body: Any) -> Deployment:
     return Deployment.objects.get(pk=answer.json()["id"])
 
 
-def _outcome() -> services.Outcome:
-    return services.Outcome(smoke={"live": {"passed": True}}, steps=["loaded"], summary="Live on edge-triton.")
+def _outcome() -> lifecycle.Outcome:
+    return lifecycle.Outcome(smoke={"live": {"passed": True}}, steps=["loaded"], summary="Live on edge-triton.")
 
 
 def test_a_claim_is_taken_once_and_every_later_write_is_fenced_by_its_attempt(personas, target, approved, sent):
     deployment = _requested(personas, approved)
-    mine = services.claim(deployment.pk, "worker-a", "t1")
+    mine = lifecycle.claim(deployment.pk, "worker-a", "t1")
     assert mine is not None and mine.status == DeploymentStatus.PUSHING and mine.attempt == 1
-    assert services.claim(deployment.pk, "worker-b", "t2") is None  # a duplicate message claims nothing
+    assert lifecycle.claim(deployment.pk, "worker-b", "t2") is None  # a duplicate message claims nothing
     # the worker went silent: the reconciler re-queues, another worker claims attempt 2
     Deployment.objects.filter(pk=deployment.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.reconcile().requeued_stale == 1
-    theirs = services.claim(deployment.pk, "worker-b", "t3")
+    assert lifecycle.reconcile().requeued_stale == 1
+    theirs = lifecycle.claim(deployment.pk, "worker-b", "t3")
     assert theirs is not None and theirs.attempt == 2
     # the first worker wakes up: nothing it writes lands
-    assert services.heartbeat(mine) is False
-    assert services.go_live(mine, _outcome()) is False
-    assert services.fail(mine, "x", "y") is False
-    assert services.go_live(theirs, _outcome()) is True
+    assert lifecycle.heartbeat(mine) is False
+    assert lifecycle.go_live(mine, _outcome()) is False
+    assert lifecycle.fail(mine, "x", "y") is False
+    assert lifecycle.go_live(theirs, _outcome()) is True
     assert Deployment.objects.get(pk=deployment.pk).status == DeploymentStatus.LIVE
 
 
@@ -643,13 +643,13 @@ def test_going_live_retires_the_previous_deployment_in_the_same_transaction(pers
     first_version = _approved(personas)
     second_version = _approved(personas, model=first_version.model)
     first = _requested(personas, first_version)
-    services.go_live(services.claim(first.pk, "w", "t"), _outcome())
+    lifecycle.go_live(lifecycle.claim(first.pk, "w", "t"), _outcome())
     second = _requested(personas, second_version)
     assert second.triton_version == 2
-    claimed = services.claim(second.pk, "w", "t")
+    claimed = lifecycle.claim(second.pk, "w", "t")
     # while the new one is pushed, the old one is still the live one
     assert Deployment.objects.get(pk=first.pk).status == DeploymentStatus.LIVE
-    assert services.go_live(claimed, _outcome())
+    assert lifecycle.go_live(claimed, _outcome())
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == DeploymentStatus.RETIRED and first.retired_at is not None
@@ -667,7 +667,7 @@ def test_going_live_retires_the_previous_deployment_in_the_same_transaction(pers
     assert rollback["kind"] == "rollback" and rollback["status"] == "pending"
     assert rollback["rollback_of"] == second.pk and rollback["restores"] == first.pk
     assert rollback["triton_version"] == first.triton_version and rollback["version"] == first_version.pk
-    services.go_live(services.claim(rollback["id"], "w", "t"), _outcome())
+    lifecycle.go_live(lifecycle.claim(rollback["id"], "w", "t"), _outcome())
     second.refresh_from_db()
     assert second.status == DeploymentStatus.ROLLED_BACK and second.rolled_back_at is not None
     assert Deployment.objects.get(pk=rollback["id"]).status == DeploymentStatus.LIVE
@@ -692,8 +692,8 @@ def test_a_failed_deployment_leaves_the_live_one_live(personas, target, sent):
     first_version = _approved(personas)
     live = _live(first_version, target, personas.approver)
     second = _requested(personas, _approved(personas, model=first_version.model))
-    claimed = services.claim(second.pk, "w", "t")
-    assert services.fail(claimed, "load_rejected", "Triton refused it.", detail="failed to load 'x': boom")
+    claimed = lifecycle.claim(second.pk, "w", "t")
+    assert lifecycle.fail(claimed, "load_rejected", "Triton refused it.", detail="failed to load 'x': boom")
     second.refresh_from_db()
     assert second.status == DeploymentStatus.FAILED and second.detail == "failed to load 'x': boom"
     assert Deployment.objects.get(pk=live.pk).status == DeploymentStatus.LIVE
@@ -736,18 +736,18 @@ def test_a_withdrawn_approval_stops_a_pending_deployment(personas, target, appro
 
 def test_the_reconciler_fails_a_deployment_whose_worker_keeps_dying(personas, target, approved, sent):
     deployment = _requested(personas, approved)
-    claimed = services.claim(deployment.pk, "w", "t")
+    claimed = lifecycle.claim(deployment.pk, "w", "t")
     Deployment.objects.filter(pk=deployment.pk).update(
         attempt=claimed.max_attempts, heartbeat_at=timezone.now() - timedelta(hours=1)
     )
-    assert services.reconcile().failed_exhausted == 1
+    assert lifecycle.reconcile().failed_exhausted == 1
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.FAILED and "stopped responding" in deployment.status_reason
     # a message that was lost is sent again
     lost = _requested(personas, _approved(personas))
     Deployment.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
     sent.clear()
-    report = services.reconcile()
+    report = lifecycle.reconcile()
     assert report.resent_lost == 1
 
 
@@ -768,9 +768,9 @@ def test_rollback_and_undeploy_refusals(personas, target, approved, sent):
     admin = client_for(personas.admin)
     status, code, message = _refusal(admin.delete(f"/api/v1/targets/{target.pk}/"))
     assert (status, code) == (409, "target_in_use") and "Undeploy them first" in message
-    claimed = services.claim_undeploy(live.pk, "w", "t")
-    assert claimed is not None and services.claim_undeploy(live.pk, "w2", "t2") is None
-    assert services.undeployed(claimed)
+    claimed = lifecycle.claim_undeploy(live.pk, "w", "t")
+    assert claimed is not None and lifecycle.claim_undeploy(live.pk, "w2", "t2") is None
+    assert lifecycle.undeployed(claimed)
     live.refresh_from_db()
     assert live.status == DeploymentStatus.RETIRED and "Undeployed by april" in live.status_reason
     assert admin.delete(f"/api/v1/targets/{target.pk}/").status_code == 204
@@ -778,9 +778,9 @@ def test_rollback_and_undeploy_refusals(personas, target, approved, sent):
 
 def test_a_failed_undeploy_leaves_the_deployment_live(personas, target, approved, sent):
     live = _live(approved, target, personas.approver)
-    services.undeploy(live, personas.approver)
-    claimed = services.claim_undeploy(live.pk, "w", "t")
-    assert services.undeploy_failed(claimed, "server_error", "the server refused.")
+    deploying.undeploy(live, personas.approver)
+    claimed = lifecycle.claim_undeploy(live.pk, "w", "t")
+    assert lifecycle.undeploy_failed(claimed, "server_error", "the server refused.")
     live.refresh_from_db()
     assert live.status == DeploymentStatus.LIVE and live.status_reason.startswith("Undeploying failed")
 
@@ -817,14 +817,14 @@ def test_a_retried_deploy_request_with_the_same_key_makes_one_deployment(persona
 
 def test_the_reconciler_resends_a_lost_undeploy_and_gives_up_readably(personas, target, approved, sent):
     live = _live(approved, target, personas.approver)
-    services.undeploy(live, personas.approver)
+    deploying.undeploy(live, personas.approver)
     Deployment.objects.filter(pk=live.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
-    assert services.reconcile().resent_lost == 1
-    claimed = services.claim_undeploy(live.pk, "w", "t")
+    assert lifecycle.reconcile().resent_lost == 1
+    claimed = lifecycle.claim_undeploy(live.pk, "w", "t")
     Deployment.objects.filter(pk=live.pk).update(
         heartbeat_at=timezone.now() - timedelta(hours=1), max_attempts=claimed.attempt
     )
-    assert services.reconcile().failed_exhausted == 1
+    assert lifecycle.reconcile().failed_exhausted == 1
     live.refresh_from_db()
     assert live.status == DeploymentStatus.LIVE and "stopped responding" in live.status_reason
 

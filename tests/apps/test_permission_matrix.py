@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import ApiToken
 from apps.approvals import services as approvals
 from apps.approvals.models import Policy
-from apps.deployments import services as deployments
+from apps.deployments import targets as deploy_targets
 from apps.deployments.models import Deployment
 from apps.jobs.models import Job
 from apps.webhooks import services as webhooks
@@ -82,7 +82,7 @@ def v(attr: str, suffix: str = "") -> Callable[[World, str], str]:
 def _bare_target(w: World) -> Any:
     """A serving target of the team with no deployments (made on first use)."""
     if getattr(w, "bare_target", None) is None:
-        w.bare_target = deployments.create_target(  # type: ignore[attr-defined]
+        w.bare_target = deploy_targets.create_target(  # type: ignore[attr-defined]
             team=w.approved.model.team,
             user=w.users["admin"],
             name="Bare",
@@ -112,7 +112,7 @@ def _live(w: World) -> Deployment:
     """A live deployment on target "matrix" that replaced an earlier one (made on first use)."""
     if getattr(w, "live", None) is None:
         admin = w.users["admin"]
-        target = deployments.create_target(
+        target = deploy_targets.create_target(
             team=w.approved.model.team,
             user=admin,
             name="Matrix",

@@ -2,7 +2,7 @@
 back, undeploy; check targets' health; reconcile.
 
 The tasks take ids only and claim their row with a conditional UPDATE (see
-apps.deployments.services), so a duplicate message does nothing. The worker fetches the
+apps.deployments.lifecycle), so a duplicate message does nothing. The worker fetches the
 variant's files, runs the ORIGINAL FP32 model in the sandbox on inputs generated from its IO
 signature (or the version's validation set) for the smoke test's reference outputs, and
 hands a `DeploymentSpec` to the driver of the target's kind (workers.engine.targets.registry),
@@ -25,7 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from apps.approvals.evidence import latest_run
 from apps.approvals.services import approval_state
 from apps.core.errors import DomainError
-from apps.deployments import services
+from apps.deployments import deploying, lifecycle, services, targets
 from apps.deployments.models import Deployment, DeploymentKind, ServingTarget
 from apps.jobs.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
@@ -56,7 +56,7 @@ class Refused(Exception):
 
 def _beating(deployment: Deployment) -> AbstractContextManager[object]:
     """Beat while the worker pushes, so a long load is not taken for a dead worker."""
-    return beating(f"deployment-{deployment.pk}", lambda: services.heartbeat(deployment))
+    return beating(f"deployment-{deployment.pk}", lambda: lifecycle.heartbeat(deployment))
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def _reference(version: ModelVersion, workdir: Path) -> tuple[list[dict[str, Any
     """Smoke-test feeds and the ORIGINAL FP32 model's answers to them (run in the sandbox)."""
     import numpy as np
 
-    original, _ = _local_files(services.original_artifact(version), workdir / "original")
+    original, _ = _local_files(deploying.original_artifact(version), workdir / "original")
     validation = None
     if version.validation is not None:
         validation = str(materialize(version.validation.storage_key, workdir / "validation.npz"))
@@ -253,12 +253,12 @@ def _check_still_allowed(deployment: Deployment) -> None:
                 f"evidence ({state['reason']}), so it was not deployed.",
             )
     try:
-        services.check_target_address(target)
+        targets.check_target_address(target)
     except DomainError as exc:
         raise Refused(exc.code, exc.message) from None
 
 
-def _run(deployment: Deployment) -> services.Outcome:
+def _run(deployment: Deployment) -> lifecycle.Outcome:
     from workers.engine.targets.registry import get_driver
 
     _check_still_allowed(deployment)
@@ -285,7 +285,7 @@ def _run(deployment: Deployment) -> services.Outcome:
         "seconds": round(outcome.seconds, 3),
         "reused": bool(outcome.push.reused) if outcome.push is not None else None,
     }
-    return services.Outcome(smoke=smoke, steps=[*outcome.steps, *left], summary=_summary(deployment, outcome, current))
+    return lifecycle.Outcome(smoke=smoke, steps=[*outcome.steps, *left], summary=_summary(deployment, outcome, current))
 
 
 @shared_task(
@@ -302,7 +302,7 @@ def deploy(self: Any, deployment_id: int) -> str:
 
     request = getattr(self, "request", None)
     task_id = str(getattr(request, "id", "") or "")
-    deployment = services.claim(deployment_id, worker_host=node_name(request), task_id=task_id)
+    deployment = lifecycle.claim(deployment_id, worker_host=node_name(request), task_id=task_id)
     if deployment is None:
         return "not claimed"
     current = deployment.rollback_of if deployment.kind == DeploymentKind.ROLLBACK else None
@@ -313,22 +313,22 @@ def deploy(self: Any, deployment_id: int) -> str:
     except TargetError as exc:
         smoke = {"candidate": _smoke(exc.smoke)} if exc.smoke is not None else None
         if exc.transient and deployment.attempt < deployment.max_attempts:
-            services.retry_later(deployment, exc.code, exc.message, exc.detail)
+            lifecycle.retry_later(deployment, exc.code, exc.message, exc.detail)
             return "retrying"
         message = exc.message
         if "failed as well" not in message:
             message += _still_serving(current)
-        services.fail(deployment, exc.code, message, detail=exc.detail, smoke=smoke)
+        lifecycle.fail(deployment, exc.code, message, detail=exc.detail, smoke=smoke)
         return "failed"
     except Refused as exc:
-        services.fail(deployment, exc.code, exc.message + _still_serving(current))
+        lifecycle.fail(deployment, exc.code, exc.message + _still_serving(current))
         return "failed"
     except (ModelError, SandboxError) as exc:
         log = getattr(exc, "log", "")
-        services.fail(deployment, exc.code, exc.message + _still_serving(current), detail=log[-20000:])
+        lifecycle.fail(deployment, exc.code, exc.message + _still_serving(current), detail=log[-20000:])
         return "failed"
     except SoftTimeLimitExceeded:
-        services.fail(
+        lifecycle.fail(
             deployment,
             "timeout",
             f"The deployment ran past the worker's limit of {SOFT_TIME_LIMIT // 60} minutes and was stopped."
@@ -337,7 +337,7 @@ def deploy(self: Any, deployment_id: int) -> str:
         return "failed"
     except Exception as exc:
         logger.exception("deployment %s failed unexpectedly", deployment.pk)
-        services.fail(
+        lifecycle.fail(
             deployment,
             "internal_error",
             f"Slipway hit an internal error while deploying ({type(exc).__name__}: {exc}). The detail has the "
@@ -345,7 +345,7 @@ def deploy(self: Any, deployment_id: int) -> str:
             detail=traceback.format_exc()[-20000:],
         )
         return "failed"
-    services.go_live(deployment, outcome)
+    lifecycle.go_live(deployment, outcome)
     return "live"
 
 
@@ -364,29 +364,29 @@ def undeploy(self: Any, deployment_id: int) -> str:
 
     request = getattr(self, "request", None)
     task_id = str(getattr(request, "id", "") or "")
-    deployment = services.claim_undeploy(deployment_id, worker_host=node_name(request), task_id=task_id)
+    deployment = lifecycle.claim_undeploy(deployment_id, worker_host=node_name(request), task_id=task_id)
     if deployment is None:
         return "not claimed"
     try:
         with _beating(deployment):
-            services.check_target_address(deployment.target)
+            targets.check_target_address(deployment.target)
             left = get_driver(services.target_settings(deployment.target)).remove_model(deployment.triton_model)
     except TargetError as exc:
         if exc.transient and deployment.attempt < deployment.max_attempts:
-            services.undeploy_retry_later(deployment, exc.message)
+            lifecycle.undeploy_retry_later(deployment, exc.message)
             return "retrying"
-        services.undeploy_failed(deployment, exc.code, exc.message, exc.detail)
+        lifecycle.undeploy_failed(deployment, exc.code, exc.message, exc.detail)
         return "failed"
     except DomainError as exc:
-        services.undeploy_failed(deployment, exc.code, exc.message)
+        lifecycle.undeploy_failed(deployment, exc.code, exc.message)
         return "failed"
     except Exception as exc:
         logger.exception("undeploying %s failed unexpectedly", deployment.pk)
-        services.undeploy_failed(
+        lifecycle.undeploy_failed(
             deployment, "internal_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()[-20000:]
         )
         return "failed"
-    services.undeployed(deployment, left)
+    lifecycle.undeployed(deployment, left)
     return "retired"
 
 
@@ -397,7 +397,7 @@ def check_target(target_id: int) -> str:
     if target is None:
         return "gone"
     healthy, ready, version, detail = _health(target)
-    services.record_health(target, healthy=healthy, ready=ready, version=version, detail=detail)
+    targets.record_health(target, healthy=healthy, ready=ready, version=version, detail=detail)
     return "healthy" if healthy else "unhealthy"
 
 
@@ -409,7 +409,7 @@ def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:
     if driver_class is None:
         return None, None, "", f"This release does not check '{target.kind}' targets: it has no driver for them."
     try:
-        services.check_target_address(target)
+        targets.check_target_address(target)
     except DomainError as exc:
         return False, None, "", exc.message
     try:
@@ -425,7 +425,7 @@ def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:
 @shared_task(name=services.CHECK_TARGETS_TASK, acks_late=True, soft_time_limit=60, time_limit=90)
 def check_targets() -> int:
     """Queue a health check of every enabled target (each on its own, so one slow server waits alone)."""
-    ids = services.targets_to_check()
+    ids = targets.targets_to_check()
     for target_id in ids:
         services.send_health_check(target_id)
     return len(ids)
@@ -434,4 +434,4 @@ def check_targets() -> int:
 @shared_task(name=services.RECONCILE_TASK, acks_late=True, soft_time_limit=120, time_limit=180)
 def reconcile() -> dict[str, int]:
     """Re-send lost deployment messages and take back deployments whose worker went silent."""
-    return asdict(services.reconcile())
+    return asdict(lifecycle.reconcile())

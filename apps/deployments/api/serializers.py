@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.deployments import services
+from apps.deployments import services, targets
 from apps.deployments.models import BackendMode, Deployment, ServingTarget
 
 
@@ -75,8 +75,8 @@ class TargetSerializer(serializers.ModelSerializer):
         }
 
 
-_CREDENTIALS_HELP = "Secrets, write-only (never shown again). " + services.driver_keys_help("credential_keys")
-_OPTIONS_HELP = "Non-secret driver settings. " + services.driver_keys_help("option_keys")
+_CREDENTIALS_HELP = "Secrets, write-only (never shown again). " + targets.driver_keys_help("credential_keys")
+_OPTIONS_HELP = "Non-secret driver settings. " + targets.driver_keys_help("option_keys")
 
 
 class TargetCreateInput(serializers.Serializer):
@@ -89,7 +89,7 @@ class TargetCreateInput(serializers.Serializer):
         max_length=20,
         required=False,
         default="triton",
-        help_text="The kind of server: " + ", ".join(services.deployable_kinds()) + ".",
+        help_text="The kind of server: " + ", ".join(targets.deployable_kinds()) + ".",
     )
     url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     repository = serializers.CharField(

@@ -21,7 +21,7 @@ from apps.core.api.errors import ApiError
 from apps.core.api.filters import integer_filter
 from apps.core.api.schema import query
 from apps.core.idempotency import idempotent
-from apps.deployments import services
+from apps.deployments import deploying, targets
 from apps.deployments.api.serializers import (
     DeployInput,
     DeploymentSerializer,
@@ -101,7 +101,7 @@ class TargetListCreate(generics.ListAPIView):
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         data.pop("team", None)
-        target = services.create_target(team=team, user=request.user, **data)
+        target = targets.create_target(team=team, user=request.user, **data)
         return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,12 +120,12 @@ class TargetDetail(APIView):
         require(request.user, target.team, Action.MANAGE)
         form = TargetUpdateInput(data=request.data)
         form.is_valid(raise_exception=True)
-        services.update_target(target, request.user, **form.validated_data)
+        targets.update_target(target, request.user, **form.validated_data)
         return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.delete_target(target_for(request, pk), request.user)
+        targets.delete_target(target_for(request, pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -137,7 +137,7 @@ class TargetCheck(APIView):
     @extend_schema(request=None, responses={202: TargetSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        target = services.request_health_check(target_for(request, pk), request.user)
+        target = targets.request_health_check(target_for(request, pk), request.user)
         return Response(TargetSerializer(target).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -203,7 +203,7 @@ class DeploymentListCreate(generics.ListAPIView):
                 f"Team {version.model.team.slug} has no serving target '{data['target']}'. "
                 + (f"Its targets: {known}." if known else "A team admin can register one (POST /api/v1/targets/)."),
             )
-        deployment = services.deploy(
+        deployment = deploying.deploy(
             version,
             target,
             request.user,
@@ -232,7 +232,7 @@ class DeploymentRollback(APIView):
     @extend_schema(request=None, responses={202: DeploymentSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        deployment = services.rollback(deployment_for(request, pk), request.user)
+        deployment = deploying.rollback(deployment_for(request, pk), request.user)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -244,5 +244,5 @@ class DeploymentUndeploy(APIView):
     @extend_schema(request=None, responses={202: DeploymentSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        deployment = services.undeploy(deployment_for(request, pk), request.user)
+        deployment = deploying.undeploy(deployment_for(request, pk), request.user)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
