@@ -61,7 +61,7 @@ pytest:
 
 ## Day-to-day: lint and the unit tests (no integration, slow, browser or GPU tests).
 test-fast: setup services lint
-	$(call run_pytest,-q -m "not integration and not slow and not e2e and not gpu")
+	$(call run_pytest,-q -n auto -m "not integration and not slow and not e2e and not gpu")
 
 ## Refresh docs/screenshots/ (the README's) from the end-to-end browser journey.
 screenshots: setup frontend services

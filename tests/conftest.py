@@ -13,6 +13,18 @@ from rest_framework.test import APIClient
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test-fast` runs on every core), each worker's sandboxed children
+    run as a user of their own: the process limit (RLIMIT_NPROC) counts a user's processes, so a
+    fork bomb in one worker's test must not starve another's sandboxes, and the test that checks
+    the bomb left nothing behind must see only its own worker's processes."""
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and "SLIPWAY_SANDBOX_UID" not in os.environ:
+        os.environ["SLIPWAY_SANDBOX_UID"] = str(60000 + int(worker[2:]))
+
+
 @dataclass
 class Personas:
     team: object
