@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +135,9 @@ def parity_of(paths: dict[str, Path]) -> tuple[dict[str, dict[str, Any]], str]:
 
 
 def _points(result: Any) -> list[dict[str, Any]]:
-    """Benchmark points in the recommender's terms, as the pipeline's benchmark step hands them over."""
-    return benchmark_points(result.to_dict(), device_kind="cpu")
+    """Benchmark points as the pipeline's benchmark step hands them to the recommender (as JSON,
+    so the run's record can be written out)."""
+    return [asdict(point) for point in benchmark_points(result.to_dict(), device_kind="cpu")]
 
 
 def _core_times(core: int) -> tuple[int, int]:

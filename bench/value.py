@@ -516,9 +516,12 @@ def judge(
 
 
 def _points(result: Any) -> list[dict[str, Any]]:
+    """The result's points as the JSON a benchmark report stores, marked for the recommender."""
+    from dataclasses import asdict
+
     from workers.engine.recommend import benchmark_points
 
-    return benchmark_points(result.to_dict(), device_kind="cpu")
+    return [asdict(point) for point in benchmark_points(result.to_dict(), device_kind="cpu")]
 
 
 def cpu_ratio(baseline: Mapping[str, Any] | None, point: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from apps.runtimes.services import worker_by_host, wrong_hardware
-from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, VariantParityReport
 from workers.engine.typed import ReportShapeError
 
 _PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
@@ -58,15 +58,17 @@ def _point(p: BenchmarkPoint) -> dict[str, Any]:
     return point
 
 
-def _worst_parity(parity: dict[str, Any]) -> dict[str, Any]:
-    """The worst value of each accuracy metric over a variant's outputs."""
-    outputs = parity.get("outputs") or []
-    worst: dict[str, Any] = {}
-    for metric in _PARITY_FIELDS:
-        values = [o[metric] for o in outputs if isinstance(o.get(metric), int | float)]
-        if values:
-            worst[metric] = min(values) if metric in ("cosine", "top1_agreement") else max(values)
-    return worst
+def _parity_summary(parity: dict[str, Any]) -> dict[str, Any]:
+    """Whether the variant passed, and the worst value of each accuracy metric over its outputs
+    (only the metrics some output has: the snapshot's keys are part of its hash)."""
+    if not parity:
+        return {"passed": None}
+    try:
+        verdict = VariantParityReport.from_dict(parity)
+    except ReportShapeError:
+        return {"passed": parity.get("passed")}
+    worst = {metric: verdict.worst(metric) for metric in _PARITY_FIELDS}
+    return {"passed": verdict.passed, **{metric: value for metric, value in worst.items() if value is not None}}
 
 
 def _worker_summary(host: str) -> dict[str, Any] | None:
@@ -119,7 +121,7 @@ def _profile_evidence(
             "sha256": artifact.sha256 if artifact else None,
             "tool_versions": artifact.tool_versions if artifact else {},
             "benchmark": _points((benchmark.get("variants") or {}).get(name) or {}),
-            "parity": {"passed": variant_parity.get("passed"), **_worst_parity(variant_parity)},
+            "parity": _parity_summary(variant_parity),
         }
     runner_up = recommendation.get("runner_up") or None
     evidence = {

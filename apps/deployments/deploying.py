@@ -47,6 +47,8 @@ from apps.deployments.targets import deployable_kinds
 from apps.jobs.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
 from apps.runtimes.models import HardwareProfile
+from workers.engine.reports import VariantParityReport
+from workers.engine.typed import ReportShapeError
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +135,13 @@ def _choose_variant(
             f"Version {version.number} of {version.model.slug} has no variant '{name}' for {profile.slug}. "
             f"Choose one of: {', '.join([ORIGINAL, *names])} (or leave it out for the recommended one).",
         )
-    parity = ((results.get(JobKind.PARITY) or {}).get("variants") or {}).get(name) or {}
-    if parity.get("passed") is not True:
-        reasons = " ".join(parity.get("reasons") or []) or "it has no passing parity result"
+    stored = ((results.get(JobKind.PARITY) or {}).get("variants") or {}).get(name) or {}
+    try:
+        verdict = VariantParityReport.from_dict(stored) if stored else None
+    except ReportShapeError:
+        verdict = None
+    if verdict is None or not verdict.passed:
+        reasons = (" ".join(verdict.reasons) if verdict is not None else "") or "it has no passing parity result"
         raise Conflict(
             "variant_failed_parity",
             f"The variant '{name}' did not pass its parity check against the original ({reasons}), so it can't "

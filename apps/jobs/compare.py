@@ -30,7 +30,7 @@ from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
-from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, ParityReport
 from workers.engine.timing import Estimate, estimate_from_point, latency_change
 from workers.engine.typed import ReportShapeError
 
@@ -416,31 +416,37 @@ def _num(value: Any) -> float | None:
     return None
 
 
-def _outputs(parity: Mapping[str, Any] | None, variant: str, output_names: Sequence[str]) -> tuple[OutputAccuracy, ...]:
+def _parity_report(parity: Mapping[str, Any] | None) -> ParityReport | None:
+    """The stored parity report by type, or None where there is none (or it can't be read)."""
+    if not isinstance(parity, Mapping) or not parity:
+        return None
+    try:
+        return ParityReport.from_dict(parity)
+    except ReportShapeError:
+        return None
+
+
+def _outputs(parity: ParityReport | None, variant: str, output_names: Sequence[str]) -> tuple[OutputAccuracy, ...]:
     if variant == ORIGINAL:
         # The original is the reference parity compares with: equal to itself by definition.
         return tuple(OutputAccuracy(name, True, 1.0, 0.0, None) for name in output_names)
-    result = ((parity or {}).get("variants") or {}).get(variant)
-    if not isinstance(result, Mapping):
+    result = parity.variants.get(variant) if parity is not None else None
+    if result is None:
         return ()
-    rows = []
-    for out in result.get("outputs") or []:
-        if not isinstance(out, Mapping):
-            continue
-        rows.append(
-            OutputAccuracy(
-                name=str(out.get("name")),
-                passed=out.get("passed") if isinstance(out.get("passed"), bool) else None,
-                cosine=_num(out.get("cosine")),
-                max_abs_error=_num(out.get("max_abs_error")),
-                top1_agreement=_num(out.get("top1_agreement")),
-                kind=str(out["kind"]) if out.get("kind") else None,
-                sqnr_db=_num(out.get("sqnr_db")),
-                worst_slice=str(out["worst_slice"]) if out.get("worst_slice") else None,
-                worst_slice_sqnr_db=_num(out.get("worst_slice_sqnr_db")),
-            )
+    return tuple(
+        OutputAccuracy(
+            name=out.name,
+            passed=out.passed,
+            cosine=_num(out.cosine),
+            max_abs_error=_num(out.max_abs_error),
+            top1_agreement=_num(out.top1_agreement),
+            kind=out.kind or None,
+            sqnr_db=_num(out.sqnr_db),
+            worst_slice=out.worst_slice or None,
+            worst_slice_sqnr_db=_num(out.worst_slice_sqnr_db),
         )
-    return tuple(rows)
+        for out in result.outputs
+    )
 
 
 def _inputs_description(parity: Mapping[str, Any] | None) -> str:
@@ -526,25 +532,24 @@ def build_side(draft: _Draft, point: BenchmarkPoint | None, why_unmeasured: str)
     else:
         artifact, backend, precision = None, "", ""
 
-    parity = reports.get(JobKind.PARITY)
+    parity = _parity_report(reports.get(JobKind.PARITY))
     inspect = reports.get(JobKind.INSPECT) or {}
     output_names = [str(o.get("name")) for o in inspect.get("outputs") or [] if isinstance(o, Mapping)]
     outputs = _outputs(parity, variant, output_names) if variant else ()
-    parity_result = ((parity or {}).get("variants") or {}).get(variant or "")
-    parity_result = parity_result if isinstance(parity_result, Mapping) else {}
+    verdict = parity.variants.get(variant or "") if parity is not None else None
     passed: bool | None
     if variant == ORIGINAL:
         passed = True
     else:
-        passed = parity_result.get("passed") if isinstance(parity_result.get("passed"), bool) else None
-        if parity_result.get("error"):
-            notes.append(f"Parity could not run {variant}: {parity_result['error']}")
-        elif passed is False:
-            reasons = " ".join(str(r) for r in parity_result.get("reasons") or []) or "no reason recorded."
+        passed = verdict.passed if verdict is not None else None
+        if verdict is not None and verdict.error:
+            notes.append(f"Parity could not run {variant}: {verdict.error}")
+        elif passed is False and verdict is not None:
+            reasons = " ".join(verdict.reasons) or "no reason recorded."
             notes.append(f"{variant} did not pass parity against its original: {reasons}")
-    samples = parity_result.get("samples")
-    if not isinstance(samples, int) and isinstance(parity, Mapping):
-        samples = (parity.get("inputs") or {}).get("samples") if isinstance(parity.get("inputs"), Mapping) else None
+    samples = verdict.samples if verdict is not None else None
+    if samples is None and parity is not None:
+        samples = parity.inputs.samples
 
     support = _support(reports.get(JobKind.VALIDATE), backend)
     benchmark = reports.get(JobKind.BENCHMARK) or {}
@@ -568,7 +573,7 @@ def build_side(draft: _Draft, point: BenchmarkPoint | None, why_unmeasured: str)
         throughput=throughput,
         parity_passed=passed,
         parity_samples=samples if isinstance(samples, int) and not isinstance(samples, bool) else None,
-        parity_inputs=_inputs_description(parity),
+        parity_inputs=_inputs_description(reports.get(JobKind.PARITY)),
         outputs=outputs,
         support_verdict=support[0],
         unsupported_ops=support[1],

@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 from workers.engine.benchmark import BenchmarkResult, PointResult, ThreadSettings
-from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, BenchmarkReport, BenchmarkThreads, ReportInputs
+from workers.engine.detections import DetectionAgreement
+from workers.engine.parity import OutputComparison, VariantParity
+from workers.engine.reports import (
+    BenchmarkEntry,
+    BenchmarkPoint,
+    BenchmarkReport,
+    BenchmarkThreads,
+    OutputParity,
+    ParityReport,
+    ReportInputs,
+    VariantParityReport,
+)
 from workers.engine.typed import ReportShapeError, json_schema
 
 FIXTURE = Path(__file__).resolve().parents[2] / "frontend/src/test/fixtures/mlp-version.json"
@@ -82,6 +93,7 @@ def test_a_report_of_another_shape_is_refused_naming_the_field(stored: dict, sai
 
 
 def test_the_json_schema_describes_the_same_classes() -> None:
+    assert {"OutputParity", "DetectionAgreement", "VariantParityReport"} <= set(json_schema(ParityReport))
     schemas = json_schema(BenchmarkReport)
     assert set(schemas) == {"BenchmarkReport", "BenchmarkEntry", "BenchmarkPoint", "BenchmarkThreads", "ReportInputs"}
     report = schemas["BenchmarkReport"]
@@ -99,3 +111,44 @@ def test_the_json_schema_describes_the_same_classes() -> None:
     assert point["samples_ms"] == {"type": "array", "items": {"type": "number"}}
     assert schemas["ReportInputs"]["properties"]["assumptions"] == {"type": "array", "items": {"type": "string"}}
     assert ReportInputs().source == ""
+
+
+def test_a_stored_parity_report_reads_strictly_with_its_detections_typed() -> None:
+    stored = json.loads(FIXTURE.read_text())["reports"]["parity"]["x86-cpu"]
+    report = ParityReport.from_dict(stored, strict=True)
+    assert set(report.passed) <= set(report.variants) and report.inputs.samples == stored["inputs"]["samples"]
+    verdict = VariantParityReport.from_dict(
+        {
+            "passed": False,
+            "reasons": ["The variant finds 0 of the original's 12 detections"],
+            "outputs": [
+                {"name": "boxes", "passed": False, "cosine": 0.5, "max_abs_error": 3, "detection": _DETECTION},
+                {"name": "scores", "passed": True, "cosine": 0.99, "max_abs_error": 0.01},
+            ],
+        },
+        strict=True,
+    )
+    boxes = verdict.outputs[0]
+    assert boxes.detection == DetectionAgreement(**_DETECTION)
+    assert (verdict.worst("cosine"), verdict.worst("max_abs_error"), verdict.worst("top1_agreement")) == (
+        0.5,
+        3.0,
+        None,
+    )
+    # What the parity engine writes is what the report declares.
+    assert {field.name for field in dataclasses.fields(VariantParity)} - {"tolerance"} <= _names(VariantParityReport)
+    assert _names(OutputComparison) == _names(OutputParity)
+
+
+_DETECTION = {
+    "images": 8,
+    "reference_detections": 12,
+    "variant_detections": 0,
+    "matched": 0,
+    "recall": 0.0,
+    "precision": None,
+    "mean_score_error": None,
+    "mean_matched_iou": None,
+    "score_threshold": 0.25,
+    "match_iou": 0.5,
+}

@@ -18,7 +18,7 @@ from tests import modelzoo
 from tests.conftest import client_for
 from tests.integration.conftest import wait_for
 from workers.engine.backends.registry import get_backend
-from workers.engine.reports import BenchmarkReport
+from workers.engine.reports import BenchmarkReport, ParityReport
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -81,6 +81,7 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
 
     # Parity: every variant compared with the FP32 original on the same inputs.
     parity = body["reports"]["parity"]["x86-cpu"]
+    assert set(ParityReport.from_dict(parity, strict=True).variants) == names
     assert set(parity["variants"]) == names
     assert parity["variants"]["ort-opt-basic"]["passed"] is True
     for result in parity["variants"].values():

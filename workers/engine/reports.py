@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.engine.detections import DetectionAgreement
+from workers.engine.parity import OutputComparison
 from workers.engine.typed import from_dict
 
 # The recommender's former names for a point's fields, read as the benchmark's own.
@@ -186,5 +188,64 @@ class BenchmarkReport:
         return self.baseline if variant is None else self.variants.get(variant) or BenchmarkEntry()
 
 
+# ---- parity ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputParity(OutputComparison):
+    """One output of a variant against the original's, over all evidence inputs: the errors and
+    cosine over the values finite in both, the signal-to-noise ratios, and what the output's
+    kind is judged by (top-1/top-k agreement, decoded detections, pixel classes, row cosines).
+    A metric is null where it could not be computed."""
+
+    # Stored as `DetectionAgreement.to_dict()`; typed here so readers and the browser know its fields.
+    detection: DetectionAgreement | None = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class VariantParityReport:
+    """A variant's parity verdict (`parity.VariantParity.to_dict()`, with the backend that ran it
+    and its artifact): `passed`, one sentence per problem in `reasons`, and per output figures."""
+
+    passed: bool
+    outputs: tuple[OutputParity, ...]
+    reasons: tuple[str, ...]
+    samples: int | None = None
+    tolerance: dict[str, float | None] = field(default_factory=dict)
+    error: str = ""  # what the variant raised, when it could not run
+    notes: tuple[str, ...] = ()  # what could not be judged, from every output
+    backend: str = ""
+    artifact_id: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> VariantParityReport:
+        return from_dict(cls, data, strict=strict)
+
+    def worst(self, metric: str) -> float | None:
+        """The worst value of `metric` over the outputs: the lowest for agreement-like figures
+        (cosine, top-1 agreement), the highest for errors; None where no output has it."""
+        values = [value for output in self.outputs if isinstance(value := getattr(output, metric, None), float)]
+        if not values:
+            return None
+        return min(values) if metric in ("cosine", "top1_agreement", "sqnr_db", "worst_slice_sqnr_db") else max(values)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """The parity step's report for one hardware profile: every variant against the FP32
+    original on the same inputs, under the profile's tolerance."""
+
+    profile: str
+    variants: dict[str, VariantParityReport]
+    tolerance: dict[str, float | None] = field(default_factory=dict)
+    inputs: ReportInputs = field(default_factory=ReportInputs)
+    passed: tuple[str, ...] = ()  # the variants that passed, by name
+    sandbox: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> ParityReport:
+        return from_dict(cls, data, strict=strict)
+
+
 # The report classes the OpenAPI document describes, in the order they appear there.
-SCHEMA_CLASSES: tuple[type, ...] = (BenchmarkReport,)
+SCHEMA_CLASSES: tuple[type, ...] = (BenchmarkReport, ParityReport)

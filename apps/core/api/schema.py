@@ -82,9 +82,14 @@ def add_report_components(result: dict[str, Any], generator: Any, request: Any, 
 REPORTS_SCHEMA = {
     "type": "object",
     "description": "Each finished step's report from the latest run: by step kind, then by profile for steps that "
-    "run per hardware profile (validate, optimize, parity, benchmark, recommend). The benchmark's is typed; the "
-    "others are still described in frontend/src/api/reports.ts.",
+    "run per hardware profile (validate, optimize, parity, benchmark, recommend). The parity and benchmark reports "
+    "are typed; the others are still described in frontend/src/api/reports.ts.",
     "properties": {
+        "parity": {
+            "type": "object",
+            "description": "The parity report of each hardware profile, by profile slug.",
+            "additionalProperties": {"$ref": "#/components/schemas/ParityReport"},
+        },
         "benchmark": {
             "type": "object",
             "description": "The benchmark report of each hardware profile, by profile slug.",

@@ -222,61 +222,13 @@ export interface OptimizeReport {
 }
 
 // ---- parity ---------------------------------------------------------------------------
-export interface OutputParity {
-  name: string;
-  passed: boolean;
-  max_abs_error: number | null;
-  max_rel_error: number | null;
-  p99_abs_error?: number | null;
-  cosine: number | null;
-  top1_agreement?: number | null;
-  reasons?: string[];
-  /** The lowest signal-to-noise ratio (dB) of the output's slices, and where it is. */
-  worst_slice_sqnr_db?: number | null;
-  worst_slice?: string | null;
-  /** The whole output's signal-to-noise ratio (dB). */
-  sqnr_db?: number | null;
-  /** What the output is (workers/engine/outputs.py), and whether it was declared or proposed. */
-  kind?: string | null;
-  kind_source?: string | null;
-  topk_agreement?: number | null;
-  top_k?: number | null;
-  detection?: DetectionAgreement | null;
-  pixel_agreement?: number | null;
-  min_row_cosine?: number | null;
-  notes?: string[];
-}
-
+// Generated from the server's report types, as the benchmark's below.
+/** One output of a variant against the original's; a metric is null where it could not be computed. */
+export type OutputParity = components["schemas"]["OutputParity"];
 /** A detection head's decoded detections, the variant's matched against the original's. */
-export interface DetectionAgreement {
-  images: number;
-  reference_detections: number;
-  variant_detections: number;
-  matched: number;
-  recall: number | null;
-  precision: number | null;
-  mean_score_error: number | null;
-  mean_matched_iou: number | null;
-  score_threshold: number;
-  match_iou: number;
-}
-
-export interface VariantParity {
-  passed: boolean;
-  outputs: OutputParity[];
-  reasons: string[];
-  samples?: number;
-  error?: string;
-  backend?: string;
-}
-
-export interface ParityReport {
-  profile: string;
-  tolerance?: Record<string, number | null>;
-  inputs?: { samples?: number; source?: string; description?: string; assumptions?: string[] };
-  variants: Record<string, VariantParity>;
-  passed?: string[];
-}
+export type DetectionAgreement = components["schemas"]["DetectionAgreement"];
+export type VariantParity = components["schemas"]["VariantParityReport"];
+export type ParityReport = components["schemas"]["ParityReport"];
 
 // ---- benchmark ------------------------------------------------------------------------
 // Generated from the server's report types (workers/engine/reports.py, via docs/openapi.yaml):

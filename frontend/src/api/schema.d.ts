@@ -1776,8 +1776,12 @@ export interface components {
             readonly latest_run: {
                 [key: string]: unknown;
             } | null;
-            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). The benchmark's is typed; the others are still described in frontend/src/api/reports.ts. */
+            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). The parity and benchmark reports are typed; the others are still described in frontend/src/api/reports.ts. */
             readonly reports: {
+                /** @description The parity report of each hardware profile, by profile slug. */
+                parity?: {
+                    [key: string]: components["schemas"]["ParityReport"];
+                };
                 /** @description The benchmark report of each hardware profile, by profile slug. */
                 benchmark?: {
                     [key: string]: components["schemas"]["BenchmarkReport"];
@@ -1978,6 +1982,21 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** @description The parity step's report for one hardware profile: every variant against the FP32 original on the same inputs, under the profile's tolerance. */
+        ParityReport: {
+            profile: string;
+            variants: {
+                [key: string]: components["schemas"]["VariantParityReport"];
+            };
+            tolerance?: {
+                [key: string]: number | null;
+            };
+            inputs?: components["schemas"]["ReportInputs"];
+            passed?: string[];
+            sandbox?: {
+                [key: string]: unknown;
+            };
+        };
         /** @description One model measured: the original ("baseline") or a variant. A failed measurement has an `error` (and `error_code`) and no points. */
         BenchmarkEntry: {
             backend?: string;
@@ -2018,6 +2037,20 @@ export interface components {
             description?: string;
             assumptions?: string[];
             samples?: number | null;
+        };
+        /** @description A variant's parity verdict (`parity.VariantParity.to_dict()`, with the backend that ran it and its artifact): `passed`, one sentence per problem in `reasons`, and per output figures. */
+        VariantParityReport: {
+            passed: boolean;
+            outputs: components["schemas"]["OutputParity"][];
+            reasons: string[];
+            samples?: number | null;
+            tolerance?: {
+                [key: string]: number | null;
+            };
+            error?: string;
+            notes?: string[];
+            backend?: string;
+            artifact_id?: number | null;
         };
         /** @description One measured (batch size, concurrency) point; latencies per request in ms, throughput in inferences per second (see `workers.engine.benchmark.PointResult`, which writes it). The intervals are 95 % [low, high]; p99 and p99.9 are null, with a note, where the samples can't support them. */
         BenchmarkPoint: {
@@ -2086,6 +2119,42 @@ export interface components {
                 [key: string]: string;
             };
             os_threads_after_load?: number | null;
+        };
+        /** @description One output of a variant against the original's, over all evidence inputs: the errors and cosine over the values finite in both, the signal-to-noise ratios, and what the output's kind is judged by (top-1/top-k agreement, decoded detections, pixel classes, row cosines). A metric is null where it could not be computed. */
+        OutputParity: {
+            name: string;
+            passed: boolean;
+            max_abs_error?: number | null;
+            max_rel_error?: number | null;
+            p99_abs_error?: number | null;
+            cosine?: number | null;
+            top1_agreement?: number | null;
+            nonfinite_mismatches?: number;
+            reasons?: string[];
+            worst_slice_sqnr_db?: number | null;
+            worst_slice?: string | null;
+            sqnr_db?: number | null;
+            kind?: string | null;
+            kind_source?: string | null;
+            topk_agreement?: number | null;
+            top_k?: number | null;
+            detection?: components["schemas"]["DetectionAgreement"] | null;
+            pixel_agreement?: number | null;
+            min_row_cosine?: number | null;
+            notes?: string[];
+        };
+        /** @description How the variant's detections compare with the original's, over all evidence images. */
+        DetectionAgreement: {
+            images: number;
+            reference_detections: number;
+            variant_detections: number;
+            matched: number;
+            recall: number | null;
+            precision: number | null;
+            mean_score_error: number | null;
+            mean_matched_iou: number | null;
+            score_threshold: number;
+            match_iou: number;
         };
     };
     responses: never;
