@@ -26,8 +26,7 @@ _SHOWN_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8",
 def cpu_line() -> str:
     """The CPU a bench ran on, for its heading: the model name with the features that decide
     the variants' speed ("Intel(R) Xeon(R) Processor (x86_64: avx2, ..., amx_bf16)")."""
-    from workers.engine.benchmark import cpu_model
-    from workers.engine.hardware import cpu_features
+    from workers.engine.hardware import cpu_features, cpu_model
 
     arch, flags = cpu_features()
     shown = [flag for flag in _SHOWN_CPU_FLAGS if flag in flags]

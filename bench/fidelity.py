@@ -398,7 +398,7 @@ def _spread(values: list[float]) -> float:
 
 
 def run(reps: int, threads: int) -> dict[str, Any]:
-    from workers.engine.benchmark import cpu_model
+    from workers.engine.hardware import cpu_model
 
     available = sorted(os.sched_getaffinity(0))
     if threads > len(available):

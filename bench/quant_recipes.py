@@ -207,7 +207,7 @@ def main() -> None:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(value.CASES)}")
     import onnxruntime
 
-    from workers.engine.benchmark import cpu_model
+    from workers.engine.hardware import cpu_model
 
     started = time.perf_counter()
     core = min(os.sched_getaffinity(0))

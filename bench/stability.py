@@ -51,8 +51,8 @@ from workers.engine.benchmark import (  # noqa: E402
     BenchmarkRequest,
     BenchmarkResult,
     benchmark_interleaved,
-    cpu_model,
 )
+from workers.engine.hardware import cpu_model  # noqa: E402
 from workers.engine.recommend import benchmark_points, recommend  # noqa: E402
 from workers.engine.timing import Estimate, latency_change  # noqa: E402
 

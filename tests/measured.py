@@ -20,7 +20,7 @@ from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from tests.trials import raw_trial
 from workers.engine.backends.base import OpSupport, SupportReport
-from workers.engine.benchmark import combine_trials
+from workers.engine.measure import combine_trials
 from workers.engine.recommend import benchmark_points, recommend
 from workers.engine.support_matrix import build_matrix
 

@@ -22,10 +22,10 @@ from workers.engine.benchmark import (
     benchmark_interleaved,
     benchmark_variant,
     make_inputs,
-    measure_harness_overhead,
     resolve_input_shapes,
 )
 from workers.engine.importers.base import InputSpec
+from workers.engine.measure import measure_harness_overhead
 
 # Small windows: the tests check what is reported, not how fast anything is.
 QUICK = BenchmarkConfig(

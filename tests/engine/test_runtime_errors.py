@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from workers.engine.benchmark import _reason
+from workers.engine.benchmark_child import _reason
 from workers.engine.errors import MAX_CAUSE_CHARS, runtime_cause
 
 # What OpenVINO raised on a detector given a size it can't take: the first line is only where.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.trials import raw_trial
-from workers.engine.benchmark import combine_trials
+from workers.engine.measure import combine_trials
 from workers.engine.timing import (
     Estimate,
     estimate_from_point,

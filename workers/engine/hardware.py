@@ -3,6 +3,7 @@ memory, NVIDIA GPUs. Read from /proc and nvidia-smi; nothing heavy is imported."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -88,6 +89,15 @@ def query_gpus(timeout: float = 10.0) -> tuple[GpuInfo, ...]:
             memory = int(parts[1]) if parts[1].isdigit() else 0
             gpus.append(GpuInfo(name=parts[0], memory_mb=memory, compute_capability=parts[2], driver=parts[3]))
     return tuple(gpus)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what the platform module knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def cpu_features() -> tuple[str, tuple[str, ...]]:

@@ -112,7 +112,7 @@ describe("benchmark report -> plot series", () => {
   });
 });
 
-// The same kind of report measured with intervals (workers/engine/benchmark.py combine_trials):
+// The same kind of report measured with intervals (workers/engine/measure.py combine_trials):
 // the original in 3 trials with 1,050 requests, "ort-opt-all" in 1 trial with 180 (no p99).
 const withIntervals = evidence.benchmark as unknown as BenchmarkReport;
 
