@@ -45,14 +45,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from apps.runtimes import seeded_profiles  # noqa: E402
+from apps.hardware import seeded_profiles  # noqa: E402
 from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Optimized variants"
 PROFILE_NAME = "x86-cpu"
 # The backends an x86 CPU profile runs; others (mnn, ncnn) target other hardware.
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
-# As the seeded x86-cpu profile (apps/runtimes/seeded_profiles.py): bf16 where the CPU has it.
+# As the seeded x86-cpu profile (apps/hardware/seeded_profiles.py): bf16 where the CPU has it.
 PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 BASELINE_BACKEND = "onnxruntime"
 # How backends name their thread-count argument, in the order tried.

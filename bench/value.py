@@ -55,13 +55,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from apps.runtimes import seeded_profiles  # noqa: E402
+from apps.hardware import seeded_profiles  # noqa: E402
 from bench._benchmarks_md import cpu_line, write_section  # noqa: E402
 
 SECTION = "Value"
 PROFILE_NAME = "x86-cpu"
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
-# As the seeded x86-cpu profile (apps/runtimes/seeded_profiles.py): bf16 where the CPU has it.
+# As the seeded x86-cpu profile (apps/hardware/seeded_profiles.py): bf16 where the CPU has it.
 PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 OBJECTIVE = "p99_latency_batch1"
 DEFAULT_MODELS = ("cnn", "transformer", "ocr", "detector", "recurrent")

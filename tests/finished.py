@@ -11,9 +11,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.hardware.models import HardwareProfile
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
-from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from workers.engine.recommend import recommend
 

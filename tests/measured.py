@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from django.utils import timezone
 
+from apps.hardware.models import HardwareProfile
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
-from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from tests.trials import raw_trial
 from workers.engine.backends.base import OpSupport, SupportReport

@@ -24,10 +24,10 @@ from apps.approvals.evidence import collect_evidence, evidence_hash
 from apps.approvals.models import Decision, DecisionKind, Policy
 from apps.audit import services as audit
 from apps.core.api.errors import ApiError, Conflict
+from apps.hardware.models import HardwareProfile
 from apps.jobs import services as jobs
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, RegisteredModel, VersionStatus
-from apps.runtimes.models import HardwareProfile
 
 COMMENT_LIMIT = 10_000
 

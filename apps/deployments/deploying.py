@@ -44,9 +44,9 @@ from apps.deployments.services import (
     tell_worker,
 )
 from apps.deployments.targets import deployable_kinds
+from apps.hardware.models import HardwareProfile
 from apps.jobs.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
-from apps.runtimes.models import HardwareProfile
 from workers.engine.reports import VariantParityReport
 from workers.engine.typed import ReportShapeError
 

@@ -41,7 +41,7 @@ from apps.deployments.services import (
     credential_keys,
     tell_worker,
 )
-from apps.runtimes.models import HardwareProfile
+from apps.hardware.models import HardwareProfile
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from apps.accounts.models import Team
 from apps.accounts.permissions import Action, require
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
+from apps.hardware.models import HardwareProfile
 from apps.registry.events import version_created
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
 from apps.registry.storage import StorageFull, delete_blob_if_unreferenced, put_blob
-from apps.runtimes.models import HardwareProfile
 from workers.engine.errors import ModelError
 from workers.engine.importers.registry import detect_upload_format, framework_of
 from workers.engine.npz import describe_npz

@@ -50,7 +50,7 @@ def test_admin_changelist_and_change_page_render(label, broker):
     Policy.objects.create(team=version.model.team, name="p", kind="no_cpu_fallback", created_by=version.created_by)
     Decision.objects.create(version=version, kind="reject", actor=version.created_by, comment="no", evidence_sha256="0")
     from apps.deployments.models import Deployment, ServingTarget
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
 
     profile = HardwareProfile.objects.get(slug="x86-cpu")
     target = ServingTarget.objects.create(

@@ -193,7 +193,7 @@ def test_a_json_body_nested_too_deep_is_a_400_on_every_create_endpoint(personas)
 
 
 def _failing_workers_list(monkeypatch, exc: Exception) -> None:
-    from apps.runtimes.api.views import WorkerList
+    from apps.hardware.api.views import WorkerList
 
     def fail(self):
         raise exc

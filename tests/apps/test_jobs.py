@@ -162,7 +162,7 @@ def test_started_pipelines_go_ahead_of_new_uploads_on_the_real_broker():
 
 
 def test_the_default_plan_is_inspect_then_validate_and_optimize_per_profile_on_its_queue(sent):
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
 
     version = ModelVersionFactory()
     version.profiles.set(HardwareProfile.objects.filter(slug__in=["x86-cpu", "nvidia-gpu"]))
@@ -211,7 +211,7 @@ def test_a_full_disk_inside_a_step_fails_it_naming_the_disk_not_as_an_internal_e
 def test_a_worker_never_runs_a_step_for_hardware_its_probe_lacks(sent, monkeypatch):
     """Issue 18: the arm-cpu-mnn profile's work is refused by an x86_64 worker even when it
     takes the queue, and the step stays queued for a machine that meets the profile."""
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
     from workers.tasks import pipeline, worker_registry
 
     x86 = {"arch": "x86_64", "cpu_flags": ["avx2"], "gpus": []}
@@ -246,7 +246,7 @@ def test_a_worker_never_runs_a_step_for_hardware_its_probe_lacks(sent, monkeypat
 def test_profiles_run_side_by_side_so_one_nothing_serves_holds_up_only_itself(sent, django_capture_on_commit_callbacks):
     """Issue 18: with arm-cpu-mnn bound to aarch64 machines, an upload for it and x86-cpu must
     not leave x86-cpu's steps waiting behind ARM steps no worker here will take."""
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
 
     arm, x86 = HardwareProfile.objects.get(slug="arm-cpu-mnn"), HardwareProfile.objects.get(slug="x86-cpu")
     version = ModelVersionFactory()
@@ -279,7 +279,7 @@ def test_a_profile_nothing_serves_can_be_dropped_so_the_measured_ones_can_be_rev
     personas, sent, django_capture_on_commit_callbacks
 ):
     from apps.audit.models import AuditEvent
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
     from tests.conftest import client_for
 
     arm, x86 = HardwareProfile.objects.get(slug="arm-cpu-mnn"), HardwareProfile.objects.get(slug="x86-cpu")

@@ -134,7 +134,7 @@ def test_approvals_listens_to_the_pipeline_events() -> None:
     assert events.version_failed.has_listeners()
 
 
-FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "jobs", "registry", "runtimes", "web", "webhooks")
+FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "hardware", "jobs", "registry", "web", "webhooks")
 
 
 def test_accounts_never_imports_approvals() -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from apps.approvals.models import Decision
+from apps.hardware.models import HardwareProfile
 from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.jobs.outcomes import ProfileStatus, profile_outcomes
 from apps.registry.models import ModelVersion, VersionStatus
-from apps.runtimes.models import HardwareProfile
 from tests.conftest import client_for
 from tests.finished import finished_version
 

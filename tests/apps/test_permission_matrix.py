@@ -97,8 +97,8 @@ def _bare_target(w: World) -> Any:
 def _waiting(w: World) -> Any:
     """A version of the team whose pipeline still waits for its x86-cpu steps (made on first use)."""
     if getattr(w, "waiting", None) is None:
+        from apps.hardware.models import HardwareProfile
         from apps.jobs import services as pipeline
-        from apps.runtimes.models import HardwareProfile
         from tests.factories import ModelVersionFactory
 
         version = ModelVersionFactory(model=w.ready.model, created_by=w.users["data_scientist"])

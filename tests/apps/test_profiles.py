@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from apps.runtimes.models import HardwareProfile
+from apps.hardware.models import HardwareProfile
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -23,8 +23,8 @@ def test_profiles_need_authentication(db):
 
 
 def test_the_migrated_profiles_are_the_seeded_data(db):
-    # One definition (apps/runtimes/seeded_profiles.py) for the migrations, tests and benches.
-    from apps.runtimes import seeded_profiles
+    # One definition (apps/hardware/seeded_profiles.py) for the migrations, tests and benches.
+    from apps.hardware import seeded_profiles
 
     for data in seeded_profiles.PROFILES:
         row = HardwareProfile.objects.get(slug=data["slug"])
@@ -40,7 +40,7 @@ def test_migration_0004_adds_bf16_to_an_existing_x86_profile_and_takes_it_back(d
 
     from django.apps import apps as django_apps
 
-    migration = importlib.import_module("apps.runtimes.migrations.0004_x86_cpu_bf16")
+    migration = importlib.import_module("apps.hardware.migrations.0004_x86_cpu_bf16")
     row = HardwareProfile.objects.get(slug="x86-cpu")
     row.precisions = ["fp32", "int8"]  # as 0002 seeded it before bf16
     row.save()
@@ -53,7 +53,7 @@ def test_migration_0004_adds_bf16_to_an_existing_x86_profile_and_takes_it_back(d
 
 
 def _worker(name: str, arch: str, queues: list[str]) -> None:
-    from apps.runtimes import services
+    from apps.hardware import services
 
     facts = {"host": name.split("@")[-1], "arch": arch, "cpu_model": "test", "cpu_flags": [], "cores": 2, "gpus": []}
     services.register_worker(name, hardware=facts, runtimes={}, importers=[], queues=queues, pid=1)

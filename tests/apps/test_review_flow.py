@@ -67,7 +67,7 @@ def test_the_evidence_names_the_worker_that_measured_even_beside_another_on_its_
 
     from django.utils import timezone
 
-    from apps.runtimes.models import Worker
+    from apps.hardware.models import Worker
 
     now = timezone.now()
     for name, cpu, seen in (("cpu@box", "Xeon (cpu worker)", now - timedelta(seconds=30)), ("gpu@box", "Xeon", now)):

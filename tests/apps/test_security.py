@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken
 from apps.audit.models import AuditEvent
-from apps.runtimes.api.views import WorkerList
+from apps.hardware.api.views import WorkerList
 from apps.webhooks import services as webhooks
 from tests.conftest import client_for
 

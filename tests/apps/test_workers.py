@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.hardware import services
+from apps.hardware.models import Worker
 from apps.jobs.management.commands.run_worker import hardware_queues, worker_queues
-from apps.runtimes import services
-from apps.runtimes.models import Worker
 from tests.conftest import client_for
 from tests.factories import ModelVersionFactory
 from workers.engine import hardware

@@ -129,8 +129,8 @@ def seeded_reference_data(request):
     if not request.node.get_closest_marker("django_db"):
         return
     request.getfixturevalue("transactional_db")
-    from apps.runtimes.models import HardwareProfile
-    from apps.runtimes.seeded_profiles import seed
+    from apps.hardware.models import HardwareProfile
+    from apps.hardware.seeded_profiles import seed
 
     seed(HardwareProfile)
 

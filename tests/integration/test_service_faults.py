@@ -45,7 +45,7 @@ import json
 from django.test import Client
 from apps.accounts.models import ApiToken
 from apps.accounts.permissions import SCOPES
-from apps.runtimes.models import HardwareProfile
+from apps.hardware.models import HardwareProfile
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 team = TeamFactory(slug="vision")
 user = UserFactory(username="dana")

@@ -135,8 +135,8 @@ def embedded_here(transactional_db) -> str:
     """MNN and ncnn on this machine's own CPU. The seeded arm-cpu-mnn profile needs an aarch64
     machine (issue 18: no x86 worker measures for it), so the embedded runtimes' builds,
     parity and benchmarks run here under a profile that names the hardware they run on."""
-    from apps.runtimes import seeded_profiles
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware import seeded_profiles
+    from apps.hardware.models import HardwareProfile
 
     arm = seeded_profiles.profile("arm-cpu-mnn")
     HardwareProfile.objects.create(

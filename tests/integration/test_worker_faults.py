@@ -25,10 +25,10 @@ from django.utils import timezone
 from apps.accounts.models import ApiToken
 from apps.accounts.permissions import SCOPES
 from apps.audit.models import AuditEvent
+from apps.hardware.models import HardwareProfile
 from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import artifact_storage, sha256_file
-from apps.runtimes.models import HardwareProfile
 from tests import modelzoo
 from tests.integration import faults
 from tests.integration.test_import import MLP_INPUTS, build_torchscript

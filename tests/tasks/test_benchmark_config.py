@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from apps.hardware.models import HardwareProfile
 from apps.jobs import services
 from apps.jobs.models import JobKind
-from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from workers.tasks.steps import _benchmark_config
 

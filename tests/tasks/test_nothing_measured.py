@@ -12,11 +12,11 @@ import pytest
 from django.core.files import File
 from onnx import TensorProto, helper, numpy_helper
 
+from apps.hardware.models import HardwareProfile
 from apps.jobs import services
 from apps.jobs.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, VersionStatus
 from apps.registry.storage import put_blob, sha256_file
-from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from workers.engine.errors import ModelError
 from workers.tasks.pipeline import run_job

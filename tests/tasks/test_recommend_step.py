@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from apps.hardware.models import HardwareProfile
 from apps.jobs import services
 from apps.jobs.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind
-from apps.runtimes.models import HardwareProfile
 from tests.factories import ModelVersionFactory
 from workers.tasks.steps import run_recommend
 

@@ -18,7 +18,7 @@ _stop = threading.Event()
 
 
 def _beat(name: str, registration: dict[str, Any]) -> None:
-    from apps.runtimes import services
+    from apps.hardware import services
 
     while not _stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
         try:
@@ -48,7 +48,7 @@ def node_name(request: Any = None) -> str:
 
 @worker_ready.connect
 def announce(sender: Any = None, **_: Any) -> None:
-    from apps.runtimes import services
+    from apps.hardware import services
     from workers.engine.backends.registry import installed_backends
     from workers.engine.importers.registry import IMPORTERS
 
@@ -88,7 +88,7 @@ def announce(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def sign_off(sender: Any = None, **_: Any) -> None:
-    from apps.runtimes import services
+    from apps.hardware import services
 
     _stop.set()
     name = getattr(sender, "hostname", None)

@@ -6,7 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("apps.registry.api.urls")),
     path("", include("apps.jobs.api.urls")),
-    path("", include("apps.runtimes.api.urls")),
+    path("", include("apps.hardware.api.urls")),
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.audit.api.urls")),

@@ -10,11 +10,11 @@ from rest_framework import serializers
 from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
 from apps.core.api.schema import REPORTS_SCHEMA
+from apps.hardware.services import answer_services, live_queues, no_worker_note, wrong_hardware
 from apps.jobs.api.compare import PreviousApprovedSerializer
 from apps.jobs.compare import previous_approved
 from apps.jobs.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
-from apps.runtimes.services import answer_services, live_queues, no_worker_note, wrong_hardware
 
 
 class TeamSerializer(serializers.ModelSerializer):

@@ -52,7 +52,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.registry",
     "apps.jobs",
-    "apps.runtimes",
+    "apps.hardware",
     "apps.audit",
     "apps.approvals",
     "apps.webhooks",

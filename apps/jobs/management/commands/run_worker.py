@@ -17,7 +17,7 @@ def hardware_queues() -> list[str]:
     """The queues of the enabled hardware profiles this machine can serve: those whose
     requirements its own probe meets (an x86_64 machine never takes the aarch64 profile's
     queue; GPU profiles' only where nvidia-smi shows a GPU). `default` carries housekeeping."""
-    from apps.runtimes.models import HardwareProfile
+    from apps.hardware.models import HardwareProfile
     from workers.engine.hardware import describe_hardware, unmet_requirements
 
     facts = describe_hardware().to_dict()

@@ -5,9 +5,9 @@ from typing import Any, cast
 from django.db.models import Count, QuerySet
 from rest_framework import generics, serializers
 
+from apps.hardware.models import HardwareProfile, Worker
+from apps.hardware.services import Service, answer_services, worker_status
 from apps.jobs.models import Job, JobStatus
-from apps.runtimes.models import HardwareProfile, Worker
-from apps.runtimes.services import Service, answer_services, worker_status
 from workers.engine.hardware import describe_requirements
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.runtimes.models import HardwareProfile, Worker
+from apps.hardware.models import HardwareProfile, Worker
 from workers.engine.hardware import describe_requirements, unmet_requirements
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.runtimes.models import HardwareProfile, Worker
+from apps.hardware.models import HardwareProfile, Worker
 
 
 @admin.register(HardwareProfile)

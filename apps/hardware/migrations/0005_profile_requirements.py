@@ -4,7 +4,7 @@ longer measure ARM work (issue 18). An administrator's own requirements or queue
 
 from django.db import migrations, models
 
-from apps.runtimes import seeded_profiles
+from apps.hardware import seeded_profiles
 
 
 def bind_to_hardware(apps, schema_editor):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.runtimes.api import views
+from apps.hardware.api import views
 
 urlpatterns = [
     path("profiles/", views.HardwareProfileList.as_view(), name="profile-list"),

@@ -1,9 +1,9 @@
-"""Seed the three hardware profiles every installation starts with (apps/runtimes/seeded_profiles.py)."""
+"""Seed the three hardware profiles every installation starts with (apps/hardware/seeded_profiles.py)."""
 
 from django.db import migrations
 
-from apps.runtimes.seeded_profiles import PROFILES
-from apps.runtimes.seeded_profiles import seed as seed_profiles
+from apps.hardware.seeded_profiles import PROFILES
+from apps.hardware.seeded_profiles import seed as seed_profiles
 
 
 def seed(apps, schema_editor):

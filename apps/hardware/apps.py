@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class HardwareConfig(AppConfig):
+    """Hardware profiles and the machines (workers) that serve them. The label stays "runtimes",
+    the app's name before it was named for what it holds: tables and migrations keep theirs."""
+
+    name = "apps.hardware"
+    label = "runtimes"

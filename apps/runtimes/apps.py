@@ -1,6 +1,0 @@
-from django.apps import AppConfig
-
-
-class RuntimesConfig(AppConfig):
-    name = "apps.runtimes"
-    label = "runtimes"
