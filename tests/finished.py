@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.hardware.models import HardwareProfile
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from workers.engine.recommend import recommend

@@ -15,7 +15,7 @@ import numpy as np
 from django.utils import timezone
 
 from apps.hardware.models import HardwareProfile
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from tests.factories import ModelVersionFactory
 from tests.trials import raw_trial

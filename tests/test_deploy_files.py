@@ -54,7 +54,7 @@ DATA_DIR = "/var/lib/slipway"
 EXPECTED_COMMANDS = {
     # sizes, timeouts, limits and JSON error answers: platform/docker/gunicorn.conf.py
     "web": "gunicorn --config platform/docker/gunicorn.conf.py --bind 0.0.0.0:8000 config.wsgi:application",
-    # run_worker adds an import queue per framework installed in the image (apps/jobs run_worker).
+    # run_worker adds an import queue per framework installed in the image (apps/pipeline run_worker).
     "worker-cpu": "python manage.py run_worker --queues cpu,default -- -n cpu@%h"
     " --concurrency=${WORKER_CONCURRENCY:-2} --prefetch-multiplier=1 -O fair",
     "worker-gpu": "python manage.py run_worker --queues gpu -- -n gpu@%h"

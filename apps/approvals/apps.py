@@ -10,7 +10,7 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         # The pipeline announces finished runs; approvals evaluates gates and tells people.
         from apps.approvals import services
-        from apps.jobs import events
+        from apps.pipeline import events
 
         def on_ready(sender: Any, version: Any, **kwargs: Any) -> None:
             services.version_ready(version)

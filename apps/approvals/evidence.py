@@ -15,8 +15,8 @@ from rest_framework import status
 
 from apps.core.api.errors import ApiError
 from apps.hardware.services import worker_by_host, wrong_hardware
-from apps.jobs.models import JobKind, JobStatus, PipelineRun, RunStatus
-from apps.jobs.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
+from apps.pipeline.models import JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, VariantParityReport
 from workers.engine.typed import ReportShapeError

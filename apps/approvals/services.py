@@ -25,7 +25,7 @@ from apps.approvals.models import Decision, DecisionKind, Policy
 from apps.audit import services as audit
 from apps.core.api.errors import ApiError, Conflict
 from apps.hardware.models import HardwareProfile
-from apps.jobs import services as jobs
+from apps.pipeline import services as jobs
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, RegisteredModel, VersionStatus
 

@@ -45,7 +45,7 @@ from apps.deployments.services import (
 )
 from apps.deployments.targets import deployable_kinds
 from apps.hardware.models import HardwareProfile
-from apps.jobs.models import JobKind, JobStatus
+from apps.pipeline.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
 from workers.engine.reports import VariantParityReport
 from workers.engine.typed import ReportShapeError

@@ -1,6 +1,6 @@
 """What the registry tells other apps, as Django signals: a version was created from an upload.
 
-The registry doesn't know what processes a version. The pipeline (apps.jobs) subscribes in
+The registry doesn't know what processes a version. The pipeline (apps.pipeline) subscribes in
 its AppConfig.ready() and starts the version's run, so the registry never imports the
 pipeline and the pipeline may import the registry freely. Receivers run inside the
 transaction that creates the version: an exception they raise rolls the version back with

@@ -12,7 +12,7 @@ This transport is the settings' `CELERY_BROKER_TRANSPORT` whenever the broker is
 - A message file that can't be read or isn't a message is moved to the quarantine folder
   (`quarantine_folder`, under the data folder) and logged with its name; the worker goes on
   with the next message. A job whose message was lost is still `queued` in PostgreSQL, so
-  the reconciler sends it again (apps.jobs.services.reconcile).
+  the reconciler sends it again (apps.pipeline.services.reconcile).
 - An exchange file that can't be parsed is quarantined the same way and rebuilt from the
   bindings declared after it (every worker declares its queues when it starts).
 - A message is written under a hidden name and renamed into place, so a reader never sees

@@ -5,7 +5,7 @@ from django.apps import apps as django_apps
 from django.contrib import admin
 from django.test import Client
 
-from apps.jobs import services
+from apps.pipeline import services
 from tests.factories import ModelVersionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.approvals import services as approvals
-from apps.jobs.compare import REF_HELP, accuracy_change
+from apps.pipeline.compare import REF_HELP, accuracy_change
 from apps.registry.models import ModelVersion
 from tests.conftest import client_for
 from tests.factories import RegisteredModelFactory

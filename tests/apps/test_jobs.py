@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.jobs import services
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline import services
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import ModelVersion, VersionStatus
 from tests.factories import ModelVersionFactory
 from workers.engine.sandbox import SandboxError

@@ -1,5 +1,5 @@
 """Which app may import which: the pipeline announces finished runs and never reaches into
-the apps that react to them (see apps/jobs/events.py); the registry announces new versions
+the apps that react to them (see apps/pipeline/events.py); the registry announces new versions
 (apps/registry/events.py); no two packages import each other, directly or round a loop."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _imports(folder: Path) -> dict[str, set[str]]:
 def test_the_pipeline_never_imports_approvals() -> None:
     offending = {
         path: sorted(name for name in names if name == "apps.approvals" or name.startswith("apps.approvals."))
-        for path, names in _imports(APPS / "jobs").items()
+        for path, names in _imports(APPS / "pipeline").items()
     }
     assert not {path: names for path, names in offending.items() if names}
 
@@ -36,7 +36,7 @@ def _package_imports() -> dict[str, dict[str, list[str]]]:
     """Package -> imported package -> where, across apps, workers and the CLI (lazy imports too).
 
     A package is a folder with an __init__.py; an import counts for the deepest package that
-    holds the module (`from apps.jobs import services` names apps.jobs). A subpackage using
+    holds the module (`from apps.pipeline import services` names apps.pipeline). A subpackage using
     its own parents (an app's api using the app's services) is layering, not a loop."""
     root = APPS.parent
     packages = {
@@ -108,7 +108,7 @@ def _loops(edges: dict[str, dict[str, list[str]]]) -> list[list[str]]:
 def test_no_import_loop_among_packages() -> None:
     """Apps talk upwards by events (apps/*/events.py), never by importing each other both ways."""
     edges = _package_imports()
-    assert "apps.registry" in edges.get("apps.jobs", {}), "the scan must see the pipeline's use of the registry"
+    assert "apps.registry" in edges.get("apps.pipeline", {}), "the scan must see the pipeline's use of the registry"
     described = [
         {source: {target: where for target, where in edges[source].items() if target in group} for source in group}
         for group in _loops(edges)
@@ -128,13 +128,13 @@ def test_the_pipeline_starts_when_the_registry_announces_a_version() -> None:
 
 
 def test_approvals_listens_to_the_pipeline_events() -> None:
-    from apps.jobs import events
+    from apps.pipeline import events
 
     assert events.version_ready.has_listeners()
     assert events.version_failed.has_listeners()
 
 
-FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "hardware", "jobs", "registry", "web", "webhooks")
+FEATURE_APPS = ("accounts", "approvals", "audit", "deployments", "hardware", "pipeline", "registry", "web", "webhooks")
 
 
 def test_accounts_never_imports_approvals() -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from apps.approvals.models import Decision
 from apps.hardware.models import HardwareProfile
-from apps.jobs import services as jobs
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
-from apps.jobs.outcomes import ProfileStatus, profile_outcomes
+from apps.pipeline import services as jobs
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.outcomes import ProfileStatus, profile_outcomes
 from apps.registry.models import ModelVersion, VersionStatus
 from tests.conftest import client_for
 from tests.finished import finished_version

@@ -23,7 +23,7 @@ from apps.approvals import services as approvals
 from apps.approvals.models import Policy
 from apps.deployments import targets as deploy_targets
 from apps.deployments.models import Deployment
-from apps.jobs.models import Job
+from apps.pipeline.models import Job
 from apps.webhooks import services as webhooks
 from apps.webhooks.models import DeliveryStatus, WebhookDelivery
 from tests import modelzoo
@@ -98,7 +98,7 @@ def _waiting(w: World) -> Any:
     """A version of the team whose pipeline still waits for its x86-cpu steps (made on first use)."""
     if getattr(w, "waiting", None) is None:
         from apps.hardware.models import HardwareProfile
-        from apps.jobs import services as pipeline
+        from apps.pipeline import services as pipeline
         from tests.factories import ModelVersionFactory
 
         version = ModelVersionFactory(model=w.ready.model, created_by=w.users["data_scientist"])

@@ -84,8 +84,8 @@ def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(per
 
 
 def test_each_profile_says_how_many_steps_wait_for_it_and_run_on_it(personas, broker):
-    from apps.jobs import services as jobs
-    from apps.jobs.models import Job, JobKind
+    from apps.pipeline import services as jobs
+    from apps.pipeline.models import Job, JobKind
     from tests.factories import ModelVersionFactory
 
     arm = HardwareProfile.objects.get(slug="arm-cpu-mnn")

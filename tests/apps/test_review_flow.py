@@ -15,7 +15,7 @@ from apps.approvals import notifications
 from apps.approvals.evidence import evidence_hash
 from apps.approvals.models import Decision, Policy
 from apps.audit.models import AuditEvent
-from apps.jobs.models import Job
+from apps.pipeline.models import Job
 from apps.registry.models import ModelVersion, VersionStatus
 from tests.conftest import client_for
 from tests.finished import finished_version

@@ -13,7 +13,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken
-from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.pipeline.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel, VersionStatus
 from tests import modelzoo
 from tests.conftest import client_for
@@ -234,7 +234,7 @@ def test_upload_without_file_says_which_field_is_missing(personas):
 
 
 def test_database_failure_after_storing_removes_the_new_blob(personas, onnx_bytes, monkeypatch):
-    from apps.jobs import services as jobs
+    from apps.pipeline import services as jobs
 
     def boom(*args, **kwargs):
         raise RuntimeError("database went away")

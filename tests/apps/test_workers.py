@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from apps.hardware import services
 from apps.hardware.models import Worker
-from apps.jobs.management.commands.run_worker import hardware_queues, worker_queues
+from apps.pipeline.management.commands.run_worker import hardware_queues, worker_queues
 from tests.conftest import client_for
 from tests.factories import ModelVersionFactory
 from workers.engine import hardware
@@ -72,8 +72,8 @@ def test_a_machine_takes_the_queues_of_the_profiles_its_probe_meets(monkeypatch)
 
 
 def test_a_step_no_live_worker_serves_says_so_instead_of_waiting_silently(personas, settings, broker):
-    from apps.jobs import services as jobs
-    from apps.jobs.models import JobKind
+    from apps.pipeline import services as jobs
+    from apps.pipeline.models import JobKind
 
     version = ModelVersionFactory(model__team=personas.team)
     run = jobs.start_pipeline(version, version.created_by, steps=[jobs.PlannedStep(JobKind.INSPECT)])

@@ -12,8 +12,8 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.jobs import services as jobs
-from apps.jobs.models import Job, JobStatus
+from apps.pipeline import services as jobs
+from apps.pipeline.models import Job, JobStatus
 from tests import modelzoo
 from tests.conftest import client_for
 from tests.integration.conftest import start_worker, stop_worker, wait_for

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.jobs.models import Job, JobStatus
+from apps.pipeline.models import Job, JobStatus
 from apps.registry.models import ModelVersion, VersionStatus
 from tests import hostile, modelzoo
 from tests.conftest import client_for

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.jobs.models import Job, JobStatus
+from apps.pipeline.models import Job, JobStatus
 from apps.registry.models import Artifact, ModelVersion, VersionStatus
 from tests import modelzoo
 from tests.conftest import client_for

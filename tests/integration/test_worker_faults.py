@@ -26,7 +26,7 @@ from apps.accounts.models import ApiToken
 from apps.accounts.permissions import SCOPES
 from apps.audit.models import AuditEvent
 from apps.hardware.models import HardwareProfile
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import artifact_storage, sha256_file
 from tests import modelzoo

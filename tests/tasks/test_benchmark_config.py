@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from apps.hardware.models import HardwareProfile
-from apps.jobs import services
-from apps.jobs.models import JobKind
+from apps.pipeline import services
+from apps.pipeline.models import JobKind
 from tests.factories import ModelVersionFactory
 from workers.tasks.steps import _benchmark_config
 

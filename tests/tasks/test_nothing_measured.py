@@ -13,8 +13,8 @@ from django.core.files import File
 from onnx import TensorProto, helper, numpy_helper
 
 from apps.hardware.models import HardwareProfile
-from apps.jobs import services
-from apps.jobs.models import Job, JobKind, JobStatus
+from apps.pipeline import services
+from apps.pipeline.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, VersionStatus
 from apps.registry.storage import put_blob, sha256_file
 from tests.factories import ModelVersionFactory

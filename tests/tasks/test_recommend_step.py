@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from apps.hardware.models import HardwareProfile
-from apps.jobs import services
-from apps.jobs.models import Job, JobKind, JobStatus
+from apps.pipeline import services
+from apps.pipeline.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind
 from tests.factories import ModelVersionFactory
 from workers.tasks.steps import run_recommend

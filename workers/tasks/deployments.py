@@ -27,7 +27,7 @@ from apps.approvals.services import approval_state
 from apps.core.errors import DomainError
 from apps.deployments import deploying, lifecycle, services, targets
 from apps.deployments.models import Deployment, DeploymentKind, ServingTarget
-from apps.jobs.models import JobKind, JobStatus
+from apps.pipeline.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize
 from workers.engine.errors import ModelError

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from celery import shared_task
 
-from apps.jobs import services
+from apps.pipeline import services
 
 
 @shared_task(name="slipway.jobs.reconcile", acks_late=True, soft_time_limit=120, time_limit=180)

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from apps.core.diskspace import disk_full_message, out_of_space, reported_out_of_space
-from apps.jobs import services
-from apps.jobs.models import Job
+from apps.pipeline import services
+from apps.pipeline.models import Job
 from apps.registry.storage import StorageFull
 from workers.engine.errors import ModelError
 from workers.engine.hardware import describe_requirements, unmet_requirements

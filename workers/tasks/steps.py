@@ -17,8 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 
-from apps.jobs.models import Job, JobKind, JobStatus
-from apps.jobs.services import StepOutcome
+from apps.pipeline.models import Job, JobKind, JobStatus
+from apps.pipeline.services import StepOutcome
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
 from apps.registry.storage import materialize, put_blob, sha256_file
 from workers.engine import isolation
@@ -633,7 +633,7 @@ def _step_result(job: Job, kind: str) -> dict[str, Any]:
 
 def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
     """Pick the fastest variant that passes parity, by the version's objective. (The comparison
-    with the previous approved version is made when the version is read: apps/jobs/compare.py.)"""
+    with the previous approved version is made when the version is read: apps/pipeline/compare.py.)"""
     from workers.engine.recommend import recommend
 
     assert job.profile is not None

@@ -5,7 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("apps.registry.api.urls")),
-    path("", include("apps.jobs.api.urls")),
+    path("", include("apps.pipeline.api.urls")),
     path("", include("apps.hardware.api.urls")),
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.approvals.api.urls")),

@@ -7,7 +7,7 @@ from rest_framework import generics, serializers
 
 from apps.hardware.models import HardwareProfile, Worker
 from apps.hardware.services import Service, answer_services, worker_status
-from apps.jobs.models import Job, JobStatus
+from apps.pipeline.models import Job, JobStatus
 from workers.engine.hardware import describe_requirements
 
 

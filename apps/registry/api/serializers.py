@@ -11,9 +11,9 @@ from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
 from apps.core.api.schema import REPORTS_SCHEMA
 from apps.hardware.services import answer_services, live_queues, no_worker_note, wrong_hardware
-from apps.jobs.api.compare import PreviousApprovedSerializer
-from apps.jobs.compare import previous_approved
-from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.pipeline.api.compare import PreviousApprovedSerializer
+from apps.pipeline.compare import previous_approved
+from apps.pipeline.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
 
 
@@ -118,7 +118,7 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class ProfileReadinessSerializer(serializers.Serializer):
-    """One hardware profile's readiness in the latest run (apps/jobs/outcomes.py)."""
+    """One hardware profile's readiness in the latest run (apps/pipeline/outcomes.py)."""
 
     profile = serializers.CharField()
     status = serializers.ChoiceField(choices=["ready", "failed", "processing"])
@@ -205,7 +205,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
     def get_profile_readiness(self, version: ModelVersion) -> list[dict[str, Any]]:
         """Per hardware profile of the latest run: ready (measured evidence) or failed with the
         reason, so a version that is ready overall still says which profiles have no numbers."""
-        from apps.jobs.outcomes import profile_outcomes
+        from apps.pipeline.outcomes import profile_outcomes
 
         run = self._latest_run(version)
         if run is None:
@@ -227,7 +227,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
 
     @extend_schema_field(PreviousApprovedSerializer(allow_null=True))
     def get_previous_approved(self, version: ModelVersion) -> dict[str, Any] | None:
-        """The "previous approved version" card (`apps.jobs.compare.previous_approved`)."""
+        """The "previous approved version" card (`apps.pipeline.compare.previous_approved`)."""
         return previous_approved(version)
 
     @extend_schema_field(REPORTS_SCHEMA)

@@ -22,7 +22,7 @@ from apps.core.api.parsers import JSONParser
 from apps.core.api.schema import query
 from apps.core.api.throttling import PerTokenRateThrottle, UploadRateThrottle
 from apps.core.idempotency import idempotent
-from apps.jobs.models import Job, PipelineRun
+from apps.pipeline.models import Job, PipelineRun
 from apps.registry import services
 from apps.registry.api.serializers import (
     JobDetailSerializer,

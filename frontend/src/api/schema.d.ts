@@ -1488,7 +1488,7 @@ export interface components {
             run_status: string;
             version_status: string;
         };
-        /** @description One hardware profile's readiness in the latest run (apps/jobs/outcomes.py). */
+        /** @description One hardware profile's readiness in the latest run (apps/pipeline/outcomes.py). */
         ProfileReadiness: {
             profile: string;
             status: components["schemas"]["ProfileReadinessStatusEnum"];

@@ -51,7 +51,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.registry",
-    "apps.jobs",
+    "apps.pipeline",
     "apps.hardware",
     "apps.audit",
     "apps.approvals",
@@ -237,9 +237,9 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "VersionStatusEnum": "apps.registry.models.VersionStatus",
-        "JobStatusEnum": "apps.jobs.models.JobStatus",
-        "RunStatusEnum": "apps.jobs.models.RunStatus",
-        "JobKindEnum": "apps.jobs.models.JobKind",
+        "JobStatusEnum": "apps.pipeline.models.JobStatus",
+        "RunStatusEnum": "apps.pipeline.models.RunStatus",
+        "JobKindEnum": "apps.pipeline.models.JobKind",
         "PolicyKindEnum": "apps.approvals.models.PolicyKind",
         "DecisionKindEnum": "apps.approvals.models.DecisionKind",
         "RoleEnum": "apps.accounts.models.Role",
@@ -287,7 +287,7 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": 6 * 3600,
         # ten priority levels per queue, the highest (0) served first: later steps of started
-        # pipelines go ahead of new uploads' first steps (apps.jobs.services.step_priority)
+        # pipelines go ahead of new uploads' first steps (apps.pipeline.services.step_priority)
         "priority_steps": list(range(10)),
         "sep": ":",
         "queue_order_strategy": "priority",

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.api.scoping import one_in_teams_of
 from apps.core.idempotency import idempotent
-from apps.jobs import services
+from apps.pipeline import services
 from apps.registry.models import ModelVersion
 
 

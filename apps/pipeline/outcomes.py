@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apps.jobs.models import Job, JobStatus, PipelineRun
+from apps.pipeline.models import Job, JobStatus, PipelineRun
 
 # The error code of the steps of a profile someone stopped waiting for (services.drop_profile).
 DROPPED = "profile_dropped"

@@ -1,6 +1,6 @@
 """`GET /api/v1/compare/?a=REF&b=REF`: two versions or two variants side by side, computed when asked.
 
-The work is `apps.jobs.compare`; this module only reads the query, scopes it to the
+The work is `apps.pipeline.compare`; this module only reads the query, scopes it to the
 user's teams (through that module) and documents the answer's shape for the OpenAPI schema.
 """
 
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.jobs.compare import REF_HELP, compare
+from apps.pipeline.compare import REF_HELP, compare
 
 
 class FigureSerializer(serializers.Serializer):

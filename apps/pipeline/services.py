@@ -23,9 +23,9 @@ from apps.accounts.permissions import Action, require
 from apps.audit import services as audit
 from apps.core.errors import Conflict, DomainError
 from apps.core.messages import Message, send_on_commit
-from apps.jobs import events
-from apps.jobs.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
-from apps.jobs.outcomes import DROPPED, ProfileStatus, profile_outcomes
+from apps.pipeline import events
+from apps.pipeline.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.outcomes import DROPPED, ProfileStatus, profile_outcomes
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, VersionStatus
 

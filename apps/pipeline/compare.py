@@ -28,7 +28,7 @@ from rest_framework import status
 
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
-from apps.jobs.models import Job, JobKind, JobStatus, PipelineRun
+from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, ParityReport
 from workers.engine.timing import Estimate, estimate_from_point, latency_change

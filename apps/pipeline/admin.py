@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.jobs.models import Job, PipelineRun
+from apps.pipeline.models import Job, PipelineRun
 
 
 class JobInline(admin.TabularInline):
@@ -32,5 +32,5 @@ class JobAdmin(admin.ModelAdmin):
         "finished_at",
     )
     list_filter = ("status", "kind", "queue")
-    # Job state is written by workers through apps.jobs.services; the admin only shows it.
+    # Job state is written by workers through apps.pipeline.services; the admin only shows it.
     readonly_fields = [f.name for f in Job._meta.fields]

@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from apps.jobs.api.compare import Compare
-from apps.jobs.api.views import VersionProfileDrop
+from apps.pipeline.api.compare import Compare
+from apps.pipeline.api.views import VersionProfileDrop
 
 urlpatterns = [
     path("compare/", Compare.as_view(), name="compare"),
