@@ -65,7 +65,7 @@ PROFILE_BACKENDS = ("onnxruntime", "openvino")
 PRECISIONS = tuple(seeded_profiles.profile("x86-cpu")["precisions"])
 OBJECTIVE = "p99_latency_batch1"
 DEFAULT_MODELS = ("cnn", "transformer", "ocr", "detector", "recurrent")
-# The pipeline judges parity on 8 samples (workers/tasks/steps.py, run_parity).
+# The pipeline judges parity on 8 samples (workers/tasks/steps/parity.py).
 EVAL_SAMPLES = 8
 CALIBRATION_SAMPLES = 16
 TRIALS = 3

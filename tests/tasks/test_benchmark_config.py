@@ -9,7 +9,7 @@ from apps.hardware.models import HardwareProfile
 from apps.pipeline import services
 from apps.pipeline.models import JobKind
 from tests.factories import ModelVersionFactory
-from workers.tasks.steps import _benchmark_config
+from workers.tasks.steps.benchmark import benchmark_config as _benchmark_config
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from apps.registry.storage import put_blob, sha256_file
 from tests.factories import ModelVersionFactory
 from workers.engine.errors import ModelError
 from workers.tasks.pipeline import run_job
-from workers.tasks.steps import run_recommend
+from workers.tasks.steps.recommend import run_recommend
 
 pytestmark = pytest.mark.django_db
 

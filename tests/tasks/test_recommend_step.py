@@ -10,7 +10,7 @@ from apps.pipeline import services
 from apps.pipeline.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind
 from tests.factories import ModelVersionFactory
-from workers.tasks.steps import run_recommend
+from workers.tasks.steps.recommend import run_recommend
 
 pytestmark = pytest.mark.django_db
 

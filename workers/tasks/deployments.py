@@ -33,7 +33,7 @@ from apps.registry.storage import materialize
 from workers.engine.errors import ModelError
 from workers.engine.sandbox import SandboxError, run_in_sandbox
 from workers.tasks.heartbeat import beating
-from workers.tasks.steps import _local_variant, sandbox_limits, scratch_dir
+from workers.tasks.steps.common import local_variant, sandbox_limits, scratch_dir
 from workers.tasks.worker_registry import node_name
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _beating(deployment: Deployment) -> AbstractContextManager[object]:
 def _local_files(artifact: Artifact, dest: Path) -> tuple[Path, tuple[Path, ...]]:
     """An artifact (variant or ONNX model) as local files: its main file and the others."""
     if artifact.kind == ArtifactKind.VARIANT:
-        main = _local_variant(artifact, dest)
+        main = local_variant(artifact, dest)
     elif artifact.format == "onnx-zip":
         from workers.engine.archive import extract_archive
 

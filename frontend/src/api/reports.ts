@@ -2,7 +2,7 @@
 // types are generated from the server's own (workers/engine/reports.py, through the OpenAPI
 // schema); the others are still written here by hand from the engine's dataclasses
 // (workers/engine/inspection.py, support_matrix.py, backends/base.py, parity.py, recommend.py
-// and workers/tasks/steps.py) until they move there too. Every field a report may omit is
+// and workers/tasks/steps/) until they move there too. Every field a report may omit is
 // optional, so the pages cope with reports from older workers.
 import type { components } from "./schema";
 import type { JobKind, JobStatus } from "./types";
