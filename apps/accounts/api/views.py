@@ -14,9 +14,14 @@ from rest_framework.views import APIView
 
 from apps.accounts import services
 from apps.accounts.api.scoping import team_named
+from apps.accounts.api.serializers import (
+    MemberSerializer,
+    TeamDetailSerializer,
+    TokenCreatedSerializer,
+    TokenSerializer,
+)
 from apps.accounts.models import ApiToken, Membership, Role, Team
 from apps.accounts.permissions import SCOPES, not_found
-from apps.accounts.scoping import role_in
 from apps.core.api.errors import ApiError
 from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
 
@@ -27,18 +32,6 @@ def _user(request: Request) -> Any:
 
 def team_for(request: Request, slug: str) -> Team:
     return team_named(request.user, slug)
-
-
-class TeamDetailSerializer(serializers.ModelSerializer):
-    role = serializers.SerializerMethodField()
-    members = serializers.IntegerField(source="memberships.count", read_only=True)
-
-    class Meta:
-        model = Team
-        fields = ["slug", "name", "four_eyes", "role", "members", "created_at"]
-
-    def get_role(self, team: Team) -> str | None:
-        return role_in(self.context["request"].user, team)
 
 
 class TeamUpdate(serializers.Serializer):
@@ -65,15 +58,6 @@ class TeamDetail(APIView):
         form.is_valid(raise_exception=True)
         team = services.update_team(team_for(request, slug), request.user, dict(form.validated_data))
         return Response(TeamDetailSerializer(team, context={"request": request}).data)
-
-
-class MemberSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.CharField(source="user.email", read_only=True, help_text="Empty when none is set.")
-
-    class Meta:
-        model = Membership
-        fields = ["username", "email", "role", "created_at"]
 
 
 class MemberInput(serializers.Serializer):
@@ -132,26 +116,6 @@ class MemberDetail(APIView):
     def delete(self, request: Request, slug: str, username: str) -> Response:
         services.remove_member(self._membership(request, slug, username), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class TokenSerializer(serializers.ModelSerializer):
-    active = serializers.BooleanField(source="is_active", read_only=True)
-    prefix = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ApiToken
-        fields = ["id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at", "active"]
-
-    def get_prefix(self, token: ApiToken) -> str:
-        return f"slw_{token.key_id}_…"
-
-
-class TokenCreatedSerializer(TokenSerializer):
-    token = serializers.CharField(help_text="The token's value: shown in this response only.")
-    message = serializers.CharField()
-
-    class Meta(TokenSerializer.Meta):
-        fields = [*TokenSerializer.Meta.fields, "token", "message"]
 
 
 class TokenInput(serializers.Serializer):

@@ -24,20 +24,7 @@ from apps.core.api.errors import ApiError
 from apps.core.api.parsers import JSONParser
 from apps.core.api.throttling import PerTokenRateThrottle, SignInThrottle
 from apps.web import services
-
-
-class TeamRoleSerializer(serializers.Serializer):
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    role = serializers.CharField(help_text="viewer, data_scientist, approver or admin")
-    four_eyes = serializers.BooleanField(help_text="Whoever uploaded a version may not approve it.")
-
-
-class MeSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    email = serializers.CharField()
-    is_superuser = serializers.BooleanField(help_text="Acts as an admin in every team.")
-    teams = TeamRoleSerializer(many=True)
+from apps.web.api.serializers import MeSerializer
 
 
 class SignInInput(serializers.Serializer):
