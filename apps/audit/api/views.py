@@ -17,37 +17,15 @@ from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import generics, renderers, serializers
+from rest_framework import generics, renderers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.accounts.models import Membership, Role
+from apps.audit.api.serializers import FIELDS, AuditEventSerializer
 from apps.audit.models import AuditEvent
 from apps.core.api.errors import ApiError
 from apps.core.api.schema import query
-
-FIELDS = [
-    "id",
-    "created_at",
-    "actor",
-    "actor_id",
-    "via",
-    "team",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "request_id",
-    "ip",
-]
-
-
-class AuditEventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = AuditEvent
-        fields = FIELDS
 
 
 def visible_events(request: Request) -> QuerySet[AuditEvent]:
