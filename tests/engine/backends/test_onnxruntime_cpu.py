@@ -431,6 +431,30 @@ def test_a_variant_that_does_not_load_is_dropped_with_a_note(
     )
 
 
+def test_a_static_int8_variant_that_does_not_load_is_dropped_and_no_search_starts_from_it(
+    backend: OnnxRuntimeCpuBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_mlp_onnx(tmp_path / "mlp.onnx")
+    np.savez(tmp_path / "calibration.npz", input=np.random.default_rng(1).standard_normal((16, 16)).astype(np.float32))
+    real_verify = backend.verify
+    searched: list[str] = []
+
+    def refuse_static(variant: Variant, profile: HardwareProfile) -> None:
+        if variant.name == "ort-int8-static-qdq":
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : simulated kernel mismatch")
+        real_verify(variant, profile)
+
+    monkeypatch.setattr(backend, "verify", refuse_static)
+    monkeypatch.setattr(backend, "_mixed_precision", lambda *args, **kwargs: searched.append("called") or (None, None))
+    int8 = HardwareProfile("x86-cpu", "cpu", ("onnxruntime",), ("int8",))
+    built = backend.build_variants(model, int8, Calibration(tmp_path / "calibration.npz"), tmp_path / "out")
+    assert "ort-int8-static-qdq" not in [variant.name for variant in built] and not searched
+    assert (
+        "ort-int8-static-qdq was built but does not load, so it was dropped: simulated kernel mismatch" in built.notes
+    )
+    assert not (tmp_path / "out" / "ort-int8-static-qdq.onnx").exists()
+
+
 # --- sessions ---------------------------------------------------------------------------
 
 

@@ -396,6 +396,15 @@ class Backend(ABC):
         """Raise when a built variant is unusable on `profile`'s hardware; by default, load it once."""
         self.load(variant.path).close()
 
+    def usable(self, variant: Variant, profile: HardwareProfile) -> bool:
+        """Whether `verify` accepts the variant: for a build that goes on from a variant it made
+        (a mixed-precision search starts from the full INT8 one) before the template checks it."""
+        try:
+            self.verify(variant, profile)
+        except Exception:  # whatever the runtime raises; the template reports it when it verifies
+            return False
+        return True
+
     def error_text(self, exc: BaseException) -> str:
         """A runtime's exception as one readable line."""
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -357,7 +357,9 @@ class OnnxRuntimeCpuBackend(Backend):
                     )
                 )
             static = next((v for v in variants if v.name == "ort-int8-static-qdq"), None)
-            if static is not None and samples:
+            # The search starts from the static variant: only one that loads (the template then
+            # drops one that does not, with its reason).
+            if static is not None and samples and self.usable(static, profile):
                 mixed, record = self._mixed_precision(
                     model_path, static, samples, specs, profile, calibration, external, out_dir, notes
                 )

@@ -359,7 +359,9 @@ class OpenVinoBackend(Backend):
                 )
             )
         int8 = next((v for v in variants if v.name == "ov-ir-int8"), None)
-        if int8 is not None and samples:
+        # The search starts from ov-ir-int8: only one that compiles (the template then drops one
+        # that does not, with its reason).
+        if int8 is not None and samples and self.usable(int8, profile):
             semantics = calibration.output_semantics if calibration is not None else None
             evidence = (calibration.evidence, calibration.evidence_description) if calibration is not None else ((), "")
             mixed, record = self._accuracy_controlled(
