@@ -48,7 +48,7 @@ from apps.hardware.models import HardwareProfile
 from apps.pipeline.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, RegisteredModel, VersionStatus
 from workers.engine.reports import VariantParityReport
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +136,7 @@ def _choose_variant(
             f"Choose one of: {', '.join([ORIGINAL, *names])} (or leave it out for the recommended one).",
         )
     stored = ((results.get(JobKind.PARITY) or {}).get("variants") or {}).get(name) or {}
-    try:
-        verdict = VariantParityReport.from_dict(stored) if stored else None
-    except ReportShapeError:
-        verdict = None
+    verdict = read(VariantParityReport, stored) if stored else None
     if verdict is None or not verdict.passed:
         reasons = (" ".join(verdict.reasons) if verdict is not None else "") or "it has no passing parity result"
         raise Conflict(

@@ -16,10 +16,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.core import durable
 from apps.deployments.models import (
     Deployment,
     DeploymentKind,
@@ -38,20 +39,13 @@ from apps.deployments.services import (
 logger = logging.getLogger(__name__)
 
 
-def _stale_before() -> Any:
-    return timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
-
-
 def claim(deployment_id: int, worker_host: str, task_id: str) -> Deployment | None:
     """Take a pending deployment (or one whose worker went silent) for this worker; None if not ours."""
     now = timezone.now()
-    claimed = Deployment.objects.filter(
-        Q(status=DeploymentStatus.PENDING) | Q(status=DeploymentStatus.PUSHING, heartbeat_at__lt=_stale_before()),
-        pk=deployment_id,
-        attempt__lt=F("max_attempts"),
-    ).update(
+    claimed = durable.claim(
+        DEPLOYS,
+        deployment_id,
         status=DeploymentStatus.PUSHING,
-        attempt=F("attempt") + 1,
         worker_host=worker_host[:255],
         celery_task_id=task_id[:64],
         heartbeat_at=now,
@@ -59,21 +53,14 @@ def claim(deployment_id: int, worker_host: str, task_id: str) -> Deployment | No
         status_changed_at=now,
         status_reason="A worker is pushing it to the server; the live deployment keeps serving meanwhile.",
     )
-    if not claimed:
-        _fail_if_exhausted(deployment_id)
-        return None
-    return _load(deployment_id)
+    return _load(deployment_id) if claimed else None
 
 
 def claim_undeploy(deployment_id: int, worker_host: str, task_id: str) -> Deployment | None:
     """Take an undeploy request for this worker; None if another worker has it or it is done."""
-    claimed = Deployment.objects.filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before()),
-        pk=deployment_id,
-        status=DeploymentStatus.UNDEPLOYING,
-        attempt__lt=F("max_attempts"),
-    ).update(
-        attempt=F("attempt") + 1,
+    claimed = durable.claim(
+        UNDEPLOYS,
+        deployment_id,
         worker_host=worker_host[:255],
         celery_task_id=task_id[:64],
         heartbeat_at=timezone.now(),
@@ -97,36 +84,70 @@ def _load(deployment_id: int) -> Deployment:
     ).get(pk=deployment_id)
 
 
-def _fenced(deployment: Deployment, state: str) -> QuerySet[Deployment]:
-    return Deployment.objects.filter(pk=deployment.pk, status=state, attempt=deployment.attempt)
-
-
 def heartbeat(deployment: Deployment) -> bool:
     """Tell the reconciler this deployment's worker is alive; False when it no longer owns it."""
-    return bool(
-        Deployment.objects.filter(
-            pk=deployment.pk,
-            status__in=(DeploymentStatus.PUSHING, DeploymentStatus.UNDEPLOYING),
-            attempt=deployment.attempt,
-        ).update(heartbeat_at=timezone.now())
+    return durable.beat(DEPLOYS, deployment) or durable.beat(UNDEPLOYS, deployment)
+
+
+def _give_up_deploy(row: Deployment) -> bool:
+    if row.status == DeploymentStatus.PUSHING:
+        message = (
+            f"The worker pushing deployment {row.pk} ({row.worker_host or 'unknown host'}) stopped responding on "
+            f"attempt {row.attempt} of {row.max_attempts}. The previous deployment, if any, still serves; check "
+            "the server and the worker's logs, then deploy again."
+        )
+    else:
+        message = (
+            f"Deployment {row.pk} was tried {row.attempt} times and its worker stopped each time before "
+            "finishing (crash, out of memory, or restart). The previous deployment, if any, still serves; check "
+            "the server and the worker's logs, then deploy again."
+        )
+    return _finish_failed(row, row.status, "attempts_exhausted", message)
+
+
+def _give_up_undeploy(row: Deployment) -> bool:
+    return undeploy_failed(
+        row,
+        "attempts_exhausted",
+        f"the worker stopped responding on attempt {row.attempt} of {row.max_attempts}. Undeploy again.",
     )
 
 
-def _fail_if_exhausted(deployment_id: int) -> None:
-    stuck = Deployment.objects.filter(
-        Q(status=DeploymentStatus.PENDING) | Q(status=DeploymentStatus.PUSHING, heartbeat_at__lt=_stale_before()),
-        pk=deployment_id,
-        attempt__gte=F("max_attempts"),
-    ).first()
-    if stuck is not None:
-        _finish_failed(
-            stuck,
-            stuck.status,
-            "attempts_exhausted",
-            f"Deployment {stuck.pk} was tried {stuck.attempt} times and its worker stopped each time before "
-            "finishing (crash, out of memory, or restart). The previous deployment, if any, still serves; check "
-            "the server and the worker's logs, then deploy again.",
-        )
+def _take_back_deploy(row: Deployment, now: Any) -> dict[str, Any]:
+    return {
+        "status": DeploymentStatus.PENDING,
+        "status_changed_at": now,
+        "status_reason": f"The worker {row.worker_host} stopped responding during attempt {row.attempt}; "
+        "waiting for another worker. The live deployment keeps serving meanwhile.",
+    }
+
+
+_silent = durable.silent_since(lambda: settings.JOB_STALE_AFTER_SECONDS)
+
+DEPLOYS: durable.Lane[Deployment] = durable.Lane(
+    name="deployments",
+    model=Deployment,
+    waiting=lambda now: Q(status=DeploymentStatus.PENDING),
+    held=Q(status=DeploymentStatus.PUSHING),
+    silent=_silent,
+    lost_after=lambda: settings.JOB_REQUEUE_AFTER_SECONDS,
+    take_back=_take_back_deploy,
+    give_up=_give_up_deploy,
+    send=lambda row: tell_worker(DEPLOY_TASK, row.pk),
+)
+
+# An undeploy waits with no heartbeat and is held with one; it stays `undeploying` throughout.
+UNDEPLOYS: durable.Lane[Deployment] = durable.Lane(
+    name="undeploys",
+    model=Deployment,
+    waiting=lambda now: Q(status=DeploymentStatus.UNDEPLOYING, heartbeat_at__isnull=True),
+    held=Q(status=DeploymentStatus.UNDEPLOYING, heartbeat_at__isnull=False),
+    silent=_silent,
+    lost_after=lambda: settings.JOB_REQUEUE_AFTER_SECONDS,
+    take_back=lambda row, now: {"heartbeat_at": None},
+    give_up=_give_up_undeploy,
+    send=lambda row: tell_worker(UNDEPLOY_TASK, row.pk),
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +164,7 @@ def retry_later(deployment: Deployment, code: str, message: str, detail: str = "
     delay = retry_delay_seconds(deployment.attempt)
     now = timezone.now()
     with transaction.atomic():
-        moved = _fenced(deployment, DeploymentStatus.PUSHING).update(
+        moved = durable.fenced(DEPLOYS, deployment).update(
             status=DeploymentStatus.PENDING,
             status_changed_at=now,
             enqueued_at=now + timedelta(seconds=delay),
@@ -165,7 +186,7 @@ def go_live(deployment: Deployment, outcome: Outcome) -> bool:
     replaced becomes retired (rolled_back, for a rollback), in one transaction."""
     now = timezone.now()
     with transaction.atomic():
-        locked = _fenced(deployment, DeploymentStatus.PUSHING).select_for_update().first()
+        locked = durable.fenced(DEPLOYS, deployment).select_for_update().first()
         if locked is None:
             logger.warning(
                 "deployment %s attempt %s went live but no longer owns the row", deployment.pk, deployment.attempt
@@ -255,7 +276,9 @@ def _finish_failed(
 ) -> bool:
     now = timezone.now()
     with transaction.atomic():
-        locked = _fenced(deployment, state).select_for_update().first()
+        # A give-up may finish a row that waits (no attempts left), so the fence is the state it was seen in.
+        seen = Deployment.objects.filter(pk=deployment.pk, status=state, attempt=deployment.attempt)
+        locked = seen.select_for_update().first()
         if locked is None:
             return False
         Deployment.objects.filter(pk=locked.pk).update(
@@ -285,7 +308,7 @@ def undeployed(deployment: Deployment, notes: Sequence[str] = ()) -> bool:
     driver's sentences on what it left in the repository (files Slipway did not write)."""
     now = timezone.now()
     with transaction.atomic():
-        locked = _fenced(deployment, DeploymentStatus.UNDEPLOYING).select_for_update().first()
+        locked = durable.fenced(UNDEPLOYS, deployment).select_for_update().first()
         if locked is None:
             return False
         who = deployment.undeploy_requested_by.get_username() if deployment.undeploy_requested_by else "someone"
@@ -332,7 +355,7 @@ def undeploy_failed(deployment: Deployment, code: str, message: str, detail: str
 def undeploy_retry_later(deployment: Deployment, message: str) -> bool:
     delay = retry_delay_seconds(deployment.attempt)
     with transaction.atomic():
-        moved = _fenced(deployment, DeploymentStatus.UNDEPLOYING).update(
+        moved = durable.fenced(UNDEPLOYS, deployment).update(
             heartbeat_at=None,
             enqueued_at=timezone.now() + timedelta(seconds=delay),
             status_reason=f"Attempt {deployment.attempt} of {deployment.max_attempts} to undeploy failed: {message} "
@@ -343,74 +366,9 @@ def undeploy_retry_later(deployment: Deployment, message: str) -> bool:
     return bool(moved)
 
 
-@dataclass(frozen=True)
-class ReconcileReport:
-    requeued_stale: int
-    resent_lost: int
-    failed_exhausted: int
+ReconcileReport = durable.Reconciled
 
 
-def reconcile() -> ReconcileReport:
-    """Take back deployments whose worker went silent and re-send messages that seem lost."""
-    now = timezone.now()
-    stale_before = _stale_before()
-    lost_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    requeued = resent = failed = 0
-
-    for row in Deployment.objects.filter(status=DeploymentStatus.PUSHING, heartbeat_at__lt=stale_before):
-        if row.attempt >= row.max_attempts:
-            if _finish_failed(
-                row,
-                DeploymentStatus.PUSHING,
-                "attempts_exhausted",
-                f"The worker pushing deployment {row.pk} ({row.worker_host or 'unknown host'}) stopped responding on "
-                f"attempt {row.attempt} of {row.max_attempts}. The previous deployment, if any, still serves; check "
-                "the server and the worker's logs, then deploy again.",
-            ):
-                failed += 1
-            continue
-        with transaction.atomic():
-            if (
-                _fenced(row, DeploymentStatus.PUSHING)
-                .filter(heartbeat_at__lt=stale_before)
-                .update(
-                    status=DeploymentStatus.PENDING,
-                    enqueued_at=now,
-                    status_changed_at=now,
-                    status_reason=f"The worker {row.worker_host} stopped responding during attempt {row.attempt}; "
-                    "waiting for another worker. The live deployment keeps serving meanwhile.",
-                )
-            ):
-                requeued += 1
-                tell_worker(DEPLOY_TASK, row.pk)
-
-    for row in Deployment.objects.filter(status=DeploymentStatus.PENDING, enqueued_at__lt=lost_before):
-        with transaction.atomic():
-            if Deployment.objects.filter(
-                pk=row.pk, status=DeploymentStatus.PENDING, enqueued_at=row.enqueued_at
-            ).update(enqueued_at=now):
-                resent += 1
-                tell_worker(DEPLOY_TASK, row.pk)
-
-    undeploying = Deployment.objects.filter(status=DeploymentStatus.UNDEPLOYING).filter(
-        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, enqueued_at__lt=lost_before)
-    )
-    for row in undeploying:
-        if row.attempt >= row.max_attempts:
-            if undeploy_failed(
-                row,
-                "attempts_exhausted",
-                f"the worker stopped responding on attempt {row.attempt} of {row.max_attempts}. Undeploy again.",
-            ):
-                failed += 1
-            continue
-        with transaction.atomic():
-            if Deployment.objects.filter(pk=row.pk, status=DeploymentStatus.UNDEPLOYING, attempt=row.attempt).update(
-                heartbeat_at=None, enqueued_at=now
-            ):
-                resent += 1
-                tell_worker(UNDEPLOY_TASK, row.pk)
-
-    if requeued or resent or failed:
-        logger.info("deployments reconciler: %d re-queued, %d re-sent, %d failed for good", requeued, resent, failed)
-    return ReconcileReport(requeued_stale=requeued, resent_lost=resent, failed_exhausted=failed)
+def reconcile() -> durable.Reconciled:
+    """Take back deployments and undeploys whose worker went silent and re-send lost messages."""
+    return durable.reconcile(DEPLOYS) + durable.reconcile(UNDEPLOYS)

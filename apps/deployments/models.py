@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.core.crypto import EncryptedTextField
+from apps.core.durable import DurableWork
 
 
 class BackendMode(models.TextChoices):
@@ -89,7 +90,7 @@ class DeploymentKind(models.TextChoices):
     ROLLBACK = "rollback", "Rollback"
 
 
-class Deployment(models.Model):
+class Deployment(DurableWork):
     """One variant of an approved version pushed to one serving target, and its fate.
 
     pending -> pushing -> live | failed; a live deployment later becomes retired (replaced
@@ -171,13 +172,6 @@ class Deployment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     undeploy_requested_at = models.DateTimeField(null=True, blank=True)
-
-    attempt = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveIntegerField(default=3)
-    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a message was last sent (or is due).")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker_host = models.CharField(max_length=255, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.durable import DurableWork
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -53,7 +55,7 @@ class JobStatus(models.TextChoices):
 FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-class Job(models.Model):
+class Job(DurableWork):
     """One step of a run, executed by a worker.
 
     A worker claims a job with a conditional UPDATE (queued -> running) that also bumps
@@ -76,14 +78,8 @@ class Job(models.Model):
     )
     progress = models.FloatField(default=0.0)
     progress_message = models.CharField(max_length=200, blank=True)
-    attempt = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=3)
-    worker_host = models.CharField(max_length=255, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     error_code = models.CharField(max_length=50, blank=True)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.permissions import Action, require
 from apps.audit import services as audit
+from apps.core import durable
 from apps.core.errors import Conflict, DomainError
 from apps.core.messages import Message, send_on_commit
 from apps.pipeline import events
@@ -127,17 +127,14 @@ def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
 
     A redelivered message for a job that is running elsewhere with a fresh heartbeat, or
     that already finished, claims nothing: that is what makes duplicate deliveries harmless.
+    A job with no attempts left fails here, saying why.
     """
     now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
     with transaction.atomic():
-        claimed = Job.objects.filter(
-            Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before),
-            pk=job_id,
-            attempt__lt=F("max_attempts"),
-        ).update(
+        claimed = durable.claim(
+            JOBS,
+            job_id,
             status=JobStatus.RUNNING,
-            attempt=F("attempt") + 1,
             worker_host=worker_host[:255],
             celery_task_id=task_id[:64],
             started_at=now,
@@ -148,7 +145,6 @@ def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
             error_code="",
         )
         if not claimed:
-            _fail_if_attempts_exhausted(job_id)
             return None
         job = Job.objects.select_related("run__version").get(pk=job_id)
         job.log = _append(job.log, f"attempt {job.attempt} of {job.max_attempts} started on {worker_host}")
@@ -159,38 +155,49 @@ def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
     return job
 
 
-def _fail_if_attempts_exhausted(job_id: int) -> None:
-    stale_before = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
-    job = Job.objects.filter(
-        Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before),
-        pk=job_id,
-        attempt__gte=F("max_attempts"),
-    ).first()
-    if job is not None:
-        _finish_failed(
-            job,
-            job.attempt,
-            "attempts_exhausted",
-            f"The {job.get_kind_display().lower()} step was tried {job.attempt} times and its worker "
-            "stopped each time before finishing (crash, out of memory, or restart). Check the worker's "
-            "logs and memory limits, then re-run the pipeline.",
+def _give_up(job: Job) -> bool:
+    """Fail a job that has no attempts left: its worker stopped on every one of them."""
+    step = job.get_kind_display().lower()
+    if job.status == JobStatus.RUNNING:
+        message = (
+            f"The {step} step's worker ({job.worker_host or 'unknown host'}) stopped responding on attempt "
+            f"{job.attempt} of {job.max_attempts}. Check the worker's logs and memory limits, then re-run the pipeline."
         )
+    else:
+        message = (
+            f"The {step} step was tried {job.attempt} times and its worker stopped each time before finishing "
+            "(crash, out of memory, or restart). Check the worker's logs and memory limits, then re-run the pipeline."
+        )
+    return _finish_failed(job, job.attempt, "attempts_exhausted", message)
+
+
+def _take_back(job: Job, now: Any) -> dict[str, Any]:
+    note = f"worker {job.worker_host} stopped responding during attempt {job.attempt}; re-queued"
+    return {"status": JobStatus.QUEUED, "log": _append(job.log, note)}
+
+
+JOBS: durable.Lane[Job] = durable.Lane(
+    name="pipeline jobs",
+    model=Job,
+    waiting=lambda now: Q(status=JobStatus.QUEUED),
+    held=Q(status=JobStatus.RUNNING),
+    silent=durable.silent_since(lambda: settings.JOB_STALE_AFTER_SECONDS),
+    lost_after=lambda: settings.JOB_REQUEUE_AFTER_SECONDS,
+    take_back=_take_back,
+    give_up=_give_up,
+    send=lambda job: _enqueue_on_commit(job),
+)
 
 
 def report_progress(job: Job, progress: float, message: str = "") -> bool:
     """Record progress and a heartbeat. False means this worker no longer owns the job."""
     progress = min(1.0, max(0.0, float(progress)))
-    updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(
-        progress=progress, progress_message=message[:200], heartbeat_at=timezone.now()
-    )
-    return bool(updated)
+    return durable.beat(JOBS, job, progress=progress, progress_message=message[:200])
 
 
 def heartbeat(job: Job) -> bool:
     """Tell the reconciler this job's worker is alive."""
-    return bool(
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(heartbeat_at=timezone.now())
-    )
+    return durable.beat(JOBS, job)
 
 
 @dataclass(frozen=True)
@@ -206,9 +213,7 @@ def complete(job: Job, outcome: StepOutcome) -> bool:
     """Mark the job succeeded, store its outputs, and start the next step, all in one transaction."""
     now = timezone.now()
     with transaction.atomic():
-        locked = (
-            Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).first()
-        )
+        locked = durable.fenced(JOBS, job).select_for_update().first()
         if locked is None:
             logger.warning(
                 "job %s attempt %s finished but no longer owns the job; result dropped",
@@ -356,61 +361,12 @@ def _finish_failed(job: Job, attempt: int, code: str, message: str, log: str = "
     return True
 
 
-@dataclass(frozen=True)
-class ReconcileReport:
-    requeued_stale: int
-    resent_lost: int
-    failed_exhausted: int
+ReconcileReport = durable.Reconciled
 
 
-def reconcile() -> ReconcileReport:
+def reconcile() -> durable.Reconciled:
     """Take back jobs whose worker went silent and re-send messages that seem lost."""
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
-    lost_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    requeued = resent = failed = 0
-
-    for job in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before):
-        if job.attempt >= job.max_attempts:
-            if _finish_failed(
-                job,
-                job.attempt,
-                "attempts_exhausted",
-                f"The {job.get_kind_display().lower()} step's worker ({job.worker_host or 'unknown host'}) "
-                f"stopped responding on attempt {job.attempt} of {job.max_attempts}. Check the worker's logs "
-                "and memory limits, then re-run the pipeline.",
-            ):
-                failed += 1
-            continue
-        with transaction.atomic():
-            moved = Job.objects.filter(
-                pk=job.pk,
-                status=JobStatus.RUNNING,
-                attempt=job.attempt,
-                heartbeat_at__lt=stale_before,
-            ).update(
-                status=JobStatus.QUEUED,
-                enqueued_at=now,
-                log=_append(
-                    job.log,
-                    f"worker {job.worker_host} stopped responding during attempt {job.attempt}; re-queued",
-                ),
-            )
-            if moved:
-                requeued += 1
-                _enqueue_on_commit(job)
-
-    for job in Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=lost_before):
-        with transaction.atomic():
-            if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, enqueued_at=job.enqueued_at).update(
-                enqueued_at=now
-            ):
-                resent += 1
-                _enqueue_on_commit(job)
-
-    if requeued or resent or failed:
-        logger.info("reconciler: %d re-queued, %d re-sent, %d failed for good", requeued, resent, failed)
-    return ReconcileReport(requeued_stale=requeued, resent_lost=resent, failed_exhausted=failed)
+    return durable.reconcile(JOBS)
 
 
 def drop_profile(version: ModelVersion, profile: str, user: Any, comment: str = "") -> int:

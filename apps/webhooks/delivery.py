@@ -22,9 +22,10 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import durable
 from apps.core.api.errors import ApiError
 from apps.core.crypto import DecryptionError
 from apps.core.messages import Message, send_on_commit
@@ -83,17 +84,41 @@ class AttemptOutcome:
 
 def claim(delivery_id: int) -> WebhookDelivery | None:
     """Take the next attempt of a due delivery; None when it is not due, finished, or held."""
-    now = timezone.now()
-    claimed = WebhookDelivery.objects.filter(
-        Q(locked_until__isnull=True) | Q(locked_until__lt=now),
-        pk=delivery_id,
-        status=DeliveryStatus.PENDING,
-        next_attempt_at__lte=now,
-        attempts__lt=F("max_attempts"),
-    ).update(attempts=F("attempts") + 1, locked_until=now + timedelta(seconds=LEASE_SECONDS))
-    if not claimed:
+    lease = timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    if not durable.claim(DELIVERIES, delivery_id, locked_until=lease):
         return None
     return WebhookDelivery.objects.select_related("webhook", "webhook__team").get(pk=delivery_id)
+
+
+def _abandon(delivery: WebhookDelivery) -> bool:
+    """The worker stopped during the last allowed attempt: the delivery fails for good."""
+    now = timezone.now()
+    return bool(
+        WebhookDelivery.objects.filter(DELIVERIES.claimable(now), pk=delivery.pk, attempts=delivery.attempts).update(
+            status=DeliveryStatus.FAILED,
+            locked_until=None,
+            next_attempt_at=None,
+            error="The worker stopped during the last attempt (crash or restart); no attempts are left. "
+            "Redeliver it once the receiver is reachable.",
+        )
+    )
+
+
+# A delivery is held by the lease its claim took (`locked_until`), not by a heartbeat: a POST
+# is short, and the lease outlives the task's hard time limit.
+DELIVERIES: durable.Lane[WebhookDelivery] = durable.Lane(
+    name="webhook deliveries",
+    model=WebhookDelivery,
+    waiting=lambda now: Q(status=DeliveryStatus.PENDING, locked_until__isnull=True, next_attempt_at__lte=now),
+    held=Q(status=DeliveryStatus.PENDING, locked_until__isnull=False),
+    silent=lambda now: Q(locked_until__lt=now),
+    lost_after=lambda: settings.WEBHOOK_SWEEP_AFTER_SECONDS,
+    take_back=lambda delivery, now: {"locked_until": None},
+    give_up=_abandon,
+    send=lambda delivery: enqueue_on_commit(delivery.pk),
+    attempt_field="attempts",
+    beat_field="locked_until",
+)
 
 
 def _classify(code: int) -> tuple[bool, bool]:
@@ -210,9 +235,7 @@ def record(delivery: WebhookDelivery, outcome: AttemptOutcome) -> str:
             error = f"Gave up after {attempt} attempts. Last: {error}"
         fields.update(status=DeliveryStatus.FAILED, next_attempt_at=None, error=error[:ERROR_CHARS])
     with transaction.atomic():
-        updated = WebhookDelivery.objects.filter(
-            pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=attempt
-        ).update(**fields)
+        updated = durable.fenced(DELIVERIES, delivery).update(**fields)
         if not updated:
             logger.warning("webhook delivery %s attempt %s no longer owned; outcome dropped", delivery.pk, attempt)
             return "dropped"
@@ -245,35 +268,7 @@ class SweepReport:
 
 
 def sweep() -> SweepReport:
-    """Re-send messages for due deliveries nobody picked up, and fail deliveries whose
-    worker stopped during their last allowed attempt."""
-    now = timezone.now()
-    unheld = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
-    failed = WebhookDelivery.objects.filter(
-        unheld, status=DeliveryStatus.PENDING, attempts__gte=F("max_attempts")
-    ).update(
-        status=DeliveryStatus.FAILED,
-        locked_until=None,
-        next_attempt_at=None,
-        error="The worker stopped during the last attempt (crash or restart); no attempts are left. "
-        "Redeliver it once the receiver is reachable.",
-    )
-    lost_before = now - timedelta(seconds=settings.WEBHOOK_SWEEP_AFTER_SECONDS)
-    resent = 0
-    waiting = WebhookDelivery.objects.filter(
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before),
-        unheld,
-        status=DeliveryStatus.PENDING,
-        next_attempt_at__lte=now,
-        attempts__lt=F("max_attempts"),
-    ).values_list("pk", "enqueued_at")
-    for pk, enqueued_at in waiting[:1000]:
-        with transaction.atomic():
-            if WebhookDelivery.objects.filter(pk=pk, status=DeliveryStatus.PENDING, enqueued_at=enqueued_at).update(
-                enqueued_at=now
-            ):
-                resent += 1
-                enqueue_on_commit(pk)
-    if resent or failed:
-        logger.info("webhook sweep: %d re-sent, %d failed for good", resent, failed)
-    return SweepReport(resent_lost=resent, failed_abandoned=failed)
+    """Re-send messages for due deliveries nobody picked up (or whose worker's lease ran out),
+    and fail deliveries whose worker stopped during their last allowed attempt."""
+    done = durable.reconcile(DELIVERIES)
+    return SweepReport(resent_lost=done.requeued_stale + done.resent_lost, failed_abandoned=done.failed_exhausted)

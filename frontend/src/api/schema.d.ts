@@ -1054,6 +1054,7 @@ export interface components {
             readonly undeploy_requested_by: string;
             /** Format: date-time */
             readonly undeploy_requested_at: string | null;
+            /** @description Claims so far; every write is fenced by it. */
             readonly attempt: number;
             readonly max_attempts: number;
         };
@@ -1178,14 +1179,21 @@ export interface components {
             /** Format: double */
             progress?: number;
             progress_message?: string;
+            /** @description Claims so far; every write is fenced by it. */
             attempt?: number;
             max_attempts?: number;
             worker_host?: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When a message was last sent (or is due).
+             */
             enqueued_at?: string | null;
             /** Format: date-time */
             started_at?: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description The holding worker's last sign of life.
+             */
             heartbeat_at?: string | null;
             /** Format: date-time */
             finished_at?: string | null;
