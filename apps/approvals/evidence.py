@@ -19,7 +19,7 @@ from apps.pipeline.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.pipeline.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
 from apps.registry.models import ArtifactKind, ModelVersion
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, VariantParityReport
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 _PARITY_FIELDS = ("max_abs_error", "max_rel_error", "p99_abs_error", "cosine", "top1_agreement")
 
@@ -35,11 +35,8 @@ def latest_run(version: ModelVersion) -> PipelineRun | None:
 
 
 def _points(benchmark: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        entry = BenchmarkEntry.from_dict(benchmark)
-    except ReportShapeError:
-        return []
-    return [_point(p) for p in entry.points]
+    entry = read(BenchmarkEntry, benchmark)
+    return [_point(p) for p in entry.points] if entry is not None else []
 
 
 def _point(p: BenchmarkPoint) -> dict[str, Any]:
@@ -63,9 +60,8 @@ def _parity_summary(parity: dict[str, Any]) -> dict[str, Any]:
     (only the metrics some output has: the snapshot's keys are part of its hash)."""
     if not parity:
         return {"passed": None}
-    try:
-        verdict = VariantParityReport.from_dict(parity)
-    except ReportShapeError:
+    verdict = read(VariantParityReport, parity)
+    if verdict is None:
         return {"passed": parity.get("passed")}
     worst = {metric: verdict.worst(metric) for metric in _PARITY_FIELDS}
     return {"passed": verdict.passed, **{metric: value for metric, value in worst.items() if value is not None}}

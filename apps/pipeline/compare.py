@@ -32,7 +32,7 @@ from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, ParityReport
 from workers.engine.timing import Estimate, estimate_from_point, latency_change
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 ORIGINAL = "original"
 REF_HELP = (
@@ -347,10 +347,7 @@ def _benchmark_entry(benchmark: Mapping[str, Any], variant: str | None) -> Bench
     raw = benchmark.get("baseline") if variant == ORIGINAL else (benchmark.get("variants") or {}).get(variant)
     if not isinstance(raw, Mapping) or not raw:
         return None
-    try:
-        return BenchmarkEntry.from_dict(raw)
-    except ReportShapeError:
-        return None
+    return read(BenchmarkEntry, raw)
 
 
 def _points_of(benchmark: Mapping[str, Any], variant: str | None) -> tuple[list[BenchmarkPoint], str]:
@@ -420,10 +417,7 @@ def _parity_report(parity: Mapping[str, Any] | None) -> ParityReport | None:
     """The stored parity report by type, or None where there is none (or it can't be read)."""
     if not isinstance(parity, Mapping) or not parity:
         return None
-    try:
-        return ParityReport.from_dict(parity)
-    except ReportShapeError:
-        return None
+    return read(ParityReport, parity)
 
 
 def _outputs(parity: ParityReport | None, variant: str, output_names: Sequence[str]) -> tuple[OutputAccuracy, ...]:

@@ -40,7 +40,7 @@ from workers.engine.errors import ModelError
 from workers.engine.parity import VariantParity
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
 from workers.engine.timing import Estimate, LatencyChange, estimate_from_point, latency_change
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 OBJECTIVES: tuple[str, ...] = ("p99_latency_batch1", "throughput_within_p99_budget")
 
@@ -298,14 +298,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 
 
 def _typed(item: BenchmarkPoint | Mapping[str, Any]) -> BenchmarkPoint | None:
-    if isinstance(item, BenchmarkPoint):
-        return item
-    if not isinstance(item, Mapping):
-        return None
-    try:
-        return BenchmarkPoint.from_dict(item)
-    except ReportShapeError:
-        return None
+    return read(BenchmarkPoint, item)
 
 
 def _points(raw: Sequence[BenchmarkPoint | Mapping[str, Any]]) -> list[_Point]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workers.engine.reports import BenchmarkPoint
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 CONFIDENCE = 0.95
 # A percentile q is reported only when n * (1 - q) reaches this: about ten requests must fall
@@ -183,12 +183,15 @@ def estimate_from_point(point: BenchmarkPoint | Mapping[str, Any], statistic: st
     couldn't support)."""
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
-    if not isinstance(point, BenchmarkPoint):
-        try:
-            # An estimate needs no batch or concurrency: figures carried alone (the benches') read too.
-            point = BenchmarkPoint.from_dict({"batch_size": 1, "concurrency": 1, **point})
-        except ReportShapeError:
-            return None
+    # An estimate needs no batch or concurrency: figures carried alone (the benches') read too.
+    typed = (
+        point
+        if isinstance(point, BenchmarkPoint)
+        else read(BenchmarkPoint, {"batch_size": 1, "concurrency": 1, **point})
+    )
+    if typed is None:
+        return None
+    point = typed
     value, interval = point.figure(statistic), point.interval(statistic)
     if value is None or interval is None:
         return None

@@ -29,7 +29,7 @@ from typing import Any
 
 from workers.engine.reports import BenchmarkPoint
 from workers.engine.targets.base import DeploymentSpec, DynamicBatching, InstanceGroup, InstanceKind, TargetError
-from workers.engine.typed import ReportShapeError
+from workers.engine.typed import read
 
 KNEE_FRACTION = 0.9
 MAX_INSTANCES = 8
@@ -102,12 +102,9 @@ def points_from(items: Iterable[Any]) -> list[SweepPoint]:
     machine timed fewer requests, and the server was configured never to batch."""
     points = []
     for item in items:
-        if isinstance(item, Mapping):
-            try:
-                item = BenchmarkPoint.from_dict(item)
-            except ReportShapeError:
-                continue
-        if getattr(item, "error", None):
+        if isinstance(item, Mapping):  # stored JSON; `PointResult`s and `BenchmarkPoint`s read as they are
+            item = read(BenchmarkPoint, item)
+        if item is None or getattr(item, "error", None):
             continue
         p99 = item.p99_ms if item.p99_ms is not None else item.max_ms
         values = (item.batch_size, item.concurrency, item.p50_ms, p99, item.throughput)
