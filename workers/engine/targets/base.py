@@ -567,7 +567,7 @@ class DeployOutcome:
 
 
 class TargetDriver(Protocol):
-    """What a serving-target kind implements; `targets.registry.DRIVERS` lists the kinds.
+    """What a serving-target kind implements; `targets.registry` finds the kinds (DRIVERS).
 
     The class attributes are what the platform needs without a worker: the kind's name and
     label, the non-secret options it takes and the secrets it may hold (name -> what for),

@@ -1,18 +1,66 @@
 """The serving-target kinds Slipway deploys to, found by kind.
 
-Adding a kind means adding its driver module in this package (a class with the
-`TargetDriver` attributes and methods) and one line to `DRIVERS`. Only kinds listed here can
-be registered: each is fully wired, deploy, rollback, undeploy and health check alike.
+A serving-target kind is one module of this package (not starting with "_") that defines a
+driver class: a class with a non-empty `kind` and everything `TargetDriver` declares (its
+facts as class attributes, its methods). The registry finds it there, so adding a kind is
+adding its driver module (and its test). Only kinds found here can be registered: each is
+fully wired, deploy, rollback, undeploy and health check alike.
 """
 
 from __future__ import annotations
 
-from workers.engine.targets.base import TargetDriver, TargetError, TargetSettings
-from workers.engine.targets.triton import TritonTarget
+import importlib
+import inspect
+import pkgutil
+from typing import TypeGuard
 
-DRIVERS: dict[str, type[TargetDriver]] = {
-    TritonTarget.kind: TritonTarget,
-}
+from workers.engine import targets as _package
+from workers.engine.targets.base import TargetDriver, TargetError, TargetSettings
+
+# What a class needs to count as a driver: the protocol's facts and methods.
+FACTS = ("kind", "label", "option_keys", "credential_keys")
+METHODS = tuple(
+    name for name, member in vars(TargetDriver).items() if inspect.isfunction(member) and not name.startswith("_")
+)
+
+
+def is_driver(member: object) -> TypeGuard[type[TargetDriver]]:
+    """Whether `member` is a driver class: it declares the contract's facts (a class with a
+    `kind` and a `label`, its option and credential keys) and has all its methods. A class
+    that declares the facts but lacks a method is a mistake, not something else: it raises."""
+    if not inspect.isclass(member) or member is TargetDriver:
+        return False
+    kind = getattr(member, "kind", None)
+    if not isinstance(kind, str) or not all(hasattr(member, name) for name in FACTS):
+        return False
+    missing = [name for name in METHODS if not callable(getattr(member, name, None))]
+    if missing:
+        raise RuntimeError(
+            f"{member.__module__}.{member.__name__} declares the serving-target kind '{kind}' "
+            f"but lacks {', '.join(missing)} of the TargetDriver contract (workers/engine/targets/base.py)."
+        )
+    return bool(kind)
+
+
+def _discover() -> dict[str, type[TargetDriver]]:
+    found: dict[str, type[TargetDriver]] = {}
+    for module_info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda info: info.name):
+        if module_info.name.startswith("_") or module_info.name in ("base", "registry"):
+            continue
+        module = importlib.import_module(f"{_package.__name__}.{module_info.name}")
+        for _, member in inspect.getmembers(module, inspect.isclass):
+            if member.__module__ != module.__name__ or not is_driver(member):
+                continue
+            if member.kind in found:
+                raise RuntimeError(
+                    f"Two drivers serve the kind '{member.kind}': {found[member.kind].__module__} and "
+                    f"{member.__module__}; rename one."
+                )
+            found[member.kind] = member
+    return found
+
+
+DRIVERS: dict[str, type[TargetDriver]] = _discover()
 
 
 def driver_class(kind: str) -> type[TargetDriver]:
