@@ -179,3 +179,14 @@ def test_api_views_scope_rows_to_the_users_teams_in_one_place() -> None:
         if "__in=visible_teams(" in path.read_text(encoding="utf-8")
     )
     assert by_hand == []
+
+
+def test_lists_narrow_to_one_team_in_the_base_view() -> None:
+    """`?team=<slug>` on a list is TeamScoped's (apps/accounts/api/scoping.py), not a filter
+    each list writes: only the model-by-slug lookup, which disambiguates a slug several teams
+    use, filters by team slug itself."""
+    by_hand = {
+        str(path.relative_to(APPS.parent)): path.read_text(encoding="utf-8").count("team__slug=")
+        for path in APPS.glob("*/api/*.py")
+    }
+    assert {path: count for path, count in by_hand.items() if count} == {"apps/registry/api/views.py": 1}

@@ -6,14 +6,13 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.scoping import in_teams_of, one_in_teams_of
+from apps.accounts.api.scoping import TeamScoped, one_in_teams_of
 from apps.accounts.permissions import Action, can
 from apps.approvals import services
 from apps.approvals.api.serializers import (
@@ -150,13 +149,14 @@ class DecisionList(generics.ListAPIView):
         return version.decisions.select_related("actor").order_by("-id")
 
 
-class DecisionDetail(generics.RetrieveAPIView):
+class DecisionDetail(TeamScoped, generics.RetrieveAPIView):
     """One decision with the full evidence it was made on."""
 
     serializer_class = DecisionDetailSerializer
+    team_path = "version__model__team"
 
-    def get_queryset(self) -> QuerySet[Decision]:
-        return in_teams_of(self.request.user, Decision.objects.select_related("actor"), "version__model__team")
+    def rows(self) -> QuerySet[Decision]:
+        return Decision.objects.select_related("actor")
 
 
 # ---- policies ----------------------------------------------------------------------------
@@ -180,22 +180,22 @@ class PolicyUpdate(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
-def _policies_for(user: Any) -> QuerySet[Policy]:
-    return in_teams_of(user, Policy.objects.select_related("team", "model", "profile", "created_by"), "team")
+class PolicyRows(TeamScoped):
+    """Views over gates: those of the user's teams."""
+
+    def rows(self) -> QuerySet[Policy]:
+        return Policy.objects.select_related("team", "model", "profile", "created_by")
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("model", "Model slug")]))
-class PolicyListCreate(generics.ListCreateAPIView):
+class PolicyListCreate(PolicyRows, generics.ListCreateAPIView):
     """The gates of your teams (?team=, ?model=), or add one (team admins)."""
 
     serializer_class = PolicySerializer
     token_scopes = {"POST": "admin"}
     ordering_fields = ["id", "name", "updated_at"]
 
-    def get_queryset(self) -> QuerySet[Policy]:
-        qs = _policies_for(self.request.user)
-        if team := self.request.query_params.get("team"):
-            qs = qs.filter(team__slug=team)
+    def narrow(self, qs: QuerySet[Policy]) -> QuerySet[Policy]:
         if model := self.request.query_params.get("model"):
             qs = qs.filter(Q(model__slug=model) | Q(model__isnull=True))
         return qs
@@ -227,26 +227,23 @@ class PolicyListCreate(generics.ListCreateAPIView):
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
-class PolicyDetail(APIView):
+class PolicyDetail(PolicyRows, APIView):
     """One gate: read it, change it or delete it (team admins)."""
 
     token_scopes = {"PATCH": "admin", "DELETE": "admin"}
 
-    def _policy(self, request: Request, pk: int) -> Policy:
-        return get_object_or_404(_policies_for(request.user), pk=pk)
-
     @extend_schema(responses=PolicySerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(PolicySerializer(self._policy(request, pk)).data)
+        return Response(PolicySerializer(self.one(pk)).data)
 
     @extend_schema(request=PolicyUpdate, responses=PolicySerializer)
     def patch(self, request: Request, pk: int) -> Response:
         form = PolicyUpdate(data=request.data)
         form.is_valid(raise_exception=True)
-        policy = services.update_policy(self._policy(request, pk), request.user, dict(form.validated_data))
+        policy = services.update_policy(self.one(pk), request.user, dict(form.validated_data))
         return Response(PolicySerializer(policy).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.delete_policy(self._policy(request, pk), request.user)
+        services.delete_policy(self.one(pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

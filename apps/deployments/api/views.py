@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.scoping import in_teams_of, one_in_teams_of
+from apps.accounts.api.scoping import TeamScoped, one_in_teams_of
 from apps.accounts.models import Role, Team
 from apps.accounts.permissions import Action, require
 from apps.accounts.scoping import visible_teams
@@ -36,25 +36,24 @@ ADMIN_WRITES = {"POST": "admin", "PATCH": "admin", "DELETE": "admin"}
 DEPLOY_WRITES = {"POST": "deploy"}
 
 
-def _targets(user: Any) -> QuerySet[ServingTarget]:
-    rows = ServingTarget.objects.select_related("team", "profile", "created_by", "allow_private_by")
-    return in_teams_of(user, rows, "team")
+class TargetRows(TeamScoped):
+    """Views over serving targets: those of the user's teams."""
+
+    team_path = "team"
+
+    def rows(self) -> QuerySet[ServingTarget]:
+        return ServingTarget.objects.select_related("team", "profile", "created_by", "allow_private_by")
 
 
-def target_for(request: Request, pk: int) -> ServingTarget:
-    """A target of one of the user's teams; 404 otherwise."""
-    return one_in_teams_of(request.user, _targets(request.user), "team", pk=pk)
+class DeploymentRows(TeamScoped):
+    """Views over deployments: those to the targets of the user's teams."""
 
+    team_path = "target__team"
 
-def _deployments(user: Any) -> QuerySet[Deployment]:
-    rows = Deployment.objects.select_related(
-        "target__team", "version", "model", "profile", "requested_by", "undeploy_requested_by"
-    )
-    return in_teams_of(user, rows, "target__team")
-
-
-def deployment_for(request: Request, pk: int) -> Deployment:
-    return one_in_teams_of(request.user, _deployments(request.user), "target__team", pk=pk)
+    def rows(self) -> QuerySet[Deployment]:
+        return Deployment.objects.select_related(
+            "target__team", "version", "model", "profile", "requested_by", "undeploy_requested_by"
+        )
 
 
 def _team_for_new_target(request: Request, slug: str) -> Team:
@@ -75,7 +74,7 @@ def _team_for_new_target(request: Request, slug: str) -> Team:
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug")]))
-class TargetListCreate(generics.ListAPIView):
+class TargetListCreate(TargetRows, generics.ListAPIView):
     """The serving targets of your teams (?team=<slug> for one), or register one (team admins).
 
     Credentials are write-only: responses say which are set (`credential_keys`), never their values."""
@@ -83,12 +82,6 @@ class TargetListCreate(generics.ListAPIView):
     serializer_class = TargetSerializer
     token_scopes = ADMIN_WRITES
     ordering_fields = ["id", "slug", "name", "created_at"]
-
-    def get_queryset(self) -> QuerySet[ServingTarget]:
-        qs = _targets(self.request.user)
-        if team := self.request.query_params.get("team"):
-            qs = qs.filter(team__slug=team)
-        return qs
 
     @extend_schema(request=TargetCreateInput, responses={201: TargetSerializer})
     @idempotent
@@ -102,34 +95,34 @@ class TargetListCreate(generics.ListAPIView):
         data = dict(form.validated_data)
         data.pop("team", None)
         target = targets.create_target(team=team, user=request.user, **data)
-        return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(TargetSerializer(self.one(target.pk)).data, status=status.HTTP_201_CREATED)
 
 
-class TargetDetail(APIView):
+class TargetDetail(TargetRows, APIView):
     """One serving target: read it, change it (team admins), delete it (when nothing is live there)."""
 
     token_scopes = ADMIN_WRITES
 
     @extend_schema(responses=TargetSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(TargetSerializer(target_for(request, pk)).data)
+        return Response(TargetSerializer(self.one(pk)).data)
 
     @extend_schema(request=TargetUpdateInput, responses=TargetSerializer)
     def patch(self, request: Request, pk: int) -> Response:
-        target = target_for(request, pk)
+        target = self.one(pk)
         require(request.user, target.team, Action.MANAGE)
         form = TargetUpdateInput(data=request.data)
         form.is_valid(raise_exception=True)
         targets.update_target(target, request.user, **form.validated_data)
-        return Response(TargetSerializer(_targets(request.user).get(pk=target.pk)).data)
+        return Response(TargetSerializer(self.one(target.pk)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        targets.delete_target(target_for(request, pk), request.user)
+        targets.delete_target(self.one(pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TargetCheck(APIView):
+class TargetCheck(TargetRows, APIView):
     """Check the server's health now: a worker asks it and records the answer in `health`."""
 
     token_scopes = DEPLOY_WRITES
@@ -137,7 +130,7 @@ class TargetCheck(APIView):
     @extend_schema(request=None, responses={202: TargetSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        target = targets.request_health_check(target_for(request, pk), request.user)
+        target = targets.request_health_check(self.one(pk), request.user)
         return Response(TargetSerializer(target).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -152,7 +145,7 @@ class TargetCheck(APIView):
         ]
     )
 )
-class DeploymentListCreate(generics.ListAPIView):
+class DeploymentListCreate(DeploymentRows, generics.ListAPIView):
     """Deployments of your teams, newest first (?team=, ?model=, ?target=, ?status=, ?version=),
     or deploy an approved version to a target: the answer (202) is the pending deployment;
     follow it with GET /deployments/{id}/."""
@@ -161,11 +154,8 @@ class DeploymentListCreate(generics.ListAPIView):
     token_scopes = DEPLOY_WRITES
     ordering_fields = ["id", "created_at", "status_changed_at"]
 
-    def get_queryset(self) -> QuerySet[Deployment]:
-        qs = _deployments(self.request.user)
+    def narrow(self, qs: QuerySet[Deployment]) -> QuerySet[Deployment]:
         params = self.request.query_params
-        if team := params.get("team"):
-            qs = qs.filter(target__team__slug=team)
         if model := params.get("model"):
             qs = qs.filter(model__slug=model)
         if target := params.get("target"):
@@ -214,16 +204,13 @@ class DeploymentListCreate(generics.ListAPIView):
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentDetail(generics.RetrieveAPIView):
+class DeploymentDetail(DeploymentRows, generics.RetrieveAPIView):
     """One deployment: its state and why, the variant and serving settings, the smoke tests' numbers."""
 
     serializer_class = DeploymentSerializer
 
-    def get_queryset(self) -> QuerySet[Deployment]:
-        return _deployments(self.request.user)
 
-
-class DeploymentRollback(APIView):
+class DeploymentRollback(DeploymentRows, APIView):
     """Roll this live deployment back to the one that was live before it: the answer (202) is
     the new (rollback) deployment."""
 
@@ -232,11 +219,11 @@ class DeploymentRollback(APIView):
     @extend_schema(request=None, responses={202: DeploymentSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        deployment = deploying.rollback(deployment_for(request, pk), request.user)
+        deployment = deploying.rollback(self.one(pk), request.user)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentUndeploy(APIView):
+class DeploymentUndeploy(DeploymentRows, APIView):
     """Take this live deployment off its server (202; it is retired once the worker is done)."""
 
     token_scopes = DEPLOY_WRITES
@@ -244,5 +231,5 @@ class DeploymentUndeploy(APIView):
     @extend_schema(request=None, responses={202: DeploymentSerializer})
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
-        deployment = deploying.undeploy(deployment_for(request, pk), request.user)
+        deployment = deploying.undeploy(self.one(pk), request.user)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.scoping import in_teams_of
+from apps.accounts.api.scoping import TeamScoped, in_teams_of
 from apps.accounts.models import Membership, Role
 from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
@@ -52,12 +52,15 @@ class TeamList(generics.ListAPIView):
         return {**super().get_serializer_context(), "roles": roles}
 
 
-def _models_for(user: Any) -> QuerySet[RegisteredModel]:
+def _model_rows() -> QuerySet[RegisteredModel]:
     newest_first = ModelVersion.objects.select_related("model", "model__team", "created_by").order_by("-number")
-    rows = RegisteredModel.objects.select_related("team", "created_by").prefetch_related(
+    return RegisteredModel.objects.select_related("team", "created_by").prefetch_related(
         Prefetch("versions", queryset=newest_first)
     )
-    return in_teams_of(user, rows, "team")
+
+
+def _models_for(user: Any) -> QuerySet[RegisteredModel]:
+    return in_teams_of(user, _model_rows(), "team")
 
 
 def _model_by_slug(request: Request, slug: str) -> RegisteredModel | None:
@@ -76,17 +79,17 @@ def _model_by_slug(request: Request, slug: str) -> RegisteredModel | None:
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("q", "Part of the name or slug")]))
-class ModelListCreate(generics.ListCreateAPIView):
+class ModelListCreate(TeamScoped, generics.ListCreateAPIView):
     """List the models of your teams (filter with ?team= and ?q=), or register a new one."""
 
     serializer_class = ModelSerializer
     token_scopes = {"POST": "upload"}
     ordering_fields = ["id", "name", "slug", "created_at"]
 
-    def get_queryset(self) -> QuerySet:
-        qs = _models_for(self.request.user)
-        if team := self.request.query_params.get("team"):
-            qs = qs.filter(team__slug=team)
+    def rows(self) -> QuerySet[RegisteredModel]:
+        return _model_rows()
+
+    def narrow(self, qs: QuerySet[Any]) -> QuerySet[Any]:
         if q := self.request.query_params.get("q"):
             qs = qs.filter(name__icontains=q) | qs.filter(slug__icontains=q)
         return qs
@@ -105,8 +108,7 @@ class ModelListCreate(generics.ListCreateAPIView):
             slug=data.get("slug", ""),
             description=data["description"],
         )
-        model = _models_for(request.user).get(pk=model.pk)
-        return Response(ModelSerializer(model).data, status=status.HTTP_201_CREATED)
+        return Response(ModelSerializer(self.one(model.pk)).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug, if several of your teams use the slug")]))
@@ -180,17 +182,18 @@ class VersionListUpload(generics.ListAPIView):
             ),
         )
         return Response(
-            VersionDetailSerializer(_version_queryset(request.user).get(pk=version.pk)).data,
+            VersionDetailSerializer(in_teams_of(request.user, _version_rows(), "model__team").get(pk=version.pk)).data,
             status=201,
         )
 
 
-def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
+def _version_rows() -> QuerySet[ModelVersion]:
+    """Versions with what their detail shows: runs with their jobs, and artifacts."""
     runs = PipelineRun.objects.order_by("-id").prefetch_related(
         Prefetch("jobs", queryset=Job.objects.select_related("profile").order_by("sequence"))
     )
     rows = ModelVersion.objects.select_related("model", "model__team", "created_by", "source_artifact")
-    return in_teams_of(user, rows.prefetch_related(Prefetch("runs", queryset=runs), "artifacts"), "model__team")
+    return rows.prefetch_related(Prefetch("runs", queryset=runs), "artifacts")
 
 
 @extend_schema_view(
@@ -203,7 +206,7 @@ def _version_queryset(user: Any) -> QuerySet[ModelVersion]:
         ]
     )
 )
-class VersionList(generics.ListAPIView):
+class VersionList(TeamScoped, generics.ListAPIView):
     """Versions across your teams, newest first. Filters: ?team=, ?model=, ?status= (e.g. ready),
     ?reviewable=true (ready for review in teams where you approve, and not your own upload
     where the four-eyes rule applies to it): the review queue."""
@@ -211,12 +214,13 @@ class VersionList(generics.ListAPIView):
     serializer_class = VersionSummarySerializer
     ordering_fields = ["id", "created_at", "number", "status_changed_at"]
 
-    def get_queryset(self) -> QuerySet:
-        rows = ModelVersion.objects.select_related("model", "model__team", "created_by")
-        qs = in_teams_of(self.request.user, rows, "model__team")
+    team_path = "model__team"
+
+    def rows(self) -> QuerySet[ModelVersion]:
+        return ModelVersion.objects.select_related("model", "model__team", "created_by")
+
+    def narrow(self, qs: QuerySet[Any]) -> QuerySet[Any]:
         params = self.request.query_params
-        if team := params.get("team"):
-            qs = qs.filter(model__team__slug=team)
         if model := params.get("model"):
             qs = qs.filter(model__slug=model)
         if state := params.get("status"):
@@ -230,19 +234,21 @@ class VersionList(generics.ListAPIView):
         return qs
 
 
-class VersionDetail(generics.RetrieveAPIView):
+class VersionDetail(TeamScoped, generics.RetrieveAPIView):
     """A version with its artifacts, its latest pipeline run's jobs, and the step reports."""
 
     serializer_class = VersionDetailSerializer
+    team_path = "model__team"
 
-    def get_queryset(self) -> QuerySet:
-        return _version_queryset(self.request.user)
+    def rows(self) -> QuerySet[ModelVersion]:
+        return _version_rows()
 
 
-class JobDetail(generics.RetrieveAPIView):
+class JobDetail(TeamScoped, generics.RetrieveAPIView):
     """One job with its full log and result."""
 
     serializer_class = JobDetailSerializer
+    team_path = "run__version__model__team"
 
-    def get_queryset(self) -> QuerySet:
-        return in_teams_of(self.request.user, Job.objects.all(), "run__version__model__team")
+    def rows(self) -> QuerySet[Job]:
+        return Job.objects.all()
