@@ -16,7 +16,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from workers.engine.errors import ModelError
-from workers.engine.inputs import InputPlan, batch_axes, make_feeds, plan_inputs
+from workers.engine.input_generation import make_feeds
+from workers.engine.input_planning import batch_axes, plan_inputs
+from workers.engine.inputs import InputPlan
 from workers.engine.inspection import graph_input_specs, inspect_model
 from workers.engine.parity import Tolerance, compare_variant, evidence_inputs
 from workers.engine.signature import parse_input_declarations

@@ -27,12 +27,12 @@ from workers.engine.errors import ModelError
 from workers.engine.formats import detect_format
 from workers.engine.inspection import (
     DtypeParameters,
-    ExternalDataFile,
     InspectionReport,
     OpCount,
     TensorSpec,
     inspect_model,
 )
+from workers.engine.onnx_checks import ExternalDataFile
 
 
 def _ops(report: InspectionReport) -> dict[str, int]:

@@ -1,4 +1,7 @@
 """Latency and throughput of one model variant on this worker, measured the way it will serve.
+It is over 600 lines because it is the whole parent side of one measurement protocol, whose
+settings, result types, input shapes and child orchestration (one variant, or several
+interleaved) change together; the child's side is already its own module (`benchmark_child`).
 
 `benchmark_variant` runs every measurement in a fresh Python process of its own
 (`python -m workers.engine.benchmark_child`): pinned to the chosen cores with sched_setaffinity
@@ -368,16 +371,18 @@ def resolve_input_shapes(
 def make_inputs(
     input_specs: Sequence[Any], batch_size: int, overrides: Mapping[str, int] | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Seeded inputs at `batch_size` from the engine's one generator (`inputs.make_feeds`).
+    """Seeded inputs at `batch_size` from the engine's one generator (`input_generation.make_feeds`).
 
     A spec mapping may carry the "recipe" the model's input plan gives it (an inspection
     report's `input_plan`: image-like in the model's range, token ids in its vocabulary, a
     scalar's valid values, a zero state); without one, what an input holds is read from its
-    name, shape and dtype alone (`inputs.plan_inputs` without a graph)."""
+    name, shape and dtype alone (`input_planning.plan_inputs` without a graph)."""
     from dataclasses import replace
 
     from workers.engine.errors import ModelError
-    from workers.engine.inputs import InputPlan, InputRecipe, TensorSpec, make_feeds, plan_inputs
+    from workers.engine.input_generation import make_feeds
+    from workers.engine.input_planning import plan_inputs
+    from workers.engine.inputs import InputPlan, InputRecipe, TensorSpec
 
     shapes = resolve_input_shapes(input_specs, batch_size, overrides)
     fields = [_spec_fields(spec) for spec in input_specs]

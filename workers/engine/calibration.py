@@ -3,7 +3,7 @@
 A calibration file is an .npz holding one array per model input, named like the input,
 with the samples on the input's batch axis: axis 0 for most inputs, the axis of the batch
 dim where the signature puts it elsewhere (a recurrent state [2, batch, 128] has its
-samples on axis 1), or the `batch_axis` the user declared (`inputs.batch_axes`); a scalar
+samples on axis 1), or the `batch_axis` the user declared (`input_planning.batch_axes`); a scalar
 input's values are stacked on a new axis 0. `load_calibration` checks every array against
 the model's inputs before any quantization starts, so that a wrong file fails with a
 sentence naming the input instead of a runtime error deep inside a calibrator.
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
 from workers.engine.errors import ModelError
-from workers.engine.inputs import Dim, TensorSpec, batch_axes
+from workers.engine.input_planning import batch_axes
+from workers.engine.inputs import Dim, TensorSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +40,7 @@ def load_calibration(
 
     Returns one array per input, in the order of `input_specs`, with at most
     `max_samples` samples each. Arrays for names the model does not take are ignored.
-    `axes` gives each input's sample axis (default: `inputs.batch_axes` of the specs).
+    `axes` gives each input's sample axis (default: `input_planning.batch_axes` of the specs).
     Each array must have the input's dtype and rank, and every fixed dim off the sample
     axis must match; a fixed batch size of k needs at least k samples. The file is read
     with `allow_pickle=False`, so it can never run code.

@@ -208,7 +208,7 @@ def parity_reference_entry(payload: dict[str, Any], progress: ProgressCallback) 
 
     from workers.engine.backends.registry import get_backend
     from workers.engine.errors import ModelError, runtime_cause
-    from workers.engine.inputs import values_hint
+    from workers.engine.input_generation import values_hint
     from workers.engine.parity import evidence_inputs, run_session
     from workers.engine.signature import parse_input_declarations
 

@@ -1,4 +1,7 @@
 """The boundary around untrusted model code: what an engine child may see and do of the host.
+It is over 600 lines because it is one security boundary, kept in one file so that it can be
+reviewed as a whole: the bubblewrap arguments, the mounts, the seccomp filter, the privilege
+drop and the environment a child gets.
 
 Importing, tracing, converting and running a model executes code its author wrote (a
 TorchScript `forward`, a SavedModel's `ReadFile` op, a runtime parsing a hostile graph). Memory

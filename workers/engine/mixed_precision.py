@@ -1,5 +1,8 @@
 """Mixed precision by sensitivity: keep in float the activations whose quantization hurts
 the outputs most, until the quantized model is within tolerance again.
+It is over 600 lines because it is one search, the numbered steps below: its budget, its
+scoring, the QDQ graph edits it tries and the loop that drives them are one algorithm and are
+read together.
 
 A static INT8 model in QDQ form quantizes an activation `t` with a QuantizeLinear node and
 hands its consumers the DequantizeLinear of that: float values rounded to 256 levels. Taking

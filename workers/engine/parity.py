@@ -1,4 +1,8 @@
 """Accuracy parity: does an optimized variant still compute what the FP32 model computes?
+It is over 600 lines because it is one verdict and reads best whole: the tolerance, the inputs
+both sides run on, and every rule that turns two runs' outputs into sentences (per output, per
+kind of output, per slice) must agree with one another, and the callers (the pipeline, the
+mixed-precision search, Triton's smoke test) use them together.
 
 Every variant of a model runs on the same inputs as the original (the reference), and
 each output is compared: max abs error, max rel error, 99th-percentile abs error, cosine
@@ -239,13 +243,13 @@ def evidence_inputs(
     """The feeds every variant and the reference run on (at most `samples`), and how they were made.
 
     With `validation` (an .npz holding one array per model input, named like the input,
-    samples on each input's batch axis: `inputs.batch_axes`, or the declared `batch_axis`),
+    samples on each input's batch axis: `input_planning.batch_axes`, or the declared `batch_axis`),
     the feeds are its first samples: one sample per feed, or k per feed for a model with a
     fixed batch of k. The file is checked against the model's inputs like a calibration
     file, and never unpickled.
 
     Without it, the inputs are generated from `seed` by the engine's one generator
-    (`inputs.plan_inputs` then `inputs.make_feeds`): image-like tensors in the range the
+    (`input_planning.plan_inputs` then `input_generation.make_feeds`): image-like tensors in the range the
     model's normalisation expects, token ids within the embedding's vocabulary, masks,
     audio-like signals, zero states, the values a scalar input is compared with, and the
     user's `declarations` above all. Symbolic dims take `symbolic_dims`, else the plan's
@@ -258,7 +262,8 @@ def evidence_inputs(
     "invalid_model" when the model is not ONNX.
     """
     from workers.engine.backends._onnx_graph import load_graph
-    from workers.engine.inputs import make_feeds, plan_inputs
+    from workers.engine.input_generation import make_feeds
+    from workers.engine.input_planning import plan_inputs
     from workers.engine.inspection import graph_input_specs
 
     if samples < 1:
@@ -284,7 +289,7 @@ def _validation_feeds(
     path: Path, specs: Sequence[TensorSpec], samples: int, declarations: InputDeclarations | None = None
 ) -> list[dict[str, np.ndarray]]:
     from workers.engine.calibration import calibration_feeds, load_calibration
-    from workers.engine.inputs import batch_axes
+    from workers.engine.input_planning import batch_axes
 
     axes = batch_axes(specs, declarations)
     try:

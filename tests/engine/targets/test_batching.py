@@ -9,7 +9,7 @@ import pytest
 from tests.engine.targets.conftest import make_mlp, mlp_spec
 from workers.engine.targets.base import DynamicBatching, InstanceGroup, TargetError
 from workers.engine.targets.batching import ServingOverrides, points_from, serving_settings
-from workers.engine.targets.triton_repository import model_config
+from workers.engine.targets.triton_config import model_config
 
 # Throughput (inferences/s) per batch size at concurrency 1, and at batch 8 per concurrency.
 CURVE = {1: 1000.0, 2: 1800.0, 4: 3000.0, 8: 3600.0, 16: 3800.0, 32: 3900.0}

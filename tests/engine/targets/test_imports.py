@@ -6,7 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULES = ("base", "triton_repository", "triton", "batching", "registry", "triton_python_model")
+MODULES = (
+    "base",
+    "triton_config",
+    "triton_stores",
+    "triton_repository",
+    "triton",
+    "batching",
+    "registry",
+    "triton_python_model",
+)
 HEAVY = (
     "numpy",
     "onnx",

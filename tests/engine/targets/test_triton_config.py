@@ -18,14 +18,9 @@ from workers.engine.targets.base import (
     TensorSignature,
     signature_from_report,
 )
-from workers.engine.targets.triton_repository import (
-    MANIFEST_NAME,
-    PYTHON_MODEL_NAME,
-    SYS_PATH_PARAMETER,
-    TritonModelConfig,
-    model_config,
-    prepare_version,
-)
+from workers.engine.targets.triton_config import SYS_PATH_PARAMETER, TritonModelConfig, model_config
+from workers.engine.targets.triton_repository import PYTHON_MODEL_NAME, prepare_version
+from workers.engine.targets.triton_stores import MANIFEST_NAME
 
 
 @pytest.fixture

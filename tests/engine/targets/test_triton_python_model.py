@@ -14,7 +14,8 @@ import pytest
 
 from tests.engine.targets.conftest import make_mlp, mlp_feeds, mlp_spec, reference_run
 from workers.engine.targets.base import RepositoryLocation, TargetSettings
-from workers.engine.targets.triton_repository import LocalStore, TritonRepository, prepare_version
+from workers.engine.targets.triton_repository import TritonRepository, prepare_version
+from workers.engine.targets.triton_stores import LocalStore
 
 
 class _Tensor:

@@ -9,17 +9,10 @@ from typing import Any
 import pytest
 
 from tests.engine.targets.conftest import make_mlp, mlp_spec
-from workers.engine.targets import triton_repository
+from workers.engine.targets import triton_stores
 from workers.engine.targets.base import RepositoryLocation, TargetError, TargetSettings
-from workers.engine.targets.triton_repository import (
-    CONFIG_NAME,
-    ENTRY_MARKER_NAME,
-    MANIFEST_NAME,
-    LocalStore,
-    S3Store,
-    TritonRepository,
-    prepare_version,
-)
+from workers.engine.targets.triton_repository import CONFIG_NAME, ENTRY_MARKER_NAME, TritonRepository, prepare_version
+from workers.engine.targets.triton_stores import MANIFEST_NAME, LocalStore, S3Store
 
 
 @pytest.fixture
@@ -79,7 +72,7 @@ def test_a_failed_write_leaves_nothing_behind(
     before = _tree(repository_dir)
     config_before = repository.config_text("mlp")
     written: list[Path] = []
-    real_write = triton_repository._write_file
+    real_write = triton_stores._write_file
 
     def fail_on_the_second_file(target: Path, source: Any) -> None:
         written.append(target)
@@ -87,7 +80,7 @@ def test_a_failed_write_leaves_nothing_behind(
             raise OSError(28, "No space left on device")
         real_write(target, source)
 
-    monkeypatch.setattr(triton_repository, "_write_file", fail_on_the_second_file)
+    monkeypatch.setattr(triton_stores, "_write_file", fail_on_the_second_file)
     with pytest.raises(TargetError) as caught:
         repository.push(_prepared(tmp_path, 2, seed=1), "mlp", [1, 2])
     assert caught.value.code == "repository_not_writable"
@@ -104,7 +97,7 @@ def test_a_failed_new_entry_leaves_no_entry(
     def interrupted(target: Path, source: Any) -> None:
         raise KeyboardInterrupt  # a worker stopped mid-copy: cleanup runs for any exception
 
-    monkeypatch.setattr(triton_repository, "_write_file", interrupted)
+    monkeypatch.setattr(triton_stores, "_write_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         repository.push(_prepared(tmp_path, 1), "mlp", [1])
     assert _tree(repository_dir) == []
@@ -121,7 +114,7 @@ def test_a_failed_config_replace_keeps_the_old_config(
     def broken_replace(source: Any, target: Any) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(triton_repository.os, "replace", broken_replace)
+    monkeypatch.setattr(triton_stores.os, "replace", broken_replace)
     with pytest.raises(TargetError, match="Input/output error"):
         repository.serve("mlp", prepared.config, [7])
     assert "versions: [ 1 ]" in repository.config_text("mlp")  # type: ignore[operator]
@@ -356,7 +349,7 @@ def test_a_repository_outside_the_allowed_folders_is_never_written(tmp_path: Pat
             name="t", url="http://127.0.0.1:1", repository=str(repository_path), allowed_roots=(str(allowed),)
         )
         with pytest.raises(TargetError) as caught:
-            TritonRepository(triton_repository.open_store(settings)).push(prepared, "mlp", [1])
+            TritonRepository(triton_stores.open_store(settings)).push(prepared, "mlp", [1])
         assert caught.value.code == "repository_not_allowed"
         assert f"(SLIPWAY_TARGET_ROOTS): {allowed}." in caught.value.message
     assert list(outside.iterdir()) == []
@@ -380,7 +373,7 @@ def test_system_folders_and_slipways_code_are_refused_even_without_a_list(path: 
 
     from workers.engine.targets.base import check_repository_folder
 
-    code = Path(triton_repository.__file__).resolve().parents[3]
+    code = Path(triton_stores.__file__).resolve().parents[3]
     where = {"code": str(code), "the python installation": str(Path(sys.prefix) / "models")}.get(path, path)
     with pytest.raises(TargetError) as caught:
         check_repository_folder(where, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN
+from workers.engine.onnx_walk import DEFAULT_DOMAIN
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto

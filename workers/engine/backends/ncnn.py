@@ -1,4 +1,9 @@
 """ncnn: operator support from the pnnx converter, converted variants, and sessions.
+It is over 600 lines because a runtime backend is one module by the plug-in contract
+(docs/adr/0012: adding a runtime is one file plus its test; the registry discovers the modules
+in the package), and this one holds all of ncnn's: running the pnnx converter as a child
+process, reading what its output says about operators, checking layers against ncnn's registry,
+and the blob-name bindings its sessions need.
 
 Tencent's ncnn runs its own model format (a `.param` graph and a `.bin` of weights); ONNX
 models get there through pnnx, the converter the ncnn project ships (the `ncnn` wheel has

@@ -32,7 +32,7 @@ from workers.engine.backends.base import (
     SupportStatus,
     Variant,
 )
-from workers.engine.inspection import DEFAULT_DOMAIN
+from workers.engine.onnx_walk import DEFAULT_DOMAIN
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,4 +1,9 @@
 """onnxruntime on the CPU: operator support, optimized and quantized variants, and sessions.
+It is over 600 lines because a runtime backend is one module by the plug-in contract
+(docs/adr/0012: adding a runtime is one file plus its test; the registry discovers the modules
+in the package), and this one holds all of onnxruntime's: op support from provider placement
+and one-node probes, and the optimized, FP16 and quantized variants (dynamic, static QDQ, mixed
+precision, LSTM cells quantized dynamically), external weights included.
 
 `check_support` asks onnxruntime itself: it builds a session with graph optimizations
 off (so every node keeps its name and maps back to the uploaded model) and reads the
@@ -47,7 +52,8 @@ from workers.engine.backends.base import (
 )
 from workers.engine.calibration import calibration_feeds, calibration_size_note, load_calibration
 from workers.engine.hardware import cpu_features
-from workers.engine.inspection import DEFAULT_DOMAIN, TensorSpec, graph_input_specs
+from workers.engine.inspection import TensorSpec, graph_input_specs
+from workers.engine.onnx_walk import DEFAULT_DOMAIN
 from workers.engine.quant_recipes import PER_CHANNEL_MIN_OPSET, QuantRecipe, ort_static_recipe, target_cpu
 
 if TYPE_CHECKING:

@@ -1,4 +1,9 @@
 """OpenVINO on the CPU: operator support, IR variants (FP32, FP16 weights, INT8) and sessions.
+It is over 600 lines because a runtime backend is one module by the plug-in contract
+(docs/adr/0012: adding a runtime is one file plus its test; the registry discovers the modules
+in the package), and this one holds all of OpenVINO's: conversion through the ONNX frontend
+(partial conversion included), mapping the CPU plugin's operations back to ONNX nodes for op
+support, and the NNCF INT8 and weight-compression variants.
 
 `check_support` converts the model with OpenVINO's ONNX frontend and asks the CPU plugin
 (`Core.query_model`) which of the resulting operations it runs. The plugin answers with

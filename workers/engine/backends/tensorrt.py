@@ -1,4 +1,9 @@
 """TensorRT on an NVIDIA GPU: operator support, serialized engines, and sessions that run them.
+It is over 600 lines because a runtime backend is one module by the plug-in contract
+(docs/adr/0012: adding a runtime is one file plus its test; the registry discovers the modules
+in the package), and this one holds all of TensorRT's: op support from its ONNX parser, engine
+builds (optimization profiles, precisions, INT8 calibration and its cache) and the stamps that
+tie a serialized engine to the TensorRT version and GPU that built it.
 
 `check_support` asks TensorRT's own ONNX parser (`OnnxParser.supports_model_v2`, or the older
 `supports_model`) which nodes it can turn into a TensorRT network, and maps the parser's
@@ -53,7 +58,8 @@ from workers.engine.backends.base import (
 from workers.engine.backends.published import load_published_list, report_from_published_list
 from workers.engine.calibration import calibration_feeds, load_calibration
 from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec, graph_input_specs
+from workers.engine.inspection import Dim, TensorSpec, graph_input_specs
+from workers.engine.onnx_walk import DEFAULT_DOMAIN
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,4 +1,9 @@
 """PyTorch on an NVIDIA GPU: ONNX models converted with onnx2torch and run eagerly, in FP16, or compiled.
+It is over 600 lines because a runtime backend is one module by the plug-in contract
+(docs/adr/0012: adding a runtime is one file plus its test; the registry discovers the modules
+in the package), and this one holds all of PyTorch's: conversion with onnx2torch and one-node
+probes for op support, the variant specs for eager, FP16 and compiled runs, and the CUDA
+session.
 
 `check_support` converts the model with onnx2torch; when the whole model does not
 convert, one node of each distinct operator is converted on its own in a one-node model,
@@ -43,7 +48,8 @@ from workers.engine.backends.base import (
     verdict_for,
 )
 from workers.engine.errors import ModelError
-from workers.engine.inspection import DEFAULT_DOMAIN, Dim, TensorSpec, graph_input_specs
+from workers.engine.inspection import Dim, TensorSpec, graph_input_specs
+from workers.engine.onnx_walk import DEFAULT_DOMAIN
 
 if TYPE_CHECKING:
     import numpy as np

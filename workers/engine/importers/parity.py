@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, OutputParity
-from workers.engine.inputs import MAX_GENERATED_ELEMENTS, check_generated_size
+from workers.engine.input_generation import MAX_GENERATED_ELEMENTS, check_generated_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,12 +38,14 @@ def concrete_shape(spec: InputSpec) -> tuple[int, ...]:
 def generate_inputs(
     specs: Sequence[InputSpec], seed: int = 0, declarations: InputDeclarations | None = None
 ) -> dict[str, np.ndarray]:
-    """One feed from the engine's one generator (`inputs.make_feeds`), symbolic dims at
+    """One feed from the engine's one generator (`input_generation.make_feeds`), symbolic dims at
     GENERATED_DIM: what each input holds is read from its name, shape and dtype (images in
     [0, 1], zero states, masks ...) and from the user's `declarations` (a scalar's values)."""
     from dataclasses import replace
 
-    from workers.engine.inputs import InputPlan, TensorSpec, make_feeds, plan_inputs
+    from workers.engine.input_generation import make_feeds
+    from workers.engine.input_planning import plan_inputs
+    from workers.engine.inputs import InputPlan, TensorSpec
 
     concrete = [TensorSpec(spec.name, spec.dtype, concrete_shape(spec)) for spec in specs]
     plan = plan_inputs(None, concrete, declarations)

@@ -1,4 +1,8 @@
 """PyTorch importers: TorchScript archives (.pt) and torch.export programs (.pt2) to ONNX.
+It is over 600 lines because an importer, like a runtime backend (docs/adr/0012), is one module
+per framework, registered by one line in `importers.registry`, and this one holds both PyTorch
+formats: sniffing, the dynamo and TorchScript exporters with their fallback and parity, and the
+checks that refuse an unsafe torch.export archive before anything is loaded.
 
 Both try the dynamo exporter (`torch.onnx.export(..., dynamo=True)`) first and fall back to
 the TorchScript exporter (`dynamo=False`), recording why. Dims the user declares symbolic
@@ -53,7 +57,7 @@ from workers.engine.importers.base import (
     OutputParity,
     ProgressCallback,
 )
-from workers.engine.inputs import values_hint
+from workers.engine.input_generation import values_hint
 
 if TYPE_CHECKING:
     import numpy as np

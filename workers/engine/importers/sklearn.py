@@ -1,4 +1,8 @@
 """scikit-learn models, from skops files only, to ONNX with skl2onnx; pickle files refused.
+It is over 600 lines because an importer, like a runtime backend (docs/adr/0012), is one module
+per framework, registered by one line in `importers.registry`, and this one holds
+scikit-learn's: the skops allow-list and tree checks, the skl2onnx conversion, and recognising
+and refusing pickle files.
 
 A skops file is a zip holding `schema.json` (the object tree) and one .npy per array.
 Loading it constructs only the types the schema names, and skops refuses any type outside

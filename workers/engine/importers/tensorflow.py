@@ -1,5 +1,9 @@
 """TensorFlow importers: a zipped SavedModel, a Keras file (.keras or legacy .h5) and a TFLite
 flatbuffer, each converted to ONNX with tf2onnx and checked against the original.
+It is over 600 lines because an importer, like a runtime backend (docs/adr/0012), is one module
+per framework, registered by one line in `importers.registry`, and this one holds TensorFlow's
+three formats (SavedModel, Keras, TFLite): their safe loading and unsafe-op refusal, one
+tf2onnx conversion path and the parity check they share.
 
 Files come from strangers, so:
 - zips are checked member by member (paths, links, encryption, zip bombs) with the checks of

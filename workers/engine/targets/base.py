@@ -1,4 +1,7 @@
 """The contracts between the platform and the serving-target drivers.
+It is a little over 600 lines because it is the one contract module that every driver and the
+platform import, and the checks its settings and specs run on themselves (repository folders,
+python paths, model names, tensors, batching) belong with the types they guard.
 
 The platform describes a target once (`TargetSettings`: where the server answers, where its
 model repository lives, how models run there) and each deployment as a `DeploymentSpec`:

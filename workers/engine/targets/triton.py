@@ -1,4 +1,8 @@
 """The Triton Inference Server driver: push a version, load it, smoke-test it, switch traffic to it.
+It is over 600 lines because a serving-target driver is one module by the plug-in contract
+(docs/adr/0012: a kind is its driver module, one line in `targets.registry` and its tests), and
+this one holds Triton's whole deploy, rollback and retire sequence, the calls to the server,
+and the smoke test.
 
 The server must run with `--model-control-mode=explicit`, so that it loads what Slipway
 asks for and nothing else, over the model-repository HTTP API
@@ -50,15 +54,14 @@ from workers.engine.targets.base import (
     TargetSettings,
     describe_reasons,
 )
+from workers.engine.targets.triton_config import TritonModelConfig
 from workers.engine.targets.triton_repository import (
     CANDIDATE_SUFFIX,
     PreparedVersion,
-    RepositoryStore,
-    TritonModelConfig,
     TritonRepository,
-    open_store,
     prepare_version,
 )
+from workers.engine.targets.triton_stores import RepositoryStore, open_store
 
 if TYPE_CHECKING:
     import numpy as np
