@@ -30,7 +30,7 @@ from apps.accounts.scoping import visible_teams
 from apps.core.api.errors import ApiError
 from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
-from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, ParityReport
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, ParityReport, RecommendReport, ValidateReport
 from workers.engine.timing import Estimate, estimate_from_point, latency_change
 from workers.engine.typed import read
 
@@ -325,8 +325,8 @@ def _choose_variant(
             return _Choice(ref.variant, "named")
         known = ", ".join([ORIGINAL, *variants]) if variants else f"{ORIGINAL} (no variants were built)"
         raise _not_found(f"{label} has no variant '{ref.variant}' on profile {profile}; it has {known}.")
-    recommend = reports.get(JobKind.RECOMMEND)
-    if not isinstance(recommend, Mapping):
+    recommend = read(RecommendReport, reports.get(JobKind.RECOMMEND))
+    if recommend is None:
         state = "its pipeline is still running" if running else "it has no recommendation"
         return _Choice(
             None,
@@ -334,9 +334,8 @@ def _choose_variant(
             f"{label} has no recommended variant on {profile} ({state}); name a variant, e.g. "
             f"{label.replace(' v', ':')}/{ORIGINAL}.",
         )
-    winner = recommend.get("winner")
-    if isinstance(winner, Mapping) and winner.get("name"):
-        return _Choice(str(winner["name"]), "recommended")
+    if recommend.winner is not None and recommend.winner.name:
+        return _Choice(recommend.winner.name, "recommended")
     return _Choice(ORIGINAL, "original (no variant won)")
 
 
@@ -461,13 +460,13 @@ def _inputs_description(parity: Mapping[str, Any] | None) -> str:
 
 def _support(validate: Any, backend: str) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
     """The op-support verdict of the side's runtime, and the op types it can't run or runs elsewhere."""
-    report = ((validate or {}).get("reports") or {}).get(backend) if isinstance(validate, Mapping) else None
-    if not isinstance(report, Mapping):
+    typed = read(ValidateReport, validate)
+    report = typed.reports.get(backend) if typed is not None else None
+    if report is None:
         return None, (), ()
-    ops = [o for o in report.get("ops") or [] if isinstance(o, Mapping)]
-    unsupported = tuple(sorted({str(o.get("op_type")) for o in ops if o.get("status") == "unsupported"}))
-    fallback = tuple(sorted({str(o.get("op_type")) for o in ops if o.get("status") == "fallback"}))
-    return str(report.get("verdict") or "unknown"), unsupported, fallback
+    unsupported = tuple(sorted({op.op_type for op in report.ops if op.status == "unsupported"}))
+    fallback = tuple(sorted({op.op_type for op in report.ops if op.status == "fallback"}))
+    return report.verdict or "unknown", unsupported, fallback
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,34 @@ from pathlib import Path
 
 import pytest
 
+from workers.engine.backends.base import OpSupport, SupportReport, Variant
 from workers.engine.benchmark import BenchmarkResult, PointResult, ThreadSettings
 from workers.engine.detections import DetectionAgreement
+from workers.engine.importers.base import ImportReport as EngineImportReport
 from workers.engine.parity import OutputComparison, VariantParity
+from workers.engine.remediation import Remediation
 from workers.engine.reports import (
+    BackendSupport,
     BenchmarkEntry,
     BenchmarkPoint,
     BenchmarkReport,
     BenchmarkThreads,
+    CandidateOutcome,
+    ImportReport,
+    InspectReport,
+    OptimizeReport,
     OutputParity,
     ParityReport,
+    Recommendation,
+    RecommendReport,
+    RemediationReport,
     ReportInputs,
+    ValidateReport,
     VariantParityReport,
+    VariantSummary,
 )
-from workers.engine.typed import ReportShapeError, json_schema
+from workers.engine.support_matrix import build_matrix
+from workers.engine.typed import ReportShapeError, from_dict, json_schema
 
 FIXTURE = Path(__file__).resolve().parents[2] / "frontend/src/test/fixtures/mlp-version.json"
 
@@ -152,3 +166,93 @@ _DETECTION = {
     "score_threshold": 0.25,
     "match_iou": 0.5,
 }
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        ("inspect", InspectReport),
+        ("validate", ValidateReport),
+        ("optimize", OptimizeReport),
+        ("recommend", RecommendReport),
+    ],
+)
+def test_every_step_report_of_a_stored_version_reads_strictly(kind: str, cls: type) -> None:
+    stored = json.loads(FIXTURE.read_text())["reports"][kind]
+    for report in [stored] if kind == "inspect" else list(stored.values()):
+        assert from_dict(cls, report, strict=True)
+
+
+def test_the_validate_report_types_what_each_backend_and_the_matrix_hold(tmp_path: Path) -> None:
+    """What validate_entry and build_matrix write, remediation included, is what the types declare."""
+    assert _names(SupportReport) | {"remediation"} == _names(BackendSupport)
+    assert _names(Remediation) | {"summary"} == _names(RemediationReport)
+    refused = SupportReport(
+        backend="mnn",
+        runtime_version="3.0",
+        installed=True,
+        method="converter",
+        verdict="partial",
+        ops=(OpSupport("Gelu", "", "unsupported", "no converter", ("gelu_1",)),),
+    ).to_dict()
+    refused["remediation"] = {
+        "backend": "mnn",
+        "refused": [{"domain": "", "op_type": "Gelu", "nodes": ["gelu_1"]}],
+        "rewrites": ["expand-gelu"],
+        "fixed": [{"domain": "", "op_type": "Gelu"}],
+        "summary": "mnn runs the model after rewrite expand-gelu.",
+    }
+    reports = {"mnn": refused, "onnxruntime": SupportReport("onnxruntime", "1.20", True, "runtime", "full").to_dict()}
+    report = from_dict(
+        ValidateReport, {"profile": "arm", "reports": reports, "matrix": build_matrix(reports)}, strict=True
+    )
+    assert report.reports["mnn"].remediation is not None and report.reports["mnn"].remediation.rewrites == (
+        "expand-gelu",
+    )
+    (row,) = report.matrix.rows
+    assert row.cells["mnn"].after_rewrite == "expand-gelu" and row.cells["onnxruntime"].status == "unknown"
+    assert report.matrix.remedies["mnn"].summary.startswith("mnn runs")
+
+
+def test_the_optimize_and_import_reports_declare_what_their_steps_write() -> None:
+    # The optimize step keeps these keys of each Variant, and adds the stored artifact's id.
+    kept = {"name", "backend", "format", "precision", "pass_name", "options"}
+    assert kept <= _names(Variant) and _names(VariantSummary) == kept | {"artifact_id"}
+    # The import step stores the engine's report with its files renamed as stored, and the artifact's id.
+    assert _names(EngineImportReport) | {"artifact_id"} == _names(ImportReport)
+
+
+def test_a_recommendation_reads_back_into_its_own_type() -> None:
+    outcome = CandidateOutcome("ort-int8", "onnxruntime", "int8", value=1.5, tied_with=("ort-fp32",))
+    recommendation = Recommendation(
+        objective="latency",
+        budget_ms=None,
+        winner=outcome,
+        runner_up=None,
+        others=(),
+        baseline_value=2.0,
+        use_baseline=False,
+        summary="Use 'ort-int8'.",
+    )
+    stored = {**recommendation.to_dict(), "profile": "x86-cpu"}
+    report = from_dict(RecommendReport, json.loads(json.dumps(stored)), strict=True)
+    assert report.winner == outcome and report.profile == "x86-cpu"
+
+
+def test_two_report_types_of_one_name_are_refused_by_the_schema() -> None:
+    with pytest.raises(TypeError, match="Two report types are named BenchmarkPoint"):
+        json_schema(_Holder)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OtherPoint:
+    batch_size: int
+
+
+_OtherPoint.__name__ = "BenchmarkPoint"  # the benchmark's point has this name already
+
+
+@dataclasses.dataclass(frozen=True)
+class _Holder:
+    mine: _OtherPoint
+    theirs: BenchmarkEntry

@@ -15,6 +15,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from apps.registry.models import Artifact, ArtifactKind, VersionStatus
 from tests.conftest import client_for
 from tests.integration.conftest import wait_for
+from workers.engine.reports import ImportReport
+from workers.engine.typed import from_dict
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -109,6 +111,7 @@ def test_each_framework_format_reaches_a_validated_onnx_artifact_with_parity(per
         body = wait_for(finished, timeout=600, what=f"{slug} to be imported and validated")
         assert body["status"] == VersionStatus.READY, (slug, body["latest_run"])
         report = body["reports"]["import"]
+        assert from_dict(ImportReport, report, strict=True).artifact_id, slug  # every key written is declared
         assert report["parity"], slug
         assert all(output["passed"] for output in report["parity"]), (slug, report["parity"])
         assert report["framework_version"] and report["converter_version"], slug

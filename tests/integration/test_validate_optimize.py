@@ -18,7 +18,15 @@ from tests import modelzoo
 from tests.conftest import client_for
 from tests.integration.conftest import wait_for
 from workers.engine.backends.registry import get_backend
-from workers.engine.reports import BenchmarkReport, ParityReport
+from workers.engine.reports import (
+    BenchmarkReport,
+    InspectReport,
+    OptimizeReport,
+    ParityReport,
+    RecommendReport,
+    ValidateReport,
+)
+from workers.engine.typed import from_dict
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +74,12 @@ def test_cnn_gets_a_support_matrix_and_at_least_four_runnable_variants(personas,
     assert kinds == ["inspect", "validate", "optimize", "parity", "benchmark", "recommend"]
     assert [j["status"] for j in body["latest_run"]["jobs"]] == ["succeeded"] * 6
 
+    # Every key a worker wrote is one its report's type declares (and so the browser's types).
+    assert from_dict(InspectReport, body["reports"]["inspect"], strict=True).input_plan is not None
     validate = body["reports"]["validate"]["x86-cpu"]
+    assert from_dict(ValidateReport, validate, strict=True).reports["onnxruntime"].verdict == "full"
+    assert from_dict(OptimizeReport, body["reports"]["optimize"]["x86-cpu"], strict=True).variants
+    assert from_dict(RecommendReport, body["reports"]["recommend"]["x86-cpu"], strict=True).profile == "x86-cpu"
     assert validate["reports"]["onnxruntime"]["verdict"] == "full"
     matrix = validate["matrix"]
     ops = {row["op_type"]: row for row in matrix["rows"]}
@@ -191,7 +204,12 @@ def test_embedded_profile_builds_mnn_and_ncnn_variants_and_a_custom_op_is_named(
         format="multipart",
     )
     body = _finished(client, response.json()["id"])
+    # Every key a worker wrote is one its report's type declares (and so the browser's types).
+    assert from_dict(InspectReport, body["reports"]["inspect"], strict=True).input_plan is not None
     validate = body["reports"]["validate"]["x86-cpu"]
+    assert from_dict(ValidateReport, validate, strict=True).reports["onnxruntime"].verdict == "full"
+    assert from_dict(OptimizeReport, body["reports"]["optimize"]["x86-cpu"], strict=True).variants
+    assert from_dict(RecommendReport, body["reports"]["recommend"]["x86-cpu"], strict=True).profile == "x86-cpu"
     foo = next(row for row in validate["matrix"]["rows"] if row["op_type"] == "Foo")
     for backend in ("onnxruntime", "openvino"):
         assert foo["cells"][backend]["status"] == "unsupported", foo

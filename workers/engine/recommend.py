@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, TypeGuard
 
 from workers.engine.errors import ModelError
 from workers.engine.parity import VariantParity
-from workers.engine.reports import BenchmarkEntry, BenchmarkPoint
+from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, CandidateOutcome, Recommendation
 from workers.engine.timing import Estimate, LatencyChange, estimate_from_point, latency_change
 from workers.engine.typed import read
 
@@ -88,79 +88,6 @@ class Candidate:
             benchmark_error=str(data.get("benchmark_error") or ""),
             size_bytes=data.get("size_bytes"),
         )
-
-
-@dataclass(frozen=True)
-class CandidateOutcome:
-    """Where one candidate ended up.
-
-    `value` is the ranking statistic (`statistic`: "cpu_ms", "p50_ms", "throughput", or
-    "p99_ms" for points stored without intervals) at the candidate's best point, `low`/`high`
-    its 95 % interval, from `samples` timed requests over `trials` fresh processes; `p99_ms`,
-    `p50_ms` and `cpu_ms` are that point's figures beside it (`p99_ms` None with `p99_note`
-    where the samples couldn't support a p99). All None when the candidate had no usable point.
-    `speedup` is how many times faster than the original model (above 1 is faster) with its
-    95 % band `speedup_low`-`speedup_high` and `speedup_sentence`; None without a baseline.
-    `tied_with` names the variants it was tied with within the noise. `reason` says, in one
-    sentence, why it lost; for the winner it is empty.
-    """
-
-    name: str
-    backend: str
-    precision: str
-    value: float | None = None
-    p99_ms: float | None = None
-    batch: int | None = None
-    concurrency: int | None = None
-    speedup: float | None = None
-    reason: str = ""
-    statistic: str | None = None
-    low: float | None = None
-    high: float | None = None
-    samples: int | None = None
-    trials: int | None = None
-    p50_ms: float | None = None
-    cpu_ms: float | None = None
-    p99_note: str | None = None
-    speedup_low: float | None = None
-    speedup_high: float | None = None
-    speedup_sentence: str = ""
-    tied_with: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The variant to run on one hardware profile, the runner-up, and why every other lost.
-
-    `winner` is None when no variant passes parity with a usable benchmark; then
-    `use_baseline` is true and `summary` says to keep the original model.
-    `statistic` is what the ranking compared ("cpu_ms", "p50_ms", "throughput", or "p99_ms"
-    for points without intervals) and `statistic_note` why that one.
-    `baseline_value` is the original model's figure on the same statistic, if measured, with
-    its interval in `baseline_low`/`baseline_high`.
-    """
-
-    objective: str
-    budget_ms: float | None
-    winner: CandidateOutcome | None
-    runner_up: CandidateOutcome | None
-    others: tuple[CandidateOutcome, ...]
-    baseline_value: float | None
-    use_baseline: bool
-    summary: str
-    statistic: str = "p99_ms"
-    statistic_note: str = ""
-    baseline_low: float | None = None
-    baseline_high: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The recommendation as plain dicts, lists, strings and numbers, ready for JSON."""
-        data = asdict(self)
-        data["others"] = list(data["others"])
-        for outcome in (data["winner"], data["runner_up"], *data["others"]):
-            if outcome is not None:
-                outcome["tied_with"] = list(outcome["tied_with"])
-        return data
 
 
 class _Point(NamedTuple):

@@ -6,6 +6,13 @@ class here is that JSON's shape; `X.from_dict(report)` reads it (`workers.engine
 the OpenAPI document carries the same classes as JSON Schema, from which the browser's types
 are generated. A field with a default may be missing from reports stored before it existed.
 
+Every step has one: `ImportReport` (a framework file to ONNX), `InspectReport`,
+`ValidateReport` (op support per backend, and the matrix the browser draws), `OptimizeReport`,
+`ParityReport`, `BenchmarkReport` and `RecommendReport`. Where the engine's own result type is
+the stored shape (`SupportReport`, `Recommendation`, `OutputSemantics`...), the report uses it;
+where the step adds to it (validate's remediation, the recommendation's profile), the report
+type extends it.
+
 The benchmark report: per hardware profile, the original model ("baseline") and each
 variant, each with its measured points. A point's keys are the benchmark's own (`PointResult`:
 `batch_size`, `p50_ms`, `p99_ms`...); the recommender's former dialect (`batch`, `p50`,
@@ -15,10 +22,17 @@ variant, each with its measured points. A point's keys are the benchmark's own (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
+from workers.engine.backends.base import SupportReport
 from workers.engine.detections import DetectionAgreement
+from workers.engine.flops import FlopEstimate
+from workers.engine.importers.base import ImportReport as EngineImportReport
+from workers.engine.inputs import TensorSpec
+from workers.engine.inspection import OpCount, ParameterSummary
+from workers.engine.onnx_checks import ExternalDataFile
+from workers.engine.outputs import OutputSemantics
 from workers.engine.parity import OutputComparison
 from workers.engine.typed import from_dict
 
@@ -247,5 +261,270 @@ class ParityReport:
         return from_dict(cls, data, strict=strict)
 
 
+# ---- import ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportReport(EngineImportReport):
+    """How the uploaded framework file became ONNX (`importers.base.ImportReport`), with the
+    stored ONNX model's files named as the artifact holds them and the artifact's id."""
+
+    onnx_path: str  # type: ignore[assignment]  # the main file's name in the stored bundle
+    files: tuple[str, ...]  # type: ignore[assignment]
+    artifact_id: int | None = None
+
+
+# ---- inspect -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedInput:
+    """How one input is made when the user gives none (`inputs.InputRecipe`): what it holds
+    (`kind`), its range or values, the axis samples go on, and how that was decided."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[float, ...] = ()
+    batch_axis: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class InputPlanReport:
+    """How inputs are generated for the model (`inputs.InputPlan.to_dict`): one recipe per input,
+    a size for every symbolic dim that is not a batch dim ("input:axis" for unnamed ones), what
+    was assumed (each with the declaration that would replace it), and all of it in words."""
+
+    recipes: tuple[PlannedInput, ...]
+    dims: dict[str, int]
+    batch_symbols: tuple[str, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """What inspection found out about the model (`inspection.InspectionReport`): its graph,
+    inputs and outputs, operators, weights and FLOPs, how its inputs are generated and what each
+    output is (declared at upload, or proposed from the graph with the reason)."""
+
+    ir_version: int
+    opset_imports: dict[str, int]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    producer_name: str = ""
+    producer_version: str = ""
+    doc_string: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    op_counts: tuple[OpCount, ...] = ()
+    node_count: int = 0
+    parameters: ParameterSummary | None = None
+    flops: FlopEstimate | None = None
+    external_data: tuple[ExternalDataFile, ...] = ()
+    notes: tuple[str, ...] = ()
+    input_plan: InputPlanReport | None = None
+    output_semantics: dict[str, OutputSemantics] | None = None
+
+
+# ---- validate ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemediationReport:
+    """The rewrites that keep the model's function and let a backend take it (`remediation`):
+    the chain that works (`rewrites`, empty when none did), what each step did, the ops it made
+    run, every chain tried, and a sentence."""
+
+    backend: str
+    refused: tuple[dict[str, Any], ...] = ()
+    rewrites: tuple[str, ...] = ()
+    steps: tuple[dict[str, str], ...] = ()
+    verdict_after: str = ""
+    fixed: tuple[dict[str, str], ...] = ()
+    max_relative_error: float | None = None
+    tried: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class BackendSupport(SupportReport):
+    """One backend's op support (`backends.base.SupportReport`), with the rewrites that would
+    make it take the model where it refuses part of it."""
+
+    remediation: RemediationReport | None = None
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One operator on one backend: supported, refused, falling back or unknown, and why.
+    `after_rewrite` names the rewrite chain after which the backend runs an op it refuses."""
+
+    status: Literal["supported", "unsupported", "fallback", "unknown"]
+    reason: str = ""
+    nodes: tuple[str, ...] = ()
+    device: str = ""
+    after_rewrite: str = ""
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    domain: str
+    op_type: str
+    cells: dict[str, MatrixCell]
+
+
+@dataclass(frozen=True)
+class Remedy:
+    rewrites: tuple[str, ...]
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class SupportMatrix:
+    """Operators by backend (`support_matrix.build_matrix`): `problems` counts the operators
+    some backend does not fully support."""
+
+    backends: tuple[str, ...]
+    rows: tuple[MatrixRow, ...]
+    verdicts: dict[str, str]
+    problems: int
+    methods: dict[str, str] = field(default_factory=dict)
+    remedies: dict[str, Remedy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    """The validate step's report for one hardware profile: each backend's answer, and the matrix."""
+
+    profile: str
+    reports: dict[str, BackendSupport]
+    matrix: SupportMatrix
+
+
+# ---- optimize ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant built (`backends.base.Variant`, without its files): how it was made.
+    `options.search` holds a quantization search's record where one made it or started from it."""
+
+    name: str
+    backend: str
+    format: str
+    precision: str
+    pass_name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    artifact_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimizeReport:
+    """The optimize step's report for one hardware profile: the variants built, and per backend
+    the error that stopped it, why it was skipped, and its notes (variants not built and why)."""
+
+    profile: str
+    variants: tuple[VariantSummary, ...]
+    errors: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# ---- recommend ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    """Where one candidate ended up.
+
+    `value` is the ranking statistic (`statistic`: "cpu_ms", "p50_ms", "throughput", or
+    "p99_ms" for points stored without intervals) at the candidate's best point, `low`/`high`
+    its 95 % interval, from `samples` timed requests over `trials` fresh processes; `p99_ms`,
+    `p50_ms` and `cpu_ms` are that point's figures beside it (`p99_ms` None with `p99_note`
+    where the samples couldn't support a p99). All None when the candidate had no usable point.
+    `speedup` is how many times faster than the original model (above 1 is faster) with its
+    95 % band `speedup_low`-`speedup_high` and `speedup_sentence`; None without a baseline.
+    `tied_with` names the variants it was tied with within the noise. `reason` says, in one
+    sentence, why it lost; for the winner it is empty.
+    """
+
+    name: str
+    backend: str
+    precision: str
+    value: float | None = None
+    p99_ms: float | None = None
+    batch: int | None = None
+    concurrency: int | None = None
+    speedup: float | None = None
+    reason: str = ""
+    statistic: str | None = None
+    low: float | None = None
+    high: float | None = None
+    samples: int | None = None
+    trials: int | None = None
+    p50_ms: float | None = None
+    cpu_ms: float | None = None
+    p99_note: str | None = None
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    speedup_sentence: str = ""
+    tied_with: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The variant to run on one hardware profile, the runner-up, and why every other lost.
+
+    `winner` is None when no variant passes parity with a usable benchmark; then
+    `use_baseline` is true and `summary` says to keep the original model.
+    `statistic` is what the ranking compared ("cpu_ms", "p50_ms", "throughput", or "p99_ms"
+    for points without intervals) and `statistic_note` why that one.
+    `baseline_value` is the original model's figure on the same statistic, if measured, with
+    its interval in `baseline_low`/`baseline_high`.
+    """
+
+    objective: str
+    budget_ms: float | None
+    winner: CandidateOutcome | None
+    runner_up: CandidateOutcome | None
+    others: tuple[CandidateOutcome, ...]
+    baseline_value: float | None
+    use_baseline: bool
+    summary: str
+    statistic: str = "p99_ms"
+    statistic_note: str = ""
+    baseline_low: float | None = None
+    baseline_high: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recommendation as plain dicts, lists, strings and numbers, ready for JSON."""
+        data = asdict(self)
+        data["others"] = list(data["others"])
+        for outcome in (data["winner"], data["runner_up"], *data["others"]):
+            if outcome is not None:
+                outcome["tied_with"] = list(outcome["tied_with"])
+        return data
+
+
+@dataclass(frozen=True)
+class RecommendReport(Recommendation):
+    """The recommendation for one hardware profile, as the recommend step stores it."""
+
+    profile: str = ""
+
+
 # The report classes the OpenAPI document describes, in the order they appear there.
-SCHEMA_CLASSES: tuple[type, ...] = (BenchmarkReport, ParityReport)
+SCHEMA_CLASSES: tuple[type, ...] = (
+    ImportReport,
+    InspectReport,
+    ValidateReport,
+    OptimizeReport,
+    BenchmarkReport,
+    ParityReport,
+    RecommendReport,
+)

@@ -152,11 +152,18 @@ def json_schema(*classes: type, ref: str = "#/components/schemas/") -> dict[str,
     default; its schema is `nullable` (OpenAPI 3.0) when None is allowed.
     """
     schemas: dict[str, dict[str, Any]] = {}
+    named: dict[str, type] = {}
     pending = list(classes)
     while pending:
         cls = pending.pop(0)
         if cls.__name__ in schemas:
+            if named[cls.__name__] is not cls:
+                raise TypeError(
+                    f"Two report types are named {cls.__name__} ({named[cls.__name__].__module__} and "
+                    f"{cls.__module__}); the schema names types by class name, so rename one."
+                )
             continue
+        named[cls.__name__] = cls
         properties: dict[str, Any] = {}
         required = []
         hints = _hints(cls)

@@ -79,22 +79,26 @@ def add_report_components(result: dict[str, Any], generator: Any, request: Any, 
 
 
 # The `reports` field of a version: by step kind, then by profile where the step runs per profile.
+def _per_profile(report: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f"The {report} of each hardware profile, by profile slug.",
+        "additionalProperties": {"$ref": f"#/components/schemas/{report}"},
+    }
+
+
 REPORTS_SCHEMA = {
     "type": "object",
     "description": "Each finished step's report from the latest run: by step kind, then by profile for steps that "
-    "run per hardware profile (validate, optimize, parity, benchmark, recommend). The parity and benchmark reports "
-    "are typed; the others are still described in frontend/src/api/reports.ts.",
+    "run per hardware profile (validate, optimize, parity, benchmark, recommend). Every report is typed by the "
+    "classes the server reads it with (workers/engine/reports.py).",
     "properties": {
-        "parity": {
-            "type": "object",
-            "description": "The parity report of each hardware profile, by profile slug.",
-            "additionalProperties": {"$ref": "#/components/schemas/ParityReport"},
-        },
-        "benchmark": {
-            "type": "object",
-            "description": "The benchmark report of each hardware profile, by profile slug.",
-            "additionalProperties": {"$ref": "#/components/schemas/BenchmarkReport"},
-        },
+        "import": {"$ref": "#/components/schemas/ImportReport"},
+        "inspect": {"$ref": "#/components/schemas/InspectReport"},
+        "validate": _per_profile("ValidateReport"),
+        "optimize": _per_profile("OptimizeReport"),
+        "parity": _per_profile("ParityReport"),
+        "benchmark": _per_profile("BenchmarkReport"),
+        "recommend": _per_profile("RecommendReport"),
     },
-    "additionalProperties": {},
 }

@@ -1784,18 +1784,30 @@ export interface components {
             readonly latest_run: {
                 [key: string]: unknown;
             } | null;
-            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). The parity and benchmark reports are typed; the others are still described in frontend/src/api/reports.ts. */
+            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). Every report is typed by the classes the server reads it with (workers/engine/reports.py). */
             readonly reports: {
-                /** @description The parity report of each hardware profile, by profile slug. */
+                import?: components["schemas"]["ImportReport"];
+                inspect?: components["schemas"]["InspectReport"];
+                /** @description The ValidateReport of each hardware profile, by profile slug. */
+                validate?: {
+                    [key: string]: components["schemas"]["ValidateReport"];
+                };
+                /** @description The OptimizeReport of each hardware profile, by profile slug. */
+                optimize?: {
+                    [key: string]: components["schemas"]["OptimizeReport"];
+                };
+                /** @description The ParityReport of each hardware profile, by profile slug. */
                 parity?: {
                     [key: string]: components["schemas"]["ParityReport"];
                 };
-                /** @description The benchmark report of each hardware profile, by profile slug. */
+                /** @description The BenchmarkReport of each hardware profile, by profile slug. */
                 benchmark?: {
                     [key: string]: components["schemas"]["BenchmarkReport"];
                 };
-            } & {
-                [key: string]: unknown;
+                /** @description The RecommendReport of each hardware profile, by profile slug. */
+                recommend?: {
+                    [key: string]: components["schemas"]["RecommendReport"];
+                };
             };
             /** @description This version against the model's previous approved version, per profile, computed when read (so it follows later approvals and revocations); null when there is no earlier approved version. */
             readonly previous_approved: components["schemas"]["PreviousApproved"] | null;
@@ -1974,6 +1986,75 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** @description How the uploaded framework file became ONNX (`importers.base.ImportReport`), with the stored ONNX model's files named as the artifact holds them and the artifact's id. */
+        ImportReport: {
+            format: string;
+            framework: string;
+            framework_version: string;
+            converter: string;
+            converter_version: string;
+            method: string;
+            onnx_path: string;
+            files: string[];
+            opset: number;
+            inputs: components["schemas"]["InputSpec"][];
+            outputs: string[];
+            parity: components["schemas"]["ImportParity"][];
+            fallback_reason?: string;
+            assumptions?: string[];
+            notes?: string[];
+            tool_versions?: {
+                [key: string]: string;
+            };
+            artifact_id?: number | null;
+        };
+        /** @description What inspection found out about the model (`inspection.InspectionReport`): its graph, inputs and outputs, operators, weights and FLOPs, how its inputs are generated and what each output is (declared at upload, or proposed from the graph with the reason). */
+        InspectReport: {
+            ir_version: number;
+            opset_imports: {
+                [key: string]: number;
+            };
+            inputs: components["schemas"]["TensorSpec"][];
+            outputs: components["schemas"]["TensorSpec"][];
+            producer_name?: string;
+            producer_version?: string;
+            doc_string?: string;
+            metadata?: {
+                [key: string]: string;
+            };
+            op_counts?: components["schemas"]["OpCount"][];
+            node_count?: number;
+            parameters?: components["schemas"]["ParameterSummary"] | null;
+            flops?: components["schemas"]["FlopEstimate"] | null;
+            external_data?: components["schemas"]["ExternalDataFile"][];
+            notes?: string[];
+            input_plan?: components["schemas"]["InputPlanReport"] | null;
+            output_semantics?: {
+                [key: string]: components["schemas"]["OutputSemantics"];
+            } | null;
+        };
+        /** @description The validate step's report for one hardware profile: each backend's answer, and the matrix. */
+        ValidateReport: {
+            profile: string;
+            reports: {
+                [key: string]: components["schemas"]["BackendSupport"];
+            };
+            matrix: components["schemas"]["SupportMatrix"];
+        };
+        /** @description The optimize step's report for one hardware profile: the variants built, and per backend the error that stopped it, why it was skipped, and its notes (variants not built and why). */
+        OptimizeReport: {
+            profile: string;
+            variants: components["schemas"]["VariantSummary"][];
+            errors?: {
+                [key: string]: string;
+            };
+            skipped?: {
+                [key: string]: string;
+            };
+            notes?: {
+                [key: string]: string[];
+            };
+        };
         /** @description The benchmark step's report for one hardware profile. */
         BenchmarkReport: {
             profile: string;
@@ -2004,6 +2085,130 @@ export interface components {
             sandbox?: {
                 [key: string]: unknown;
             };
+        };
+        /** @description The recommendation for one hardware profile, as the recommend step stores it. */
+        RecommendReport: {
+            objective: string;
+            budget_ms: number | null;
+            winner: components["schemas"]["CandidateOutcome"] | null;
+            runner_up: components["schemas"]["CandidateOutcome"] | null;
+            others: components["schemas"]["CandidateOutcome"][];
+            baseline_value: number | null;
+            use_baseline: boolean;
+            summary: string;
+            statistic?: string;
+            statistic_note?: string;
+            baseline_low?: number | null;
+            baseline_high?: number | null;
+            profile?: string;
+        };
+        /** @description An input as the user declares it or the importer infers it. Strings are symbolic dims. */
+        InputSpec: {
+            name: string;
+            shape: ((number | string) | null)[];
+            dtype?: string;
+        };
+        /** @description How one output of the ONNX model compares with the framework's. */
+        ImportParity: {
+            name: string;
+            max_abs_error: number;
+            max_rel_error: number;
+            cosine: number;
+            passed: boolean;
+        };
+        /** @description A model input or output. `dtype` is a numpy-style name ("float32", "int64"), or None when unknown; each dim in `shape` is an int, a symbolic name (str) or None when unknown; `shape` is None when even the rank is unknown. Inputs declared at upload default to float32. */
+        TensorSpec: {
+            name: string;
+            dtype?: string | null;
+            shape?: ((number | string) | null)[] | null;
+        };
+        /** @description How many nodes of one operator the model holds, subgraphs and functions included. */
+        OpCount: {
+            domain: string;
+            op_type: string;
+            count: number;
+        };
+        /** @description Stored weights: initializers (embedded or external) and Constant-node tensors. */
+        ParameterSummary: {
+            count: number;
+            bytes: number;
+            by_dtype: components["schemas"]["DtypeParameters"][];
+        };
+        /** @description Estimated floating-point operations for one inference, under `assumptions`. `uncounted_op_types` lists operators whose cost is not in `total`, because there is no formula for them or their shapes could not be inferred. */
+        FlopEstimate: {
+            total: number;
+            by_op_type: {
+                [key: string]: number;
+            };
+            assumptions: string;
+            uncounted_op_types: string[];
+        };
+        /** @description A file next to the model that holds some of its weights. */
+        ExternalDataFile: {
+            location: string;
+            size_bytes: number;
+        };
+        /** @description How inputs are generated for the model (`inputs.InputPlan.to_dict`): one recipe per input, a size for every symbolic dim that is not a batch dim ("input:axis" for unnamed ones), what was assumed (each with the declaration that would replace it), and all of it in words. */
+        InputPlanReport: {
+            recipes: components["schemas"]["PlannedInput"][];
+            dims: {
+                [key: string]: number;
+            };
+            batch_symbols?: string[];
+            assumptions?: string[];
+            description?: string;
+        };
+        /** @description What one output is (`kind`), where that came from (`source`: declared at upload, proposed by inspection, or assumed), why, and the kind's layout. */
+        OutputSemantics: {
+            name: string;
+            kind: string;
+            source?: string;
+            why?: string;
+            axis?: number;
+            top_k?: number;
+            detection?: components["schemas"]["DetectionLayout"] | null;
+        };
+        /** @description One backend's op support (`backends.base.SupportReport`), with the rewrites that would make it take the model where it refuses part of it. */
+        BackendSupport: {
+            backend: string;
+            runtime_version: string | null;
+            installed: boolean;
+            /** @enum {string} */
+            method: "runtime" | "probe" | "converter" | "published_list";
+            /** @enum {string} */
+            verdict: "full" | "partial" | "none" | "not_installed" | "error";
+            ops?: components["schemas"]["OpSupport"][];
+            partitions?: components["schemas"]["Partition"][];
+            notes?: string[];
+            error?: string;
+            remediation?: components["schemas"]["RemediationReport"] | null;
+        };
+        /** @description Operators by backend (`support_matrix.build_matrix`): `problems` counts the operators some backend does not fully support. */
+        SupportMatrix: {
+            backends: string[];
+            rows: components["schemas"]["MatrixRow"][];
+            verdicts: {
+                [key: string]: string;
+            };
+            problems: number;
+            methods?: {
+                [key: string]: string;
+            };
+            remedies?: {
+                [key: string]: components["schemas"]["Remedy"];
+            };
+        };
+        /** @description One variant built (`backends.base.Variant`, without its files): how it was made. `options.search` holds a quantization search's record where one made it or started from it. */
+        VariantSummary: {
+            name: string;
+            backend: string;
+            format: string;
+            precision: string;
+            pass_name: string;
+            options?: {
+                [key: string]: unknown;
+            };
+            artifact_id?: number | null;
         };
         /** @description One model measured: the original ("baseline") or a variant. A failed measurement has an `error` (and `error_code`) and no points. */
         BenchmarkEntry: {
@@ -2059,6 +2264,114 @@ export interface components {
             notes?: string[];
             backend?: string;
             artifact_id?: number | null;
+        };
+        /** @description Where one candidate ended up. `value` is the ranking statistic (`statistic`: "cpu_ms", "p50_ms", "throughput", or "p99_ms" for points stored without intervals) at the candidate's best point, `low`/`high` its 95 % interval, from `samples` timed requests over `trials` fresh processes; `p99_ms`, `p50_ms` and `cpu_ms` are that point's figures beside it (`p99_ms` None with `p99_note` where the samples couldn't support a p99). All None when the candidate had no usable point. `speedup` is how many times faster than the original model (above 1 is faster) with its 95 % band `speedup_low`-`speedup_high` and `speedup_sentence`; None without a baseline. `tied_with` names the variants it was tied with within the noise. `reason` says, in one sentence, why it lost; for the winner it is empty. */
+        CandidateOutcome: {
+            name: string;
+            backend: string;
+            precision: string;
+            value?: number | null;
+            p99_ms?: number | null;
+            batch?: number | null;
+            concurrency?: number | null;
+            speedup?: number | null;
+            reason?: string;
+            statistic?: string | null;
+            low?: number | null;
+            high?: number | null;
+            samples?: number | null;
+            trials?: number | null;
+            p50_ms?: number | null;
+            cpu_ms?: number | null;
+            p99_note?: string | null;
+            speedup_low?: number | null;
+            speedup_high?: number | null;
+            speedup_sentence?: string;
+            tied_with?: string[];
+        };
+        /** @description Parameters of one dtype. */
+        DtypeParameters: {
+            dtype: string;
+            count: number;
+            bytes: number;
+        };
+        /** @description How one input is made when the user gives none (`inputs.InputRecipe`): what it holds (`kind`), its range or values, the axis samples go on, and how that was decided. */
+        PlannedInput: {
+            name: string;
+            dtype: string;
+            shape: ((number | string) | null)[];
+            kind: string;
+            low?: number | null;
+            high?: number | null;
+            values?: number[];
+            batch_axis?: number | null;
+            source?: string;
+        };
+        /** @description Where a detection head keeps its boxes and scores along `axis` (the feature axis; the others but the batch axis 0 enumerate candidate detections). Columns are half-open ranges [start, stop). `objectness` is the column of a YOLOv5-style object score that multiplies the class scores, if any. Decoding keeps candidates whose best class score reaches `score_threshold`, then suppresses overlaps above `iou_threshold` per class (NMS); a variant's detection matches the original's when the class is the same and the boxes overlap by at least `match_iou`. */
+        DetectionLayout: {
+            axis?: number;
+            boxes?: [
+                number,
+                number
+            ];
+            scores?: [
+                number,
+                number
+            ];
+            box_format?: string;
+            objectness?: number | null;
+            score_threshold?: number;
+            iou_threshold?: number;
+            match_iou?: number;
+            max_detections?: number;
+        };
+        /** @description One operator type of the model on one backend, with the nodes it covers. */
+        OpSupport: {
+            op_type: string;
+            domain: string;
+            /** @enum {string} */
+            status: "supported" | "unsupported" | "fallback";
+            reason?: string;
+            nodes?: string[];
+            device?: string;
+        };
+        /** @description A contiguous piece of the graph the runtime assigns to one device or provider. */
+        Partition: {
+            device: string;
+            node_count: number;
+            nodes?: string[];
+        };
+        /** @description The rewrites that keep the model's function and let a backend take it (`remediation`): the chain that works (`rewrites`, empty when none did), what each step did, the ops it made run, every chain tried, and a sentence. */
+        RemediationReport: {
+            backend: string;
+            refused?: {
+                [key: string]: unknown;
+            }[];
+            rewrites?: string[];
+            steps?: {
+                [key: string]: string;
+            }[];
+            verdict_after?: string;
+            fixed?: {
+                [key: string]: string;
+            }[];
+            max_relative_error?: number | null;
+            tried?: {
+                [key: string]: unknown;
+            }[];
+            notes?: string[];
+            summary?: string;
+        };
+        MatrixRow: {
+            domain: string;
+            op_type: string;
+            cells: {
+                [key: string]: components["schemas"]["MatrixCell"];
+            };
+        };
+        Remedy: {
+            rewrites: string[];
+            summary?: string;
         };
         /** @description One measured (batch size, concurrency) point; latencies per request in ms, throughput in inferences per second (see `workers.engine.benchmark.PointResult`, which writes it). The intervals are 95 % [low, high]; p99 and p99.9 are null, with a note, where the samples can't support them. */
         BenchmarkPoint: {
@@ -2150,6 +2463,15 @@ export interface components {
             pixel_agreement?: number | null;
             min_row_cosine?: number | null;
             notes?: string[];
+        };
+        /** @description One operator on one backend: supported, refused, falling back or unknown, and why. `after_rewrite` names the rewrite chain after which the backend runs an op it refuses. */
+        MatrixCell: {
+            /** @enum {string} */
+            status: "supported" | "unsupported" | "fallback" | "unknown";
+            reason?: string;
+            nodes?: string[];
+            device?: string;
+            after_rewrite?: string;
         };
         /** @description How the variant's detections compare with the original's, over all evidence images. */
         DetectionAgreement: {

@@ -1,10 +1,44 @@
 // Names for the API's shapes, taken from the types generated from docs/openapi.yaml
-// (src/api/schema.d.ts, `npm run gen:api`). Where the schema only says "JSON object"
-// (the step reports, a run's jobs), src/api/reports.ts describes what the workers store.
-import type { PipelineRun, Reports } from "./reports";
+// (src/api/schema.d.ts, `npm run gen:api`); the step reports' are in src/api/reports.ts. Where
+// the schema only says "JSON object" (a version's latest run with its jobs), the shape the
+// serializer builds is written here.
+import type { Reports } from "./reports";
 import type { components } from "./schema";
 
 type S = components["schemas"];
+
+/** A step of a version's latest run, as the version's `latest_run` lists it. */
+export interface Job {
+  id: number;
+  kind: JobKind;
+  profile: string | null;
+  sequence: number;
+  status: JobStatus;
+  queue: string;
+  progress: number;
+  progress_message: string;
+  attempt: number;
+  max_attempts: number;
+  worker_host: string;
+  enqueued_at: string | null;
+  started_at: string | null;
+  heartbeat_at: string | null;
+  finished_at: string | null;
+  error: string;
+  error_code: string;
+  // Set while the step is queued or running and no live worker serves its queue (optional:
+  // servers before it did not send it).
+  worker_note?: string | null;
+}
+
+export interface PipelineRun {
+  id: number;
+  status: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  jobs: Job[];
+}
 
 export type Team = S["Team"];
 export type Me = S["Me"];

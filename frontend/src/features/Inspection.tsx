@@ -157,10 +157,13 @@ function columns([start, stop]: [number, number]): string {
 
 /** A detection head's layout: where its boxes and scores are, and how its detections are decoded. */
 export function describeLayout(layout: DetectionLayout): string {
-  const classes = layout.scores[1] - layout.scores[0];
+  // A layout states its columns; a missing one is the server's default (workers/engine/outputs.py).
+  const boxes = layout.boxes ?? [0, 4];
+  const scores = layout.scores ?? [4, 5];
+  const classes = scores[1] - scores[0];
   const parts = [
-    `boxes in ${columns(layout.boxes)} (${layout.box_format})`,
-    `class scores in ${columns(layout.scores)} (${classes} ${classes === 1 ? "class" : "classes"})`,
+    `boxes in ${columns(boxes)} (${layout.box_format ?? "cxcywh"})`,
+    `class scores in ${columns(scores)} (${classes} ${classes === 1 ? "class" : "classes"})`,
     layout.objectness === null || layout.objectness === undefined
       ? "no objectness column"
       : `objectness in column ${layout.objectness}`,

@@ -35,8 +35,9 @@ export function isProblem(cells: Record<string, MatrixCell>): boolean {
 }
 
 export function cellExplanation(backend: string, cell: MatrixCell): string {
-  const nodes = cell.nodes.length
-    ? ` Nodes: ${cell.nodes.slice(0, 8).join(", ")}${cell.nodes.length > 8 ? ` and ${cell.nodes.length - 8} more` : ""}.`
+  const named = cell.nodes ?? [];
+  const nodes = named.length
+    ? ` Nodes: ${named.slice(0, 8).join(", ")}${named.length > 8 ? ` and ${named.length - 8} more` : ""}.`
     : "";
   const rewrite = cell.after_rewrite
     ? ` ${backend} runs it after rewrite ${cell.after_rewrite}; its variants are built from the rewritten model.`
@@ -174,7 +175,7 @@ export function OpSupportMatrix({
           </thead>
           <tbody>
             {rows.map((row) => {
-              const nodes = Math.max(0, ...Object.values(row.cells).map((c) => c.nodes.length));
+              const nodes = Math.max(0, ...Object.values(row.cells).map((c) => (c.nodes ?? []).length));
               return (
                 <tr key={`${row.domain}/${row.op_type}`} className={isProblem(row.cells) ? "row-problem" : undefined}>
                   <th scope="row">

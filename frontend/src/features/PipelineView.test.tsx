@@ -1,6 +1,6 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import type { Job, PipelineRun } from "../api/reports";
+import type { Job, PipelineRun } from "../api/types";
 import { PipelineView } from "./PipelineView";
 
 const job: Job = {

@@ -2,7 +2,7 @@
 // error in the step's own words, and the log on request. Rows have a fixed layout so
 // progress updates never move the page.
 import { useState } from "react";
-import type { Job, PipelineRun } from "../api/reports";
+import type { Job, PipelineRun } from "../api/types";
 import type { JobDetail, ProfileReadiness } from "../api/types";
 import { ErrorMessage, Loading, ProgressBar, StatusBadge } from "../components/ui";
 import { formatDuration, formatRelative } from "../lib/format";

@@ -50,7 +50,7 @@ class ImportOptions:
 
 
 @dataclass(frozen=True)
-class OutputParity:
+class ImportParity:
     """How one output of the ONNX model compares with the framework's."""
 
     name: str
@@ -75,7 +75,7 @@ class ImportReport:
     opset: int
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...]
-    parity: tuple[OutputParity, ...]
+    parity: tuple[ImportParity, ...]
     fallback_reason: str = ""  # why the preferred method was not used
     assumptions: tuple[str, ...] = ()  # what Slipway assumed that the user did not say
     notes: tuple[str, ...] = ()

@@ -19,9 +19,9 @@ from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
     ImportOptions,
+    ImportParity,
     ImportReport,
     InputSpec,
-    OutputParity,
     ProgressCallback,
 )
 from workers.engine.importers.parity import (
@@ -68,7 +68,7 @@ class _BoosterImporter(Importer):
         onnx_path: Path,
         files: tuple[Path, ...],
         specs: Sequence[InputSpec],
-        parity: tuple[OutputParity, ...],
+        parity: tuple[ImportParity, ...],
         assumptions: Sequence[str],
         notes: Sequence[str],
     ) -> ImportReport:
@@ -340,7 +340,7 @@ def _classifier_parity(
     converted: Sequence[Any],
     options: ImportOptions,
     labels: Any = None,
-) -> tuple[OutputParity, ...]:
+) -> tuple[ImportParity, ...]:
     """Labels exactly (from `labels`, else the most probable class), probabilities within tolerance.
 
     A binary booster gives the positive class's probability only; it is compared with
@@ -358,7 +358,7 @@ def _classifier_parity(
 
 def _regressor_parity(
     names: Sequence[str], reference: Any, converted: Sequence[Any], options: ImportOptions
-) -> tuple[OutputParity, ...]:
+) -> tuple[ImportParity, ...]:
     if len(names) != 1:
         raise ModelError(
             "parity_failed",
@@ -370,7 +370,7 @@ def _regressor_parity(
 
 def _booster_parity(
     names: Sequence[str], reference: Any, converted: Sequence[Any], options: ImportOptions
-) -> tuple[OutputParity, ...]:
+) -> tuple[ImportParity, ...]:
     """Parity of a classifier's outputs ("label", "probabilities") or of a regressor's one output."""
     if names[:2] == ["label", "probabilities"]:
         return _classifier_parity(names, reference, converted, options)

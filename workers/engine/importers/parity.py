@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.errors import ModelError
-from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, OutputParity
+from workers.engine.importers.base import Importer, ImportOptions, ImportParity, ImportReport, InputSpec
 from workers.engine.input_generation import MAX_GENERATED_ELEMENTS, check_generated_size
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def compare(
     reference: Sequence[np.ndarray],
     converted: Sequence[np.ndarray],
     options: ImportOptions,
-) -> tuple[OutputParity, ...]:
+) -> tuple[ImportParity, ...]:
     """Per-output max abs/rel error and cosine; raises ModelError("parity_failed") when any
     output is beyond tolerance, with the numbers."""
     import numpy as np
@@ -111,7 +111,7 @@ def compare(
         norms = float(np.linalg.norm(ref64) * np.linalg.norm(got64))
         cosine = float(np.dot(ref64, got64) / norms) if norms > 0 else (1.0 if max_abs == 0 else 0.0)
         passed = max_abs <= options.max_abs_error or (max_rel <= options.max_rel_error and cosine >= options.min_cosine)
-        results.append(OutputParity(name, max_abs, max_rel, cosine, passed))
+        results.append(ImportParity(name, max_abs, max_rel, cosine, passed))
     failed = [r for r in results if not r.passed]
     if failed:
         worst = failed[0]
@@ -195,7 +195,7 @@ def _load_tabular_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[
     return feeds
 
 
-def compare_labels(name: str, reference: Any, converted: Any) -> OutputParity:
+def compare_labels(name: str, reference: Any, converted: Any) -> ImportParity:
     """Predicted labels must be identical; raises ModelError("parity_failed") with the count that differ."""
     import numpy as np
 
@@ -216,7 +216,7 @@ def compare_labels(name: str, reference: Any, converted: Any) -> OutputParity:
             f"(first at row {first}: {got[first]!r} instead of {ref[first]!r}). Try another opset, or report the "
             "model to Slipway.",
         )
-    return OutputParity(name, 0.0, 0.0, 1.0, True)
+    return ImportParity(name, 0.0, 0.0, 1.0, True)
 
 
 def align_output(reference: Any, converted: Any) -> tuple[Any, Any]:
@@ -263,7 +263,7 @@ def tabular_report(
     onnx_path: Path,
     files: tuple[Path, ...],
     specs: Sequence[InputSpec],
-    parity: tuple[OutputParity, ...],
+    parity: tuple[ImportParity, ...],
     assumptions: Sequence[str],
     notes: Sequence[str],
     extra_versions: Mapping[str, str] | None = None,

@@ -52,9 +52,9 @@ from workers.engine.importers import parity
 from workers.engine.importers.base import (
     Importer,
     ImportOptions,
+    ImportParity,
     ImportReport,
     InputSpec,
-    OutputParity,
     ProgressCallback,
 )
 from workers.engine.input_generation import values_hint
@@ -409,8 +409,8 @@ def _export_first_that_works(
     )
 
 
-def _worse(a: OutputParity, b: OutputParity) -> OutputParity:
-    return OutputParity(
+def _worse(a: ImportParity, b: ImportParity) -> ImportParity:
+    return ImportParity(
         a.name,
         max(a.max_abs_error, b.max_abs_error),
         max(a.max_rel_error, b.max_rel_error),
@@ -421,8 +421,8 @@ def _worse(a: OutputParity, b: OutputParity) -> OutputParity:
 
 def _check_parity(
     conversion: _Conversion, onnx_path: Path, options: ImportOptions, notes: list[str]
-) -> tuple[OutputParity, ...]:
-    worst: tuple[OutputParity, ...] | None = None
+) -> tuple[ImportParity, ...]:
+    worst: tuple[ImportParity, ...] | None = None
     for sample in conversion.samples:
         try:
             reference = conversion.reference(sample.feeds)

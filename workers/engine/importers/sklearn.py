@@ -38,9 +38,9 @@ from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
     ImportOptions,
+    ImportParity,
     ImportReport,
     InputSpec,
-    OutputParity,
     ProgressCallback,
 )
 from workers.engine.importers.parity import (
@@ -555,7 +555,7 @@ def _sklearn_outputs(model: Any, data: Any, names: Sequence[str]) -> list[Any]:
 
 def _compare_outputs(
     names: Sequence[str], reference: Sequence[Any], converted: Sequence[Any], options: ImportOptions
-) -> tuple[OutputParity, ...]:
+) -> tuple[ImportParity, ...]:
     """Labels must match exactly, everything else within the tolerances."""
     labels = {
         name: compare_labels(name, ref, got)

@@ -41,9 +41,9 @@ from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
     Importer,
     ImportOptions,
+    ImportParity,
     ImportReport,
     InputSpec,
-    OutputParity,
     ProgressCallback,
 )
 from workers.engine.importers.parity import GENERATED_DIM, check_onnx, compare, generate_inputs, run_onnx
@@ -987,7 +987,7 @@ def _check_parity(
     converted: _Converted,
     reference: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
     options: ImportOptions,
-) -> tuple[tuple[OutputParity, ...], tuple[str, ...]]:
+) -> tuple[tuple[ImportParity, ...], tuple[str, ...]]:
     """Run the original and the ONNX model on the same inputs and compare every output; the
     worst numbers over all input sets are reported. Raises ModelError("parity_failed")."""
     if options.parity_inputs is not None:
@@ -1000,7 +1000,7 @@ def _check_parity(
             f"No parity inputs were uploaded, so the parity check used {count} generated input set(s): standard "
             "normal floats, integers from 0 to 7, random booleans.",
         )
-    worst: dict[str, OutputParity] = {}
+    worst: dict[str, ImportParity] = {}
     for feeds in feed_sets:
         expected = reference(feeds)
         missing = [name for name in converted.outputs if name not in expected]
@@ -1017,8 +1017,8 @@ def _check_parity(
     return tuple(worst[name] for name in converted.outputs), assumptions
 
 
-def _worse(a: OutputParity, b: OutputParity) -> OutputParity:
-    return OutputParity(
+def _worse(a: ImportParity, b: ImportParity) -> ImportParity:
+    return ImportParity(
         name=a.name,
         max_abs_error=max(a.max_abs_error, b.max_abs_error),
         max_rel_error=max(a.max_rel_error, b.max_rel_error),
@@ -1076,7 +1076,7 @@ def _report(
     method: str,
     converted: _Converted,
     specs: Sequence[InputSpec],
-    parity: tuple[OutputParity, ...],
+    parity: tuple[ImportParity, ...],
     fallback_reason: str = "",
     assumptions: tuple[str, ...] = (),
     notes: tuple[str, ...] = (),
