@@ -14,7 +14,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.approvals import services as approvals
-from apps.pipeline.compare import REF_HELP, accuracy_change
+from apps.pipeline.compare import REF_HELP
+from apps.pipeline.comparison import accuracy_change
 from apps.registry.models import ModelVersion
 from tests.conftest import client_for
 from tests.factories import RegisteredModelFactory

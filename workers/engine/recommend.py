@@ -1,4 +1,6 @@
 """The recommendation: which variant to run on one hardware profile, and why the others lost.
+It is a little over 600 lines because it is one ranking: the objectives, the noise-aware ties,
+the accuracy tie-break and the sentence each loser gets must read together to be checked.
 
 Only a variant that passed parity can win: a faster one that breaks accuracy is turned
 down with the parity reason, however fast it is. Among the rest, the objective decides:
