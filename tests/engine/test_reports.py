@@ -55,7 +55,7 @@ def test_the_report_types_declare_every_field_the_benchmark_writes() -> None:
 
 def test_a_stored_report_reads_strictly_and_by_type() -> None:
     stored = json.loads(FIXTURE.read_text())["reports"]["benchmark"]["x86-cpu"]
-    report = BenchmarkReport.from_dict(stored, strict=True)
+    report = from_dict(BenchmarkReport, stored, strict=True)
     assert report.profile == "x86-cpu" and set(report.variants) == set(stored["variants"])
     point = report.baseline.points[0]
     assert point.key == (point.batch_size, point.concurrency)
@@ -69,8 +69,9 @@ def test_the_recommenders_former_key_names_read_into_the_benchmarks_own() -> Non
 
 
 def test_older_reports_without_later_fields_read_with_their_defaults() -> None:
-    entry = BenchmarkEntry.from_dict(
-        {"backend": "onnxruntime", "points": [{"batch_size": 1, "concurrency": 1, "p50_ms": 2.0, "p99_ms": None}]}
+    entry = from_dict(
+        BenchmarkEntry,
+        {"backend": "onnxruntime", "points": [{"batch_size": 1, "concurrency": 1, "p50_ms": 2.0, "p99_ms": None}]},
     )
     (point,) = entry.points
     assert point.p50_ci_ms is None and point.samples is None and point.samples_ms == ()
@@ -97,13 +98,13 @@ def test_older_reports_without_later_fields_read_with_their_defaults() -> None:
         ({"profile": "x"}, "BenchmarkReport.variants is missing"),
         (
             {"profile": "x", "variants": {}, "baseline": {"load_ms": True}},
-            "BenchmarkReport.baseline: BenchmarkEntry.load_ms should be a number, not True",
+            "BenchmarkReport.baseline.load_ms should be a number, not True",
         ),
     ],
 )
 def test_a_report_of_another_shape_is_refused_naming_the_field(stored: dict, said: str) -> None:
     with pytest.raises(ReportShapeError, match=said):
-        BenchmarkReport.from_dict(stored)
+        from_dict(BenchmarkReport, stored)
 
 
 def test_the_json_schema_describes_the_same_classes() -> None:
@@ -129,9 +130,10 @@ def test_the_json_schema_describes_the_same_classes() -> None:
 
 def test_a_stored_parity_report_reads_strictly_with_its_detections_typed() -> None:
     stored = json.loads(FIXTURE.read_text())["reports"]["parity"]["x86-cpu"]
-    report = ParityReport.from_dict(stored, strict=True)
+    report = from_dict(ParityReport, stored, strict=True)
     assert set(report.passed) <= set(report.variants) and report.inputs.samples == stored["inputs"]["samples"]
-    verdict = VariantParityReport.from_dict(
+    verdict = from_dict(
+        VariantParityReport,
         {
             "passed": False,
             "reasons": ["The variant finds 0 of the original's 12 detections"],
@@ -218,8 +220,11 @@ def test_the_optimize_and_import_reports_declare_what_their_steps_write() -> Non
     # The optimize step keeps these keys of each Variant, and adds the stored artifact's id.
     kept = {"name", "backend", "format", "precision", "pass_name", "options"}
     assert kept <= _names(Variant) and _names(VariantSummary) == kept | {"artifact_id"}
+    # Every sandboxed step's report says how its children were isolated (steps.common.sandboxed).
+    for report in (ImportReport, InspectReport, ValidateReport, OptimizeReport, ParityReport, BenchmarkReport):
+        assert "sandbox" in _names(report), report
     # The import step stores the engine's report with its files renamed as stored, and the artifact's id.
-    assert _names(EngineImportReport) | {"artifact_id"} == _names(ImportReport)
+    assert _names(EngineImportReport) | {"artifact_id", "sandbox"} == _names(ImportReport)
 
 
 def test_a_recommendation_reads_back_into_its_own_type() -> None:

@@ -42,7 +42,7 @@ from workers.engine.errors import ModelError
 from workers.engine.parity import VariantParity
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, CandidateOutcome, Recommendation
 from workers.engine.timing import Estimate, LatencyChange, estimate_from_point, latency_change
-from workers.engine.typed import read
+from workers.engine.typed import from_dict, read
 
 OBJECTIVES: tuple[str, ...] = ("p99_latency_batch1", "throughput_within_p99_budget")
 
@@ -215,7 +215,7 @@ def benchmark_points(
     only runs that used one thread on a CPU, at concurrency 1 (with several threads it counts
     their spinning, and on a GPU the CPU mostly waits). `device_kind` ("cpu", "gpu") defaults to
     the entry's own."""
-    entry = benchmark if isinstance(benchmark, BenchmarkEntry) else BenchmarkEntry.from_dict(benchmark)
+    entry = benchmark if isinstance(benchmark, BenchmarkEntry) else from_dict(BenchmarkEntry, benchmark)
     if device_kind is not None:
         entry = replace(entry, device_kind=device_kind)
     single = entry.single_threaded_cpu

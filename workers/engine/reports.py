@@ -2,7 +2,7 @@
 
 A report is JSON in the job's `result`, written by the worker and read by the recommender,
 the evidence bundle, deployments, version comparison, the API, the browser and the CLI. Each
-class here is that JSON's shape; `X.from_dict(report)` reads it (`workers.engine.typed`), and
+class here is that JSON's shape; `typed.from_dict(X, report)` reads it (`workers.engine.typed`), and
 the OpenAPI document carries the same classes as JSON Schema, from which the browser's types
 are generated. A field with a default may be missing from reports stored before it existed.
 
@@ -152,10 +152,6 @@ class BenchmarkEntry:
     python: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> BenchmarkEntry:
-        return from_dict(cls, data, strict=strict)
-
     @property
     def measured(self) -> bool:
         return bool(self.points)
@@ -193,10 +189,6 @@ class BenchmarkReport:
     inputs: ReportInputs = field(default_factory=ReportInputs)
     sandbox: dict[str, Any] = field(default_factory=dict)  # how the measuring processes were isolated
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> BenchmarkReport:
-        return from_dict(cls, data, strict=strict)
-
     def entry(self, variant: str | None) -> BenchmarkEntry:
         """The variant's entry (the original's for None); an empty one where nothing was stored."""
         return self.baseline if variant is None else self.variants.get(variant) or BenchmarkEntry()
@@ -231,10 +223,6 @@ class VariantParityReport:
     backend: str = ""
     artifact_id: int | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> VariantParityReport:
-        return from_dict(cls, data, strict=strict)
-
     def worst(self, metric: str) -> float | None:
         """The worst value of `metric` over the outputs: the lowest for agreement-like figures
         (cosine, top-1 agreement), the highest for errors; None where no output has it."""
@@ -256,10 +244,6 @@ class ParityReport:
     passed: tuple[str, ...] = ()  # the variants that passed, by name
     sandbox: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> ParityReport:
-        return from_dict(cls, data, strict=strict)
-
 
 # ---- import ------------------------------------------------------------------------------
 
@@ -272,6 +256,7 @@ class ImportReport(EngineImportReport):
     onnx_path: str  # type: ignore[assignment]  # the main file's name in the stored bundle
     files: tuple[str, ...]  # type: ignore[assignment]
     artifact_id: int | None = None
+    sandbox: dict[str, Any] = field(default_factory=dict)  # how the step's children were isolated
 
 
 # ---- inspect -----------------------------------------------------------------------------
@@ -328,6 +313,7 @@ class InspectReport:
     notes: tuple[str, ...] = ()
     input_plan: InputPlanReport | None = None
     output_semantics: dict[str, OutputSemantics] | None = None
+    sandbox: dict[str, Any] = field(default_factory=dict)  # how the step's children were isolated
 
 
 # ---- validate ----------------------------------------------------------------------------
@@ -404,6 +390,7 @@ class ValidateReport:
     profile: str
     reports: dict[str, BackendSupport]
     matrix: SupportMatrix
+    sandbox: dict[str, Any] = field(default_factory=dict)  # how the step's children were isolated
 
 
 # ---- optimize ----------------------------------------------------------------------------
@@ -433,6 +420,7 @@ class OptimizeReport:
     errors: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)  # how the step's children were isolated
 
 
 # ---- recommend ---------------------------------------------------------------------------
