@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.engine.typed import ReportShapeError, from_dict
+
 # A dimension: a fixed size, a symbolic name such as "batch", or None when unknown.
 Dim = int | str | None
 
@@ -129,18 +131,28 @@ class InputRecipe:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> InputRecipe:
-        return cls(
-            name=str(data["name"]),
-            dtype=str(data.get("dtype") or "float32"),
-            shape=tuple(data.get("shape") or ()),
-            kind=str(data.get("kind") or "features"),
-            low=data.get("low"),
-            high=data.get("high"),
-            values=tuple(data.get("values") or ()),
-            batch_axis=data.get("batch_axis"),
-            source=str(data.get("source") or ""),
-        )
+    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> InputRecipe:
+        """A recipe from its stored JSON. Plans stored before a field existed read with its default;
+        `strict` (a report read by its type: `workers.engine.typed`) checks every field instead and
+        refuses keys the recipe does not declare."""
+        if strict:
+            return from_dict(cls, data, strict=True)
+        if not isinstance(data, Mapping) or "name" not in data:
+            raise ReportShapeError("InputRecipe should be an object with a name.")
+        try:
+            return cls(
+                name=str(data["name"]),
+                dtype=str(data.get("dtype") or "float32"),
+                shape=tuple(data.get("shape") or ()),
+                kind=str(data.get("kind") or "features"),
+                low=data.get("low"),
+                high=data.get("high"),
+                values=tuple(data.get("values") or ()),
+                batch_axis=data.get("batch_axis"),
+                source=str(data.get("source") or ""),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ReportShapeError(f"InputRecipe {data['name']!r} does not read: {exc}") from None
 
 
 @dataclass(frozen=True)

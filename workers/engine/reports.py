@@ -29,7 +29,7 @@ from workers.engine.backends.base import SupportReport
 from workers.engine.detections import DetectionAgreement
 from workers.engine.flops import FlopEstimate
 from workers.engine.importers.base import ImportReport as EngineImportReport
-from workers.engine.inputs import TensorSpec
+from workers.engine.inputs import InputRecipe, TensorSpec
 from workers.engine.inspection import OpCount, ParameterSummary
 from workers.engine.onnx_checks import ExternalDataFile
 from workers.engine.outputs import OutputSemantics
@@ -263,28 +263,12 @@ class ImportReport(EngineImportReport):
 
 
 @dataclass(frozen=True)
-class PlannedInput:
-    """How one input is made when the user gives none (`inputs.InputRecipe`): what it holds
-    (`kind`), its range or values, the axis samples go on, and how that was decided."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...]
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    values: tuple[float, ...] = ()
-    batch_axis: int | None = None
-    source: str = ""
-
-
-@dataclass(frozen=True)
 class InputPlanReport:
     """How inputs are generated for the model (`inputs.InputPlan.to_dict`): one recipe per input,
     a size for every symbolic dim that is not a batch dim ("input:axis" for unnamed ones), what
     was assumed (each with the declaration that would replace it), and all of it in words."""
 
-    recipes: tuple[PlannedInput, ...]
+    recipes: tuple[InputRecipe, ...]
     dims: dict[str, int]
     batch_symbols: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ export type ImportReport = Schemas["ImportReport"];
 export type InspectReport = Schemas["InspectReport"];
 export type TensorSpec = Schemas["TensorSpec"];
 /** How one input is made: what it holds, its range or values, and how that was decided. */
-export type InputRecipe = Schemas["PlannedInput"];
+export type InputRecipe = Schemas["InputRecipe"];
 export type InputPlan = Schemas["InputPlanReport"];
 /** What an output is, declared at upload or proposed by inspection, with its layout. */
 export type OutputSemantics = Schemas["OutputSemantics"];

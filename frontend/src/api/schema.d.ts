@@ -2007,6 +2007,9 @@ export interface components {
                 [key: string]: string;
             };
             artifact_id?: number | null;
+            sandbox?: {
+                [key: string]: unknown;
+            };
         };
         /** @description What inspection found out about the model (`inspection.InspectionReport`): its graph, inputs and outputs, operators, weights and FLOPs, how its inputs are generated and what each output is (declared at upload, or proposed from the graph with the reason). */
         InspectReport: {
@@ -2032,6 +2035,9 @@ export interface components {
             output_semantics?: {
                 [key: string]: components["schemas"]["OutputSemantics"];
             } | null;
+            sandbox?: {
+                [key: string]: unknown;
+            };
         };
         /** @description The validate step's report for one hardware profile: each backend's answer, and the matrix. */
         ValidateReport: {
@@ -2040,6 +2046,9 @@ export interface components {
                 [key: string]: components["schemas"]["BackendSupport"];
             };
             matrix: components["schemas"]["SupportMatrix"];
+            sandbox?: {
+                [key: string]: unknown;
+            };
         };
         /** @description The optimize step's report for one hardware profile: the variants built, and per backend the error that stopped it, why it was skipped, and its notes (variants not built and why). */
         OptimizeReport: {
@@ -2053,6 +2062,9 @@ export interface components {
             };
             notes?: {
                 [key: string]: string[];
+            };
+            sandbox?: {
+                [key: string]: unknown;
             };
         };
         /** @description The benchmark step's report for one hardware profile. */
@@ -2150,7 +2162,7 @@ export interface components {
         };
         /** @description How inputs are generated for the model (`inputs.InputPlan.to_dict`): one recipe per input, a size for every symbolic dim that is not a batch dim ("input:axis" for unnamed ones), what was assumed (each with the declaration that would replace it), and all of it in words. */
         InputPlanReport: {
-            recipes: components["schemas"]["PlannedInput"][];
+            recipes: components["schemas"]["InputRecipe"][];
             dims: {
                 [key: string]: number;
             };
@@ -2295,8 +2307,8 @@ export interface components {
             count: number;
             bytes: number;
         };
-        /** @description How one input is made when the user gives none (`inputs.InputRecipe`): what it holds (`kind`), its range or values, the axis samples go on, and how that was decided. */
-        PlannedInput: {
+        /** @description How to make one input: its spec, what it holds (`kind`), the range of its values, the values it takes (for kind "values"), and `source`: how that was decided, for the report. */
+        InputRecipe: {
             name: string;
             dtype: string;
             shape: ((number | string) | null)[];

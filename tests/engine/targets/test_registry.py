@@ -97,5 +97,5 @@ def test_a_driver_missing_part_of_the_contract_is_refused_by_name(drop_in) -> No
 
 
 def test_two_drivers_of_one_kind_are_refused(drop_in) -> None:
-    with pytest.raises(RuntimeError, match="Two drivers serve the kind 'triton'"):
+    with pytest.raises(RuntimeError, match="Two serving-target drivers are named 'triton'"):
         drop_in("other_triton", DRIVER_MODULE.replace("{methods}", OTHER_METHODS).replace('"echo"', '"triton"'))

@@ -9,36 +9,21 @@ its version.
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 from collections.abc import Mapping
 
 from workers.engine import backends as _package
 from workers.engine.backends.base import Backend, TritonNative
+from workers.engine.plugins import discover
 
 # Modules of the package that hold the contract and helpers, not a backend.
 _NOT_BACKENDS = frozenset({"base", "registry", "published"})
 
 
-def _discover() -> dict[str, type[Backend]]:
-    found: dict[str, type[Backend]] = {}
-    for module_info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda info: info.name):
-        if module_info.name.startswith("_") or module_info.name in _NOT_BACKENDS:
-            continue
-        module = importlib.import_module(f"{_package.__name__}.{module_info.name}")
-        for _, member in inspect.getmembers(module, inspect.isclass):
-            if issubclass(member, Backend) and member.__module__ == module.__name__ and member.name:
-                if member.name in found:
-                    raise RuntimeError(
-                        f"Two backends are named '{member.name}': {found[member.name].__module__} and "
-                        f"{member.__module__}; rename one."
-                    )
-                found[member.name] = member
-    return found
+def _name_of(member: type) -> str | None:
+    return member.name if issubclass(member, Backend) and member.name else None
 
 
-BACKENDS: dict[str, type[Backend]] = _discover()
+BACKENDS: dict[str, type[Backend]] = discover(_package, skip=_NOT_BACKENDS, name_of=_name_of, what="backends")
 
 
 def triton_native_formats() -> Mapping[str, TritonNative]:

@@ -9,12 +9,11 @@ fully wired, deploy, rollback, undeploy and health check alike.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from typing import TypeGuard
 
 from workers.engine import targets as _package
+from workers.engine.plugins import discover
 from workers.engine.targets.base import TargetDriver, TargetError, TargetSettings
 
 # What a class needs to count as a driver: the protocol's facts and methods.
@@ -42,22 +41,12 @@ def is_driver(member: object) -> TypeGuard[type[TargetDriver]]:
     return bool(kind)
 
 
+def _kind_of(member: type) -> str | None:
+    return member.kind if is_driver(member) else None
+
+
 def _discover() -> dict[str, type[TargetDriver]]:
-    found: dict[str, type[TargetDriver]] = {}
-    for module_info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda info: info.name):
-        if module_info.name.startswith("_") or module_info.name in ("base", "registry"):
-            continue
-        module = importlib.import_module(f"{_package.__name__}.{module_info.name}")
-        for _, member in inspect.getmembers(module, inspect.isclass):
-            if member.__module__ != module.__name__ or not is_driver(member):
-                continue
-            if member.kind in found:
-                raise RuntimeError(
-                    f"Two drivers serve the kind '{member.kind}': {found[member.kind].__module__} and "
-                    f"{member.__module__}; rename one."
-                )
-            found[member.kind] = member
-    return found
+    return discover(_package, skip=("base", "registry"), name_of=_kind_of, what="serving-target drivers")
 
 
 DRIVERS: dict[str, type[TargetDriver]] = _discover()
