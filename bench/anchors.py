@@ -1,4 +1,6 @@
 """Anchors: Slipway's recommended variant against the best of Olive, Intel Neural Compressor and onnxslim.
+It is over 600 lines because a bench is one script by design (the anchors' own environment,
+its runs and the section it writes to BENCHMARKS.md read and rerun together).
 
 Issue 16's benchmark. For each reference model of bench/value.py (ResNet-18, the Transformer
 encoder, the PP-OCRv4 text detector, the YOLO-style detector, the stateful recurrent model):

@@ -1,4 +1,6 @@
 """Benchmark fidelity: Slipway's harness against bare loops and OpenVINO's own benchmark_app.
+It is over 600 lines because a bench is one script by design (its harnesses, interleaved runs,
+statistics and the section it writes to BENCHMARKS.md read and rerun together).
 
 On one model of a few milliseconds (a ResNet-18 layout at 3/8 width on 1x3x64x64 images, seeded
 weights, built with onnx helpers by bench/_graphs.py), at batch 1, with the same intra-op threads

@@ -1,4 +1,6 @@
 """How well each backend's support check predicts what actually runs: onnxruntime, OpenVINO, MNN.
+It is over 600 lines because a bench is one script by design (its cases, child processes,
+scoring and the section it writes to BENCHMARKS.md read and rerun together).
 
 Takes every case of ONNX's node test suite (`onnx.backend.test.case.node.collect_testcases()`:
 a small model, its inputs and expected outputs) and, for each backend, asks its

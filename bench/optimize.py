@@ -1,4 +1,7 @@
 """Optimized variants next to the original model: latency and accuracy, for every installed backend.
+It is over 600 lines because a bench is one script by design (its models, runs, statistics
+and the section it writes to BENCHMARKS.md read and rerun together); this one covers every
+installed backend on three real models.
 
 For real models (a ResNet-18 CNN, a 4-layer Transformer encoder and the PP-OCRv4 text detector
 that ships in the `rapidocr_onnxruntime` package), builds every installed backend's variants for

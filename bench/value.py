@@ -1,4 +1,7 @@
 """Value: what Slipway's recommendation is worth on the reference models, and what its evidence rests on.
+It is over 600 lines because a bench is one script by design (its models, runs, statistics
+and the section it writes to BENCHMARKS.md read and rerun together); this one measures three
+reference models end to end.
 
 For each reference model (the ResNet-18, Transformer encoder and PP-OCRv4 text detector of
 bench/optimize.py, a YOLO-style detector built here whose one output holds box coordinates in
