@@ -7,3 +7,6 @@ class HardwareConfig(AppConfig):
 
     name = "apps.hardware"
     label = "runtimes"
+
+    def ready(self) -> None:
+        from apps.hardware import schema  # noqa: F401 - registers the OpenAPI description of device credentials

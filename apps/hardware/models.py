@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 
 class DeviceKind(models.TextChoices):
@@ -85,3 +87,66 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+DEVICE_CREDENTIAL_PREFIX = "sld"
+ENROLLMENT_TOKEN_PREFIX = "sle"  # noqa: S105 - a public marker, not a secret
+
+
+class DeviceEnrollment(models.Model):
+    """A one-time registration token a team admin made for one device, and the profiles that
+    device may serve. Only the token's hash is kept; the token is shown once."""
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="device_enrollments")
+    name = models.CharField(max_length=100, blank=True, help_text="What the admin called the device it is for.")
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    profiles = models.ManyToManyField(HardwareProfile, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"enrollment {self.key_id} for {self.team_id}"
+
+
+class Device(models.Model):
+    """A machine outside the cluster that runs the Slipway agent: it registered with an
+    enrollment token and holds a device credential (only its hash is kept) scoped to the
+    profiles it may serve. `hardware` is its own probe (`workers.engine.hardware`), the same
+    facts a worker registers: what it is judged by, never what it was said to be."""
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="devices")
+    name = models.CharField(max_length=100)
+    profiles = models.ManyToManyField(HardwareProfile, related_name="devices")
+    enrollment = models.OneToOneField(
+        DeviceEnrollment, on_delete=models.SET_NULL, null=True, blank=True, related_name="device"
+    )
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    hardware = models.JSONField(default=dict, help_text="The device's own hardware probe, as last reported.")
+    runtimes = models.JSONField(default=dict, blank=True, help_text="Backend name -> version (null: not installed).")
+    agent_version = models.CharField(max_length=40, blank=True)
+    registered_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    credential_rotated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "name"], condition=models.Q(revoked_at__isnull=True), name="device_name_unique_in_team"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"device {self.name} ({self.team_id})"
+
+    @property
+    def rate_limit_key(self) -> str:
+        """What the API's rate limits count this device's requests under (apps/core/api/throttling.py)."""
+        return f"device:{self.key_id}"

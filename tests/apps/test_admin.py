@@ -25,6 +25,8 @@ DOMAIN_MODELS = [
     "approvals.decision",
     "deployments.servingtarget",
     "deployments.deployment",
+    "runtimes.device",
+    "runtimes.deviceenrollment",
 ]
 
 
@@ -68,6 +70,12 @@ def test_admin_changelist_and_change_page_render(label, broker):
         triton_version=1,
         requested_by=version.created_by,
     )
+    from apps.hardware import devices
+
+    Membership.objects.filter(team=version.model.team, user=version.created_by).update(role="admin")
+    _, token = devices.create_enrollment(version.model.team, version.created_by, ["x86-cpu"])
+    probe = {"host": "b", "arch": "x86_64", "cpu_model": "x", "cpu_flags": [], "cores": 1, "memory_bytes": 1}
+    _, credential = devices.register(token, "board", probe)
     client = Client()
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     app, model = label.split(".")
@@ -78,3 +86,6 @@ def test_admin_changelist_and_change_page_render(label, broker):
     page = client.get(f"/admin/{app}/{model}/{obj.pk}/change/")
     assert page.status_code == 200
     assert b"never-shown" not in page.content and b"never-shown" not in listing.content
+    # A device's credential (and the hash it is checked against) never shows either.
+    secret_hash = devices.hash_token_secret(credential.split("_", 2)[2]).encode()
+    assert credential.encode() not in page.content and secret_hash not in page.content

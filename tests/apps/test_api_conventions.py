@@ -174,12 +174,20 @@ def test_integer_filters_refuse_values_no_column_holds_with_a_400(personas):
 
 
 def test_a_json_body_nested_too_deep_is_a_400_on_every_create_endpoint(personas):
+    from apps.hardware import devices
+
     client = client_for(personas.admin)
+    # A device's agent calls with its device credential: a user is no device.
+    _, token = devices.create_enrollment(personas.team, personas.admin, ["x86-cpu"])
+    probe = {"host": "b", "arch": "x86_64", "cpu_model": "x", "cpu_flags": [], "cores": 1, "memory_bytes": 1}
+    device = APIClient()
+    device.credentials(HTTP_AUTHORIZATION=f"Device {devices.register(token, 'deep', probe)[1]}")
     for route, _ in _post_views():
         url = "/" + route.replace("<slug:slug>", "vision").replace("<int:pk>", "1").replace("<int:delivery_id>", "1")
         url = url.replace("<slug:profile>", "x86-cpu")
+        caller = device if route.startswith("api/v1/agent/") else client
         for body in ("[" * 100_000, "[" * 65 + "]" * 65):
-            response = client.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep-1")
+            response = caller.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep-1")
             assert response.status_code == 400, (url, response.content[:200])
             body = response.json()
             assert body["code"] == "parse_error" and "nested more than 64 levels" in body["message"]

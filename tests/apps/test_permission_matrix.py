@@ -135,6 +135,25 @@ def _live(w: World) -> Deployment:
     return w.live  # type: ignore[attr-defined]
 
 
+def _device(w: World) -> Any:
+    """A device of the team, registered with an enrollment token (made on first use)."""
+    if getattr(w, "device", None) is None:
+        from apps.hardware import devices
+
+        _, token = devices.create_enrollment(w.approved.model.team, w.users["admin"], ["x86-cpu"])
+        w.device, _ = devices.register(token, "matrix-box", _PROBE)  # type: ignore[attr-defined]
+    return w.device  # type: ignore[attr-defined]
+
+
+def _enrollment_token(w: World) -> str:
+    from apps.hardware import devices
+
+    return devices.create_enrollment(w.approved.model.team, w.users["admin"], ["x86-cpu"])[1]
+
+
+_PROBE = {"host": "box", "arch": "x86_64", "cpu_model": "x", "cpu_flags": [], "cores": 2, "memory_bytes": 1, "gpus": []}
+
+
 def _target_url(suffix: str = "") -> Callable[[World, str], str]:
     return lambda w, role: f"/api/v1/targets/{_bare_target(w).pk}/{suffix}"
 
@@ -187,6 +206,28 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "profiles/", EVERYONE, 200, const("/api/v1/profiles/"), kind="open"),
     Row("GET", "workers/", EVERYONE, 200, const("/api/v1/workers/"), kind="open"),
+    Row("GET", "devices/", EVERYONE, 200, const("/api/v1/devices/"), kind="list"),
+    Row(
+        "POST",
+        "devices/enrollments/",
+        ADMINS,
+        201,
+        const("/api/v1/devices/enrollments/"),
+        lambda w: {"team": "vision", "profiles": ["x86-cpu"]},
+    ),
+    Row("POST", "devices/<int:pk>/revoke/", ADMINS, 200, lambda w, r: f"/api/v1/devices/{_device(w).pk}/revoke/"),
+    # A device's agent: registering needs only the enrollment token; beating, a device credential
+    # (a user is no device: 403; no credential at all: 401).
+    Row(
+        "POST",
+        "agent/register/",
+        frozenset(ROLES),
+        201,
+        const("/api/v1/agent/register/"),
+        lambda w: {"token": _enrollment_token(w), "name": "new-box", "hardware": _PROBE},
+        kind="open",
+    ),
+    Row("POST", "agent/beat/", frozenset(), 200, const("/api/v1/agent/beat/"), kind="open"),
     Row("GET", "versions/", EVERYONE, 200, const("/api/v1/versions/?team=vision"), kind="list"),
     Row("GET", "versions/<int:pk>/", MEMBERS, 200, v("ready")),
     Row("GET", "jobs/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/jobs/{w.job.pk}/"),

@@ -34,6 +34,8 @@ PUBLIC = {
     "^app(?:/(?P<path>.*))?$": "the browser app's HTML shell: it shows the sign-in page and reads data only "
     "through the API",
     "healthz": "load balancers probe it; it says only whether the database answers",
+    "api/v1/agent/register/": "a device's agent registers with a one-time enrollment token in the body (POST only); "
+    "it has no other credential yet",
     "admin/": "Django's admin redirects to its login page",
     "admin/login/": "the admin's login page",
     "admin/logout/": "logging out needs no login",

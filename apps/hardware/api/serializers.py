@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.db.models import Count
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.hardware import devices
 from apps.hardware.models import HardwareProfile, Worker
 from apps.hardware.services import Service, answer_services, worker_status
 from apps.pipeline.models import Job, JobStatus
@@ -87,3 +89,70 @@ class WorkerSerializer(serializers.ModelSerializer):
 
     def get_status(self, worker: Worker) -> str:
         return worker_status(worker)
+
+
+class EnrollmentInput(serializers.Serializer):
+    team = serializers.SlugField(required=False, help_text="Team slug; needed if you are in several teams.")
+    profiles = serializers.ListField(
+        child=serializers.SlugField(), min_length=1, help_text="The hardware profiles the device may serve."
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    hours = serializers.IntegerField(required=False, default=24, help_text="How long the token can be used (1-168).")
+
+
+class EnrollmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.slug")
+    name = serializers.CharField()
+    profiles = serializers.ListField(child=serializers.CharField(), help_text="The profiles the device may serve.")
+    expires_at = serializers.DateTimeField()
+    token = serializers.CharField(help_text="Shown once: give it to the device's agent to register.")
+    connect = serializers.CharField(help_text="The command that registers a device with this token.")
+
+
+class DeviceServingSerializer(serializers.Serializer):
+    profile = serializers.CharField()
+    meets = serializers.BooleanField(help_text="Whether the device's own probe meets the profile's requirements.")
+    unmet = serializers.CharField(help_text="What the device lacks for the profile, in words; empty when it meets it.")
+
+
+class DeviceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.slug")
+    name = serializers.CharField()
+    status = serializers.SerializerMethodField(help_text="online, offline or revoked.")
+    hardware = serializers.JSONField(help_text="The device's own hardware probe, as last reported.")
+    runtimes = serializers.JSONField()
+    agent_version = serializers.CharField()
+    serving = serializers.SerializerMethodField(help_text="The profiles it was enrolled for, judged by its probe.")
+    registered_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+    def get_status(self, device: Any) -> str:
+        return devices.device_status(device)
+
+    @extend_schema_field(DeviceServingSerializer(many=True))
+    def get_serving(self, device: Any) -> list[dict[str, Any]]:
+        return [{"profile": s.profile, "meets": not s.unmet, "unmet": s.sentence} for s in devices.serving(device)]
+
+
+class RegisterInput(serializers.Serializer):
+    token = serializers.CharField(help_text="The enrollment token a team admin made for this device.")
+    name = serializers.CharField(max_length=100, help_text="The device's name in its team, e.g. its host name.")
+    hardware = serializers.JSONField(help_text="The device's hardware probe (workers.engine.hardware).")
+    runtimes = serializers.JSONField(required=False, help_text="Backend name -> version (null: not installed).")
+    agent_version = serializers.CharField(required=False, allow_blank=True, max_length=40, default="")
+
+
+class RegisteredSerializer(serializers.Serializer):
+    device = DeviceSerializer()
+    credential = serializers.CharField(
+        help_text="Shown once: the agent keeps it (mode 0600) and sends it on every call."
+    )
+
+
+class BeatInput(serializers.Serializer):
+    hardware = serializers.JSONField(required=False, help_text="The probe now, if it changed.")
+    runtimes = serializers.JSONField(required=False)
+    agent_version = serializers.CharField(required=False, max_length=40)

@@ -1,4 +1,4 @@
-"""Routes of the runtimes app: hardware profiles and the worker fleet."""
+"""Routes of the hardware app: hardware profiles, the worker fleet, devices and their agents."""
 
 from django.urls import path
 
@@ -7,4 +7,9 @@ from apps.hardware.api import views
 urlpatterns = [
     path("profiles/", views.HardwareProfileList.as_view(), name="profile-list"),
     path("workers/", views.WorkerList.as_view(), name="worker-list"),
+    path("devices/", views.DeviceList.as_view(), name="device-list"),
+    path("devices/enrollments/", views.DeviceEnrollmentCreate.as_view(), name="device-enrollment-create"),
+    path("devices/<int:pk>/revoke/", views.DeviceRevoke.as_view(), name="device-revoke"),
+    path("agent/register/", views.AgentRegister.as_view(), name="agent-register"),
+    path("agent/beat/", views.AgentBeat.as_view(), name="agent-beat"),
 ]

@@ -4,6 +4,46 @@
  */
 
 export interface paths {
+    "/api/v1/agent/beat/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description A device's heartbeat (device credential): it is alive, and what it reports of its hardware
+         *     and runtimes replaces what it did. The answer says what it may serve.
+         */
+        post: operations["agent_beat_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agent/register/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description A device's agent registers with its enrollment token (no other credential): the answer
+         *     holds the device credential, shown once.
+         */
+        post: operations["agent_register_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/": {
         parameters: {
             query?: never;
@@ -150,6 +190,63 @@ export interface paths {
         put?: never;
         /** @description Take this live deployment off its server (202; it is retired once the worker is done). */
         post: operations["deployments_undeploy_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The devices of your teams: their hardware as they probe it, their runtimes, whether they are
+         *     online, and each profile they were enrolled for with whether their hardware meets it.
+         */
+        get: operations["devices_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{id}/revoke/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Revoke a device (team admins): its credential stops working at once. */
+        post: operations["devices_revoke_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/enrollments/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Make a one-time enrollment token for one device (team admins): the device's agent
+         *     registers with it and may then serve the profiles named here that its hardware meets.
+         */
+        post: operations["devices_enrollments_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -865,6 +962,12 @@ export interface components {
          * @enum {string}
          */
         BackendModeEnum: "native" | "python";
+        BeatInputRequest: {
+            /** @description The probe now, if it changed. */
+            hardware?: unknown;
+            runtimes?: unknown;
+            agent_version?: string;
+        };
         Change: {
             /** @description The statistic (p50_ms, throughput, size...) or OUTPUT:METRIC. */
             what: string;
@@ -1069,12 +1172,67 @@ export interface components {
          * @enum {string}
          */
         DeploymentStatusEnum: "pending" | "pushing" | "live" | "failed" | "undeploying" | "rolled_back" | "retired";
+        Device: {
+            id: number;
+            team: string;
+            name: string;
+            /** @description online, offline or revoked. */
+            readonly status: string;
+            /** @description The device's own hardware probe, as last reported. */
+            hardware: unknown;
+            runtimes: unknown;
+            agent_version: string;
+            /** @description The profiles it was enrolled for, judged by its probe. */
+            readonly serving: components["schemas"]["DeviceServing"][];
+            /** Format: date-time */
+            registered_at: string;
+            /** Format: date-time */
+            last_seen_at: string;
+            /** Format: date-time */
+            revoked_at: string | null;
+        };
         /**
          * @description * `cpu` - CPU
          *     * `gpu` - GPU
          * @enum {string}
          */
         DeviceKindEnum: "cpu" | "gpu";
+        DeviceServing: {
+            profile: string;
+            /** @description Whether the device's own probe meets the profile's requirements. */
+            meets: boolean;
+            /** @description What the device lacks for the profile, in words; empty when it meets it. */
+            unmet: string;
+        };
+        Enrollment: {
+            id: number;
+            team: string;
+            name: string;
+            /** @description The profiles the device may serve. */
+            profiles: string[];
+            /** Format: date-time */
+            expires_at: string;
+            /** @description Shown once: give it to the device's agent to register. */
+            token: string;
+            /** @description The command that registers a device with this token. */
+            connect: string;
+        };
+        EnrollmentInputRequest: {
+            /** @description Team slug; needed if you are in several teams. */
+            team?: string;
+            /** @description The hardware profiles the device may serve. */
+            profiles: [
+                string,
+                ...string[]
+            ];
+            /** @default  */
+            name: string;
+            /**
+             * @description How long the token can be used (1-168).
+             * @default 24
+             */
+            hours: number;
+        };
         /**
          * @description * `version.ready` - A version finished its pipeline and is ready for review
          *     * `version.approved` - A version was approved
@@ -1330,6 +1488,19 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Deployment"][];
         };
+        PaginatedDeviceList: {
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cD00ODY%3D"
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cj0xJnA9NDg3
+             */
+            previous?: string | null;
+            results: components["schemas"]["Device"][];
+        };
         PaginatedModelList: {
             /**
              * Format: uri
@@ -1516,6 +1687,23 @@ export interface components {
          * @enum {string}
          */
         ProfileReadinessStatusEnum: "ready" | "failed" | "processing";
+        RegisterInputRequest: {
+            /** @description The enrollment token a team admin made for this device. */
+            token: string;
+            /** @description The device's name in its team, e.g. its host name. */
+            name: string;
+            /** @description The device's hardware probe (workers.engine.hardware). */
+            hardware: unknown;
+            /** @description Backend name -> version (null: not installed). */
+            runtimes?: unknown;
+            /** @default  */
+            agent_version: string;
+        };
+        Registered: {
+            device: components["schemas"]["Device"];
+            /** @description Shown once: the agent keeps it (mode 0600) and sends it on every call. */
+            credential: string;
+        };
         Rerun: {
             run_id: number;
             version: components["schemas"]["VersionRef"];
@@ -2507,6 +2695,218 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    agent_beat_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["BeatInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["BeatInputRequest"];
+                "multipart/form-data": components["schemas"]["BeatInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Device"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    agent_register_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["RegisterInputRequest"];
+                "multipart/form-data": components["schemas"]["RegisterInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Registered"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     audit_list: {
         parameters: {
             query?: {
@@ -3347,6 +3747,314 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    devices_list: {
+        parameters: {
+            query?: {
+                /** @description The pagination cursor value. */
+                cursor?: string;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                /** @description Team slug */
+                team?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedDeviceList"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    devices_revoke_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Device"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    devices_enrollments_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EnrollmentInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["EnrollmentInputRequest"];
+                "multipart/form-data": components["schemas"]["EnrollmentInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Enrollment"];
                 };
             };
             /** @description The request is invalid; the message says what to change. */

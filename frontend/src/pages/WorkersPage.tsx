@@ -1,5 +1,6 @@
 import { get } from "../api/client";
 import type { HardwareProfile, Worker } from "../api/types";
+import { Devices } from "../features/Devices";
 import { ProfileService } from "../features/ProfileService";
 import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { formatBytes, formatDateTime, formatRelative } from "../lib/format";
@@ -129,6 +130,7 @@ export function WorkersPage() {
           </table>
         </div>
       )}
+      {profiles.data ? <Devices profiles={profiles.data} now={now} /> : null}
     </>
   );
 }
