@@ -4,6 +4,7 @@ only where the samples support them, and change verdicts that ignore noise."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from workers.engine.timing import (
     mean_interval,
     percentile_interval,
     percentile_supported,
+    positive_interval,
 )
 
 
@@ -92,8 +94,12 @@ def test_enough_samples_give_a_p99_with_an_interval_and_means_get_t_intervals() 
     assert len(point["samples_ms"]) == 500
     assert point["cpu_ms"] == pytest.approx(0.91, abs=1e-6)
     cpu_low, cpu_high = point["cpu_ci_ms"]
-    # mean 0.91, sd 0.01, n 3: half-width t(2) * 0.01 / sqrt(3) = 0.0248
-    assert cpu_low == pytest.approx(0.91 - 0.02484, abs=2e-4) and cpu_high == pytest.approx(0.91 + 0.02484, abs=2e-4)
+    # The t-interval of the logs, back on the ms scale: t(2) = 4.303 over sd(log) / sqrt(3).
+    logs = [math.log(v) for v in (0.90, 0.92, 0.91)]
+    half = 4.302653 * statistics.stdev(logs) / math.sqrt(3)
+    centre = statistics.fmean(logs)
+    assert cpu_low == pytest.approx(math.exp(centre - half), abs=1e-5)
+    assert cpu_high == pytest.approx(math.exp(centre + half), abs=1e-5)
     assert point["trial_cpu_ms"] == [0.9, 0.92, 0.91]
     tp_low, tp_high = point["throughput_ci"]
     assert tp_low < point["throughput"] < tp_high
@@ -162,3 +168,19 @@ def test_an_interval_that_reached_zero_gives_the_widest_band_not_no_answer():
     change = latency_change(noisy, _estimate(0.025, 0.020, 0.030))
     assert change.verdict == "no_change" and change.ratio is not None
     assert 0 < change.ratio_low < 1 < change.ratio_high
+
+
+def test_three_noisy_trials_never_give_a_time_below_zero() -> None:
+    """The new-user trial's case: trial p50s of 2, 6 and 12 ms. A plain t-interval runs from
+    -5.8 ms; on the log scale the band stays above zero and as wide in ratio both ways."""
+    values = [2.0, 6.0, 12.0]
+    _, plain_low, _ = mean_interval(values)
+    assert plain_low < 0
+    centre, low, high = positive_interval(values)
+    assert 0 < low < centre < high
+    assert centre / low == pytest.approx(high / centre)
+    trials = [raw_trial([p50] * 200, cpu_ms_each=p50) for p50 in values]
+    point = combine_trials(trials, keep_samples=10)
+    assert point["p50_ci_ms"][0] > 0 and point["cpu_ci_ms"][0] > 0
+    assert point["p50_ci_ms"][0] <= point["p50_ms"] <= point["p50_ci_ms"][1]
+    assert positive_interval([0.0, 1.0]) == mean_interval([0.0, 1.0])  # not a time: the plain interval

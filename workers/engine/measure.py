@@ -330,11 +330,11 @@ def combine_trials(trials: Sequence[Mapping[str, Any]], keep_samples: int) -> di
     back to the spread of its windows, which is narrower than the truth across processes and
     says so in `interval_method`."""
     from workers.engine.timing import (
-        mean_interval,
         not_enough_samples,
         percentile,
         percentile_interval,
         percentile_supported,
+        positive_interval,
     )
 
     if not trials:
@@ -351,7 +351,7 @@ def combine_trials(trials: Sequence[Mapping[str, Any]], keep_samples: int) -> di
         return round(float(value), 4)
 
     def band(values: Sequence[float]) -> tuple[float, float]:
-        _, low, high = mean_interval(values)
+        _, low, high = positive_interval(values)
         return low, high
 
     def quantile(q: float) -> tuple[float | None, list[float] | None, str | None]:
@@ -381,12 +381,16 @@ def combine_trials(trials: Sequence[Mapping[str, Any]], keep_samples: int) -> di
     trial_cpu = [cpu for cpu, _ in rates]
     trial_throughput = [rate for _, rate in rates]
     if count >= 2:
-        cpu_ms, cpu_low, cpu_high = mean_interval(trial_cpu)
-        throughput, tp_low, tp_high = mean_interval(trial_throughput)
+        cpu_ms, throughput = statistics.fmean(trial_cpu), statistics.fmean(trial_throughput)
+        _, cpu_low, cpu_high = positive_interval(trial_cpu)
+        _, tp_low, tp_high = positive_interval(trial_throughput)
+        cpu_low, cpu_high = min(cpu_low, cpu_ms), max(cpu_high, cpu_ms)
+        tp_low, tp_high = min(tp_low, throughput), max(tp_high, throughput)
         method = (
             f"percentiles: 95% order-statistic intervals over {samples:,} requests pooled from {count} trials, "
             f"widened to the spread between trials where larger; CPU time and throughput: mean of {count} trials "
-            "(each a fresh process) with a 95% t-interval"
+            "(each a fresh process); the spread between trials is a 95% t-interval on the log scale, which keeps "
+            "times and rates above zero"
         )
     else:
         window_cpu, window_rate = _window_rates(first)
@@ -394,8 +398,10 @@ def combine_trials(trials: Sequence[Mapping[str, Any]], keep_samples: int) -> di
         cpu_low = cpu_high = cpu_ms
         tp_low = tp_high = throughput
         if len(window_cpu) >= 2:
-            _, cpu_low, cpu_high = mean_interval(window_cpu)
-            _, tp_low, tp_high = mean_interval(window_rate)
+            _, cpu_low, cpu_high = positive_interval(window_cpu)
+            _, tp_low, tp_high = positive_interval(window_rate)
+            cpu_low, cpu_high = min(cpu_low, cpu_ms), max(cpu_high, cpu_ms)
+            tp_low, tp_high = min(tp_low, throughput), max(tp_high, throughput)
         method = (
             f"percentiles: 95% order-statistic intervals over {samples:,} requests from 1 trial; CPU time and "
             f"throughput: 95% t-interval over its {len(window_cpu)} windows, which can't see how much a fresh "

@@ -110,6 +110,20 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def positive_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """For figures that can't be negative (times per request, rates): the 95 % Student-t interval
+    of their logarithms, back on their own scale, as (geometric mean, low, high).
+
+    Three noisy trials of a time give a plain t-interval whose low end can fall below zero,
+    a latency no run can have. On the log scale the band stays above zero and is as wide in
+    ratio below as above: a trial twice as slow weighs as much as one twice as fast. Values at
+    or below zero (not times or rates) fall back to `mean_interval`."""
+    if len(values) < 2 or any(value <= 0 for value in values):
+        return mean_interval(values)
+    centre, low, high = mean_interval([math.log(value) for value in values])
+    return math.exp(centre), math.exp(low), math.exp(high)
+
+
 def _binomial_cdf_table(n: int, q: float) -> list[float]:
     """P(B <= k) for B ~ Binomial(n, q), k = 0..n, computed in log space (n may be 10^6)."""
     log_q, log_1q = math.log(q), math.log1p(-q)
