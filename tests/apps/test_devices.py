@@ -3,7 +3,11 @@ one-time token and gets a credential, beats with it, and is judged by its own ha
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,9 @@ from rest_framework.test import APIClient
 from apps.audit.models import AuditEvent
 from apps.hardware.models import Device, DeviceEnrollment
 from tests.conftest import client_for
+from workers.engine.hardware import describe_hardware
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
@@ -52,10 +59,8 @@ def _as_device(credential: str) -> APIClient:
 def test_an_admin_enrolls_a_device_and_its_agent_registers_once(personas):
     enrollment = _enroll(personas, ["arm-cpu-mnn", "x86-cpu"], name="lab board")
     assert enrollment["token"].startswith("sle_") and enrollment["profiles"] == ["arm-cpu-mnn", "x86-cpu"]
-    assert (
-        enrollment["connect"].startswith("slipway-agent register --server http")
-        and enrollment["token"] in (enrollment["connect"])
-    )
+    assert enrollment["connect"].startswith("python3 -m workers.engine.hardware > probe.json && curl")
+    assert enrollment["token"] in enrollment["connect"]
     stored = DeviceEnrollment.objects.get(pk=enrollment["id"])
     assert enrollment["token"].split("_")[2] not in stored.key_hash  # only its hash is kept
 
@@ -151,3 +156,30 @@ def test_a_name_is_one_device_per_team_and_other_teams_see_none(personas):
     assert client_for(personas.outsider).get("/api/v1/devices/").json()["results"] == []
     listed = client_for(personas.viewer).get("/api/v1/devices/?team=vision").json()["results"]
     assert [d["name"] for d in listed] == ["edge-2", "edge"]  # newest first, as every list
+
+
+def test_the_registration_command_an_admin_is_given_registers_the_machine_it_runs_on(personas, tmp_path):
+    """The answer's `connect` is run as given, in a shell on the device: its probe is this
+    machine's, and what it would POST registers the device."""
+    enrollment = _enroll(personas, ["x86-cpu"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    # curl prints the body it would send; hostname names the board.
+    fakes = (
+        'curl() { while [ $# -gt 0 ]; do [ "$1" = -d ] && printf %s "$2"; shift; done; }; hostname() { echo board-9; }'
+    )
+    shown = subprocess.run(
+        ["bash", "-c", f"{fakes}; {enrollment['connect']}"],
+        cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    body = json.loads(shown.stdout)
+    assert body["name"] == "board-9" and body["hardware"] == json.loads(json.dumps(describe_hardware().to_dict()))
+    registered = APIClient().post("/api/v1/agent/register/", body, format="json")
+    assert registered.status_code == 201, registered.content
+    assert registered.json()["device"]["serving"][0]["profile"] == "x86-cpu"

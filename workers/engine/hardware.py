@@ -225,3 +225,11 @@ def describe_requirements(requirements: Any) -> str:
             cpu += " with " + ", ".join(wanted["cpu_features"])
         parts.append(cpu)
     return " with ".join(parts)
+
+
+if __name__ == "__main__":
+    # `python -m workers.engine.hardware`: this machine's probe as JSON, what a device sends when
+    # it registers (POST /api/v1/agent/register/) and a worker registers with.
+    import json
+
+    print(json.dumps(describe_hardware().to_dict()))

@@ -58,6 +58,17 @@ def _device_rows() -> QuerySet[Device]:
     return Device.objects.select_related("team").prefetch_related("profiles")
 
 
+def _register_command(server: str, token: str) -> str:
+    """The shell commands that register a device with `token`, run on the device from a Slipway
+    checkout: its own hardware probe, then the registration, which answers with its credential."""
+    # JSON in single quotes, left open for the device's host name and its probe file.
+    body = f'{{"token": "{token}", "name": "\'$(hostname)\'", "hardware": \'"$(cat probe.json)"\'}}'
+    return (
+        "python3 -m workers.engine.hardware > probe.json && "
+        f"curl -sS -X POST {server}/api/v1/agent/register/ -H 'Content-Type: application/json' -d '{body}'"
+    )
+
+
 class DeviceEnrollmentCreate(APIView):
     """Make a one-time enrollment token for one device (team admins): the device's agent
     registers with it and may then serve the profiles named here that its hardware meets."""
@@ -81,7 +92,7 @@ class DeviceEnrollmentCreate(APIView):
                 "profiles": sorted(p.slug for p in enrollment.profiles.all()),
                 "expires_at": enrollment.expires_at,
                 "token": token,
-                "connect": f"slipway-agent register --server {server} --token {token}",
+                "connect": _register_command(server, token),
             }
         ).data
         return SecretShownOnce(

@@ -43,7 +43,8 @@ function serve(role: string) {
           profiles: body.profiles,
           expires_at: "2026-12-08T10:00:00Z",
           token: "sle_abc_secret",
-          connect: "slipway-agent register --server http://slipway --token sle_abc_secret",
+          connect:
+            "python3 -m workers.engine.hardware > probe.json && curl -sS -X POST http://slipway/api/v1/agent/register/",
         },
         201,
       );
@@ -76,7 +77,9 @@ describe("devices", () => {
     await user.click(screen.getByRole("checkbox", { name: /arm-cpu-mnn/ }));
     await user.click(screen.getByRole("button", { name: "Make an enrollment token" }));
     const command = await screen.findByLabelText("The command that registers the device");
-    expect(command.textContent).toBe("slipway-agent register --server http://slipway --token sle_abc_secret");
+    expect(command.textContent).toBe(
+      "python3 -m workers.engine.hardware > probe.json && curl -sS -X POST http://slipway/api/v1/agent/register/",
+    );
     const sent = fetchMock.mock.calls.find(([url]) => String(url).includes("enrollments"))!;
     expect(JSON.parse(String(sent[1].body))).toEqual({
       team: "vision",

@@ -30,7 +30,8 @@ function EnrollmentCreated({ enrollment, onDone }: { enrollment: Enrollment; onD
         <strong className="alert-title">Copy the enrollment token now</strong>
         <p>
           It is shown once, registers one device for team {enrollment.team} to serve {enrollment.profiles.join(", ")},
-          and expires {formatDateTime(enrollment.expires_at)}. Run this on the device:
+          and expires {formatDateTime(enrollment.expires_at)}. Run this on the device, in a checkout of Slipway: it
+          probes the device's own hardware and registers it; the answer holds the device's credential, shown once.
         </p>
         <div className="token-value">
           <code aria-label="The command that registers the device">{enrollment.connect}</code>
