@@ -49,6 +49,14 @@ class Membership(models.Model):
 TOKEN_PREFIX = "slw"  # noqa: S105 - a public marker, not a secret
 
 
+def new_token(prefix: str) -> tuple[str, str, str]:
+    """A new credential `<prefix>_<key id>_<secret>`, as (key id, secret, the whole token): the
+    key id finds its row, and only the secret's hash (`hash_token_secret`) is kept. API tokens
+    and the devices' enrollment tokens and credentials are minted here."""
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    return key_id, secret, f"{prefix}_{key_id}_{secret}"
+
+
 def hash_token_secret(secret: str) -> str:
     # Tokens are 256-bit random strings, so a plain SHA-256 is enough: no dictionary to guess from.
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -73,8 +81,7 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user: object, name: str, scopes: list[str], expires_at: object = None) -> tuple[ApiToken, str]:
         """Create a token; return it with the plain value, which is never retrievable again."""
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
+        key_id, secret, whole = new_token(TOKEN_PREFIX)
         token = cls.objects.create(
             user=user,
             name=name,
@@ -83,7 +90,7 @@ class ApiToken(models.Model):
             scopes=scopes,
             expires_at=expires_at,
         )
-        return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+        return token, whole
 
     @property
     def rate_limit_key(self) -> str:

@@ -4,16 +4,15 @@ A device can't hold the database or broker credentials and sits behind NAT, so i
 HTTPS only. A team admin makes a one-time enrollment token naming the profiles the device may
 serve (`create_enrollment`); the agent registers with it, reporting its own hardware probe,
 and gets a device credential, shown once (`register`). The credential authenticates every
-later request of that device (`authenticate`); the agent beats with it (`beat`), and can
-swap it for a new one (`rotate`). A team admin revokes a device (`revoke`): its credential
-stops working at once. What a device serves is judged from its probe, the same check the
+later request of that device (`authenticate`); the agent beats with it (`beat`). A team
+admin revokes a device (`revoke`): its credential stops working at once. Rotating the
+credential comes with leasing (ADR 0016). What a device serves is judged from its probe, the same check the
 workers pass (`workers.engine.hardware.unmet_requirements`), never from the enrollment alone.
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.accounts.models import Team, hash_token_secret
+from apps.accounts.models import Team, hash_token_secret, new_token
 from apps.accounts.permissions import Action, require
 from apps.audit import services as audit
 from apps.core.errors import Conflict, DomainError
@@ -33,7 +32,7 @@ from apps.hardware.models import (
     DeviceEnrollment,
     HardwareProfile,
 )
-from workers.engine.hardware import HardwareInfo, describe_requirements, unmet_requirements
+from workers.engine.hardware import HardwareInfo, unmet_requirements
 from workers.engine.typed import ReportShapeError, from_dict
 
 ENROLLMENT_HOURS = 24
@@ -46,12 +45,6 @@ class DeviceRefused(DomainError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code, message, 401)
-
-
-def _secret(prefix: str) -> tuple[str, str, str]:
-    """A new (key id, secret, whole token) with `prefix`: `<prefix>_<id>_<secret>`."""
-    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    return key_id, secret, f"{prefix}_{key_id}_{secret}"
 
 
 def _parts(token: str, prefix: str, what: str) -> tuple[str, str]:
@@ -89,7 +82,7 @@ def create_enrollment(
             "invalid_expiry", f"An enrollment token lasts 1 to {MAX_ENROLLMENT_HOURS} hours, not {hours}."
         )
     chosen = _profiles(profiles)
-    key_id, secret, token = _secret(ENROLLMENT_TOKEN_PREFIX)
+    key_id, secret, token = new_token(ENROLLMENT_TOKEN_PREFIX)
     with transaction.atomic():
         enrollment = DeviceEnrollment.objects.create(
             team=team,
@@ -159,7 +152,7 @@ def register(token: str, name: str, hardware: Any, runtimes: Any = None, agent_v
             raise DeviceRefused(
                 "enrollment_expired", "This enrollment token has expired. Ask a team admin for a new one."
             )
-        cred_id, cred_secret, credential = _secret(DEVICE_CREDENTIAL_PREFIX)
+        cred_id, cred_secret, credential = new_token(DEVICE_CREDENTIAL_PREFIX)
         try:
             with transaction.atomic():
                 device = Device.objects.create(
@@ -219,19 +212,6 @@ def beat(device: Device, hardware: Any = None, runtimes: Any = None, agent_versi
     return device
 
 
-def rotate(device: Device) -> str:
-    """A new credential for the device; the one it used stops working now."""
-    cred_id, secret, credential = _secret(DEVICE_CREDENTIAL_PREFIX)
-    now = timezone.now()
-    updated = Device.objects.filter(pk=device.pk, key_id=device.key_id, revoked_at__isnull=True).update(
-        key_id=cred_id, key_hash=hash_token_secret(secret), credential_rotated_at=now, last_seen_at=now
-    )
-    if not updated:
-        raise DeviceRefused("invalid_device_credential", _NOT_VALID)
-    audit.record("device.credential_rotated", device, team=device.team, after={"name": device.name})
-    return credential
-
-
 def revoke(device: Device, user: Any) -> Device:
     """Revoke the device (team admins): its credential stops working at once."""
     require(user, device.team, Action.MANAGE)
@@ -271,7 +251,3 @@ def device_status(device: Device) -> str:
         return "revoked"
     stale = timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
     return "online" if timezone.now() - device.last_seen_at <= stale else "offline"
-
-
-def requirement_words(profile: HardwareProfile) -> str:
-    return describe_requirements(profile.requirements)

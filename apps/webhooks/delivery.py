@@ -117,7 +117,6 @@ DELIVERIES: durable.Lane[WebhookDelivery] = durable.Lane(
     give_up=_abandon,
     send=lambda delivery: enqueue_on_commit(delivery.pk),
     attempt_field="attempts",
-    beat_field="locked_until",
 )
 
 
