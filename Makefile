@@ -42,7 +42,7 @@ lint:
 	$(VENV)/bin/ruff format --check .
 
 typecheck:
-	$(VENV)/bin/mypy apps workers platform/config slipway_cli
+	$(VENV)/bin/mypy apps workers platform/config slipway_cli slipway_agent
 
 migrations-check:
 	SLIPWAY_SECRET_KEY=check DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.hardware.models import HardwareProfile, Worker
+from apps.hardware.models import Device, HardwareProfile, Worker
 from workers.engine.hardware import describe_requirements, unmet_requirements
 
 
@@ -82,18 +82,26 @@ class Service:
     requirements: str  # in words, e.g. "an aarch64 CPU"
     serving: tuple[str, ...]
     unfit: tuple[tuple[str, str], ...]
+    # Online devices (ADR 0016) enrolled for the profile whose probe meets it, as (team id,
+    # name). A device leases the measuring steps of its own team's versions only.
+    devices: tuple[tuple[int, str], ...] = ()
+
+    def served_for(self, teams: Collection[int] | None = None) -> bool:
+        """Whether work of `teams` (any team: None) is served: by a worker, or a device of theirs."""
+        return bool(self.serving) or any(teams is None or team in teams for team, _ in self.devices)
 
     @property
     def served(self) -> bool:
-        return bool(self.serving)
+        return self.served_for(None)
 
-    def note(self) -> str:
-        """Empty when served; otherwise why its work waits, and how to serve it."""
-        if self.served:
+    def note(self, teams: Collection[int] | None = None) -> str:
+        """Empty when work of `teams` is served; otherwise why it waits, and how to serve it."""
+        if self.served_for(teams):
             return ""
         note = (
-            f"No worker serves {self.profile}, which needs {self.requirements}: its steps wait "
-            f"until one connects. Start a worker on such a machine with "
+            f"No worker or device serves {self.profile}, which needs {self.requirements}: its measuring steps "
+            f"wait until one connects. Connect a device that has it (Workers page, or POST "
+            f"/api/v1/devices/enrollments/ with this profile), or start a worker on such a machine with "
             f"`python manage.py run_worker --queues {self.queue}`."
         )
         for name, why in self.unfit:
@@ -101,9 +109,23 @@ class Service:
         return note
 
 
+def _online_devices_by_profile() -> dict[str, list[tuple[int, str]]]:
+    """Profile slug -> the online, unrevoked devices enrolled for it whose probe meets it."""
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    found: dict[str, list[tuple[int, str]]] = {}
+    rows = Device.objects.filter(revoked_at__isnull=True, last_seen_at__gte=fresh).prefetch_related("profiles")
+    for device in rows.order_by("name"):
+        for profile in device.profiles.all():
+            if not unmet_requirements(profile.requirements, device.hardware or {}):
+                found.setdefault(profile.slug, []).append((device.team_id, device.name))
+    return found
+
+
 def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str, Service]:
-    """Each profile's `Service` (all enabled profiles by default), from one query of the workers."""
+    """Each profile's `Service` (all enabled profiles by default), from one query of the workers
+    and one of the devices."""
     workers = _live_workers()
+    devices = _online_devices_by_profile()
     chosen = profiles if profiles is not None else list(HardwareProfile.objects.filter(enabled=True).order_by("slug"))
     found: dict[str, Service] = {}
     for profile in chosen:
@@ -117,7 +139,12 @@ def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str,
             else:
                 serving.append(worker.name)
         found[profile.slug] = Service(
-            profile.slug, profile.queue, describe_requirements(profile.requirements), tuple(serving), tuple(unfit)
+            profile.slug,
+            profile.queue,
+            describe_requirements(profile.requirements),
+            tuple(serving),
+            tuple(unfit),
+            tuple(devices.get(profile.slug, ())),
         )
     return found
 
@@ -156,6 +183,19 @@ def answer_services(context: Any) -> dict[str, Service]:
         context["profile_services"] = profile_services(list(HardwareProfile.objects.all()))
     services: dict[str, Service] = context["profile_services"]
     return services
+
+
+def answer_teams(context: Any) -> list[int] | None:
+    """The teams whose devices count in one API answer: the request user's (looked up once per
+    answer, in the serializers' shared dict); None outside a request (every team's count)."""
+    request = context.get("request") if isinstance(context, dict) else None
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    if "device_teams" not in context:
+        context["device_teams"] = list(user.memberships.values_list("team_id", flat=True))
+    teams: list[int] = context["device_teams"]
+    return teams
 
 
 def no_worker_note(queue: str, running: bool) -> str:

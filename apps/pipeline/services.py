@@ -45,6 +45,26 @@ PROFILE_STEPS: tuple[str, ...] = (
 )
 
 
+# Steps that must run on the hardware their profile names: they measure it (ADR 0014, 0016).
+MEASURING_STEPS: tuple[str, ...] = (JobKind.VALIDATE, JobKind.PARITY, JobKind.BENCHMARK)
+# Where steps that need no particular hardware run: the cluster's CPU workers.
+SERVER_QUEUE = "cpu"
+
+
+def needs_hardware(kind: str, profile: Any) -> bool:
+    """Whether a profile's step must run on a machine that meets the profile: the measuring
+    steps always; optimize only where a backend builds on its target (a TensorRT engine), since
+    an MNN, ncnn, OpenVINO or ONNX file is built the same anywhere; recommend never (it ranks
+    what was measured)."""
+    if kind in MEASURING_STEPS:
+        return True
+    if kind == JobKind.OPTIMIZE and profile is not None:
+        from workers.engine.backends.registry import BACKENDS
+
+        return any(BACKENDS[name].builds_on_target for name in profile.backends if name in BACKENDS)
+    return False
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     kind: str
@@ -65,7 +85,10 @@ def plan_steps(profiles: list[Any], source_format: str = "onnx") -> list[Planned
         steps.append(PlannedStep(JobKind.IMPORT, import_queue(source_format)))
     steps += [PlannedStep(kind) for kind in VERSION_STEPS]
     for profile in profiles:
-        steps.extend(PlannedStep(kind, profile.queue, profile) for kind in PROFILE_STEPS)
+        steps.extend(
+            PlannedStep(kind, profile.queue if needs_hardware(kind, profile) else SERVER_QUEUE, profile)
+            for kind in PROFILE_STEPS
+        )
     return steps
 
 
@@ -122,6 +145,32 @@ def start_pipeline(version: ModelVersion, user: Any, steps: list[PlannedStep] | 
     return run
 
 
+def _claimed(worker_host: str, task_id: str) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "status": JobStatus.RUNNING,
+        "worker_host": worker_host[:255],
+        "celery_task_id": task_id[:64],
+        "started_at": now,
+        "heartbeat_at": now,
+        "progress": 0.0,
+        "progress_message": "started",
+        "error": "",
+        "error_code": "",
+    }
+
+
+def _started(job_id: int, worker_host: str) -> Job:
+    """Log the attempt a worker or device just claimed, and mark its run running."""
+    job = Job.objects.select_related("run__version", "profile").get(pk=job_id)
+    job.log = _append(job.log, f"attempt {job.attempt} of {job.max_attempts} started on {worker_host}")
+    Job.objects.filter(pk=job_id).update(log=job.log)
+    PipelineRun.objects.filter(pk=job.run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=job.started_at
+    )
+    return job
+
+
 def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
     """Take a queued job (or one whose worker went silent) for this worker; None if not ours.
 
@@ -129,30 +178,20 @@ def claim(job_id: int, worker_host: str, task_id: str) -> Job | None:
     that already finished, claims nothing: that is what makes duplicate deliveries harmless.
     A job with no attempts left fails here, saying why.
     """
-    now = timezone.now()
     with transaction.atomic():
-        claimed = durable.claim(
-            JOBS,
-            job_id,
-            status=JobStatus.RUNNING,
-            worker_host=worker_host[:255],
-            celery_task_id=task_id[:64],
-            started_at=now,
-            heartbeat_at=now,
-            progress=0.0,
-            progress_message="started",
-            error="",
-            error_code="",
-        )
-        if not claimed:
+        if not durable.claim(JOBS, job_id, **_claimed(worker_host, task_id)):
             return None
-        job = Job.objects.select_related("run__version").get(pk=job_id)
-        job.log = _append(job.log, f"attempt {job.attempt} of {job.max_attempts} started on {worker_host}")
-        Job.objects.filter(pk=job_id).update(log=job.log)
-        PipelineRun.objects.filter(pk=job.run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=now
-        )
-    return job
+        return _started(job_id, worker_host)
+
+
+def lease_next(where: Q, holder: str, lease_id: str) -> Job | None:
+    """Take the oldest claimable job matching `where` for a machine that asks for work (a device
+    agent, ADR 0016); None when there is none. Concurrent askers get different jobs."""
+    with transaction.atomic():
+        job = durable.claim_next(JOBS, where, **_claimed(holder, lease_id))
+        if job is None:
+            return None
+        return _started(job.pk, holder)
 
 
 def _give_up(job: Job) -> bool:

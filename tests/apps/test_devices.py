@@ -59,8 +59,10 @@ def _as_device(credential: str) -> APIClient:
 def test_an_admin_enrolls_a_device_and_its_agent_registers_once(personas):
     enrollment = _enroll(personas, ["arm-cpu-mnn", "x86-cpu"], name="lab board")
     assert enrollment["token"].startswith("sle_") and enrollment["profiles"] == ["arm-cpu-mnn", "x86-cpu"]
-    assert enrollment["connect"].startswith("python3 -m workers.engine.hardware > probe.json && curl")
-    assert enrollment["token"] in enrollment["connect"]
+    assert enrollment["connect"] == (
+        f"python3 -m slipway_agent register --server http://testserver --token {enrollment['token']} "
+        "--name 'lab board' && python3 -m slipway_agent run"
+    )
     stored = DeviceEnrollment.objects.get(pk=enrollment["id"])
     assert enrollment["token"].split("_")[2] not in stored.key_hash  # only its hash is kept
 
@@ -158,28 +160,18 @@ def test_a_name_is_one_device_per_team_and_other_teams_see_none(personas):
     assert [d["name"] for d in listed] == ["edge-2", "edge"]  # newest first, as every list
 
 
-def test_the_registration_command_an_admin_is_given_registers_the_machine_it_runs_on(personas, tmp_path):
-    """The answer's `connect` is run as given, in a shell on the device: its probe is this
-    machine's, and what it would POST registers the device."""
-    enrollment = _enroll(personas, ["x86-cpu"])
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)
-    # curl prints the body it would send; hostname names the board.
-    fakes = (
-        'curl() { while [ $# -gt 0 ]; do [ "$1" = -d ] && printf %s "$2"; shift; done; }; hostname() { echo board-9; }'
-    )
+def test_the_agent_probes_the_machine_it_runs_on(tmp_path):
+    """`python -m slipway_agent probe` (what registration sends) is this machine's probe; the
+    connect command is run as given against a real server in tests/integration/test_device_agent.py."""
     shown = subprocess.run(
-        ["bash", "-c", f"{fakes}; {enrollment['connect']}"],
+        [sys.executable, "-m", "slipway_agent", "--state", str(tmp_path / "state"), "probe"],
         cwd=tmp_path,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=120,
     )
     body = json.loads(shown.stdout)
-    assert body["name"] == "board-9" and body["hardware"] == json.loads(json.dumps(describe_hardware().to_dict()))
-    registered = APIClient().post("/api/v1/agent/register/", body, format="json")
-    assert registered.status_code == 201, registered.content
-    assert registered.json()["device"]["serving"][0]["profile"] == "x86-cpu"
+    assert body["hardware"] == json.loads(json.dumps(describe_hardware().to_dict()))
+    assert body["runtimes"]["onnxruntime"]

@@ -228,6 +228,20 @@ MATRIX: list[Row] = [
         kind="open",
     ),
     Row("POST", "agent/beat/", frozenset(), 200, const("/api/v1/agent/beat/"), kind="open"),
+    # Leases: a device credential only (tests/apps/test_device_leases.py drives them as a device).
+    Row("POST", "agent/lease/", frozenset(), 200, const("/api/v1/agent/lease/"), kind="open"),
+    Row(
+        "POST", "agent/jobs/<int:job>/progress/", frozenset(), 200, const("/api/v1/agent/jobs/1/progress/"), kind="open"
+    ),
+    Row("POST", "agent/jobs/<int:job>/result/", frozenset(), 200, const("/api/v1/agent/jobs/1/result/"), kind="open"),
+    Row(
+        "GET",
+        "agent/jobs/<int:job>/artifacts/<int:artifact>/",
+        frozenset(),
+        200,
+        const("/api/v1/agent/jobs/1/artifacts/1/?attempt=1"),
+        kind="open",
+    ),
     Row("GET", "versions/", EVERYONE, 200, const("/api/v1/versions/?team=vision"), kind="list"),
     Row("GET", "versions/<int:pk>/", MEMBERS, 200, v("ready")),
     Row("GET", "jobs/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/jobs/{w.job.pk}/"),

@@ -70,7 +70,8 @@ def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(per
     assert arm["requirements"] == {"arch": ["aarch64"]} and arm["needs"] == "an aarch64 CPU"
     assert arm["served_by"] == []
     assert arm["service_note"].startswith(
-        "No worker serves arm-cpu-mnn, which needs an aarch64 CPU: its steps wait until one connects."
+        "No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU: its measuring steps wait until one "
+        "connects. Connect a device that has it (Workers page"
     )
     assert "run_worker --queues arm64" in arm["service_note"]
     assert (

@@ -272,8 +272,8 @@ def test_profiles_and_calibration_are_recorded(personas, onnx_bytes, tmp_path):
     assert [a["kind"] for a in response.json()["artifacts"]].count("calibration") == 1
     # No worker meets either profile here: the upload's answer says so at once (issue 18).
     notes = {p["profile"]: p["service_note"] for p in response.json()["profile_readiness"]}
-    assert notes["arm-cpu-mnn"].startswith("No worker serves arm-cpu-mnn, which needs an aarch64 CPU")
-    assert notes["x86-cpu"].startswith("No worker serves x86-cpu, which needs an x86_64 CPU")
+    assert notes["arm-cpu-mnn"].startswith("No worker or device serves arm-cpu-mnn, which needs an aarch64 CPU")
+    assert notes["x86-cpu"].startswith("No worker or device serves x86-cpu, which needs an x86_64 CPU")
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,9 @@ def test_a_report_of_another_shape_is_refused_naming_the_field(stored: dict, sai
 def test_the_json_schema_describes_the_same_classes() -> None:
     assert {"OutputParity", "DetectionAgreement", "VariantParityReport"} <= set(json_schema(ParityReport))
     schemas = json_schema(BenchmarkReport)
-    assert set(schemas) == {"BenchmarkReport", "BenchmarkEntry", "BenchmarkPoint", "BenchmarkThreads", "ReportInputs"}
+    assert set(schemas) == {
+        "BenchmarkReport", "BenchmarkEntry", "BenchmarkPoint", "BenchmarkThreads", "ReportInputs", "MeasuredOn",
+    }  # fmt: skip
     report = schemas["BenchmarkReport"]
     assert report["required"] == ["profile", "variants"]
     assert report["properties"]["variants"]["additionalProperties"] == {"$ref": "#/components/schemas/BenchmarkEntry"}

@@ -40,6 +40,9 @@ class HardwareInfo:
     cores: int  # cores this process may run on (its affinity), not the whole machine
     memory_bytes: int
     gpus: tuple[GpuInfo, ...] = field(default_factory=tuple)
+    # Non-empty where the CPU is emulated (QEMU user mode running aarch64 code on an x86-64
+    # host): the runtimes' ARM builds compute as on ARM, but no timing is the device's.
+    emulation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,11 +113,56 @@ def cpu_features() -> tuple[str, tuple[str, ...]]:
     return platform.machine(), flags
 
 
+# aarch64 AT_HWCAP / AT_HWCAP2 bits (Linux arch/arm64/include/uapi/asm/hwcap.h), named as
+# /proc/cpuinfo's Features line names them.
+_ARM64_HWCAP = {1: "asimd", 9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+_ARM64_HWCAP2 = {13: "i8mm"}
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+
+
+def _hwcap_flags() -> tuple[str, ...]:
+    """An aarch64 process's CPU features from its auxiliary vector: what the (real or emulated)
+    CPU offers this process, which QEMU sets for the CPU it emulates."""
+    import ctypes
+
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):
+        return ()
+    getauxval.restype = ctypes.c_ulong
+    getauxval.argtypes = [ctypes.c_ulong]
+    words = {_AT_HWCAP: getauxval(_AT_HWCAP), _AT_HWCAP2: getauxval(_AT_HWCAP2)}
+    found = {name for bit, name in _ARM64_HWCAP.items() if words[_AT_HWCAP] >> bit & 1}
+    found |= {name for bit, name in _ARM64_HWCAP2.items() if words[_AT_HWCAP2] >> bit & 1}
+    return tuple(flag for flag in INTERESTING_FLAGS if flag in found)
+
+
+def emulation_of(arch: str, cpuinfo: str) -> str:
+    """How this process's CPU is emulated, in words; empty on a real CPU. Under QEMU user mode
+    the program sees its own architecture (`uname -m` says aarch64) while /proc/cpuinfo still
+    describes the host's x86-64 CPU (vendor_id, an x86 flags line)."""
+    if canonical_arch(arch) == "x86_64":
+        return ""
+    lowered = cpuinfo.lower()
+    if "vendor_id" in lowered or any(line.startswith("flags") and " sse" in line for line in lowered.splitlines()):
+        host_model, _ = _cpuinfo(cpuinfo)
+        return f"QEMU user-mode emulation of {canonical_arch(arch)} on an x86-64 host ({host_model or 'unknown CPU'})"
+    return ""
+
+
 def describe_hardware() -> HardwareInfo:
     try:
-        model, flags = _cpuinfo(Path("/proc/cpuinfo").read_text())
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        model, flags = platform.processor(), ()
+        text = ""
+    model, flags = _cpuinfo(text) if text else (platform.processor(), ())
+    emulation = emulation_of(platform.machine(), text)
+    if emulation or (canonical_arch(platform.machine()) == "aarch64" and not flags):
+        # The host's x86 flags say nothing of the emulated CPU: its features come from the
+        # auxiliary vector, and its model is named as emulated.
+        flags = _hwcap_flags()
+        if emulation:
+            model = f"emulated {canonical_arch(platform.machine())} CPU (QEMU)"
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -127,6 +175,7 @@ def describe_hardware() -> HardwareInfo:
         cores=cores,
         memory_bytes=_memory_bytes(),
         gpus=query_gpus(),
+        emulation=emulation,
     )
 
 

@@ -205,6 +205,55 @@ def recommend(
     )
 
 
+def recommend_without_timings(
+    candidates: Sequence[Candidate | Mapping[str, Any]], objective: str, budget_ms: float | None, why: str
+) -> Recommendation:
+    """Pick a variant where the timings can't rank (measured on an emulated CPU, ADR 0016): among
+    the variants that pass parity, the most accurate, then the smallest. `why` says why no
+    timing counts; the summary repeats it, so the choice is never read as the fastest."""
+    entries = [item if isinstance(item, Candidate) else Candidate.from_dict(item) for item in candidates]
+    passed, rejected = [], []
+    for entry in entries:
+        reason = _parity_problem(entry.parity)
+        if reason:
+            rejected.append(CandidateOutcome(entry.name, entry.backend, entry.precision, reason=reason))
+        else:
+            passed.append(entry)
+    passed.sort(key=lambda e: (tuple(-k for k in _accuracy_key(e.parity)), _size_key(e), e.name))
+    outcomes = [
+        CandidateOutcome(
+            entry.name,
+            entry.backend,
+            entry.precision,
+            reason=""
+            if index == 0
+            else f"Ranked by accuracy and size only: {passed[0].name} is as accurate or more, and smaller or the "
+            "same size.",
+        )
+        for index, entry in enumerate(passed)
+    ]
+    winner = outcomes[0] if outcomes else None
+    if winner is not None:
+        summary = (
+            f"{winner.name} is recommended on accuracy and size only, not speed: {why.rstrip('. ')}. Its speed is "
+            "known once a real device of this profile measures it."
+        )
+    else:
+        summary = f"No variant passes the accuracy check: keep the original model. ({why.rstrip('. ')}.)"
+    return Recommendation(
+        objective=objective,
+        budget_ms=budget_ms,
+        winner=winner,
+        runner_up=outcomes[1] if len(outcomes) > 1 else None,
+        others=tuple(outcomes[2:]) + tuple(rejected),
+        baseline_value=None,
+        use_baseline=winner is None,
+        summary=summary,
+        statistic="accuracy_and_size",
+        statistic_note=why,
+    )
+
+
 # --- points and statistics --------------------------------------------------------------
 
 

@@ -178,6 +178,21 @@ class ReportInputs:
 
 
 @dataclass(frozen=True)
+class MeasuredOn:
+    """The machine a measuring step (validate, parity, benchmark) ran on, from its own hardware
+    probe: a cluster worker or a device (ADR 0016). `emulation` is non-empty where the
+    machine's CPU is emulated (an arm64 device under QEMU): its op support and parity are the
+    runtime's ARM builds', its timings are not the device's."""
+
+    kind: Literal["worker", "device"]
+    name: str
+    arch: str = ""
+    cpu_model: str = ""
+    cores: int = 0
+    emulation: str = ""
+
+
+@dataclass(frozen=True)
 class BenchmarkReport:
     """The benchmark step's report for one hardware profile."""
 
@@ -188,6 +203,7 @@ class BenchmarkReport:
     config: dict[str, Any] = field(default_factory=dict)
     inputs: ReportInputs = field(default_factory=ReportInputs)
     sandbox: dict[str, Any] = field(default_factory=dict)  # how the measuring processes were isolated
+    measured_on: MeasuredOn | None = None
 
     def entry(self, variant: str | None) -> BenchmarkEntry:
         """The variant's entry (the original's for None); an empty one where nothing was stored."""
@@ -243,6 +259,7 @@ class ParityReport:
     inputs: ReportInputs = field(default_factory=ReportInputs)
     passed: tuple[str, ...] = ()  # the variants that passed, by name
     sandbox: dict[str, Any] = field(default_factory=dict)
+    measured_on: MeasuredOn | None = None
 
 
 # ---- import ------------------------------------------------------------------------------
@@ -375,6 +392,7 @@ class ValidateReport:
     reports: dict[str, BackendSupport]
     matrix: SupportMatrix
     sandbox: dict[str, Any] = field(default_factory=dict)  # how the step's children were isolated
+    measured_on: MeasuredOn | None = None
 
 
 # ---- optimize ----------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def _unfit_for(job_id: int) -> str:
     """Why this worker must not run the job (its profile needs hardware this worker's probe
     lacks), as a sentence; empty when it may."""
     job = Job.objects.select_related("profile").filter(pk=job_id).first()
-    if job is None or job.profile is None:
+    if job is None or job.profile is None or not services.needs_hardware(job.kind, job.profile):
         return ""
     unmet = unmet_requirements(job.profile.requirements, own_facts())
     if not unmet:

@@ -69,9 +69,10 @@ def add_report_components(result: dict[str, Any], generator: Any, request: Any, 
     generated types and the server's reader describe one shape."""
     from workers.engine.reports import SCHEMA_CLASSES
     from workers.engine.typed import json_schema
+    from workers.engine.work import WorkOrder
 
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    for name, schema in json_schema(*SCHEMA_CLASSES).items():
+    for name, schema in json_schema(*SCHEMA_CLASSES, WorkOrder).items():
         if name in schemas and schemas[name] != schema:
             raise ValueError(f"Two OpenAPI components are named {name}: rename the report class.")
         schemas[name] = schema
@@ -102,3 +103,6 @@ REPORTS_SCHEMA = {
         "recommend": _per_profile("RecommendReport"),
     },
 }
+
+
+WORK_ORDER_SCHEMA = {"$ref": "#/components/schemas/WorkOrder"}

@@ -8,9 +8,10 @@ from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.api.schema import WORK_ORDER_SCHEMA
 from apps.hardware import devices
 from apps.hardware.models import HardwareProfile, Worker
-from apps.hardware.services import Service, answer_services, worker_status
+from apps.hardware.services import Service, answer_services, answer_teams, worker_status
 from apps.pipeline.models import Job, JobStatus
 from workers.engine.hardware import describe_requirements
 
@@ -57,7 +58,7 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
         return list(self._service(profile).serving)
 
     def get_service_note(self, profile: HardwareProfile) -> str:
-        return self._service(profile).note()
+        return self._service(profile).note(answer_teams(self.context))
 
     def _depth(self, profile: HardwareProfile) -> dict[str, int]:
         context = cast(dict[str, Any], self.context)
@@ -156,3 +157,54 @@ class BeatInput(serializers.Serializer):
     hardware = serializers.JSONField(required=False, help_text="The probe now, if it changed.")
     runtimes = serializers.JSONField(required=False)
     agent_version = serializers.CharField(required=False, max_length=40)
+
+
+class LeaseInput(serializers.Serializer):
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=["validate", "parity", "benchmark"]),
+        required=False,
+        help_text="The steps this agent runs (default: all it may).",
+    )
+    wait = serializers.FloatField(
+        required=False, default=20.0, min_value=0.0, max_value=25.0, help_text="Seconds to wait for work (long poll)."
+    )
+
+
+class LeaseSerializer(serializers.Serializer):
+    """A leased job: run `order`, then post its progress and result naming its job and attempt."""
+
+    order = serializers.SerializerMethodField()
+
+    @extend_schema_field(WORK_ORDER_SCHEMA)
+    def get_order(self, lease: Any) -> dict[str, Any]:
+        return dict(lease["order"])
+
+
+class LeaseProgressInput(serializers.Serializer):
+    attempt = serializers.IntegerField(min_value=1)
+    progress = serializers.FloatField(min_value=0.0, max_value=1.0)
+    message = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class LeaseResultInput(serializers.Serializer):
+    attempt = serializers.IntegerField(min_value=1)
+    result = serializers.JSONField(required=False, help_text="The step's report, when it ran to the end.")
+    error = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=4000),
+        required=False,
+        help_text="{code, message} when the step could not run.",
+    )
+    log = serializers.CharField(required=False, allow_blank=True, default="", max_length=200_000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("result" in attrs) == ("error" in attrs):
+            raise serializers.ValidationError("Send either result (the step's report) or error ({code, message}).")
+        if "error" in attrs and not str(attrs["error"].get("message") or "").strip():
+            raise serializers.ValidationError({"error": "Say what went wrong in error.message."})
+        return attrs
+
+
+class LeaseRecordedSerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    status = serializers.CharField(help_text="The job's status after the post.")

@@ -12,4 +12,12 @@ urlpatterns = [
     path("devices/<int:pk>/revoke/", views.DeviceRevoke.as_view(), name="device-revoke"),
     path("agent/register/", views.AgentRegister.as_view(), name="agent-register"),
     path("agent/beat/", views.AgentBeat.as_view(), name="agent-beat"),
+    path("agent/lease/", views.AgentLease.as_view(), name="agent-lease"),
+    path("agent/jobs/<int:job>/progress/", views.AgentLeaseProgress.as_view(), name="agent-lease-progress"),
+    path("agent/jobs/<int:job>/result/", views.AgentLeaseResult.as_view(), name="agent-lease-result"),
+    path(
+        "agent/jobs/<int:job>/artifacts/<int:artifact>/",
+        views.AgentLeaseArtifact.as_view(),
+        name="agent-lease-artifact",
+    ),
 ]

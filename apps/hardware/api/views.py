@@ -1,7 +1,11 @@
 """Hardware profiles (shared reference data every signed-in user can list), the worker fleet, and
 the devices outside the cluster: enrolling, listing and revoking them, and the agent's own calls."""
 
+import shlex
+
 from django.db.models import QuerySet
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny
@@ -11,6 +15,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.api.scoping import TeamScoped
 from apps.core.api.schema import query
+from apps.core.errors import DomainError
 from apps.core.idempotency import SecretShownOnce, idempotent
 from apps.hardware import devices
 from apps.hardware.api.serializers import (
@@ -19,13 +24,20 @@ from apps.hardware.api.serializers import (
     EnrollmentInput,
     EnrollmentSerializer,
     HardwareProfileSerializer,
+    LeaseInput,
+    LeaseProgressInput,
+    LeaseRecordedSerializer,
+    LeaseResultInput,
+    LeaseSerializer,
     RegisteredSerializer,
     RegisterInput,
     WorkerSerializer,
 )
 from apps.hardware.authentication import DeviceAuthentication, IsDevice
 from apps.hardware.models import Device, HardwareProfile, Worker
+from apps.pipeline import leases
 from apps.registry.services import resolve_team_for_new_model
+from apps.registry.storage import artifact_storage
 
 
 class HardwareProfileList(generics.ListAPIView):
@@ -58,14 +70,14 @@ def _device_rows() -> QuerySet[Device]:
     return Device.objects.select_related("team").prefetch_related("profiles")
 
 
-def _register_command(server: str, token: str) -> str:
-    """The shell commands that register a device with `token`, run on the device from a Slipway
-    checkout: its own hardware probe, then the registration, which answers with its credential."""
-    # JSON in single quotes, left open for the device's host name and its probe file.
-    body = f'{{"token": "{token}", "name": "\'$(hostname)\'", "hardware": \'"$(cat probe.json)"\'}}'
+def _register_command(server: str, token: str, name: str = "") -> str:
+    """The shell commands that connect a device with `token`, run on the device where the agent
+    is installed (README, "Connect a device"): register (its own probe goes with it; the
+    credential is kept at mode 0600), then lease and run work until stopped."""
+    named = f" --name {shlex.quote(name)}" if name else ""
     return (
-        "python3 -m workers.engine.hardware > probe.json && "
-        f"curl -sS -X POST {server}/api/v1/agent/register/ -H 'Content-Type: application/json' -d '{body}'"
+        f"python3 -m slipway_agent register --server {shlex.quote(server)} --token {token}{named} && "
+        "python3 -m slipway_agent run"
     )
 
 
@@ -92,7 +104,7 @@ class DeviceEnrollmentCreate(APIView):
                 "profiles": sorted(p.slug for p in enrollment.profiles.all()),
                 "expires_at": enrollment.expires_at,
                 "token": token,
-                "connect": _register_command(server, token),
+                "connect": _register_command(server, token, enrollment.name),
             }
         ).data
         return SecretShownOnce(
@@ -168,3 +180,95 @@ class AgentBeat(APIView):
         assert isinstance(request.auth, Device)
         device = devices.beat(request.auth, data.get("hardware"), data.get("runtimes"), data.get("agent_version"))
         return Response(DeviceSerializer(_device_rows().get(pk=device.pk)).data)
+
+
+def _device(request: Request) -> Device:
+    assert isinstance(request.auth, Device)
+    return request.auth
+
+
+class AgentLease(APIView):
+    """A device's agent asks for work (device credential): the oldest ready step of its team, for
+    a profile its probe meets, as a work order; waits up to `wait` seconds (a long poll), then
+    answers 204 when there is none. The lease is the order's job and attempt."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=LeaseInput, responses={200: LeaseSerializer, 204: None})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        form = LeaseInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        device = devices.beat(_device(request))
+        order = leases.lease(device, form.validated_data.get("kinds") or [], form.validated_data["wait"])
+        if order is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(LeaseSerializer({"order": leases.order_dict(order)}).data)
+
+
+class AgentLeaseProgress(APIView):
+    """The agent's progress on a lease, which is also its heartbeat; 409 once the device no
+    longer holds the job at that attempt (then it drops the job)."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=LeaseProgressInput, responses={200: LeaseRecordedSerializer})
+    @idempotent
+    def post(self, request: Request, job: int) -> Response:
+        form = LeaseProgressInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        device = devices.beat(_device(request))
+        leases.progress(device, job, data["attempt"], data["progress"], data["message"])
+        return Response({"job": job, "attempt": data["attempt"], "status": "running"})
+
+
+class AgentLeaseResult(APIView):
+    """The agent posts what its lease produced: the step's report (read by type) or why it could
+    not run. Bound to the job and attempt: a late or replayed post is refused (409); the same
+    post repeated after its answer was lost is answered as recorded."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=LeaseResultInput, responses={200: LeaseRecordedSerializer})
+    @idempotent
+    def post(self, request: Request, job: int) -> Response:
+        form = LeaseResultInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        device = devices.beat(_device(request))
+        if "result" in data:
+            done = leases.complete(device, job, data["attempt"], data["result"], data["log"])
+        else:
+            error = data["error"]
+            done = leases.fail(device, job, data["attempt"], error.get("code", ""), error["message"], data["log"])
+        done.refresh_from_db(fields=["status"])
+        return Response({"job": job, "attempt": data["attempt"], "status": done.status})
+
+
+class AgentLeaseArtifact(APIView):
+    """Download an artifact the lease reads (device credential, the lease's job and attempt), as
+    bytes; the agent checks them against the order's sha256, also sent as X-Content-SHA256."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(
+        parameters=[query("attempt", "The lease's attempt.", int)],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def get(self, request: Request, job: int, artifact: int) -> FileResponse:
+        try:
+            attempt = int(request.query_params.get("attempt", ""))
+        except ValueError:
+            raise DomainError("invalid_attempt", "Say which attempt of the lease this is: ?attempt=N.") from None
+        found = leases.artifact(_device(request), job, attempt, artifact)
+        response = FileResponse(
+            artifact_storage().open(found.storage_key, "rb"), content_type="application/octet-stream"
+        )
+        response["Content-Length"] = str(found.size)
+        response["X-Content-SHA256"] = found.sha256
+        return response

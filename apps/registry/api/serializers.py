@@ -10,10 +10,11 @@ from rest_framework import serializers
 from apps.accounts.models import Team
 from apps.core.api.parsers import JSONField
 from apps.core.api.schema import REPORTS_SCHEMA
-from apps.hardware.services import answer_services, live_queues, no_worker_note, wrong_hardware
+from apps.hardware.services import answer_services, answer_teams, live_queues, no_worker_note, wrong_hardware
 from apps.pipeline.api.compare import PreviousApprovedSerializer
 from apps.pipeline.compare import previous_approved
 from apps.pipeline.models import Job, JobStatus, PipelineRun
+from apps.pipeline.services import needs_hardware
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
 
 
@@ -86,10 +87,11 @@ class JobSerializer(serializers.ModelSerializer):
     def get_worker_note(self, job: Job) -> str | None:
         if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return None
-        if job.profile is not None:
-            # A worker that takes the queue but lacks the profile's hardware does not count.
+        if job.profile is not None and needs_hardware(job.kind, job.profile):
+            # A worker that takes the queue but lacks the profile's hardware does not count; a
+            # device counts for its own team's jobs.
             service = answer_services(self.context).get(job.profile.slug)
-            note = service.note() if service is not None else ""
+            note = service.note(answer_teams(self.context)) if service is not None else ""
             if note and job.status == JobStatus.RUNNING:
                 note = "The worker running this step stopped. " + note
             return note or None
@@ -217,7 +219,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
         profiles = {job.profile.slug: job.profile for job in jobs if job.profile is not None}
         for outcome in outcomes:
             service = services.get(outcome["profile"]) if outcome["status"] == "processing" else None
-            outcome["service_note"] = service.note() if service is not None else ""
+            outcome["service_note"] = service.note([version.model.team_id]) if service is not None else ""
             profile = profiles.get(outcome["profile"])
             hosts = [
                 job.worker_host for job in jobs if job.profile is not None and job.profile.slug == outcome["profile"]

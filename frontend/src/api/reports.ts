@@ -13,6 +13,8 @@ export type ImportReport = Schemas["ImportReport"];
 
 // ---- inspect --------------------------------------------------------------------------
 export type InspectReport = Schemas["InspectReport"];
+/** The machine a measuring step ran on (a worker or a device), from its own probe. */
+export type MeasuredOn = Schemas["MeasuredOn"];
 export type TensorSpec = Schemas["TensorSpec"];
 /** How one input is made: what it holds, its range or values, and how that was decided. */
 export type InputRecipe = Schemas["InputRecipe"];

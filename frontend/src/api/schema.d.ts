@@ -24,6 +24,88 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/agent/jobs/{job}/artifacts/{artifact}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Download an artifact the lease reads (device credential, the lease's job and attempt), as
+         *     bytes; the agent checks them against the order's sha256, also sent as X-Content-SHA256.
+         */
+        get: operations["agent_jobs_artifacts_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agent/jobs/{job}/progress/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description The agent's progress on a lease, which is also its heartbeat; 409 once the device no
+         *     longer holds the job at that attempt (then it drops the job).
+         */
+        post: operations["agent_jobs_progress_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agent/jobs/{job}/result/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description The agent posts what its lease produced: the step's report (read by type) or why it could
+         *     not run. Bound to the job and attempt: a late or replayed post is refused (409); the same
+         *     post repeated after its answer was lost is answered as recorded.
+         */
+        post: operations["agent_jobs_result_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agent/lease/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description A device's agent asks for work (device credential): the oldest ready step of its team, for
+         *     a profile its probe meets, as a work order; waits up to `wait` seconds (a long poll), then
+         *     answers 204 when there is none. The lease is the order's job and attempt.
+         */
+        post: operations["agent_lease_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/agent/register/": {
         parameters: {
             query?: never;
@@ -1384,6 +1466,51 @@ export interface components {
          * @enum {string}
          */
         JobStatusEnum: "pending" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /**
+         * @description * `validate` - validate
+         *     * `parity` - parity
+         *     * `benchmark` - benchmark
+         * @enum {string}
+         */
+        KindsEnum: "validate" | "parity" | "benchmark";
+        /** @description A leased job: run `order`, then post its progress and result naming its job and attempt. */
+        Lease: {
+            readonly order: components["schemas"]["WorkOrder"];
+        };
+        LeaseInputRequest: {
+            /** @description The steps this agent runs (default: all it may). */
+            kinds?: components["schemas"]["KindsEnum"][];
+            /**
+             * Format: double
+             * @description Seconds to wait for work (long poll).
+             * @default 20
+             */
+            wait: number;
+        };
+        LeaseProgressInputRequest: {
+            attempt: number;
+            /** Format: double */
+            progress: number;
+            /** @default  */
+            message: string;
+        };
+        LeaseRecorded: {
+            job: number;
+            attempt: number;
+            /** @description The job's status after the post. */
+            status: string;
+        };
+        LeaseResultInputRequest: {
+            attempt: number;
+            /** @description The step's report, when it ran to the end. */
+            result?: unknown;
+            /** @description {code, message} when the step could not run. */
+            error?: {
+                [key: string]: string;
+            };
+            /** @default  */
+            log: string;
+        };
         Me: {
             username: string;
             email: string;
@@ -2237,6 +2364,7 @@ export interface components {
             sandbox?: {
                 [key: string]: unknown;
             };
+            measured_on?: components["schemas"]["MeasuredOn"] | null;
         };
         /** @description The optimize step's report for one hardware profile: the variants built, and per backend the error that stopped it, why it was skipped, and its notes (variants not built and why). */
         OptimizeReport: {
@@ -2270,6 +2398,7 @@ export interface components {
             sandbox?: {
                 [key: string]: unknown;
             };
+            measured_on?: components["schemas"]["MeasuredOn"] | null;
         };
         /** @description The parity step's report for one hardware profile: every variant against the FP32 original on the same inputs, under the profile's tolerance. */
         ParityReport: {
@@ -2285,6 +2414,7 @@ export interface components {
             sandbox?: {
                 [key: string]: unknown;
             };
+            measured_on?: components["schemas"]["MeasuredOn"] | null;
         };
         /** @description The recommendation for one hardware profile, as the recommend step stores it. */
         RecommendReport: {
@@ -2301,6 +2431,24 @@ export interface components {
             baseline_low?: number | null;
             baseline_high?: number | null;
             profile?: string;
+        };
+        /** @description One leased step: what to run, on what, with which settled parameters and limits. */
+        WorkOrder: {
+            job: number;
+            attempt: number;
+            /** @enum {string} */
+            kind: "validate" | "parity" | "benchmark";
+            profile: string;
+            device_kind: string;
+            backends: string[];
+            model: components["schemas"]["ArtifactRef"];
+            variants?: components["schemas"]["ArtifactRef"][];
+            validation?: components["schemas"]["ArtifactRef"] | null;
+            parameters?: {
+                [key: string]: unknown;
+            };
+            memory_bytes?: number;
+            timeout_seconds?: number;
         };
         /** @description An input as the user declares it or the importer infers it. Strings are symbolic dims. */
         InputSpec: {
@@ -2398,6 +2546,16 @@ export interface components {
                 [key: string]: components["schemas"]["Remedy"];
             };
         };
+        /** @description The machine a measuring step (validate, parity, benchmark) ran on, from its own hardware probe: a cluster worker or a device (ADR 0016). `emulation` is non-empty where the machine's CPU is emulated (an arm64 device under QEMU): its op support and parity are the runtime's ARM builds', its timings are not the device's. */
+        MeasuredOn: {
+            /** @enum {string} */
+            kind: "worker" | "device";
+            name: string;
+            arch?: string;
+            cpu_model?: string;
+            cores?: number;
+            emulation?: string;
+        };
         /** @description One variant built (`backends.base.Variant`, without its files): how it was made. `options.search` holds a quantization search's record where one made it or started from it. */
         VariantSummary: {
             name: string;
@@ -2488,6 +2646,16 @@ export interface components {
             speedup_high?: number | null;
             speedup_sentence?: string;
             tied_with?: string[];
+        };
+        /** @description One stored file the order reads: the agent downloads it by `id` and checks `sha256`. */
+        ArtifactRef: {
+            id: number;
+            name: string;
+            sha256: string;
+            size: number;
+            format: string;
+            main_file?: string;
+            backend?: string;
         };
         /** @description Parameters of one dtype. */
         DtypeParameters: {
@@ -2717,6 +2885,432 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Device"];
                 };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    agent_jobs_artifacts_retrieve: {
+        parameters: {
+            query?: {
+                /** @description The lease's attempt. */
+                attempt?: number;
+            };
+            header?: never;
+            path: {
+                artifact: number;
+                job: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    agent_jobs_progress_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeaseProgressInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["LeaseProgressInputRequest"];
+                "multipart/form-data": components["schemas"]["LeaseProgressInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeaseRecorded"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    agent_jobs_result_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeaseResultInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["LeaseResultInputRequest"];
+                "multipart/form-data": components["schemas"]["LeaseResultInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeaseRecorded"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    agent_lease_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["LeaseInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["LeaseInputRequest"];
+                "multipart/form-data": components["schemas"]["LeaseInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lease"];
+                };
+            };
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is invalid; the message says what to change. */
             400: {

@@ -32,6 +32,33 @@ function cells(row: HTMLElement): string[] {
 }
 
 describe("Benchmarks", () => {
+  it("says which machine measured, and that emulated timings are not the device's", () => {
+    const emulated: BenchmarkReport = {
+      ...report,
+      measured_on: {
+        kind: "device",
+        name: "pi-5",
+        arch: "aarch64",
+        cpu_model: "emulated aarch64 CPU (QEMU)",
+        cores: 2,
+        emulation: "QEMU user-mode emulation of aarch64 on an x86-64 host (AMD EPYC)",
+      },
+    };
+    render(<Benchmarks report={emulated} />);
+    expect(
+      screen.getByText(/Measured on device pi-5 \(aarch64, emulated aarch64 CPU \(QEMU\), 2 cores\)/),
+    ).toBeTruthy();
+    const warning = screen.getByRole("status");
+    expect(warning.textContent).toContain("Emulated: not representative of the device");
+    expect(warning.textContent).toContain("ranks by accuracy and size only");
+  });
+
+  it("names the worker of a report from before machines were recorded", () => {
+    render(<Benchmarks report={{ ...report, measured_on: null }} />);
+    expect(screen.queryByText(/Emulated/)).toBeNull();
+    expect(screen.getByText(/Measured on/).textContent).toContain(report.worker_host ?? "the profile's worker");
+  });
+
   it("shows every latency figure with its 95% interval, the sample count and the trials", () => {
     render(<Benchmarks report={report} />);
     const [p50, p99, p999, cpu, throughput, samples, trials] = cells(figuresRow("original"));

@@ -301,10 +301,15 @@ export function Benchmarks({
   return (
     <div className="benchmarks">
       <p className="muted small">
-        Measured on {report.worker_host ?? "the profile's worker"}
-        {report.baseline?.cpu_model ? ` (${report.baseline.cpu_model})` : ""}. "original" is the uploaded model in plain{" "}
+        Measured on {machine(report)}. "original" is the uploaded model in plain{" "}
         {report.baseline?.backend ?? "onnxruntime"}.
       </p>
+      {report.measured_on?.emulation ? (
+        <Notice kind="warn" title="Emulated: not representative of the device">
+          These timings were measured under {report.measured_on.emulation}. Op support and parity come from the
+          runtimes&apos; {report.measured_on.arch} builds; the recommendation ranks by accuracy and size only.
+        </Notice>
+      ) : null}
       <TimedOn inputs={report.inputs} />
       <div className="toolbar">
         <Select label="Batch size" value={batch} options={sweep.batchSizes} onChange={setBatch} />
@@ -397,4 +402,16 @@ export function Benchmarks({
       ) : null}
     </div>
   );
+}
+
+/** Where a benchmark ran, in words: the device or worker, its architecture and CPU. */
+export function machine(report: BenchmarkReport): string {
+  const on = report.measured_on;
+  if (!on) {
+    const cpu = report.baseline?.cpu_model ? ` (${report.baseline.cpu_model})` : "";
+    return `${report.worker_host ?? "the profile's worker"}${cpu}`;
+  }
+  const what = on.kind === "device" ? `device ${on.name}` : on.name;
+  const facts = [on.arch, on.cpu_model, on.cores ? `${on.cores} cores` : ""].filter(Boolean).join(", ");
+  return facts ? `${what} (${facts})` : what;
 }

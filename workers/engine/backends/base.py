@@ -239,6 +239,11 @@ class Backend(ABC):
     # The CPU architectures (`hardware.canonical_arch` names) its runtime ships for: a hardware
     # profile naming this backend can only require one of these.
     architectures: ClassVar[tuple[str, ...]] = ("x86_64", "aarch64")
+    # Whether its variants must be built on the hardware they run on (a TensorRT engine is
+    # tuned to the GPU that builds it). False: its files are portable (an MNN or ncnn file, an
+    # OpenVINO IR, a quantized ONNX model), so a profile's optimize step may run on any worker
+    # that has the converter, and only validate, parity and benchmark need the hardware.
+    builds_on_target: ClassVar[bool] = False
     # The optional-dependency group of Slipway's pyproject that installs the runtime on a
     # worker (`pip install 'slipway[<extra>]'`), or None where it comes with Slipway itself or
     # with the worker's image (TensorRT, CUDA PyTorch).

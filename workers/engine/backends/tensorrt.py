@@ -589,6 +589,7 @@ class TensorRtBackend(Backend):
     """NVIDIA TensorRT: serialized engines for one GPU architecture and TensorRT version."""
 
     name = "tensorrt"
+    builds_on_target = True  # an engine is built for the GPU it runs on
     # An execution context is not thread-safe.
     serving_requirements = ("numpy", "tensorrt")
     triton_native = {PLAN_FORMAT: TritonNative("tensorrt_plan", "", "model.plan", "stem", gpu_only=True)}

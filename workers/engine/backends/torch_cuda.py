@@ -133,6 +133,7 @@ class TorchCudaBackend(Backend):
     """PyTorch with CUDA, running ONNX models converted by onnx2torch."""
 
     name = "torch_cuda"
+    builds_on_target = True  # its export is traced and checked on the CUDA device
     serving_requirements = ("numpy", "onnx", "torch")
     verify_failure = "does not run"
 

@@ -4,7 +4,6 @@ sandbox limits, progress scaling, and earlier steps' results."""
 from __future__ import annotations
 
 import shutil
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -12,12 +11,22 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.pipeline.models import Job, JobKind, JobStatus
+from apps.pipeline.models import Job
 from apps.pipeline.services import StepOutcome
-from apps.registry.models import Artifact, ArtifactKind, ModelVersion
+from apps.pipeline.work_orders import (
+    fetch_from_storage,
+    model_artifact,
+    output_semantics,
+    profile_variants,
+    ref,
+    work_order,
+)
+from apps.registry.models import Artifact
 from apps.registry.storage import materialize
-from workers.engine import isolation
-from workers.engine.sandbox import SandboxError, SandboxLimits
+from workers.engine import isolation, work
+from workers.engine.sandbox import SandboxLimits
+
+__all__ = ["model_artifact", "output_semantics", "profile_variants"]
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -47,14 +56,6 @@ def scratch_dir(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def model_artifact(version: ModelVersion) -> Artifact:
-    """The ONNX model the later steps work on: the import's output, or the upload itself."""
-    imported = version.artifacts.filter(kind=ArtifactKind.ONNX).order_by("-id").first()
-    source = imported or version.source_artifact
-    assert source is not None, "a version always has its source artifact"
-    return source
-
-
 def fetch_model(job: Job, workdir: Path) -> dict[str, str]:
     """Copy the version's ONNX model to the job's folder; the sandbox payload that points at it."""
     model = model_artifact(job.run.version)
@@ -67,16 +68,6 @@ def scaled(progress: ProgressCallback, start: float, end: float) -> ProgressCall
     return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
-def profile_variants(job: Job) -> list[Artifact]:
-    """The variants this run's optimize step built for the job's profile."""
-    assert job.profile is not None
-    return list(
-        Artifact.objects.filter(
-            version=job.run.version, kind=ArtifactKind.VARIANT, job__run=job.run, metadata__profile=job.profile.slug
-        ).order_by("id")
-    )
-
-
 def local_model(job: Job, workdir: Path) -> Path:
     """The version's ONNX model as a local file (unpacked when it is a zip with external data)."""
     from workers.engine.archive import extract_archive
@@ -85,30 +76,6 @@ def local_model(job: Job, workdir: Path) -> Path:
     if payload["format"] == "onnx-zip":
         return extract_archive(Path(payload["source"]), workdir / "model")
     return Path(payload["source"])
-
-
-def local_variant(artifact: Artifact, dest: Path) -> Path:
-    """A variant artifact as local files; returns the file its backend loads."""
-    dest.mkdir(parents=True, exist_ok=True)
-    main = artifact.metadata.get("main_file") or "model"
-    if artifact.format.endswith("zip"):
-        bundle = materialize(artifact.storage_key, dest.parent / f"{dest.name}.zip")
-        with zipfile.ZipFile(bundle) as archive:
-            for member in archive.namelist():
-                # Our own bundles hold plain file names; anything else is not ours.
-                if Path(member).name != member:
-                    raise SandboxError("engine_error", f"Variant bundle {artifact.name} has an unexpected member.")
-            archive.extractall(dest)
-        bundle.unlink()
-        return dest / main
-    return materialize(artifact.storage_key, dest / main)
-
-
-def output_semantics(job: Job) -> dict[str, Any]:
-    """What each output is, from the inspection report (declared at upload, else proposed from
-    the graph): {} for a report from before output semantics existed."""
-    inspect = job.run.jobs.filter(kind=JobKind.INSPECT, status=JobStatus.SUCCEEDED).order_by("-sequence").first()
-    return dict(((inspect.result if inspect else None) or {}).get("output_semantics") or {})
 
 
 def step_result(job: Job, kind: str) -> dict[str, Any]:
@@ -125,3 +92,27 @@ def sandboxed(step: Callable[[Job, ProgressCallback], StepOutcome]) -> Callable[
         return outcome
 
     return run
+
+
+def local_variant(artifact: Artifact, dest: Path) -> Path:
+    """A variant artifact as local files, checked against its hash; returns the file its backend loads."""
+    return work.local_variant(ref(artifact), fetch_from_storage, dest)
+
+
+def run_as_order(job: Job, progress: ProgressCallback) -> StepOutcome:
+    """A measuring step (validate, parity, benchmark) run as its work order, reading the
+    artifacts from storage: the same function a device agent runs on what it downloads."""
+    from workers.tasks.worker_registry import own_facts
+
+    with job_workdir(job) as workdir:
+        done = work.run_order(work_order(job), fetch_from_storage, workdir, progress)
+    probe = own_facts()
+    measured_on = {
+        "kind": "worker",
+        "name": job.worker_host,
+        "arch": probe.get("arch", ""),
+        "cpu_model": probe.get("cpu_model", ""),
+        "cores": probe.get("cores", 0),
+        "emulation": probe.get("emulation", ""),
+    }
+    return StepOutcome(result={**done.result, "measured_on": measured_on}, log=done.log)

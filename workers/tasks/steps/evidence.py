@@ -1,5 +1,5 @@
-"""No verdict without evidence (docs/adr/0009): a benchmark that measured nothing, or a
-recommendation with nothing measured behind it, fails its step."""
+"""No verdict without evidence (docs/adr/0009): a recommendation with nothing measured behind it
+fails its step (a benchmark that measured nothing fails in `workers.engine.work`)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,6 @@ def _measured(entry: dict[str, Any] | None) -> bool:
 
 def _why_not_measured(entry: dict[str, Any] | None) -> str:
     return str((entry or {}).get("error") or "it has no benchmark points").rstrip(". ")
-
-
-def require_measurement(profile: str, baseline: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
-    """Fail the benchmark step when it measured nothing, the original model included: a step
-    that 'succeeded' with every entry failed let the version go ready on no numbers at all.
-    The sentence keeps every entry's own reason, so the cause (usually inputs the model can't
-    take) is read where the failure is shown."""
-    if _measured(baseline) or any(_measured(entry) for entry in variants.values()):
-        return
-    causes = [f"the original model (onnxruntime): {_why_not_measured(baseline)}."]
-    causes += [f"{name}: {_why_not_measured(entry)}." for name, entry in variants.items()]
-    raise ModelError(
-        "nothing_measured",
-        f"Nothing could be measured on {profile}: every benchmark failed, the original model's included. "
-        + " ".join(causes)
-        + " Fix the cause (often inputs the model can't take: declare their shapes and values at upload) "
-        "and re-run the pipeline.",
-    )
 
 
 def require_recommendation_evidence(profile: str, recommendation: dict[str, Any], baseline: dict[str, Any]) -> None:

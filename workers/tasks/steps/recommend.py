@@ -12,7 +12,7 @@ from workers.tasks.steps.evidence import require_recommendation_evidence
 def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
     """Pick the fastest variant that passes parity, by the version's objective. (The comparison
     with the previous approved version is made when the version is read: apps/pipeline/compare.py.)"""
-    from workers.engine.recommend import recommend
+    from workers.engine.recommend import recommend, recommend_without_timings
 
     assert job.profile is not None
     version = job.run.version
@@ -34,9 +34,15 @@ def run_recommend(job: Job, progress: ProgressCallback) -> StepOutcome:
         )
     progress(0.5, "ranking the variants")
     baseline = benchmark.get("baseline") or {}
-    result = recommend(
-        candidates, points_for_recommend(baseline) or None, version.objective, budget_ms=version.p99_budget_ms
-    ).to_dict()
-    require_recommendation_evidence(job.profile.slug, result, baseline)
+    emulation = str((benchmark.get("measured_on") or {}).get("emulation") or "")
+    if emulation:
+        # Timings on an emulated CPU are the emulator's, not the device's: they rank nothing.
+        why = f"the timings were measured under {emulation}, not on the device"
+        result = recommend_without_timings(candidates, version.objective, version.p99_budget_ms, why).to_dict()
+    else:
+        result = recommend(
+            candidates, points_for_recommend(baseline) or None, version.objective, budget_ms=version.p99_budget_ms
+        ).to_dict()
+        require_recommendation_evidence(job.profile.slug, result, baseline)
     result["profile"] = job.profile.slug
     return StepOutcome(result=result)

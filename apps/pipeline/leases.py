@@ -1,0 +1,194 @@
+"""Leases: a device agent asks for work over HTTPS and gets a pipeline job of its team, for a
+profile its own probe meets, as a work order (ADR 0016).
+
+The lease is the job and the attempt the agent claimed (`pipeline.services.lease_next`, on the
+durable-work kernel). Everything the agent does afterwards names both, and is refused (409)
+once the job is no longer held by that device at that attempt: a result that arrives after
+the job was taken back from a silent device, a replayed post, or a post for a job the device
+never held. The device downloads only the artifacts its order names; what it reports is
+read by type before it is stored, and stamped with the device's own registered probe, not
+with anything the device says about itself in the result.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q
+
+from apps.core.errors import Conflict, DomainError
+from apps.hardware.devices import serving
+from apps.hardware.models import Device, HardwareProfile
+from apps.pipeline import services
+from apps.pipeline.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus
+from apps.pipeline.work_orders import readable_artifacts, work_order
+from apps.registry.models import Artifact
+from workers.engine import work
+from workers.engine.errors import ModelError
+from workers.engine.reports import BenchmarkReport, ParityReport, ValidateReport
+from workers.engine.typed import ReportShapeError, from_dict
+from workers.engine.work import WorkOrder
+
+MAX_WAIT_SECONDS = 25.0
+POLL_SECONDS = 0.5
+REPORTS: dict[str, type] = {
+    JobKind.VALIDATE: ValidateReport,
+    JobKind.PARITY: ParityReport,
+    JobKind.BENCHMARK: BenchmarkReport,
+}
+
+
+def holder(device: Device) -> str:
+    """What a job's `worker_host` says while a device holds it."""
+    return f"device:{device.team.slug}/{device.name}"
+
+
+def served_profiles(device: Device) -> list[HardwareProfile]:
+    """The enrolled profiles the device's latest probe meets: the only ones it may lease for."""
+    met = {s.profile for s in serving(device) if not s.unmet}
+    return [p for p in device.profiles.filter(enabled=True) if p.slug in met]
+
+
+def _leasable(device: Device, kinds: list[str]) -> Q | None:
+    profiles = served_profiles(device)
+    wanted = [kind for kind in kinds if kind in work.DEVICE_STEPS] if kinds else list(work.DEVICE_STEPS)
+    if not profiles or not wanted:
+        return None
+    return Q(run__version__model__team=device.team, profile__in=profiles, kind__in=wanted)
+
+
+def lease(device: Device, kinds: list[str], wait_seconds: float) -> WorkOrder | None:
+    """The next job for `device` as its work order, waiting up to `wait_seconds` for one to
+    become ready (a long poll); None when none did."""
+    where = _leasable(device, kinds)
+    deadline = time.monotonic() + min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
+    while True:
+        job = services.lease_next(where, holder(device), f"lease-{secrets.token_hex(8)}") if where else None
+        if job is not None:
+            return work_order(job)
+        if time.monotonic() + POLL_SECONDS > deadline:
+            return None
+        # Don't hold a database connection while waiting.
+        connection.close()
+        time.sleep(POLL_SECONDS)
+
+
+def held(device: Device, job_id: int, attempt: int) -> Job:
+    """The job, only while `device` holds it at `attempt`; 409 (saying why) otherwise."""
+    job = Job.objects.select_related("run__version__model__team", "profile").filter(pk=job_id).first()
+    if job is None or job.run.version.model.team_id != device.team_id:
+        raise DomainError("job_not_found", f"Job {job_id} does not exist or is not your team's.", 404)
+    if job.worker_host != holder(device) or job.attempt != attempt or job.status != JobStatus.RUNNING:
+        if job.status != JobStatus.RUNNING:
+            why = f"it is {job.status} now"
+        elif job.worker_host != holder(device):
+            why = f"it is held by {job.worker_host or 'nobody'}"
+        else:
+            why = f"it is at attempt {job.attempt} now, not {attempt}"
+        raise Conflict(
+            "lease_lost",
+            f"This device does not hold job {job_id} at attempt {attempt}: {why} (taken back after the device "
+            "went silent, finished, or never leased). Nothing was recorded; drop this job and lease again.",
+        )
+    return job
+
+
+def _recorded(device: Device, job_id: int, attempt: int) -> Job | None:
+    """The job when it already finished under this device's lease at `attempt`."""
+    return (
+        Job.objects.filter(
+            pk=job_id, worker_host=holder(device), attempt=attempt, run__version__model__team=device.team
+        )
+        .filter(status__in=FINISHED_JOB_STATUSES)
+        .first()
+    )
+
+
+def progress(device: Device, job_id: int, attempt: int, fraction: float, message: str) -> None:
+    """The device's progress on its lease, which is also the lease's heartbeat."""
+    job = held(device, job_id, attempt)
+    if not services.report_progress(job, fraction, message):
+        raise Conflict("lease_lost", f"This device no longer holds job {job_id} at attempt {attempt}.")
+
+
+def artifact(device: Device, job_id: int, attempt: int, artifact_id: int) -> Artifact:
+    """An artifact the device's lease reads; 404 for any other (another job's, another team's)."""
+    job = held(device, job_id, attempt)
+    if artifact_id not in readable_artifacts(work_order(job)):
+        raise DomainError("artifact_not_found", f"Job {job_id} reads no artifact {artifact_id}.", 404)
+    return Artifact.objects.get(pk=artifact_id)
+
+
+def _measured_on(device: Device) -> dict[str, Any]:
+    """Where the result was measured, from the device's registered probe."""
+    probe = device.hardware or {}
+    return {
+        "kind": "device",
+        "name": device.name,
+        "arch": str(probe.get("arch") or ""),
+        "cpu_model": str(probe.get("cpu_model") or ""),
+        "cores": int(probe.get("cores") or 0),
+        "emulation": str(probe.get("emulation") or ""),
+    }
+
+
+def _check_artifacts(result: dict[str, Any], order: WorkOrder) -> None:
+    allowed = {v.id for v in order.variants}
+    for name, entry in (result.get("variants") or {}).items():
+        claimed = entry.get("artifact_id") if isinstance(entry, dict) else None
+        if claimed is not None and claimed not in allowed:
+            raise DomainError(
+                "invalid_result",
+                f"The result's variant {name} names artifact {claimed}, which job {order.job} did not measure.",
+            )
+
+
+def complete(device: Device, job_id: int, attempt: int, result: Any, log: str = "") -> Job:
+    """Record the device's result for its lease and move the pipeline on. The result is read as
+    the step's report type (400 naming the field that doesn't fit); one that measured nothing
+    fails the step as a worker's would. The same post repeated after its answer was lost finds
+    the job finished by this device at this attempt and is answered as recorded."""
+    earlier = _recorded(device, job_id, attempt)
+    if earlier is not None:
+        return earlier
+    job = held(device, job_id, attempt)
+    report_type = REPORTS[job.kind]
+    if not isinstance(result, dict):
+        raise DomainError("invalid_result", "result must be the step's report, an object.")
+    try:
+        from_dict(report_type, result)
+    except ReportShapeError as exc:
+        raise DomainError("invalid_result", f"The result is not a {job.kind} report: {exc}") from None
+    order = work_order(job)
+    _check_artifacts(result, order)
+    stored = {**result, "profile": order.profile, "measured_on": _measured_on(device)}
+    if job.kind == JobKind.BENCHMARK:
+        stored["worker_host"] = holder(device)
+        try:
+            work.require_measurement(order.profile, stored.get("baseline") or {}, stored.get("variants") or {})
+        except ModelError as exc:
+            services.fail(job, exc.code, exc.message, log=log[-20000:])
+            return job
+    if not services.complete(job, services.StepOutcome(result=stored, log=log[-20000:])):
+        raise Conflict("lease_lost", f"This device no longer holds job {job_id} at attempt {attempt}.")
+    return job
+
+
+def fail(device: Device, job_id: int, attempt: int, code: str, message: str, log: str = "") -> Job:
+    """The device could not run its lease: the step fails with the device's sentence, as a
+    worker's would, naming the device."""
+    earlier = _recorded(device, job_id, attempt)
+    if earlier is not None:
+        return earlier
+    job = held(device, job_id, attempt)
+    text = (message or "").strip() or "The device gave no reason."
+    services.fail(job, (code or "device_error")[:50], f"On device {device.name}: {text[:2000]}", log=log[-20000:])
+    return job
+
+
+def order_dict(order: WorkOrder) -> dict[str, Any]:
+    return asdict(order)

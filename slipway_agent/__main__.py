@@ -1,0 +1,3 @@
+from slipway_agent.cli import main
+
+raise SystemExit(main())
