@@ -118,13 +118,20 @@ class State:
 
     def save(self, server: str, device: dict[str, Any], credential: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.save_credential(credential)
+        config = {"server": server, "device": {k: device.get(k) for k in ("id", "name", "team")}}
+        self.config_file.write_text(json.dumps(config, indent=2))
+
+    def save_credential(self, credential: str) -> None:
+        """Replace the credential atomically, readable by this user only."""
         partial = self.credential_file.with_suffix(".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(credential)
         os.replace(partial, self.credential_file)
-        config = {"server": server, "device": {k: device.get(k) for k in ("id", "name", "team")}}
-        self.config_file.write_text(json.dumps(config, indent=2))
+
+    def credential_age_days(self) -> float:
+        return (time.time() - self.credential_file.stat().st_mtime) / 86400
 
     def load(self) -> tuple[str, str]:
         """(server, credential); FileNotFoundError with a sentence when not registered."""
@@ -286,10 +293,25 @@ def run_order(api: Api, order_data: dict[str, Any], work_root: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+ROTATE_AFTER_DAYS = 30.0
+
+
+def rotate(state: State) -> None:
+    """Replace the device credential with a new one. Should the answer be lost, the old one
+    still works for an hour on the server, so the next start rotates again."""
+    server, credential = state.load()
+    answer = Api(server, credential).call("POST", "/agent/rotate/", retry_for=120).json()
+    state.save_credential(answer["credential"])
+    logger.info("rotated the device credential")
+
+
 def serve(
     state: State, *, once: bool = False, kinds: list[str] | None = None, stop: threading.Event | None = None
 ) -> int:
     """Lease and run orders until stopped (or after one order with `once`). Returns the number run."""
+    state.load()
+    if state.credential_age_days() > ROTATE_AFTER_DAYS:
+        rotate(state)
     server, credential = state.load()
     api = Api(server, credential)
     stop = stop or threading.Event()

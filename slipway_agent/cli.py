@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--once", action="store_true", help="stop after one step")
     run.add_argument("--kinds", default="", help="only these steps, comma-separated (validate,parity,benchmark)")
     commands.add_parser("probe", help="print this machine's hardware probe and runtimes")
+    commands.add_parser(
+        "rotate", help=f"replace the device credential (run does it every {agent.ROTATE_AFTER_DAYS:.0f} days)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s slipway-agent %(levelname)s %(message)s")
 
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("give the enrollment token with --token or $SLIPWAY_ENROLLMENT_TOKEN")
             device = agent.register(args.server, args.token, args.name, state)
             print(f"Registered as {device.get('name')}; the credential is in {state.credential_file} (mode 600).")
+            return 0
+        if args.command == "rotate":
+            agent.rotate(state)
+            print(f"Rotated; the new credential is in {state.credential_file}.")
             return 0
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -5,8 +5,9 @@ HTTPS only. A team admin makes a one-time enrollment token naming the profiles t
 serve (`create_enrollment`); the agent registers with it, reporting its own hardware probe,
 and gets a device credential, shown once (`register`). The credential authenticates every
 later request of that device (`authenticate`); the agent beats with it (`beat`). A team
-admin revokes a device (`revoke`): its credential stops working at once. Rotating the
-credential comes with leasing (ADR 0016). What a device serves is judged from its probe, the same check the
+admin revokes a device (`revoke`): its credential stops working at once. The agent rotates its
+credential (`rotate`), with a grace period for the one it replaces. What a device serves is
+judged from its probe, the same check the
 workers pass (`workers.engine.hardware.unmet_requirements`), never from the enrollment alone.
 """
 
@@ -185,11 +186,29 @@ def register(token: str, name: str, hardware: Any, runtimes: Any = None, agent_v
 
 
 def authenticate(credential: str) -> Device:
-    """The device a credential belongs to; DeviceRefused saying why otherwise."""
+    """The device a credential belongs to; DeviceRefused saying why otherwise. The credential a
+    rotation replaced is still accepted within its grace period (`previous_key_*`); the first
+    use of the new one ends that period."""
     key_id, secret = _parts(credential, DEVICE_CREDENTIAL_PREFIX, "device credential")
+    hashed = hash_token_secret(secret)
     device = Device.objects.select_related("team").filter(key_id=key_id).first()
-    if device is None or not hmac.compare_digest(device.key_hash, hash_token_secret(secret)):
-        raise DeviceRefused("invalid_device_credential", _NOT_VALID)
+    if device is not None and hmac.compare_digest(device.key_hash, hashed):
+        device.via_previous = False  # type: ignore[attr-defined]
+        if device.previous_key_id:
+            Device.objects.filter(pk=device.pk).update(
+                previous_key_id="", previous_key_hash="", previous_valid_until=None
+            )
+            device.previous_key_id = ""
+    else:
+        device = Device.objects.select_related("team").filter(previous_key_id=key_id).first() if key_id else None
+        if (
+            device is None
+            or not hmac.compare_digest(device.previous_key_hash, hashed)
+            or device.previous_valid_until is None
+            or device.previous_valid_until <= timezone.now()
+        ):
+            raise DeviceRefused("invalid_device_credential", _NOT_VALID)
+        device.via_previous = True  # type: ignore[attr-defined]
     if device.revoked_at is not None:
         raise DeviceRefused(
             "device_revoked", f"The device '{device.name}' was revoked. A team admin can enroll it again."
@@ -210,6 +229,25 @@ def beat(device: Device, hardware: Any = None, runtimes: Any = None, agent_versi
     for key, value in fields.items():
         setattr(device, key, value)
     return device
+
+
+ROTATION_GRACE = timedelta(hours=1)
+
+
+def rotate(device: Device) -> str:
+    """A new credential for the device (asked for with its current one), returned once. The one
+    it called with stays valid for ROTATION_GRACE or until the new one is first used, so a
+    rotation whose answer never arrived can be asked for again with the old credential."""
+    key_id, secret, credential = new_token(DEVICE_CREDENTIAL_PREFIX)
+    now = timezone.now()
+    fields: dict[str, Any] = {"key_id": key_id, "key_hash": hash_token_secret(secret), "credential_rotated_at": now}
+    if not getattr(device, "via_previous", False):
+        # Called with the current credential: it becomes the one in its grace period.
+        fields |= {"previous_key_id": device.key_id, "previous_key_hash": device.key_hash}
+    fields["previous_valid_until"] = now + ROTATION_GRACE
+    Device.objects.filter(pk=device.pk).update(**fields)
+    audit.record("device.credential_rotated", device, team=device.team, after={"name": device.name})
+    return credential
 
 
 def revoke(device: Device, user: Any) -> Device:

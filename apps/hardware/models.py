@@ -131,6 +131,11 @@ class Device(models.Model):
     registered_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     credential_rotated_at = models.DateTimeField(null=True, blank=True)
+    # The credential before the last rotation, still accepted until `previous_valid_until` or
+    # until the new one is first used: a rotation whose answer was lost locks nobody out.
+    previous_key_id = models.CharField(max_length=16, blank=True, db_index=True)
+    previous_key_hash = models.CharField(max_length=64, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -175,3 +175,29 @@ def test_the_agent_probes_the_machine_it_runs_on(tmp_path):
     body = json.loads(shown.stdout)
     assert body["hardware"] == json.loads(json.dumps(describe_hardware().to_dict()))
     assert body["runtimes"]["onnxruntime"]
+
+
+def test_a_rotated_credential_keeps_the_old_one_for_its_grace_period_until_the_new_one_is_used(personas):
+    old = _register(_enroll(personas, ["arm-cpu-mnn"])["token"]).json()["credential"]
+    first = _as_device(old).post("/api/v1/agent/rotate/")
+    assert first.status_code == 201, first.content
+    new = first.json()["credential"]
+    assert new.startswith("sld_") and new != old
+    # The answer was lost: the old credential still works, and rotates again.
+    again = _as_device(old).post("/api/v1/agent/rotate/")
+    assert again.status_code == 201
+    newest = again.json()["credential"]
+    assert _as_device(new).post("/api/v1/agent/beat/", {}, format="json").status_code == 401  # replaced at once
+    assert _as_device(old).post("/api/v1/agent/beat/", {}, format="json").status_code == 200
+    # The new one's first use ends the old one's grace.
+    assert _as_device(newest).post("/api/v1/agent/beat/", {}, format="json").status_code == 200
+    gone = _as_device(old).post("/api/v1/agent/beat/", {}, format="json")
+    assert gone.status_code == 401 and "not valid" in gone.json()["message"]
+    assert AuditEvent.objects.filter(action="device.credential_rotated").count() == 2
+
+
+def test_an_old_credential_past_its_grace_period_is_refused(personas):
+    old = _register(_enroll(personas, ["arm-cpu-mnn"])["token"]).json()["credential"]
+    assert _as_device(old).post("/api/v1/agent/rotate/").status_code == 201
+    Device.objects.update(previous_valid_until=timezone.now() - timedelta(seconds=1))
+    assert _as_device(old).post("/api/v1/agent/beat/", {}, format="json").status_code == 401

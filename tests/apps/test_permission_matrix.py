@@ -229,6 +229,7 @@ MATRIX: list[Row] = [
     ),
     Row("POST", "agent/beat/", frozenset(), 200, const("/api/v1/agent/beat/"), kind="open"),
     # Leases: a device credential only (tests/apps/test_device_leases.py drives them as a device).
+    Row("POST", "agent/rotate/", frozenset(), 201, const("/api/v1/agent/rotate/"), kind="open"),
     Row("POST", "agent/lease/", frozenset(), 200, const("/api/v1/agent/lease/"), kind="open"),
     Row(
         "POST", "agent/jobs/<int:job>/progress/", frozenset(), 200, const("/api/v1/agent/jobs/1/progress/"), kind="open"

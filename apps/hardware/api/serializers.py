@@ -208,3 +208,10 @@ class LeaseRecordedSerializer(serializers.Serializer):
     job = serializers.IntegerField()
     attempt = serializers.IntegerField()
     status = serializers.CharField(help_text="The job's status after the post.")
+
+
+class RotatedSerializer(serializers.Serializer):
+    credential = serializers.CharField(
+        help_text="The new device credential, shown once; the one this call was made with works for an hour more, "
+        "or until this one is first used."
+    )

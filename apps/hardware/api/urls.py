@@ -12,6 +12,7 @@ urlpatterns = [
     path("devices/<int:pk>/revoke/", views.DeviceRevoke.as_view(), name="device-revoke"),
     path("agent/register/", views.AgentRegister.as_view(), name="agent-register"),
     path("agent/beat/", views.AgentBeat.as_view(), name="agent-beat"),
+    path("agent/rotate/", views.AgentRotate.as_view(), name="agent-rotate"),
     path("agent/lease/", views.AgentLease.as_view(), name="agent-lease"),
     path("agent/jobs/<int:job>/progress/", views.AgentLeaseProgress.as_view(), name="agent-lease-progress"),
     path("agent/jobs/<int:job>/result/", views.AgentLeaseResult.as_view(), name="agent-lease-result"),

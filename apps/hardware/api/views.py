@@ -31,6 +31,7 @@ from apps.hardware.api.serializers import (
     LeaseSerializer,
     RegisteredSerializer,
     RegisterInput,
+    RotatedSerializer,
     WorkerSerializer,
 )
 from apps.hardware.authentication import DeviceAuthentication, IsDevice
@@ -272,3 +273,16 @@ class AgentLeaseArtifact(APIView):
         response["Content-Length"] = str(found.size)
         response["X-Content-SHA256"] = found.sha256
         return response
+
+
+class AgentRotate(APIView):
+    """The agent replaces its device credential: the answer holds the new one, shown once."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=None, responses={201: RotatedSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        credential = devices.rotate(_device(request))
+        return Response({"credential": credential}, status=status.HTTP_201_CREATED)
