@@ -121,6 +121,16 @@ def _online_devices_by_profile() -> dict[str, list[tuple[int, str]]]:
     return found
 
 
+def device_serves(profile: HardwareProfile, team_id: int) -> bool:
+    """Whether an online, unrevoked device of the team is enrolled for `profile` and meets it."""
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    rows = Device.objects.filter(team_id=team_id, profiles=profile, revoked_at__isnull=True, last_seen_at__gte=fresh)
+    return any(
+        not unmet_requirements(profile.requirements, hardware or {})
+        for hardware in rows.values_list("hardware", flat=True)
+    )
+
+
 def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str, Service]:
     """Each profile's `Service` (all enabled profiles by default), from one query of the workers
     and one of the devices."""

@@ -102,8 +102,26 @@ def step_priority(sequence: int) -> int:
     return max(0, 9 - sequence)
 
 
+def _leased_by_devices_only(job: Job) -> bool:
+    """Whether only devices serve the job now: a measuring step whose queue no live worker takes,
+    of a profile an online device of the job's team meets. Devices lease from the database; a
+    Celery message would wait in the broker for a worker that isn't there, one more every
+    JOB_REQUEUE_AFTER_SECONDS. Should a worker start later, the reconciler sends it one then."""
+    if job.profile_id is None or not needs_hardware(job.kind, job.profile):
+        return False
+    from apps.hardware.services import device_serves, live_queues
+
+    if job.queue in live_queues():
+        return False
+    team_id = PipelineRun.objects.filter(pk=job.run_id).values_list("version__model__team_id", flat=True).first()
+    return team_id is not None and device_serves(job.profile, team_id)
+
+
 def _enqueue_on_commit(job: Job) -> None:
     """Tell a worker about the job once it is committed; a lost message is re-sent by the reconciler."""
+    if _leased_by_devices_only(job):
+        logger.info("job %s (%s) waits for a device's lease; no worker takes queue %s", job.pk, job.kind, job.queue)
+        return
     message = Message(RUN_JOB_TASK, job.pk, job.queue, priority=step_priority(job.sequence))
     send_on_commit(message, if_lost="the job reconciler re-sends messages for jobs left queued")
 

@@ -199,3 +199,19 @@ def test_an_online_device_serves_its_teams_profile_and_arm_steps_that_build_anyw
     assert note["arm-cpu-mnn"] == ""
     detail = listed.get(f"/api/v1/models/{version.model.slug}/versions/{version.number}/")
     assert detail.status_code in (200, 404)
+
+
+def test_a_step_only_devices_serve_sends_no_message_no_worker_would_take(
+    personas, broker, django_capture_on_commit_callbacks
+):
+    sent = broker.view(lambda m: (m.object_id, m.queue), tasks=[services.RUN_JOB_TASK])
+    with django_capture_on_commit_callbacks(execute=True):
+        nobody = _ready_validate(_version(personas.team))
+    # Nothing serves it: the message waits in the broker for the aarch64 worker that may start.
+    assert sent == [(nobody.pk, "arm64")]
+    sent.clear()
+    _device(personas, ["arm-cpu-mnn"])
+    with django_capture_on_commit_callbacks(execute=True):
+        leased = _ready_validate(_version(personas.team))
+    assert sent == []
+    assert Job.objects.get(pk=leased.pk).status == JobStatus.QUEUED  # the device leases it from the database
