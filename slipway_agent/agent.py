@@ -324,6 +324,8 @@ def serve(
             last_beat = time.monotonic()
         response = api.call("POST", "/agent/lease/", json={"kinds": kinds or [], "wait": LEASE_WAIT_SECONDS})
         if response.status_code == 204:
+            # Nothing to do. Retry-After: the server had no slot to wait in; ask again later.
+            stop.wait(min(60.0, float(response.headers.get("Retry-After") or 0)))
             continue
         run_order(api, response.json()["order"], work_root)
         ran += 1

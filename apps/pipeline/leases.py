@@ -12,11 +12,14 @@ with anything the device says about itself in the result.
 
 from __future__ import annotations
 
+import random
 import secrets
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 
@@ -61,20 +64,59 @@ def _leasable(device: Device, kinds: list[str]) -> Q | None:
     return Q(run__version__model__team=device.team, profile__in=profiles, kind__in=wanted)
 
 
-def lease(device: Device, kinds: list[str], wait_seconds: float) -> WorkOrder | None:
-    """The next job for `device` as its work order, waiting up to `wait_seconds` for one to
-    become ready (a long poll); None when none did."""
+# Clients that found every waiting slot taken come back after about this long (with jitter).
+BUSY_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Leased:
+    """What a lease call got: an order, or none and when to ask again (`retry_after` seconds,
+    0 when the call already waited)."""
+
+    order: WorkOrder | None
+    retry_after: float = 0.0
+
+
+_waiters: dict[int, threading.BoundedSemaphore] = {}
+_waiters_lock = threading.Lock()
+
+
+def _waiting_slots(size: int) -> threading.BoundedSemaphore:
+    """This web process's `size` waiting slots (settings.LEASE_WAITERS, read at each call)."""
+    with _waiters_lock:
+        return _waiters.setdefault(size, threading.BoundedSemaphore(size))
+
+
+def lease(device: Device, kinds: list[str], wait_seconds: float) -> Leased:
+    """The next job for `device` as its work order. With none ready, the call waits up to
+    `wait_seconds` for one (a long poll) when a waiting slot of this web process is free;
+    otherwise it answers at once, saying when to ask again."""
     where = _leasable(device, kinds)
-    deadline = time.monotonic() + min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
-    while True:
+
+    def take() -> WorkOrder | None:
         job = services.lease_next(where, holder(device), f"lease-{secrets.token_hex(8)}") if where else None
-        if job is not None:
-            return work_order(job)
-        if time.monotonic() + POLL_SECONDS > deadline:
-            return None
-        # Don't hold a database connection while waiting.
-        connection.close()
-        time.sleep(POLL_SECONDS)
+        return work_order(job) if job is not None else None
+
+    order = take()
+    wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
+    if order is not None or wait < POLL_SECONDS:
+        return Leased(order)
+    size = int(settings.LEASE_WAITERS)
+    slot = _waiting_slots(size) if size > 0 else None
+    if slot is None or not slot.acquire(blocking=False):
+        return Leased(None, BUSY_RETRY_SECONDS * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+    try:
+        deadline = time.monotonic() + wait
+        while time.monotonic() + POLL_SECONDS <= deadline:
+            if not connection.in_atomic_block:
+                connection.close()  # hold no database connection while waiting
+            time.sleep(POLL_SECONDS)
+            order = take()
+            if order is not None:
+                return Leased(order)
+        return Leased(None)
+    finally:
+        slot.release()
 
 
 def held(device: Device, job_id: int, attempt: int) -> Job:

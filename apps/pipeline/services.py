@@ -107,14 +107,15 @@ def _leased_by_devices_only(job: Job) -> bool:
     of a profile an online device of the job's team meets. Devices lease from the database; a
     Celery message would wait in the broker for a worker that isn't there, one more every
     JOB_REQUEUE_AFTER_SECONDS. Should a worker start later, the reconciler sends it one then."""
-    if job.profile_id is None or not needs_hardware(job.kind, job.profile):
+    profile = job.profile
+    if profile is None or not needs_hardware(job.kind, profile):
         return False
     from apps.hardware.services import device_serves, live_queues
 
     if job.queue in live_queues():
         return False
     team_id = PipelineRun.objects.filter(pk=job.run_id).values_list("version__model__team_id", flat=True).first()
-    return team_id is not None and device_serves(job.profile, team_id)
+    return team_id is not None and device_serves(profile, team_id)
 
 
 def _enqueue_on_commit(job: Job) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -215,3 +216,26 @@ def test_a_step_only_devices_serve_sends_no_message_no_worker_would_take(
         leased = _ready_validate(_version(personas.team))
     assert sent == []
     assert Job.objects.get(pk=leased.pk).status == JobStatus.QUEUED  # the device leases it from the database
+
+
+def test_long_polls_take_at_most_their_share_of_web_threads(personas, settings):
+    """With every waiting slot taken, a lease call is answered at once with Retry-After, so
+    polling devices never hold the threads users need."""
+    from apps.pipeline import leases
+
+    client, _ = _device(personas, ["arm-cpu-mnn"])
+    settings.LEASE_WAITERS = 1
+    slots = leases._waiting_slots(1)
+    assert slots.acquire(blocking=False)  # another agent is waiting
+    try:
+        started = time.monotonic()
+        busy = _lease(client, wait=10)
+        assert busy.status_code == 204 and 1 <= int(busy["Retry-After"]) <= 8
+        assert time.monotonic() - started < 2
+    finally:
+        slots.release()
+    # A free slot: the call waits its time, and says nothing of retrying.
+    started = time.monotonic()
+    waited = _lease(client, wait=1.2)
+    assert waited.status_code == 204 and "Retry-After" not in waited
+    assert time.monotonic() - started >= 1.0

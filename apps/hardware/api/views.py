@@ -191,7 +191,9 @@ def _device(request: Request) -> Device:
 class AgentLease(APIView):
     """A device's agent asks for work (device credential): the oldest ready step of its team, for
     a profile its probe meets, as a work order; waits up to `wait` seconds (a long poll), then
-    answers 204 when there is none. The lease is the order's job and attempt."""
+    answers 204 when there is none. When this web process already has its share of waiting
+    agents (SLIPWAY_LEASE_WAITERS), the 204 comes at once with Retry-After. The lease is the
+    order's job and attempt."""
 
     authentication_classes = [DeviceAuthentication]
     permission_classes = [IsDevice]
@@ -202,10 +204,14 @@ class AgentLease(APIView):
         form = LeaseInput(data=request.data)
         form.is_valid(raise_exception=True)
         device = devices.beat(_device(request))
-        order = leases.lease(device, form.validated_data.get("kinds") or [], form.validated_data["wait"])
-        if order is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(LeaseSerializer({"order": leases.order_dict(order)}).data)
+        leased = leases.lease(device, form.validated_data.get("kinds") or [], form.validated_data["wait"])
+        if leased.order is None:
+            answer = Response(status=status.HTTP_204_NO_CONTENT)
+            if leased.retry_after:
+                # Every waiting slot of this web process is taken: ask again after this long.
+                answer["Retry-After"] = str(max(1, round(leased.retry_after)))
+            return answer
+        return Response(LeaseSerializer({"order": leases.order_dict(leased.order)}).data)
 
 
 class AgentLeaseProgress(APIView):

@@ -308,6 +308,10 @@ BENCHMARK_MAX_SECONDS_PER_POINT = float(os.environ.get("SLIPWAY_BENCHMARK_MAX_SE
 BENCHMARK_MAX_TRIALS = envint("SLIPWAY_BENCHMARK_MAX_TRIALS", 0, minimum=0)
 WORKER_HEARTBEAT_SECONDS = envint("SLIPWAY_WORKER_HEARTBEAT_SECONDS", 30, minimum=1)
 WORKER_STALE_AFTER_SECONDS = envint("SLIPWAY_WORKER_STALE_AFTER_SECONDS", 120, minimum=5)
+# Device agents' long polls (ADR 0016) each hold a web thread while they wait. At most this many
+# wait at once in one web process (a quarter of its WEB_THREADS by default); the others are
+# answered at once with Retry-After, so polling devices never take the threads users need.
+LEASE_WAITERS = envint("SLIPWAY_LEASE_WAITERS", max(1, envint("WEB_THREADS", 8, minimum=1) // 4), minimum=0)
 RECONCILE_INTERVAL_SECONDS = envint("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
 
 # Deployments: tries of a push before it fails for good (transient errors back off from the
