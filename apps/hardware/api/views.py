@@ -2,12 +2,13 @@
 the devices outside the cluster: enrolling, listing and revoking them, and the agent's own calls."""
 
 import shlex
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -188,23 +189,31 @@ def _device(request: Request) -> Device:
     return request.auth
 
 
-class AgentLease(APIView):
+class AgentView(APIView):
+    """An agent's call with its device credential: reading the body also counts as the device's
+    sign of life."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+
+    def read(self, request: Request, form_class: type[serializers.Serializer]) -> tuple[Device, dict[str, Any]]:
+        form = form_class(data=request.data)
+        form.is_valid(raise_exception=True)
+        return devices.beat(_device(request)), dict(form.validated_data)
+
+
+class AgentLease(AgentView):
     """A device's agent asks for work (device credential): the oldest ready step of its team, for
     a profile its probe meets, as a work order; waits up to `wait` seconds (a long poll), then
     answers 204 when there is none. When this web process already has its share of waiting
     agents (SLIPWAY_LEASE_WAITERS), the 204 comes at once with Retry-After. The lease is the
     order's job and attempt."""
 
-    authentication_classes = [DeviceAuthentication]
-    permission_classes = [IsDevice]
-
     @extend_schema(request=LeaseInput, responses={200: LeaseSerializer, 204: None})
     @idempotent
     def post(self, request: Request) -> Response:
-        form = LeaseInput(data=request.data)
-        form.is_valid(raise_exception=True)
-        device = devices.beat(_device(request))
-        leased = leases.lease(device, form.validated_data.get("kinds") or [], form.validated_data["wait"])
+        device, data = self.read(request, LeaseInput)
+        leased = leases.lease(device, data.get("kinds") or [], data["wait"])
         if leased.order is None:
             answer = Response(status=status.HTTP_204_NO_CONTENT)
             if leased.retry_after:
@@ -214,39 +223,27 @@ class AgentLease(APIView):
         return Response(LeaseSerializer({"order": leases.order_dict(leased.order)}).data)
 
 
-class AgentLeaseProgress(APIView):
+class AgentLeaseProgress(AgentView):
     """The agent's progress on a lease, which is also its heartbeat; 409 once the device no
     longer holds the job at that attempt (then it drops the job)."""
-
-    authentication_classes = [DeviceAuthentication]
-    permission_classes = [IsDevice]
 
     @extend_schema(request=LeaseProgressInput, responses={200: LeaseRecordedSerializer})
     @idempotent
     def post(self, request: Request, job: int) -> Response:
-        form = LeaseProgressInput(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        device = devices.beat(_device(request))
+        device, data = self.read(request, LeaseProgressInput)
         leases.progress(device, job, data["attempt"], data["progress"], data["message"])
         return Response({"job": job, "attempt": data["attempt"], "status": "running"})
 
 
-class AgentLeaseResult(APIView):
+class AgentLeaseResult(AgentView):
     """The agent posts what its lease produced: the step's report (read by type) or why it could
     not run. Bound to the job and attempt: a late or replayed post is refused (409); the same
     post repeated after its answer was lost is answered as recorded."""
 
-    authentication_classes = [DeviceAuthentication]
-    permission_classes = [IsDevice]
-
     @extend_schema(request=LeaseResultInput, responses={200: LeaseRecordedSerializer})
     @idempotent
     def post(self, request: Request, job: int) -> Response:
-        form = LeaseResultInput(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        device = devices.beat(_device(request))
+        device, data = self.read(request, LeaseResultInput)
         if "result" in data:
             done = leases.complete(device, job, data["attempt"], data["result"], data["log"])
         else:
@@ -256,12 +253,9 @@ class AgentLeaseResult(APIView):
         return Response({"job": job, "attempt": data["attempt"], "status": done.status})
 
 
-class AgentLeaseArtifact(APIView):
+class AgentLeaseArtifact(AgentView):
     """Download an artifact the lease reads (device credential, the lease's job and attempt), as
     bytes; the agent checks them against the order's sha256, also sent as X-Content-SHA256."""
-
-    authentication_classes = [DeviceAuthentication]
-    permission_classes = [IsDevice]
 
     @extend_schema(
         parameters=[query("attempt", "The lease's attempt.", int)],
@@ -281,11 +275,8 @@ class AgentLeaseArtifact(APIView):
         return response
 
 
-class AgentRotate(APIView):
+class AgentRotate(AgentView):
     """The agent replaces its device credential: the answer holds the new one, shown once."""
-
-    authentication_classes = [DeviceAuthentication]
-    permission_classes = [IsDevice]
 
     @extend_schema(request=None, responses={201: RotatedSerializer})
     @idempotent

@@ -97,7 +97,9 @@ export interface paths {
         /**
          * @description A device's agent asks for work (device credential): the oldest ready step of its team, for
          *     a profile its probe meets, as a work order; waits up to `wait` seconds (a long poll), then
-         *     answers 204 when there is none. The lease is the order's job and attempt.
+         *     answers 204 when there is none. When this web process already has its share of waiting
+         *     agents (SLIPWAY_LEASE_WAITERS), the 204 comes at once with Retry-After. The lease is the
+         *     order's job and attempt.
          */
         post: operations["agent_lease_create"];
         delete?: never;
