@@ -86,3 +86,20 @@ def test_requirements_that_cannot_be_checked_are_refused_with_a_sentence(require
 def test_arm_cpu_flags_that_matter_for_fp16_and_int8_kernels_are_read():
     text = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes fphp asimdhp asimddp i8mm\nCPU part\t: 0xd0c\n"
     assert hardware._cpuinfo(text)[1] == ("asimd", "asimddp", "asimdhp", "fphp", "i8mm")
+
+
+X86_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse sse2 avx2 avx512f\n"
+)
+ARM_CPUINFO = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd asimddp fphp\nCPU implementer\t: 0x41\n"
+
+
+def test_qemu_user_emulation_is_told_from_the_hosts_cpuinfo_or_the_threads_executable() -> None:
+    from workers.engine.hardware import emulation_of
+
+    said = "QEMU user-mode emulation of aarch64 on an x86-64 host (AMD EPYC)"
+    assert emulation_of("aarch64", X86_CPUINFO) == said
+    # QEMU 8.1+ may describe an ARM CPU in /proc/cpuinfo: the thread's executable still tells.
+    assert emulation_of("aarch64", ARM_CPUINFO, "qemu-aarch64-static").startswith("QEMU user-mode emulation of aarch64")
+    assert emulation_of("aarch64", ARM_CPUINFO) == ""  # a real ARM board
+    assert emulation_of("x86_64", X86_CPUINFO) == ""

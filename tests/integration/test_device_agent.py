@@ -158,3 +158,110 @@ def test_an_agent_measures_a_profile_no_worker_serves_and_a_killed_lease_is_fini
         what=f"the version to be ready: {version.get('status')}",
     )
     time.sleep(0)
+
+
+# An ARM profile measured by MNN's FP32 and FP16 variants: what an ARMv8.2 core computes in FP16.
+ARM = {
+    "slug": "arm-mnn-fp16",
+    "name": "ARM CPU, MNN FP32/FP16",
+    "device_kind": "cpu",
+    "backends": ["mnn"],
+    "precisions": ["fp32", "fp16"],
+    "queue": "arm64",
+    "requirements": {"arch": ["aarch64"]},
+    "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
+}
+
+
+@pytest.fixture(scope="session")
+def arm64_machine() -> Path:
+    from tests import emulation
+
+    reason = emulation.arm64_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return emulation.arm64_root()
+
+
+def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_emulated(
+    celery_worker_process, web_server, tmp_path, arm64_machine
+):
+    from tests.emulation import in_arm64
+
+    HardwareProfile.objects.update_or_create(slug=ARM["slug"], defaults={k: v for k, v in ARM.items() if k != "slug"})
+    user = UserFactory(username="arm-admin")
+    MembershipFactory(team=TeamFactory(slug="ml"), user=user, role="admin")
+    _, token = ApiToken.issue(user, "ci", ["read", "upload", "admin"])
+    headers = {"Authorization": f"Bearer {token}"}
+    made = requests.post(
+        f"{web_server}/api/v1/devices/enrollments/",
+        json={"team": "ml", "profiles": [ARM["slug"]], "name": "arm-1"},
+        headers=headers,
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    state = tmp_path / "arm-agent"
+    state.mkdir()
+    agent = ("python", "-m", "slipway_agent", "--state", "/agent")
+    # QEMU refuses the namespaces and seccomp filters of the engine's sandbox: under emulation
+    # the agent runs with limits only, explicitly, and every report it makes says so.
+    env = {**os.environ, "SLIPWAY_SANDBOX_ISOLATION": "limits"}
+    registered = subprocess.run(
+        in_arm64(arm64_machine, *agent, "register", "--server", web_server, "--token", made.json()["token"],
+                 "--name", "arm-1", binds=(f"{state}:/agent",)),
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    listed = requests.get(f"{web_server}/api/v1/devices/", headers=headers, timeout=10).json()["results"]
+    probe = listed[0]["hardware"]
+    assert probe["arch"] == "aarch64" and probe["emulation"].startswith("QEMU user-mode emulation of aarch64")
+    assert listed[0]["serving"] == [{"profile": ARM["slug"], "meets": True, "unmet": ""}]
+
+    model = modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx")
+    with model.open("rb") as fh:
+        uploaded = requests.post(
+            f"{web_server}/api/v1/models/scorer/versions/",
+            files={"file": ("mlp.onnx", fh)},
+            data={"team": "ml", "profiles": ARM["slug"]},
+            headers=headers,
+            timeout=60,
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    version_id = uploaded.json()["id"]
+    log = tmp_path / "arm-agent.log"
+    running = subprocess.Popen(
+        in_arm64(arm64_machine, *agent, "run", binds=(f"{state}:/agent",)),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+
+        def finished() -> dict[str, Any] | None:
+            version = requests.get(f"{web_server}/api/v1/versions/{version_id}/", headers=headers, timeout=10).json()
+            return version if version["status"] in ("ready", "failed") else None
+
+        version = wait_for(finished, timeout=900, interval=2, what=f"the ARM pipeline:\n{log.read_text()[-3000:]}")
+    finally:
+        running.send_signal(signal.SIGTERM)
+        try:
+            running.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            running.kill()
+    assert version["status"] == "ready", (version.get("status_reason"), log.read_text()[-3000:])
+    jobs = {job.kind: job for job in Job.objects.filter(run__version_id=version_id)}
+    # The x86 worker built the variants (MNN files are the same anywhere) and ranked them; every
+    # measuring step ran on the emulated ARM device, none on the x86 worker.
+    assert jobs["optimize"].worker_host.startswith("it@") and jobs["recommend"].worker_host.startswith("it@")
+    for kind in ("validate", "parity", "benchmark"):
+        measured = jobs[kind].result["measured_on"]
+        assert jobs[kind].worker_host == "device:ml/arm-1", kind
+        assert (measured["kind"], measured["arch"]) == ("device", "aarch64") and measured["emulation"], kind
+    support = jobs["validate"].result["reports"]["mnn"]
+    assert support["verdict"] == "full" and support["runtime_version"], support
+    parity = jobs["parity"].result["variants"]
+    assert set(parity) == {"mnn-fp32", "mnn-fp16"} and all(v["passed"] for v in parity.values()), parity
+    assert jobs["benchmark"].result["baseline"]["points"], "the original model was timed (emulated)"
+    assert jobs["parity"].result["sandbox"]["mode"] == "limits"  # said, not hidden
+    summary = jobs["recommend"].result["summary"]
+    assert "on accuracy and size only" in summary and "QEMU" in summary, summary

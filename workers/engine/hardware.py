@@ -137,17 +137,33 @@ def _hwcap_flags() -> tuple[str, ...]:
     return tuple(flag for flag in INTERESTING_FLAGS if flag in found)
 
 
-def emulation_of(arch: str, cpuinfo: str) -> str:
+def _emulator() -> str:
+    """The emulator running this thread, where one does: under QEMU user mode the thread's own
+    executable (/proc/thread-self/exe) is qemu-<arch>[-static], while /proc/self/exe names the
+    emulated program."""
+    with contextlib.suppress(OSError):
+        name = os.path.basename(os.readlink("/proc/thread-self/exe"))
+        if name.startswith("qemu-"):
+            return name
+    return ""
+
+
+def emulation_of(arch: str, cpuinfo: str, emulator: str = "") -> str:
     """How this process's CPU is emulated, in words; empty on a real CPU. Under QEMU user mode
-    the program sees its own architecture (`uname -m` says aarch64) while /proc/cpuinfo still
-    describes the host's x86-64 CPU (vendor_id, an x86 flags line)."""
+    the program sees its own architecture (`uname -m` says aarch64) while its thread's
+    executable is QEMU (`emulator`) and, up to QEMU 8.0 at least, /proc/cpuinfo still describes
+    the host's x86-64 CPU (vendor_id, an x86 flags line)."""
     if canonical_arch(arch) == "x86_64":
         return ""
     lowered = cpuinfo.lower()
-    if "vendor_id" in lowered or any(line.startswith("flags") and " sse" in line for line in lowered.splitlines()):
-        host_model, _ = _cpuinfo(cpuinfo)
-        return f"QEMU user-mode emulation of {canonical_arch(arch)} on an x86-64 host ({host_model or 'unknown CPU'})"
-    return ""
+    x86_cpuinfo = "vendor_id" in lowered or any(
+        line.startswith("flags") and " sse" in line for line in lowered.splitlines()
+    )
+    if not (emulator or x86_cpuinfo):
+        return ""
+    host_model, _ = _cpuinfo(cpuinfo) if x86_cpuinfo else ("", ())
+    host = f"an x86-64 host ({host_model or 'unknown CPU'})" if x86_cpuinfo else "another architecture's host"
+    return f"QEMU user-mode emulation of {canonical_arch(arch)} on {host}"
 
 
 def describe_hardware() -> HardwareInfo:
@@ -156,7 +172,7 @@ def describe_hardware() -> HardwareInfo:
     except OSError:
         text = ""
     model, flags = _cpuinfo(text) if text else (platform.processor(), ())
-    emulation = emulation_of(platform.machine(), text)
+    emulation = emulation_of(platform.machine(), text, _emulator())
     if emulation or (canonical_arch(platform.machine()) == "aarch64" and not flags):
         # The host's x86 flags say nothing of the emulated CPU: its features come from the
         # auxiliary vector, and its model is named as emulated.
