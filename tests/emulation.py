@@ -25,10 +25,26 @@ def arm64_dir() -> Path:
     return emulation_dir() / "arm64-bookworm"
 
 
+def _binfmt_enabled() -> bool:
+    return BINFMT.exists() and BINFMT.read_text().splitlines()[:1] == ["enabled"]
+
+
+def _enable_binfmt() -> None:
+    """Mount binfmt_misc and enable QEMU's aarch64 entry where they are installed but off (a
+    fresh boot of a machine that has qemu-user-static and binfmt-support)."""
+    if _binfmt_enabled():
+        return
+    if not BINFMT.parent.joinpath("status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT.parent)], capture_output=True)
+    if shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+
+
 def arm64_skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "running an arm64 root filesystem needs root (mounts and chroot)"
-    if not BINFMT.exists() or BINFMT.read_text().splitlines()[:1] != ["enabled"]:
+    _enable_binfmt()
+    if not _binfmt_enabled():
         return (
             "this host can't run arm64 programs (no enabled binfmt_misc qemu-aarch64): "
             "apt-get install qemu-user-static binfmt-support mmdebstrap"
