@@ -368,9 +368,14 @@ def write(results: dict[str, Any]) -> None:
             )
     lines += [
         "",
-        "A ready step is found by an agent that is waiting in a long poll (the server looks every 0.5 s), or by one "
-        "that was told to come back (Retry-After, 2.5-7.5 s, when its web process already holds its quarter of "
-        "threads in long polls): with many agents most wait client-side, so the p99 is the Retry-After.",
+        "A ready step is found by an agent waiting in a long poll, which the server serves by looking every 0.5 s: "
+        "hence the 1-agent p50 near 250 ms. With 20 agents, the few in long polls (a quarter of each web process's "
+        "threads) pick up at once, and the others, told to come back after 2.5-7.5 s (Retry-After), only add calls."
+        + (
+            " A step made ready in the last seconds before the agents stopped was leased in the next phase."
+            if any(r["finished"] < r["steps"] for c in results["configs"] for r in c["overhead"])
+            else ""
+        ),
         "",
         "### Idle agents",
         "",

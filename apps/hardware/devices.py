@@ -185,6 +185,11 @@ def register(token: str, name: str, hardware: Any, runtimes: Any = None, agent_v
     return device, credential
 
 
+def holder(device: Device) -> str:
+    """What a job's `worker_host` says while the device holds a lease on it."""
+    return f"device:{device.team.slug}/{device.name}"
+
+
 def authenticate(credential: str) -> Device:
     """The device a credential belongs to; DeviceRefused saying why otherwise. The credential a
     rotation replaced is still accepted within its grace period (`previous_key_*`); the first

@@ -24,7 +24,7 @@ from django.db import connection
 from django.db.models import Q
 
 from apps.core.errors import Conflict, DomainError
-from apps.hardware.devices import serving
+from apps.hardware.devices import holder, serving
 from apps.hardware.models import Device, HardwareProfile
 from apps.pipeline import services
 from apps.pipeline.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus
@@ -43,11 +43,6 @@ REPORTS: dict[str, type] = {
     JobKind.PARITY: ParityReport,
     JobKind.BENCHMARK: BenchmarkReport,
 }
-
-
-def holder(device: Device) -> str:
-    """What a job's `worker_host` says while a device holds it."""
-    return f"device:{device.team.slug}/{device.name}"
 
 
 def served_profiles(device: Device) -> list[HardwareProfile]:

@@ -21,6 +21,7 @@ from apps.pipeline.models import Job, JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind
 from apps.registry.storage import put_blob
 from tests.apps.test_devices import ARM_BOARD, _as_device, _enroll, _register
+from tests.conftest import client_for
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, TeamFactory
 from workers.engine.support_matrix import build_matrix
 
@@ -106,6 +107,12 @@ def test_a_device_leases_its_teams_step_reads_its_model_and_posts_the_report(per
     assert beat.status_code == 200, beat.content
     job.refresh_from_db()
     assert (job.progress, job.progress_message) == (0.5, "mnn")
+    # The fleet shows what the device is running.
+    listed = client_for(personas.viewer).get("/api/v1/devices/").json()["results"]
+    assert listed[0]["running"] == [
+        {"id": job.pk, "kind": "validate", "profile": "arm-cpu-mnn", "version": job.run.version_id, "attempt": 1,
+         "progress": 0.5, "progress_message": "mnn"}
+    ]  # fmt: skip
 
     posted = client.post(
         f"/api/v1/agent/jobs/{job.pk}/result/", {"attempt": 1, "result": _report(order)}, format="json"

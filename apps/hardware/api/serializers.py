@@ -117,6 +117,16 @@ class DeviceServingSerializer(serializers.Serializer):
     unmet = serializers.CharField(help_text="What the device lacks for the profile, in words; empty when it meets it.")
 
 
+class DeviceJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    profile = serializers.CharField()
+    version = serializers.IntegerField(help_text="The version's id.")
+    attempt = serializers.IntegerField()
+    progress = serializers.FloatField()
+    progress_message = serializers.CharField()
+
+
 class DeviceSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     team = serializers.CharField(source="team.slug")
@@ -129,9 +139,33 @@ class DeviceSerializer(serializers.Serializer):
     registered_at = serializers.DateTimeField()
     last_seen_at = serializers.DateTimeField()
     revoked_at = serializers.DateTimeField(allow_null=True)
+    running = serializers.SerializerMethodField(help_text="The steps it holds a lease on now.")
 
     def get_status(self, device: Any) -> str:
         return devices.device_status(device)
+
+    @extend_schema_field(DeviceJobSerializer(many=True))
+    def get_running(self, device: Any) -> list[dict[str, Any]]:
+        # One query per answer, however many devices it lists.
+        context = cast(dict[str, Any], self.context)
+        if "device_jobs" not in context:
+            held: dict[str, list[dict[str, Any]]] = {}
+            rows = Job.objects.filter(status=JobStatus.RUNNING, worker_host__startswith="device:").order_by("id")
+            for job in rows.values("id", "kind", "profile__slug", "run__version_id", "attempt", "progress",
+                                   "progress_message", "worker_host"):  # fmt: skip
+                held.setdefault(job["worker_host"], []).append(
+                    {
+                        "id": job["id"],
+                        "kind": job["kind"],
+                        "profile": job["profile__slug"] or "",
+                        "version": job["run__version_id"],
+                        "attempt": job["attempt"],
+                        "progress": job["progress"],
+                        "progress_message": job["progress_message"],
+                    }
+                )
+            context["device_jobs"] = held
+        return list(context["device_jobs"].get(devices.holder(device), []))
 
     @extend_schema_field(DeviceServingSerializer(many=True))
     def get_serving(self, device: Any) -> list[dict[str, Any]]:

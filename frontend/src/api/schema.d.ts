@@ -1291,6 +1291,19 @@ export interface components {
             last_seen_at: string;
             /** Format: date-time */
             revoked_at: string | null;
+            /** @description The steps it holds a lease on now. */
+            readonly running: components["schemas"]["DeviceJob"][];
+        };
+        DeviceJob: {
+            id: number;
+            kind: string;
+            profile: string;
+            /** @description The version's id. */
+            version: number;
+            attempt: number;
+            /** Format: double */
+            progress: number;
+            progress_message: string;
         };
         /**
          * @description * `cpu` - CPU

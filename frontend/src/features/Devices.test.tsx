@@ -24,6 +24,17 @@ const board = {
   registered_at: "2026-12-07T09:00:00Z",
   last_seen_at: "2026-12-07T09:59:50Z",
   revoked_at: null,
+  running: [
+    {
+      id: 41,
+      kind: "benchmark",
+      profile: "arm-cpu-mnn",
+      version: 3,
+      attempt: 1,
+      progress: 0.4,
+      progress_message: "mnn-fp16",
+    },
+  ],
 };
 
 function answer(body: unknown, status = 200): Response {
@@ -44,7 +55,7 @@ function serve(role: string) {
           expires_at: "2026-12-08T10:00:00Z",
           token: "sle_abc_secret",
           connect:
-            "python3 -m workers.engine.hardware > probe.json && curl -sS -X POST http://slipway/api/v1/agent/register/",
+            "python3 -m slipway_agent register --server http://slipway --token sle_abc_secret && python3 -m slipway_agent run",
         },
         201,
       );
@@ -66,6 +77,7 @@ describe("devices", () => {
     expect(within(row).getByText(/mnn 3.2.0, onnxruntime not installed/)).toBeTruthy();
     expect(within(row).getByText("✗ x86-cpu: it is aarch64, not x86_64")).toBeTruthy();
     expect(within(row).getByText("✓ arm-cpu-mnn")).toBeTruthy();
+    expect(within(row).getByText("running benchmark for arm-cpu-mnn: 40% (mnn-fp16)")).toBeTruthy();
   });
 
   it("lets a team admin make an enrollment token, shown once with the command to run", async () => {
@@ -78,7 +90,7 @@ describe("devices", () => {
     await user.click(screen.getByRole("button", { name: "Make an enrollment token" }));
     const command = await screen.findByLabelText("The command that registers the device");
     expect(command.textContent).toBe(
-      "python3 -m workers.engine.hardware > probe.json && curl -sS -X POST http://slipway/api/v1/agent/register/",
+      "python3 -m slipway_agent register --server http://slipway --token sle_abc_secret && python3 -m slipway_agent run",
     );
     const sent = fetchMock.mock.calls.find(([url]) => String(url).includes("enrollments"))!;
     expect(JSON.parse(String(sent[1].body))).toEqual({

@@ -212,6 +212,12 @@ export function Devices({ profiles, now }: { profiles: HardwareProfile[]; now: n
                     </th>
                     <td>
                       <StatusBadge status={d.status} />
+                      {d.running.map((job) => (
+                        <div key={job.id} className="small">
+                          running {job.kind} for {job.profile}: {Math.round(job.progress * 100)}%
+                          {job.progress_message ? ` (${job.progress_message})` : ""}
+                        </div>
+                      ))}
                     </td>
                     <td className="small">
                       {probe.cpu_model || probe.arch} · {probe.arch} · {probe.cores ?? "?"} cores
