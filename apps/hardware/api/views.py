@@ -281,5 +281,6 @@ class AgentRotate(AgentView):
     @extend_schema(request=None, responses={201: RotatedSerializer})
     @idempotent
     def post(self, request: Request) -> Response:
-        credential = devices.rotate(_device(request))
+        device, _ = self.read(request, serializers.Serializer)  # no fields; a malformed body is still a 400
+        credential = devices.rotate(device)
         return Response({"credential": credential}, status=status.HTTP_201_CREATED)
