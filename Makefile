@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots
+.PHONY: run test test-fast setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots agent-wheel
 
 # The browser app (frontend/, Node.js 20.19+): `npm ci` when the lockfile changes, a Vite build
 # into frontend/dist (collected by Django, served by WhiteNoise) when a source changes.
@@ -86,6 +86,10 @@ frontend: frontend/dist/index.html
 ## also checks that src/api/schema.d.ts matches docs/openapi.yaml: `npm run gen:api` updates it).
 frontend-test: $(FRONTEND_DEPS)
 	cd frontend && $(NPM) run check
+
+## The device agent's wheel (the agent and the engine, no Django) in dist/, for `pip install` on a device.
+agent-wheel: setup
+	$(PY) scripts/build_agent_wheel.py dist
 
 bench: setup
 	$(PY) bench/upload.py

@@ -6,6 +6,7 @@ back and another agent finishes; the killed lease's result is refused."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -202,13 +203,23 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     assert made.status_code == 201, made.text
     state = tmp_path / "arm-agent"
     state.mkdir()
-    agent = ("python", "-m", "slipway_agent", "--state", "/agent")
+    # The agent as a device gets it: its wheel (the agent and the engine, no Django), installed
+    # into the device's Python, run from outside any checkout.
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_agent_wheel.py"), str(wheels)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    wheel = Path(built.stdout.strip().splitlines()[-1])
+    binds = (f"{state}:/agent", f"{wheels}:/wheels")
+    install = f"pip install -q --no-deps --no-index --target /agent/lib /wheels/{wheel.name}"
+    agent = ("env", "PYTHONPATH=/agent/lib", "python", "-m", "slipway_agent", "--state", "/agent")
     # QEMU refuses the namespaces and seccomp filters of the engine's sandbox: under emulation
     # the agent runs with limits only, explicitly, and every report it makes says so.
     env = {**os.environ, "SLIPWAY_SANDBOX_ISOLATION": "limits"}
+    register = [*agent, "register", "--server", web_server, "--token", made.json()["token"], "--name", "arm-1"]
     registered = subprocess.run(
-        in_arm64(arm64_machine, *agent, "register", "--server", web_server, "--token", made.json()["token"],
-                 "--name", "arm-1", binds=(f"{state}:/agent",)),
+        in_arm64(arm64_machine, "sh", "-c", f"{install} && {shlex.join(register)}", binds=binds, chdir="/"),
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert registered.returncode == 0, registered.stderr[-3000:]
@@ -230,7 +241,7 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     version_id = uploaded.json()["id"]
     log = tmp_path / "arm-agent.log"
     running = subprocess.Popen(
-        in_arm64(arm64_machine, *agent, "run", binds=(f"{state}:/agent",)),
+        in_arm64(arm64_machine, *agent, "run", binds=binds, chdir="/"),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env=env,
