@@ -30,6 +30,11 @@ MIRROR=${SLIPWAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # ml_dtypes (onnx's dependency) as in the dev venv: 0.7.0's extension takes 5 to 9 s to load
 # under emulation (0.5.4: under 1 s), and every `import onnx` pays it.
 REQUIREMENTS=${SLIPWAY_ARM64_REQUIREMENTS:-numpy==2.4.6 onnx==1.23.2 ml_dtypes==0.5.4 onnxruntime==1.32.0 MNN==3.6.1 ncnn==1.0.20261020 requests==2.34.2 psutil==7.2.2 pyseccomp==0.1.2}
+# Installed without their dependencies, as on the x86 workers: pnnx (ncnn's converter, which ncnn's
+# support check runs) declares torch, which its native converter does not need.
+NO_DEPS=${SLIPWAY_ARM64_NO_DEPS:-pnnx==20261020}
+# What the stamp records: a tree built with other pins is rebuilt.
+WANTED="$REQUIREMENTS | no-deps: $NO_DEPS"
 # libstdc++6, libgcc-s1 and zlib1g: what the wheels' extension modules link against (their
 # other libraries, libgomp and OpenBLAS, ship inside the wheels). libseccomp2: pyseccomp loads it.
 PACKAGES=python3,python3-venv,python3-pip,ca-certificates,libseccomp2,bubblewrap,libgomp1,libstdc++6,libgcc-s1,zlib1g,curl,procps
@@ -44,7 +49,8 @@ INSTALL_HINT="Install them with: apt-get install qemu-user-static binfmt-support
 case $DIR in /*) ;; *) DIR=$PWD/$DIR ;; esac
 DIR=${DIR%/}
 STAMP=$DIR/$STAMP_NAME
-if [ -f "$STAMP" ]; then
+built_with() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("requirements", ""))' "$1" 2>/dev/null; }
+if [ -f "$STAMP" ] && [ "$(built_with "$STAMP")" = "$WANTED" ]; then
   echo "$STAMP"
   exit 0
 fi
@@ -71,10 +77,11 @@ if ! flock -n 9; then
   say "another build of $DIR is running; waiting for it"
   flock 9
 fi
-if [ -f "$STAMP" ]; then # built by the caller we waited for
+if [ -f "$STAMP" ] && [ "$(built_with "$STAMP")" = "$WANTED" ]; then # built by the caller we waited for
   echo "$STAMP"
   exit 0
 fi
+[ -f "$STAMP" ] && say "$DIR was built with other packages ($(built_with "$STAMP")); rebuilding it with: $WANTED"
 
 PARTIAL=$DIR.partial
 START=$(date +%s)
@@ -171,10 +178,15 @@ in_root python3 -m venv "$VENV" >&2
 # shellcheck disable=SC2086 # the requirement specs are words
 in_root "$VENV/bin/python" -m pip install --no-cache-dir --no-input --disable-pip-version-check \
   --progress-bar off --only-binary=:all: --cert /etc/ssl/certs/ca-certificates.crt $REQUIREMENTS >&2
+if [ -n "$NO_DEPS" ]; then
+  # shellcheck disable=SC2086 # the requirement specs are words
+  in_root "$VENV/bin/python" -m pip install --no-cache-dir --no-input --disable-pip-version-check \
+    --progress-bar off --only-binary=:all: --no-deps --cert /etc/ssl/certs/ca-certificates.crt $NO_DEPS >&2
+fi
 
 say "phase 4/4: checking the imports and writing the stamp"
 # stdout to stderr: MNN prints the CPU's features when imported; stdout is only the stamp's path.
-in_root "$VENV/bin/python" - "$STAMP_NAME" "$START" >&2 <<'EOF'
+in_root "$VENV/bin/python" - "$STAMP_NAME" "$START" "$WANTED" >&2 <<'EOF'
 import datetime
 import importlib.metadata as md
 import json
@@ -198,6 +210,7 @@ stamp = {
     "packages": {d.metadata["Name"]: d.version for d in sorted(md.distributions(), key=lambda d: d.metadata["Name"].lower())},
     "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "seconds": round(time.time() - int(sys.argv[2])),
+    "requirements": sys.argv[3],
 }
 with open("/" + sys.argv[1] + ".tmp", "w") as f:
     json.dump(stamp, f, indent=2, sort_keys=True)

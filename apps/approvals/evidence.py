@@ -17,6 +17,7 @@ from apps.core.api.errors import ApiError
 from apps.hardware.services import worker_by_host, wrong_hardware
 from apps.pipeline.models import JobKind, JobStatus, PipelineRun, RunStatus
 from apps.pipeline.outcomes import ProfileOutcome, ProfileStatus, profile_outcomes
+from apps.pipeline.services import needs_hardware
 from apps.registry.models import ArtifactKind, ModelVersion
 from workers.engine.reports import BenchmarkEntry, BenchmarkPoint, VariantParityReport
 from workers.engine.typed import read
@@ -142,6 +143,11 @@ def _profile_evidence(
             "runner_up": runner_up.get("name") if runner_up else None,
         },
     }
+    measured_on = benchmark.get("measured_on") or {}
+    if measured_on.get("kind") == "device":
+        # A device is no registered worker: where it measured comes with its report. Only here,
+        # so the snapshot (and its hash) of a worker's evidence is what it was before.
+        evidence["measured_on"] = measured_on
     mismatch = wrong_hardware(profile, hosts)
     if mismatch:
         # Only where a worker that ran the profile's steps lacks its hardware, so the snapshot
@@ -194,7 +200,10 @@ def collect_evidence(version: ModelVersion) -> dict[str, Any]:
     for job in run.jobs.filter(status=JobStatus.SUCCEEDED).select_related("profile").order_by("sequence"):
         slug = job.profile.slug if job.profile else None
         results.setdefault(slug, {})[job.kind] = job.result or {}
-        ran_on.setdefault(slug, set()).add(job.worker_host)
+        if needs_hardware(job.kind, job.profile):
+            # Only the steps that measure must run on the profile's hardware; building portable
+            # files and ranking run on the server's CPU workers (docs/adr/0016).
+            ran_on.setdefault(slug, set()).add(job.worker_host)
         if job.kind == JobKind.BENCHMARK:
             hosts[slug] = job.worker_host
     onnx = version.artifacts.filter(kind=ArtifactKind.ONNX, job__run=run).order_by("-id").first()

@@ -71,6 +71,23 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 # ---- rendering -------------------------------------------------------------------------
 
 
+def _measured_on(reports: Mapping[str, Any], profile: str) -> str:
+    """Where the profile's timings were measured, when a device did it, and whether emulated."""
+    benchmark = ((reports.get("benchmark") or {}).get(profile) or {}) if isinstance(reports, Mapping) else {}
+    on = benchmark.get("measured_on") if isinstance(benchmark, Mapping) else None
+    if not isinstance(on, Mapping):
+        return ""
+    machine = (
+        f"{'device ' if on.get('kind') == 'device' else ''}{on.get('name')} ({on.get('arch')}, {on.get('cpu_model')})"
+    )
+    if on.get("emulation"):
+        return (
+            f"TIMINGS EMULATED: measured on {machine} under {on['emulation']}: not representative of the device; "
+            "op support and parity are the ARM builds'."
+        )
+    return f"Measured on {machine}." if on.get("kind") == "device" else ""
+
+
 def render(version: Mapping[str, Any], review: Mapping[str, Any] | None, why_no_review: str | None = None) -> str:
     """The whole human report as text."""
     lines = _header(version)
@@ -88,6 +105,9 @@ def render(version: Mapping[str, Any], review: Mapping[str, Any] | None, why_no_
             section.insert(1, f"  WAITING FOR HARDWARE: {state['service_note']}")
         if state.get("hardware_note"):
             section.insert(1, f"  MEASURED ON OTHER HARDWARE: {state['hardware_note']}")
+        measured = _measured_on(reports, profile)
+        if measured:
+            section.insert(1, f"  {measured}")
         lines.extend(section)
         lines.extend(_previous_lines(version.get("previous_approved"), profile))
     lines.append("")

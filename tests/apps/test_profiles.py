@@ -157,3 +157,32 @@ def test_a_profile_names_only_backends_that_exist_and_ship_for_its_architecture(
     with pytest.raises(ValidationError) as refused:
         profile.full_clean()
     assert "openvino ships for x86_64 only" in str(refused.value.message_dict["backends"])
+
+
+def test_building_and_ranking_on_the_servers_cpu_workers_is_not_measuring_on_other_hardware(personas):
+    """ADR 0016: an ARM profile's variants are built (portable files) and ranked by x86 workers;
+    only its validate, parity and benchmark must run on ARM. A device measured them here, and
+    the evidence says which device."""
+    from apps.approvals.evidence import collect_evidence
+    from tests.finished import finished_version
+
+    _worker("cpu@x86-box", "x86_64", ["cpu", "default"])
+    version = finished_version(team=personas.team, uploader=personas.owner, profile="arm-cpu-mnn")
+    jobs = version.runs.get().jobs
+    jobs.filter(kind__in=["optimize", "recommend", "inspect"]).update(worker_host="cpu@x86-box")
+    jobs.filter(kind__in=["validate", "parity", "benchmark"]).update(worker_host="device:vision/pi-5")
+    device = {
+        "kind": "device",
+        "name": "pi-5",
+        "arch": "aarch64",
+        "cpu_model": "Cortex-A76",
+        "cores": 4,
+        "emulation": "",
+    }
+    benchmark = jobs.get(kind="benchmark")
+    benchmark.result = {**benchmark.result, "measured_on": device}
+    benchmark.save(update_fields=["result"])
+    (arm,) = client_for(personas.viewer).get(f"/api/v1/versions/{version.pk}/").json()["profile_readiness"]
+    assert arm["hardware_note"] == ""
+    evidence = collect_evidence(version)["profiles"]["arm-cpu-mnn"]
+    assert "measured_on_other_hardware" not in evidence and evidence["measured_on"] == device

@@ -149,3 +149,21 @@ def test_the_previous_approved_version_is_read_from_the_comparison_made_when_the
     assert "  Against v2 (approved): not compared: scorer v2 (approved) was not run on gpu." in text
     version["previous_approved"] = None
     assert "Against v" not in render(version, None, "not reviewed")
+
+
+def test_timings_an_emulated_device_measured_are_said_to_be_emulated():
+    real = finished()
+    version = json.loads(json.dumps(real["version"]))
+    profile = next(iter(version["reports"]["benchmark"]))
+    version["reports"]["benchmark"][profile]["measured_on"] = {
+        "kind": "device", "name": "pi-5", "arch": "aarch64", "cpu_model": "emulated aarch64 CPU (QEMU)", "cores": 2,
+        "emulation": "QEMU user-mode emulation of aarch64 on an x86-64 host (AMD EPYC)",
+    }  # fmt: skip
+    text = render(version, real["review"])
+    assert (
+        "  TIMINGS EMULATED: measured on device pi-5 (aarch64, emulated aarch64 CPU (QEMU)) under QEMU user-mode "
+        "emulation of aarch64 on an x86-64 host (AMD EPYC): not representative of the device; op support and parity "
+        "are the ARM builds'."
+    ) in text.splitlines()
+    # a worker's own measurements add no line
+    assert "TIMINGS EMULATED" not in render(real["version"], real["review"])

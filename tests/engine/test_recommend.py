@@ -260,3 +260,32 @@ def test_without_a_baseline_there_is_no_speedup() -> None:
     result = recommend([candidate("ort-all", 2.3)], None, "p99_latency_batch1")
     assert result.winner is not None and result.winner.speedup is None
     assert result.summary.endswith("The original model in plain onnxruntime has no benchmark to compare it with.")
+
+
+def test_without_timings_the_most_accurate_then_smallest_passing_variant_is_chosen_and_the_reasons_are_true():
+    """Timings on an emulated CPU rank nothing (ADR 0016): accuracy, then size, and each loser's
+    sentence says which of the two it lost on."""
+    from workers.engine.recommend import recommend_without_timings
+
+    def parity(sqnr: float, cosine: float) -> dict[str, Any]:
+        return {"passed": True, "reasons": [], "outputs": [{"name": "y", "sqnr_db": sqnr, "cosine": cosine}]}
+
+    failed = {"passed": False, "reasons": ["output 'y' lost its top-1 agreement"]}
+    chosen = recommend_without_timings(
+        [
+            candidate("fp16", parity=parity(60.0, 0.99999), size=500_000, precision="fp16"),
+            candidate("fp32", parity=parity(120.0, 1.0), size=1_000_000),
+            candidate("fp32-copy", parity=parity(120.0, 1.0), size=2_000_000),
+            candidate("int8", parity=failed, size=250_000, precision="int8"),
+        ],
+        "p99_latency_batch1",
+        None,
+        "the timings were measured under QEMU user-mode emulation of aarch64",
+    )
+    assert chosen.winner is not None and chosen.winner.name == "fp32" and chosen.statistic == "accuracy_and_size"
+    assert chosen.summary.startswith("fp32 is recommended on accuracy and size only, not speed: the timings were")
+    reasons = {o.name: o.reason for o in (chosen.runner_up, *chosen.others) if o is not None}
+    assert reasons["fp32-copy"] == "Ranked by accuracy and size only: fp32 is as accurate and smaller."
+    assert reasons["fp16"].startswith("Ranked by accuracy and size only: fp32 is more accurate (worst-output")
+    assert "120.0 dB vs 60.0 dB" in reasons["fp16"]
+    assert "top-1" in reasons["int8"]

@@ -222,13 +222,7 @@ def recommend_without_timings(
     passed.sort(key=lambda e: (tuple(-k for k in _accuracy_key(e.parity)), _size_key(e), e.name))
     outcomes = [
         CandidateOutcome(
-            entry.name,
-            entry.backend,
-            entry.precision,
-            reason=""
-            if index == 0
-            else f"Ranked by accuracy and size only: {passed[0].name} is as accurate or more, and smaller or the "
-            "same size.",
+            entry.name, entry.backend, entry.precision, reason="" if index == 0 else _behind(passed[0], entry)
         )
         for index, entry in enumerate(passed)
     ]
@@ -252,6 +246,16 @@ def recommend_without_timings(
         statistic="accuracy_and_size",
         statistic_note=why,
     )
+
+
+def _behind(winner: Candidate, other: Candidate) -> str:
+    """Why `other` ranks below `winner` on accuracy and size, in one sentence."""
+    best, worse = _accuracy_key(winner.parity), _accuracy_key(other.parity)
+    if best > worse:
+        return f"Ranked by accuracy and size only: {winner.name} is more accurate ({_accuracy_text(best, worse)})."
+    if _size_key(winner) < _size_key(other):
+        return f"Ranked by accuracy and size only: {winner.name} is as accurate and smaller."
+    return f"Ranked by accuracy and size only: {winner.name} is as accurate and the same size; it comes first by name."
 
 
 # --- points and statistics --------------------------------------------------------------

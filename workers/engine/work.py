@@ -354,7 +354,7 @@ def _benchmark(order: WorkOrder, fetch: Fetch, workdir: Path, progress: Progress
     measured: list[tuple[str | None, str, Path, int | None]] = [(None, "onnxruntime", model, None)]
     for ref in order.variants:
         name = variant_name(ref)
-        if not get_backend(ref.backend).available():
+        if not get_backend(ref.backend).runs_here():
             results[name] = {"error": f"{ref.backend} is not installed on this machine.", "points": []}
             continue
         measured.append((name, ref.backend, local_variant(ref, fetch, workdir / "variants" / name), ref.id))

@@ -222,7 +222,11 @@ class VersionDetailSerializer(VersionSummarySerializer):
             outcome["service_note"] = service.note([version.model.team_id]) if service is not None else ""
             profile = profiles.get(outcome["profile"])
             hosts = [
-                job.worker_host for job in jobs if job.profile is not None and job.profile.slug == outcome["profile"]
+                job.worker_host
+                for job in jobs
+                if job.profile is not None
+                and job.profile.slug == outcome["profile"]
+                and needs_hardware(job.kind, job.profile)
             ]
             outcome["hardware_note"] = wrong_hardware(profile, hosts) if profile is not None else ""
         return outcomes

@@ -270,6 +270,11 @@ class Backend(ABC):
     def runtime_version(self) -> str | None:
         """The runtime's version, or None when it is not installed here."""
 
+    def runs_here(self) -> bool:
+        """Whether this machine can load and run the backend's variants (what a device that
+        only measures needs); by default, whether the backend is installed."""
+        return self.available()
+
     def available(self) -> bool:
         return self.runtime_version() is not None
 

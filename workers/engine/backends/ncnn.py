@@ -300,6 +300,10 @@ class NcnnBackend(Backend):
             return None
         return _ncnn_version()
 
+    def runs_here(self) -> bool:
+        """ncnn alone runs its variants; pnnx is only needed to build them (and to check support)."""
+        return _ncnn_version() is not None
+
     def _pnnx(self) -> Path | None:
         """The pnnx program: the one given, or the native binary inside the `pnnx` wheel."""
         if self.pnnx_path is not None:
