@@ -49,6 +49,21 @@ def _agent(state: Path, *args: str, log: Path | None = None, env: dict[str, str]
     return subprocess.Popen(command, cwd=state.parent, env=base, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+def _upload(server: str, headers: dict[str, str], folder: Path, profile: str) -> requests.Response:
+    """Upload a small MLP for `profile`, as the team's admin."""
+    model = modelzoo.make_mlp_onnx(folder / "mlp.onnx")
+    with model.open("rb") as fh:
+        uploaded = requests.post(
+            f"{server}/api/v1/models/scorer/versions/",
+            files={"file": ("mlp.onnx", fh)},
+            data={"team": "ml", "profiles": profile},
+            headers=headers,
+            timeout=60,
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    return uploaded
+
+
 def _enrolled(server: str, token: str, name: str, state: Path) -> None:
     made = requests.post(
         f"{server}/api/v1/devices/enrollments/",
@@ -88,16 +103,7 @@ def test_an_agent_measures_a_profile_no_worker_serves_and_a_killed_lease_is_fini
     headers = {"Authorization": f"Bearer {token}"}
 
     # Nothing serves the profile yet: the upload's answer says so at once.
-    model = modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx")
-    with model.open("rb") as fh:
-        uploaded = requests.post(
-            f"{web_server}/api/v1/models/scorer/versions/",
-            files={"file": ("mlp.onnx", fh)},
-            data={"team": "ml", "profiles": EDGE["slug"]},
-            headers=headers,
-            timeout=60,
-        )
-    assert uploaded.status_code == 201, uploaded.text
+    uploaded = _upload(web_server, headers, tmp_path, EDGE["slug"])
     version_id = uploaded.json()["id"]
     assert "No worker or device serves edge-x86" in uploaded.text
 
@@ -228,17 +234,7 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     assert probe["arch"] == "aarch64" and probe["emulation"].startswith("QEMU user-mode emulation of aarch64")
     assert listed[0]["serving"] == [{"profile": ARM["slug"], "meets": True, "unmet": ""}]
 
-    model = modelzoo.make_mlp_onnx(tmp_path / "mlp.onnx")
-    with model.open("rb") as fh:
-        uploaded = requests.post(
-            f"{web_server}/api/v1/models/scorer/versions/",
-            files={"file": ("mlp.onnx", fh)},
-            data={"team": "ml", "profiles": ARM["slug"]},
-            headers=headers,
-            timeout=60,
-        )
-    assert uploaded.status_code == 201, uploaded.text
-    version_id = uploaded.json()["id"]
+    version_id = _upload(web_server, headers, tmp_path, ARM["slug"]).json()["id"]
     log = tmp_path / "arm-agent.log"
     running = subprocess.Popen(
         in_arm64(arm64_machine, *agent, "run", binds=binds, chdir="/"),
