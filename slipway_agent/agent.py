@@ -34,6 +34,10 @@ RESULT_RETRY_SECONDS = 900.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
+class Stopped(Exception):
+    """The agent was told to stop (SIGTERM, SIGINT) while it waited for the server."""
+
+
 class Refused(Exception):
     """The server refused the call for good (401: the credential; 4xx: the request): its sentence."""
 
@@ -65,10 +69,14 @@ def _transient(response: requests.Response) -> bool:
 class Api:
     """The server's agent endpoints, with the device credential."""
 
-    def __init__(self, server: str, credential: str = "", timeout: float = 60.0) -> None:
+    def __init__(
+        self, server: str, credential: str = "", timeout: float = 60.0, stop: threading.Event | None = None
+    ) -> None:
         self.server = server.rstrip("/")
         self.credential = credential
         self.timeout = timeout
+        # Set when the agent is told to stop: a retry that waits for the server gives up at once.
+        self.stop = stop or threading.Event()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"slipway-agent/{__version__}"
 
@@ -95,7 +103,8 @@ class Api:
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise ConnectionError(f"{method} {path}: {problem}, for {retry_for:.0f} s; giving up.")
             logger.warning("%s %s: %s; retrying in %.0f s", method, path, problem, delay)
-            time.sleep(delay)
+            if self.stop.wait(delay):
+                raise Stopped(f"{method} {path}: stopped while {problem}")
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
@@ -233,6 +242,8 @@ class LeaseBeat:
             logger.warning("job %s: lease lost: %s", self.job, exc.message)
         except (Refused, ConnectionError) as exc:
             logger.warning("job %s: progress not recorded: %s", self.job, exc)
+        except Stopped:
+            return
 
 
 def fetcher(api: Api, job: int, attempt: int) -> Callable[[Any, Path], Path]:
@@ -270,6 +281,8 @@ def run_order(api: Api, order_data: dict[str, Any], work_root: Path) -> None:
                 done = work.run_order(order, fetcher(api, order.job, order.attempt), workdir, beat.update)
                 body["result"] = {**done.result, "sandbox": isolation.describe().to_dict()}
                 body["log"] = done.log[-20000:]
+            except Stopped:
+                raise  # told to stop: the lease is left to expire, and another machine takes it
             except (ModelError, SandboxError) as exc:
                 body["error"] = {"code": exc.code, "message": exc.message}
                 body["log"] = str(getattr(exc, "log", ""))[-20000:]
@@ -308,27 +321,31 @@ def rotate(state: State) -> None:
 def serve(
     state: State, *, once: bool = False, kinds: list[str] | None = None, stop: threading.Event | None = None
 ) -> int:
-    """Lease and run orders until stopped (or after one order with `once`). Returns the number run."""
+    """Lease and run orders until `stop` is set (or after one order with `once`). Returns the
+    number run. Stopping while the server can't be reached ends the wait at once."""
     state.load()
     if state.credential_age_days() > ROTATE_AFTER_DAYS:
         rotate(state)
     server, credential = state.load()
-    api = Api(server, credential)
     stop = stop or threading.Event()
+    api = Api(server, credential, stop=stop)
     work_root = state.folder / "work"
     ran = 0
     last_beat = 0.0
-    while not stop.is_set():
-        if time.monotonic() - last_beat > IDLE_BEAT_SECONDS:
-            api.call("POST", "/agent/beat/", json={"hardware": probe(), "agent_version": __version__})
-            last_beat = time.monotonic()
-        response = api.call("POST", "/agent/lease/", json={"kinds": kinds or [], "wait": LEASE_WAIT_SECONDS})
-        if response.status_code == 204:
-            # Nothing to do. Retry-After: the server had no slot to wait in; ask again later.
-            stop.wait(min(60.0, float(response.headers.get("Retry-After") or 0)))
-            continue
-        run_order(api, response.json()["order"], work_root)
-        ran += 1
-        if once:
-            break
+    try:
+        while not stop.is_set():
+            if time.monotonic() - last_beat > IDLE_BEAT_SECONDS:
+                api.call("POST", "/agent/beat/", json={"hardware": probe(), "agent_version": __version__})
+                last_beat = time.monotonic()
+            response = api.call("POST", "/agent/lease/", json={"kinds": kinds or [], "wait": LEASE_WAIT_SECONDS})
+            if response.status_code == 204:
+                # Nothing to do. Retry-After: the server had no slot to wait in; ask again later.
+                stop.wait(min(60.0, float(response.headers.get("Retry-After") or 0)))
+                continue
+            run_order(api, response.json()["order"], work_root)
+            ran += 1
+            if once:
+                break
+    except Stopped as exc:
+        logger.info("stopping: %s", exc)
     return ran

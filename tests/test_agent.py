@@ -124,3 +124,16 @@ def test_the_credential_is_kept_to_this_user(tmp_path: Path):
         state.load()
     with pytest.raises(FileNotFoundError, match="not registered"):
         agent.State(tmp_path / "elsewhere").load()
+
+
+def test_told_to_stop_while_the_server_is_down_the_agent_stops_at_once(monkeypatch):
+    """SIGTERM sets the stop event: a retry that waits for an unreachable server gives up then,
+    instead of retrying forever."""
+    monkeypatch.setattr(agent, "MAX_BACKOFF_SECONDS", 30.0)
+    stop = threading.Event()
+    api = agent.Api(f"http://127.0.0.1:{_free_port()}", "sld_x_y", timeout=5, stop=stop)
+    threading.Timer(1.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(agent.Stopped, match="stopped while the server can't be reached"):
+        api.call("POST", "/agent/lease/", json={})  # retry_for=None: forever, but for the stop
+    assert time.monotonic() - started < 5
