@@ -20,14 +20,12 @@ Writes the "## ARM builds against x86 builds" section of BENCHMARKS.md unless --
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,27 +114,11 @@ def _worst(pairs: list[dict[str, float]]) -> dict[str, float]:
     return {"cosine": min(p["cosine"] for p in pairs), "max_abs": max(p["max_abs"] for p in pairs)}
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """What C code prints to stdout (MNN lists the CPU's features at import) goes to stderr:
-    stdout is this script's JSON."""
-    import ctypes
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def build(key: str, scratch: Path, samples: int) -> dict[str, Any]:
     """The model, its inputs and its ARM profile's variants, in `scratch`."""
-    with _stdout_to_stderr():
+    from workers.engine.child import stdout_to_stderr
+
+    with stdout_to_stderr():
         return _build(key, scratch, samples)
 
 

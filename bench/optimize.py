@@ -28,7 +28,6 @@ on stdout (everything else goes to stderr).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib.metadata
 import json
@@ -40,7 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from apps.hardware import seeded_profiles  # noqa: E402
 from bench._benchmarks_md import write_section  # noqa: E402
+from workers.engine.child import stdout_to_stderr  # noqa: E402 - bench/value and bench/anchors use it from here
 
 SECTION = "Optimized variants"
 PROFILE_NAME = "x86-cpu"
@@ -1062,23 +1062,6 @@ def print_summary(result: dict[str, Any], stream: Any) -> None:
         for item in rec["failed_parity"]:
             print(f"  failed the tolerance: {item['name']}: {' '.join(item['reasons'])}", file=stream)
     print(f"total {result['seconds']} s", file=stream)
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[Any]:
-    """Send everything written to stdout (by Python or by native libraries) to stderr, and yield
-    a stream on the real stdout, so that --json output is the only thing there."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    real = os.fdopen(saved, "w")
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield real
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        real.close()
 
 
 def main() -> None:

@@ -170,21 +170,11 @@ def probe() -> dict[str, Any]:
 def runtimes() -> dict[str, str | None]:
     """Each backend's runtime version here (None: not installed). Some runtimes print on import
     (MNN lists the CPU's features): that goes to stderr, so stdout stays the agent's own."""
-    import ctypes
-    import sys
-
     from workers.engine.backends.registry import installed_backends
+    from workers.engine.child import stdout_to_stderr
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
+    with stdout_to_stderr():
         return installed_backends()
-    finally:
-        sys.stdout.flush()
-        ctypes.CDLL(None).fflush(None)  # what C code printed, still in its buffer, goes to stderr too
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def register(server: str, token: str, name: str, state: State) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.hardware.models import Device, HardwareProfile, Worker
@@ -109,12 +109,16 @@ class Service:
         return note
 
 
+def _online_devices() -> QuerySet[Device]:
+    """Devices not revoked and seen within SLIPWAY_WORKER_STALE_AFTER_SECONDS (as workers are live)."""
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    return Device.objects.filter(revoked_at__isnull=True, last_seen_at__gte=fresh)
+
+
 def _online_devices_by_profile() -> dict[str, list[tuple[int, str]]]:
     """Profile slug -> the online, unrevoked devices enrolled for it whose probe meets it."""
-    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
     found: dict[str, list[tuple[int, str]]] = {}
-    rows = Device.objects.filter(revoked_at__isnull=True, last_seen_at__gte=fresh).prefetch_related("profiles")
-    for device in rows.order_by("name"):
+    for device in _online_devices().prefetch_related("profiles").order_by("name"):
         for profile in device.profiles.all():
             if not unmet_requirements(profile.requirements, device.hardware or {}):
                 found.setdefault(profile.slug, []).append((device.team_id, device.name))
@@ -123,8 +127,7 @@ def _online_devices_by_profile() -> dict[str, list[tuple[int, str]]]:
 
 def device_serves(profile: HardwareProfile, team_id: int) -> bool:
     """Whether an online, unrevoked device of the team is enrolled for `profile` and meets it."""
-    fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
-    rows = Device.objects.filter(team_id=team_id, profiles=profile, revoked_at__isnull=True, last_seen_at__gte=fresh)
+    rows = _online_devices().filter(team_id=team_id, profiles=profile)
     return any(
         not unmet_requirements(profile.requirements, hardware or {})
         for hardware in rows.values_list("hardware", flat=True)

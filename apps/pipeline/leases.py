@@ -160,19 +160,6 @@ def artifact(device: Device, job_id: int, attempt: int, artifact_id: int) -> Art
     return Artifact.objects.get(pk=artifact_id)
 
 
-def _measured_on(device: Device) -> dict[str, Any]:
-    """Where the result was measured, from the device's registered probe."""
-    probe = device.hardware or {}
-    return {
-        "kind": "device",
-        "name": device.name,
-        "arch": str(probe.get("arch") or ""),
-        "cpu_model": str(probe.get("cpu_model") or ""),
-        "cores": int(probe.get("cores") or 0),
-        "emulation": str(probe.get("emulation") or ""),
-    }
-
-
 def _check_artifacts(result: dict[str, Any], order: WorkOrder) -> None:
     allowed = {v.id for v in order.variants}
     for name, entry in (result.get("variants") or {}).items():
@@ -202,7 +189,11 @@ def complete(device: Device, job_id: int, attempt: int, result: Any, log: str = 
         raise DomainError("invalid_result", f"The result is not a {job.kind} report: {exc}") from None
     order = work_order(job)
     _check_artifacts(result, order)
-    stored = {**result, "profile": order.profile, "measured_on": _measured_on(device)}
+    stored = {
+        **result,
+        "profile": order.profile,
+        "measured_on": work.measured_on("device", device.name, device.hardware or {}),
+    }
     if job.kind == JobKind.BENCHMARK:
         stored["worker_host"] = holder(device)
         try:

@@ -28,6 +28,7 @@ from apps.pipeline.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus,
 from apps.pipeline.outcomes import DROPPED, ProfileStatus, profile_outcomes
 from apps.registry import lifecycle
 from apps.registry.models import ModelVersion, VersionStatus
+from workers.engine.work import DEVICE_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ PROFILE_STEPS: tuple[str, ...] = (
 )
 
 
-# Steps that must run on the hardware their profile names: they measure it (ADR 0014, 0016).
-MEASURING_STEPS: tuple[str, ...] = (JobKind.VALIDATE, JobKind.PARITY, JobKind.BENCHMARK)
+# Steps that must run on the hardware their profile names: they measure it (ADR 0014, 0016). They
+# are the steps a work order carries, which a device agent may lease.
+MEASURING_STEPS: tuple[str, ...] = DEVICE_STEPS
 # Where steps that need no particular hardware run: the cluster's CPU workers.
 SERVER_QUEUE = "cpu"
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +172,28 @@ def forbid_network() -> None:
         os.environ[name] = "1"
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         os.environ[name] = "http://127.0.0.1:9"  # the discard port: nothing answers
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[Any]:
+    """Send everything written to stdout (by Python or by native libraries, MNN listing the
+    CPU's features at import) to stderr, and yield a stream on the real stdout, so that a
+    program's own output (JSON) is the only thing there. What C code printed and still holds in
+    its buffer is flushed to stderr before stdout is put back."""
+    import ctypes
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real = os.fdopen(saved, "w")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+    finally:
+        sys.stdout.flush()
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        real.close()
 
 
 def open_channel() -> Callable[[dict[str, Any]], None]:

@@ -101,6 +101,19 @@ def verify(ref: ArtifactRef, path: Path) -> Path:
     return path
 
 
+def measured_on(kind: str, name: str, probe: dict[str, Any]) -> dict[str, Any]:
+    """Where a step's figures were measured (`reports.MeasuredOn`), from a machine's hardware
+    probe (`hardware.HardwareInfo.to_dict()`): a worker's own, or a device's registered one."""
+    return {
+        "kind": kind,
+        "name": name,
+        "arch": str(probe.get("arch") or ""),
+        "cpu_model": str(probe.get("cpu_model") or ""),
+        "cores": int(probe.get("cores") or 0),
+        "emulation": str(probe.get("emulation") or ""),
+    }
+
+
 def _scaled(progress: ProgressCallback, start: float, end: float) -> ProgressCallback:
     return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
@@ -306,21 +319,24 @@ def _benchmark_failure(
     return {"error": exc.message, "error_code": exc.code, "backend": backend, "points": []}
 
 
+def measured(entry: dict[str, Any] | None) -> bool:
+    """Whether a stored benchmark entry has points."""
+    return bool((entry or {}).get("points"))
+
+
+def why_not_measured(entry: dict[str, Any] | None) -> str:
+    """A stored benchmark entry's reason for having no points, as a clause."""
+    return str((entry or {}).get("error") or "it has no benchmark points").rstrip(". ")
+
+
 def require_measurement(profile: str, baseline: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
     """Fail the benchmark step when it measured nothing, the original model included: a step
     that 'succeeded' with every entry failed let the version go ready on no numbers at all
     (docs/adr/0009). The sentence keeps every entry's own reason."""
-
-    def measured(entry: dict[str, Any] | None) -> bool:
-        return bool((entry or {}).get("points"))
-
-    def why_not(entry: dict[str, Any] | None) -> str:
-        return str((entry or {}).get("error") or "it has no benchmark points").rstrip(". ")
-
     if measured(baseline) or any(measured(entry) for entry in variants.values()):
         return
-    causes = [f"the original model (onnxruntime): {why_not(baseline)}."]
-    causes += [f"{name}: {why_not(entry)}." for name, entry in variants.items()]
+    causes = [f"the original model (onnxruntime): {why_not_measured(baseline)}."]
+    causes += [f"{name}: {why_not_measured(entry)}." for name, entry in variants.items()]
     raise ModelError(
         "nothing_measured",
         f"Nothing could be measured on {profile}: every benchmark failed, the original model's included. "

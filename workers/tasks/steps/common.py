@@ -106,13 +106,5 @@ def run_as_order(job: Job, progress: ProgressCallback) -> StepOutcome:
 
     with job_workdir(job) as workdir:
         done = work.run_order(work_order(job), fetch_from_storage, workdir, progress)
-    probe = own_facts()
-    measured_on = {
-        "kind": "worker",
-        "name": job.worker_host,
-        "arch": probe.get("arch", ""),
-        "cpu_model": probe.get("cpu_model", ""),
-        "cores": probe.get("cores", 0),
-        "emulation": probe.get("emulation", ""),
-    }
+    measured_on = work.measured_on("worker", job.worker_host, own_facts())
     return StepOutcome(result={**done.result, "measured_on": measured_on}, log=done.log)
