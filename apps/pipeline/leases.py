@@ -28,7 +28,7 @@ from apps.hardware.devices import holder, serving
 from apps.hardware.models import Device, HardwareProfile
 from apps.pipeline import services
 from apps.pipeline.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus
-from apps.pipeline.work_orders import readable_artifacts, work_order
+from apps.pipeline.work_orders import order_artifacts, readable_artifacts, work_order
 from apps.registry.models import Artifact
 from workers.engine import work
 from workers.engine.errors import ModelError
@@ -155,19 +155,19 @@ def progress(device: Device, job_id: int, attempt: int, fraction: float, message
 def artifact(device: Device, job_id: int, attempt: int, artifact_id: int) -> Artifact:
     """An artifact the device's lease reads; 404 for any other (another job's, another team's)."""
     job = held(device, job_id, attempt)
-    if artifact_id not in readable_artifacts(work_order(job)):
+    if artifact_id not in readable_artifacts(job):
         raise DomainError("artifact_not_found", f"Job {job_id} reads no artifact {artifact_id}.", 404)
     return Artifact.objects.get(pk=artifact_id)
 
 
-def _check_artifacts(result: dict[str, Any], order: WorkOrder) -> None:
-    allowed = {v.id for v in order.variants}
+def _check_artifacts(result: dict[str, Any], job: Job) -> None:
+    allowed = {a.pk for a in order_artifacts(job)[1]}
     for name, entry in (result.get("variants") or {}).items():
         claimed = entry.get("artifact_id") if isinstance(entry, dict) else None
         if claimed is not None and claimed not in allowed:
             raise DomainError(
                 "invalid_result",
-                f"The result's variant {name} names artifact {claimed}, which job {order.job} did not measure.",
+                f"The result's variant {name} names artifact {claimed}, which job {job.pk} did not measure.",
             )
 
 
@@ -187,17 +187,18 @@ def complete(device: Device, job_id: int, attempt: int, result: Any, log: str = 
         from_dict(report_type, result)
     except ReportShapeError as exc:
         raise DomainError("invalid_result", f"The result is not a {job.kind} report: {exc}") from None
-    order = work_order(job)
-    _check_artifacts(result, order)
+    _check_artifacts(result, job)
+    assert job.profile is not None, "a leased job is a profile's step"
+    profile = job.profile.slug
     stored = {
         **result,
-        "profile": order.profile,
+        "profile": profile,
         "measured_on": work.measured_on("device", device.name, device.hardware or {}),
     }
     if job.kind == JobKind.BENCHMARK:
         stored["worker_host"] = holder(device)
         try:
-            work.require_measurement(order.profile, stored.get("baseline") or {}, stored.get("variants") or {})
+            work.require_measurement(profile, stored.get("baseline") or {}, stored.get("variants") or {})
         except ModelError as exc:
             services.fail(job, exc.code, exc.message, log=log[-20000:])
             return job

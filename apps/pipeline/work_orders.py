@@ -127,9 +127,7 @@ def _parameters(job: Job) -> dict[str, Any]:
 def work_order(job: Job) -> WorkOrder:
     """The claimed `job` (validate, parity or benchmark) as an order, at its current attempt."""
     assert job.kind in DEVICE_STEPS and job.profile is not None, f"{job.kind} is not a measuring step"
-    version = job.run.version
-    parity = job.kind == JobKind.PARITY
-    needs_variants = job.kind in (JobKind.PARITY, JobKind.BENCHMARK)
+    model, variants, validation = order_artifacts(job)
     return WorkOrder(
         job=job.pk,
         attempt=job.attempt,
@@ -137,21 +135,28 @@ def work_order(job: Job) -> WorkOrder:
         profile=job.profile.slug,
         device_kind=job.profile.device_kind,
         backends=tuple(job.profile.backends),
-        model=ref(model_artifact(version)),
-        variants=tuple(ref(a) for a in profile_variants(job)) if needs_variants else (),
-        validation=ref(version.validation) if parity and version.validation is not None else None,
+        model=ref(model),
+        variants=tuple(ref(a) for a in variants),
+        validation=ref(validation) if validation is not None else None,
         parameters=_parameters(job),
         memory_bytes=settings.SANDBOX_MEMORY_BYTES,
         timeout_seconds=float(settings.SANDBOX_TIMEOUT_SECONDS),
     )
 
 
-def readable_artifacts(order: WorkOrder) -> set[int]:
-    """The artifact ids the order may download."""
-    ids = {order.model.id, *(v.id for v in order.variants)}
-    if order.validation is not None:
-        ids.add(order.validation.id)
-    return ids
+def order_artifacts(job: Job) -> tuple[Artifact, list[Artifact], Artifact | None]:
+    """What the job's order reads: the model, the profile's variants (parity, benchmark) and the
+    validation set (parity, where the upload has one)."""
+    version = job.run.version
+    variants = profile_variants(job) if job.kind in (JobKind.PARITY, JobKind.BENCHMARK) else []
+    validation = version.validation if job.kind == JobKind.PARITY else None
+    return model_artifact(version), variants, validation
+
+
+def readable_artifacts(job: Job) -> set[int]:
+    """The artifact ids the job's order may download (without settling its parameters)."""
+    model, variants, validation = order_artifacts(job)
+    return {model.pk, *(a.pk for a in variants), *([validation.pk] if validation is not None else [])}
 
 
 def fetch_from_storage(artifact: ArtifactRef, dest: Path) -> Path:
