@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots agent-wheel
+.PHONY: run test test-fast setup services lint typecheck migrations-check pytest bench clean openapi frontend frontend-test screenshots agent-wheel framework-envs
 
 # The browser app (frontend/, Node.js 20.19+): `npm ci` when the lockfile changes, a Vite build
 # into frontend/dist (collected by Django, served by WhiteNoise) when a source changes.
@@ -32,10 +32,16 @@ run: setup
 	bash scripts/run.sh
 
 ## The full test suite on PostgreSQL + Redis with real worker processes (what CI runs).
-test: setup services lint typecheck migrations-check frontend-test frontend pytest
+test: setup services lint typecheck migrations-check frontend-test frontend framework-envs pytest
 
 services:
 	bash scripts/services.sh
+
+## The Caffe, MXNet and PaddlePaddle importers' own interpreter environments (their libraries
+## can't live beside Slipway's: docs/adr/0017), built once under ~/.cache/slipway/framework-envs
+## (SLIPWAY_FRAMEWORK_ENVS) and rebuilt when their pinned requirements change.
+framework-envs: setup
+	$(PY) -m workers.engine.framework_envs build
 
 lint:
 	$(VENV)/bin/ruff check .

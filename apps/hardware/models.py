@@ -79,6 +79,11 @@ class Worker(models.Model):
     gpus = models.JSONField(default=list, blank=True)
     runtimes = models.JSONField(default=dict, blank=True, help_text="Backend name -> version (null: not installed).")
     importers = models.JSONField(default=list, blank=True, help_text="Framework formats this worker can import.")
+    framework_envs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Framework environments built on this worker: name -> {framework, packages} (docs/adr/0017).",
+    )
     queues = models.JSONField(default=list, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField()

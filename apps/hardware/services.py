@@ -16,7 +16,7 @@ from workers.engine.hardware import describe_requirements, unmet_requirements
 
 
 def register_worker(name: str, *, hardware: dict[str, Any], runtimes: dict[str, str | None], importers: list[str],
-                    queues: list[str], pid: int) -> Worker:  # fmt: skip
+                    queues: list[str], pid: int, framework_envs: dict[str, Any] | None = None) -> Worker:  # fmt: skip
     now = timezone.now()
     worker, _ = Worker.objects.update_or_create(
         name=name,
@@ -30,6 +30,7 @@ def register_worker(name: str, *, hardware: dict[str, Any], runtimes: dict[str, 
             "gpus": list(hardware.get("gpus", [])),
             "runtimes": runtimes,
             "importers": importers,
+            "framework_envs": framework_envs or {},
             "queues": queues,
             "pid": pid,
             "started_at": now,

@@ -40,6 +40,9 @@ class Framework(models.TextChoices):
     XGBOOST = "xgboost", "XGBoost"
     LIGHTGBM = "lightgbm", "LightGBM"
     TFLITE = "tflite", "TFLite"
+    CAFFE = "caffe", "Caffe"
+    MXNET = "mxnet", "MXNet"
+    PADDLEPADDLE = "paddlepaddle", "PaddlePaddle"
 
 
 class VersionStatus(models.TextChoices):

@@ -47,7 +47,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The boundary around untrusted models (docs/adr/0008-sandbox.md): bubblewrap, and libseccomp
 # for its syscall filter (setpriv comes with util-linux).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 libgomp1 libquadmath0 \
     && rm -rf /var/lib/apt/lists/*
 # uid/gid 10001 in every Slipway image: they share the artifact volume. The data dir is
 # created owned by slipway so a fresh named volume mounted there inherits that owner.
@@ -62,6 +62,15 @@ COPY apps ./apps
 COPY workers ./workers
 COPY platform ./platform
 COPY --chmod=0755 platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoint
+# Caffe, MXNet and PaddlePaddle run in interpreter environments of their own, whose pinned
+# libraries can't live beside Slipway's (docs/adr/0017-framework-environments.md). Built with
+# this image's interpreter; an empty list leaves them out, and the worker then doesn't take
+# those formats' imports.
+ARG SLIPWAY_FRAMEWORK_ENVS_BUILD="caffe mxnet paddle"
+ENV SLIPWAY_FRAMEWORK_ENVS=/opt/slipway/framework-envs
+RUN if [ -n "$SLIPWAY_FRAMEWORK_ENVS_BUILD" ]; then \
+        PIP_NO_CACHE_DIR=1 python -m workers.engine.framework_envs build $SLIPWAY_FRAMEWORK_ENVS_BUILD; \
+    fi
 
 USER slipway:slipway
 ENTRYPOINT ["/usr/local/bin/slipway-entrypoint"]

@@ -107,7 +107,13 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def celery_worker_process(worker_env, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
-    """One worker for the whole session, consuming the cpu and default queues."""
+    """One worker for the whole session, consuming the cpu and default queues, and the import
+    queues of every framework it has: the framework environments are built first (once per
+    machine; `make test` has built them already), since a worker subscribes at start."""
+    from workers.engine import framework_envs
+
+    for name in framework_envs.ENVS:
+        framework_envs.build(name)
     _purge_broker()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = start_worker(worker_env, "it", log_path)

@@ -24,7 +24,8 @@ ACCEPTED_FORMATS = (
     "Slipway accepts an ONNX model (.onnx, or a .zip holding one .onnx file plus its external data "
     "files), TorchScript (torch.jit.save) or ExportedProgram (torch.export.save) files, a zipped "
     "TensorFlow SavedModel, a Keras .keras file, a TFLite file, a scikit-learn model saved with skops, "
-    "or an XGBoost (.json/.ubj) or LightGBM (.txt) model."
+    "an XGBoost (.json/.ubj) or LightGBM (.txt) model, or a .zip of a Caffe (.prototxt + .caffemodel), "
+    "MXNet (-symbol.json + .params) or PaddlePaddle (.json or .pdmodel + .pdiparams) model."
 )
 
 EMPTY_FILE_MESSAGE = "The uploaded file is empty (0 bytes). Choose the model file again and re-upload."

@@ -195,6 +195,11 @@ def private_folders(cwd: str, env: dict[str, str]) -> dict[str, str]:
         extra["TMPDIR"] = "/tmp"  # noqa: S108 - the same private folder, mounted there
     if env.get("PYTHONPATH"):
         extra["PYTHONPATH"] = env["PYTHONPATH"]
+    # Where the framework environments are (a path, no secret): HOME changes inside, and the
+    # import reads its framework's environment there, bound read-only (docs/adr/0017).
+    from workers.engine.framework_envs import envs_root
+
+    extra["SLIPWAY_FRAMEWORK_ENVS"] = str(envs_root())
     return extra
 
 

@@ -49,6 +49,7 @@ def node_name(request: Any = None) -> str:
 @worker_ready.connect
 def announce(sender: Any = None, **_: Any) -> None:
     from apps.hardware import services
+    from workers.engine import framework_envs
     from workers.engine.backends.registry import installed_backends
     from workers.engine.importers.registry import IMPORTERS
 
@@ -59,6 +60,7 @@ def announce(sender: Any = None, **_: Any) -> None:
         "hardware": own_facts(),
         "runtimes": installed_backends(),
         "importers": [importer.format for importer in IMPORTERS if importer().available()],
+        "framework_envs": framework_envs.available(),
         "queues": queues,
         "pid": os.getpid(),
     }

@@ -85,7 +85,7 @@ class WorkerSerializer(serializers.ModelSerializer):
         model = Worker
         fields = [
             "name", "host", "arch", "cpu_model", "cpu_flags", "cores", "memory_bytes", "gpus", "runtimes",
-            "importers", "queues", "started_at", "last_heartbeat_at", "stopped_at", "status",
+            "importers", "framework_envs", "queues", "started_at", "last_heartbeat_at", "stopped_at", "status",
         ]  # fmt: skip
 
     def get_status(self, worker: Worker) -> str:

@@ -1398,9 +1398,12 @@ export interface components {
          *     * `xgboost` - XGBoost
          *     * `lightgbm` - LightGBM
          *     * `tflite` - TFLite
+         *     * `caffe` - Caffe
+         *     * `mxnet` - MXNet
+         *     * `paddlepaddle` - PaddlePaddle
          * @enum {string}
          */
-        FrameworkEnum: "onnx" | "pytorch" | "tensorflow" | "keras" | "sklearn" | "xgboost" | "lightgbm" | "tflite";
+        FrameworkEnum: "onnx" | "pytorch" | "tensorflow" | "keras" | "sklearn" | "xgboost" | "lightgbm" | "tflite" | "caffe" | "mxnet" | "paddlepaddle";
         Gate: {
             /** @description Null for the built-in measured_evidence gate, which fails on a profile with nothing measured. */
             policy_id: number | null;
@@ -2318,6 +2321,8 @@ export interface components {
             runtimes?: unknown;
             /** @description Framework formats this worker can import. */
             importers?: unknown;
+            /** @description Framework environments built on this worker: name -> {framework, packages} (docs/adr/0017). */
+            framework_envs?: unknown;
             queues?: unknown;
             /** Format: date-time */
             started_at: string;

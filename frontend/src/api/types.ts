@@ -87,6 +87,9 @@ export const FRAMEWORKS: Record<Framework, string> = {
   xgboost: "XGBoost",
   lightgbm: "LightGBM",
   tflite: "TFLite",
+  caffe: "Caffe",
+  mxnet: "MXNet",
+  paddlepaddle: "PaddlePaddle",
 };
 
 export const VERSION_STATUSES: Record<VersionStatus, string> = {

@@ -29,7 +29,7 @@ export interface UploadFormProps {
 }
 
 const FORMATS =
-  "ONNX (.onnx, or a .zip with model.onnx and its external data), TorchScript or ExportedProgram (.pt, .pt2), a zipped TensorFlow SavedModel, Keras (.keras), TFLite (.tflite), scikit-learn via skops (.skops), XGBoost (.json, .ubj) or LightGBM (.txt). Pickles are refused.";
+  "ONNX (.onnx, or a .zip with model.onnx and its external data), TorchScript or ExportedProgram (.pt, .pt2), a zipped TensorFlow SavedModel, Keras (.keras), TFLite (.tflite), scikit-learn via skops (.skops), XGBoost (.json, .ubj), LightGBM (.txt), or a .zip of a Caffe (.prototxt + .caffemodel), MXNet (-symbol.json + .params) or PaddlePaddle (.json or .pdmodel + .pdiparams) model. Pickles are refused.";
 
 function Field({
   id,

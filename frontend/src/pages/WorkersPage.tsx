@@ -117,6 +117,14 @@ export function WorkersPage() {
                           </li>
                         ))}
                       </ul>
+                      {((w.importers as string[]) ?? []).length ? (
+                        <div className="muted">imports: {((w.importers as string[]) ?? []).join(", ")}</div>
+                      ) : null}
+                      {Object.keys((w.framework_envs as Record<string, unknown>) ?? {}).length ? (
+                        <div className="muted" title="Frameworks that run in an interpreter environment of their own">
+                          own environments: {Object.keys(w.framework_envs as Record<string, unknown>).join(", ")}
+                        </div>
+                      ) : null}
                     </td>
                     <td className="small mono">{((w.queues as string[]) ?? []).join(", ")}</td>
                     <td title={formatDateTime(w.last_heartbeat_at)}>

@@ -3,7 +3,7 @@ and what the tabular importers (scikit-learn, XGBoost, LightGBM) share besides."
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +124,104 @@ def compare(
             "if this difference is acceptable.",
         )
     return tuple(results)
+
+
+def check_parity(
+    specs: Sequence[InputSpec],
+    onnx_path: Path,
+    outputs: Sequence[str],
+    reference: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    options: ImportOptions,
+) -> tuple[tuple[ImportParity, ...], tuple[str, ...]]:
+    """Run the original (`reference`, one feed set to its outputs by name) and the ONNX model on
+    the same inputs and compare every output: the user's parity inputs when given, else
+    `options.parity_samples` generated sets that follow the inputs' names and the user's
+    declarations. The worst numbers over all sets are reported. Raises ModelError("parity_failed")."""
+    if options.parity_inputs is not None:
+        feed_sets = [load_parity_inputs(options.parity_inputs, specs)]
+        assumptions: tuple[str, ...] = ()
+    else:
+        count = max(1, options.parity_samples)
+        feed_sets = [generate_inputs(specs, seed=seed, declarations=options.declarations) for seed in range(count)]
+        assumptions = (
+            f"No parity inputs were uploaded, so the parity check used {count} generated input set(s), each input "
+            "filled as its name, shape and declarations suggest (images in [0, 1], token ids, masks ...).",
+        )
+    worst: dict[str, ImportParity] = {}
+    for feeds in feed_sets:
+        expected = reference(feeds)
+        missing = [name for name in outputs if name not in expected]
+        if missing:
+            raise ModelError(
+                "parity_failed",
+                f"The ONNX model has output(s) {', '.join(missing)} that the original model does not give "
+                f"(it gives {', '.join(expected) or 'none'}). Report the model to Slipway.",
+            )
+        got = run_onnx(onnx_path, feeds)
+        for result in compare(outputs, [expected[name] for name in outputs], got, options):
+            before = worst.get(result.name)
+            worst[result.name] = result if before is None else worse(before, result)
+    return tuple(worst[name] for name in outputs), assumptions
+
+
+def worse(a: ImportParity, b: ImportParity) -> ImportParity:
+    """The worst of two comparisons of one output."""
+    return ImportParity(
+        name=a.name,
+        max_abs_error=max(a.max_abs_error, b.max_abs_error),
+        max_rel_error=max(a.max_rel_error, b.max_rel_error),
+        cosine=min(a.cosine, b.cosine),
+        passed=a.passed and b.passed,
+    )
+
+
+def shape_text(shape: Sequence[int | str | None]) -> str:
+    return "[" + ", ".join("None" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def load_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
+    """One array per input from the user's .npz, refusing pickled objects."""
+    import numpy as np
+
+    how_to = "Save one array per model input, named after it: numpy.savez(path, <input name>=array, ...)."
+    feeds: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [spec.name for spec in specs if spec.name not in data.files]
+            if missing:
+                raise ModelError(
+                    "invalid_parity_inputs",
+                    f"The parity inputs file has no array for input(s) {', '.join(missing)} (it holds "
+                    f"{', '.join(data.files) or 'nothing'}). {how_to}",
+                )
+            for spec in specs:
+                value = np.asarray(data[spec.name])
+                if value.ndim != len(spec.shape) or any(
+                    isinstance(dim, int) and dim != size for dim, size in zip(spec.shape, value.shape, strict=True)
+                ):
+                    raise ModelError(
+                        "invalid_parity_inputs",
+                        f"The parity array for input '{spec.name}' has shape {list(value.shape)}, which does not "
+                        f"fit the input's {shape_text(spec.shape)}. {how_to}",
+                    )
+                if not np.can_cast(value.dtype, spec.dtype, casting="same_kind"):
+                    raise ModelError(
+                        "invalid_parity_inputs",
+                        f"The parity array for input '{spec.name}' is {value.dtype}, but the input is {spec.dtype}. "
+                        f"{how_to}",
+                    )
+                feeds[spec.name] = value.astype(spec.dtype, copy=False)
+    except MEMBER_PARSE_ERRORS as exc:
+        raise ModelError(
+            "invalid_parity_inputs", f"The parity inputs file could not be read ({_first_line(exc)}). {how_to}"
+        ) from exc
+    return feeds
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # --- Tabular importers (scikit-learn, XGBoost, LightGBM) -----------------------------------

@@ -409,16 +409,6 @@ def _export_first_that_works(
     )
 
 
-def _worse(a: ImportParity, b: ImportParity) -> ImportParity:
-    return ImportParity(
-        a.name,
-        max(a.max_abs_error, b.max_abs_error),
-        max(a.max_rel_error, b.max_rel_error),
-        min(a.cosine, b.cosine),
-        a.passed and b.passed,
-    )
-
-
 def _check_parity(
     conversion: _Conversion, onnx_path: Path, options: ImportOptions, notes: list[str]
 ) -> tuple[ImportParity, ...]:
@@ -447,7 +437,7 @@ def _check_parity(
             result = parity.compare(conversion.output_names, reference, converted, options)
         except ModelError as exc:
             raise ModelError(exc.code, f"On {sample.label}: {exc.message}") from exc
-        worst = result if worst is None else tuple(_worse(a, b) for a, b in zip(worst, result, strict=True))
+        worst = result if worst is None else tuple(parity.worse(a, b) for a, b in zip(worst, result, strict=True))
     if worst is None:
         raise ModelError("parity_failed", "No parity input could be run through the original model.")
     return worst

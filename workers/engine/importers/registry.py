@@ -13,6 +13,7 @@ from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer
 from workers.engine.importers.gbdt import LightGBMImporter, XGBoostImporter
 from workers.engine.importers.pytorch import ExportedProgramImporter, TorchScriptImporter
+from workers.engine.importers.side import CaffeImporter, MxnetImporter, PaddleImporter, SideImporter, incomplete_upload
 from workers.engine.importers.sklearn import SkopsImporter, refuse_pickle
 from workers.engine.importers.tensorflow import KerasImporter, SavedModelImporter, TfliteImporter
 
@@ -21,6 +22,9 @@ IMPORTERS: tuple[type[Importer], ...] = (
     ExportedProgramImporter,
     TorchScriptImporter,
     SavedModelImporter,
+    CaffeImporter,
+    MxnetImporter,
+    PaddleImporter,
     KerasImporter,
     SkopsImporter,
     TfliteImporter,
@@ -59,7 +63,21 @@ def detect_upload_format(path: Path) -> str:
         check_zip_directory(path, entries_advice=advice)
     else:
         check_directory_size(path, entries_advice=advice)
-    return sniff_format(path) or detect_format(path)
+    fmt = sniff_format(path)
+    if fmt is not None:
+        return fmt
+    try:
+        return detect_format(path)
+    except ModelError as exc:
+        # A zip with part of a multi-file model (a prototxt without its caffemodel) is better
+        # told what it lacks than that it holds no .onnx file.
+        if exc.code in ("archive_layout", "not_a_model") and head in (ZIP_MAGIC, EMPTY_ZIP_MAGIC):
+            from workers.engine.importers.tensorflow import _zip_names
+
+            missing = incomplete_upload(_zip_names(path) or [])
+            if missing:
+                raise ModelError("archive_layout", missing) from None
+        raise
 
 
 def get_importer(fmt: str) -> Importer:
@@ -81,6 +99,14 @@ def import_queue(fmt: str) -> str:
 def available_import_queues() -> list[str]:
     """The import queues this worker can serve: one per importer whose framework is installed."""
     return [import_queue(importer.format) for importer in IMPORTERS if importer().available()]
+
+
+def readable_for(fmt: str) -> list[Path]:
+    """Folders the import of `fmt` reads besides its own files: the framework's environment."""
+    importer = FORMATS.get(fmt)
+    if importer is not None and issubclass(importer, SideImporter):
+        return [importer().env.path]
+    return []
 
 
 def require_available(importer: Importer) -> None:

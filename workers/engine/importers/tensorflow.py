@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine import archive
-from workers.engine.archive import MEMBER_PARSE_ERRORS
 from workers.engine.backends._onnx_graph import default_opset
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import (
@@ -46,7 +45,7 @@ from workers.engine.importers.base import (
     InputSpec,
     ProgressCallback,
 )
-from workers.engine.importers.parity import GENERATED_DIM, check_onnx, compare, generate_inputs, run_onnx
+from workers.engine.importers.parity import GENERATED_DIM, check_onnx, check_parity
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,7 +183,7 @@ class SavedModelImporter(_TensorFlowImporter):
                 return {name: value.numpy() for name, value in outputs.items()}
 
             progress(0.7, "comparing TensorFlow with onnxruntime")
-            parity, parity_assumptions = _check_parity(specs, converted, reference, options)
+            parity, parity_assumptions = check_parity(specs, converted.path, converted.outputs, reference, options)
 
         progress(1.0, "done")
         return _report(
@@ -291,7 +290,7 @@ class KerasImporter(Importer):
                 return {name: np.asarray(value) for name, value in zip(reference_names, outputs, strict=True)}
 
             progress(0.7, "comparing Keras with onnxruntime")
-            parity, parity_assumptions = _check_parity(specs, converted, reference, options)
+            parity, parity_assumptions = check_parity(specs, converted.path, converted.outputs, reference, options)
 
         progress(1.0, "done")
         return _report(
@@ -371,7 +370,7 @@ class TfliteImporter(_TensorFlowImporter):
             }
 
         progress(0.7, "comparing the TFLite interpreter with onnxruntime")
-        parity, parity_assumptions = _check_parity(specs, converted, reference, options)
+        parity, parity_assumptions = check_parity(specs, converted.path, converted.outputs, reference, options)
         progress(1.0, "done")
         return _report(
             self,
@@ -980,90 +979,6 @@ def _dim_symbol(name: str, axis: int, several: bool) -> str:
 
 def _shape_text(shape: Sequence[int | str | None]) -> str:
     return "[" + ", ".join("None" if dim is None else str(dim) for dim in shape) + "]"
-
-
-def _check_parity(
-    specs: Sequence[InputSpec],
-    converted: _Converted,
-    reference: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
-    options: ImportOptions,
-) -> tuple[tuple[ImportParity, ...], tuple[str, ...]]:
-    """Run the original and the ONNX model on the same inputs and compare every output; the
-    worst numbers over all input sets are reported. Raises ModelError("parity_failed")."""
-    if options.parity_inputs is not None:
-        feed_sets = [_load_parity_inputs(options.parity_inputs, specs)]
-        assumptions: tuple[str, ...] = ()
-    else:
-        count = max(1, options.parity_samples)
-        feed_sets = [generate_inputs(specs, seed=seed) for seed in range(count)]
-        assumptions = (
-            f"No parity inputs were uploaded, so the parity check used {count} generated input set(s): standard "
-            "normal floats, integers from 0 to 7, random booleans.",
-        )
-    worst: dict[str, ImportParity] = {}
-    for feeds in feed_sets:
-        expected = reference(feeds)
-        missing = [name for name in converted.outputs if name not in expected]
-        if missing:
-            raise ModelError(
-                "parity_failed",
-                f"The ONNX model has output(s) {', '.join(missing)} that the original model does not give "
-                f"(it gives {', '.join(expected) or 'none'}). Report the model to Slipway.",
-            )
-        got = run_onnx(converted.path, feeds)
-        for result in compare(converted.outputs, [expected[name] for name in converted.outputs], got, options):
-            before = worst.get(result.name)
-            worst[result.name] = result if before is None else _worse(before, result)
-    return tuple(worst[name] for name in converted.outputs), assumptions
-
-
-def _worse(a: ImportParity, b: ImportParity) -> ImportParity:
-    return ImportParity(
-        name=a.name,
-        max_abs_error=max(a.max_abs_error, b.max_abs_error),
-        max_rel_error=max(a.max_rel_error, b.max_rel_error),
-        cosine=min(a.cosine, b.cosine),
-        passed=a.passed and b.passed,
-    )
-
-
-def _load_parity_inputs(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
-    """One array per input from the user's .npz, refusing pickled objects."""
-    import numpy as np
-
-    how_to = "Save one array per model input, named after it: numpy.savez(path, <input name>=array, ...)."
-    feeds: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [spec.name for spec in specs if spec.name not in data.files]
-            if missing:
-                raise ModelError(
-                    "invalid_parity_inputs",
-                    f"The parity inputs file has no array for input(s) {', '.join(missing)} (it holds "
-                    f"{', '.join(data.files) or 'nothing'}). {how_to}",
-                )
-            for spec in specs:
-                value = np.asarray(data[spec.name])
-                if value.ndim != len(spec.shape) or any(
-                    isinstance(dim, int) and dim != size for dim, size in zip(spec.shape, value.shape, strict=True)
-                ):
-                    raise ModelError(
-                        "invalid_parity_inputs",
-                        f"The parity array for input '{spec.name}' has shape {list(value.shape)}, which does not "
-                        f"fit the input's {_shape_text(spec.shape)}. {how_to}",
-                    )
-                if not np.can_cast(value.dtype, spec.dtype, casting="same_kind"):
-                    raise ModelError(
-                        "invalid_parity_inputs",
-                        f"The parity array for input '{spec.name}' is {value.dtype}, but the input is {spec.dtype}. "
-                        f"{how_to}",
-                    )
-                feeds[spec.name] = value.astype(spec.dtype, copy=False)
-    except MEMBER_PARSE_ERRORS as exc:
-        raise ModelError(
-            "invalid_parity_inputs", f"The parity inputs file could not be read ({_first_line(exc)}). {how_to}"
-        ) from exc
-    return feeds
 
 
 # --- the report ----------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""Caffe, MXNet and PaddlePaddle models, built by the frameworks themselves and uploaded as one zip
+each, through the whole pipeline on a real worker: imported in the framework's own environment
+inside the sandbox, checked against the framework, then inspected, validated, optimized,
+compared, measured and recommended like any ONNX upload (issue 19). A Caffe network with a
+layer the converter lacks fails its import with the layer named, and no re-run is offered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.hardware.models import Worker
+from apps.registry.models import Artifact, ArtifactKind, VersionStatus
+from tests.conftest import client_for
+from tests.framework_envs import framework_model
+from tests.integration.conftest import wait_for
+from workers.engine.reports import ImportReport
+from workers.engine.typed import from_dict
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PROFILE = "x86-cpu"
+SINGLE_POINT = json.dumps({"batch_sizes": [1], "concurrency": [1]})
+STEPS = ["import", "inspect", "validate", "optimize", "parity", "benchmark", "recommend"]
+CASES = {
+    # framework environment: (format, framework, declared inputs or None)
+    "caffe": ("caffe", "caffe", None),
+    "mxnet": ("mxnet", "mxnet", [{"name": "data", "shape": [1, 3, 32, 32], "dtype": "float32"}]),
+    "paddle": ("paddle", "paddlepaddle", None),
+}
+
+
+def _upload(client, slug: str, path: Path, inputs: Any = None) -> dict[str, Any]:
+    data = {
+        "file": SimpleUploadedFile(path.name, path.read_bytes()),
+        "team": "vision",
+        "profiles": PROFILE,
+        "benchmark": SINGLE_POINT,
+    }
+    if inputs is not None:
+        data["inputs"] = json.dumps(inputs)
+    response = client.post(f"/api/v1/models/{slug}/versions/", data, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def _finished(client, version_id: int) -> dict[str, Any]:
+    def done():
+        body = client.get(f"/api/v1/versions/{version_id}/").json()
+        return body if body["status"] in (VersionStatus.READY, VersionStatus.FAILED) else None
+
+    return wait_for(done, timeout=900, what=f"version {version_id} to finish its pipeline")
+
+
+def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
+    personas, celery_worker_process, tmp_path_factory
+):
+    client = client_for(personas.owner)
+    worker = Worker.objects.get(name__startswith="it@", stopped_at__isnull=True)
+    assert set(CASES) <= set(worker.framework_envs), worker.framework_envs
+    assert {f"import-{fmt}" for fmt, _, _ in CASES.values()} <= set(worker.queues)
+
+    uploaded = {}
+    for env, (fmt, framework, inputs) in CASES.items():
+        source = framework_model(env, "small", tmp_path_factory.mktemp(env))
+        body = _upload(client, f"{env}-small", source, inputs)
+        assert body["framework"] == framework, body
+        assert body["source_artifact"]["format"] == fmt
+        uploaded[env] = body["id"]
+
+    for env, version_id in uploaded.items():
+        body = _finished(client, version_id)
+        assert body["status"] == VersionStatus.READY, (env, body["latest_run"])
+        assert [job["kind"] for job in body["latest_run"]["jobs"]] == STEPS, env
+        reports = body["reports"]
+        report = reports["import"]
+        assert from_dict(ImportReport, report, strict=True).artifact_id, env
+        assert all(item["passed"] for item in report["parity"]), (env, report["parity"])
+        assert report["tool_versions"]["environment"] == env
+        assert any("Parity reference" in note for note in report["notes"]), report["notes"]
+        onnx_artifact = Artifact.objects.get(version_id=version_id, kind=ArtifactKind.ONNX)
+        assert onnx_artifact.parent_id == body["source_artifact"]["id"]
+        assert reports["validate"][PROFILE]["reports"]["onnxruntime"]["verdict"] == "full", env
+        recommendation = reports["recommend"][PROFILE]
+        assert recommendation["winner"] is not None or recommendation["use_baseline"], (env, recommendation)
+
+
+def test_a_caffe_layer_the_converter_lacks_fails_the_import_naming_it(personas, celery_worker_process, tmp_path):
+    client = client_for(personas.owner)
+    body = _finished(client, _upload(client, "caffe-custom", framework_model("caffe", "custom_layer", tmp_path))["id"])
+    assert body["status"] == VersionStatus.FAILED
+    job = body["latest_run"]["jobs"][0]
+    assert job["kind"] == "import" and job["status"] == "failed"
+    assert job["error_code"] == "unsupported_layer", job
+    assert "Python" in job["error"], job
