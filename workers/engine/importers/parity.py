@@ -130,11 +130,14 @@ def check_parity(
     specs: Sequence[InputSpec],
     onnx_path: Path,
     outputs: Sequence[str],
-    reference: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    reference: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]] | None,
     options: ImportOptions,
+    *,
+    reference_all: Callable[[list[dict[str, np.ndarray]]], Sequence[Mapping[str, np.ndarray]]] | None = None,
 ) -> tuple[tuple[ImportParity, ...], tuple[str, ...]]:
-    """Run the original (`reference`, one feed set to its outputs by name) and the ONNX model on
-    the same inputs and compare every output: the user's parity inputs when given, else
+    """Run the original (`reference`, one feed set to its outputs by name; or `reference_all`,
+    every set at once, where starting the framework costs more than running it) and the ONNX
+    model on the same inputs and compare every output: the user's parity inputs when given, else
     `options.parity_samples` generated sets that follow the inputs' names and the user's
     declarations. The worst numbers over all sets are reported. Raises ModelError("parity_failed")."""
     if options.parity_inputs is not None:
@@ -147,9 +150,13 @@ def check_parity(
             f"No parity inputs were uploaded, so the parity check used {count} generated input set(s), each input "
             "filled as its name, shape and declarations suggest (images in [0, 1], token ids, masks ...).",
         )
+    if reference_all is not None:
+        expected_sets = reference_all(feed_sets)
+    else:
+        assert reference is not None, "check_parity needs reference or reference_all"
+        expected_sets = [reference(feeds) for feeds in feed_sets]
     worst: dict[str, ImportParity] = {}
-    for feeds in feed_sets:
-        expected = reference(feeds)
+    for feeds, expected in zip(feed_sets, expected_sets, strict=True):
         missing = [name for name in outputs if name not in expected]
         if missing:
             raise ModelError(

@@ -11,6 +11,8 @@ path and the path the side writes its result to. Actions:
 - "run": {"action", "model": {role: path}, "inputs": [...] (as convert answered),
   "feeds": npz path (one array per input name), "outputs": npz path to write (one array per
   ONNX output name)}. Result: {"ok": true, "reference": "what ran the original, with version"}.
+  Several input sets in one process: "batches": [{"feeds", "outputs"}, ...] instead of
+  "feeds" and "outputs"; `serve` runs the action once per set (the framework is imported once).
 
 A refusal (a file the framework or converter can't take) is {"ok": false, "code", "message"}
 with exit status 0: the message says what is wrong, naming the layer and its type, and what
@@ -44,7 +46,13 @@ def serve(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> int
         result: dict[str, Any] = {"ok": False, "code": "bad_request", "message": f"unknown action {request!r}"}
     else:
         try:
-            result = {"ok": True, **action(request)}
+            batches = request.pop("batches", None)
+            if batches is None:
+                result = {"ok": True, **action(request)}
+            else:
+                result = {"ok": True}
+                for batch in batches:
+                    result.update(action({**request, "feeds": batch["feeds"], "outputs": batch["outputs"]}))
         except Refused as exc:
             result = {"ok": False, "code": exc.code, "message": exc.message}
         except Exception:
