@@ -570,6 +570,12 @@ def _system_mounts(mounts: _Mounts) -> None:
         if not _under(prefix, "/usr"):
             mounts.add("--ro-bind", prefix, prefix)
     mounts.add("--ro-bind", str(_ENGINE_CODE), str(_ENGINE_CODE))
+    # The framework and toolchain environments (Caffe, MXNet, Paddle, LiteRT's converter): code
+    # like the interpreter's own packages, which the import and the backends start (ADR 0017).
+    from workers.engine.framework_envs import envs_root
+
+    if envs_root().is_dir():
+        mounts.add("--ro-bind", str(envs_root()), str(envs_root()))
     # CPU topology (onnxruntime, OpenVINO and BLAS size their thread pools from it).
     for sysdir in ("/sys/devices/system/cpu", "/sys/devices/system/node"):
         if os.path.isdir(sysdir):

@@ -13,7 +13,7 @@ from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer
 from workers.engine.importers.gbdt import LightGBMImporter, XGBoostImporter
 from workers.engine.importers.pytorch import ExportedProgramImporter, TorchScriptImporter
-from workers.engine.importers.side import CaffeImporter, MxnetImporter, PaddleImporter, SideImporter, incomplete_upload
+from workers.engine.importers.side import CaffeImporter, MxnetImporter, PaddleImporter, incomplete_upload
 from workers.engine.importers.sklearn import SkopsImporter, refuse_pickle
 from workers.engine.importers.tensorflow import KerasImporter, SavedModelImporter, TfliteImporter
 
@@ -99,14 +99,6 @@ def import_queue(fmt: str) -> str:
 def available_import_queues() -> list[str]:
     """The import queues this worker can serve: one per importer whose framework is installed."""
     return [import_queue(importer.format) for importer in IMPORTERS if importer().available()]
-
-
-def readable_for(fmt: str) -> list[Path]:
-    """Folders the import of `fmt` reads besides its own files: the framework's environment."""
-    importer = FORMATS.get(fmt)
-    if importer is not None and issubclass(importer, SideImporter):
-        return [importer().env.path]
-    return []
 
 
 def require_available(importer: Importer) -> None:

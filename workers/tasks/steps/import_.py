@@ -12,7 +12,6 @@ from apps.pipeline.models import Job
 from apps.pipeline.services import StepOutcome
 from apps.registry.models import Artifact, ArtifactKind
 from apps.registry.storage import materialize, put_blob, sha256_file
-from workers.engine.importers.registry import readable_for
 from workers.engine.sandbox import output_file, run_in_sandbox
 from workers.tasks.steps.common import ProgressCallback, job_workdir, sandbox_limits, scaled
 
@@ -65,8 +64,6 @@ def run_import(job: Job, progress: ProgressCallback) -> StepOutcome:
             on_progress=scaled(progress, 0.05, 0.95),
             what="the import",
             writable=[workdir],
-            # A framework that runs in an environment of its own (workers.engine.framework_envs).
-            readable=readable_for(source.format),
         )
         files = [Path(f) for f in report["files"]]
         stored = store_files(files, Path(report["onnx_path"]), "onnx", workdir / "bundle.zip", workdir)
