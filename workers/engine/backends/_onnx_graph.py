@@ -41,6 +41,41 @@ def load_graph(model_path: Path, *, file_format: str | None = "protobuf") -> Mod
         ) from None
 
 
+def concrete_inputs(
+    model: ModelProto, overrides: Mapping[str, object], converter: str
+) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, dims, ONNX element type) of each graph input a converter that needs fixed shapes
+    (pnnx, onnx2tf) is given: `overrides` (input name -> list of ints; a profile's
+    `options["input_shapes"]`) first, else the declared dims with symbolic ones set to 1.
+    ModelError "invalid_input_shapes" for an override that is not a list of positive ints,
+    "input_shape_unknown" for an input that declares no shape."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    shapes = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        if value.name in overrides:
+            shape = overrides[value.name]
+            if not isinstance(shape, list | tuple) or not all(isinstance(dim, int) and dim > 0 for dim in shape):
+                raise ModelError(
+                    "invalid_input_shapes",
+                    f"The input shape given for '{value.name}' is {shape!r}; give a list of positive integers, "
+                    "such as [1, 3, 224, 224].",
+                )
+            dims = tuple(int(dim) for dim in shape)
+        elif value.type.HasField("tensor_type") and tensor_type.HasField("shape"):
+            dims = tuple(dim.dim_value if dim.dim_value > 0 else 1 for dim in tensor_type.shape.dim)
+        else:
+            raise ModelError(
+                "input_shape_unknown",
+                f"The model's input '{value.name}' has no declared shape, and converting for {converter} needs one. "
+                f"Give it in the profile's options, e.g. input_shapes = {{'{value.name}': [1, 3, 224, 224]}}.",
+            )
+        shapes.append((value.name, dims, tensor_type.elem_type))
+    return shapes
+
+
 def default_opset(model: ModelProto) -> int:
     """The model's default-domain ("" or "ai.onnx") opset version; 0 when it names none."""
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)

@@ -52,7 +52,7 @@ from workers.engine.backends._converters import (
     converter_env,
     decode_output,
 )
-from workers.engine.backends._onnx_graph import load_graph, node_labels, nodes_by_op, walk_graphs
+from workers.engine.backends._onnx_graph import concrete_inputs, load_graph, node_labels, nodes_by_op, walk_graphs
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -651,31 +651,7 @@ def _ncnn_version() -> str | None:
 
 def _input_shapes(model: ModelProto, overrides: Mapping[str, Any]) -> list[InputShape]:
     """Concrete shapes for the model's inputs: overrides first, else declared dims with symbols as 1."""
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    shapes = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        if value.name in overrides:
-            shape = overrides[value.name]
-            if not isinstance(shape, list | tuple) or not all(isinstance(dim, int) and dim > 0 for dim in shape):
-                raise ModelError(
-                    "invalid_input_shapes",
-                    f"The input shape given for '{value.name}' is {shape!r}; give a list of positive integers, "
-                    "such as [1, 3, 224, 224].",
-                )
-            dims = tuple(int(dim) for dim in shape)
-        elif value.type.HasField("tensor_type") and tensor_type.HasField("shape"):
-            dims = tuple(dim.dim_value if dim.dim_value > 0 else 1 for dim in tensor_type.shape.dim)
-        else:
-            raise ModelError(
-                "input_shape_unknown",
-                f"The model's input '{value.name}' has no declared shape, and converting for ncnn needs one. "
-                f"Give it in the profile's options, e.g. input_shapes = {{'{value.name}': [1, 3, 224, 224]}}.",
-            )
-        shapes.append(InputShape(value.name, dims, tensor_type.elem_type))
-    return shapes
+    return [InputShape(name, dims, elem_type) for name, dims, elem_type in concrete_inputs(model, overrides, "ncnn")]
 
 
 def _shapes_note(shapes: list[InputShape]) -> str:
