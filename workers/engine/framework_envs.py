@@ -139,6 +139,8 @@ def build(name: str, *, force: bool = False, log: Any = print) -> Path:
     started = time.monotonic()
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
+        # mkdtemp makes it 0700; the sandbox's unprivileged user must read and run it.
+        staging.chmod(0o755)
         # venv's python is a link to this interpreter, so the sandbox (which binds this
         # interpreter's prefix) can run it; copies would be a second interpreter to bind.
         subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True)
