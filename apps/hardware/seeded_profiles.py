@@ -58,6 +58,19 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         "requirements": {"arch": ["aarch64"]},
         "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
     },
+    {
+        "slug": "mobile-litert",
+        "name": "Phones (LiteRT)",
+        "description": "Android and iOS phones and ARM boards running LiteRT (TensorFlow Lite) with XNNPACK.",
+        "device_kind": "cpu",
+        "backends": ["litert"],
+        "precisions": ["fp32", "fp16", "int8"],
+        # Measured on the phone or board itself (a device agent) or an aarch64 worker; the .tflite
+        # files are built by the cluster's CPU workers, whose converter environment has onnx2tf.
+        "queue": "arm64",
+        "requirements": {"arch": ["aarch64"]},
+        "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
+    },
 )
 
 

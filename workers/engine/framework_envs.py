@@ -73,6 +73,7 @@ ENVS: dict[str, FrameworkEnv] = {
         FrameworkEnv("caffe", "Caffe", "caffe2onnx pins onnx 1.6, and only OpenCV 4 still reads Caffe files"),
         FrameworkEnv("mxnet", "MXNet", "MXNet 1.9 needs numpy < 1.24"),
         FrameworkEnv("paddle", "PaddlePaddle", "paddle2onnx pins onnx <= 1.17"),
+        FrameworkEnv("litert", "LiteRT's converter (onnx2tf)", "onnx2tf pins TensorFlow, numpy and onnx exactly"),
     )
 }
 
