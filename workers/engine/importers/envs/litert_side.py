@@ -309,8 +309,9 @@ def _convert_graph(
         return True, statuses, ""
     printed = _error_lines(tail.lines)
     reason = first_line(failure) if failure is not None and not isinstance(failure, SystemExit) else ""
-    if isinstance(failure, ModuleNotFoundError) and (failure.name or "").startswith("onnx2tf.ops."):
-        reason = f"onnx2tf {onnx2tf.__version__} has no converter for the operator {failure.name.rsplit('.', 1)[1]}"
+    missing = failure.name or "" if isinstance(failure, ModuleNotFoundError) else ""
+    if missing.startswith("onnx2tf.ops."):
+        reason = f"onnx2tf {onnx2tf.__version__} has no converter for the operator {missing.rsplit('.', 1)[1]}"
     if not reason or reason == "1":
         reason = printed[-1] if printed else "onnx2tf stopped without saying why"
     failed_at = getattr(failure, "onnx_op_name", None)
