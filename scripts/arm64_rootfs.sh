@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build, once, an arm64 Debian bookworm root filesystem that runs under QEMU user emulation,
 # with a Python venv at /opt/slipway-agent/venv holding the aarch64 wheels of onnxruntime,
-# MNN and ncnn (and onnx, numpy, requests, psutil, pyseccomp). The device agent runs in it in
-# the integration tests (docs/adr/0016-device-agents.md); run commands in it with
+# MNN, ncnn and LiteRT's ai-edge-litert (and onnx, numpy, requests, psutil, pyseccomp). The
+# device agent runs in it in the integration tests (docs/adr/0016-device-agents.md); run commands in it with
 # scripts/in_arm64.sh.
 #
 #   sudo bash scripts/arm64_rootfs.sh [DIR]
@@ -29,7 +29,7 @@ MIRROR=${SLIPWAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Every one has a manylinux aarch64 wheel for CPython 3.11 (bookworm's Python, glibc 2.36 >= 2.28).
 # ml_dtypes (onnx's dependency) as in the dev venv: 0.7.0's extension takes 5 to 9 s to load
 # under emulation (0.5.4: under 1 s), and every `import onnx` pays it.
-REQUIREMENTS=${SLIPWAY_ARM64_REQUIREMENTS:-numpy==2.4.6 onnx==1.23.2 ml_dtypes==0.5.4 onnxruntime==1.32.0 MNN==3.6.1 ncnn==1.0.20261020 requests==2.34.2 psutil==7.2.2 pyseccomp==0.1.2}
+REQUIREMENTS=${SLIPWAY_ARM64_REQUIREMENTS:-numpy==2.4.6 onnx==1.23.2 ml_dtypes==0.5.4 onnxruntime==1.32.0 MNN==3.6.1 ncnn==1.0.20261020 ai-edge-litert==2.3.0 protobuf==7.36.2 flatbuffers==25.12.19 requests==2.34.2 psutil==7.2.2 pyseccomp==0.1.2}
 # Installed without their dependencies, as on the x86 workers: pnnx (ncnn's converter, which ncnn's
 # support check runs) declares torch, which its native converter does not need.
 NO_DEPS=${SLIPWAY_ARM64_NO_DEPS:-pnnx==20261020}
@@ -197,6 +197,7 @@ import time
 import MNN
 import ncnn
 import numpy
+from ai_edge_litert.interpreter import Interpreter  # noqa: F401
 import onnx
 import onnxruntime
 

@@ -12,10 +12,11 @@ pytestmark = pytest.mark.django_db
 def test_seeded_profiles_are_listed(personas):
     body = client_for(personas.viewer).get("/api/v1/profiles/").json()
     by_slug = {p["slug"]: p for p in body}
-    assert set(by_slug) == {"x86-cpu", "nvidia-gpu", "arm-cpu-mnn"}
+    assert set(by_slug) == {"x86-cpu", "nvidia-gpu", "arm-cpu-mnn", "mobile-litert"}
     assert by_slug["nvidia-gpu"]["queue"] == "gpu" and by_slug["nvidia-gpu"]["device_kind"] == "gpu"
     assert "onnxruntime" in by_slug["x86-cpu"]["backends"]
     assert set(by_slug["arm-cpu-mnn"]["backends"]) == {"mnn", "ncnn"}
+    assert by_slug["mobile-litert"]["backends"] == ["litert"] and by_slug["mobile-litert"]["queue"] == "arm64"
 
 
 def test_profiles_need_authentication(db):

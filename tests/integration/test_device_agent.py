@@ -168,6 +168,7 @@ def test_an_agent_measures_a_profile_no_worker_serves_and_a_killed_lease_is_fini
 
 
 # An ARM profile measured by MNN's FP32 and FP16 variants: what an ARMv8.2 core computes in FP16.
+LITERT = "mobile-litert"  # seeded: LiteRT's FP32, FP16 and INT8 .tflite files on aarch64
 ARM = {
     "slug": "arm-mnn-fp16",
     "name": "ARM CPU, MNN FP32/FP16",
@@ -202,7 +203,7 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     headers = {"Authorization": f"Bearer {token}"}
     made = requests.post(
         f"{web_server}/api/v1/devices/enrollments/",
-        json={"team": "ml", "profiles": [ARM["slug"]], "name": "arm-1"},
+        json={"team": "ml", "profiles": [ARM["slug"], LITERT], "name": "arm-1"},
         headers=headers,
         timeout=10,
     )
@@ -232,9 +233,12 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     listed = requests.get(f"{web_server}/api/v1/devices/", headers=headers, timeout=10).json()["results"]
     probe = listed[0]["hardware"]
     assert probe["arch"] == "aarch64" and probe["emulation"].startswith("QEMU user-mode emulation of aarch64")
-    assert listed[0]["serving"] == [{"profile": ARM["slug"], "meets": True, "unmet": ""}]
+    assert sorted(listed[0]["serving"], key=lambda item: item["profile"]) == [
+        {"profile": ARM["slug"], "meets": True, "unmet": ""},
+        {"profile": LITERT, "meets": True, "unmet": ""},
+    ]
 
-    version_id = _upload(web_server, headers, tmp_path, ARM["slug"]).json()["id"]
+    version_id = _upload(web_server, headers, tmp_path, f"{ARM['slug']},{LITERT}").json()["id"]
     log = tmp_path / "arm-agent.log"
     running = subprocess.Popen(
         in_arm64(arm64_machine, *agent, "run", binds=binds, chdir="/"),
@@ -256,7 +260,8 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
         except subprocess.TimeoutExpired:
             running.kill()
     assert version["status"] == "ready", (version.get("status_reason"), log.read_text()[-3000:])
-    jobs = {job.kind: job for job in Job.objects.filter(run__version_id=version_id)}
+    everything = Job.objects.filter(run__version_id=version_id).select_related("profile")
+    jobs = {job.kind: job for job in everything if job.profile is None or job.profile.slug == ARM["slug"]}
     # The x86 worker built the variants (MNN files are the same anywhere) and ranked them; every
     # measuring step ran on the emulated ARM device, none on the x86 worker.
     assert jobs["optimize"].worker_host.startswith("it@") and jobs["recommend"].worker_host.startswith("it@")
@@ -272,3 +277,20 @@ def test_an_agent_under_arm64_emulation_measures_the_arm_profile_and_says_it_is_
     assert jobs["parity"].result["sandbox"]["mode"] == "limits"  # said, not hidden
     summary = jobs["recommend"].result["summary"]
     assert "on accuracy and size only" in summary and "QEMU" in summary, summary
+
+    # The phone profile: the x86 worker converted the model with onnx2tf (its environment) and
+    # the emulated device's LiteRT ran the .tflite files for parity and the benchmark.
+    phone = {job.kind: job for job in everything if job.profile is not None and job.profile.slug == LITERT}
+    assert phone["optimize"].worker_host.startswith("it@")
+    built = {variant["name"] for variant in phone["optimize"].result["variants"]}
+    assert built == {"litert-fp32", "litert-fp16"}, phone["optimize"].result
+    assert any("calibration" in note for note in phone["optimize"].result["notes"]["litert"])
+    for kind in ("validate", "parity", "benchmark"):
+        assert phone[kind].worker_host == "device:ml/arm-1", kind
+        assert phone[kind].result["measured_on"]["arch"] == "aarch64", kind
+    # The device has LiteRT's runtime but not its converter: it says so instead of guessing.
+    device_support = phone["validate"].result["reports"]["litert"]
+    assert device_support["verdict"] == "not_installed" and "converter" in " ".join(device_support["notes"])
+    parity = phone["parity"].result["variants"]
+    assert set(parity) == built and all(v["passed"] for v in parity.values()), parity
+    assert phone["benchmark"].result["baseline"]["points"]

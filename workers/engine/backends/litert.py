@@ -200,9 +200,23 @@ class LiteRTBackend(Backend):
     def check_support(self, model_path: Path) -> SupportReport:
         """onnx2tf's answer per node, then LiteRT's op resolver and XNNPACK on the FP32 file."""
         version = self.runtime_version()
-        if version is None or not framework_envs.is_ready(ENV):
-            report = self.not_installed_report()
-            return SupportReport(**{**report.to_dict(), "notes": (self.not_installed_text(),), "ops": ()})
+        if version is None:
+            return self.not_installed_report()
+        if not framework_envs.is_ready(ENV):
+            # A device that only measures: LiteRT runs here, its converter runs on the workers.
+            return SupportReport(
+                backend=self.name,
+                runtime_version=version,
+                installed=False,
+                method="converter",
+                verdict="not_installed",
+                notes=(
+                    f"This machine runs LiteRT {version} but not its converter (onnx2tf, in the workers' litert "
+                    "environment), and LiteRT's op support is the converter's answer: it comes from where the "
+                    "variants are built. Here, parity and the benchmark load and run the .tflite files the workers "
+                    "built, which shows whether this machine's LiteRT resolves their operators.",
+                ),
+            )
         model = load_graph(model_path)
         with tempfile.TemporaryDirectory(prefix="slipway-litert-") as scratch:
             answer = self._convert(model_path, model, ("fp32",), None, Path(scratch), {})
