@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,48 +65,16 @@ def _private_dirs() -> Path:
 _SCRATCH = _private_dirs()
 
 
-class _NoShell:
-    """What Popen gives for a shell command in the sandbox, which has no shell: the answer of a
-    shell that lacks the command. Nothing here is meant to shell out (onnxsim, onnx2tf's only
-    subprocess, is off); this keeps a library's probe at import from crashing the side."""
-
-    returncode = 127
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def communicate(self, *args: Any, **kwargs: Any) -> tuple[bytes, bytes]:
-        return b"", b"sh: not available in the sandbox"
-
-    def wait(self, *args: Any, **kwargs: Any) -> int:
-        return self.returncode
-
-
-@contextlib.contextmanager
-def _without_shell() -> Iterator[None]:
-    real = subprocess.Popen
-
-    def popen(args: Any, *rest: Any, shell: bool = False, **kwargs: Any) -> Any:
-        if shell:
-            return _NoShell()
-        return real(args, *rest, shell=shell, **kwargs)  # type: ignore[call-overload]
-
-    subprocess.Popen = popen  # type: ignore[assignment,misc]
-    try:
-        yield
-    finally:
-        subprocess.Popen = real  # type: ignore[misc]
-
-
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-with _without_shell():
+from workers.engine.importers.envs.protocol import Refused, first_line, serve, without_shell  # noqa: E402
+
+with without_shell():
     import onnx2tf
     import onnx2tf.onnx2tf as _onnx2tf_main
     import tensorflow as tf
 
-from workers.engine.importers.envs.protocol import Refused, first_line, serve  # noqa: E402
 
 CONVERTER = "onnx2tf"
 SIGNATURE = "serving_default"
@@ -292,7 +259,7 @@ def _convert_graph(
     """
     tail = _Tail(sys.stdout)
     failure: BaseException | None = None
-    with contextlib.redirect_stdout(tail), _without_shell():
+    with contextlib.redirect_stdout(tail), without_shell():
         try:
             onnx2tf.convert(
                 input_onnx_file_path=str(model_path),

@@ -17,7 +17,6 @@ user can act on.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import re
@@ -64,48 +63,14 @@ def _private_dirs() -> Path:
 _SCRATCH = _private_dirs()
 
 
-class _NoShell:
-    """What Popen gives for a shell command in the sandbox, which has no shell (no programs
-    besides the interpreter: workers/engine/isolation.py): the answer of a shell that lacks the
-    command. Paddle asks `ldd --version | awk ...` for the glibc version at import, only to
-    work around glibc < 2.23, and takes an answer on stderr as "unknown"."""
-
-    returncode = 127
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def communicate(self, *args: Any, **kwargs: Any) -> tuple[bytes, bytes]:
-        return b"", b"sh: not available in the sandbox"
-
-    def wait(self, *args: Any, **kwargs: Any) -> int:
-        return self.returncode
-
-
-@contextlib.contextmanager
-def _without_shell() -> Iterator[None]:
-    real = subprocess.Popen
-
-    def popen(args: Any, *rest: Any, shell: bool = False, **kwargs: Any) -> Any:
-        if shell:
-            return _NoShell()
-        return real(args, *rest, shell=shell, **kwargs)  # type: ignore[call-overload]
-
-    subprocess.Popen = popen  # type: ignore[assignment,misc]
-    try:
-        yield
-    finally:
-        subprocess.Popen = real  # type: ignore[misc]
-
-
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-with _without_shell():
+from workers.engine.importers.envs.protocol import Refused, first_line, serve, without_shell  # noqa: E402
+
+with without_shell():
     import paddle
 import paddle2onnx  # noqa: E402
-
-from workers.engine.importers.envs.protocol import Refused, first_line, serve  # noqa: E402
 
 FRAMEWORK = "paddlepaddle"
 CONVERTER = "paddle2onnx"

@@ -21,10 +21,12 @@ to do. Any other exit is a crash, which the importer reports with the side's log
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,39 @@ def serve(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> int
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+class _NoShell:
+    """What Popen gives for a shell command in the sandbox, which has no shell (no programs
+    besides the interpreter: workers/engine/isolation.py): the answer of a shell that lacks the
+    command, on stderr, which is how the libraries that probe this way read "unknown"."""
+
+    returncode = 127
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def communicate(self, *args: Any, **kwargs: Any) -> tuple[bytes, bytes]:
+        return b"", b"sh: not available in the sandbox"
+
+    def wait(self, *args: Any, **kwargs: Any) -> int:
+        return self.returncode
+
+
+@contextlib.contextmanager
+def without_shell() -> Iterator[None]:
+    """Shell commands answer as a shell that lacks them, while a framework is imported: Paddle
+    asks `ldd --version | awk ...` for the glibc version at import (only to work around glibc
+    < 2.23), and a probe like it must not crash the side where no shell exists."""
+    real = subprocess.Popen
+
+    def popen(args: Any, *rest: Any, shell: bool = False, **kwargs: Any) -> Any:
+        if shell:
+            return _NoShell()
+        return real(args, *rest, shell=shell, **kwargs)  # type: ignore[call-overload]
+
+    subprocess.Popen = popen  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
