@@ -60,7 +60,12 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
     personas, celery_worker_process, tmp_path_factory
 ):
     client = client_for(personas.owner)
-    worker = Worker.objects.get(name__startswith="it@", stopped_at__isnull=True)
+    # The worker's row comes back within a heartbeat when an earlier test's truncation removed it.
+    worker = wait_for(
+        lambda: Worker.objects.filter(name__startswith="it@", stopped_at__isnull=True).first(),
+        timeout=30,
+        what="the session worker to register",
+    )
     assert set(CASES) <= set(worker.framework_envs), worker.framework_envs
     assert {f"import-{fmt}" for fmt, _, _ in CASES.values()} <= set(worker.queues)
 
