@@ -98,6 +98,9 @@ def test_the_variants_take_and_give_what_the_onnx_model_does(backend, tmp_path):
     np.savez(calibration, **{name: rng.random((8, *shape[1:]), dtype=np.float32)})
     built = backend.build_variants(model, MOBILE, Calibration(calibration), tmp_path / "variants")
     assert [variant.name for variant in built] == ["litert-fp32", "litert-fp16", "litert-int8"], built.notes
+    assert sorted(path.name for path in (tmp_path / "variants").iterdir()) == sorted(
+        path.name for variant in built for path in variant.files
+    ), "only the variants' files are left: onnx2tf's SavedModel and the rest are removed"
     feeds = {name: rng.random(shape, dtype=np.float32)}
     expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     for variant in built:

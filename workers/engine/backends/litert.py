@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
 import tempfile
 from collections import Counter
 from importlib.util import find_spec
@@ -60,6 +61,7 @@ CONVERTER_STEP = "onnx2tf"
 # (variant name, precision as profiles name it, the side's precision)
 VARIANT_PLANS: tuple[tuple[str, str], ...] = (("litert-fp32", "fp32"), ("litert-fp16", "fp16"), ("litert-int8", "int8"))
 _IO_SUFFIX = ".io.json"
+_BUILD_FOLDER = ".litert-build"  # where the side writes, inside the build's folder
 _SUPPORT_NOTE = (
     "Support comes from onnx2tf, which converts the ONNX graph node by node into TensorFlow and then to a .tflite "
     "file, and from LiteRT's own op resolver on that file. onnx2tf rewrites layouts and fuses operators, so "
@@ -291,7 +293,15 @@ class LiteRTBackend(Backend):
         if not wanted:
             return []
         overrides = profile.options.get("input_shapes") or {}
-        answer = self._convert(model_path, model, tuple(wanted), calibration, out_dir, overrides)
+        try:
+            answer = self._convert(model_path, model, tuple(wanted), calibration, out_dir, overrides)
+            return self._variants(answer, wanted, out_dir, notes)
+        finally:
+            # onnx2tf's SavedModel and the files not kept: the variants were moved out first.
+            shutil.rmtree(out_dir / _BUILD_FOLDER, ignore_errors=True)
+
+    def _variants(self, answer: dict[str, Any], wanted: list[str], out_dir: Path, notes: list[str]) -> list[Variant]:
+        """The side's files as variants, moved into `out_dir` with their io.json."""
         notes.extend(answer.get("notes", []))
         if not answer.get("converted"):
             failed = next((node for node in answer["nodes"] if node["status"] == "failed"), None)
@@ -367,7 +377,7 @@ class LiteRTBackend(Backend):
                 {
                     "action": "convert",
                     "model": {"onnx": str(model_path.resolve())},
-                    "out_dir": str((out_dir / ".litert-build").resolve()),
+                    "out_dir": str((out_dir / _BUILD_FOLDER).resolve()),
                     "variants": list(precisions),
                     "calibration": str(calibration.path) if calibration is not None else None,
                     "inputs": inputs,
