@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine import framework_envs
-from workers.engine.backends._converters import check_inputs
+from workers.engine.backends._converters import check_inputs, first_line
 from workers.engine.backends._onnx_graph import DEFAULT_DOMAIN, concrete_inputs, load_graph, node_labels
 from workers.engine.backends.base import (
     Backend,
@@ -93,7 +93,7 @@ class LiteRTSession:
             self._interpreter: Any = Interpreter(model_path=str(model_path), num_threads=threads)
             self._runner: Any = self._interpreter.get_signature_runner(self._io.get("signature") or None)
         except (RuntimeError, ValueError) as exc:
-            raise RuntimeError(f"LiteRT could not load {model_path.name}: {_first_line(exc)}") from None
+            raise RuntimeError(f"LiteRT could not load {model_path.name}: {first_line(str(exc))}") from None
         self.input_names = tuple(str(item["onnx_name"]) for item in self._io["inputs"])
         self.output_names = tuple(str(item["onnx_name"]) for item in self._io["outputs"])
 
@@ -113,7 +113,7 @@ class LiteRTSession:
             # The runner resizes its inputs to what it is fed and allocates again when they change.
             results = self._runner(**feeds)
         except (RuntimeError, ValueError) as exc:
-            raise RuntimeError(f"LiteRT could not run the model on {_shapes(feeds)}: {_first_line(exc)}") from None
+            raise RuntimeError(f"LiteRT could not run the model on {_shapes(feeds)}: {first_line(str(exc))}") from None
         outputs = {}
         for item in self._io["outputs"]:
             value = _from_tensor(np.asarray(results[item["tflite_name"]]), item)
@@ -152,11 +152,6 @@ def _from_tensor(value: np.ndarray, item: dict[str, Any]) -> np.ndarray:
     if quantization and value.dtype.kind in "iu":
         return ((value.astype(np.float32) - quantization["zero_point"]) * quantization["scale"]).astype(np.float32)
     return np.array(value, copy=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:500] if lines else type(exc).__name__
 
 
 class LiteRTBackend(Backend):
@@ -422,8 +417,8 @@ def _resolver_check(path: Path, threads: int) -> dict[str, Any]:
         )
         plain.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        found["unresolved"] = [_first_line(exc)]
-        found["summary"] = f"LiteRT's built-in op resolver can't load the file: {_first_line(exc)}"
+        found["unresolved"] = [first_line(str(exc))]
+        found["summary"] = f"LiteRT's built-in op resolver can't load the file: {first_line(str(exc))}"
         return found
     ops = Counter(str(op["op_name"]) for op in plain._get_ops_details())
     delegated = Interpreter(model_path=str(path), num_threads=threads)
