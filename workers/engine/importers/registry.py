@@ -72,9 +72,9 @@ def detect_upload_format(path: Path) -> str:
         # A zip with part of a multi-file model (a prototxt without its caffemodel) is better
         # told what it lacks than that it holds no .onnx file.
         if exc.code in ("archive_layout", "not_a_model") and head in (ZIP_MAGIC, EMPTY_ZIP_MAGIC):
-            from workers.engine.importers.tensorflow import _zip_names
+            from workers.engine.archive import zip_names
 
-            missing = incomplete_upload(_zip_names(path) or [])
+            missing = incomplete_upload(zip_names(path) or [])
             if missing:
                 raise ModelError("archive_layout", missing) from None
         raise

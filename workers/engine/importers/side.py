@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine import framework_envs
+from workers.engine import archive, framework_envs
 from workers.engine.errors import ModelError
 from workers.engine.importers.base import Importer, ImportOptions, ImportReport, InputSpec, ProgressCallback
 from workers.engine.importers.parity import check_onnx, check_parity, default_opset, save_onnx
-from workers.engine.importers.tensorflow import _extract_zip, _zip_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,7 +65,7 @@ class SideImporter(Importer):
     @classmethod
     def sniff(cls, path: Path) -> bool:
         """A zip with a member for every role."""
-        names = _zip_names(path)
+        names = archive.zip_names(path)
         return names is not None and all(cls._members(names, role) for role in cls.roles)
 
     @classmethod
@@ -125,7 +124,7 @@ class SideImporter(Importer):
         with tempfile.TemporaryDirectory(prefix=f"{self.env_name}-", dir=out_dir) as tmp:
             progress(0.05, f"unpacking the {self.framework} files")
             unpacked = Path(tmp) / "model"
-            roles, pick_notes = self.pick(_extract_zip(source, unpacked))
+            roles, pick_notes = self.pick(archive.extract_zip(source, unpacked))
             model = {role: str(unpacked / member) for role, member in roles.items()}
 
             progress(0.15, f"converting with {self.framework} (in its own environment)")

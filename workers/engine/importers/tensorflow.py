@@ -28,7 +28,6 @@ import re
 import shutil
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
-ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 SAVED_MODEL_PB = "saved_model.pb"
 ONNX_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
@@ -120,7 +118,7 @@ class SavedModelImporter(_TensorFlowImporter):
     @classmethod
     def sniff(cls, path: Path) -> bool:
         """A zip with `saved_model.pb` (at its top or one folder down) and a `variables/` folder beside it."""
-        names = _zip_names(path)
+        names = archive.zip_names(path)
         return names is not None and _savedmodel_prefix(names) is not None
 
     def convert(self, source: Path, out_dir: Path, options: ImportOptions, progress: ProgressCallback) -> ImportReport:
@@ -131,7 +129,7 @@ class SavedModelImporter(_TensorFlowImporter):
 
         with tempfile.TemporaryDirectory(prefix="savedmodel-", dir=out_dir) as tmp:
             progress(0.1, "unpacking the SavedModel")
-            prefix = _savedmodel_prefix(_extract_zip(source, Path(tmp)))
+            prefix = _savedmodel_prefix(archive.extract_zip(source, Path(tmp)))
             if prefix is None:
                 raise ModelError(
                     "archive_layout",
@@ -216,7 +214,7 @@ class KerasImporter(Importer):
         """A zip with `config.json` and `metadata.json` at its top (Keras v3), or an HDF5 file."""
         if _read_head(path, len(HDF5_MAGIC)) == HDF5_MAGIC:
             return True
-        names = _zip_names(path)
+        names = archive.zip_names(path)
         return names is not None and {"config.json", "metadata.json"} <= set(names)
 
     def convert(self, source: Path, out_dir: Path, options: ImportOptions, progress: ProgressCallback) -> ImportReport:
@@ -229,7 +227,7 @@ class KerasImporter(Importer):
         is_hdf5 = _read_head(source, len(HDF5_MAGIC)) == HDF5_MAGIC
         if not is_hdf5:
             # Keras reads the zip itself; check it first as any other uploaded zip.
-            _check_zip_members(source)
+            archive.check_zip_members(source)
         notes = ["Loaded with safe_mode=True and compile=False: no Python code from the file was run."]
         if is_hdf5:
             notes.append("The file is in the legacy HDF5 format; Keras recommends saving as .keras.")
@@ -432,19 +430,6 @@ def _read_head(path: Path, size: int) -> bytes:
         return b""
 
 
-def _zip_names(path: Path) -> list[str] | None:
-    """The member names of a zip, or None when the file is not a readable zip."""
-    if _read_head(path, 4) not in ZIP_MAGICS:
-        return None
-    try:
-        with zipfile.ZipFile(path) as zipped:
-            return zipped.namelist()
-    # NotImplementedError: "zip file version 25.5" in the directory (found by fuzzing); this
-    # runs in the web process at upload.
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return None
-
-
 def _savedmodel_prefix(names: Iterable[str]) -> str | None:
     """The folder ("" or "name/") that holds saved_model.pb and variables/, if any does."""
     members = [name for name in names if not name.startswith("__MACOSX/")]
@@ -455,24 +440,6 @@ def _savedmodel_prefix(names: Iterable[str]) -> str | None:
             if any(other.startswith(f"{prefix}variables/") for other in members):
                 return prefix
     return None
-
-
-def _check_zip_members(path: Path, limits: archive.ArchiveLimits = archive.DEFAULT_LIMITS) -> list[str]:
-    """`archive.check_archive`'s safety checks without its one-.onnx-file layout rule: refuse
-    unsafe paths, links, duplicates, encrypted members and zip bombs. Returns the regular files."""
-    try:
-        members, _ = archive.check_members(path, limits, entries_advice="Upload a smaller model.")
-    except OSError:
-        raise archive.unreadable_archive() from None
-    return members
-
-
-def _extract_zip(path: Path, dest: Path, limits: archive.ArchiveLimits = archive.DEFAULT_LIMITS) -> list[str]:
-    """Check the zip, then stream each regular member into `dest` counting its bytes, as
-    `archive.extract_archive` does. Returns the extracted member names."""
-    members = _check_zip_members(path, limits)
-    archive.extract_members(path, members, dest, limits)
-    return members
 
 
 def _tree_bytes(folder: Path) -> int:
