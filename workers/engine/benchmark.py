@@ -78,7 +78,8 @@ class BenchmarkFailed(Exception):
     Codes: "invalid_input" (the request can't be measured: bad config, unknown backend, an input
     signature that doesn't fit the batch sizes), "not_installed", "load_failed", "run_failed"
     (the runtime raised while running), "crashed" (the benchmark process died), "timeout",
-    "sandbox_unavailable" (this worker can't isolate the variant's code).
+    "sandbox_unavailable" (this worker can't isolate the variant's code), "simulator_only" (the
+    runtime here is a simulator of the accelerator, whose timings are not the accelerator's).
     `log` holds the tail of what the child printed.
     """
 

@@ -101,6 +101,14 @@ def _run_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) 
     except Exception as exc:
         raise _ChildFailure("load_failed", f"The {name} runtime could not load {path.name}: {_reason(exc)}.") from exc
     load_ms = (time.perf_counter_ns() - t0) / 1e6
+    if getattr(session, "simulated", False):
+        session.close()
+        raise _ChildFailure(
+            "simulator_only",
+            f"{name} runs {path.name} here on its simulator, which computes the accelerator's arithmetic on this "
+            "machine's CPU: its timings are not the accelerator's. Benchmark it on the device itself (a device agent "
+            "with the runtime installed).",
+        )
     os_threads = _os_threads()
 
     specs = payload["inputs"]

@@ -58,7 +58,8 @@ def inspect_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[s
 
 
 def validate_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
-    """One backend's op-support report. payload: source/format/workdir plus {"backend": name}.
+    """One backend's op-support report. payload: source/format/workdir plus {"backend": name,
+    "report_only": true for a profile's reference column (no rewrites are searched)}.
 
     A backend Slipway has no module for is judged from its published operator list if one
     ships, else reported as not available on this worker.
@@ -86,6 +87,9 @@ def validate_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[
         ).to_dict()
     report = backend.check_support(model_path)
     result = report.to_dict()
+    if payload.get("report_only"):
+        # A reference column: nothing is built for it, so no rewrites are searched for it either.
+        return result
     if report.installed and report.verdict in ("partial", "none"):
         # Op-support remediation: the rewrites that keep the model's function and let this
         # backend take it; optimize builds the backend's variants from the rewritten model.
@@ -279,12 +283,21 @@ def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) ->
     tolerance = Tolerance(**payload["tolerance"])
     progress(0.2, f"running the variant with {payload['backend']}")
     session = get_backend(payload["backend"]).load(Path(payload["variant"]))
+    simulated = bool(getattr(session, "simulated", False))
     try:
         outputs = run_session(session, inputs)
     finally:
         session.close()
     semantics = semantics_map(payload.get("semantics"))
-    return compare_variant(reference, outputs, tolerance, semantics).to_dict()
+    result = compare_variant(reference, outputs, tolerance, semantics).to_dict()
+    if simulated:
+        # Say where the variant's outputs came from: a simulator of the accelerator, not the accelerator.
+        result["notes"].insert(
+            0,
+            f"The variant's outputs come from {payload['backend']}'s simulator on this worker's CPU, which computes "
+            "the accelerator's arithmetic (its quantization and float16); a board's runtime may differ in rounding.",
+        )
+    return result
 
 
 def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:

@@ -74,6 +74,11 @@ ENVS: dict[str, FrameworkEnv] = {
         FrameworkEnv("mxnet", "MXNet", "MXNet 1.9 needs numpy < 1.24"),
         FrameworkEnv("paddle", "PaddlePaddle", "paddle2onnx pins onnx <= 1.17"),
         FrameworkEnv("litert", "LiteRT's converter (onnx2tf)", "onnx2tf pins TensorFlow, numpy and onnx exactly"),
+        FrameworkEnv(
+            "rknn",
+            "Rockchip's RKNN-Toolkit2",
+            "rknn-toolkit2 pins numpy <= 1.26.4, protobuf <= 4.25.4 and onnx <= 1.18",
+        ),
     )
 }
 

@@ -358,7 +358,12 @@ def compare_variant(
 
 
 def run_session(session: Session, inputs: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Run `session` on every feed in `inputs`; the outputs, one dict per feed."""
+    """Run `session` on every feed in `inputs`; the outputs, one dict per feed. A session that
+    runs feeds together (`run_many`: a simulator that builds the model again for each call)
+    gets them all at once."""
+    run_many = getattr(session, "run_many", None)
+    if run_many is not None:
+        return list(run_many(list(inputs)))
     return [session.run(dict(feed)) for feed in inputs]
 
 

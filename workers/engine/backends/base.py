@@ -244,6 +244,10 @@ class Backend(ABC):
     # OpenVINO IR, a quantized ONNX model), so a profile's optimize step may run on any worker
     # that has the converter, and only validate, parity and benchmark need the hardware.
     builds_on_target: ClassVar[bool] = False
+    # Whether its op support and parity come from a simulator that runs where its variants are
+    # built (RKNN-Toolkit2's), so a profile of only such backends validates and checks parity
+    # on the cluster's workers and sends only the benchmark to its hardware.
+    simulated_on_builders: ClassVar[bool] = False
     # The optional-dependency group of Slipway's pyproject that installs the runtime on a
     # worker (`pip install 'slipway[<extra>]'`), or None where it comes with Slipway itself or
     # with the worker's image (TensorRT, CUDA PyTorch).
