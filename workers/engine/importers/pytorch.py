@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS
+from workers.engine.archive import MEMBER_PARSE_ERRORS, MEMBER_READ_ERRORS, zip_names
 from workers.engine.backends._onnx_graph import default_opset
 from workers.engine.errors import ModelError
 from workers.engine.importers import parity
@@ -73,16 +73,6 @@ MAX_JSON_MEMBER_BYTES = 256 * 2**20
 Feeds = dict[str, "np.ndarray"]
 
 # --- sniffing -------------------------------------------------------------------------
-
-
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.namelist()
-    # NotImplementedError: "zip file version 25.5" in the directory (found by fuzzing); this
-    # runs in the web process at upload.
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return []
 
 
 def _inner_name(member: str) -> str:
@@ -969,7 +959,7 @@ class TorchScriptImporter(_PyTorchImporter):
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
-        return _is_torchscript_listing(_zip_names(path))
+        return _is_torchscript_listing(zip_names(path) or [])
 
     def convert(self, source: Path, out_dir: Path, options: ImportOptions, progress: ProgressCallback) -> ImportReport:
         """Load with torch.jit.load (TorchScript's restricted unpickler), convert with the dynamo
