@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls CUDA builds
 	$(PY) -m pip install --quiet -e '.[dev,runtimes-cpu,pytorch,tensorflow,sklearn,triton]'
 	$(PY) -m pip install --quiet --no-deps 'pnnx>=20250503'
+	# ExecuTorch's runtime (its compiled extension, built for torch 2.13) to run .pte variants;
+	# --no-deps: its metadata asks for its exporter's world (coremltools, pandas, torchao...), which
+	# lives in the `executorch` framework environment instead (docs/adr/0017).
+	$(PY) -m pip install --quiet --no-deps 'executorch==1.4.1'
 	# Only for the tritonserver binary the tests deploy to. --no-deps: its metadata pins numpy<2,
 	# which the rest of the stack outgrew; Slipway's python-backend model moves tensors by DLPack,
 	# which works under numpy 2 (docs/adr/0006).

@@ -22,11 +22,14 @@ WORKDIR /src
 # scikit-learn/XGBoost/LightGBM by default; add "pytorch" and/or "tensorflow" to build a worker
 # that also takes those import jobs (manage.py run_worker subscribes to what is installed).
 # The pytorch extra takes torch's CPU build from its own index, never a CUDA build.
+# ExecuTorch's runtime (--no-deps) loads where torch 2.13 is installed (the "pytorch" extra); its
+# exporter runs in the `executorch` framework environment below.
 ARG SLIPWAY_EXTRAS=s3,runtimes-cpu,sklearn
 COPY pyproject.toml ./
 RUN python -c 'import os, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = os.environ["SLIPWAY_EXTRAS"].split(","); print("\n".join(p["dependencies"] + [d for e in extras for d in p["optional-dependencies"][e]]))' > requirements.txt \
     && pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
-    && pip install --no-cache-dir --no-deps "pnnx>=20250503"
+    && pip install --no-cache-dir --no-deps "pnnx>=20250503" \
+    && pip install --no-cache-dir --no-deps "executorch==1.4.1"
 COPY apps ./apps
 COPY workers ./workers
 COPY platform ./platform
@@ -62,14 +65,17 @@ COPY apps ./apps
 COPY workers ./workers
 COPY platform ./platform
 COPY --chmod=0755 platform/docker/entrypoint.sh /usr/local/bin/slipway-entrypoint
-# Caffe, MXNet and PaddlePaddle run in interpreter environments of their own, whose pinned
-# libraries can't live beside Slipway's (docs/adr/0017-framework-environments.md). Built with
-# this image's interpreter; an empty list leaves them out, and the worker then doesn't take
-# those formats' imports.
-ARG SLIPWAY_FRAMEWORK_ENVS_BUILD="caffe mxnet paddle"
+# Caffe, MXNet and PaddlePaddle, and the converters of LiteRT (onnx2tf), RKNN (rknn-toolkit2)
+# and ExecuTorch run in interpreter environments of their own, whose pinned libraries can't
+# live beside Slipway's (docs/adr/0017-framework-environments.md, 0018). Built with this
+# image's interpreter; the RKNN and ExecuTorch ones pin torch's CPU build (2.13.0+cpu), from
+# PyTorch's CPU index. An empty list leaves them out, and the worker then doesn't take those
+# formats' imports or build those runtimes' variants.
+ARG SLIPWAY_FRAMEWORK_ENVS_BUILD="caffe mxnet paddle litert rknn executorch"
 ENV SLIPWAY_FRAMEWORK_ENVS=/opt/slipway/framework-envs
 RUN if [ -n "$SLIPWAY_FRAMEWORK_ENVS_BUILD" ]; then \
-        PIP_NO_CACHE_DIR=1 python -m workers.engine.framework_envs build $SLIPWAY_FRAMEWORK_ENVS_BUILD; \
+        PIP_NO_CACHE_DIR=1 PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
+        python -m workers.engine.framework_envs build $SLIPWAY_FRAMEWORK_ENVS_BUILD; \
     fi
 
 USER slipway:slipway

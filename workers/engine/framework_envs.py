@@ -79,6 +79,11 @@ ENVS: dict[str, FrameworkEnv] = {
             "Rockchip's RKNN-Toolkit2",
             "rknn-toolkit2 pins numpy <= 1.26.4, protobuf <= 4.25.4 and onnx <= 1.18",
         ),
+        FrameworkEnv(
+            "executorch",
+            "ExecuTorch's exporter",
+            "ExecuTorch's compiled kernels match one PyTorch release, and its exporter brings torchao and coremltools",
+        ),
     )
 }
 

@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.framework_envs import ready
-from tests.modelzoo import make_cnn_onnx
+from tests.modelzoo import make_cnn_onnx, make_mlp_onnx
 from workers.engine.backends.base import Calibration, HardwareProfile
 from workers.engine.backends.rknn import RKNNBackend, placement_summary, recipe_path, support_rows
 from workers.engine.benchmark import BenchmarkConfig, BenchmarkFailed, benchmark_variant
@@ -188,3 +188,24 @@ def test_a_calibration_set_of_the_wrong_shape_is_refused_readably(backend, tmp_p
     assert caught.value.code == "invalid_calibration"
     assert "has shape [8, 3, 16, 16]; the model takes [1, 3, 32, 32]" in caught.value.message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_model_with_flat_inputs_runs_on_the_simulator(backend, tmp_path):
+    # Found by bench/rknn.py: the layout list given to the simulator had None for inputs that are not 4-D.
+    model_path = make_mlp_onnx(tmp_path / "mlp.onnx", batch=1)
+    profile = HardwareProfile("rk3588-npu", "cpu", ("rknn",), ("fp16",))
+    builds = backend.build_variants(model_path, profile, None, tmp_path / "out")
+    assert [variant.name for variant in builds] == ["rknn-fp16"], builds.notes
+    reference_session = onnxruntime.InferenceSession(str(model_path))
+    name = reference_session.get_inputs()[0].name
+    width = reference_session.get_inputs()[0].shape[1]
+    feeds = [{name: np.random.default_rng(i).standard_normal((1, width)).astype(np.float32)} for i in range(2)]
+    reference = [
+        dict(zip([o.name for o in reference_session.get_outputs()], reference_session.run(None, f), strict=True))
+        for f in feeds
+    ]
+    session = backend.load(builds[0].path)
+    outputs = run_session(session, feeds)
+    parity = compare_variant(reference, outputs, Tolerance(max_abs_error=0.05, min_cosine=0.999))
+    assert parity.passed, parity

@@ -1,16 +1,21 @@
-"""What the backends that convert models in a child process (MNN, ncnn) share.
+"""What the backends that convert models in a child process share.
 
-Both run a converter on an uploaded model as a child process with a time limit, in a small
-environment that cannot reach the network, read its console output as text, and turn
-errors into one-line reasons for build notes. Their sessions take ONNX input names.
+MNN and ncnn run a converter on an uploaded model as a child process with a time limit, in a
+small environment that cannot reach the network, read its console output as text, and turn
+errors into one-line reasons for build notes. LiteRT, RKNN and ExecuTorch run theirs in a
+framework environment's side module (`convert_in_side`). Their sessions take ONNX input names.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from workers.engine import framework_envs
+from workers.engine.backends._onnx_graph import concrete_inputs
 
 MAX_REASON_CHARS = 500
 
@@ -53,3 +58,41 @@ def check_inputs(input_names: Sequence[str], inputs: Mapping[str, Any]) -> None:
     missing = [name for name in input_names if name not in inputs]
     if missing:
         raise ValueError(f"Inputs {missing} are missing; this model takes {list(input_names)}.")
+
+
+def convert_in_side(
+    env: str,
+    runtime: str,
+    model_path: Path,
+    model: Any,
+    out_dir: Path,
+    build_folder: str,
+    overrides: Mapping[str, Any],
+    request: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One "convert" of a framework environment's side module (ADR 0017): the model at concrete
+    input shapes (its own, symbolic dims as 1, or `overrides`), written to `out_dir/build_folder`,
+    with the backend's own `request` keys (variants, calibration...). The answer gains
+    `input_shapes`, the shapes it was converted at."""
+    import onnx
+
+    shapes = concrete_inputs(model, dict(overrides), runtime)
+    inputs = [
+        {"name": name, "shape": list(dims), "dtype": str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))}
+        for name, dims, elem_type in shapes
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{env}-side-", dir=out_dir) as scratch:
+        answer = framework_envs.run_side(
+            env,
+            {
+                "action": "convert",
+                "model": {"onnx": str(model_path.resolve())},
+                "out_dir": str((out_dir / build_folder).resolve()),
+                "inputs": inputs,
+                **request,
+            },
+            Path(scratch).resolve(),
+        )
+    answer["input_shapes"] = {item["name"]: item["shape"] for item in inputs}
+    return answer

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine import framework_envs
-from workers.engine.backends._converters import check_inputs, first_line
-from workers.engine.backends._onnx_graph import DEFAULT_DOMAIN, concrete_inputs, load_graph, node_labels
+from workers.engine.backends._converters import check_inputs, convert_in_side, first_line
+from workers.engine.backends._onnx_graph import DEFAULT_DOMAIN, load_graph, node_labels
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -358,29 +358,11 @@ class LiteRTBackend(Backend):
         overrides: dict[str, Any],
     ) -> dict[str, Any]:
         """One run of the side's "convert" in the converter's environment."""
-        import onnx
-
-        shapes = concrete_inputs(model, overrides, "LiteRT")
-        inputs = [
-            {"name": name, "shape": list(dims), "dtype": str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))}
-            for name, dims, elem_type in shapes
-        ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".litert-side-", dir=out_dir) as scratch:
-            answer = framework_envs.run_side(
-                ENV,
-                {
-                    "action": "convert",
-                    "model": {"onnx": str(model_path.resolve())},
-                    "out_dir": str((out_dir / _BUILD_FOLDER).resolve()),
-                    "variants": list(precisions),
-                    "calibration": str(calibration.path) if calibration is not None else None,
-                    "inputs": inputs,
-                },
-                Path(scratch),
-            )
-        answer["input_shapes"] = {item["name"]: item["shape"] for item in inputs}
-        return answer
+        request = {
+            "variants": list(precisions),
+            "calibration": str(calibration.path) if calibration is not None else None,
+        }
+        return convert_in_side(ENV, "LiteRT", model_path, model, out_dir, _BUILD_FOLDER, overrides, request)
 
 
 def _delegated_ops(details: list[dict[str, Any]]) -> tuple[Counter[str], int]:

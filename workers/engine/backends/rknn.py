@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.engine import framework_envs
-from workers.engine.backends._converters import check_inputs, first_line
-from workers.engine.backends._onnx_graph import DEFAULT_DOMAIN, concrete_inputs, load_graph, node_labels
+from workers.engine.backends._converters import check_inputs, convert_in_side, first_line
+from workers.engine.backends._onnx_graph import DEFAULT_DOMAIN, load_graph, node_labels
 from workers.engine.backends.base import (
     Backend,
     BackendNotInstalled,
@@ -233,7 +233,6 @@ class RKNNLiteSession:
 
         self.input_names = tuple(str(item["name"]) for item in recipe["inputs"])
         self.output_names = tuple(str(name) for name in recipe["outputs"])
-        self._rank = {str(item["name"]): len(item["shape"]) for item in recipe["inputs"]}
         self._lite: Any = RKNNLite(verbose=False)
         if self._lite.load_rknn(str(variant_path)) != 0:
             raise RuntimeError(f"RKNNLite could not load {variant_path.name}; rebuild it with this board's platform.")
@@ -248,7 +247,8 @@ class RKNNLiteSession:
         if self._lite is None:
             raise RuntimeError("This session is closed; load the variant again to run it.")
         check_inputs(self.input_names, inputs)
-        formats = ["nchw" if self._rank[name] == 4 else None for name in self.input_names]
+        # The layout of 4-D inputs (ONNX's); RKNNLite lowercases every entry, and ignores it for other ranks.
+        formats = ["nchw"] * len(self.input_names)
         outputs = self._lite.inference(
             inputs=[np.asarray(inputs[name]) for name in self.input_names], data_format=formats
         )
@@ -504,31 +504,13 @@ class RKNNBackend(Backend):
         *,
         analysis: bool,
     ) -> dict[str, Any]:
-        import onnx
-
-        shapes = concrete_inputs(model, overrides, "RKNN")
-        inputs = [
-            {"name": name, "shape": list(dims), "dtype": str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))}
-            for name, dims, elem_type in shapes
-        ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".rknn-side-", dir=out_dir) as scratch:
-            answer = framework_envs.run_side(
-                ENV,
-                {
-                    "action": "convert",
-                    "model": {"onnx": str(model_path.resolve())},
-                    "out_dir": str((out_dir / _BUILD_FOLDER).resolve()),
-                    "platform": platform,
-                    "variants": list(precisions),
-                    "calibration": str(calibration.resolve()) if calibration is not None else None,
-                    "inputs": inputs,
-                    "analysis": analysis,
-                },
-                Path(scratch),
-            )
-        answer["input_shapes"] = {item["name"]: item["shape"] for item in inputs}
-        return answer
+        request = {
+            "platform": platform,
+            "variants": list(precisions),
+            "calibration": str(calibration.resolve()) if calibration is not None else None,
+            "analysis": analysis,
+        }
+        return convert_in_side(ENV, "RKNN", model_path, model, out_dir, _BUILD_FOLDER, overrides, request)
 
 
 def _read_recipe(variant_path: Path) -> dict[str, Any]:

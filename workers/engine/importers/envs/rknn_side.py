@@ -435,7 +435,9 @@ def _request_model(request: dict[str, Any]) -> tuple[Path, onnx.ModelProto, dict
 def _run(rknn: Any, model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> list[list[Any]]:
     if rknn.init_runtime(target=None) != 0:
         raise RuntimeError("the simulator did not start")
-    formats = ["nchw" if len(feeds[0][name].shape) == 4 else None for name in names] if feeds else []
+    # The toolkit lowercases every entry, so None (meant for a non-4-D input) raises; "nchw" is the ONNX
+    # layout and the toolkit ignores it for inputs of other ranks.
+    formats = ["nchw"] * len(names)
     results = []
     for feed in feeds:
         outputs = rknn.inference(inputs=[np.asarray(feed[name]) for name in names], data_format=formats)
