@@ -53,6 +53,14 @@ class HardwareProfile(models.Model):
         if unknown:
             known = ", ".join(sorted(BACKENDS))
             raise ValidationError({"backends": f"No backend is named {', '.join(map(repr, unknown))}; known: {known}."})
+        extra = (self.options or {}).get("report_backends") if isinstance(self.options, dict) else None
+        if extra is not None and (
+            not isinstance(extra, list) or any(not isinstance(name, str) or name not in BACKENDS for name in extra)
+        ):
+            known = ", ".join(sorted(BACKENDS))
+            raise ValidationError(
+                {"options": f"options.report_backends must be a list of backend names (known: {known}); got {extra!r}."}
+            )
         arches = set(self.requirements.get("arch") or ())
         for name in names:
             shipped = BACKENDS[name].architectures

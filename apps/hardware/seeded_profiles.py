@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# The runtimes x86-cpu's matrix shows for reference (options.report_backends).
+REFERENCE_COLUMNS = ("litert", "rknn", "executorch")
+
 PROFILES: tuple[Mapping[str, Any], ...] = (
     {
         "slug": "x86-cpu",
@@ -28,6 +31,9 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
             "max_abs_error": 1e-3,
             "min_cosine": 0.99,
             "min_top1_agreement": 0.99,
+            # Reference columns of the op-support matrix: what the phone, NPU and on-device
+            # runtimes would say of the model, checked by their own toolchains, never built here.
+            "report_backends": list(REFERENCE_COLUMNS),
         },
     },
     {
@@ -71,6 +77,45 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         "requirements": {"arch": ["aarch64"]},
         "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
     },
+    {
+        "slug": "mobile-executorch",
+        "name": "Phones and boards (ExecuTorch)",
+        "description": (
+            "Android and iOS phones and ARM boards running ExecuTorch with the XNNPACK delegate: FP32 and INT8 .pte "
+            "programs exported from the model through PyTorch."
+        ),
+        "device_kind": "cpu",
+        "backends": ["executorch"],
+        "precisions": ["fp32", "int8"],
+        # Measured on the phone or board (a device agent with ExecuTorch's runtime); the .pte files
+        # are built by the cluster's CPU workers, whose exporter environment has ExecuTorch's.
+        "queue": "arm64",
+        "requirements": {"arch": ["aarch64"]},
+        "options": {"batch_sizes": [1], "concurrency": [1], "max_abs_error": 1e-2, "min_cosine": 0.99},
+    },
+    {
+        "slug": "rk3588-npu",
+        "name": "Rockchip RK3588 NPU",
+        "description": (
+            "Rockchip RK3588 boards' NPU through RKNN: op support, INT8/FP16 .rknn files and parity from "
+            "RKNN-Toolkit2 and its simulator on the workers; timings only from a board running a device agent "
+            "with rknn-toolkit-lite2."
+        ),
+        "device_kind": "cpu",
+        "backends": ["rknn"],
+        "precisions": ["int8", "fp16"],
+        # The benchmark goes to boards (device agents); validate and parity run on the workers'
+        # simulator (RKNNBackend.simulated_on_builders).
+        "queue": "rk3588",
+        "requirements": {"arch": ["aarch64"]},
+        "options": {
+            "rknn_platform": "rk3588",
+            "batch_sizes": [1],
+            "concurrency": [1],
+            "max_abs_error": 5e-2,
+            "min_cosine": 0.98,
+        },
+    },
 )
 
 
@@ -89,3 +134,18 @@ def seed(model: Any) -> None:
     for item in PROFILES:
         defaults = {key: value for key, value in item.items() if key in fields and key != "slug"}
         model.objects.update_or_create(slug=item["slug"], defaults=defaults)
+
+
+def add_seeded(apps: Any, slug: str) -> None:
+    """A migration's step that adds (or updates) the seeded profile `slug`."""
+    HardwareProfile = apps.get_model("runtimes", "HardwareProfile")
+    fields = {field.name for field in HardwareProfile._meta.get_fields()}
+    item = profile(slug)
+    HardwareProfile.objects.update_or_create(
+        slug=slug, defaults={key: value for key, value in item.items() if key in fields and key != "slug"}
+    )
+
+
+def remove_seeded(apps: Any, slug: str) -> None:
+    """The reverse of `add_seeded`."""
+    apps.get_model("runtimes", "HardwareProfile").objects.filter(slug=slug).delete()

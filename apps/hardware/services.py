@@ -86,6 +86,9 @@ class Service:
     # Online devices (ADR 0016) enrolled for the profile whose probe meets it, as (team id,
     # name). A device leases the measuring steps of its own team's versions only.
     devices: tuple[tuple[int, str], ...] = ()
+    # Whether only its benchmark needs the hardware: its backends simulate it on the workers for
+    # op support and parity (`Backend.simulated_on_builders`, an NPU toolkit's simulator).
+    benchmark_only: bool = False
 
     def served_for(self, teams: Collection[int] | None = None) -> bool:
         """Whether work of `teams` (any team: None) is served: by a worker, or a device of theirs."""
@@ -99,9 +102,15 @@ class Service:
         """Empty when work of `teams` is served; otherwise why it waits, and how to serve it."""
         if self.served_for(teams):
             return ""
+        waiting = (
+            "its benchmark waits until one connects (op support, the build and parity run on the workers, on the "
+            "toolkit's simulator)"
+            if self.benchmark_only
+            else "its measuring steps wait until one connects"
+        )
         note = (
-            f"No worker or device serves {self.profile}, which needs {self.requirements}: its measuring steps "
-            f"wait until one connects. Connect a device that has it (Workers page, or POST "
+            f"No worker or device serves {self.profile}, which needs {self.requirements}: {waiting}. Connect a "
+            f"device that has it (Workers page, or POST "
             f"/api/v1/devices/enrollments/ with this profile), or start a worker on such a machine with "
             f"`python manage.py run_worker --queues {self.queue}`."
         )
@@ -159,8 +168,16 @@ def profile_services(profiles: list[HardwareProfile] | None = None) -> dict[str,
             tuple(serving),
             tuple(unfit),
             tuple(devices.get(profile.slug, ())),
+            benchmark_only=_simulated_on_builders(profile),
         )
     return found
+
+
+def _simulated_on_builders(profile: HardwareProfile) -> bool:
+    from workers.engine.backends.registry import BACKENDS
+
+    names = profile.backends if isinstance(profile.backends, list) else []
+    return bool(names) and all(name in BACKENDS and BACKENDS[name].simulated_on_builders for name in names)
 
 
 def worker_by_host(host: str) -> Worker | None:

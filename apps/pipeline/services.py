@@ -55,14 +55,24 @@ SERVER_QUEUE = "cpu"
 
 def needs_hardware(kind: str, profile: Any) -> bool:
     """Whether a profile's step must run on a machine that meets the profile: the measuring
-    steps always; optimize only where a backend builds on its target (a TensorRT engine), since
-    an MNN, ncnn, OpenVINO or ONNX file is built the same anywhere; recommend never (it ranks
-    what was measured)."""
+    steps always, except validate and parity for a profile whose backends all simulate their
+    hardware where they build (`simulated_on_builders`); optimize only where a backend builds on
+    its target (a TensorRT engine), since an MNN, ncnn, OpenVINO or ONNX file is built the same
+    anywhere; recommend never (it ranks what was measured)."""
+    from workers.engine.backends.registry import BACKENDS
+
+    # An NPU whose toolkit simulates it where the variants are built (RKNN): op support and
+    # parity are the simulator's, on the workers; only the benchmark needs the board.
+    if (
+        kind in (JobKind.VALIDATE, JobKind.PARITY)
+        and profile is not None
+        and profile.backends
+        and all(name in BACKENDS and BACKENDS[name].simulated_on_builders for name in profile.backends)
+    ):
+        return False
     if kind in MEASURING_STEPS:
         return True
     if kind == JobKind.OPTIMIZE and profile is not None:
-        from workers.engine.backends.registry import BACKENDS
-
         return any(BACKENDS[name].builds_on_target for name in profile.backends if name in BACKENDS)
     return False
 

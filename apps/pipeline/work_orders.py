@@ -104,6 +104,9 @@ def benchmark_config(job: Job, memory_limit: int | None) -> Any:
 def _parameters(job: Job) -> dict[str, Any]:
     assert job.profile is not None
     version = job.run.version
+    if job.kind == JobKind.VALIDATE:
+        # Runtimes the profile doesn't build for, whose op support its matrix shows for reference.
+        return {"report_backends": list((job.profile.options or {}).get("report_backends") or [])}
     if job.kind == JobKind.PARITY:
         return {
             "tolerance": tolerance_for(job),

@@ -299,13 +299,19 @@ def _previous_lines(previous: Any, profile: str) -> list[str]:
 
 def _support_lines(validate: Mapping[str, Any]) -> list[str]:
     lines = ["  Op support:"]
+    matrix = validate.get("matrix")
+    reference = set(matrix.get("report_only") or []) if isinstance(matrix, Mapping) else set()
     for backend, report in sorted((validate.get("reports") or {}).items()):
         if not isinstance(report, Mapping):
             continue
         runtime = f" {report['runtime_version']}" if report.get("runtime_version") else ""
         verdict = str(report.get("verdict") or "unknown")
+        # A profile's reference column: checked by its toolchain, nothing built for it.
+        marker = " (reference only, not built)" if backend in reference else ""
         if report.get("installed") is False:
-            lines.append(f"    {backend}: not installed on the worker")
+            notes = [str(note) for note in report.get("notes") or []]
+            why = f": {notes[0]}" if notes and report.get("method") == "converter" else ""
+            lines.append(f"    {backend}{marker}: not installed on the worker{why}")
             continue
         detail = ""
         ops = [o for o in report.get("ops") or [] if isinstance(o, Mapping)]
@@ -317,7 +323,7 @@ def _support_lines(validate: Mapping[str, Any]) -> list[str]:
             detail += f"; falls back: {', '.join(fallback)}"
         if report.get("error"):
             detail += f"; {report['error']}"
-        lines.append(f"    {backend}{runtime}: {verdict}{detail}")
+        lines.append(f"    {backend}{runtime}{marker}: {verdict}{detail}")
         remediation = report.get("remediation")
         if isinstance(remediation, Mapping) and remediation.get("summary"):
             lines.append(f"      {remediation['summary']}")

@@ -12,11 +12,65 @@ pytestmark = pytest.mark.django_db
 def test_seeded_profiles_are_listed(personas):
     body = client_for(personas.viewer).get("/api/v1/profiles/").json()
     by_slug = {p["slug"]: p for p in body}
-    assert set(by_slug) == {"x86-cpu", "nvidia-gpu", "arm-cpu-mnn", "mobile-litert"}
+    assert set(by_slug) == {
+        "x86-cpu",
+        "nvidia-gpu",
+        "arm-cpu-mnn",
+        "mobile-litert",
+        "mobile-executorch",
+        "rk3588-npu",
+    }
     assert by_slug["nvidia-gpu"]["queue"] == "gpu" and by_slug["nvidia-gpu"]["device_kind"] == "gpu"
     assert "onnxruntime" in by_slug["x86-cpu"]["backends"]
     assert set(by_slug["arm-cpu-mnn"]["backends"]) == {"mnn", "ncnn"}
     assert by_slug["mobile-litert"]["backends"] == ["litert"] and by_slug["mobile-litert"]["queue"] == "arm64"
+    assert by_slug["rk3588-npu"]["backends"] == ["rknn"] and by_slug["rk3588-npu"]["queue"] == "rk3588"
+    assert (
+        by_slug["mobile-executorch"]["backends"] == ["executorch"] and by_slug["mobile-executorch"]["queue"] == "arm64"
+    )
+    assert by_slug["x86-cpu"]["options"]["report_backends"] == ["litert", "rknn", "executorch"]
+
+
+def test_an_npu_profile_validates_and_checks_parity_on_the_workers_simulator_and_benchmarks_on_a_board(db):
+    from apps.pipeline.services import plan_steps
+
+    npu = HardwareProfile.objects.get(slug="rk3588-npu")
+    queues = {step.kind: step.queue for step in plan_steps([npu]) if step.profile is not None}
+    assert queues == {"validate": "cpu", "optimize": "cpu", "parity": "cpu", "benchmark": "rk3588", "recommend": "cpu"}
+    phone = HardwareProfile.objects.get(slug="mobile-litert")
+    assert {step.kind: step.queue for step in plan_steps([phone]) if step.profile is not None}["validate"] == "arm64"
+
+
+def test_reference_columns_must_name_backends(db):
+    from django.core.exceptions import ValidationError
+
+    row = HardwareProfile.objects.get(slug="x86-cpu")
+    row.options = {**row.options, "report_backends": ["litert", "tflite-micro"]}
+    with pytest.raises(ValidationError, match=r"options\.report_backends must be a list of backend names"):
+        row.clean()
+    row.options = {**row.options, "report_backends": "rknn"}
+    with pytest.raises(ValidationError, match="got 'rknn'"):
+        row.clean()
+
+
+def test_migration_0011_adds_the_reference_columns_once_and_keeps_an_administrators_choice(db):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.hardware.migrations.0011_x86_cpu_reference_columns")
+    row = HardwareProfile.objects.get(slug="x86-cpu")
+    row.options = {key: value for key, value in row.options.items() if key != "report_backends"}
+    row.save()
+    migration.add(django_apps, None)
+    assert HardwareProfile.objects.get(slug="x86-cpu").options["report_backends"] == ["litert", "rknn", "executorch"]
+    row = HardwareProfile.objects.get(slug="x86-cpu")
+    row.options = {**row.options, "report_backends": ["rknn"]}
+    row.save()
+    migration.add(django_apps, None)
+    assert HardwareProfile.objects.get(slug="x86-cpu").options["report_backends"] == ["rknn"]
+    migration.remove(django_apps, None)
+    assert "report_backends" not in HardwareProfile.objects.get(slug="x86-cpu").options
 
 
 def test_profiles_need_authentication(db):
@@ -83,6 +137,12 @@ def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(per
     _worker("arm@pi", "aarch64", ["arm64"])
     arm = {p["slug"]: p for p in client_for(personas.viewer).get("/api/v1/profiles/").json()}["arm-cpu-mnn"]
     assert arm["served_by"] == ["arm@pi"] and arm["service_note"] == ""
+    # An NPU profile whose toolkit simulates it on the workers waits only for its benchmark.
+    npu = by_slug["rk3588-npu"]
+    assert npu["service_note"].startswith(
+        "No worker or device serves rk3588-npu, which needs an aarch64 CPU: its benchmark waits until one "
+        "connects (op support, the build and parity run on the workers, on the toolkit's simulator)."
+    ), npu["service_note"]
 
 
 def test_each_profile_says_how_many_steps_wait_for_it_and_run_on_it(personas, broker):

@@ -131,6 +131,42 @@ def test_op_support_problems_and_failed_steps_are_spelled_out():
     assert "    mnn: not installed on the worker" in text
 
 
+def test_reference_columns_are_marked_and_a_missing_converter_says_why():
+    version = version_in(
+        "processing",
+        [job("validate", "succeeded")],
+        reports={
+            "validate": {
+                "x86-cpu": {
+                    "reports": {
+                        "onnxruntime": {"verdict": "full", "runtime_version": "1.32.0", "installed": True, "ops": []},
+                        "rknn": {
+                            "verdict": "partial",
+                            "runtime_version": "2.5.0",
+                            "installed": True,
+                            "ops": [{"op_type": "Erf", "status": "fallback"}],
+                        },
+                        "litert": {
+                            "verdict": "not_installed",
+                            "installed": False,
+                            "method": "converter",
+                            "notes": ["This machine runs LiteRT 2.3.0 but not its converter (onnx2tf)."],
+                        },
+                    },
+                    "matrix": {"report_only": ["litert", "rknn"]},
+                }
+            }
+        },
+    )
+    text = render(version, None, "not finished")
+    assert "    onnxruntime 1.32.0: full" in text
+    assert "    rknn 2.5.0 (reference only, not built): partial; falls back: Erf" in text
+    assert (
+        "    litert (reference only, not built): not installed on the worker: This machine runs LiteRT 2.3.0 but "
+        "not its converter (onnx2tf)." in text
+    )
+
+
 def test_the_previous_approved_version_is_read_from_the_comparison_made_when_the_version_was_read():
     version = version_in(
         "ready",

@@ -68,3 +68,15 @@ def test_an_op_a_rewrite_makes_run_is_marked_with_the_rewrite():
         "mnn": {"rewrites": ["expand-functions"], "summary": remediation["summary"]},
         "ncnn": {"rewrites": [], "summary": failed["summary"]},
     }
+
+
+def test_reference_columns_are_shown_but_not_counted_as_problems():
+    reports = {
+        "onnxruntime": {"verdict": "full", "method": "runtime", "ops": [_op("Erf", "supported")]},
+        "rknn": {"verdict": "partial", "method": "converter", "ops": [_op("Erf", "fallback", "no NPU kernel")]},
+    }
+    built_for_both = build_matrix(reports)
+    assert built_for_both["problems"] == 1 and built_for_both["report_only"] == []
+    reference = build_matrix(reports, ("rknn",))
+    assert reference["problems"] == 0 and reference["report_only"] == ["rknn"]
+    assert reference["rows"][0]["cells"]["rknn"]["status"] == "fallback"

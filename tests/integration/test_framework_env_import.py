@@ -56,6 +56,10 @@ def _finished(client, version_id: int) -> dict[str, Any]:
     return wait_for(done, timeout=900, what=f"version {version_id} to finish its pipeline")
 
 
+REFERENCE_COLUMNS = ("litert", "rknn", "executorch")
+
+
+@pytest.mark.reference_columns
 def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
     personas, celery_worker_process, tmp_path_factory
 ):
@@ -89,7 +93,18 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
         assert any("Parity reference" in note for note in report["notes"]), report["notes"]
         onnx_artifact = Artifact.objects.get(version_id=version_id, kind=ArtifactKind.ONNX)
         assert onnx_artifact.parent_id == body["source_artifact"]["id"]
-        assert reports["validate"][PROFILE]["reports"]["onnxruntime"]["verdict"] == "full", env
+        validate = reports["validate"][PROFILE]
+        assert validate["reports"]["onnxruntime"]["verdict"] == "full", env
+        # x86-cpu's reference columns: each toolchain's own answer, with its reasons, nothing built for it.
+        assert validate["matrix"]["report_only"] == sorted(REFERENCE_COLUMNS), validate["matrix"]
+        for backend in REFERENCE_COLUMNS:
+            column = validate["reports"][backend]
+            assert column["installed"] and column["method"] == "converter", (env, backend, column)
+            assert column["verdict"] in ("full", "partial"), (env, backend, column)
+            assert all(row["cells"][backend]["status"] != "unknown" for row in validate["matrix"]["rows"]), backend
+        assert "RK3588 NPU" in {op["device"] for op in validate["reports"]["rknn"]["ops"]}, env
+        built = {variant["backend"] for variant in reports["optimize"][PROFILE]["variants"]}
+        assert not built & set(REFERENCE_COLUMNS), built
         recommendation = reports["recommend"][PROFILE]
         assert recommendation["winner"] is not None or recommendation["use_baseline"], (env, recommendation)
 
@@ -102,3 +117,40 @@ def test_a_caffe_layer_the_converter_lacks_fails_the_import_naming_it(personas, 
     assert job["kind"] == "import" and job["status"] == "failed"
     assert job["error_code"] == "unsupported_layer", job
     assert "Python" in job["error"], job
+
+
+def test_an_rk3588_profile_is_validated_built_and_checked_on_the_simulator_and_waits_for_a_board(
+    personas, celery_worker_process, tmp_path
+):
+    from apps.pipeline.models import Job, JobStatus
+    from tests.modelzoo import make_cnn_onnx
+
+    client = client_for(personas.owner)
+    model = make_cnn_onnx(tmp_path / "cnn.onnx")
+    response = client.post(
+        "/api/v1/models/npu-cnn/versions/",
+        {"file": SimpleUploadedFile("cnn.onnx", model.read_bytes()), "team": "vision", "profiles": "rk3588-npu"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    version_id = response.json()["id"]
+
+    def parity_done():
+        job = Job.objects.filter(run__version_id=version_id, kind="parity").first()
+        return job if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) else None
+
+    parity = wait_for(parity_done, timeout=600, what="the RKNN parity step on the simulator")
+    assert parity.status == JobStatus.SUCCEEDED, (parity.error_code, parity.error)
+    body = client.get(f"/api/v1/versions/{version_id}/").json()
+    support = body["reports"]["validate"]["rk3588-npu"]["reports"]["rknn"]
+    assert support["verdict"] == "full" and support["method"] == "converter", support
+    optimize = body["reports"]["optimize"]["rk3588-npu"]
+    # No calibration data: the FP16 file only, and the report says why INT8 is missing.
+    assert [variant["name"] for variant in optimize["variants"]] == ["rknn-fp16"], optimize
+    assert any("rknn-int8 was not built" in note for note in optimize["notes"]["rknn"]), optimize["notes"]
+    result = parity.result["variants"]["rknn-fp16"]
+    assert result["passed"], result
+    assert "simulator" in result["notes"][0], result["notes"]
+    # The benchmark needs an RK3588 board running a device agent; none serves here, so it waits.
+    benchmark = Job.objects.get(run__version_id=version_id, kind="benchmark")
+    assert benchmark.status == JobStatus.QUEUED and benchmark.queue == "rk3588", benchmark.status

@@ -374,7 +374,8 @@ class Remedy:
 @dataclass(frozen=True)
 class SupportMatrix:
     """Operators by backend (`support_matrix.build_matrix`): `problems` counts the operators
-    some backend does not fully support."""
+    some backend the profile builds for does not fully support; `report_only` names the columns
+    asked for reference only (the profile's `report_backends`: checked, not built)."""
 
     backends: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
@@ -382,6 +383,7 @@ class SupportMatrix:
     problems: int
     methods: dict[str, str] = field(default_factory=dict)
     remedies: dict[str, Remedy] = field(default_factory=dict)
+    report_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

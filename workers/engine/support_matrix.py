@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build_matrix(reports: dict[str, dict[str, Any]], report_only: tuple[str, ...] = ()) -> dict[str, Any]:
     """reports: backend name -> SupportReport.to_dict() (or an error report).
 
     Returns {"backends": [...], "rows": [{"domain", "op_type", "cells": {backend: cell}}],
     "verdicts": {backend: verdict}, "remedies": {backend: remedy}, "problems": n}. A cell is
     {"status", "reason", "nodes", "device", "after_rewrite"}; a backend that could not answer
-    gives cells of status "unknown". `after_rewrite` names the rewrite chain after which the
-    backend runs an op it refuses ("" when none does); a remedy is {"rewrites", "summary"} for
+    gives cells of status "unknown". Backends in `report_only` are columns for reference
+    (checked, not built for), so their cells don't count as problems. `after_rewrite` names the
+    rewrite chain after which the backend runs an op it refuses ("" when none does); a remedy
+    is {"rewrites", "summary"} for
     each backend whose report tried rewrites (see workers/engine/remediation.py).
     """
     backends = sorted(reports)
@@ -46,7 +48,7 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "device": "",
                     "after_rewrite": "",
                 }
-        if any(cell["status"] != "supported" for cell in cells.values()):
+        if any(cell["status"] != "supported" for backend, cell in cells.items() if backend not in report_only):
             problems += 1
         table.append({"domain": domain, "op_type": op_type, "cells": cells})
     return {
@@ -56,4 +58,5 @@ def build_matrix(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "methods": {backend: reports[backend].get("method", "") for backend in backends},
         "remedies": remedies,
         "problems": problems,
+        "report_only": [backend for backend in backends if backend in report_only],
     }

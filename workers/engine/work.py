@@ -196,13 +196,15 @@ def _validate(order: WorkOrder, fetch: Fetch, workdir: Path, progress: ProgressC
     payload = {"source": str(source), "format": order.model.format, "workdir": str(workdir)}
     reports: dict[str, dict[str, Any]] = {}
     logs = []
-    backends = list(order.backends)
+    # The profile's reference columns (`report_backends`): checked for the matrix, never built.
+    report_only = tuple(b for b in order.parameters.get("report_backends") or () if b not in order.backends)
+    backends = [*order.backends, *report_only]
     for index, backend in enumerate(backends):
         start, end = 0.05 + 0.95 * index / len(backends), 0.05 + 0.95 * (index + 1) / len(backends)
         try:
             report, log = run_in_sandbox(
                 "validate",
-                {**payload, "backend": backend},
+                {**payload, "backend": backend, "report_only": backend in report_only},
                 order.limits,
                 on_progress=_scaled(progress, start, end),
                 what=f"the {backend} support check",
@@ -213,7 +215,7 @@ def _validate(order: WorkOrder, fetch: Fetch, workdir: Path, progress: ProgressC
         reports[backend] = report
         if log:
             logs.append(f"[{backend}] {log[-2000:]}")
-    result = {"profile": order.profile, "reports": reports, "matrix": build_matrix(reports)}
+    result = {"profile": order.profile, "reports": reports, "matrix": build_matrix(reports, report_only)}
     return Done(result, "\n".join(logs))
 
 

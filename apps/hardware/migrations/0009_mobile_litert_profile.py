@@ -2,22 +2,17 @@
 
 from django.db import migrations
 
-from apps.hardware.seeded_profiles import profile
+from apps.hardware.seeded_profiles import add_seeded, remove_seeded
 
 SLUG = "mobile-litert"
 
 
 def add(apps, schema_editor):
-    HardwareProfile = apps.get_model("runtimes", "HardwareProfile")
-    fields = {field.name for field in HardwareProfile._meta.get_fields()}
-    item = profile(SLUG)
-    HardwareProfile.objects.update_or_create(
-        slug=SLUG, defaults={key: value for key, value in item.items() if key in fields and key != "slug"}
-    )
+    add_seeded(apps, SLUG)
 
 
 def remove(apps, schema_editor):
-    apps.get_model("runtimes", "HardwareProfile").objects.filter(slug=SLUG).delete()
+    remove_seeded(apps, SLUG)
 
 
 class Migration(migrations.Migration):

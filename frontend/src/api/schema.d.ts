@@ -2572,7 +2572,7 @@ export interface components {
             error?: string;
             remediation?: components["schemas"]["RemediationReport"] | null;
         };
-        /** @description Operators by backend (`support_matrix.build_matrix`): `problems` counts the operators some backend does not fully support. */
+        /** @description Operators by backend (`support_matrix.build_matrix`): `problems` counts the operators some backend the profile builds for does not fully support; `report_only` names the columns asked for reference only (the profile's `report_backends`: checked, not built). */
         SupportMatrix: {
             backends: string[];
             rows: components["schemas"]["MatrixRow"][];
@@ -2586,6 +2586,7 @@ export interface components {
             remedies?: {
                 [key: string]: components["schemas"]["Remedy"];
             };
+            report_only?: string[];
         };
         /** @description The machine a measuring step (validate, parity, benchmark) ran on, from its own hardware probe: a cluster worker or a device (ADR 0016). `emulation` is non-empty where the machine's CPU is emulated (an arm64 device under QEMU): its op support and parity are the runtime's ARM builds', its timings are not the device's. */
         MeasuredOn: {

@@ -46,6 +46,15 @@ function rowOf(op: string): HTMLElement {
 }
 
 describe("OpSupportMatrix", () => {
+  it("marks a profile's reference columns as checked but not built", () => {
+    render(<OpSupportMatrix matrix={{ ...withFallback, report_only: ["tensorrt"] }} reports={{}} />);
+    const headers = screen.getAllByRole("columnheader");
+    const tensorrt = headers.find((h) => h.textContent?.includes("tensorrt")) as HTMLElement;
+    const onnxruntime = headers.find((h) => h.textContent?.includes("onnxruntime")) as HTMLElement;
+    expect(within(tensorrt).getByText("reference only").getAttribute("title")).toContain("nothing is built for it");
+    expect(within(onnxruntime).queryByText("reference only")).toBeNull();
+  });
+
   it("marks every cell with a symbol and a word, not colour alone", () => {
     render(<OpSupportMatrix matrix={custom.matrix} reports={custom.reports} />);
     const foo = rowOf("Foo");

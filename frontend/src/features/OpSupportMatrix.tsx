@@ -167,6 +167,14 @@ export function OpSupportMatrix({
                       <Badge tone={verdict.tone} title={report?.error || undefined}>
                         {verdict.label}
                       </Badge>
+                      {matrix.report_only?.includes(backend) ? (
+                        <span
+                          className="muted small"
+                          title="The profile lists this runtime for reference: its op support is checked, nothing is built for it."
+                        >
+                          reference only
+                        </span>
+                      ) : null}
                     </div>
                   </th>
                 );
