@@ -26,4 +26,13 @@ $PY manage.py collectstatic --noinput >/dev/null
 $PY manage.py bootstrap --url "http://$HOST:$PORT/"
 echo "  browser app: http://$HOST:$PORT/app/"
 echo "  worker log:  $DATA_DIR/worker.log      (the worker is restarted if it dies; Ctrl-C stops web and worker)"
+# Caffe/MXNet/Paddle imports and the LiteRT, RKNN and ExecuTorch builds run in environments of
+# their own (docs/adr/0017), built once by `make framework-envs`; say which are missing.
+$PY -c 'from workers.engine import framework_envs as f
+names = ", ".join(n for n in f.ENVS if not f.is_ready(n))
+if names:
+    print(f"  not built:   framework environments {names}; until `make framework-envs` builds them "
+          "(about 10 minutes, once), this worker does not import Caffe, MXNet or PaddlePaddle models or build "
+          "LiteRT, RKNN or ExecuTorch variants")'
+
 PYTHONPATH="$PWD/platform${PYTHONPATH:+:$PYTHONPATH}" exec $PY -m config.embedded --host "$HOST" --port "$PORT" --data-dir "$DATA_DIR"

@@ -36,8 +36,13 @@ def confined_environment(data_dir: Path) -> dict[str, str]:
         **ONNXRUNTIME_TELEMETRY_OFF,
     }
     # What people keep in their own HOME is still read from there (only writes move): the S3
-    # credentials boto3 would find in ~/.aws, for SLIPWAY_STORAGE=s3 without AWS_* variables.
+    # credentials boto3 would find in ~/.aws, for SLIPWAY_STORAGE=s3 without AWS_* variables,
+    # and the framework environments `make framework-envs` built in the user's cache (the
+    # default of workers.engine.framework_envs.envs_root, which reads HOME at call time).
     real_home = os.environ.get("HOME")
+    if "SLIPWAY_FRAMEWORK_ENVS" not in os.environ and (real_home or os.environ.get("XDG_CACHE_HOME")):
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path(str(real_home)) / ".cache")
+        env["SLIPWAY_FRAMEWORK_ENVS"] = str(Path(cache) / "slipway" / "framework-envs")
     if real_home and Path(real_home) != home:
         for variable, name in (("AWS_SHARED_CREDENTIALS_FILE", "credentials"), ("AWS_CONFIG_FILE", "config")):
             if variable not in os.environ and (Path(real_home) / ".aws" / name).is_file():

@@ -34,7 +34,9 @@ profile; --wait follows those steps until the version is ready for review or has
 
 FILE is an ONNX model (.onnx, or a .zip holding model.onnx plus its external data), or a
 framework file Slipway converts: TorchScript, torch.export, a zipped TensorFlow SavedModel,
-Keras .keras, TFLite, scikit-learn (skops), XGBoost, LightGBM.
+Keras .keras, TFLite, scikit-learn (skops), XGBoost, LightGBM, or one .zip of a Caffe model
+(.prototxt + .caffemodel), an MXNet model (-symbol.json + .params; give --inputs) or a
+PaddlePaddle model (.pdmodel or .json + .pdiparams).
 
 Each push sends a fresh Idempotency-Key and reuses it when it retries after a lost
 connection, so a retried upload never makes two versions.

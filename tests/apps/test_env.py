@@ -166,3 +166,15 @@ def test_confined_environment_points_every_folder_under_the_data_folder(tmp_path
     for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "TMPDIR"):
         assert Path(env[name]).is_relative_to(tmp_path), name
     assert env["ORT_DISABLE_TELEMETRY"] == "1"
+
+
+def test_the_framework_environments_are_still_found_in_the_users_own_cache(tmp_path, monkeypatch):
+    # make framework-envs builds them under the user's cache; `make run` moves HOME into its data
+    # folder, and its worker must still find them (found by a new-user trial: no Caffe import queue).
+    monkeypatch.delenv("SLIPWAY_FRAMEWORK_ENVS", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "alice"))
+    env = confined_environment(tmp_path / "data")
+    assert env["SLIPWAY_FRAMEWORK_ENVS"] == str(tmp_path / "alice" / ".cache" / "slipway" / "framework-envs")
+    monkeypatch.setenv("SLIPWAY_FRAMEWORK_ENVS", "/opt/slipway/framework-envs")
+    assert "SLIPWAY_FRAMEWORK_ENVS" not in confined_environment(tmp_path / "data")
