@@ -107,7 +107,7 @@ PROFILES: tuple[Mapping[str, Any], ...] = (
         # The benchmark goes to boards (device agents); validate and parity run on the workers'
         # simulator (RKNNBackend.simulated_on_builders).
         "queue": "rk3588",
-        "requirements": {"arch": ["aarch64"]},
+        "requirements": {"arch": ["aarch64"], "npu": "rk3588"},
         "options": {
             "rknn_platform": "rk3588",
             "batch_sizes": [1],

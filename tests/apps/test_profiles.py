@@ -140,7 +140,8 @@ def test_a_profile_is_served_only_by_live_workers_that_meet_its_requirements(per
     # An NPU profile whose toolkit simulates it on the workers waits only for its benchmark.
     npu = by_slug["rk3588-npu"]
     assert npu["service_note"].startswith(
-        "No worker or device serves rk3588-npu, which needs an aarch64 CPU: its benchmark waits until one "
+        "No worker or device serves rk3588-npu, which needs an aarch64 CPU with an RK3588 NPU: its benchmark waits "
+        "until one "
         "connects (op support, the build and parity run on the workers, on the toolkit's simulator)."
     ), npu["service_note"]
 

@@ -103,3 +103,31 @@ def test_qemu_user_emulation_is_told_from_the_hosts_cpuinfo_or_the_threads_execu
     assert emulation_of("aarch64", ARM_CPUINFO, "qemu-aarch64-static").startswith("QEMU user-mode emulation of aarch64")
     assert emulation_of("aarch64", ARM_CPUINFO) == ""  # a real ARM board
     assert emulation_of("x86_64", X86_CPUINFO) == ""
+
+
+def test_a_rockchip_npu_is_found_from_the_device_tree_when_its_driver_is_loaded(tmp_path):
+    from workers.engine.hardware import rockchip_npus
+
+    tree = tmp_path / "proc" / "device-tree"
+    tree.mkdir(parents=True)
+    (tree / "compatible").write_bytes(b"radxa,rock-5b\0rockchip,rk3588\0")
+    assert rockchip_npus(tmp_path) == ()  # the board, but no NPU driver
+    (tmp_path / "sys" / "module" / "rknpu").mkdir(parents=True)
+    assert rockchip_npus(tmp_path) == ("rk3588",)
+    (tree / "compatible").write_bytes(b"raspberrypi,5-model-b\0brcm,bcm2712\0")
+    assert rockchip_npus(tmp_path) == ()
+
+
+def test_an_npu_requirement_is_met_only_by_that_npu():
+    from workers.engine.hardware import check_requirements, describe_requirements, unmet_requirements
+
+    wanted = {"arch": ["aarch64"], "npu": "RK3588"}
+    assert check_requirements(wanted) == {"arch": ["aarch64"], "npu": "rk3588"}
+    assert describe_requirements(wanted) == "an aarch64 CPU with an RK3588 NPU"
+    board = {"arch": "aarch64", "cpu_flags": [], "gpus": [], "npus": ["rk3588"]}
+    assert unmet_requirements(wanted, board) == []
+    graviton = {"arch": "aarch64", "cpu_flags": [], "gpus": []}
+    assert unmet_requirements(wanted, graviton) == ["it has no RK3588 NPU (with Rockchip's NPU driver loaded)"]
+    assert unmet_requirements(wanted, {**board, "npus": ["rk3566"]}) != []
+    with pytest.raises(ValueError, match="names a Rockchip SoC"):
+        check_requirements({"npu": "hexagon"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,9 @@ class HardwareInfo:
     # Non-empty where the CPU is emulated (QEMU user mode running aarch64 code on an x86-64
     # host): the runtimes' ARM builds compute as on ARM, but no timing is the device's.
     emulation: str = ""
+    # Rockchip NPUs this machine can run (`rockchip_npus`): the SoC, e.g. "rk3588", where the
+    # device tree names it and Rockchip's NPU driver is loaded.
+    npus: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +170,25 @@ def emulation_of(arch: str, cpuinfo: str, emulator: str = "") -> str:
     return f"QEMU user-mode emulation of {canonical_arch(arch)} on {host}"
 
 
+_ROCKCHIP_SOC = re.compile(r"^rockchip,(r[kv]\d{4})$")
+# Where Rockchip's NPU driver shows itself: its misc device (older kernels), its module, or its
+# debugfs folder (the DRM driver of the vendor kernels).
+_RKNPU_DRIVER = ("/dev/rknpu", "/sys/module/rknpu", "/sys/kernel/debug/rknpu")
+
+
+def rockchip_npus(root: Path = Path("/")) -> tuple[str, ...]:
+    """The Rockchip SoC whose NPU this machine can run ("rk3588"), from the device tree's
+    compatible strings, when the NPU driver is loaded; () elsewhere."""
+    try:
+        compatible = (root / "proc/device-tree/compatible").read_bytes()
+    except OSError:
+        return ()
+    socs = [m.group(1) for name in compatible.split(b"\0") if (m := _ROCKCHIP_SOC.match(name.decode(errors="replace")))]
+    if not socs or not any((root / path.lstrip("/")).exists() for path in _RKNPU_DRIVER):
+        return ()
+    return tuple(dict.fromkeys(socs))
+
+
 def describe_hardware() -> HardwareInfo:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -192,6 +215,7 @@ def describe_hardware() -> HardwareInfo:
         memory_bytes=_memory_bytes(),
         gpus=query_gpus(),
         emulation=emulation,
+        npus=rockchip_npus(),
     )
 
 
@@ -206,16 +230,17 @@ def check_requirements(requirements: Any) -> dict[str, Any]:
 
     `arch`: an architecture or a list of them ("x86_64", "aarch64"); `cpu_features`: CPU flags
     the machine must have, as /proc/cpuinfo names them ("avx512_vnni", "asimddp", "fphp",
-    "i8mm"); `accelerator`: "cuda" for an NVIDIA GPU, with `min_compute_capability` ("8.0")."""
+    "i8mm"); `accelerator`: "cuda" for an NVIDIA GPU, with `min_compute_capability` ("8.0");
+    `npu`: a Rockchip SoC whose NPU the machine must have ("rk3588")."""
     if requirements in (None, ""):
         return {}
     if not isinstance(requirements, dict):
         raise ValueError('Give the requirements as an object, e.g. {"arch": "aarch64", "cpu_features": ["asimddp"]}.')
-    unknown = sorted(set(requirements) - {"arch", "cpu_features", "accelerator", "min_compute_capability"})
+    unknown = sorted(set(requirements) - {"arch", "cpu_features", "accelerator", "min_compute_capability", "npu"})
     if unknown:
         raise ValueError(
-            f"Unknown requirement {', '.join(unknown)}; a profile can require arch, cpu_features, accelerator "
-            "and min_compute_capability."
+            f"Unknown requirement {', '.join(unknown)}; a profile can require arch, cpu_features, accelerator, "
+            "min_compute_capability and npu."
         )
     cleaned: dict[str, Any] = {}
     arch = requirements.get("arch")
@@ -229,6 +254,11 @@ def check_requirements(requirements: Any) -> dict[str, Any]:
         if not isinstance(features, list) or not all(isinstance(f, str) and f.strip() for f in features):
             raise ValueError('The requirement cpu_features must be a list of CPU flags, e.g. ["avx512_vnni"].')
         cleaned["cpu_features"] = sorted({f.strip().lower() for f in features})
+    npu = requirements.get("npu")
+    if npu not in (None, ""):
+        if not isinstance(npu, str) or not re.fullmatch(r"r[kv]\d{4}", npu.strip().lower()):
+            raise ValueError('The requirement npu names a Rockchip SoC whose NPU the machine must have, e.g. "rk3588".')
+        cleaned["npu"] = npu.strip().lower()
     accelerator = requirements.get("accelerator")
     if accelerator not in (None, ""):
         if accelerator not in ACCELERATORS:
@@ -263,6 +293,8 @@ def unmet_requirements(requirements: Any, facts: Any) -> list[str]:
     missing = [flag for flag in wanted.get("cpu_features", ()) if flag not in flags]
     if missing:
         unmet.append(f"its CPU lacks {', '.join(missing)}")
+    if wanted.get("npu") and wanted["npu"] not in {str(npu).lower() for npu in facts.get("npus") or ()}:
+        unmet.append(f"it has no {wanted['npu'].upper()} NPU (with Rockchip's NPU driver loaded)")
     if wanted.get("accelerator") == "cuda":
         gpus = [gpu for gpu in facts.get("gpus") or () if isinstance(gpu, dict)]
         floor = _capability(wanted.get("min_compute_capability", "0.0")) or (0, 0)
@@ -289,6 +321,8 @@ def describe_requirements(requirements: Any) -> str:
         if wanted.get("cpu_features"):
             cpu += " with " + ", ".join(wanted["cpu_features"])
         parts.append(cpu)
+    if wanted.get("npu"):
+        parts.append(f"an {wanted['npu'].upper()} NPU")
     return " with ".join(parts)
 
 
