@@ -41,9 +41,10 @@ test: setup services lint typecheck migrations-check frontend-test frontend fram
 services:
 	bash scripts/services.sh
 
-## The Caffe, MXNet and PaddlePaddle importers' own interpreter environments (their libraries
-## can't live beside Slipway's: docs/adr/0017), built once under ~/.cache/slipway/framework-envs
-## (SLIPWAY_FRAMEWORK_ENVS) and rebuilt when their pinned requirements change.
+## The interpreter environments of the Caffe, MXNet and PaddlePaddle importers and of the LiteRT,
+## RKNN and ExecuTorch converters (their libraries can't live beside Slipway's: docs/adr/0017),
+## built once under ~/.cache/slipway/framework-envs (SLIPWAY_FRAMEWORK_ENVS) and rebuilt when
+## their pinned requirements change.
 framework-envs: setup
 	$(PY) -m workers.engine.framework_envs build
 
