@@ -118,3 +118,22 @@ def test_int8_without_calibration_is_skipped_with_the_reason(backend, tmp_path):
     built = backend.build_variants(make_cnn_onnx(tmp_path / "cnn.onnx"), MOBILE, None, tmp_path / "variants")
     assert [variant.name for variant in built] == ["litert-fp32", "litert-fp16"]
     assert any("calibration" in note for note in built.notes)
+
+
+@pytest.mark.slow
+def test_an_operator_the_tflite_writer_refuses_is_not_said_supported(backend, tmp_path):
+    # Found by bench/op_support_matrix.py: onnx2tf converts every node of an Asinh model, but the
+    # TFLite converter has no builtin or Flex op for what it becomes, so no file comes out.
+    graph = helper.make_graph(
+        [helper.make_node("Asinh", ["x"], ["y"], name="asinh")],
+        "asinh",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(tmp_path / "asinh.onnx"))
+    report = backend.check_support(tmp_path / "asinh.onnx")
+    assert report.verdict == "none", report
+    (op,) = report.ops
+    assert op.status == "unsupported" and "does not run in LiteRT as built" in op.reason, op

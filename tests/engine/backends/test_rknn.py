@@ -47,6 +47,13 @@ def test_placement_becomes_supported_fallback_and_refused_rows():
     assert "Most of the graph" not in placement_summary(rows, "rk3588")
 
 
+def test_a_node_the_placement_table_does_not_name_runs_when_the_model_was_built():
+    nodes = [_node("conv", "Conv", "npu"), _node("tfidf", "TfIdfVectorizer", "unplaced")]
+    rows = support_rows(["conv", "tfidf"], {}, nodes, "rk3588", "2.5.0")
+    assert rows[1][3:5] == ("supported", "RK3588 (placement not reported)")
+    assert "names no operator made from this node" in rows[1][5]
+
+
 def test_a_refusal_names_the_node_and_the_rest_is_not_known():
     nodes = [_node("conv", "Conv", "not_reached"), _node("nz", "NonZero", "refused", "NonZero('nz') is dynamic")]
     rows = support_rows(["conv", "nz"], {}, nodes, "rk3588", "2.5.0")

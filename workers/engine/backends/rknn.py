@@ -128,6 +128,21 @@ def support_rows(
                 "node, then validate again."
             )
             rows.append((label, domain, op_type, "unsupported", "", reason))
+        elif status == "unplaced" and refused is None:
+            # The toolkit built the model, yet its placement table names no operator made from this
+            # node or a neighbour (merged into another operator, or computed at conversion): it runs,
+            # where is not reported (found by bench/op_support_matrix.py: TfIdfVectorizer, BitwiseNot).
+            rows.append(
+                (
+                    label,
+                    domain,
+                    op_type,
+                    "supported",
+                    f"{platform.upper()} (placement not reported)",
+                    "The toolkit built the model, but its placement table names no operator made from this node: "
+                    "merged into another operator or computed at conversion.",
+                )
+            )
         else:
             rows.append((label, domain, op_type, "unsupported", "", reason or "The toolkit did not place it."))
     return rows
