@@ -1,6 +1,7 @@
-"""How well each backend's support check predicts what actually runs: onnxruntime, OpenVINO, MNN.
-It is over 600 lines because a bench is one script by design (its cases, child processes,
-scoring and the section it writes to BENCHMARKS.md read and rerun together).
+"""How well each backend's support check predicts what actually runs: onnxruntime, OpenVINO, MNN,
+LiteRT, and RKNN on its simulator. It is over 800 lines because a bench is one script by design
+(its cases, child processes, scoring and the section it writes to BENCHMARKS.md read and rerun
+together).
 
 Takes every case of ONNX's node test suite (`onnx.backend.test.case.node.collect_testcases()`:
 a small model, its inputs and expected outputs) and, for each backend, asks its
@@ -11,13 +12,31 @@ onnx's backend test does):
 - onnxruntime: `OnnxRuntimeCpuBackend.load` on the ONNX model (CPU provider);
 - OpenVINO: `OpenVinoBackend.load` on the ONNX model (CPU plugin, f32 inference precision);
 - MNN: `MnnBackend.build_variants` for an fp32-only profile (MNN's converter), then
-  `MnnBackend.load` on the .mnn file.
+  `MnnBackend.load` on the .mnn file;
+- LiteRT: `LiteRTBackend.build_variants` for an fp32-only profile (onnx2tf in the `litert`
+  framework environment), then `LiteRTBackend.load` on the .tflite file (a `LiteRTSession`,
+  which takes and gives ONNX names and layouts);
+- RKNN: `RKNNBackend.build_variants` for an fp16-only `rk3588-npu` profile (RKNN-Toolkit2 in
+  the `rknn` framework environment), then `RKNNBackend.load`: a simulator session, which
+  builds the recipe again and runs every data set of the case in one call (`run_many`).
+  The simulator computes the NPU's FP16, so RKNN's outputs are compared at rtol 1e-2,
+  atol 1e-3 (or the case's own, where looser).
 
-"Said supported" is a "full" verdict; "ran" is a session (or MNN model) that was created
-and ran without raising; "matched" means the outputs equal the expected ones within the
-tolerance (an output whose dtype differs from the model's, such as MNN's int32 for int64,
-is compared after casting it to the model's dtype, and counted). The agreement is the share
-of cases where "said supported" and "ran" say the same.
+"Said supported" is a "full" verdict; for RKNN it is also a "partial" one whose every node
+the NPU runs or the board's CPU takes as a fallback (no node refused or unplaced), since a
+fallback still runs. "Ran" is a session (or MNN model) that was created and ran without
+raising; "matched" means the outputs equal the expected ones within the tolerance (an output
+whose dtype differs from the model's, such as MNN's int32 for int64, is compared after
+casting it to the model's dtype, and counted). The agreement is the share of cases where
+"said supported" and "ran" say the same.
+
+LiteRT and RKNN are measured as the pipeline calls them: `check_support` and then
+`build_variants` are separate calls, each converting in a side process of its framework
+environment (TensorFlow or the toolkit imported each time), so a case takes them seconds
+(on 2 busy cores, RKNN about 11 s: check, build and the simulator's rebuild; LiteRT about 28 s). Both need
+concrete input shapes, so a case whose model declares a symbolic or missing input dim is
+given to them with the dims of its first data set (as a user gives `input_shapes`); the
+output counts those cases.
 
 Native runtimes can crash (OpenVINO's reader has segfaulted on malformed node-test models,
 such as a Pad without `pads`; MNN dies on several cases) or hang, so each backend works in
@@ -33,14 +52,19 @@ given without them (the same cases for every backend). The op-type summary count
 types (from cases that are not "_expanded" function bodies, numpy I/O cases left out) that
 each backend claims, and that actually run and match, in every case that uses them.
 
-`--budget-s` bounds the whole run: each backend gets an equal share of what is left when
-its turn comes; cases are run in a fixed shuffled order, so a backend cut short by its
-budget has covered a spread of op types, and the output says how many cases it covered.
+`--budget-s` bounds the run of the fast backends (onnxruntime, OpenVINO, MNN): each gets an
+equal share of what is left when its turn comes. LiteRT and RKNN get `--slow-backend-budget-s`
+each (and a per-case limit of `--slow-case-timeout-s`, so a TensorFlow import on a busy
+machine is not taken for a hang). Cases are run in a fixed shuffled order, so a backend cut
+short by its budget has covered a spread of op types, and the output says how many cases it
+covered. The op-type table is judged on the backends that covered every case; LiteRT and RKNN
+get a line each on the op types of the cases they covered.
 Prints the result (JSON with --json) and writes it to BENCHMARKS.md (section "Op-support
 matrix (ONNX node test suite)") unless --no-write.
 
-    python bench/op_support_matrix.py                  # every case, every backend (~7 min on 2 cores)
+    python bench/op_support_matrix.py                  # every backend (~30 min on 2 cores, 22 of them LiteRT and RKNN)
     python bench/op_support_matrix.py --limit 50 --no-write --json --backends onnxruntime,openvino
+    python bench/op_support_matrix.py --limit 20 --no-write --backends litert,rknn
 """
 
 from __future__ import annotations
@@ -71,12 +95,21 @@ sys.path.insert(0, str(REPO))
 from bench._benchmarks_md import write_section  # noqa: E402
 
 SECTION = "Op-support matrix (ONNX node test suite)"
-BACKENDS = ("onnxruntime", "openvino", "mnn")
-TITLES = {"onnxruntime": "onnxruntime", "openvino": "OpenVINO", "mnn": "MNN"}
+BACKENDS = ("onnxruntime", "openvino", "mnn", "litert", "rknn")
+# Backends that convert in a framework environment's side process, twice a case (check and build):
+# seconds a case, so they get budgets of their own and cover a sample of the cases.
+SLOW_BACKENDS = ("litert", "rknn")
+TITLES = {"onnxruntime": "onnxruntime", "openvino": "OpenVINO", "mnn": "MNN", "litert": "LiteRT", "rknn": "RKNN"}
 RTOL, ATOL = 1e-3, 1e-7
+# RKNN runs FP16 on the NPU (the simulator computes it so): ~3 decimal digits, so a tolerance for fp16.
+TOLERANCES = {"rknn": (1e-2, 1e-3)}
+# What a converting backend builds to run a case: (profile name, precision).
+BUILDS = {"mnn": ("op-support-matrix", "fp32"), "litert": ("op-support-matrix", "fp32"), "rknn": ("rk3588-npu", "fp16")}
 MAX_LISTED = 15
 DEFAULT_BUDGET_S = 840.0
 DEFAULT_CASE_TIMEOUT_S = 60.0
+DEFAULT_SLOW_BUDGET_S = 600.0
+DEFAULT_SLOW_CASE_TIMEOUT_S = 120.0
 # A worker past this resident size is killed (seen: MNN's OneHot growing past 15 GiB on a
 # node-test case); its address space is capped at twice this, for allocations too fast to watch.
 DEFAULT_MEMORY_LIMIT_BYTES = 3 * 2**30
@@ -136,37 +169,61 @@ class CaseRunner:
             from workers.engine.backends.mnn import MnnBackend
 
             self.backend = MnnBackend(threads=1, converter_timeout_s=MNN_CONVERTER_TIMEOUT_S)
+        elif name == "litert":
+            from workers.engine.backends.litert import LiteRTBackend
+
+            self.backend = LiteRTBackend(threads=1)
+        elif name == "rknn":
+            from workers.engine.backends.rknn import RKNNBackend
+
+            self.backend = RKNNBackend()
         else:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
+    def said_supported(self, report: Any) -> bool:
+        """A "full" verdict; for RKNN also a "partial" one where every node runs on the NPU or falls
+        back to the CPU (a fallback still runs, between NPU segments)."""
+        if report.verdict == "full":
+            return True
+        return (
+            self.name == "rknn"
+            and report.verdict == "partial"
+            and bool(report.ops)
+            and all(op.status in ("supported", "fallback") for op in report.ops)
+        )
+
     def load(self, model_path: Path) -> Any:
-        """A session for the model: the ONNX file itself, or for MNN its fp32 conversion."""
-        if self.name != "mnn":
+        """A session for the model: the ONNX file itself, or the variant a converting backend builds."""
+        if self.name not in BUILDS:
             return self.backend.load(model_path)
         from workers.engine.backends.base import HardwareProfile
 
-        out_dir = self.scratch / "mnn-variants"
+        out_dir = self.scratch / f"{self.name}-variants"
         shutil.rmtree(out_dir, ignore_errors=True)
-        profile = HardwareProfile("op-support-matrix", "cpu", ("mnn",), ("fp32",))
+        profile_name, precision = BUILDS[self.name]
+        profile = HardwareProfile(profile_name, "cpu", (self.name,), (precision,))
         variants = self.backend.build_variants(model_path, profile, None, out_dir)
         if not variants:
-            raise RuntimeError("; ".join(variants.notes) or "MNN built no fp32 variant")
+            # The notes that say why nothing was built, not those on how the build went.
+            why = [note for note in variants.notes if re.search(r"not built|variant was built|dropped", note)]
+            raise RuntimeError("; ".join(why or variants.notes) or f"{TITLES[self.name]} built no {precision} variant")
         return self.backend.load(variants[0].path)
 
 
-def check_case(backend: Any, case: Any, model_path: Path) -> dict[str, Any]:
+def check_case(runner: CaseRunner, case: Any, model_path: Path) -> dict[str, Any]:
     """Ask the backend's support check about the case's model (already saved at model_path)."""
-    result: dict[str, Any] = {"case": case.name}
+    result: dict[str, Any] = {"case": case.name, "said_supported": False}
     try:
-        report = backend.check_support(model_path)
+        report = runner.backend.check_support(model_path)
         result["verdict"] = report.verdict
         result["method"] = report.method
         result["unsupported"] = sorted({f"{op.op_type}: {op.reason}" for op in report.ops if op.status != "supported"})
         if report.error:
             result["unsupported"].append(report.error)
+        result["said_supported"] = runner.said_supported(report)
+        result["fallback"] = sorted({op.op_type for op in report.ops if op.status == "fallback"})
     except Exception as exc:
         result.update(verdict="check_failed", method="", unsupported=[f"{type(exc).__name__}: {exc}"])
-    result["said_supported"] = result["verdict"] == "full"
     return result
 
 
@@ -177,17 +234,24 @@ def run_case(runner: CaseRunner, case: Any, model_path: Path) -> dict[str, Any]:
 
     graph = case.model.graph
     output_names = [value.name for value in graph.output]
+    rtol, atol = case.rtol or RTOL, case.atol or ATOL
+    if runner.name in TOLERANCES:
+        rtol, atol = max(rtol, TOLERANCES[runner.name][0]), max(atol, TOLERANCES[runner.name][1])
     runs = []
     try:
         session = runner.load(model_path)
         takes = set(session.input_names)
-        for inputs, expected in case.data_sets:
-            feeds = {
+        feeds = [
+            {
                 value.name: _as_test_data(data, value)
                 for data, value in zip(inputs, graph.input, strict=False)
                 if value.name in takes
             }
-            outputs = session.run(feeds)
+            for inputs, _ in case.data_sets
+        ]
+        # RKNN's simulator builds the model again for each call: every data set in one call, as parity does.
+        results = session.run_many(feeds) if hasattr(session, "run_many") else [session.run(feed) for feed in feeds]
+        for outputs, (_, expected) in zip(results, case.data_sets, strict=True):
             if all(name in outputs for name in output_names):
                 actual = [outputs[name] for name in output_names]
             else:  # named otherwise by the runtime: take them in order
@@ -211,7 +275,7 @@ def run_case(runner: CaseRunner, case: Any, model_path: Path) -> dict[str, Any]:
                     # e.g. MNN computes int64 as int32: compare the values, count the cast.
                     actual[position] = got.astype(want.dtype)
                     result["dtype_cast"] = True
-            Runner.assert_similar_outputs(expected, actual, rtol=case.rtol or RTOL, atol=case.atol or ATOL)
+            Runner.assert_similar_outputs(expected, actual, rtol=rtol, atol=atol)
     except Exception as exc:  # AssertionError mostly; a list where a tensor was expected raises others
         result.update(matched=False, mismatch=_first_line(exc))
     return result
@@ -236,9 +300,12 @@ def _worker_main(backend_name: str, conn: Any, scratch: Path, memory_limit_bytes
         index, skip_check = task
         case = _CASES[index]
         os.write(1, f"\n{_LOG_MARK}{case.name}\n".encode())  # the log tail after a crash starts here
-        onnx.save_model(case.model, str(model_path))
+        model, shapes_from_data = case.model, False
+        if backend_name in SLOW_BACKENDS:
+            model, shapes_from_data = _with_data_shapes(case)
+        onnx.save_model(model, str(model_path))
         if not skip_check:
-            conn.send(("checked", check_case(runner.backend, case, model_path)))
+            conn.send(("checked", {**check_case(runner, case, model_path), "shapes_from_data": shapes_from_data}))
         conn.send(("ran", run_case(runner, case, model_path)))
 
 
@@ -260,6 +327,7 @@ class BackendRun:
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     budget_s: float = 0.0
+    case_timeout_s: float = 0.0
     out_of_budget: bool = False
 
 
@@ -276,7 +344,7 @@ def run_backend(
     context = multiprocessing.get_context("fork")
     started = time.monotonic()
     deadline = started + budget_s
-    run = BackendRun(budget_s=budget_s)
+    run = BackendRun(budget_s=budget_s, case_timeout_s=case_timeout_s)
     queue: deque[tuple[int, bool]] = deque((index, False) for index in order)
     crashed_checks: dict[int, dict[str, Any]] = {}
     slots = [_Slot(scratch=scratch / f"{name}-{number}") for number in range(workers)]
@@ -441,14 +509,28 @@ def summarize_backend(name: str, cases: list[Any], run: BackendRun, numpy_io: se
     crashes: dict[str, list[dict[str, Any]]] = {}
     for result in lost:
         crashes.setdefault(_lost_detail(result).partition(":")[0], []).append(result)
+    rtol, atol = TOLERANCES.get(name, (RTOL, ATOL))
     return {
         "version": _version(name),
         "cases": len(cases),
         "covered": len(results),
         "out_of_budget": run.out_of_budget,
         "budget_s": round(run.budget_s, 1),
+        "case_timeout_s": run.case_timeout_s,
         "seconds": round(run.seconds, 1),
+        "rtol": rtol,
+        "atol": atol,
+        "shapes_from_data": sum(bool(result.get("shapes_from_data")) for result in results),
         "said_supported": sum(result["said_supported"] for result in results),
+        "said_supported_with_fallback": sum(
+            bool(result["said_supported"] and result.get("fallback")) for result in results
+        ),
+        # Said supported with CPU fallback (RKNN): cases per op type that fell back.
+        "fallback_op_types": dict(
+            Counter(
+                op for result in results if result["said_supported"] for op in result.get("fallback", [])
+            ).most_common()
+        ),
         "ran": sum(result["ran"] for result in results),
         "ran_and_matched": sum(result["matched"] for result in results),
         "agreement_percent": agreement(results),
@@ -492,6 +574,8 @@ def summarize_backend(name: str, cases: list[Any], run: BackendRun, numpy_io: se
         ],
         # Said supported, ran, wrong outputs (numpy I/O cases left out): cases per op type.
         "wrong_by_op_type": by_op_type(wrong),
+        "said_unsupported_but_ran_by_op_type": by_op_type(false_no),
+        "op_types": op_type_matrix(cases, {name: run}, numpy_io),
     }
 
 
@@ -536,11 +620,13 @@ def op_type_matrix(cases: list[Any], runs: dict[str, BackendRun], numpy_io: set[
         return rows
 
     return {
+        "backends": names,
         "op_types": len(uses),
         "cases": len(judged),
         "claimed": breakdown(claims),
         "ran_and_matched": breakdown(works),
         "claimed_but_wrong": {name: sorted(claims[name] - works[name]) for name in names},
+        "run_but_not_claimed": {name: sorted(works[name] - claims[name]) for name in names},
         "run_by_none": sorted(op for op in uses if not any(op in works[name] for name in names)),
     }
 
@@ -551,32 +637,70 @@ def write_benchmarks(summary: dict[str, Any]) -> None:
 
 
 def render_section(summary: dict[str, Any]) -> str:
-    backends: dict[str, dict[str, Any]] = summary["backends"]
+    # Each column knows its backend's name, for rows that differ by backend.
+    backends = {name: {**column, "name": name} for name, column in summary["backends"].items()}
     names = list(backends)
+    slow = [name for name in names if name in SLOW_BACKENDS]
 
     def row(label: str, value: Any) -> str:
         return f"| {label} | " + " | ".join(str(value(backends[name])) for name in names) + " |\n"
 
+    def slow_only(value: Any) -> Any:
+        return lambda b: value(b) if b["name"] in SLOW_BACKENDS else "n/a"
+
     versions = ", ".join(f"{TITLES[name]} {backends[name]['version']}" for name in names)
+    fast_titles = ", ".join(TITLES[name] for name in names if name not in SLOW_BACKENDS)
     section = (
         f"## {SECTION}\n\n"
         f"`bench/op_support_matrix.py`, {time.strftime('%Y-%m-%d')}, {summary['cores']} cores, "
-        f"{summary['workers']} worker processes a backend, onnx {summary['onnx']}, {versions}: "
-        f"the {summary['cases']} cases of ONNX's node test suite, each asked to every backend's `check_support` "
-        '("said supported": verdict `full`) and then run with that backend against the case\'s expected outputs '
-        f"(rtol {RTOL}, atol {ATOL} unless the case sets its own, as onnx's backend test). onnxruntime and "
-        "OpenVINO load the ONNX model (`load`, CPU; OpenVINO at f32 inference precision); MNN converts it to an "
-        "fp32 `.mnn` (`build_variants`) and runs that. Each backend works in forked child processes that are "
-        f"replaced when one crashes, passes {summary['case_timeout_s']:.0f} s on a case or "
-        f"{summary['memory_limit_gib']:g} GiB resident; the case is then "
-        "recorded as crashed (a crash in the support check counts as not said supported, and the case is run "
-        f"again without it). Time budget {summary['budget_s']:.0f} s in all, each backend an equal share of "
-        "what is left when its turn comes.\n\n"
-        "| measure | " + " | ".join(TITLES[name] for name in names) + " |\n"
-        "|---|" + "---|" * len(names) + "\n"
+        f"{summary['workers']} worker processes a backend, onnx {summary['onnx']}, {versions}; the run took "
+        f"{summary['seconds'] / 60:.0f} min. The {summary['cases']} cases of ONNX's node test suite, each asked to "
+        'every backend\'s `check_support` ("said supported": verdict `full`) and then run with that backend against '
+        f"the case's expected outputs (rtol {RTOL}, atol {ATOL} unless the case sets its own, as onnx's backend test). "
+        "onnxruntime and OpenVINO load the ONNX model (`load`, CPU; OpenVINO at f32 inference precision); MNN "
+        "converts it to an fp32 `.mnn` (`build_variants`) and runs that. Each backend works in forked child "
+        f"processes that are replaced when one crashes, passes {summary['case_timeout_s']:.0f} s on a case or "
+        f"{summary['memory_limit_gib']:g} GiB resident; the case is then recorded as crashed (a crash in the support "
+        "check counts as not said supported, and the case is run again without it)."
+    )
+    if fast_titles:
+        section += (
+            f" Time budget {summary['budget_s']:.0f} s for {fast_titles} together, each an equal share of what is "
+            "left when its turn comes."
+        )
+    if slow:
+        rtol, atol = TOLERANCES["rknn"]
+        section += (
+            "\n\nLiteRT and RKNN are measured as the pipeline calls them: `check_support`, then `build_variants` "
+            "(LiteRT: an fp32-only profile, onnx2tf in the `litert` framework environment, the `.tflite` run by "
+            "`LiteRTSession` with ONNX names and layouts; RKNN: an fp16-only `rk3588-npu` profile, RKNN-Toolkit2 in "
+            "the `rknn` environment, then `load`, whose simulator session builds the recipe again and runs every "
+            "data set of the case in one call). Each of those calls starts a side process that imports TensorFlow "
+            "or the toolkit, so a case costs seconds: each gets a budget of its own "
+            f"({summary['slow_backend_budget_s']:.0f} s) and a per-case limit of "
+            f"{summary['slow_case_timeout_s']:.0f} s, and covers the first cases of the same shuffled order (a sample "
+            'of the suite: its agreement is over the cases it covered). For RKNN, "said supported" is verdict `full` '
+            "(every node on the NPU) or `partial` with every node on the NPU or falling back to the board's CPU (a "
+            "fallback still runs); a node refused or not placed is not supported. The simulator computes the NPU's "
+            f"FP16, so RKNN's outputs are compared at rtol {rtol:g}, atol {atol:g} (or the case's own, where looser). "
+            "Both converters need concrete input shapes: a case whose model declares a symbolic or missing input dim "
+            "is given to them with the dims of its first data set, as a user gives `input_shapes`."
+        )
+    section += (
+        "\n\n| measure | " + " | ".join(TITLES[name] for name in names) + " |\n|---|" + "---|" * len(names) + "\n"
     )
     section += row("cases covered", lambda b: f"{b['covered']} of {b['cases']}")
-    section += row("said supported (verdict `full`)", lambda b: b["said_supported"])
+    section += row(
+        "output tolerance (rtol, atol; the case's own where looser)", lambda b: f"{b['rtol']:g}, {b['atol']:g}"
+    )
+    section += row(
+        "said supported (verdict `full`; RKNN also `partial` with only CPU fallback: in brackets)",
+        lambda b: (
+            f"{b['said_supported']} ({b['said_supported_with_fallback']})"
+            if b["name"] == "rknn"
+            else b["said_supported"]
+        ),
+    )
     section += row("ran (session created, run without error)", lambda b: b["ran"])
     section += row("ran and matched the expected outputs", lambda b: b["ran_and_matched"])
     section += row("**agreement: said supported == ran**", lambda b: f"**{b['agreement_percent']} %**")
@@ -608,31 +732,48 @@ def render_section(summary: dict[str, Any]) -> str:
     section += row(
         "ran with an output dtype other than the model's (compared after a cast)", lambda b: b["output_dtype_cast"]
     )
+    if slow:
+        section += row("input shapes taken from the case's data", slow_only(lambda b: b["shapes_from_data"]))
     section += row(
         "support method", lambda b: ", ".join(f"{method or 'none'} {count}" for method, count in b["methods"].items())
     )
     section += row("time", lambda b: f"{b['seconds']} s")
 
     matrix = summary.get("op_type_matrix")
-    if matrix and len(names) > 1:
+    judged = matrix["backends"] if matrix else []
+    if matrix and len(judged) > 1:
         section += (
-            f"\nOp types, judged on the {matrix['cases']} cases every backend covered that are not `_expanded` "
-            "function bodies or numpy I/O cases: a backend claims an op type when its check said supported in "
-            f"every case that uses it, and runs it when every such case ran and matched ({matrix['op_types']} "
-            "op types).\n\n| op types | claimed | ran and matched |\n|---|---|---|\n"
+            f"\nOp types, judged on the {matrix['cases']} cases that "
+            + ", ".join(TITLES[name] for name in judged[:-1])
+            + f" and {TITLES[judged[-1]]} all covered that are not `_expanded` function bodies or numpy I/O "
+            "cases: a backend claims an op type when its check said supported in every case that uses it, and runs "
+            "it when every such case ran and matched "
+            f"({matrix['op_types']} op types).\n\n| op types | claimed | ran and matched |\n|---|---|---|\n"
         )
         for key, count in matrix["claimed"].items():
-            label = "all " + str(len(names)) if key == "all" else key.replace("+", " + ")
-            for name in names:
+            label = "all " + str(len(judged)) if key == "all" else key.replace("+", " + ")
+            for name in judged:
                 label = label.replace(name, TITLES[name])
             section += f"| {label} | {count} | {matrix['ran_and_matched'][key]} |\n"
         section += "\n"
-        for name in names:
+        for name in judged:
             wrong = matrix["claimed_but_wrong"][name]
             if wrong:
                 section += f"- {TITLES[name]} claims but does not run right in every case: " + _short(wrong) + "\n"
         if matrix["run_by_none"]:
             section += "- run right by none: " + _short(matrix["run_by_none"]) + "\n"
+    for name in slow:
+        own = backends[name]["op_types"]
+        claimed, works = own["claimed"].get(f"{name} only", 0), own["ran_and_matched"].get(f"{name} only", 0)
+        section += (
+            f"- {TITLES[name]}, on the {own['cases']} cases it covered that are not `_expanded` or numpy I/O "
+            f"({own['op_types']} op types): claims {claimed}, runs right {works}"
+        )
+        if own["claimed_but_wrong"][name]:
+            section += "; claims but does not run right in every case: " + _short(own["claimed_but_wrong"][name])
+        if own["run_but_not_claimed"][name]:
+            section += "; runs right but does not claim: " + _short(own["run_but_not_claimed"][name])
+        section += "\n"
 
     section += (
         "\nWhere the checks and the runs part ways (numpy I/O cases left out; op types counted over cases "
@@ -658,6 +799,20 @@ def render_section(summary: dict[str, Any]) -> str:
             f"  Said supported, ran, wrong outputs ({backend['said_supported_ran_but_mismatched']} cases), "
             f"cases per op type: {wrong}.\n"
         )
+        if backend["said_unsupported_but_ran"]:
+            ran = ", ".join(
+                f"{op} {count}" for op, count in list(backend["said_unsupported_but_ran_by_op_type"].items())[:20]
+            )
+            section += (
+                f"  Said unsupported but ran ({backend['said_unsupported_but_ran']} cases), cases per op type: "
+                f"{ran or 'only `_expanded` cases'}.\n"
+            )
+        if backend["fallback_op_types"]:
+            fallback = ", ".join(f"{op} {count}" for op, count in list(backend["fallback_op_types"].items())[:20])
+            section += (
+                f"  Said supported with CPU fallback ({backend['said_supported_with_fallback']} cases), cases per "
+                f"op type that falls back: {fallback}.\n"
+            )
     return section
 
 
@@ -687,8 +842,22 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, from: " + ", ".join(BACKENDS))
     parser.add_argument("--no-write", action="store_true", help="don't update BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
-    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="time for all backends together")
+    parser.add_argument(
+        "--budget-s", type=float, default=DEFAULT_BUDGET_S, help="time for onnxruntime, OpenVINO and MNN together"
+    )
     parser.add_argument("--case-timeout-s", type=float, default=DEFAULT_CASE_TIMEOUT_S, help="per case and backend")
+    parser.add_argument(
+        "--slow-backend-budget-s",
+        type=float,
+        default=DEFAULT_SLOW_BUDGET_S,
+        help="time for each of " + " and ".join(TITLES[name] for name in SLOW_BACKENDS),
+    )
+    parser.add_argument(
+        "--slow-case-timeout-s",
+        type=float,
+        default=DEFAULT_SLOW_CASE_TIMEOUT_S,
+        help="per case for " + " and ".join(TITLES[name] for name in SLOW_BACKENDS) + " (a side process each call)",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="child processes a backend")
     parser.add_argument("--details", type=Path, help="also write every case's result to this JSON file")
     args = parser.parse_args()
@@ -705,12 +874,17 @@ def main() -> None:
     order = list(range(len(_CASES)))
     random.Random(SHUFFLE_SEED).shuffle(order)
     runs: dict[str, BackendRun] = {}
+    fast = [name for name in names if name not in SLOW_BACKENDS]
     with tempfile.TemporaryDirectory(prefix="op-support-") as scratch:
-        for position, name in enumerate(names):
-            left = args.budget_s - (time.monotonic() - started)
-            share = max(left, 0.0) / (len(names) - position)
+        for name in names:
+            if name in SLOW_BACKENDS:
+                share, timeout = args.slow_backend_budget_s, args.slow_case_timeout_s
+            else:
+                position = fast.index(name)
+                left = args.budget_s - (time.monotonic() - started)
+                share, timeout = max(left, 0.0) / (len(fast) - position), args.case_timeout_s
             print(f"{name}: {len(order)} cases, budget {share:.0f} s", file=sys.stderr, flush=True)
-            runs[name] = run_backend(name, order, args.workers, share, args.case_timeout_s, Path(scratch))
+            runs[name] = run_backend(name, order, args.workers, share, timeout, Path(scratch))
             print(f"{name}: {len(runs[name].results)} cases in {runs[name].seconds:.0f} s", file=sys.stderr)
 
     summary: dict[str, Any] = {
@@ -719,11 +893,16 @@ def main() -> None:
         "workers": args.workers,
         "budget_s": args.budget_s,
         "case_timeout_s": args.case_timeout_s,
+        "slow_backend_budget_s": args.slow_backend_budget_s,
+        "slow_case_timeout_s": args.slow_case_timeout_s,
         "memory_limit_gib": DEFAULT_MEMORY_LIMIT_BYTES / 2**30,
         "cases": len(_CASES),
         "op_types": len({op for case in _CASES for op in _op_types(case)}),
         "backends": {name: summarize_backend(name, _CASES, run, numpy_io) for name, run in runs.items()},
-        "op_type_matrix": op_type_matrix(_CASES, runs, numpy_io),
+        # Judged on the backends that cover every case (the fast ones; all given, if only slow ones are).
+        "op_type_matrix": op_type_matrix(
+            _CASES, {name: run for name, run in runs.items() if name not in SLOW_BACKENDS} or runs, numpy_io
+        ),
         "seconds": round(time.monotonic() - started, 1),
     }
     print(json.dumps(summary, indent=2) if args.json else render_text(summary))
@@ -756,6 +935,44 @@ def _as_test_data(data: Any, value: Any) -> Any:
         tensor = data if isinstance(data, TensorProto) else numpy_helper.from_array(np.asarray(data), value.name)
         return numpy_helper.to_array(tensor)
     return data
+
+
+def _with_data_shapes(case: Any) -> tuple[Any, bool]:
+    """The case's model with every tensor input's declared shape made concrete from its first data
+    set where a dim is symbolic or the shape is missing (LiteRT's and RKNN's converters need
+    concrete shapes, and would set a symbolic dim to 1), and whether it changed anything."""
+    import onnx
+    from onnx import TensorProto
+
+    if not case.data_sets:
+        return case.model, False
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    changed = False
+    for data, value in zip(case.data_sets[0][0], model.graph.input, strict=False):
+        if value.type.WhichOneof("value") != "tensor_type":
+            continue
+        tensor_type = value.type.tensor_type
+        shape = tuple(data.dims) if isinstance(data, TensorProto) else _shape_of(data)
+        dims = tensor_type.shape.dim
+        if (
+            tensor_type.HasField("shape")
+            and len(dims) == len(shape)
+            and all(dim.WhichOneof("value") == "dim_value" for dim in dims)
+        ):
+            continue
+        tensor_type.shape.Clear()
+        tensor_type.shape.SetInParent()  # a scalar's shape is present and empty
+        for size in shape:
+            tensor_type.shape.dim.add().dim_value = int(size)
+        changed = True
+    return model, changed
+
+
+def _shape_of(data: Any) -> tuple[int, ...]:
+    import numpy as np
+
+    return tuple(np.shape(np.asarray(data)))
 
 
 def _lacks_numpy_dtype(case: Any) -> bool:
@@ -791,11 +1008,32 @@ def _op_types(case: Any) -> set[str]:
 def _version(name: str) -> str:
     import importlib.metadata
 
+    if name in SLOW_BACKENDS:
+        return _framework_env_versions(name)
     package = {"onnxruntime": "onnxruntime", "openvino": "openvino", "mnn": "MNN"}[name]
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _framework_env_versions(name: str) -> str:
+    """LiteRT's runtime with its converter's versions, or RKNN-Toolkit2's, from the framework environment."""
+    import importlib.metadata
+
+    from workers.engine import framework_envs
+
+    packages = (framework_envs.stamp(framework_envs.get(name)) or {}).get("packages", {})
+    if name == "rknn":
+        return f"(RKNN-Toolkit2 {packages.get('rknn-toolkit2', 'not built')}, onnx {packages.get('onnx', '?')})"
+    try:
+        runtime = importlib.metadata.version("ai-edge-litert")
+    except importlib.metadata.PackageNotFoundError:
+        runtime = "not installed"
+    return (
+        f"{runtime} (onnx2tf {packages.get('onnx2tf', 'not built')}, TensorFlow {packages.get('tensorflow_cpu', '?')}, "
+        f"onnx {packages.get('onnx', '?')})"
+    )
 
 
 def _error_kind(text: str) -> str:
