@@ -100,8 +100,13 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
         for backend in REFERENCE_COLUMNS:
             column = validate["reports"][backend]
             assert column["installed"] and column["method"] == "converter", (env, backend, column)
-            assert column["verdict"] in ("full", "partial"), (env, backend, column)
-            assert all(row["cells"][backend]["status"] != "unknown" for row in validate["matrix"]["rows"]), backend
+            # Each toolchain's own answer: "none" is one (ExecuTorch's torch.export refuses the Caffe
+            # net's Pad as onnx2torch converts it), as long as every cell it doesn't support says why.
+            assert column["verdict"] in ("full", "partial", "none"), (env, backend, column)
+            for row in validate["matrix"]["rows"]:
+                cell = row["cells"][backend]
+                assert cell["status"] != "unknown", (env, backend, row)
+                assert cell["status"] == "supported" or cell["reason"], (env, backend, row)
         assert "RK3588 NPU" in {op["device"] for op in validate["reports"]["rknn"]["ops"]}, env
         built = {variant["backend"] for variant in reports["optimize"][PROFILE]["variants"]}
         assert not built & set(REFERENCE_COLUMNS), built

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from tests.framework_envs import ready
 from tests.modelzoo import make_cnn_onnx
@@ -202,3 +202,58 @@ def test_int8_without_calibration_is_skipped_with_the_reason(backend, tmp_path):
     built = backend.build_variants(make_cnn_onnx(tmp_path / "cnn.onnx"), CPU, None, tmp_path / "variants")
     assert [variant.name for variant in built] == ["executorch-fp32"]
     assert any("executorch-int8 was not built" in note and "calibration" in note for note in built.notes)
+
+
+def _exporter_shaped_model(path: Path) -> Path:
+    """What torch.onnx writes and onnx2torch alone can't take: a Conv whose bias comes through an
+    Identity of a shared initializer, then a Reshape, a Slice and an Unsqueeze whose shapes and
+    bounds are tensors (a constant, and one computed from the input's Shape)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.2).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(4, dtype=np.float32), "shared_zero"),
+        numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "flat"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+        numpy_helper.from_array(np.array([100], dtype=np.int64), "upto"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["shared_zero"], ["bias"], name="bias_identity"),
+            helper.make_node("Conv", ["image", "w", "bias"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Reshape", ["c", "flat"], ["r"], name="flatten"),
+            helper.make_node("Shape", ["r"], ["shape"], name="shape"),
+            helper.make_node("Gather", ["shape", "one"], ["width"], name="width", axis=0),
+            helper.make_node("Div", ["width", "upto"], ["half"], name="part"),
+            helper.make_node("Slice", ["r", "zero", "half", "one"], ["s"], name="slice"),
+            helper.make_node("Unsqueeze", ["s", "zero"], ["y"], name="unsqueeze"),
+        ],
+        "exporter_shaped",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_exporter_shaped_graphs_go_through_torch_export(backend, tmp_path):
+    # Found by bench/executorch.py: a ResNet-18 and a Transformer from torch.onnx were refused, the first
+    # for Identity-fed Conv biases (onnx2torch), the second for Reshape's shape tensor (torch.export).
+    model_path = _exporter_shaped_model(tmp_path / "shaped.onnx")
+    report = backend.check_support(model_path)
+    refused = [op for op in report.ops if op.status != "supported"]
+    assert not refused, refused
+    assert any("read an Identity of a constant" in note for note in report.notes), report.notes
+    assert any("take their shape values as numbers" in note for note in report.notes), report.notes
+    builds = backend.build_variants(model_path, CPU, None, tmp_path / "out")
+    (fp32,) = [variant for variant in builds if variant.precision == "fp32"]
+    feed = {"image": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    expected = onnxruntime.InferenceSession(str(model_path)).run(None, feed)[0]
+    session = backend.load(fp32.path)
+    got = session.run(feed)["y"]
+    session.close()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -183,9 +183,39 @@ def _prepared(model: onnx.ModelProto, inputs: list[dict[str, Any]], notes: list[
             + "; the .pte programs take those shapes only."
         )
         del model.graph.value_info[:]
+    _bypass_constant_identities(model, notes)
     for index, node in enumerate(model.graph.node):
         node.name = f"{_PREFIX}{index}"
     return model
+
+
+def _bypass_constant_identities(model: onnx.ModelProto, notes: list[str]) -> None:
+    """Nodes that read an Identity of an initializer read a copy of the initializer instead: onnx2torch
+    takes a Conv's weight and bias only as initializers, and exporters route shared constants through
+    Identity (torch.onnx folds equal BatchNorm biases into one initializer, then one Identity per use).
+    The Identity nodes stay, unread, so every node keeps its index."""
+    initializers = {item.name: item for item in model.graph.initializer}
+    copies: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input and node.input[0] in initializers:
+            source = initializers[node.input[0]]
+            copy = onnx.TensorProto()
+            copy.CopyFrom(source)
+            copy.name = f"{node.output[0]}__constant"
+            model.graph.initializer.append(copy)
+            copies[node.output[0]] = copy.name
+    graph_outputs = {value.name for value in model.graph.output}
+    bypassed = 0
+    for node in model.graph.node:
+        for slot, name in enumerate(node.input):
+            if name in copies and name not in graph_outputs:
+                node.input[slot] = copies[name]
+                bypassed += 1
+    if bypassed:
+        notes.append(
+            f"{bypassed} input(s) read an Identity of a constant; they read the constant itself (onnx2torch takes "
+            "weights only as initializers)."
+        )
 
 
 def _sample(inputs: list[dict[str, Any]], calibration: dict[str, np.ndarray] | None) -> list[torch.Tensor]:
@@ -266,6 +296,186 @@ def _converter_reason(exc: BaseException) -> str:
     return f"onnx2torch could not convert it: {type(exc).__name__}: {text}"
 
 
+class _StaticReshape(torch.nn.Module):
+    """onnx2torch's Reshape at the shape it produced on the sample: its own module reads the shape
+    tensor's values (zeros copy input dims), which torch.export can't trace. The program is exported
+    at fixed input shapes, so every reshape's result shape is fixed too."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, input_tensor: torch.Tensor, *_shape: Any) -> torch.Tensor:
+        return torch.reshape(input_tensor, self.shape)
+
+
+class _StaticPad(torch.nn.Module):
+    """onnx2torch's Pad (opset 11+) with constant pads and value, as numbers: its own module turns
+    the pads tensor into a list and passes the value as a tensor, which torch.export can't trace."""
+
+    def __init__(self, mode: str, pads: list[int], value: float) -> None:
+        super().__init__()
+        self.mode, self.pads, self.value = mode, pads, value
+
+    def forward(self, input_tensor: torch.Tensor, *_constants: Any) -> torch.Tensor:
+        return torch.nn.functional.pad(input_tensor, self.pads, mode=self.mode, value=self.value)
+
+
+class _StaticSlice(torch.nn.Module):
+    """onnx2torch's Slice (opset 10+) with its starts, ends, axes and steps as numbers: its own module
+    reads them from tensors, which torch.export can't trace."""
+
+    def __init__(self, slices: tuple[list[Any], list[Any], list[Any]]) -> None:
+        super().__init__()
+        self.flip_dims, self.pos_axes_slices, self.neg_axes_slices = slices
+
+    def forward(self, input_tensor: torch.Tensor, *_bounds: Any) -> torch.Tensor:
+        from onnx2torch.node_converters.slice import _do_slice
+
+        return _do_slice(input_tensor, self.flip_dims, self.pos_axes_slices, self.neg_axes_slices)
+
+
+class _StaticExpand(torch.nn.Module):
+    """onnx2torch's Expand at the shape it produced on the sample (its module reads the shape tensor)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, input_tensor: torch.Tensor, *_shape: Any) -> torch.Tensor:
+        return input_tensor.expand(self.shape)
+
+
+class _Folded(torch.nn.Module):
+    """A node computed only from constants and tensor shapes, as the value it had on the sample (the
+    program is exported at the sample's shapes): a shape computation torch.export can't trace."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", value.clone())
+
+    def forward(self, *_inputs: Any) -> torch.Tensor:
+        value: torch.Tensor = self.get_buffer("value")
+        return value
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the module on the sample, keeping the arguments and result of the nodes asked for."""
+
+    def __init__(self, graph_module: torch.fx.GraphModule, wanted: set[torch.fx.Node]) -> None:
+        super().__init__(graph_module)
+        self.wanted = wanted
+        self.seen: dict[torch.fx.Node, tuple[tuple[Any, ...], Any]] = {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        if n in self.wanted:
+            args, _ = self.fetch_args_kwargs_from_env(n)
+            self.seen[n] = (tuple(args), result)
+        return result
+
+
+def _data_independent(graph_module: torch.fx.GraphModule, arg: Any) -> bool:
+    """Whether a value is fixed once the input shapes are: computed from constants and from the
+    shapes of tensors (onnx2torch's Shape), never from the inputs' values."""
+    from onnx2torch.node_converters.shape import OnnxShape
+
+    pending = [arg] if isinstance(arg, torch.fx.Node) else []
+    seen: set[torch.fx.Node] = set()
+    while pending:
+        node = pending.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op == "placeholder":
+            return False
+        if node.op == "call_module" and isinstance(graph_module.get_submodule(str(node.target)), OnnxShape):
+            continue  # a shape: fixed at the export's shapes, whatever the input's values
+        pending.extend(a for a in (*node.args, *node.kwargs.values()) if isinstance(a, torch.fx.Node))
+    return True
+
+
+def _static_shapes(graph_module: torch.fx.GraphModule, sample: list[torch.Tensor], notes: list[str]) -> None:
+    """Swap onnx2torch's Reshape, Slice and Pad modules, which read tensor values torch.export can't
+    trace, for static ones where those values are fixed by the input shapes (constants, or computed
+    from tensor shapes): each takes the values it was given when the module ran on the sample. The
+    program is exported at those shapes. Module names stay, so each node's operators still belong to
+    its ONNX node."""
+    from onnx2torch.node_converters.expand import OnnxExpand
+    from onnx2torch.node_converters.pad import OnnxPadDynamic, _onnx_padding_to_torch, _torch_padding_to_mode_format
+    from onnx2torch.node_converters.range import OnnxRange
+    from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.shape import OnnxShape
+    from onnx2torch.node_converters.slice import OnnxSlice, _get_slices
+    from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes
+    from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
+
+    reshaping = (OnnxReshape, OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes)
+    kinds = (*reshaping, OnnxExpand, OnnxPadDynamic, OnnxSlice, OnnxRange)
+    targets: set[torch.fx.Node] = set()
+    folded: set[torch.fx.Node] = set()
+    for node in graph_module.graph.nodes:
+        if node.op != "call_module":
+            continue
+        module = graph_module.get_submodule(str(node.target))
+        if isinstance(module, OnnxShape) or not node.args:
+            continue
+        if all(_data_independent(graph_module, arg) for arg in node.args) and any(
+            isinstance(arg, torch.fx.Node) for arg in node.args
+        ):
+            # Only constants and shapes flow in: a shape computation, folded to its value.
+            targets.add(node)
+            folded.add(node)
+        elif isinstance(module, kinds) and all(_data_independent(graph_module, arg) for arg in node.args[1:]):
+            targets.add(node)
+    if not targets:
+        return
+    recorder = _Recorder(graph_module, targets)
+    with torch.no_grad():
+        recorder.run(*sample)
+    swapped = 0
+    for node, (args, result) in recorder.seen.items():
+        module = graph_module.get_submodule(str(node.target))
+        values = [arg.detach().cpu().numpy() if isinstance(arg, torch.Tensor) else arg for arg in args[1:]]
+        replacement: torch.nn.Module
+        if node in folded:
+            if not isinstance(result, torch.Tensor):
+                continue
+            replacement = _Folded(result)
+        elif isinstance(module, reshaping):
+            replacement = _StaticReshape(tuple(int(dim) for dim in result.shape))
+        elif isinstance(module, OnnxExpand):
+            replacement = _StaticExpand(tuple(int(dim) for dim in result.shape))
+        elif isinstance(module, OnnxRange):
+            replacement = _Folded(result)
+        elif isinstance(module, OnnxSlice):
+            starts, ends, *rest = values + [None] * (4 - len(values))
+            axes, steps = rest[0], rest[1]
+            replacement = _StaticSlice(
+                _get_slices(
+                    starts,
+                    ends,
+                    torch.as_tensor(axes) if axes is not None else None,
+                    torch.as_tensor(steps) if steps is not None else None,
+                )
+            )
+        else:
+            mode = str(module.mode)
+            pads = _torch_padding_to_mode_format(_onnx_padding_to_torch([int(v) for v in values[0].tolist()]), mode)
+            value = values[1] if len(values) > 1 and values[1] is not None else 0.0
+            replacement = _StaticPad(mode, pads, float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0)
+        parent, _, name = str(node.target).rpartition(".")
+        setattr(graph_module.get_submodule(parent) if parent else graph_module, name, replacement)
+        swapped += 1
+    if swapped:
+        notes.append(
+            f"{swapped} onnx2torch module(s) (shape computations, Reshape, Squeeze, Unsqueeze, Expand, Slice, Pad) "
+            "take "
+            "their shape values as numbers, fixed at the export's input shapes: torch.export can't trace their "
+            "reading of those values from tensors."
+        )
+
+
 class _OnnxOutputs(torch.nn.Module):
     """The onnx2torch module with the ONNX graph's outputs, in order, as a flat tuple: onnx2torch returns
     one value per distinct node producing graph outputs, a node with several outputs all of them."""
@@ -282,7 +492,7 @@ class _OnnxOutputs(torch.nn.Module):
         return tuple(per_node[position] if slot is None else per_node[position][slot] for position, slot in self.plan)
 
 
-def _torch_module(model: onnx.ModelProto) -> torch.nn.Module:
+def _torch_module(model: onnx.ModelProto, sample: list[torch.Tensor], notes: list[str]) -> torch.nn.Module:
     """onnx2torch's module, its outputs those of the ONNX graph. When onnx2torch fails, every node's
     converter is tried on its own so that all the nodes it can't take are named, not the first."""
     graph = model.graph
@@ -301,6 +511,12 @@ def _torch_module(model: onnx.ModelProto) -> torch.nn.Module:
         if not failed:
             raise _Stopped("onnx2torch", f"onnx2torch could not convert the model: {first_line(exc)}", {}) from exc
         raise _Stopped("onnx2torch", next(iter(failed.values())), failed) from exc
+    try:
+        _static_shapes(inner, sample, notes)
+    except Exception as exc:  # the eager run on the sample: a model that fails there fails export too, and says why
+        notes.append(
+            f"Reshape and Pad modules were left as onnx2torch made them: the sample run failed: {first_line(exc)}"
+        )
     nodes: list[int] = []
     for value in graph.output:
         index = producers[value.name][0]
@@ -645,7 +861,7 @@ def convert(request: dict[str, Any]) -> dict[str, Any]:
     }
     sample = _sample(inputs, calibration)
     try:
-        module = _torch_module(model)
+        module = _torch_module(model, sample, notes)
         exported = _export(module, sample)
         lowered = _lower(exported, "ExecuTorch's lowering", _ops(exported.graph_module))
         by_node, partitions = _delegation(lowered.exported_program().graph_module)
