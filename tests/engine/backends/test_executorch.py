@@ -206,8 +206,8 @@ def test_int8_without_calibration_is_skipped_with_the_reason(backend, tmp_path):
 
 def _exporter_shaped_model(path: Path) -> Path:
     """What torch.onnx writes and onnx2torch alone can't take: a Conv whose bias comes through an
-    Identity of a shared initializer, then a Reshape, a Slice and an Unsqueeze whose shapes and
-    bounds are tensors (a constant, and one computed from the input's Shape)."""
+    Identity of a shared initializer, then a Reshape, a Slice, an Unsqueeze and a Gather whose
+    shapes, bounds and index are tensors (constants, and one computed from the input's Shape)."""
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.2).astype(np.float32), "w"),
@@ -216,6 +216,7 @@ def _exporter_shaped_model(path: Path) -> Path:
         numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
         numpy_helper.from_array(np.array([100], dtype=np.int64), "upto"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "first"),
     ]
     graph = helper.make_graph(
         [
@@ -226,7 +227,8 @@ def _exporter_shaped_model(path: Path) -> Path:
             helper.make_node("Gather", ["shape", "one"], ["width"], name="width", axis=0),
             helper.make_node("Div", ["width", "upto"], ["half"], name="part"),
             helper.make_node("Slice", ["r", "zero", "half", "one"], ["s"], name="slice"),
-            helper.make_node("Unsqueeze", ["s", "zero"], ["y"], name="unsqueeze"),
+            helper.make_node("Unsqueeze", ["s", "zero"], ["u"], name="unsqueeze"),
+            helper.make_node("Gather", ["u", "first"], ["y"], name="pick", axis=0),
         ],
         "exporter_shaped",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],

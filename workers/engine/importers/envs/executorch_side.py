@@ -346,6 +346,22 @@ class _StaticExpand(torch.nn.Module):
         return input_tensor.expand(self.shape)
 
 
+class _StaticGather(torch.nn.Module):
+    """onnx2torch's Gather with constant indices as numbers: its module indexes with a 0-d tensor,
+    which torch.export turns into a data-dependent integer it can't bound."""
+
+    def __init__(self, axis: int, indices: list[int], shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.axis, self.indices, self.shape = axis, indices, shape
+
+    def forward(self, input_tensor: torch.Tensor, *_indices: Any) -> torch.Tensor:
+        axis = self.axis % input_tensor.dim()
+        size = input_tensor.shape[axis]
+        wanted = [index % size for index in self.indices]
+        picked = torch.index_select(input_tensor, axis, torch.tensor(wanted, dtype=torch.long))
+        return picked.reshape(self.shape)
+
+
 class _Folded(torch.nn.Module):
     """A node computed only from constants and tensor shapes, as the value it had on the sample (the
     program is exported at the sample's shapes): a shape computation torch.export can't trace."""
@@ -402,6 +418,7 @@ def _static_shapes(graph_module: torch.fx.GraphModule, sample: list[torch.Tensor
     program is exported at those shapes. Module names stay, so each node's operators still belong to
     its ONNX node."""
     from onnx2torch.node_converters.expand import OnnxExpand
+    from onnx2torch.node_converters.gather import OnnxGather
     from onnx2torch.node_converters.pad import OnnxPadDynamic, _onnx_padding_to_torch, _torch_padding_to_mode_format
     from onnx2torch.node_converters.range import OnnxRange
     from onnx2torch.node_converters.reshape import OnnxReshape
@@ -411,7 +428,7 @@ def _static_shapes(graph_module: torch.fx.GraphModule, sample: list[torch.Tensor
     from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
 
     reshaping = (OnnxReshape, OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes)
-    kinds = (*reshaping, OnnxExpand, OnnxPadDynamic, OnnxSlice, OnnxRange)
+    kinds = (*reshaping, OnnxExpand, OnnxPadDynamic, OnnxSlice, OnnxRange, OnnxGather)
     targets: set[torch.fx.Node] = set()
     folded: set[torch.fx.Node] = set()
     for node in graph_module.graph.nodes:
@@ -448,6 +465,9 @@ def _static_shapes(graph_module: torch.fx.GraphModule, sample: list[torch.Tensor
             replacement = _StaticExpand(tuple(int(dim) for dim in result.shape))
         elif isinstance(module, OnnxRange):
             replacement = _Folded(result)
+        elif isinstance(module, OnnxGather):
+            indices = [int(v) for v in np.asarray(values[0]).reshape(-1).tolist()]
+            replacement = _StaticGather(int(module._axis), indices, tuple(int(dim) for dim in result.shape))
         elif isinstance(module, OnnxSlice):
             starts, ends, *rest = values + [None] * (4 - len(values))
             axes, steps = rest[0], rest[1]
@@ -469,10 +489,9 @@ def _static_shapes(graph_module: torch.fx.GraphModule, sample: list[torch.Tensor
         swapped += 1
     if swapped:
         notes.append(
-            f"{swapped} onnx2torch module(s) (shape computations, Reshape, Squeeze, Unsqueeze, Expand, Slice, Pad) "
-            "take "
-            "their shape values as numbers, fixed at the export's input shapes: torch.export can't trace their "
-            "reading of those values from tensors."
+            f"{swapped} onnx2torch module(s) (shape computations, Reshape, Squeeze, Unsqueeze, Expand, Slice, Pad, "
+            "Gather) take their shape values as numbers, fixed at the export's input shapes: torch.export can't "
+            "trace their reading of those values from tensors."
         )
 
 
