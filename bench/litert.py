@@ -58,7 +58,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Run as a script, Python puts bench/ first on the path, where bench/executorch.py would stand in for the
+# executorch package (the timing processes load ExecuTorch too): the repository replaces it.
+sys.path[:] = [str(REPO), *(entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench")]
 
 from bench._benchmarks_md import cpu_line, write_section  # noqa: E402
 
@@ -90,6 +92,24 @@ class Timing:
 
 FULL = Timing(warmup_runs=5, warmup_s=0.5, target_s=2.0, min_runs=10)
 QUICK = Timing(warmup_runs=2, warmup_s=0.05, target_s=0.3, min_runs=3)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The runtime a bench sets against onnxruntime (bench/executorch.py runs this one's machinery
+    for ExecuTorch): its backend's registry name (which builds the variants, and loads them in the
+    timing processes), the profile it builds for, and how its notes and versions name it."""
+
+    backend: str
+    title: str  # as the backend's notes name it: "No LiteRT variant was built"
+    profile: str
+    precisions: tuple[str, ...]
+    package: str  # the runtime's wheel, the first of the result's versions
+    # An extra look at the original model (op support), stored as the model's "support" when given.
+    support: Callable[[Path], dict[str, Any]] | None = None
+
+
+LITERT = Runtime("litert", "LiteRT", PROFILE_NAME, PRECISIONS, "ai-edge-litert")
 
 
 _STARTED = time.perf_counter()
@@ -199,9 +219,11 @@ CASES: dict[str, ModelCase] = {
 
 
 def worker(spec_path: Path) -> None:
-    """Load one model (onnxruntime or LiteRT, one thread), warm up, time N runs; writes a JSON
-    result to spec["result"]."""
+    """Load one model (onnxruntime, or the backend spec["runtime"] names, one thread), warm up, time
+    N runs; writes a JSON result to spec["result"]."""
     import numpy as np
+
+    from workers.engine.backends.registry import BACKENDS
 
     spec = json.loads(spec_path.read_text())
     timing = Timing(**spec["timing"])
@@ -219,12 +241,10 @@ def worker(spec_path: Path) -> None:
         def infer() -> Any:
             return ort_session.run(None, feed)
     else:
-        from workers.engine.backends.litert import LiteRTBackend
-
-        litert_session = LiteRTBackend(threads=1).load(Path(spec["path"]))
+        session = BACKENDS[spec["runtime"]](threads=1).load(Path(spec["path"]))  # type: ignore[call-arg]
 
         def infer() -> Any:
-            return litert_session.run(feed)
+            return session.run(feed)
 
     load_ms = (time.perf_counter() - started) * 1000
     started, warmup = time.perf_counter(), 0
@@ -314,13 +334,18 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
-def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> dict[str, Any]:
+def bench_model(
+    case: ModelCase, workdir: Path, rounds: int, timing: Timing, runtime: Runtime = LITERT
+) -> dict[str, Any]:
     import numpy as np
     import onnxruntime
 
     from workers.engine.backends.base import Calibration, HardwareProfile
-    from workers.engine.backends.litert import VARIANT_PLANS, LiteRTBackend
+    from workers.engine.backends.registry import BACKENDS
 
+    backend_class = BACKENDS[runtime.backend]
+    # Each backend module lists the variants it can build as (name, precision) in VARIANT_PLANS.
+    plans = importlib.import_module(backend_class.__module__).VARIANT_PLANS
     started = time.perf_counter()
     folder = workdir / case.key
     folder.mkdir(parents=True)
@@ -334,21 +359,22 @@ def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> 
     feed_path = folder / "feed.npz"
     np.savez(feed_path, **feeds[0])
 
-    profile = HardwareProfile(PROFILE_NAME, "cpu", ("litert",), PRECISIONS)
-    log(f"[{case.key}] building the LiteRT variants (one onnx2tf run)")
+    profile = HardwareProfile(runtime.profile, "cpu", (runtime.backend,), runtime.precisions)
+    log(f"[{case.key}] building the {runtime.title} variants (one conversion run)")
     t0 = time.perf_counter()
-    built = LiteRTBackend().build_variants(model_path, profile, Calibration(calibration), folder / "litert")
+    built = backend_class().build_variants(model_path, profile, Calibration(calibration), folder / runtime.backend)
     conversion_s = round(time.perf_counter() - t0, 1)
     variants = list(built)
     log(f"[{case.key}] built {', '.join(v.name for v in variants) or 'nothing'} in {conversion_s} s")
     built_names = {variant.name for variant in variants}
     not_built = []
-    for name, precision in VARIANT_PLANS:
-        if precision in PRECISIONS and name not in built_names:
+    for name, precision in plans:
+        if precision in runtime.precisions and name not in built_names:
             why = next((note for note in built.notes if note.startswith(name)), None) or next(
-                (note for note in built.notes if "No LiteRT variant" in note), "no note says why"
+                (note for note in built.notes if f"No {runtime.title} variant" in note), "no note says why"
             )
             not_built.append({"name": name, "precision": precision, "note": why})
+    support = runtime.support(model_path) if runtime.support else None
 
     reference_session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     names = [output.name for output in reference_session.get_outputs()]
@@ -363,7 +389,7 @@ def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> 
             "runs": [],
         }
         try:
-            session = LiteRTBackend(threads=1).load(variant.path)
+            session = backend_class(threads=1).load(variant.path)  # type: ignore[call-arg]
             row["parity"] = parity(expected, [session.run(feed) for feed in feeds])
             session.close()
         except Exception as exc:  # a variant that does not run is reported, not fatal
@@ -377,10 +403,10 @@ def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> 
         order = variants[shift:] + variants[:shift]
         sequence: list[tuple[str, Path, str]] = [(BASELINE, model_path, "baseline")]
         for variant in order:
-            sequence += [("litert", variant.path, variant.name), (BASELINE, model_path, "baseline")]
+            sequence += [(runtime.backend, variant.path, variant.name), (BASELINE, model_path, "baseline")]
         results = []
-        for step, (runtime, path, label) in enumerate(sequence):
-            result = measure(runtime, path, feed_path, timing, folder / "runs" / f"{index}-{step:02d}-{label}")
+        for step, (runtime_name, path, label) in enumerate(sequence):
+            result = measure(runtime_name, path, feed_path, timing, folder / "runs" / f"{index}-{step:02d}-{label}")
             result.update({"round": index + 1, "step": step})
             text = result.get("error") or f"{result['cpu_ms']:.3f} ms CPU, wall p50 {result['wall_p50_ms']:.3f} ms"
             log(f"[{case.key}] round {index + 1}: {label}: {text}")
@@ -422,12 +448,12 @@ def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> 
             row["ratio"] = _spread([run["ratio"] for run in timed])
             row["wall_p50_ms"] = _spread([run["wall_p50_ms"] for run in timed])
             row["wall_ratio"] = _spread([run["wall_ratio"] for run in timed])
-    return {
+    result = {
         "title": case.title,
         "made_with": made_with,
         "input": {"name": case.input_name, "shape": list(case.shape), "dtype": "float32"},
         "calibration": f"{CALIBRATION_SAMPLES} samples, "
-        + ("uniform [0, 1)" if case.key == "cnn" else "standard normal"),
+        + ("uniform [0, 1)" if case.samples is _uniform else "standard normal"),
         "parity_samples": PARITY_SAMPLES,
         "reference_max_abs": float(f"{reference_max:.4g}"),
         "conversion_s": conversion_s,
@@ -438,18 +464,24 @@ def bench_model(case: ModelCase, workdir: Path, rounds: int, timing: Timing) -> 
         "variants": list(rows.values()),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if support is not None:
+        result["support"] = support
+    return result
 
 
-def run(models: list[str], rounds: int, quick: bool) -> dict[str, Any]:
-    from workers.engine.backends.litert import LiteRTBackend
+def run(
+    models: list[str], rounds: int, quick: bool, runtime: Runtime = LITERT, cases: dict[str, ModelCase] = CASES
+) -> dict[str, Any]:
+    from workers.engine.backends.registry import BACKENDS
 
-    if not LiteRTBackend().available():
-        raise SystemExit(LiteRTBackend().not_installed_text())
+    backend = BACKENDS[runtime.backend]()
+    if not backend.available():
+        raise SystemExit(backend.not_installed_text())
     timing = QUICK if quick else FULL
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-litert-") as tmp:
-        results = {key: bench_model(CASES[key], Path(tmp), rounds, timing) for key in models}
+    with tempfile.TemporaryDirectory(prefix=f"bench-{runtime.backend}-") as tmp:
+        results = {key: bench_model(cases[key], Path(tmp), rounds, timing, runtime) for key in models}
     tool_versions = next((model["tool_versions"] for model in results.values() if model["tool_versions"]), {})
     return {
         "mode": "quick" if quick else "full",
@@ -459,10 +491,10 @@ def run(models: list[str], rounds: int, quick: bool) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "versions": {
-            "ai-edge-litert": _version("ai-edge-litert"),
+            runtime.package: _version(runtime.package),
             "onnxruntime": _version("onnxruntime"),
             "torch": _version("torch"),
-            **{key: value for key, value in tool_versions.items() if key != "ai-edge-litert"},
+            **{key: value for key, value in tool_versions.items() if key != runtime.package},
         },
         "models": results,
         "seconds": round(time.perf_counter() - started, 1),
@@ -558,9 +590,18 @@ def print_summary(result: dict[str, Any]) -> None:
             log(f"  {item['name']:<12} not built: {item['note']}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, of {', '.join(CASES)}")
+def main(
+    runtime: Runtime = LITERT,
+    section: str = SECTION,
+    render_result: Callable[[dict[str, Any]], str] = render,
+    summary: Callable[[dict[str, Any]], None] = print_summary,
+    description: str | None = __doc__,
+    cases: dict[str, ModelCase] = CASES,
+    default_models: tuple[str, ...] = DEFAULT_MODELS,
+) -> None:
+    """The command line of this bench, and of bench/executorch.py with its runtime, models and renderer."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(default_models), help=f"comma-separated, of {', '.join(cases)}")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="one round, about 0.3 s per timing: a smoke test")
     parser.add_argument("--no-write", action="store_true", help="don't update BENCHMARKS.md")
@@ -574,20 +615,20 @@ def main() -> None:
         result = json.loads(args.from_json.read_text())
     else:
         models = [name.strip() for name in args.models.split(",") if name.strip()]
-        unknown = [name for name in models if name not in CASES]
+        unknown = [name for name in models if name not in cases]
         if unknown or not models:
-            parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+            parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(cases)}")
         rounds = args.rounds or (1 if args.quick else 3)
         from workers.engine.child import stdout_to_stderr
 
         with stdout_to_stderr() as real_stdout:
-            result = run(models, rounds, args.quick)
-            print_summary(result)
+            result = run(models, rounds, args.quick, runtime, cases)
+            summary(result)
             print(json.dumps(result, indent=1), file=real_stdout)
     if args.from_json:
         print(json.dumps(result, indent=1))
     if not args.no_write:
-        write_section(REPO / "BENCHMARKS.md", SECTION, render(result))
+        write_section(REPO / "BENCHMARKS.md", section, render_result(result))
 
 
 if __name__ == "__main__":
