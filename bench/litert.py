@@ -58,9 +58,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts bench/ first on the path, where bench/executorch.py would stand in for the
-# executorch package (the timing processes load ExecuTorch too): the repository replaces it.
-sys.path[:] = [str(REPO), *(entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench")]
+sys.path.insert(0, str(REPO))
 
 from bench._benchmarks_md import cpu_line, write_section  # noqa: E402
 
@@ -96,7 +94,7 @@ QUICK = Timing(warmup_runs=2, warmup_s=0.05, target_s=0.3, min_runs=3)
 
 @dataclass(frozen=True)
 class Runtime:
-    """The runtime a bench sets against onnxruntime (bench/executorch.py runs this one's machinery
+    """The runtime a bench sets against onnxruntime (bench/executorch_variants.py runs this one's machinery
     for ExecuTorch): its backend's registry name (which builds the variants, and loads them in the
     timing processes), the profile it builds for, and how its notes and versions name it."""
 
@@ -599,7 +597,7 @@ def main(
     cases: dict[str, ModelCase] = CASES,
     default_models: tuple[str, ...] = DEFAULT_MODELS,
 ) -> None:
-    """The command line of this bench, and of bench/executorch.py with its runtime, models and renderer."""
+    """The command line of this bench, and of bench/executorch_variants.py with its runtime, models and renderer."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(default_models), help=f"comma-separated, of {', '.join(cases)}")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3; 1 with --quick)")

@@ -38,9 +38,9 @@ The result is printed as JSON on stdout (progress goes to stderr) and written to
 
 The run's duration is in the section's header.
 
-    python bench/executorch.py                           # cnn and transformer, 3 rounds
-    python bench/executorch.py --quick --no-write --models transformer
-    python bench/executorch.py --from-json result.json  # re-render a saved result
+    python bench/executorch_variants.py                           # cnn and transformer, 3 rounds
+    python bench/executorch_variants.py --quick --no-write --models transformer
+    python bench/executorch_variants.py --from-json result.json  # re-render a saved result
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts bench/ first on the path, where this file would stand in for the executorch package.
-sys.path[:] = [str(REPO), *(entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench")]
+sys.path.insert(0, str(REPO))
 
 from bench import litert  # noqa: E402
 
@@ -129,7 +128,7 @@ def render(result: dict[str, Any]) -> str:
     timing = result["timing"]
     load = result["load_average"]
     paragraph = (
-        f"`python bench/executorch.py` ({result['mode']} run, {result['seconds']:.0f} s) on {result['cpu']}, "
+        f"`python bench/executorch_variants.py` ({result['mode']} run, {result['seconds']:.0f} s) on {result['cpu']}, "
         f"{result['cores']} cores (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end): the "
         f"`{PROFILE_NAME}` profile's ExecuTorch variants (FP32, and INT8 by PT2E static quantization with the "
         "XNNPACK quantizer: per-channel INT8 weights, INT8 activations calibrated on generated samples) as "
