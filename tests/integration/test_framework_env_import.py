@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.hardware.models import Worker
+from apps.hardware.models import HardwareProfile, Worker
 from apps.registry.models import Artifact, ArtifactKind, VersionStatus
 from tests.conftest import client_for
 from tests.framework_envs import framework_model
@@ -59,6 +59,16 @@ def _finished(client, version_id: int) -> dict[str, Any]:
 REFERENCE_COLUMNS = ("litert", "rknn", "executorch")
 
 
+def _validated(version_id: int) -> None:
+    from apps.pipeline.models import Job, JobStatus
+
+    def done():
+        job = Job.objects.filter(run__version_id=version_id, kind="validate").first()
+        return job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+    wait_for(done, timeout=600, what=f"version {version_id}'s validate step")
+
+
 @pytest.mark.reference_columns
 def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
     personas, celery_worker_process, tmp_path_factory
@@ -73,13 +83,20 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
     assert set(CASES) <= set(worker.framework_envs), worker.framework_envs
     assert {f"import-{fmt}" for fmt, _, _ in CASES.values()} <= set(worker.queues)
 
+    # x86-cpu's reference columns (three conversions a model) are asked of the Paddle model only,
+    # for the suite's budget: it goes first, and the columns are turned off once it is validated.
     uploaded = {}
-    for env, (fmt, framework, inputs) in CASES.items():
+    for env, (fmt, framework, inputs) in sorted(CASES.items(), key=lambda case: case[0] != "paddle"):
         source = framework_model(env, "small", tmp_path_factory.mktemp(env))
         body = _upload(client, f"{env}-small", source, inputs)
         assert body["framework"] == framework, body
         assert body["source_artifact"]["format"] == fmt
         uploaded[env] = body["id"]
+        if env == "paddle":
+            _validated(body["id"])
+            profile = HardwareProfile.objects.get(slug=PROFILE)
+            profile.options = {**profile.options, "report_backends": []}
+            profile.save(update_fields=["options"])
 
     for env, version_id in uploaded.items():
         body = _finished(client, version_id)
@@ -95,6 +112,13 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
         assert onnx_artifact.parent_id == body["source_artifact"]["id"]
         validate = reports["validate"][PROFILE]
         assert validate["reports"]["onnxruntime"]["verdict"] == "full", env
+        built = {variant["backend"] for variant in reports["optimize"][PROFILE]["variants"]}
+        assert not built & set(REFERENCE_COLUMNS), built
+        recommendation = reports["recommend"][PROFILE]
+        assert recommendation["winner"] is not None or recommendation["use_baseline"], (env, recommendation)
+        if env != "paddle":
+            assert not validate["matrix"].get("report_only"), validate["matrix"]
+            continue
         # x86-cpu's reference columns: each toolchain's own answer, with its reasons, nothing built for it.
         assert validate["matrix"]["report_only"] == sorted(REFERENCE_COLUMNS), validate["matrix"]
         for backend in REFERENCE_COLUMNS:
@@ -108,10 +132,6 @@ def test_caffe_mxnet_and_paddle_models_go_from_upload_to_a_recommendation(
                 assert cell["status"] != "unknown", (env, backend, row)
                 assert cell["status"] == "supported" or cell["reason"], (env, backend, row)
         assert "RK3588 NPU" in {op["device"] for op in validate["reports"]["rknn"]["ops"]}, env
-        built = {variant["backend"] for variant in reports["optimize"][PROFILE]["variants"]}
-        assert not built & set(REFERENCE_COLUMNS), built
-        recommendation = reports["recommend"][PROFILE]
-        assert recommendation["winner"] is not None or recommendation["use_baseline"], (env, recommendation)
 
 
 def test_a_caffe_layer_the_converter_lacks_fails_the_import_naming_it(personas, celery_worker_process, tmp_path):
