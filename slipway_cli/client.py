@@ -8,6 +8,7 @@ only into the Authorization header: it is never part of a message.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -213,6 +214,8 @@ class ApiClient:
             message = f"{message.rstrip('.')}. The server refused the API token{came_from}: {LOGIN_HINT}."
         elif code == "ambiguous_model":
             message = f"{message} With the CLI, pass --team TEAM."
+        elif code == "team_required":
+            message = _with_team_option(message)
         return ApiError(
             message,
             status=status,
@@ -221,6 +224,17 @@ class ApiClient:
             details=_field_lines(fields),
             transient=transient or (status == 409 and code in IDEMPOTENCY_BUSY),
         )
+
+
+# How the API asks for a team in a request body; the CLI's commands take it as --team.
+_TEAM_FIELD = re.compile(r"with the 'team' field(?: \(its slug\))?")
+
+
+def _with_team_option(message: str) -> str:
+    """The API's "say which one with the 'team' field" in the CLI's words, with --team SLUG."""
+    if _TEAM_FIELD.search(message):
+        return _TEAM_FIELD.sub("with --team SLUG", message)
+    return f"{message} With the CLI, pass --team SLUG."
 
 
 def _field_lines(fields: dict[str, Any], prefix: str = "") -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from slipway_cli import __version__
-from slipway_cli.commands import compare, decide, deploy, gate, login, models, push, report
+from slipway_cli.commands import compare, decide, deploy, gate, login, models, pull, push, report
 from slipway_cli.context import Context
 from slipway_cli.errors import CliError, ExitCode
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", metavar="URL", default=argparse.SUPPRESS, help=url_help)
     parser.add_argument("--version", action="version", version=f"slipway {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (login, models, push, report, compare, gate, decide, deploy):
+    for module in (login, models, push, pull, report, compare, gate, decide, deploy):
         module.add_parser(commands, common)
     return parser
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.accounts.models import ApiToken, Membership, Team
+from apps.accounts.models import ApiToken, Invitation, Membership, Team
 
 
 class MembershipInline(admin.TabularInline):
@@ -37,3 +37,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     # The hash is useless to a reader and the plain value is never stored.
     exclude = ("key_hash",)
     readonly_fields = ("key_id", "created_at", "last_used_at")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("team", "role", "note", "created_by", "created_at", "expires_at", "accepted_by", "revoked_at")
+    list_filter = ("role", "team")
+    # Only the code's hash is stored, and it is of no use to a reader.
+    exclude = ("key_hash",)
+    readonly_fields = ("key_id", "created_by", "created_at", "accepted_by", "accepted_at")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,17 @@ from django.utils import timezone
 from rest_framework import status
 
 from apps.accounts import events
-from apps.accounts.models import ApiToken, Membership, Role, Team
+from apps.accounts.models import (
+    INVITATION_DAYS,
+    INVITATION_PREFIX,
+    ApiToken,
+    Invitation,
+    Membership,
+    Role,
+    Team,
+    hash_token_secret,
+    new_token,
+)
 from apps.accounts.permissions import SCOPES, Action, require
 from apps.audit import services as audit
 from apps.core.api.errors import ApiError, Conflict
@@ -31,14 +42,10 @@ def update_team(team: Team, user: Any, changes: dict[str, Any]) -> Team:
             if field in changes:
                 setattr(team, field, changes[field])
         team.save(update_fields=["name", "four_eyes"])
-        audit.record(
-            "team.updated",
-            team,
-            actor=user,
-            team=team,
-            before=before,
-            after={"name": team.name, "four_eyes": team.four_eyes},
-        )
+        after: dict[str, Any] = {"name": team.name, "four_eyes": team.four_eyes}
+        if reason := (changes.get("reason") or "").strip():
+            after["reason"] = reason
+        audit.record("team.updated", team, actor=user, team=team, before=before, after=after)
         if team.four_eyes != before["four_eyes"]:
             events.four_eyes_changed.send(Team, team=team, actor=user, enabled=team.four_eyes)
     return team
@@ -174,3 +181,151 @@ def revoke_token(token: ApiToken, user: Any) -> ApiToken:
         token.refresh_from_db()
         audit.record("token.revoked", token, actor=user, after={"name": token.name, "key_id": token.key_id})
     return token
+
+
+# ---- invitations ---------------------------------------------------------------------------
+
+MAX_INVITATION_DAYS = 30
+
+
+def create_invitation(
+    team: Team, user: Any, role: str, note: str = "", expires_in_days: int = INVITATION_DAYS
+) -> tuple[Invitation, str]:
+    """A one-time code that makes whoever redeems it a member of `team` with `role`. The code
+    is returned once; only its hash is kept (like an API token's)."""
+    require(user, team, Action.MANAGE)
+    _check_role(role)
+    if not 1 <= expires_in_days <= MAX_INVITATION_DAYS:
+        raise ApiError(
+            "invalid_expiry",
+            f"An invitation lasts 1 to {MAX_INVITATION_DAYS} days; give expires_in_days in that range.",
+        )
+    key_id, secret, code = new_token(INVITATION_PREFIX)
+    with transaction.atomic():
+        invitation = Invitation.objects.create(
+            team=team,
+            role=role,
+            note=(note or "").strip()[:200],
+            key_id=key_id,
+            key_hash=hash_token_secret(secret),
+            created_by=user,
+            expires_at=timezone.now() + timedelta(days=expires_in_days),
+        )
+        audit.record(
+            "invitation.created",
+            invitation,
+            actor=user,
+            team=team,
+            after={
+                "role": role,
+                "note": invitation.note,
+                "key_id": key_id,
+                "expires_at": invitation.expires_at.isoformat(),
+            },
+        )
+    return invitation, code
+
+
+def revoke_invitation(invitation: Invitation, user: Any) -> Invitation:
+    require(user, invitation.team, Action.MANAGE)
+    with transaction.atomic():
+        updated = Invitation.objects.filter(pk=invitation.pk, revoked_at__isnull=True, accepted_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        invitation.refresh_from_db()
+        if not updated:
+            raise Conflict(
+                f"invitation_{invitation.state}", f"This invitation is already {invitation.state}; nothing to revoke."
+            )
+        audit.record(
+            "invitation.revoked", invitation, actor=user, team=invitation.team, after={"key_id": invitation.key_id}
+        )
+    return invitation
+
+
+_BAD_CODE = (
+    "This invitation code is not valid. Check that it was copied whole (it starts with "
+    f"'{INVITATION_PREFIX}_'), or ask the team admin for a new one."
+)
+
+
+def find_invitation(code: str) -> Invitation:
+    """The invitation a code redeems, pending or not; a 404 sentence for a code that matches none
+    (whether malformed, unknown or with a wrong secret: the answer must not tell them apart)."""
+    parts = (code or "").strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != INVITATION_PREFIX:
+        raise ApiError("invalid_invitation", _BAD_CODE, status.HTTP_404_NOT_FOUND)
+    invitation = Invitation.objects.select_related("team", "created_by").filter(key_id=parts[1]).first()
+    if invitation is None or not secrets.compare_digest(invitation.key_hash, hash_token_secret(parts[2])):
+        raise ApiError("invalid_invitation", _BAD_CODE, status.HTTP_404_NOT_FOUND)
+    return invitation
+
+
+def _refuse_unusable(invitation: Invitation) -> None:
+    state = invitation.state
+    if state == "pending":
+        return
+    words = {
+        "accepted": "was already used",
+        "revoked": "was withdrawn by a team admin",
+        "expired": f"expired on {invitation.expires_at:%Y-%m-%d %H:%M} UTC",
+    }[state]
+    raise Conflict(f"invitation_{state}", f"This invitation to team {invitation.team.slug} {words}; ask for a new one.")
+
+
+def accept_invitation(code: str, user: Any | None, username: str = "", password: str = "") -> Membership:
+    """Redeem an invitation: as the signed-in `user`, or by creating the account `username`
+    with `password` (checked by the site's password validators). One use only: the row is
+    locked, so two tabs can't both redeem it."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    found = find_invitation(code)
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().select_related("team").get(pk=found.pk)
+        _refuse_unusable(invitation)
+        team = invitation.team
+        if user is None:
+            username = (username or "").strip()
+            users = get_user_model()
+            if not username or len(username) > 150:
+                raise ApiError("invalid_username", "Choose a user name of 1 to 150 characters to sign in with.")
+            if users.objects.filter(username__iexact=username).exists():
+                raise Conflict(
+                    "username_taken",
+                    f"The user name '{username}' is taken. Choose another, or sign in to that account first and "
+                    "open the invitation again to join with it.",
+                )
+            candidate = users(username=username)
+            try:
+                validate_password(password or "", candidate)
+            except ValidationError as exc:
+                raise ApiError("weak_password", " ".join(exc.messages)) from None
+            candidate.set_password(password)
+            candidate.save()
+            user = candidate
+            audit.record("user.created", user, actor=user, team=team, after={"username": username, "via": "invitation"})
+        if Membership.objects.filter(team=team, user=user).exists():
+            raise Conflict(
+                "already_member",
+                f"You are already in team {team.slug}; a team admin can change your role on the team's page.",
+            )
+        membership = Membership.objects.create(team=team, user=user, role=invitation.role)
+        invitation.accepted_by = user
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_by", "accepted_at"])
+        audit.record(
+            "invitation.accepted",
+            invitation,
+            actor=user,
+            team=team,
+            after={"user": user.get_username(), "role": invitation.role, "key_id": invitation.key_id},
+        )
+        audit.record(
+            "membership.added",
+            membership,
+            actor=user,
+            team=team,
+            after={"user": user.get_username(), "role": invitation.role, "via": "invitation"},
+        )
+    return membership

@@ -66,6 +66,11 @@ class Decision(models.Model):
     override_reason = models.TextField(
         blank=True, help_text="Why the version was approved although a gate failed (required then)."
     )
+    single_reviewer = models.BooleanField(
+        default=False,
+        help_text="The approver also uploaded the version: allowed only while the team works in single-reviewer "
+        "mode (four-eyes off), and shown on the decision wherever it appears.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -146,6 +146,7 @@ def _decide(
     target: str,
     override_reason: str = "",
 ) -> Decision:
+    single_reviewer = kind == DecisionKind.APPROVE and version.created_by_id == user.pk
     decision = Decision.objects.create(
         version=version,
         kind=kind,
@@ -156,6 +157,7 @@ def _decide(
         gates=[g.to_dict() for g in current.gates] if current else [],
         gates_passed=current.gates_passed if current else True,
         override_reason=override_reason,
+        single_reviewer=single_reviewer,
     )
     lifecycle.transition(version, target, reason=f"{decision.get_kind_display().lower()}: {comment}"[:2000], actor=user)
     audit.record(
@@ -168,6 +170,7 @@ def _decide(
             "evidence_sha256": decision.evidence_sha256,
             "gates_passed": decision.gates_passed,
             "override_reason": override_reason,
+            "single_reviewer": single_reviewer,
         },
     )
     _emit(
@@ -182,6 +185,7 @@ def _decide(
                 "evidence_sha256": decision.evidence_sha256,
                 "gates_passed": decision.gates_passed,
                 "override_reason": override_reason,
+                "single_reviewer": single_reviewer,
             },
         },
     )

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -36,7 +36,6 @@ from apps.deployments.models import (
 from apps.deployments.services import (
     CHECK_TARGET_TASK,
     NAME_LIMIT,
-    S3_CREDENTIALS,
     SLUG_PATTERN,
     credential_keys,
     tell_worker,
@@ -124,68 +123,50 @@ def driver_keys_help(attribute: str) -> str:
     return " ".join(sentences)
 
 
-def _clean_credentials(kind: str, value: Any) -> Secret | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ApiError("invalid_credentials", 'Give the credentials as a JSON object, e.g. {"headers": {...}}.')
+def kind_descriptions() -> list[dict[str, Any]]:
+    """Every kind that can be registered, as GET /targets/kinds/ lists it: its label, the options
+    and credentials its driver declares (`OptionSpec`s: type, required, default, help), and
+    whether a private or loopback address needs the target's `allow_private`."""
+    from workers.engine.targets.base import credential_specs, option_specs
+    from workers.engine.targets.registry import DRIVERS
+
+    allowed_for_all = private_outbound_allowed(False)
+    return [
+        {
+            "kind": kind,
+            "label": driver.label,
+            "options": option_specs(driver),
+            "credentials": credential_specs(driver),
+            "private_needs_allow_private": not allowed_for_all,
+        }
+        for kind, driver in sorted(DRIVERS.items())
+    ]
+
+
+def _checked_settings(kind: str, value: Mapping[str, Any], where: Literal["option", "credential"]) -> dict[str, Any]:
+    """`value` checked by the kind's own specs (`check_settings`): unknown keys, required ones, each type."""
+    from workers.engine.targets.base import TargetError, check_settings, credential_specs, option_specs
+
     driver = _driver_class(kind)
-    unknown = sorted(str(key) for key in value if key not in driver.credential_keys)
-    if unknown:
-        known = "; ".join(f"{key}: {what}" for key, what in driver.credential_keys.items())
-        raise ApiError(
-            "invalid_credentials", f"Unknown credential {', '.join(unknown)}. A {driver.label} target takes: {known}."
-        )
-    for key, item in value.items():
-        if key == "headers":
-            if not isinstance(item, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) and k.strip() and "\n" not in k + v for k, v in item.items()
-            ):
-                raise ApiError(
-                    "invalid_credentials",
-                    "The credential 'headers' must be an object of header names to values, both single-line text.",
-                )
-        elif not isinstance(item, str) or not item:
-            raise ApiError("invalid_credentials", f"The credential '{key}' must be non-empty text.")
-    return Secret(json.dumps(dict(value), sort_keys=True)) if value else None
+    specs = option_specs(driver) if where == "option" else credential_specs(driver)
+    try:
+        return check_settings(specs, value, label=driver.label, where=where)
+    except TargetError as exc:
+        raise ApiError(exc.code, exc.message) from None
+
+
+def _clean_credentials(kind: str, value: Any) -> Secret | None:
+    if value is not None and not isinstance(value, Mapping):
+        raise ApiError("invalid_credentials", 'Give the credentials as a JSON object, e.g. {"headers": {...}}.')
+    # None (no secrets) is checked too: a kind may require one.
+    checked = _checked_settings(kind, value or {}, "credential")
+    return Secret(json.dumps(checked, sort_keys=True)) if checked else None
 
 
 def _clean_options(kind: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
+    if value is not None and not isinstance(value, Mapping):
         raise ApiError("invalid_options", "Give the options as a JSON object.")
-    driver = _driver_class(kind)
-    unknown = sorted(str(key) for key in value if key not in driver.option_keys)
-    if unknown:
-        raise ApiError(
-            "invalid_options",
-            f"Unknown option {', '.join(unknown)} for a {driver.label} target; it takes: "
-            f"{', '.join(driver.option_keys)}.",
-        )
-    options = dict(value)
-    paths = options.get("python_paths")
-    if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
-        raise ApiError("invalid_options", "The option python_paths must be a list of absolute directories.")
-    repo = options.get("repository_options")
-    if repo is not None:
-        if not isinstance(repo, Mapping) or not all(isinstance(v, str) for v in repo.values()):
-            raise ApiError(
-                "invalid_options", "The option repository_options must be an object of text values (endpoint_url, ...)."
-            )
-        secret = sorted(set(repo) & set(S3_CREDENTIALS))
-        if secret:
-            raise ApiError(
-                "invalid_options",
-                f"{', '.join(secret)} is a secret: give it in 'credentials', which is encrypted and never shown, "
-                "not in the options.",
-            )
-    for key in ("request_timeout_seconds", "load_timeout_seconds"):
-        if key in options and (
-            isinstance(options[key], bool) or not isinstance(options[key], int | float) or not 0 < options[key] <= 3600
-        ):
-            raise ApiError("invalid_options", f"The option {key} must be a number of seconds between 0 and 3600.")
-    return options
+    return _checked_settings(kind, value or {}, "option")
 
 
 def _check_repository(target: ServingTarget) -> None:

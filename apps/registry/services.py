@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, ProtectedError
 from django.utils.text import slugify
 from rest_framework import status
 
 from apps.accounts.models import Team
 from apps.accounts.permissions import Action, require
-from apps.accounts.scoping import visible_teams
-from apps.core.api.errors import ApiError
+from apps.accounts.scoping import resolve_team
+from apps.audit.services import record
+from apps.core.api.errors import ApiError, Conflict
 from apps.hardware.models import HardwareProfile
 from apps.registry.events import version_created
 from apps.registry.models import Artifact, ArtifactKind, Framework, ModelVersion, RegisteredModel
@@ -67,44 +71,69 @@ def create_model(*, team: Team, user: Any, name: str, slug: str = "", descriptio
         ) from None
 
 
-def get_or_create_model(*, team: Team, user: Any, slug: str) -> RegisteredModel:
-    """The team's model with this slug, registered now if it does not exist yet. Two first
-    uploads to a new slug at once both land in the one model (the loser of the race reads it)."""
-    existing = RegisteredModel.objects.filter(team=team, slug=slug).first()
-    if existing is not None:
-        return existing
-    try:
-        return create_model(team=team, user=user, name=slug, slug=slug)
-    except ApiError as exc:
-        if exc.code != "model_exists":
-            raise
-        return RegisteredModel.objects.get(team=team, slug=slug)
+@dataclass(frozen=True)
+class NewModel:
+    """A model that an upload registers: created with its first version, in the version's
+    transaction, so that an upload refused before its version exists leaves no model behind."""
+
+    team: Team
+    slug: str
+
+
+def _model_for_upload(target: RegisteredModel | NewModel, user: Any) -> RegisteredModel:
+    """The model a version goes into, locked so that concurrent uploads get distinct, gapless
+    numbers (and a delete of the empty model waits). Runs inside the version's transaction.
+    Two first uploads to a new slug at once both land in the one model (get_or_create reads
+    the winner's row after the unique constraint stops the second insert)."""
+    if isinstance(target, NewModel):
+        target, _ = RegisteredModel.objects.get_or_create(
+            team=target.team, slug=target.slug, defaults={"name": target.slug, "created_by": user}
+        )
+    locked = RegisteredModel.objects.select_for_update().filter(pk=target.pk).first()
+    if locked is None:
+        raise Conflict(
+            "model_deleted",
+            f"The model {target.slug} was deleted while this version was uploading, so nothing was stored. "
+            "Upload it again: that registers the model anew.",
+        )
+    return target
+
+
+def delete_empty_model(model: RegisteredModel, user: Any) -> None:
+    """Delete a model that has no versions (e.g. registered by hand and never used). A model
+    with versions stays: its versions, reports and decisions are evidence."""
+    require(user, model.team, Action.UPLOAD)
+    with transaction.atomic():
+        # The model's lock, as an upload takes it before numbering its version: either the
+        # upload's version exists now, or the upload finds the model gone and says so.
+        RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
+        count = model.versions.count()
+        if count:
+            raise Conflict(
+                "model_has_versions",
+                f"The model {model.slug} has {count} version{'s' if count != 1 else ''}, so it can't be deleted: "
+                "versions, their reports and review decisions are evidence that Slipway keeps. Only a model with "
+                "no versions can be deleted.",
+            )
+        before = {
+            "name": model.name,
+            "slug": model.slug,
+            "description": model.description,
+            "policies": list(model.policies.values_list("name", flat=True)),
+        }
+        record("model.deleted", model, actor=user, before=before)
+        try:
+            model.delete()
+        except ProtectedError:
+            raise Conflict(
+                "model_in_use",
+                f"The model {model.slug} is still referenced (by deployments), so it can't be deleted.",
+            ) from None
 
 
 def resolve_team_for_new_model(user: Any, team_slug: str | None) -> Team:
-    teams = visible_teams(user)
-    if team_slug:
-        team = teams.filter(slug=team_slug).first()
-        if team is None:
-            raise ApiError(
-                "unknown_team",
-                f"You are not a member of a team called '{team_slug}'.",
-                status.HTTP_404_NOT_FOUND,
-            )
-        return team
-    candidates = list(teams[:2])
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ApiError(
-            "no_team",
-            "You are not a member of any team yet. Ask an admin to add you to one.",
-            status.HTTP_403_FORBIDDEN,
-        )
-    raise ApiError(
-        "team_required",
-        "You belong to several teams; say which one with the 'team' field (its slug).",
-    )
+    """The team named by slug (any the user can see), else `default_team` for uploading."""
+    return resolve_team(user, team_slug, Action.UPLOAD)
 
 
 def resolve_profiles(slugs: list[str] | None) -> list[HardwareProfile]:
@@ -130,6 +159,81 @@ def _check_npz(uploaded: Any, what: str) -> None:
         raise ApiError(
             f"invalid_{what}", exc.message.replace("calibration", what).replace("Calibration", what.title())
         ) from exc
+
+
+# Read no more of an MXNet zip's symbol than this in the web process; a bigger one is left to the worker.
+MXNET_SYMBOL_READ_LIMIT = 16 * 2**20
+
+
+def check_signature_given(fmt: str, path: Path, specs: tuple[Any, ...]) -> None:
+    """A 400 before anything is stored when the file records no input shapes and no `inputs`
+    came with it (TorchScript; an MXNet symbol without shape hints): its import would only
+    fail at the worker, leaving a failed version that no re-run can help."""
+    if specs:
+        return
+    if fmt == "pytorch-torchscript":
+        what = "A TorchScript file does not record its input shapes"
+        names = ["input"]
+        per_input = "one entry per argument of the module's forward, in order"
+        varying = 'a name such as "batch" for each dim that varies'
+    elif fmt == "mxnet":
+        names = _mxnet_inputs_without_shapes(path)
+        if not names:
+            return
+        what = "This MXNet symbol records no input shapes (no variable has a __shape__)"
+        per_input = "one entry per data input of the symbol"
+        varying = 'only the first dim (the batch) may vary, e.g. "batch"'
+    else:
+        return
+    example = json.dumps([{"name": name, "shape": ["batch", 3, 224, 224], "dtype": "float32"} for name in names])
+    raise ApiError(
+        "inputs_required",
+        f"{what}, so Slipway needs them at upload: send the 'inputs' field with each input's name, shape and "
+        f"dtype ({per_input}; {varying}), for example inputs={example} with your model's sizes. "
+        "Nothing was stored.",
+    )
+
+
+def _mxnet_inputs_without_shapes(path: Path) -> list[str]:
+    """The first variable of an uploaded MXNet zip's symbol (its data input, as HybridBlock.export
+    and the Module API write them), when no variable records a shape; [] when one does (the
+    import may find what it needs) or the symbol can't be read here: the worker judges those."""
+    from workers.engine.archive import zip_names
+    from workers.engine.importers.side import MxnetImporter
+
+    try:
+        roles, _ = MxnetImporter().pick(zip_names(path) or [])
+        with zipfile.ZipFile(path) as zipped:
+            info = zipped.getinfo(roles["symbol"])
+            if info.file_size > MXNET_SYMBOL_READ_LIMIT:
+                return []
+            with zipped.open(info) as member:
+                document = json.loads(member.read(MXNET_SYMBOL_READ_LIMIT + 1))
+    # RuntimeError: an encrypted member, or JSON nested past the recursion limit.
+    except (
+        ModelError,
+        KeyError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ):
+        return []
+    nodes = document.get("nodes") if isinstance(document, dict) else None
+    if not isinstance(nodes, list):
+        return []
+    variables = [node for node in nodes if isinstance(node, dict) and node.get("op") == "null"]
+    for node in variables:
+        # MXNet has written a node's attributes under each of these keys over its versions.
+        for key in ("attrs", "attr", "param"):
+            attrs = node.get(key)
+            if isinstance(attrs, dict) and "__shape__" in attrs:
+                return []
+    first = variables[0].get("name") if variables else None
+    return [first] if isinstance(first, str) and first else []
 
 
 @dataclass(frozen=True)
@@ -196,7 +300,7 @@ def _store_upload(uploaded: Any, sha256: str) -> tuple[str, bool]:
 
 def upload_version(
     *,
-    model: RegisteredModel,
+    model: RegisteredModel | NewModel,
     user: Any,
     uploaded: Any,
     notes: str = "",
@@ -211,12 +315,14 @@ def upload_version(
     """Store an uploaded file, create the next version, and announce it (`events.version_created`:
     the pipeline starts its run in the same transaction and sends its first job after commit).
 
-    `uploaded` is the handler's temporary file (already on disk, hashed); `calibration` and
-    `validation` optional .npz files likewise. Bad input is refused here with a 400 before
-    anything is stored; a failure after blobs were written removes them again unless another
-    artifact shares them.
+    `model` is a `NewModel` when the upload registers it: the model is created with the version,
+    in one transaction, so a refused upload leaves no empty model. `uploaded` is the handler's
+    temporary file (already on disk, hashed); `calibration` and `validation` optional .npz files
+    likewise. Bad input is refused here with a 400 before anything is stored; a failure after
+    blobs were written removes them again unless another artifact shares them.
     """
-    require(user, model.team, Action.UPLOAD)
+    team = model.team
+    require(user, team, Action.UPLOAD)
     evaluation = evaluation or Evaluation()
     if uploaded.size == 0:
         raise ApiError(
@@ -231,6 +337,7 @@ def upload_version(
         parse_output_declarations(output_declarations)
     except ModelError as exc:
         raise ApiError(exc.code, exc.message) from exc
+    check_signature_given(fmt, Path(uploaded.temporary_file_path()), specs)
     if specs and fmt in ("onnx", "onnx-zip"):
         # An ONNX file carries its own signature; accepting another one and ignoring it would
         # let a user believe the shapes they gave are the ones measured.
@@ -258,14 +365,13 @@ def upload_version(
                 if side_created:
                     new_keys.append(side_keys[what])
         with transaction.atomic():
-            # Lock the model row so concurrent uploads get distinct, gapless numbers.
-            RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
-            number = (model.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            registered = _model_for_upload(model, user)
+            number = (registered.versions.aggregate(n=Max("number"))["n"] or 0) + 1
             # The four-eyes rule in force now stays with the version (turning it off later does
             # not lift it). Read under the model's lock, which turning the rule on also takes.
-            four_eyes = Team.objects.filter(pk=model.team_id).values_list("four_eyes", flat=True).get()
+            four_eyes = Team.objects.filter(pk=team.pk).values_list("four_eyes", flat=True).get()
             version = ModelVersion.objects.create(
-                model=model,
+                model=registered,
                 number=number,
                 framework=framework_for(fmt),
                 notes=notes,

@@ -34,10 +34,15 @@ def sign_in(request: HttpRequest, username: str, password: str) -> Any:
             "That username and password don't match an active account. Check both and try again.",
             status.HTTP_400_BAD_REQUEST,
         )
-    with transaction.atomic():
-        login(request, user)
-        record("session.login", user, actor=user, object_repr=user.get_username())
+    start_session(request, user)
     return user
+
+
+def start_session(request: HttpRequest, user: Any) -> None:
+    """Sign `user` in on this browser (after a password check or an accepted invitation)."""
+    with transaction.atomic():
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        record("session.login", user, actor=user, object_repr=user.get_username())
 
 
 def sign_out(request: HttpRequest) -> None:

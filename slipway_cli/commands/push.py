@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,17 @@ from slipway_cli.versions import (
 
 HELP = "upload a model version (streamed), optionally wait for its pipeline"
 DESCRIPTION = """\
-Upload FILE as a new version of the model NAME (created in your team if it does not exist
-yet), streamed from disk with a progress bar on stderr. Slipway then converts, inspects,
-validates, optimizes, checks parity, benchmarks and recommends a variant per hardware
-profile; --wait follows those steps until the version is ready for review or has failed.
+Upload FILE as a new version of the model NAME (created with it in your team if it does not
+exist yet; give --team when you may upload in several), streamed from disk with a progress
+bar on stderr. Slipway then converts, inspects, validates, optimizes, checks parity,
+benchmarks and recommends a variant per hardware profile; --wait follows those steps until
+the version is ready for review or has failed.
 
 FILE is an ONNX model (.onnx, or a .zip holding model.onnx plus its external data), or a
-framework file Slipway converts: TorchScript, torch.export, a zipped TensorFlow SavedModel,
-Keras .keras, TFLite, scikit-learn (skops), XGBoost, LightGBM, or one .zip of a Caffe model
-(.prototxt + .caffemodel), an MXNet model (-symbol.json + .params; give --inputs) or a
-PaddlePaddle model (.pdmodel or .json + .pdiparams).
+framework file Slipway converts: TorchScript (give --inputs), torch.export, a zipped
+TensorFlow SavedModel, Keras .keras, TFLite, scikit-learn (skops), XGBoost, LightGBM, or one
+.zip of a Caffe model (.prototxt + .caffemodel), an MXNet model (-symbol.json + .params;
+give --inputs) or a PaddlePaddle model (.pdmodel or .json + .pdiparams).
 
 Each push sends a fresh Idempotency-Key and reuses it when it retries after a lost
 connection, so a retried upload never makes two versions.
@@ -219,6 +221,8 @@ def upload(ctx: Context, args: argparse.Namespace, client: ApiClient) -> dict[st
             on_retry=on_retry,
         )
     except CliError as exc:
+        if isinstance(exc, ApiError) and exc.code == "inputs_required":
+            exc.message = _with_inputs_option(exc.message)
         if exc.transient:
             # An attempt may have reached the server: a blind re-push (new key) could make two versions.
             exc.details.append(
@@ -227,6 +231,19 @@ def upload(ctx: Context, args: argparse.Namespace, client: ApiClient) -> dict[st
             )
         raise
     return version
+
+
+# How the API asks for an input signature: "send the 'inputs' field ... for example inputs=[...]".
+_INPUTS_FIELD = re.compile(r"send the 'inputs' field")
+_INPUTS_EXAMPLE = re.compile(r"inputs=(\[.*?\])(?= )")
+
+
+def _with_inputs_option(message: str) -> str:
+    """The API's request for the 'inputs' field in the CLI's words, with --inputs."""
+    if not _INPUTS_FIELD.search(message):
+        return f"{message} With the CLI, pass --inputs JSON."
+    message = _INPUTS_FIELD.sub("pass --inputs", message)
+    return _INPUTS_EXAMPLE.sub(lambda m: f"--inputs '{m.group(1)}'", message)
 
 
 def _busy(exc: CliError) -> bool:

@@ -14,6 +14,7 @@ DOMAIN_MODELS = [
     "accounts.team",
     "accounts.membership",
     "accounts.apitoken",
+    "accounts.invitation",
     "registry.registeredmodel",
     "registry.modelversion",
     "registry.artifact",
@@ -44,6 +45,11 @@ def test_admin_changelist_and_change_page_render(label, broker):
 
     Membership.objects.create(team=version.model.team, user=version.created_by)
     ApiToken.issue(version.created_by, "ci", ["read"])
+    from apps.accounts.services import create_invitation
+
+    version.created_by.is_superuser = True
+    version.created_by.save(update_fields=["is_superuser"])
+    create_invitation(version.model.team, version.created_by, "approver", "for a reviewer")
     Artifact.objects.create(
         version=version, kind="source", name="source", format="onnx", sha256="0" * 64, size=1, storage_key="k"
     )

@@ -135,6 +135,17 @@ def _live(w: World) -> Deployment:
     return w.live  # type: ignore[attr-defined]
 
 
+def _empty_model(w: World) -> Any:
+    """A model of the team with no versions, which may be deleted (made on first use)."""
+    if getattr(w, "empty_model", None) is None:
+        from apps.registry.models import RegisteredModel
+
+        w.empty_model = RegisteredModel.objects.create(  # type: ignore[attr-defined]
+            team=w.ready.model.team, name="Empty", slug="empty", created_by=w.users["data_scientist"]
+        )
+    return w.empty_model  # type: ignore[attr-defined]
+
+
 def _device(w: World) -> Any:
     """A device of the team, registered with an enrollment token (made on first use)."""
     if getattr(w, "device", None) is None:
@@ -152,6 +163,49 @@ def _enrollment_token(w: World) -> str:
 
 
 _PROBE = {"host": "box", "arch": "x86_64", "cpu_model": "x", "cpu_flags": [], "cores": 2, "memory_bytes": 1, "gpus": []}
+
+
+def _stored_artifact(w: World) -> Any:
+    """A variant of the ready version whose bytes are in the artifact storage (made on first use)."""
+    if getattr(w, "stored_artifact", None) is None:
+        import hashlib
+        import io
+
+        from apps.registry.models import Artifact
+        from apps.registry.storage import put_blob
+
+        digest = hashlib.sha256(w.onnx).hexdigest()
+        key, _ = put_blob(io.BytesIO(w.onnx), digest)
+        w.stored_artifact = Artifact.objects.create(  # type: ignore[attr-defined]
+            version=w.ready,
+            kind="variant",
+            name="x86-cpu/mlp",
+            format="onnx",
+            sha256=digest,
+            size=len(w.onnx),
+            storage_key=key,
+        )
+    return w.stored_artifact  # type: ignore[attr-defined]
+
+
+def _invitation(w: World) -> Any:
+    """A pending invitation to the team, made on first use: (row, code)."""
+    if getattr(w, "invitation", None) is None:
+        from apps.accounts.services import create_invitation
+
+        w.invitation = create_invitation(w.approved.model.team, w.users["admin"], "viewer")  # type: ignore[attr-defined]
+    return w.invitation  # type: ignore[attr-defined]
+
+
+def _elsewhere_code(w: World) -> str:
+    """An invitation to a team none of the personas is in, so every caller can redeem it."""
+    from apps.accounts.services import create_invitation
+    from tests.factories import TeamFactory
+
+    team = TeamFactory(slug="elsewhere")
+    boss = UserFactory(username="boss")
+    MembershipFactory(team=team, user=boss, role="admin")
+    return create_invitation(team, boss, "viewer")[1]
 
 
 def _target_url(suffix: str = "") -> Callable[[World, str], str]:
@@ -175,6 +229,48 @@ MATRIX: list[Row] = [
         const("/api/v1/teams/vision/members/"),
         lambda w: {"username": "newcomer", "role": "viewer"},
     ),
+    Row("GET", "teams/<slug:slug>/invitations/", ADMINS, 200, const("/api/v1/teams/vision/invitations/")),
+    Row(
+        "POST",
+        "teams/<slug:slug>/invitations/",
+        ADMINS,
+        201,
+        const("/api/v1/teams/vision/invitations/"),
+        lambda w: {"role": "viewer"},
+    ),
+    Row(
+        "GET",
+        "teams/<slug:slug>/invitations/<int:pk>/",
+        ADMINS,
+        200,
+        lambda w, r: f"/api/v1/teams/vision/invitations/{_invitation(w)[0].pk}/",
+    ),
+    Row(
+        "DELETE",
+        "teams/<slug:slug>/invitations/<int:pk>/",
+        ADMINS,
+        204,
+        lambda w, r: f"/api/v1/teams/vision/invitations/{_invitation(w)[0].pk}/",
+    ),
+    # redeeming an invitation: the code is the credential, signed in or not
+    Row(
+        "POST",
+        "invitations/preview/",
+        frozenset(ROLES),
+        200,
+        const("/api/v1/invitations/preview/"),
+        lambda w: {"code": _invitation(w)[1]},
+        kind="open",
+    ),
+    Row(
+        "POST",
+        "invitations/accept/",
+        frozenset(ROLES),
+        200,
+        const("/api/v1/invitations/accept/"),
+        lambda w: {"code": _elsewhere_code(w), "username": "joiner", "password": "long enough pw 42"},
+        kind="open",
+    ),
     Row("GET", "teams/<slug:slug>/members/<str:username>/", MEMBERS, 200, const("/api/v1/teams/vision/members/sam/")),
     Row(
         "PATCH",
@@ -188,6 +284,13 @@ MATRIX: list[Row] = [
     Row("GET", "models/", EVERYONE, 200, const("/api/v1/models/?team=vision"), kind="list"),
     Row("POST", "models/", UPLOADERS, 201, const("/api/v1/models/"), lambda w: {"name": "Fresh", "team": "vision"}),
     Row("GET", "models/<slug:slug>/", MEMBERS, 200, lambda w, r: f"/api/v1/models/{w.ready.model.slug}/?team=vision"),
+    Row(
+        "DELETE",
+        "models/<slug:slug>/",
+        UPLOADERS,
+        204,
+        lambda w, r: f"/api/v1/models/{_empty_model(w).slug}/?team=vision",
+    ),
     Row(
         "GET",
         "models/<slug:slug>/versions/",
@@ -206,6 +309,7 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "profiles/", EVERYONE, 200, const("/api/v1/profiles/"), kind="open"),
     Row("GET", "workers/", EVERYONE, 200, const("/api/v1/workers/"), kind="open"),
+    Row("GET", "queues/", EVERYONE, 200, const("/api/v1/queues/"), kind="open"),
     Row("GET", "devices/", EVERYONE, 200, const("/api/v1/devices/"), kind="list"),
     Row(
         "POST",
@@ -261,6 +365,21 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "versions/<int:pk>/decisions/", MEMBERS, 200, v("approved", "decisions/")),
     Row("GET", "decisions/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/decisions/{w.decision.pk}/"),
+    Row(
+        "GET",
+        "decisions/<int:pk>/evidence/",
+        MEMBERS,
+        200,
+        lambda w, r: f"/api/v1/decisions/{w.decision.pk}/evidence/",
+    ),
+    Row("GET", "versions/<int:pk>/report/", MEMBERS, 200, v("ready", "report/?format=csv")),
+    Row(
+        "GET",
+        "artifacts/<int:pk>/download/",
+        MEMBERS,
+        200,
+        lambda w, r: f"/api/v1/artifacts/{_stored_artifact(w).pk}/download/",
+    ),
     Row("GET", "policies/", EVERYONE, 200, const("/api/v1/policies/?team=vision"), kind="list"),
     Row(
         "POST",
@@ -361,6 +480,8 @@ MATRIX: list[Row] = [
             "allow_private": True,
         },
     ),
+    # the kinds and what each takes: reference data, like the hardware profiles
+    Row("GET", "targets/kinds/", EVERYONE, 200, const("/api/v1/targets/kinds/"), kind="open"),
     Row("GET", "targets/<int:pk>/", MEMBERS, 200, _target_url()),
     Row("PATCH", "targets/<int:pk>/", ADMINS, 200, _target_url(), lambda w: {"enabled": False}),
     Row("DELETE", "targets/<int:pk>/", ADMINS, 204, _target_url()),
@@ -430,6 +551,9 @@ def test_every_endpoint_has_a_row():
 
 @pytest.fixture
 def world(personas, tmp_path, monkeypatch, broker) -> World:
+    from django.core.cache import cache
+
+    cache.clear()  # the sign-in limit counts the session and invitation rows' requests
     MembershipFactory(team=personas.team, user=UserFactory(username="sam"), role="viewer")
     UserFactory(username="newcomer")
     ready = finished_version(team=personas.team, uploader=personas.owner)

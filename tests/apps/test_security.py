@@ -36,6 +36,10 @@ PUBLIC = {
     "healthz": "load balancers probe it; it says only whether the database answers",
     "api/v1/agent/register/": "a device's agent registers with a one-time enrollment token in the body (POST only); "
     "it has no other credential yet",
+    "api/v1/invitations/preview/": "an invitee reads which team an invitation code is for (POST only; the code "
+    "is the credential, rate-limited like sign-in)",
+    "api/v1/invitations/accept/": "an invitee redeems a one-time invitation code, creating an account when signed "
+    "out (POST only; CSRF-checked and rate-limited like sign-in)",
     "admin/": "Django's admin redirects to its login page",
     "admin/login/": "the admin's login page",
     "admin/logout/": "logging out needs no login",
@@ -181,8 +185,16 @@ def _create_webhook(client: APIClient, key: str):
     return client.post("/api/v1/webhooks/", {**body, "allow_private": True}, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
+def _create_invitation(client: APIClient, key: str):
+    return client.post(
+        "/api/v1/teams/vision/invitations/", {"role": "approver"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+
+
 SECRET_ANSWERS = {
     ("post", "/api/v1/tokens/"): ("token", _create_token),
+    # its answer's "code" field shares a name with the error shape's; the link carries the code too
+    ("post", "/api/v1/teams/{slug}/invitations/"): ("link", _create_invitation),
     ("post", "/api/v1/webhooks/"): ("secret", _create_webhook),
     ("post", "/api/v1/webhooks/{id}/rotate-secret/"): ("secret", None),  # needs a webhook: below
 }
@@ -236,7 +248,7 @@ def test_a_retry_never_gets_a_one_time_secret_again_and_none_is_kept_for_replays
     assert ApiToken.objects.count() == 1
 
     stored = str(list(IdempotencyRecord.objects.values_list("response_body", flat=True)))
-    assert len(shown) == 3 and not [secret for secret in shown if secret in stored]
+    assert len(shown) == 4 and not [secret for secret in shown if secret in stored]
 
 
 def test_replay_records_made_before_the_fix_lose_their_secrets():

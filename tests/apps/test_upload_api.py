@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken
+from apps.audit.models import AuditEvent
 from apps.pipeline.models import Job, JobStatus, PipelineRun
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel, VersionStatus
 from tests import modelzoo
 from tests.conftest import client_for
+from tests.factories import MembershipFactory, ModelVersionFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -376,3 +379,146 @@ def test_bad_output_declarations_are_refused_with_an_example(personas, onnx_byte
     assert body["code"] == "invalid_output_declarations"
     assert "'output'" in body["message"] and '"scores"' in body["message"] and "Declare outputs like" in body["message"]
     assert not ModelVersion.objects.exists() and _stored_blobs() == []
+
+
+# --- a refused upload registers nothing; an empty model can be deleted ----------------------
+
+
+@pytest.mark.parametrize("case", ["not onnx", "empty", "zip bomb", "zip without a model"])
+def test_a_refused_first_upload_leaves_no_model_behind(personas, onnx_bytes, tmp_path, case):
+    data, filename, code = _bad_inputs(tmp_path, onnx_bytes)[case]
+    response = _upload(client_for(personas.owner), "digits", filename, data, team="vision")
+    assert response.status_code == 400 and response.json()["code"] == code
+    assert not RegisteredModel.objects.exists(), "a refused upload registers no model"
+    assert _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes).status_code == 201
+    assert RegisteredModel.objects.get().slug == "digits"
+
+
+def test_a_first_upload_refused_for_full_storage_leaves_no_model_behind(personas, onnx_bytes, monkeypatch):
+    from apps.registry import services
+    from apps.registry.storage import StorageFull
+
+    def full(uploaded, sha256):
+        raise StorageFull(size=uploaded.size)
+
+    monkeypatch.setattr(services, "put_blob", full)
+    response = _upload(client_for(personas.owner), "digits", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 507
+    assert not RegisteredModel.objects.exists()
+
+
+def test_an_empty_model_can_be_deleted_and_the_deletion_is_audited(personas):
+    RegisteredModel.objects.create(team=personas.team, name="Typo", slug="typo", created_by=personas.owner)
+    assert client_for(personas.viewer).delete("/api/v1/models/typo/").status_code == 403
+    assert client_for(personas.outsider).delete("/api/v1/models/typo/").status_code == 404
+    response = client_for(personas.owner).delete("/api/v1/models/typo/")
+    assert response.status_code == 204, response.content
+    assert not RegisteredModel.objects.exists()
+    event = AuditEvent.objects.get(action="model.deleted")
+    assert event.actor == "dana" and event.team == "vision" and event.before["slug"] == "typo"
+
+
+def test_a_model_with_versions_can_not_be_deleted(personas):
+    model = RegisteredModel.objects.create(team=personas.team, name="Kept", slug="kept", created_by=personas.owner)
+    ModelVersionFactory(model=model, created_by=personas.owner)
+    response = client_for(personas.owner).delete("/api/v1/models/kept/")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "model_has_versions"
+    assert "has 1 version" in body["message"] and "evidence" in body["message"]
+    assert RegisteredModel.objects.filter(slug="kept").exists()
+    assert not AuditEvent.objects.filter(action="model.deleted").exists()
+
+
+# --- the team of a new model -----------------------------------------------------------------
+
+
+def test_a_superuser_in_one_team_of_two_uploads_without_naming_it(personas, onnx_bytes):
+    root = UserFactory(username="root", is_superuser=True, is_staff=True)
+    MembershipFactory(team=personas.other_team, user=root, role="admin")
+    response = _upload(client_for(root), "scorer", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 201, response.json()
+    assert response.json()["team"] == "fraud"
+
+
+def test_a_superuser_in_no_team_is_asked_which_of_them(personas, onnx_bytes):
+    root = UserFactory(username="root", is_superuser=True, is_staff=True)
+    response = _upload(client_for(root), "scorer", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 400
+    assert response.json()["code"] == "team_required"
+    assert "(fraud, vision)" in response.json()["message"]
+    assert not RegisteredModel.objects.exists()
+
+
+def test_the_team_where_the_user_may_upload_is_the_default(personas, onnx_bytes):
+    MembershipFactory(team=personas.other_team, user=personas.owner, role="viewer")
+    response = _upload(client_for(personas.owner), "scorer", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 201, response.json()
+    assert response.json()["team"] == "vision"
+
+
+def test_a_user_uploading_in_two_teams_is_given_the_list(personas, onnx_bytes):
+    MembershipFactory(team=personas.other_team, user=personas.owner, role="data_scientist")
+    MembershipFactory(team=TeamFactory(slug="audio"), user=UserFactory(username="else"), role="admin")
+    response = _upload(client_for(personas.owner), "scorer", "mlp.onnx", onnx_bytes)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "team_required"
+    assert body["message"] == (
+        "You belong to several teams (fraud, vision); say which one with the 'team' field (its slug)."
+    )
+    assert not RegisteredModel.objects.exists()
+
+
+# --- formats that record no input signature --------------------------------------------------
+
+
+def _torchscript_bytes() -> bytes:
+    """The layout torch.jit.save writes; refused or accepted at upload before anything loads it."""
+    return _zip_bytes({"mlp/data.pkl": b"\x80\x02.", "mlp/constants.pkl": b"\x80\x02.", "mlp/version": b"3\n",
+                       "mlp/code/__torch__/mlp.py": b"def forward(self, x):\n  return x\n"})  # fmt: skip
+
+
+def _mxnet_bytes(shape_hint: bool) -> bytes:
+    data: dict[str, object] = {"op": "null", "name": "data", "inputs": []}
+    if shape_hint:
+        data["attrs"] = {"__shape__": "(1, 8)"}
+    symbol = {
+        "nodes": [
+            data,
+            {"op": "null", "name": "fc_weight", "inputs": []},
+            {"op": "FullyConnected", "name": "fc", "attrs": {"num_hidden": "2"}, "inputs": [[0, 0, 0], [1, 0, 0]]},
+        ],
+        "arg_nodes": [0, 1],
+        "heads": [[2, 0, 0]],
+    }
+    return _zip_bytes({"net-symbol.json": json.dumps(symbol).encode(), "net-0000.params": b"params"})
+
+
+def test_torchscript_without_inputs_is_refused_at_upload_with_the_json_to_give(personas):
+    response = _upload(client_for(personas.owner), "scripted", "mlp.pt", _torchscript_bytes(), team="vision")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "inputs_required"
+    assert "TorchScript file does not record its input shapes" in body["message"]
+    assert 'inputs=[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]' in body["message"]
+    assert not RegisteredModel.objects.exists() and not ModelVersion.objects.exists() and _stored_blobs() == []
+
+    inputs = '[{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]'
+    response = _upload(client_for(personas.owner), "scripted", "mlp.pt", _torchscript_bytes(), team="vision",
+                       inputs=inputs)  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert response.json()["source_artifact"]["format"] == "pytorch-torchscript"
+
+
+def test_an_mxnet_symbol_without_shapes_needs_inputs_at_upload(personas):
+    response = _upload(client_for(personas.owner), "mx", "net.zip", _mxnet_bytes(shape_hint=False), team="vision")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "inputs_required"
+    assert '[{"name": "data", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]' in body["message"]
+    assert not RegisteredModel.objects.exists()
+    # A symbol whose variable records its shape may be imported without a declaration.
+    response = _upload(client_for(personas.owner), "mx", "net.zip", _mxnet_bytes(shape_hint=True), team="vision")
+    assert response.status_code == 201, response.json()
+    assert response.json()["framework"] == "mxnet"

@@ -70,7 +70,7 @@ def test_sign_in_with_csrf_then_who_am_i_then_sign_out(personas):
     body = signed_in.json()
     assert body["username"] == "dana"
     assert body["teams"] == [
-        {"slug": "vision", "name": personas.team.name, "role": "data_scientist", "four_eyes": True}
+        {"slug": "vision", "name": personas.team.name, "role": "data_scientist", "four_eyes": True, "reviewers": 2}
     ]
     assert "sessionid" in signed_in.cookies
     token = signed_in.cookies["csrftoken"].value  # rotated at sign-in

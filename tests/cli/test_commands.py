@@ -175,6 +175,7 @@ def test_rollback_with_nothing_live_or_several_live(api: FakeApi, cli):
         ["login"],
         ["models", "list"],
         ["push"],
+        ["pull"],
         ["report"],
         ["compare"],
         ["gate"],
@@ -190,7 +191,7 @@ def test_every_command_has_help(command, capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: slipway")
-    if command in (["push"], ["gate"], ["deploy"], ["report"], ["compare"], []):
+    if command in (["push"], ["pull"], ["gate"], ["deploy"], ["report"], ["compare"], []):
         assert "exit codes:" in text
 
 
@@ -201,6 +202,7 @@ def test_the_parser_knows_every_command():
         "login",
         "models",
         "push",
+        "pull",
         "report",
         "compare",
         "gate",

@@ -176,6 +176,34 @@ def test_a_refused_upload_is_not_retried_and_its_field_errors_are_shown(api: Fak
     assert "  tolerance: Unknown setting 'min_cos'." in result.err
 
 
+def test_a_team_required_answer_names_the_team_option(api: FakeApi, cli, tmp_path):
+    message = "You belong to several teams (fraud, vision); say which one with the 'team' field (its slug)."
+    api.add("POST", UPLOAD, Reply(400, {"code": "team_required", "message": message, "fields": {}}))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    result = cli("push", str(model), "--model", "scorer")
+    assert result.code == 2
+    assert "slipway: You belong to several teams (fraud, vision); say which one with --team SLUG." in result.err
+    assert "'team' field" not in result.err
+
+
+def test_an_inputs_required_answer_names_the_inputs_option(api: FakeApi, cli, tmp_path):
+    example = '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]'
+    message = (
+        "A TorchScript file does not record its input shapes, so Slipway needs them at upload: send the 'inputs' "
+        f"field with each input's name, shape and dtype (one entry per argument of the module's forward, in order; "
+        f'a name such as "batch" for each dim that varies), for example inputs={example} with your model\'s sizes. '
+        "Nothing was stored."
+    )
+    api.add("POST", UPLOAD, Reply(400, {"code": "inputs_required", "message": message, "fields": {}}))
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"PK")
+    result = cli("push", str(model), "--model", "scorer")
+    assert result.code == 2
+    assert "pass --inputs with each input's name" in result.err
+    assert f"for example --inputs '{example}' with your model's sizes" in result.err
+
+
 def test_bad_arguments_are_refused_before_uploading(api: FakeApi, cli, tmp_path):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"onnx")

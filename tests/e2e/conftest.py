@@ -119,7 +119,7 @@ def app_server(browser_ready, worker_env, celery_worker_process, tmp_path_factor
 def journey(app_server, tmp_path):
     """Run one phase of tests/e2e/journey.mjs in a fresh chromium profile; its JSON findings."""
 
-    def run(phase: str, timeout: float = 600, **values: Any) -> dict[str, Any]:
+    def run(phase: str, timeout: float = 600, script: Path = JOURNEY, **values: Any) -> dict[str, Any]:
         env = {
             **os.environ,
             "BASE_URL": app_server,
@@ -129,7 +129,7 @@ def journey(app_server, tmp_path):
             **{key.upper(): str(value) for key, value in values.items()},
         }
         done = subprocess.run(
-            ["node", str(JOURNEY), phase],
+            ["node", str(script), phase],
             cwd=REPO,
             env=env,
             capture_output=True,

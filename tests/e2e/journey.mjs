@@ -3,10 +3,13 @@
 // of the journey, and prints one JSON line with what it found. Python starts the server, the
 // worker and the users, runs the phases in order and checks the database between them.
 //
-//   node tests/e2e/journey.mjs <phase>      phase: scientist | approver | deployer
+//   node tests/e2e/journey.mjs <phase>
+//   phase: teamadmin | invitee | scientist | approver | deployer
 //   env: BASE_URL, USERNAME, PASSWORD, SHOTS (screenshot folder), WORK (scratch folder),
 //        MODEL (scientist: the .onnx to upload), MODEL_NAME, VERSION_ID (approver, deployer),
-//        TARGET (deployer: the target's slug), CHROMIUM (default /usr/bin/chromium)
+//        TARGET (deployer: the target's slug), TRITON_URL and REPOSITORY (teamadmin: a target
+//        to register through the form, when set), LINK (invitee: the invitation link),
+//        CHROMIUM (default /usr/bin/chromium)
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -82,24 +85,27 @@ async function scientist(page) {
     .click();
   step("uploaded through the file input");
 
-  const pipeline = page.getByRole("heading", {
-    name: `${env("MODEL_NAME")} v1: pipeline`,
-  });
-  await pipeline.waitFor({ timeout: 60_000 });
-  const summary = page.locator(".pipeline-summary");
+  // The live pipeline is at the version's own URL, so a reload keeps it.
+  await page.waitForURL(/\/app\/versions\/\d+/, { timeout: 60_000 });
+  result.version_id = Number(page.url().match(/versions\/(\d+)/)[1]);
+  const summary = page.locator("#pipeline .pipeline-summary");
+  await summary.waitFor();
   const seen = new Set();
+  const state = async () =>
+    (await summary.locator(".badge").first().textContent()) ?? "";
   const deadline = Date.now() + PIPELINE_TIMEOUT;
   while (Date.now() < deadline) {
-    seen.add((await summary.textContent())?.replace(/ · .*/, "") ?? "");
-    if (await page.getByText("The pipeline finished").isVisible()) break;
-    if (await page.getByText("The pipeline stopped").isVisible())
+    const now = await state();
+    seen.add(now);
+    if (/Succeeded/.test(now)) break;
+    if (/Failed/.test(now))
       throw new Error(
         `the pipeline failed: ${await page.locator(".pipeline").textContent()}`,
       );
     if (seen.size === 2) await shot(page, "upload-pipeline-running");
     await page.waitForTimeout(500);
   }
-  if (!(await page.getByText("The pipeline finished").isVisible()))
+  if (!/Succeeded/.test(await state()))
     throw new Error(
       `the pipeline did not finish in ${PIPELINE_TIMEOUT / 1000} s`,
     );
@@ -110,9 +116,6 @@ async function scientist(page) {
   step("watched the pipeline finish without a reload");
   await shot(page, "upload-pipeline");
 
-  await page.getByRole("link", { name: "Open the version page" }).click();
-  await page.waitForURL(/\/app\/versions\/\d+/);
-  result.version_id = Number(page.url().match(/versions\/(\d+)/)[1]);
   const matrix = page.locator("#matrix");
   await matrix.locator("table").waitFor();
   const cells = matrix.locator("td.matrix-cell button");
@@ -200,6 +203,10 @@ async function approver(page) {
     .getByLabel("Comment")
     .fill("Parity and latency look right; approved for the x86 fleet.");
   await page.getByRole("button", { name: "Approve", exact: true }).click();
+  // The confirmation says what approving does; it opens at the end of the page, outside the form.
+  const approval = page.getByRole("dialog");
+  result.approve_dialog = await approval.textContent();
+  await approval.getByRole("button", { name: /^Approve v\d+/ }).click();
   await page.getByText("Decision recorded").waitFor();
   await page
     .getByText("Nothing waits for your review.")
@@ -216,6 +223,63 @@ async function approver(page) {
     .textContent();
   result.history = await page.locator("#review .history").textContent();
   step("saw the approval on the version page");
+}
+
+async function teamadmin(page) {
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.getByRole("link", { name: /^Teams?$/ }).click();
+  await page.getByRole("heading", { name: "Members" }).waitFor();
+  const form = page.getByRole("form", { name: "Invite someone" });
+  await form.getByLabel("Role").selectOption("approver");
+  await form
+    .getByLabel("For whom (optional)")
+    .fill("Rita, the second reviewer");
+  await form.getByRole("button", { name: "Create invitation" }).click();
+  result.link = await page.getByLabel("The invitation link").textContent();
+  step("created an invitation for a reviewer");
+  await shot(page, "team", { fullPage: true });
+  await page.getByRole("button", { name: "I have passed it on" }).click();
+  result.invitations = await page.locator("#invite tbody").textContent();
+
+  if (process.env.TRITON_URL) {
+    await page.getByRole("link", { name: "Serving targets" }).click();
+    const add = page.locator("form", {
+      has: page.getByRole("button", { name: "Add target" }),
+    });
+    await add.waitFor();
+    await add.getByLabel("Name", { exact: false }).first().fill("Local Triton");
+    await add.getByLabel("Server URL").fill(env("TRITON_URL"));
+    await add.getByLabel("Model repository").fill(env("REPOSITORY"));
+    await add.getByLabel("Hardware profile").selectOption("x86-cpu");
+    await add.getByLabel("Backend").selectOption("python");
+    await add.getByLabel("Allow a private or loopback address").check();
+    await add.getByRole("button", { name: "Add target" }).click();
+    const row = page.locator("tbody tr", { hasText: "Local Triton" });
+    await row.waitFor({ timeout: 30_000 });
+    result.target_row = await row.textContent();
+    step("registered the serving target through the form");
+  }
+}
+
+async function invitee(page) {
+  // A fresh browser with no account: the link's fragment carries the code.
+  await page.goto(env("LINK"));
+  await page.getByText(/invites you to team/).waitFor();
+  result.invitation_text = await page
+    .locator(".login-card p")
+    .first()
+    .textContent();
+  await page.getByLabel("Choose a user name").fill(env("USERNAME"));
+  await page.getByLabel("Choose a password").fill(env("PASSWORD"));
+  await page.getByLabel("The password again").fill(env("PASSWORD"));
+  await shot(page, "join");
+  await page
+    .getByRole("button", { name: "Create the account and join" })
+    .click();
+  await page.waitForURL(/\/app\/teams\//);
+  await page.getByRole("heading", { name: "Members" }).waitFor();
+  result.members = await page.locator("#members tbody").textContent();
+  step("joined the team through the link");
 }
 
 async function deployer(page) {
@@ -244,6 +308,9 @@ async function deployer(page) {
     .getByLabel("Serving target")
     .selectOption({ value: env("TARGET") });
   await form.getByRole("button", { name: "Deploy" }).click();
+  const confirm = page.getByRole("dialog");
+  result.deploy_dialog = await confirm.textContent();
+  await confirm.getByRole("button", { name: /^Deploy to / }).click();
   step("asked for the deployment");
   const history = page.locator("#history tbody tr").first();
   await history.waitFor();
@@ -266,7 +333,7 @@ async function deployer(page) {
   step("saw it live on the target");
 }
 
-const phases = { scientist, approver, deployer };
+const phases = { teamadmin, invitee, scientist, approver, deployer };
 const profile = fs.mkdtempSync(path.join(work, `chromium-${phase}-`));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

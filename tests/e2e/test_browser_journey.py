@@ -1,6 +1,7 @@
 """A data scientist and an approver use Slipway in a real browser, against the real server and
 worker: sign in, upload a model through the file input, watch the pipeline finish live, read
-the op-support matrix and the benchmark plots; then the approver signs in, reads the evidence
+the op-support matrix and the benchmark plots; then the approver (invited by the team admin on
+the team page, joined through the link) signs in, reads the evidence
 in the review queue and approves; then deploys it to a real Triton server. Screenshots of the
 main pages are saved to docs/screenshots/ on the way."""
 
@@ -8,24 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from apps.accounts.models import Invitation, Membership
 from apps.approvals.models import Decision
-from apps.deployments.models import Deployment
+from apps.deployments.models import Deployment, ServingTarget
 from apps.registry.models import ModelVersion, VersionStatus
 from tests import modelzoo
-from tests.conftest import client_for
 from tests.e2e.conftest import SCREENSHOTS
 from tests.factories import RegisteredModelFactory
 from tests.finished import finished_version
 from tests.integration.conftest import wait_for
 from tests.triton_server import TritonServer, start_triton_server, triton_skip_reason
 
+PHONE = Path(__file__).with_name("phone.mjs")
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-tests"  # tests/factories.py gives every user this one
+REVIEWER_PASSWORD = "a reviewer's own password"  # the invited reviewer chooses it
 
 
 @pytest.fixture
@@ -44,26 +46,22 @@ def triton(tmp_path: Path) -> Iterator[TritonServer | str]:
         server.stop()
 
 
-def _register_target(admin: Any, server: TritonServer) -> str:
-    answer = admin.post(
-        "/api/v1/targets/",
-        {
-            "team": "vision",
-            "name": "Local Triton",
-            "url": server.url,
-            "repository": str(server.repository),
-            "backend_mode": "python",
-            "profile": "x86-cpu",
-            "allow_private": True,
-        },
-        format="json",
-    )
-    assert answer.status_code == 201, answer.content
-    return str(answer.json()["slug"])
-
-
 def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journey, triton, tmp_path):
     model = modelzoo.make_mlp_onnx(tmp_path / "digits.onnx")
+
+    # The team admin invites a second reviewer on the team page and registers the serving target
+    # through its form; the reviewer opens the link in a browser of their own and joins.
+    where = {} if isinstance(triton, str) else {"triton_url": triton.url, "repository": str(triton.repository)}
+    found = journey("teamadmin", username=personas.admin.username, password=PASSWORD, **where)
+    assert not found["console_errors"], found["console_errors"]
+    assert "/app/join#code=slwinv_" in found["link"], found["link"]
+    assert "Rita, the second reviewer" in found["invitations"] and "pending" in found["invitations"]
+    found = journey("invitee", username="rita", password=REVIEWER_PASSWORD, link=found["link"])
+    assert not found["console_errors"], found["console_errors"]
+    assert "ada invites you to team" in found["invitation_text"], found["invitation_text"]
+    rita = Membership.objects.select_related("user").get(user__username="rita", team=personas.team)
+    assert rita.role == "approver" and "rita" in found["members"]
+    assert Invitation.objects.get(team=personas.team).accepted_by == rita.user
 
     # The data scientist: upload by the file input, the pipeline live, the matrix and the plots.
     found = journey("scientist", username=personas.owner.username, password=PASSWORD, model=model, model_name="digits")
@@ -94,36 +92,50 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
         finished_version(team=personas.team, uploader=personas.owner, model=model, status=status)
 
     # The approver: the review queue's evidence, then approve with a comment.
-    found = journey(
-        "approver", username=personas.approver.username, password=PASSWORD, version_id=version.pk, model_name="digits"
-    )
+    found = journey("approver", username="rita", password=REVIEWER_PASSWORD, version_id=version.pk, model_name="digits")
     assert not found["console_errors"], found["console_errors"]
     version.refresh_from_db()
     assert version.status == VersionStatus.APPROVED
     decision = Decision.objects.get(version=version)
-    assert decision.actor == personas.approver and decision.kind == "approve"
+    assert decision.actor == rita.user and decision.kind == "approve" and not decision.single_reviewer
     assert decision.comment == "Parity and latency look right; approved for the x86 fleet."
     assert "Nothing waits for your review." in found["queue_after"]
     assert found["version_badge"].endswith("Approved")
-    assert "april" in found["history"]
+    assert "rita" in found["history"]
+    assert "evidence" in found["approve_dialog"], found["approve_dialog"]
 
-    for name in ("models", "upload-pipeline", "version-page", "version-matrix", "version-benchmarks", "review-queue"):
+    for name in (
+        "team",
+        "join",
+        "models",
+        "upload-pipeline",
+        "version-page",
+        "version-matrix",
+        "version-benchmarks",
+        "review-queue",
+    ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
+
+    # The same pages at a phone's size (390 x 844): a menu instead of the sidebar, no page that
+    # scrolls sideways, chart text that stays readable.
+    phone = journey("phone", script=PHONE, username="rita", password=REVIEWER_PASSWORD, version_id=version.pk)
+    assert phone["ok"], phone["problems"]
+    assert (SCREENSHOTS / "phone-version.png").stat().st_size > 10_000
 
     # Deploy: needs a real inference server.
     if isinstance(triton, str):
         pytest.skip(f"upload, pipeline, matrix, plots and approval passed; the deploy step needs Triton: {triton}")
-    target = _register_target(client_for(personas.admin), triton)
-    found = journey(
-        "deployer", username=personas.approver.username, password=PASSWORD, model_name="digits", target=target
-    )
+    target = ServingTarget.objects.get(team=personas.team, name="Local Triton")
+    assert target.allow_private and target.backend_mode == "python" and target.url == triton.url
+    found = journey("deployer", username="rita", password=REVIEWER_PASSWORD, model_name="digits", target=target.slug)
     assert not found["console_errors"], found["console_errors"]
     assert found["target_health"].endswith("Healthy"), found["target_health"]
+    assert "smoke test" in found["deploy_dialog"], found["deploy_dialog"]
     deployment = wait_for(
         lambda: Deployment.objects.filter(version=version).first(), timeout=10, what="the deployment row"
     )
     assert found["deployment_state"].endswith("Live"), found["deployment_row"]
     deployment.refresh_from_db()
-    assert deployment.status == "live" and deployment.requested_by == personas.approver
+    assert deployment.status == "live" and deployment.requested_by == rita.user
     assert "digits" in found["live_card"] and "Nothing live here." not in found["live_card"]
     assert (SCREENSHOTS / "deployments.png").stat().st_size > 10_000

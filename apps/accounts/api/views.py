@@ -15,13 +15,15 @@ from rest_framework.views import APIView
 from apps.accounts import services
 from apps.accounts.api.scoping import team_named
 from apps.accounts.api.serializers import (
+    InvitationCreatedSerializer,
+    InvitationSerializer,
     MemberSerializer,
     TeamDetailSerializer,
     TokenCreatedSerializer,
     TokenSerializer,
 )
-from apps.accounts.models import ApiToken, Membership, Role, Team
-from apps.accounts.permissions import SCOPES, not_found
+from apps.accounts.models import INVITATION_DAYS, ApiToken, Invitation, Membership, Role, Team
+from apps.accounts.permissions import SCOPES, Action, not_found, require
 from apps.core.api.errors import ApiError
 from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
 
@@ -39,7 +41,13 @@ class TeamUpdate(serializers.Serializer):
     four_eyes = serializers.BooleanField(
         required=False,
         help_text="Whoever uploaded a version may not approve it. Turning it on applies to every version at once; "
-        "turning it off is audited and applies only to versions uploaded afterwards.",
+        "turning it off (single-reviewer mode) is audited and applies only to versions uploaded afterwards.",
+    )
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Why the settings change, kept in the audit trail (asked when turning four-eyes off).",
     )
 
 
@@ -115,6 +123,81 @@ class MemberDetail(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, username: str) -> Response:
         services.remove_member(self._membership(request, slug, username), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    note = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="Who it is for, shown in the team's list."
+    )
+    expires_in_days = serializers.IntegerField(
+        default=INVITATION_DAYS, help_text=f"1 to {services.MAX_INVITATION_DAYS}; {INVITATION_DAYS} by default."
+    )
+
+
+def _team_admin(request: Request, slug: str) -> Team:
+    team = team_for(request, slug)
+    require(request.user, team, Action.MANAGE)
+    return team
+
+
+class InvitationListCreate(generics.ListAPIView):
+    """A team's invitations (never their codes); team admins create one: its code and link are
+    in that one response only. Whoever redeems it (POST /api/v1/invitations/accept/) joins the
+    team with its role, with an account they already have or one they create."""
+
+    serializer_class = InvitationSerializer
+    pagination_class = None
+    token_scopes = {"POST": "admin"}
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        team = _team_admin(self.request, self.kwargs["slug"])
+        return team.invitations.select_related("created_by", "accepted_by").order_by("-id")
+
+    @extend_schema(
+        request=InvitationInput,
+        responses={201: InvitationCreatedSerializer, 409: OpenApiResponse(description=SHOWN_ONCE_REPLAY_DESCRIPTION)},
+    )
+    @idempotent
+    def post(self, request: Request, slug: str) -> Response:
+        form = InvitationInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        invitation, code = services.create_invitation(
+            team_for(request, slug), request.user, data["role"], data.get("note", ""), data["expires_in_days"]
+        )
+        return SecretShownOnce(
+            {
+                **InvitationSerializer(invitation).data,
+                "code": code,
+                # The code travels in the fragment, which browsers never send to a server or a log.
+                "link": request.build_absolute_uri("/app/join") + "#code=" + code,
+            },
+            status=status.HTTP_201_CREATED,
+            replay_message=f"This request already created invitation {invitation.pk}. Its code was shown once, in "
+            "that answer; Slipway keeps only its hash. If it was lost, revoke that invitation and create a new one.",
+        )
+
+
+class InvitationDetail(APIView):
+    """One invitation of the team; DELETE withdraws it while it is unused (team admins)."""
+
+    token_scopes = {"DELETE": "admin"}
+
+    def _invitation(self, request: Request, slug: str, pk: int) -> Invitation:
+        team = _team_admin(request, slug)
+        return get_object_or_404(
+            Invitation.objects.select_related("team", "created_by", "accepted_by"), team=team, pk=pk
+        )
+
+    @extend_schema(responses=InvitationSerializer)
+    def get(self, request: Request, slug: str, pk: int) -> Response:
+        return Response(InvitationSerializer(self._invitation(request, slug, pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str, pk: int) -> Response:
+        services.revoke_invitation(self._invitation(request, slug, pk), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

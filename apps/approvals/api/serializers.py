@@ -23,6 +23,7 @@ class DecisionSerializer(serializers.ModelSerializer):
             "gates",
             "gates_passed",
             "override_reason",
+            "single_reviewer",
             "created_at",
         ]
 
@@ -68,7 +69,9 @@ class FourEyesSerializer(serializers.Serializer):
         "(turning it off applies only to later uploads)."
     )
     you_uploaded = serializers.BooleanField()
-    blocks_you = serializers.BooleanField()
+    blocks_you = serializers.BooleanField(
+        help_text="The rule stops you deciding this version now: you uploaded it and it awaits review."
+    )
 
 
 class ReviewSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.api.scoping import TeamScoped, one_in_teams_of
 from apps.accounts.permissions import Action, can
+from apps.accounts.scoping import resolve_team
 from apps.approvals import services
 from apps.approvals.api.serializers import (
     DecisionDetailSerializer,
@@ -25,7 +26,7 @@ from apps.approvals.api.serializers import (
 from apps.approvals.models import Decision, Policy, PolicyKind
 from apps.core.api.schema import query
 from apps.core.idempotency import idempotent
-from apps.registry.models import ModelVersion, RegisteredModel
+from apps.registry.models import ModelVersion, RegisteredModel, VersionStatus
 
 
 def version_for(request: Request, pk: int) -> ModelVersion:
@@ -60,7 +61,9 @@ class ReviewView(APIView):
                 "four_eyes": {
                     "enabled": version.four_eyes,
                     "you_uploaded": uploader,
-                    "blocks_you": version.four_eyes and uploader,
+                    # Only a decision still to be made is blocked: once another reviewer has
+                    # decided, the uploader's page says so instead.
+                    "blocks_you": version.four_eyes and uploader and version.status == VersionStatus.READY,
                 },
                 "you_can_review": can(request.user, team, Action.REVIEW) and not (version.four_eyes and uploader),
             }
@@ -203,12 +206,10 @@ class PolicyListCreate(PolicyRows, generics.ListCreateAPIView):
     @extend_schema(request=PolicyInput, responses={201: PolicySerializer})
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        from apps.registry.services import resolve_team_for_new_model
-
         form = PolicyInput(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = resolve_team_for_new_model(request.user, data.get("team"))
+        team = resolve_team(request.user, data.get("team"), Action.MANAGE)
         model = None
         if data.get("model"):
             model = RegisteredModel.objects.filter(team=team, slug=data["model"]).first()

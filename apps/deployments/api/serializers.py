@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.deployments import services, targets
 from apps.deployments.models import BackendMode, Deployment, ServingTarget
+from workers.engine.targets.base import OPTION_TYPES
 
 
 class TargetHealthSerializer(serializers.Serializer):
@@ -75,8 +77,91 @@ class TargetSerializer(serializers.ModelSerializer):
         }
 
 
-_CREDENTIALS_HELP = "Secrets, write-only (never shown again). " + targets.driver_keys_help("credential_keys")
-_OPTIONS_HELP = "Non-secret driver settings. " + targets.driver_keys_help("option_keys")
+_ALLOW_PRIVATE_HELP = (
+    "Allow a private or loopback URL or S3 endpoint, e.g. http://127.0.0.1:8000 (team admins only; audited)."
+)
+_BY_KIND = " One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms."
+_OPTIONS_HELP = "Non-secret settings of the kind's driver." + _BY_KIND
+_CREDENTIALS_HELP = "Secrets, write-only (never shown again; the answer says which are set)." + _BY_KIND
+
+
+class KindField(serializers.CharField):
+    """A serving-target kind: documented as the kinds there are, checked by the service (whose
+    sentence names them) rather than by the serializer."""
+
+
+class OptionsField(serializers.JSONField):
+    """A target's options: in the schema, one object per kind, from its driver's specs."""
+
+    where = "options"
+
+
+class CredentialsField(OptionsField):
+    """A target's credentials: in the schema, one object per kind, from its driver's specs."""
+
+    where = "credentials"
+
+
+# The schema of these fields is made when the schema is, from the drivers registered then (not
+# when this module is imported), as GET /targets/kinds/ is.
+class KindFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = KindField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return {"type": "string", "enum": sorted(targets.deployable_kinds())}
+
+
+class OptionsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = OptionsField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        from workers.engine.targets.base import credential_specs, option_specs, settings_schema
+        from workers.engine.targets.registry import DRIVERS
+
+        where = self.target.where
+        specs = option_specs if where == "options" else credential_specs
+        return {
+            "anyOf": [
+                settings_schema(specs(driver), title=f"{driver.label} {where} (kind {kind})")
+                for kind, driver in sorted(DRIVERS.items())
+            ]
+        }
+
+
+class OptionSpecSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The key in the target's options (or credentials).")
+    type = serializers.ChoiceField(
+        choices=list(OPTION_TYPES),
+        help_text="string (one of `choices` when set), url (http:// or https://), integer or number (between "
+        "`minimum` and `maximum` when set), boolean, path_list (absolute directories), text_map (an object of "
+        "names to text; `secret_keys` belong in the credentials instead) or headers (HTTP header names to "
+        "single-line values).",
+    )
+    help = serializers.CharField(help_text="What it is for, in words.")
+    # Named as the spec names it; the serializer's metaclass takes it as a field (Field's own
+    # `required` attribute is untouched), which the stubs can't tell.
+    required = serializers.BooleanField(help_text="Whether a target of the kind must have it.")  # type: ignore[assignment]
+    default = serializers.JSONField(allow_null=True, help_text="What the driver uses when it is absent; null: none.")
+    choices = serializers.ListField(child=serializers.CharField(), help_text="The allowed values; empty: any.")
+    minimum = serializers.FloatField(allow_null=True, help_text="The smallest number allowed; null: no bound.")
+    maximum = serializers.FloatField(allow_null=True, help_text="The largest number allowed; null: no bound.")
+    secret_keys = serializers.ListField(
+        child=serializers.CharField(), help_text="Keys of a text_map that are secrets and are refused there."
+    )
+    example = serializers.CharField(help_text="A value to show as a hint; may be empty.")
+
+
+class TargetKindSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="The value of a target's `kind`.")
+    label = serializers.CharField(help_text="The kind's name for people.")  # type: ignore[assignment]  # as `required` above
+    options = OptionSpecSerializer(many=True, help_text="The non-secret settings a target of the kind takes.")
+    credentials = OptionSpecSerializer(many=True, help_text="The secrets it takes (write-only, encrypted).")
+    private_needs_allow_private = serializers.BooleanField(
+        help_text="Whether a private or loopback URL (or S3 endpoint) is refused unless a team admin sets the "
+        "target's `allow_private`; false when the operator allows private addresses for all "
+        "(SLIPWAY_ALLOW_PRIVATE_OUTBOUND)."
+    )
 
 
 class TargetCreateInput(serializers.Serializer):
@@ -85,11 +170,11 @@ class TargetCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=services.NAME_LIMIT, allow_blank=True)
     slug = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
     # Checked by the service, which names the kinds in its sentence.
-    kind = serializers.CharField(
+    kind = KindField(
         max_length=20,
         required=False,
         default="triton",
-        help_text="The kind of server: " + ", ".join(targets.deployable_kinds()) + ".",
+        help_text="The kind of server; GET /targets/kinds/ lists them with what each takes.",
     )
     url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     repository = serializers.CharField(
@@ -97,12 +182,10 @@ class TargetCreateInput(serializers.Serializer):
     )
     backend_mode = serializers.ChoiceField(choices=BackendMode.choices, required=False, default=BackendMode.NATIVE)
     profile = serializers.CharField(max_length=60, help_text="Hardware profile slug the server runs.")
-    options = serializers.JSONField(required=False, default=dict, help_text=_OPTIONS_HELP)
-    credentials = serializers.JSONField(required=False, allow_null=True, default=None, help_text=_CREDENTIALS_HELP)
+    options = OptionsField(required=False, default=dict, help_text=_OPTIONS_HELP)
+    credentials = CredentialsField(required=False, allow_null=True, default=None, help_text=_CREDENTIALS_HELP)
     enabled = serializers.BooleanField(required=False, default=True)
-    allow_private = serializers.BooleanField(
-        required=False, default=False, help_text="Allow a private/loopback URL (team admins only)."
-    )
+    allow_private = serializers.BooleanField(required=False, default=False, help_text=_ALLOW_PRIVATE_HELP)
 
 
 class TargetUpdateInput(serializers.Serializer):
@@ -112,12 +195,10 @@ class TargetUpdateInput(serializers.Serializer):
     repository = serializers.CharField(max_length=1000, required=False, allow_blank=True)
     backend_mode = serializers.ChoiceField(choices=BackendMode.choices, required=False)
     profile = serializers.CharField(max_length=60, required=False)
-    options = serializers.JSONField(required=False, help_text=_OPTIONS_HELP)
-    credentials = serializers.JSONField(
-        required=False, allow_null=True, help_text=_CREDENTIALS_HELP + " null removes them."
-    )
+    options = OptionsField(required=False, help_text=_OPTIONS_HELP)
+    credentials = CredentialsField(required=False, allow_null=True, help_text=_CREDENTIALS_HELP + " null removes them.")
     enabled = serializers.BooleanField(required=False)
-    allow_private = serializers.BooleanField(required=False)
+    allow_private = serializers.BooleanField(required=False, help_text=_ALLOW_PRIVATE_HELP)
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

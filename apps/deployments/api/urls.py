@@ -6,6 +6,7 @@ from apps.deployments.api import views
 
 urlpatterns = [
     path("targets/", views.TargetListCreate.as_view(), name="target-list"),
+    path("targets/kinds/", views.TargetKindList.as_view(), name="target-kinds"),
     path("targets/<int:pk>/", views.TargetDetail.as_view(), name="target-detail"),
     path("targets/<int:pk>/check/", views.TargetCheck.as_view(), name="target-check"),
     path("deployments/", views.DeploymentListCreate.as_view(), name="deployment-list"),

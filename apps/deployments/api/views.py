@@ -4,8 +4,6 @@ another team's targets and deployments answer 404."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -14,9 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.api.scoping import TeamScoped, one_in_teams_of
-from apps.accounts.models import Role, Team
+from apps.accounts.models import Team
 from apps.accounts.permissions import Action, require
-from apps.accounts.scoping import visible_teams
+from apps.accounts.scoping import resolve_team
 from apps.core.api.errors import ApiError
 from apps.core.api.filters import integer_filter
 from apps.core.api.schema import query
@@ -26,6 +24,7 @@ from apps.deployments.api.serializers import (
     DeployInput,
     DeploymentSerializer,
     TargetCreateInput,
+    TargetKindSerializer,
     TargetSerializer,
     TargetUpdateInput,
 )
@@ -57,20 +56,7 @@ class DeploymentRows(TeamScoped):
 
 
 def _team_for_new_target(request: Request, slug: str) -> Team:
-    if slug:
-        team = visible_teams(request.user).filter(slug=slug).first()
-        if team is None:
-            raise ApiError(
-                "unknown_team", f"You are not a member of a team called '{slug}'.", status.HTTP_404_NOT_FOUND
-            )
-        return team
-    user: Any = request.user
-    teams = Team.objects.all() if user.is_superuser else Team.objects.filter(memberships__user=user)
-    admin_of = list(teams.filter(memberships__role=Role.ADMIN).distinct()[:2]) if not user.is_superuser else []
-    candidates = admin_of or list(teams.distinct()[:2])
-    if len(candidates) != 1:
-        raise ApiError("team_required", "Say which team the target is for with the 'team' field (its slug).")
-    return candidates[0]
+    return resolve_team(request.user, slug, Action.MANAGE)
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug")]))
@@ -96,6 +82,16 @@ class TargetListCreate(TargetRows, generics.ListAPIView):
         data.pop("team", None)
         target = targets.create_target(team=team, user=request.user, **data)
         return Response(TargetSerializer(self.one(target.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class TargetKindList(APIView):
+    """The kinds of serving target that can be registered, with every option and credential each
+    takes (type, required, default, allowed values, help) as its driver declares them, for forms
+    and scripts; the same specs check a target when it is registered or changed."""
+
+    @extend_schema(responses=TargetKindSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(TargetKindSerializer(targets.kind_descriptions(), many=True).data)
 
 
 class TargetDetail(TargetRows, APIView):

@@ -12,7 +12,9 @@ from apps.core.api.schema import WORK_ORDER_SCHEMA
 from apps.hardware import devices
 from apps.hardware.models import HardwareProfile, Worker
 from apps.hardware.services import Service, answer_services, answer_teams, worker_status
+from apps.pipeline.api.queues import RunningStepSerializer
 from apps.pipeline.models import Job, JobStatus
+from apps.pipeline.queue_state import WorkerLoad, worker_loads
 from workers.engine.hardware import describe_requirements
 
 
@@ -80,16 +82,39 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
 
 class WorkerSerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField()
+    running = serializers.SerializerMethodField(
+        help_text="The steps of your teams it runs now: kind, model and version, profile, progress."
+    )
+    running_other_teams = serializers.SerializerMethodField(
+        help_text="How many steps of teams you are not in it runs now (counted, not shown)."
+    )
 
     class Meta:
         model = Worker
         fields = [
             "name", "host", "arch", "cpu_model", "cpu_flags", "cores", "memory_bytes", "gpus", "runtimes",
             "importers", "framework_envs", "queues", "started_at", "last_heartbeat_at", "stopped_at", "status",
+            "running", "running_other_teams",
         ]  # fmt: skip
 
     def get_status(self, worker: Worker) -> str:
         return worker_status(worker)
+
+    def _load(self, worker: Worker) -> WorkerLoad:
+        # Looked up once per answer, however many workers it lists.
+        context = cast(dict[str, Any], self.context)
+        if "worker_loads" not in context:
+            request = context.get("request")
+            context["worker_loads"] = worker_loads(request.user) if request is not None else {}
+        load: WorkerLoad = context["worker_loads"].get(worker.name, WorkerLoad())
+        return load
+
+    @extend_schema_field(RunningStepSerializer(many=True))
+    def get_running(self, worker: Worker) -> list[dict[str, Any]]:
+        return list(RunningStepSerializer([step.to_dict() for step in self._load(worker).steps], many=True).data)
+
+    def get_running_other_teams(self, worker: Worker) -> int:
+        return self._load(worker).other_teams
 
 
 class EnrollmentInput(serializers.Serializer):

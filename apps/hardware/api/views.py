@@ -15,6 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.api.scoping import TeamScoped
+from apps.accounts.permissions import Action
+from apps.accounts.scoping import resolve_team
 from apps.core.api.schema import query
 from apps.core.errors import DomainError
 from apps.core.idempotency import SecretShownOnce, idempotent
@@ -38,7 +40,6 @@ from apps.hardware.api.serializers import (
 from apps.hardware.authentication import DeviceAuthentication, IsDevice
 from apps.hardware.models import Device, HardwareProfile, Worker
 from apps.pipeline import leases
-from apps.registry.services import resolve_team_for_new_model
 from apps.registry.storage import artifact_storage
 
 
@@ -95,7 +96,7 @@ class DeviceEnrollmentCreate(APIView):
         form = EnrollmentInput(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = resolve_team_for_new_model(request.user, data.get("team"))
+        team = resolve_team(request.user, data.get("team"), Action.MANAGE)
         enrollment, token = devices.create_enrollment(team, request.user, data["profiles"], data["name"], data["hours"])
         server = request.build_absolute_uri("/").rstrip("/")
         body = EnrollmentSerializer(

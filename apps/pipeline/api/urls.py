@@ -1,11 +1,14 @@
-"""Routes of the pipeline: two versions or variants compared; a waiting profile dropped from a run."""
+"""Routes of the pipeline: two versions or variants compared; a waiting profile dropped from a run;
+the queues' depth."""
 
 from django.urls import path
 
 from apps.pipeline.api.compare import Compare
+from apps.pipeline.api.queues import QueueList
 from apps.pipeline.api.views import VersionProfileDrop
 
 urlpatterns = [
     path("compare/", Compare.as_view(), name="compare"),
     path("versions/<int:pk>/profiles/<slug:profile>/drop/", VersionProfileDrop.as_view(), name="version-profile-drop"),
+    path("queues/", QueueList.as_view(), name="queue-list"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -12,8 +13,10 @@ from apps.core.api.parsers import JSONField
 from apps.core.api.schema import REPORTS_SCHEMA
 from apps.hardware.services import answer_services, answer_teams, live_queues, no_worker_note, wrong_hardware
 from apps.pipeline.api.compare import PreviousApprovedSerializer
+from apps.pipeline.api.queues import JobEstimateSerializer
 from apps.pipeline.compare import previous_approved
 from apps.pipeline.models import Job, JobStatus, PipelineRun
+from apps.pipeline.queue_state import outlook
 from apps.pipeline.services import needs_hardware
 from apps.registry.models import Artifact, ModelVersion, RegisteredModel
 
@@ -33,6 +36,10 @@ class TeamSerializer(serializers.ModelSerializer):
 class ArtifactSerializer(serializers.ModelSerializer):
     parent_id = serializers.IntegerField(allow_null=True, read_only=True)
     job_id = serializers.IntegerField(allow_null=True, read_only=True)
+    download_url = serializers.SerializerMethodField(
+        help_text="Where to download the artifact's bytes (a path on this server; the answer's X-Slipway-SHA256 "
+        "header carries their sha256)."
+    )
 
     class Meta:
         model = Artifact
@@ -49,7 +56,11 @@ class ArtifactSerializer(serializers.ModelSerializer):
             "tool_versions",
             "metadata",
             "created_at",
+            "download_url",
         ]
+
+    def get_download_url(self, artifact: Artifact) -> str:
+        return reverse("artifact-download", kwargs={"pk": artifact.pk})
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -59,6 +70,18 @@ class JobSerializer(serializers.ModelSerializer):
     worker_note = serializers.SerializerMethodField(
         help_text="For a queued or running step: a sentence when no live worker serves its queue (it waits, or "
         "its worker stopped), instead of it looking queued or running forever. Null otherwise."
+    )
+    queue_position = serializers.SerializerMethodField(
+        help_text="For a queued step: its place in its queue, 1 being the next a worker takes (later steps of "
+        "started pipelines go first where the broker serves priorities, then first come, first served). Null "
+        "otherwise."
+    )
+    ahead = serializers.SerializerMethodField(
+        help_text="For a queued step: how many queued steps of all teams a worker takes before it. Null otherwise."
+    )
+    estimate = serializers.SerializerMethodField(
+        help_text="For a queued step: about when it starts; for a running one: how long it has run and usually "
+        "runs. Each says what it comes from, or why there is no figure. Null otherwise."
     )
 
     class Meta:
@@ -82,6 +105,9 @@ class JobSerializer(serializers.ModelSerializer):
             "error",
             "error_code",
             "worker_note",
+            "queue_position",
+            "ahead",
+            "estimate",
         ]
 
     def get_worker_note(self, job: Job) -> str | None:
@@ -102,6 +128,18 @@ class JobSerializer(serializers.ModelSerializer):
         if job.queue in context["live_queues"]:
             return None
         return no_worker_note(job.queue, running=job.status == JobStatus.RUNNING)
+
+    # One `Outlook` per answer (apps/pipeline/queue_state.py): what the places need is looked up once.
+    def get_queue_position(self, job: Job) -> int | None:
+        return outlook(self.context).place(job).position
+
+    def get_ahead(self, job: Job) -> int | None:
+        return outlook(self.context).place(job).ahead
+
+    @extend_schema_field(JobEstimateSerializer(allow_null=True))
+    def get_estimate(self, job: Job) -> dict[str, Any] | None:
+        estimate = outlook(self.context).place(job).estimate
+        return estimate.to_dict() if estimate is not None else None
 
 
 class JobDetailSerializer(JobSerializer):
@@ -292,7 +330,11 @@ class VersionUploadSerializer(serializers.Serializer):
         help_text="An ONNX model (.onnx), or a .zip holding model.onnx plus its external data files.",
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
-    team = serializers.SlugField(required=False, allow_blank=True, help_text="Team for a model created by this upload.")
+    team = serializers.SlugField(
+        required=False,
+        allow_blank=True,
+        help_text="Team for a model created by this upload; needed only when you may upload in several teams.",
+    )
     profiles = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -303,8 +345,9 @@ class VersionUploadSerializer(serializers.Serializer):
         required=False,
         help_text="Input signature for formats that don't carry one, e.g. "
         '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. '
-        "Refused for ONNX uploads, whose file carries its signature: declare what the inputs take with "
-        "input_declarations instead.",
+        "Required for TorchScript, and for an MXNet symbol none of whose variables records a shape: the upload "
+        "is refused without it. Refused for ONNX uploads, whose file carries its signature: declare what the "
+        "inputs take with input_declarations instead.",
     )
     input_declarations = JSONField(
         required=False,

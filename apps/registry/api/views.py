@@ -111,9 +111,14 @@ class ModelListCreate(TeamScoped, generics.ListCreateAPIView):
         return Response(ModelSerializer(self.one(model.pk)).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug, if several of your teams use the slug")]))
+@extend_schema_view(
+    get=extend_schema(parameters=[query("team", "Team slug, if several of your teams use the slug")]),
+    delete=extend_schema(parameters=[query("team", "Team slug, if several of your teams use the slug")]),
+)
 class ModelDetail(APIView):
-    """One model of your teams, by slug."""
+    """One model of your teams, by slug; DELETE removes a model that has no versions."""
+
+    token_scopes = {"DELETE": "upload"}
 
     @extend_schema(responses=ModelSerializer)
     def get(self, request: Request, slug: str) -> Response:
@@ -122,11 +127,25 @@ class ModelDetail(APIView):
             raise Http404
         return Response(ModelSerializer(model).data)
 
+    @extend_schema(
+        responses={
+            204: None,
+            409: OpenApiResponse(description="The model has versions: they are evidence and are kept."),
+        }
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        model = _model_by_slug(request, slug)
+        if model is None:
+            raise Http404
+        services.delete_empty_model(model, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class VersionListUpload(generics.ListAPIView):
     """List a model's versions, or upload a new one (multipart, field `file`).
 
-    Uploading to a slug that does not exist yet registers the model in your team.
+    Uploading to a slug that does not exist yet registers the model in your team, together with
+    the version: an upload that is refused registers nothing.
     """
 
     serializer_class = VersionSummarySerializer
@@ -158,10 +177,11 @@ class VersionListUpload(generics.ListAPIView):
         services.check_model_slug(slug)
         form = VersionUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        model = _model_by_slug(request, slug)
+        model: RegisteredModel | services.NewModel | None = _model_by_slug(request, slug)
         if model is None:
+            # Registered with the version, so an upload refused on the way registers nothing.
             team = services.resolve_team_for_new_model(request.user, form.validated_data.get("team"))
-            model = services.get_or_create_model(team=team, user=request.user, slug=slug)
+            model = services.NewModel(team=team, slug=slug)
         data = form.validated_data
         version = services.upload_version(
             model=model,

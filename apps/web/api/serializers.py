@@ -10,6 +10,7 @@ class TeamRoleSerializer(serializers.Serializer):
     name = serializers.CharField()
     role = serializers.CharField(help_text="viewer, data_scientist, approver or admin")
     four_eyes = serializers.BooleanField(help_text="Whoever uploaded a version may not approve it.")
+    reviewers = serializers.IntegerField(help_text="Members who may approve (approvers and admins).")
 
 
 class MeSerializer(serializers.Serializer):

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.serializers import reviewer_count
 from apps.accounts.models import Membership
 from apps.accounts.permissions import TokenScopePermission
 from apps.core.api.errors import ApiError
@@ -39,7 +40,13 @@ def me_payload(user: Any) -> dict[str, Any]:
         "email": user.email or "",
         "is_superuser": bool(user.is_superuser),
         "teams": [
-            {"slug": m.team.slug, "name": m.team.name, "role": m.role, "four_eyes": m.team.four_eyes}
+            {
+                "slug": m.team.slug,
+                "name": m.team.name,
+                "role": m.role,
+                "four_eyes": m.team.four_eyes,
+                "reviewers": reviewer_count(m.team),
+            }
             for m in memberships
         ],
     }
@@ -113,3 +120,100 @@ class SessionView(APIView):
     def delete(self, request: Request) -> Response:
         services.sign_out(request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationCodeInput(serializers.Serializer):
+    code = serializers.CharField(max_length=200, help_text="The invitation's one-time code, 'slwinv_…'.")
+
+
+class InvitationPreviewSerializer(serializers.Serializer):
+    team = serializers.CharField(help_text="The team's slug.")
+    team_name = serializers.CharField()
+    role = serializers.CharField(help_text="viewer, data_scientist, approver or admin")
+    invited_by = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    state = serializers.ChoiceField(choices=["pending", "accepted", "revoked", "expired"])
+    signed_in_as = serializers.CharField(allow_null=True, help_text="Who would join, if someone is signed in.")
+
+
+class AcceptInput(InvitationCodeInput):
+    username = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, help_text="A new account's user name (signed out only)."
+    )
+    password = serializers.CharField(
+        required=False, allow_blank=True, max_length=1024, trim_whitespace=False, style={"input_type": "password"}
+    )
+
+
+class _InvitationEndpoint(APIView):
+    """Open to a signed-out visitor (the code is the credential), rate-limited like sign-in,
+    and checked for CSRF like it (a session cookie is about to be set)."""
+
+    throttle_classes = [PerTokenRateThrottle, SignInThrottle]
+    parser_classes = [JSONParser]
+    token_scopes = {"POST": "read"}
+
+    def get_permissions(self) -> Sequence[Any]:
+        return [permissions.AllowAny(), TokenScopePermission()]
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        get_token(request._request)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _signed_in(request: Request) -> Any | None:
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+class InvitationPreview(_InvitationEndpoint):
+    @extend_schema(
+        summary="Read an invitation",
+        description="Which team and role an invitation code is for, and whether it can still be used. Sent as a "
+        "POST so the code stays out of URLs and logs; it changes nothing.",
+        request=InvitationCodeInput,
+        responses={200: InvitationPreviewSerializer},
+    )
+    @_naturally_idempotent
+    def post(self, request: Request) -> Response:
+        from apps.accounts.services import find_invitation
+
+        form = InvitationCodeInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        invitation = find_invitation(form.validated_data["code"])
+        signed_in = _signed_in(request)
+        return Response(
+            {
+                "team": invitation.team.slug,
+                "team_name": invitation.team.name,
+                "role": invitation.role,
+                "invited_by": invitation.created_by.get_username(),
+                "expires_at": invitation.expires_at,
+                "state": invitation.state,
+                "signed_in_as": signed_in.get_username() if signed_in else None,
+            }
+        )
+
+
+class InvitationAccept(_InvitationEndpoint):
+    @extend_schema(
+        summary="Accept an invitation",
+        description="Join the invitation's team with its role: as the signed-in user, or, signed out, with a new "
+        "account (username and password, checked by the site's password rules), which is then signed in. "
+        "A code works once.",
+        request=AcceptInput,
+        responses={200: MeSerializer},
+    )
+    @_naturally_idempotent
+    def post(self, request: Request) -> Response:
+        from apps.accounts.services import accept_invitation
+
+        _check_csrf(request)
+        form = AcceptInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        signed_in = _signed_in(request)
+        membership = accept_invitation(data["code"], signed_in, data.get("username", ""), data.get("password", ""))
+        if signed_in is None:
+            services.start_session(request._request, membership.user)
+        return Response(me_payload(membership.user))

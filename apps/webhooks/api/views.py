@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from apps.accounts.api.scoping import one_in_teams_of
 from apps.accounts.models import Role, Team
 from apps.accounts.permissions import Action, not_found, require
-from apps.accounts.scoping import visible_teams
+from apps.accounts.scoping import default_team, visible_teams
 from apps.core.api.errors import ApiError
 from apps.core.api.schema import query
 from apps.core.idempotency import SHOWN_ONCE_REPLAY_DESCRIPTION, SecretShownOnce, idempotent
@@ -96,10 +96,8 @@ class WebhookListCreate(generics.ListAPIView):
         if slug:
             team = _team_named(request, slug)
         else:
-            teams = list(_admin_teams(request.user)[:2])
-            if len(teams) != 1:
-                raise ApiError("team_required", "Say which team the webhook is for with the 'team' field (its slug).")
-            team = teams[0]
+            team = default_team(request.user, Action.MANAGE)
+            require(request.user, team, Action.MANAGE)
         form = WebhookCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -11,6 +11,10 @@ export type ServingTarget = S["Target"];
 export type TargetInput = Partial<S["TargetCreateInputRequest"]> &
   Pick<S["TargetCreateInputRequest"], "name" | "profile">;
 export type DeployInput = S["DeployInputRequest"];
+/** A kind of serving target and what it takes (GET /targets/kinds/), from its driver's specs. */
+export type TargetKind = S["TargetKind"];
+export type OptionSpec = S["OptionSpec"];
+export type OptionType = S["TypeEnum"];
 
 export const DEPLOYMENT_STATUSES: Record<DeploymentStatus, string> = {
   pending: "Pending",
@@ -26,6 +30,7 @@ export const IN_PROGRESS: DeploymentStatus[] = ["pending", "pushing", "undeployi
 
 export const listTargets = (query?: RequestOptions["query"]) =>
   get<Page<ServingTarget>>("targets/", { page_size: 500, ...query });
+export const listTargetKinds = (signal?: AbortSignal) => get<TargetKind[]>("targets/kinds/", undefined, signal);
 export const createTarget = (input: TargetInput) => post<ServingTarget>("targets/", input);
 export const updateTarget = (id: number, input: S["PatchedTargetUpdateInputRequest"]) =>
   patch<ServingTarget>(`targets/${id}/`, input);

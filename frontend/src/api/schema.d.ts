@@ -145,6 +145,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/artifacts/{id}/download/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Download an artifact's bytes: the upload, its ONNX conversion, a variant, or a data set.
+         *
+         *     `X-Slipway-SHA256` (and the `ETag`) carry the sha256 of the body, so the client can check
+         *     what it received; a request with that ETag in `If-None-Match` gets 304 and no body.
+         */
+        get: operations["artifacts_download_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/": {
         parameters: {
             query?: never;
@@ -209,6 +231,27 @@ export interface paths {
         };
         /** @description One decision with the full evidence it was made on. */
         get: operations["decisions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/decisions/{id}/evidence/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Download the evidence a review decision was made on (the snapshot, its sha256, each
+         *     gate's result, who decided, when and why) as one JSON file. The evidence is checked
+         *     against the decision's hash first: a bundle that would not verify is refused (409).
+         */
+        get: operations["decisions_evidence_retrieve"];
         put?: never;
         post?: never;
         delete?: never;
@@ -354,6 +397,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/invitations/accept/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept an invitation
+         * @description Join the invitation's team with its role: as the signed-in user, or, signed out, with a new account (username and password, checked by the site's password rules), which is then signed in. A code works once.
+         */
+        post: operations["invitations_accept_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/invitations/preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Read an invitation
+         * @description Which team and role an invitation code is for, and whether it can still be used. Sent as a POST so the code stays out of URLs and logs; it changes nothing.
+         */
+        post: operations["invitations_preview_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs/{id}/": {
         parameters: {
             query?: never;
@@ -396,11 +479,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description One model of your teams, by slug. */
+        /** @description One model of your teams, by slug; DELETE removes a model that has no versions. */
         get: operations["models_retrieve"];
         put?: never;
         post?: never;
-        delete?: never;
+        /** @description One model of your teams, by slug; DELETE removes a model that has no versions. */
+        delete: operations["models_destroy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -416,14 +500,16 @@ export interface paths {
         /**
          * @description List a model's versions, or upload a new one (multipart, field `file`).
          *
-         *     Uploading to a slug that does not exist yet registers the model in your team.
+         *     Uploading to a slug that does not exist yet registers the model in your team, together with
+         *     the version: an upload that is refused registers nothing.
          */
         get: operations["models_versions_list"];
         put?: never;
         /**
          * @description List a model's versions, or upload a new one (multipart, field `file`).
          *
-         *     Uploading to a slug that does not exist yet registers the model in your team.
+         *     Uploading to a slug that does not exist yet registers the model in your team, together with
+         *     the version: an upload that is refused registers nothing.
          */
         post: operations["models_versions_create"];
         delete?: never;
@@ -478,6 +564,27 @@ export interface paths {
         };
         /** @description The hardware profiles variants can be built and benchmarked for. */
         get: operations["profiles_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/queues/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Each queue work goes to: the steps waiting on it (all teams', and yours), how long the oldest
+         *     has waited, the steps running, the hardware profiles whose work goes there and the live workers
+         *     that take it. Other teams' steps are counted, never named.
+         */
+        get: operations["queues_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -576,6 +683,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/targets/kinds/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The kinds of serving target that can be registered, with every option and credential each
+         *     takes (type, required, default, allowed values, help) as its driver declares them, for forms
+         *     and scripts; the same specs check a target when it is registered or changed.
+         */
+        get: operations["targets_kinds_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/teams/": {
         parameters: {
             query?: never;
@@ -609,6 +737,50 @@ export interface paths {
         head?: never;
         /** @description A team with its settings; team admins change the name and the four-eyes rule. */
         patch: operations["teams_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/teams/{slug}/invitations/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description A team's invitations (never their codes); team admins create one: its code and link are
+         *     in that one response only. Whoever redeems it (POST /api/v1/invitations/accept/) joins the
+         *     team with its role, with an account they already have or one they create.
+         */
+        get: operations["teams_invitations_list"];
+        put?: never;
+        /**
+         * @description A team's invitations (never their codes); team admins create one: its code and link are
+         *     in that one response only. Whoever redeems it (POST /api/v1/invitations/accept/) joins the
+         *     team with its role, with an account they already have or one they create.
+         */
+        post: operations["teams_invitations_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/teams/{slug}/invitations/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description One invitation of the team; DELETE withdraws it while it is unused (team admins). */
+        get: operations["teams_invitations_retrieve"];
+        put?: never;
+        post?: never;
+        /** @description One invitation of the team; DELETE withdraws it while it is unused (team admins). */
+        delete: operations["teams_invitations_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/teams/{slug}/members/": {
@@ -790,6 +962,27 @@ export interface paths {
         put?: never;
         /** @description Reject a version that is ready for review; `comment` (required) says why. */
         post: operations["versions_reject_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/versions/{id}/report/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Download a version's reports (op support, variants, parity, benchmarks, recommendation)
+         *     from its latest pipeline run: ?format=json (default) as VersionDetail's `reports`, or
+         *     ?format=csv with one row per (report, profile, variant, metric, value).
+         */
+        get: operations["versions_report_retrieve"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -991,6 +1184,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AcceptInputRequest: {
+            /** @description The invitation's one-time code, 'slwinv_…'. */
+            code: string;
+            /** @description A new account's user name (signed out only). */
+            username?: string;
+            password?: string;
+        };
         ApprovalState: {
             approved: boolean;
             /** @description The approval still matches the version's evidence. */
@@ -1022,6 +1222,8 @@ export interface components {
             metadata?: unknown;
             /** Format: date-time */
             created_at?: string;
+            /** @description Where to download the artifact's bytes (a path on this server; the answer's X-Slipway-SHA256 header carries their sha256). */
+            readonly download_url: string;
         };
         /**
          * @description * `source` - Uploaded source
@@ -1121,6 +1323,8 @@ export interface components {
             gates_passed?: boolean;
             /** @description Why the version was approved although a gate failed (required then). */
             override_reason?: string;
+            /** @description The approver also uploaded the version: allowed only while the team works in single-reviewer mode (four-eyes off), and shown on the decision wherever it appears. */
+            single_reviewer?: boolean;
             /** Format: date-time */
             created_at?: string;
         };
@@ -1136,6 +1340,8 @@ export interface components {
             gates_passed?: boolean;
             /** @description Why the version was approved although a gate failed (required then). */
             override_reason?: string;
+            /** @description The approver also uploaded the version: allowed only while the team works in single-reviewer mode (four-eyes off), and shown on the decision wherever it appears. */
+            single_reviewer?: boolean;
             /** Format: date-time */
             created_at?: string;
             evidence?: unknown;
@@ -1147,6 +1353,18 @@ export interface components {
          * @enum {string}
          */
         DecisionKindEnum: "approve" | "reject" | "revoke";
+        DecisionRef: {
+            id: number;
+            /** @description approve, reject or revoke */
+            kind: string;
+            /** @description The reviewer's username. */
+            actor: string;
+            /** Format: date-time */
+            created_at: string;
+            comment: string;
+            override_reason: string;
+            gates_passed: boolean;
+        };
         Delivery: {
             readonly id: number;
             readonly webhook_id: number;
@@ -1360,6 +1578,18 @@ export interface components {
          * @enum {string}
          */
         EventEnum: "version.ready" | "version.approved" | "version.rejected" | "version.revoked" | "version.failed" | "deployment.live" | "deployment.failed" | "deployment.rolled_back" | "ping";
+        EvidenceBundle: {
+            decision: components["schemas"]["DecisionRef"];
+            version: components["schemas"]["VersionRef"];
+            /** @description Each gate's result when the decision was made. */
+            gates: components["schemas"]["Gate"][];
+            /** @description The evidence snapshot the reviewer decided on. */
+            evidence: unknown;
+            /** @description The sha256 the decision is bound to; the evidence hashes to it (checked before sending). */
+            evidence_sha256: string;
+            /** @description How to recompute evidence_sha256 from evidence. */
+            hash_method: string;
+        };
         Figure: {
             /**
              * Format: double
@@ -1387,6 +1617,7 @@ export interface components {
             /** @description The rule applies to this version: the team followed it at the upload or has turned it on since (turning it off applies only to later uploads). */
             enabled: boolean;
             you_uploaded: boolean;
+            /** @description The rule stops you deciding this version now: you uploaded it and it awaits review. */
             blocks_you: boolean;
         };
         /**
@@ -1443,6 +1674,73 @@ export interface components {
             options?: unknown;
             enabled?: boolean;
         };
+        Invitation: {
+            readonly id: number;
+            role: components["schemas"]["RoleEnum"];
+            /** @description Who it is for, for the admins' list. */
+            note?: string;
+            readonly prefix: string;
+            readonly state: components["schemas"]["StateEnum"];
+            readonly created_by: string;
+            /** Format: date-time */
+            created_at?: string;
+            /** Format: date-time */
+            expires_at: string;
+            readonly accepted_by: string;
+            /** Format: date-time */
+            accepted_at?: string | null;
+            /** Format: date-time */
+            revoked_at?: string | null;
+        };
+        InvitationCodeInputRequest: {
+            /** @description The invitation's one-time code, 'slwinv_…'. */
+            code: string;
+        };
+        InvitationCreated: {
+            readonly id: number;
+            role: components["schemas"]["RoleEnum"];
+            /** @description Who it is for, for the admins' list. */
+            note?: string;
+            readonly prefix: string;
+            readonly state: components["schemas"]["StateEnum"];
+            readonly created_by: string;
+            /** Format: date-time */
+            created_at?: string;
+            /** Format: date-time */
+            expires_at: string;
+            readonly accepted_by: string;
+            /** Format: date-time */
+            accepted_at?: string | null;
+            /** Format: date-time */
+            revoked_at?: string | null;
+            /** @description The one-time code: shown in this response only. */
+            code: string;
+            /** @description The browser link that redeems the code (the code is in its fragment). */
+            link: string;
+        };
+        InvitationInputRequest: {
+            role: components["schemas"]["RoleEnum"];
+            /** @description Who it is for, shown in the team's list. */
+            note?: string;
+            /**
+             * @description 1 to 30; 7 by default.
+             * @default 7
+             */
+            expires_in_days: number;
+        };
+        InvitationPreview: {
+            /** @description The team's slug. */
+            team: string;
+            team_name: string;
+            /** @description viewer, data_scientist, approver or admin */
+            role: string;
+            invited_by: string;
+            /** Format: date-time */
+            expires_at: string;
+            state: components["schemas"]["StateEnum"];
+            /** @description Who would join, if someone is signed in. */
+            signed_in_as: string | null;
+        };
         JobDetail: {
             readonly id: number;
             kind: components["schemas"]["JobKindEnum"];
@@ -1476,9 +1774,29 @@ export interface components {
             error_code?: string;
             /** @description For a queued or running step: a sentence when no live worker serves its queue (it waits, or its worker stopped), instead of it looking queued or running forever. Null otherwise. */
             readonly worker_note: string | null;
+            /** @description For a queued step: its place in its queue, 1 being the next a worker takes (later steps of started pipelines go first where the broker serves priorities, then first come, first served). Null otherwise. */
+            readonly queue_position: number | null;
+            /** @description For a queued step: how many queued steps of all teams a worker takes before it. Null otherwise. */
+            readonly ahead: number | null;
+            /** @description For a queued step: about when it starts; for a running one: how long it has run and usually runs. Each says what it comes from, or why there is no figure. Null otherwise. */
+            readonly estimate: components["schemas"]["JobEstimate"] | null;
             readonly run_id: number;
             log?: string;
             result?: unknown;
+        };
+        JobEstimate: {
+            /** @description Queued: about how many seconds until a worker takes it (0: a worker is free now); null when there is nothing to go on (no live worker on its queue, or no recent finished step to time the work ahead), which `basis` says. */
+            starts_in_seconds: number | null;
+            /** @description Running: how long it has run; else null. */
+            elapsed_seconds: number | null;
+            /** @description The median duration of the last 20 steps of its kind that succeeded on its queue; null when none has. */
+            typical_seconds: number | null;
+            /** @description How many finished steps the figure rests on. */
+            samples: number;
+            /** @description The live workers that take its queue now. */
+            live_workers: number;
+            /** @description Where the figure comes from ("from the median of 12 recent optimize steps on queue cpu and the 2 live workers that take it"), or a sentence saying why there is no figure. */
+            basis: string;
         };
         /**
          * @description * `import` - Import to ONNX
@@ -1591,6 +1909,45 @@ export interface components {
          * @enum {string}
          */
         ObjectiveEnum: "p99_latency_batch1" | "throughput_within_p99_budget";
+        OptionSpec: {
+            /** @description The key in the target's options (or credentials). */
+            key: string;
+            /**
+             * @description string (one of `choices` when set), url (http:// or https://), integer or number (between `minimum` and `maximum` when set), boolean, path_list (absolute directories), text_map (an object of names to text; `secret_keys` belong in the credentials instead) or headers (HTTP header names to single-line values).
+             *
+             *     * `string` - string
+             *     * `url` - url
+             *     * `integer` - integer
+             *     * `number` - number
+             *     * `boolean` - boolean
+             *     * `path_list` - path_list
+             *     * `text_map` - text_map
+             *     * `headers` - headers
+             */
+            type: components["schemas"]["TypeEnum"];
+            /** @description What it is for, in words. */
+            help: string;
+            /** @description Whether a target of the kind must have it. */
+            required: boolean;
+            /** @description What the driver uses when it is absent; null: none. */
+            default: unknown;
+            /** @description The allowed values; empty: any. */
+            choices: string[];
+            /**
+             * Format: double
+             * @description The smallest number allowed; null: no bound.
+             */
+            minimum: number | null;
+            /**
+             * Format: double
+             * @description The largest number allowed; null: no bound.
+             */
+            maximum: number | null;
+            /** @description Keys of a text_map that are secrets and are refused there. */
+            secret_keys: string[];
+            /** @description A value to show as a hint; may be empty. */
+            example: string;
+        };
         OutputAccuracy: {
             name: string;
             passed: boolean | null;
@@ -1745,17 +2102,42 @@ export interface components {
             repository?: string;
             backend_mode?: components["schemas"]["BackendModeEnum"];
             profile?: string;
-            /** @description Non-secret driver settings. Triton Inference Server targets take python_paths: sys.path entries the python backend needs on the server (absolute directories); repository_options: S3 client settings for an s3:// repository (endpoint_url, region_name, ...); request_timeout_seconds: seconds to wait for one request to the server (default 30); load_timeout_seconds: seconds to wait for a model to load (default 300). */
-            options?: unknown;
-            /** @description Secrets, write-only (never shown again). Triton Inference Server targets take headers: HTTP headers sent with every request to the server (an object), e.g. Authorization; aws_access_key_id: S3 access key for an s3:// repository; aws_secret_access_key: S3 secret key for an s3:// repository; aws_session_token: S3 session token for an s3:// repository. null removes them. */
-            credentials?: unknown;
+            /** @description Non-secret settings of the kind's driver. One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. */
+            options?: {
+                /** @description sys.path entries the python backend needs on the server (absolute directories); empty: the deploying worker's own */
+                python_paths?: string[];
+                /** @description S3 client settings for an s3:// repository (endpoint_url, region_name, ...) */
+                repository_options?: {
+                    [key: string]: string;
+                };
+                /** @description seconds to wait for one request to the server (default 30.0) */
+                request_timeout_seconds?: number;
+                /** @description seconds to wait for a model to load (default 300.0) */
+                load_timeout_seconds?: number;
+            };
+            /** @description Secrets, write-only (never shown again; the answer says which are set). One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. null removes them. */
+            credentials?: {
+                /** @description HTTP headers sent with every request to the server (an object), e.g. Authorization */
+                headers?: {
+                    [key: string]: string;
+                };
+                /** @description S3 access key for an s3:// repository */
+                aws_access_key_id?: string;
+                /** @description S3 secret key for an s3:// repository */
+                aws_secret_access_key?: string;
+                /** @description S3 session token for an s3:// repository */
+                aws_session_token?: string;
+            } | null;
             enabled?: boolean;
+            /** @description Allow a private or loopback URL or S3 endpoint, e.g. http://127.0.0.1:8000 (team admins only; audited). */
             allow_private?: boolean;
         };
         PatchedTeamUpdateRequest: {
             name?: string;
-            /** @description Whoever uploaded a version may not approve it. Turning it on applies to every version at once; turning it off is audited and applies only to versions uploaded afterwards. */
+            /** @description Whoever uploaded a version may not approve it. Turning it on applies to every version at once; turning it off (single-reviewer mode) is audited and applies only to versions uploaded afterwards. */
             four_eyes?: boolean;
+            /** @description Why the settings change, kept in the audit trail (asked when turning four-eyes off). */
+            reason?: string;
         };
         PatchedWebhookUpdateInputRequest: {
             name?: string;
@@ -1849,6 +2231,26 @@ export interface components {
          * @enum {string}
          */
         ProfileReadinessStatusEnum: "ready" | "failed" | "processing";
+        QueueDepth: {
+            queue: string;
+            /** @description The enabled hardware profiles whose work goes to this queue. */
+            profiles: string[];
+            /** @description Steps of all teams waiting on this queue. */
+            queued: number;
+            /** @description Of those, the steps of your teams. */
+            queued_yours: number;
+            /** @description Steps of all teams running from this queue now. */
+            running: number;
+            /**
+             * Format: date-time
+             * @description When the step that has waited longest was queued; null when none waits.
+             */
+            oldest_enqueued_at: string | null;
+            /** @description How long that step has waited. */
+            oldest_wait_seconds: number | null;
+            /** @description The live workers (heartbeat fresh) that take this queue. */
+            live_workers: string[];
+        };
         RegisterInputRequest: {
             /** @description The enrollment token a team admin made for this device. */
             token: string;
@@ -1892,6 +2294,24 @@ export interface components {
         Rotated: {
             /** @description The new device credential, shown once; the one this call was made with works for an hour more, or until this one is first used. */
             credential: string;
+        };
+        RunningStep: {
+            job: number;
+            kind: string;
+            queue: string;
+            /** @description Empty for the steps that run once per version. */
+            profile: string;
+            team: string;
+            /** @description The model's slug. */
+            model: string;
+            /** @description The version's number in its model. */
+            version: number;
+            version_id: number;
+            /** Format: double */
+            progress: number;
+            progress_message: string;
+            /** Format: date-time */
+            started_at: string | null;
         };
         /**
          * @description * `read` - read
@@ -1944,6 +2364,14 @@ export interface components {
             username: string;
             password: string;
         };
+        /**
+         * @description * `pending` - pending
+         *     * `accepted` - accepted
+         *     * `revoked` - revoked
+         *     * `expired` - expired
+         * @enum {string}
+         */
+        StateEnum: "pending" | "accepted" | "revoked" | "expired";
         Target: {
             readonly id: number;
             readonly team: string;
@@ -1975,6 +2403,8 @@ export interface components {
             /** Format: date-time */
             readonly updated_at: string;
         };
+        /** @enum {string} */
+        TargetCreateInputKindEnum: "triton";
         TargetCreateInputRequest: {
             /**
              * @description Team slug.
@@ -1985,10 +2415,10 @@ export interface components {
             /** @default  */
             slug: string;
             /**
-             * @description The kind of server: triton.
+             * @description The kind of server; GET /targets/kinds/ lists them with what each takes.
              * @default triton
              */
-            kind: string;
+            kind: components["schemas"]["TargetCreateInputKindEnum"];
             /** @default  */
             url: string;
             /**
@@ -2000,14 +2430,36 @@ export interface components {
             backend_mode: components["schemas"]["BackendModeEnum"];
             /** @description Hardware profile slug the server runs. */
             profile: string;
-            /** @description Non-secret driver settings. Triton Inference Server targets take python_paths: sys.path entries the python backend needs on the server (absolute directories); repository_options: S3 client settings for an s3:// repository (endpoint_url, region_name, ...); request_timeout_seconds: seconds to wait for one request to the server (default 30); load_timeout_seconds: seconds to wait for a model to load (default 300). */
-            options?: unknown;
-            /** @description Secrets, write-only (never shown again). Triton Inference Server targets take headers: HTTP headers sent with every request to the server (an object), e.g. Authorization; aws_access_key_id: S3 access key for an s3:// repository; aws_secret_access_key: S3 secret key for an s3:// repository; aws_session_token: S3 session token for an s3:// repository. */
-            credentials?: unknown;
+            /** @description Non-secret settings of the kind's driver. One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. */
+            options?: {
+                /** @description sys.path entries the python backend needs on the server (absolute directories); empty: the deploying worker's own */
+                python_paths?: string[];
+                /** @description S3 client settings for an s3:// repository (endpoint_url, region_name, ...) */
+                repository_options?: {
+                    [key: string]: string;
+                };
+                /** @description seconds to wait for one request to the server (default 30.0) */
+                request_timeout_seconds?: number;
+                /** @description seconds to wait for a model to load (default 300.0) */
+                load_timeout_seconds?: number;
+            };
+            /** @description Secrets, write-only (never shown again; the answer says which are set). One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. */
+            credentials?: {
+                /** @description HTTP headers sent with every request to the server (an object), e.g. Authorization */
+                headers?: {
+                    [key: string]: string;
+                };
+                /** @description S3 access key for an s3:// repository */
+                aws_access_key_id?: string;
+                /** @description S3 secret key for an s3:// repository */
+                aws_secret_access_key?: string;
+                /** @description S3 session token for an s3:// repository */
+                aws_session_token?: string;
+            } | null;
             /** @default true */
             enabled: boolean;
             /**
-             * @description Allow a private/loopback URL (team admins only).
+             * @description Allow a private or loopback URL or S3 endpoint, e.g. http://127.0.0.1:8000 (team admins only; audited).
              * @default false
              */
             allow_private: boolean;
@@ -2030,6 +2482,18 @@ export interface components {
              */
             check_requested_at: string | null;
         };
+        TargetKind: {
+            /** @description The value of a target's `kind`. */
+            kind: string;
+            /** @description The kind's name for people. */
+            label: string;
+            /** @description The non-secret settings a target of the kind takes. */
+            options: components["schemas"]["OptionSpec"][];
+            /** @description The secrets it takes (write-only, encrypted). */
+            credentials: components["schemas"]["OptionSpec"][];
+            /** @description Whether a private or loopback URL (or S3 endpoint) is refused unless a team admin sets the target's `allow_private`; false when the operator allows private addresses for all (SLIPWAY_ALLOW_PRIVATE_OUTBOUND). */
+            private_needs_allow_private: boolean;
+        };
         Team: {
             slug: string;
             name: string;
@@ -2044,6 +2508,8 @@ export interface components {
             four_eyes?: boolean;
             readonly role: string | null;
             readonly members: number;
+            /** @description Members who may approve (approvers and admins). With four-eyes on, a version needs a reviewer other than its uploader. */
+            readonly reviewers: number;
             /** Format: date-time */
             created_at?: string;
         };
@@ -2054,6 +2520,8 @@ export interface components {
             role: string;
             /** @description Whoever uploaded a version may not approve it. */
             four_eyes: boolean;
+            /** @description Members who may approve (approvers and admins). */
+            reviewers: number;
         };
         Token: {
             readonly id: number;
@@ -2097,6 +2565,18 @@ export interface components {
              */
             expires_in_days: number;
         };
+        /**
+         * @description * `string` - string
+         *     * `url` - url
+         *     * `integer` - integer
+         *     * `number` - number
+         *     * `boolean` - boolean
+         *     * `path_list` - path_list
+         *     * `text_map` - text_map
+         *     * `headers` - headers
+         * @enum {string}
+         */
+        TypeEnum: "string" | "url" | "integer" | "number" | "boolean" | "path_list" | "text_map" | "headers";
         VersionDetail: {
             readonly id: number;
             readonly team: string;
@@ -2174,6 +2654,37 @@ export interface components {
             status: string;
             url: string;
         };
+        VersionReport: {
+            version: components["schemas"]["VersionRef"];
+            /** @description The pipeline run the reports come from: the version's latest. */
+            run_id: number;
+            run_status: string;
+            /** @description Each finished step's report from the latest run: by step kind, then by profile for steps that run per hardware profile (validate, optimize, parity, benchmark, recommend). Every report is typed by the classes the server reads it with (workers/engine/reports.py). */
+            reports: {
+                import?: components["schemas"]["ImportReport"];
+                inspect?: components["schemas"]["InspectReport"];
+                /** @description The ValidateReport of each hardware profile, by profile slug. */
+                validate?: {
+                    [key: string]: components["schemas"]["ValidateReport"];
+                };
+                /** @description The OptimizeReport of each hardware profile, by profile slug. */
+                optimize?: {
+                    [key: string]: components["schemas"]["OptimizeReport"];
+                };
+                /** @description The ParityReport of each hardware profile, by profile slug. */
+                parity?: {
+                    [key: string]: components["schemas"]["ParityReport"];
+                };
+                /** @description The BenchmarkReport of each hardware profile, by profile slug. */
+                benchmark?: {
+                    [key: string]: components["schemas"]["BenchmarkReport"];
+                };
+                /** @description The RecommendReport of each hardware profile, by profile slug. */
+                recommend?: {
+                    [key: string]: components["schemas"]["RecommendReport"];
+                };
+            };
+        };
         /**
          * @description * `received` - Received
          *     * `processing` - Processing
@@ -2210,14 +2721,14 @@ export interface components {
             file: string;
             /** @default  */
             notes: string;
-            /** @description Team for a model created by this upload. */
+            /** @description Team for a model created by this upload; needed only when you may upload in several teams. */
             team?: string;
             /**
              * @description Comma-separated hardware profile slugs (default: the server's SLIPWAY_DEFAULT_PROFILES).
              * @default
              */
             profiles: string;
-            /** @description Input signature for formats that don't carry one, e.g. [{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. Refused for ONNX uploads, whose file carries its signature: declare what the inputs take with input_declarations instead. */
+            /** @description Input signature for formats that don't carry one, e.g. [{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]. Symbolic dims stay dynamic. Required for TorchScript, and for an MXNet symbol none of whose variables records a shape: the upload is refused without it. Refused for ONNX uploads, whose file carries its signature: declare what the inputs take with input_declarations instead. */
             inputs?: unknown;
             /** @description What the inputs take, used when Slipway generates inputs (no validation or calibration set) and to read your arrays: {"inputs": {name: {"kind": image | token_ids | attention_mask | audio | state | values | features, "value": 16000, "values": [8000, 16000], "range": [0, 1], "batch_axis": 1}}, "dims": {symbolic dim: {"min": 320, "max": 1280, "step": 32, "typical": 640}}}. What is not declared is inferred from the model, and the reports say what was assumed. */
             input_declarations?: unknown;
@@ -2331,6 +2842,10 @@ export interface components {
             /** Format: date-time */
             stopped_at?: string | null;
             readonly status: string;
+            /** @description The steps of your teams it runs now: kind, model and version, profile, progress. */
+            readonly running: components["schemas"]["RunningStep"][];
+            /** @description How many steps of teams you are not in it runs now (counted, not shown). */
+            readonly running_other_teams: number;
         };
         /** @description Every API error: a stable machine code, a sentence for people, and per-field errors. */
         Error: {
@@ -3643,6 +4158,118 @@ export interface operations {
             };
         };
     };
+    artifacts_download_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The artifact's bytes, as an attachment; X-Slipway-SHA256 and the ETag carry their sha256. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The stored file does not match the artifact's record (its size). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The artifact's file is missing from the artifact storage. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     audit_list: {
         parameters: {
             query?: {
@@ -4012,6 +4639,109 @@ export interface operations {
             };
             /** @description It does not exist, or it belongs to a team you are not in. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    decisions_evidence_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The evidence bundle, as an attachment. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvidenceBundle"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The stored evidence does not hash to the decision's sha256. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4876,6 +5606,214 @@ export interface operations {
             };
         };
     };
+    invitations_accept_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcceptInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    invitations_preview_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationCodeInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationPreview"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     jobs_retrieve: {
         parameters: {
             query?: never;
@@ -5228,6 +6166,110 @@ export interface operations {
             };
             /** @description It does not exist, or it belongs to a team you are not in. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    models_destroy: {
+        parameters: {
+            query?: {
+                /** @description Team slug, if several of your teams use the slug */
+                team?: string;
+            };
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model has versions: they are evidence and are kept. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6025,6 +7067,97 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HardwareProfile"][];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    queues_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueDepth"][];
                 };
             };
             /** @description The request is invalid; the message says what to change. */
@@ -7005,6 +8138,97 @@ export interface operations {
             };
         };
     };
+    targets_kinds_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TargetKind"][];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     teams_list: {
         parameters: {
             query?: {
@@ -7216,6 +8440,406 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TeamDetail"];
                 };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    teams_invitations_list: {
+        parameters: {
+            query?: {
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+            };
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"][];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    teams_invitations_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["InvitationInputRequest"];
+                "multipart/form-data": components["schemas"]["InvitationInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationCreated"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A retry (same Idempotency-Key) of a request that already succeeded. Its answer held a secret shown once, which Slipway does not keep, so the retry gets this error (code secret_shown_once) saying what the first request did and how to get a new secret. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    teams_invitations_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    teams_invitations_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is invalid; the message says what to change. */
             400: {
@@ -8777,6 +10401,113 @@ export interface operations {
                 };
             };
             /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_report_retrieve: {
+        parameters: {
+            query?: {
+                /** @description json (default) or csv */
+                format?: "csv" | "json";
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reports, as JSON. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No step of the version's latest pipeline run has finished yet. */
             409: {
                 headers: {
                     [name: string]: unknown;

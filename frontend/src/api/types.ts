@@ -29,6 +29,11 @@ export interface Job {
   // Set while the step is queued or running and no live worker serves its queue (optional:
   // servers before it did not send it).
   worker_note?: string | null;
+  // Queued: its place in its queue (1 is next) and the steps ahead; queued or running: the
+  // estimate and what it comes from (optional: servers before them did not send them).
+  queue_position?: number | null;
+  ahead?: number | null;
+  estimate?: JobEstimate | null;
 }
 
 export interface PipelineRun {
@@ -71,6 +76,16 @@ export type Token = Omit<S["Token"], "scopes"> & { scopes: TokenScope[] };
 export type TokenCreated = Omit<S["TokenCreated"], "scopes"> & { scopes: TokenScope[] };
 export type AuditEvent = S["AuditEvent"];
 export type Role = S["RoleEnum"];
+export type TeamDetail = S["TeamDetail"];
+export type Member = S["Member"];
+export type Invitation = S["Invitation"];
+export type InvitationCreated = S["InvitationCreated"];
+export type InvitationPreview = S["InvitationPreview"];
+export type Policy = S["Policy"];
+export type PolicyKind = S["PolicyKindEnum"];
+export type JobEstimate = S["JobEstimate"];
+export type QueueDepth = S["QueueDepth"];
+export type RunningStep = S["RunningStep"];
 
 export interface Page<T> {
   next?: string | null;

@@ -1,7 +1,7 @@
-// Small SVG charts drawn by hand: fixed aspect (viewBox) so nothing moves when data changes,
-// axes with units, series told apart by colour AND marker shape AND dash, and each chart's
-// numbers available as a table for people who can't see it.
-import { useId, type ReactNode } from "react";
+// Small SVG charts drawn by hand: a fixed height so nothing moves when data changes, axes with
+// units, series told apart by colour AND marker shape AND dash, and each chart's numbers
+// available as a table for people who can't see it.
+import { useCallback, useId, useState, type ReactNode, type RefCallback } from "react";
 import { formatMs, formatTick } from "../lib/format";
 import type { Histogram, Interval, PercentileRow, Series } from "./series";
 import { PERCENTILES } from "./series";
@@ -23,10 +23,96 @@ export const PALETTE = [
 const MARKERS = ["circle", "square", "triangle", "diamond", "cross"] as const;
 const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
 
-// Drawn at about the size they are shown (half a laptop screen), so 13-14 px text stays readable.
+// Drawn at the width they are shown, up to W (a wider box scales the drawing up). A fixed
+// viewBox would scale a phone's 330 px chart down by half, its 13 px text to 7 px.
 const W = 600;
 const H = 320;
 const M = { top: 18, right: 22, bottom: 52, left: 68 };
+/** Below this a chart is scaled down rather than drawn narrower: its plot would be too cramped. */
+const NARROWEST = 260;
+/** About how wide a character of chart text is, as a share of its font size. */
+const CHAR_EM = 0.6;
+const TITLE_PX = 14;
+/** The distance between the lines of an axis title. */
+export const TITLE_LINE = 16;
+
+/** A callback ref for a chart's box, and the width to draw the chart at: the box's width in
+ * CSS pixels, kept within [NARROWEST, widest]. Where nothing can measure it (tests), `widest`. */
+export function useChartWidth(widest: number): [RefCallback<HTMLElement>, number] {
+  const [width, setWidth] = useState(widest);
+  const measure = useCallback(
+    (box: HTMLElement | null) => {
+      if (!box || typeof ResizeObserver === "undefined") return;
+      // a hidden box measures 0: keep the last width
+      const fit = (shown: number) => {
+        if (shown > 0) setWidth(Math.round(Math.min(widest, Math.max(NARROWEST, shown))));
+      };
+      fit(box.getBoundingClientRect().width); // before the first paint, so the chart doesn't jump
+      const observer = new ResizeObserver(([entry]) => {
+        if (entry) fit(entry.contentRect.width);
+      });
+      observer.observe(box);
+      return () => observer.disconnect();
+    },
+    [widest],
+  );
+  return [measure, width];
+}
+
+/** `text` broken at spaces into lines of at most `chars` characters (a longer word stays whole). */
+export function wrapLabel(text: string, chars: number): string[] {
+  const lines: string[] = [];
+  for (const word of text.split(" ")) {
+    const last = lines[lines.length - 1];
+    if (last !== undefined && last.length + 1 + word.length <= chars) lines[lines.length - 1] = `${last} ${word}`;
+    else lines.push(word);
+  }
+  return lines;
+}
+
+/** The x axis title's lines for a chart `width` wide whose plot runs from `left` to `width - right`. */
+export function axisTitleLines(text: string, width: number, left = M.left, right = M.right): string[] {
+  // centred on the plot, so it has twice the room on its narrower side
+  const room = 2 * Math.min((left + width - right) / 2, (width - left + right) / 2) - 8;
+  return wrapLabel(text, Math.max(12, Math.floor(room / (TITLE_PX * CHAR_EM))));
+}
+
+/** The ticks of a horizontal axis whose labels fit side by side at `fontSize` px: on a log axis
+ * the powers of ten first, then the others wherever they don't touch a label already placed. */
+export function labelledTicks(scale: Scale, format: (v: number) => string, fontSize = 13): Set<number> {
+  const first = scale.log ? scale.ticks.filter((t) => Number.isInteger(Math.log10(t))) : scale.ticks;
+  const placed: [number, number][] = [];
+  const shown = new Set<number>();
+  for (const tick of [...first, ...scale.ticks.filter((t) => !first.includes(t))]) {
+    const half = (format(tick).length * fontSize * CHAR_EM) / 2 + 3;
+    const at = scale(tick);
+    if (placed.every(([from, to]) => at + half <= from || at - half >= to)) {
+      placed.push([at - half, at + half]);
+      shown.add(tick);
+    }
+  }
+  return shown;
+}
+
+/** Where the y axis title's middle goes: beside the middle of the plot (`top` to `bottom`),
+ * moved down where a long title would run off the top of a chart `height` tall. */
+export function yTitleMiddle(text: string, top: number, bottom: number, height: number): number {
+  const half = (text.length * TITLE_PX * CHAR_EM) / 2 + 2;
+  return Math.min(Math.max((top + bottom) / 2, half), height - half);
+}
+
+/** An x axis title, one <text> with a line per <tspan>, its last line `bottom` units down. */
+export function AxisTitle({ lines, x, bottom }: { lines: string[]; x: number; bottom: number }) {
+  return (
+    <text x={x} y={bottom - (lines.length - 1) * TITLE_LINE} textAnchor="middle" className="axis-title">
+      {lines.map((line, i) => (
+        <tspan key={i} x={x} dy={i ? TITLE_LINE : 0}>
+          {line}
+        </tspan>
+      ))}
+    </text>
+  );
+}
 
 /** A 95% interval as "[low – high]" in the figure's own unit; "" where there is none. */
 export function formatInterval(interval: Interval | null | undefined, format: (v: number) => string): string {
@@ -104,29 +190,38 @@ export function Marker({
   }
 }
 
+/** Where a chart `width` wide draws its plot, and its x axis title broken to fit. */
+function plotArea(width: number, xLabel: string) {
+  const xTitle = axisTitleLines(xLabel, width);
+  return { xTitle, bottom: H - M.bottom - (xTitle.length - 1) * TITLE_LINE, right: width - M.right };
+}
+
 function Axes({
   x,
   y,
-  xLabel,
+  xTitle,
   yLabel,
   xFormat = formatTick,
   yFormat = formatTick,
-  height = H,
+  width,
+  bottom,
 }: {
   x: Scale;
   y: Scale;
-  xLabel: string;
+  xTitle: string[];
   yLabel: string;
   xFormat?: (v: number) => string;
   yFormat?: (v: number) => string;
-  height?: number;
+  width: number;
+  /** The plot's bottom edge. */
+  bottom: number;
 }) {
-  const bottom = height - M.bottom;
+  const labelled = labelledTicks(x, xFormat);
   return (
     <g className="axes" fontSize="13">
       {y.ticks.map((tick) => (
         <g key={`y${tick}`}>
-          <line x1={M.left} x2={W - M.right} y1={y(tick)} y2={y(tick)} className="grid" />
+          <line x1={M.left} x2={width - M.right} y1={y(tick)} y2={y(tick)} className="grid" />
           <text x={M.left - 8} y={y(tick)} dy="0.32em" textAnchor="end" className="tick">
             {yFormat(tick)}
           </text>
@@ -135,17 +230,21 @@ function Axes({
       {x.ticks.map((tick) => (
         <g key={`x${tick}`}>
           <line x1={x(tick)} x2={x(tick)} y1={bottom} y2={bottom + 5} className="axis" />
-          <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
-            {xFormat(tick)}
-          </text>
+          {labelled.has(tick) ? (
+            <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+              {xFormat(tick)}
+            </text>
+          ) : null}
         </g>
       ))}
-      <line x1={M.left} x2={W - M.right} y1={bottom} y2={bottom} className="axis" />
+      <line x1={M.left} x2={width - M.right} y1={bottom} y2={bottom} className="axis" />
       <line x1={M.left} x2={M.left} y1={M.top} y2={bottom} className="axis" />
-      <text x={(M.left + W - M.right) / 2} y={height - 8} textAnchor="middle" className="axis-title">
-        {xLabel}
-      </text>
-      <text transform={`translate(14 ${(M.top + bottom) / 2}) rotate(-90)`} textAnchor="middle" className="axis-title">
+      <AxisTitle lines={xTitle} x={(M.left + width - M.right) / 2} bottom={H - 8} />
+      <text
+        transform={`translate(14 ${yTitleMiddle(yLabel, M.top, bottom, H)}) rotate(-90)`}
+        textAnchor="middle"
+        className="axis-title"
+      >
         {yLabel}
       </text>
     </g>
@@ -173,6 +272,8 @@ function Frame({
   description,
   children,
   table,
+  measure,
+  width,
   height = H,
   legend,
 }: {
@@ -180,17 +281,20 @@ function Frame({
   description: string;
   children: ReactNode;
   table: ReactNode;
+  /** useChartWidth's ref, for the box whose width the chart is drawn at. */
+  measure: RefCallback<HTMLElement>;
+  width: number;
   height?: number;
   legend?: ReactNode;
 }) {
   const id = useId();
   return (
-    <figure className="chart">
+    <figure className="chart" ref={measure}>
       <figcaption id={`${id}-t`} className="chart-title">
         {title}
       </figcaption>
       <svg
-        viewBox={`0 0 ${W} ${height}`}
+        viewBox={`0 0 ${width} ${height}`}
         role="img"
         aria-labelledby={`${id}-t ${id}-d`}
         className="chart-svg"
@@ -202,7 +306,9 @@ function Frame({
       {legend}
       <details className="chart-data">
         <summary>Numbers as a table</summary>
-        {table}
+        <div className="table-scroll" tabIndex={0}>
+          {table}
+        </div>
       </details>
     </figure>
   );
@@ -234,12 +340,14 @@ export function LineChart({
   valueFormat,
   xName,
 }: LineChartProps) {
+  const [measure, width] = useChartWidth(W);
+  const { xTitle, bottom, right } = plotArea(width, xLabel);
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
   // The y axis holds the intervals too, so no error bar runs off the plot.
   const ys = series.flatMap((s) => s.points.flatMap((p) => [p.y, p.low ?? p.y, p.high ?? p.y]));
-  const range: [number, number] = [M.left + 24, W - M.right - 24];
+  const range: [number, number] = [M.left + 24, right - 24];
   const x = xMode === "points" ? pointScale(xs, range) : linearScale(xs, range);
-  const y = yLog ? logScale(ys, [H - M.bottom, M.top]) : linearScale(ys, [H - M.bottom, M.top], { zero: true });
+  const y = yLog ? logScale(ys, [bottom, M.top]) : linearScale(ys, [bottom, M.top], { zero: true });
   let variantIndex = 0;
   const styled = series.map((s) => ({ ...s, style: seriesStyle(s.baseline ? 0 : variantIndex++, s.baseline) }));
   const xValues = [...new Set(xs)].sort((a, b) => a - b);
@@ -247,6 +355,8 @@ export function LineChart({
     <Frame
       title={title}
       description={description}
+      measure={measure}
+      width={width}
       legend={<Legend items={styled.map((s) => ({ name: s.name, ...s.style }))} />}
       table={
         <table className="table table-compact">
@@ -281,7 +391,7 @@ export function LineChart({
         </table>
       }
     >
-      <Axes x={x} y={y} xLabel={xLabel} yLabel={yLabel} yFormat={yFormat} />
+      <Axes x={x} y={y} xTitle={xTitle} yLabel={yLabel} yFormat={yFormat} width={width} bottom={bottom} />
       {styled.map((s) => (
         <g key={s.name} className="series">
           {s.points.length > 1 ? (
@@ -324,21 +434,30 @@ export function PercentileChart({
   title: string;
   description: string;
 }) {
-  const rowHeight = 30;
-  const height = Math.max(H, M.top + rows.length * rowHeight + M.bottom);
-  const left = 150;
+  const [measure, width] = useChartWidth(W);
+  // On a narrow chart each variant's name goes above its row, so the plot keeps the whole width.
+  const namesAbove = width < 400;
+  const rowHeight = namesAbove ? 50 : 30;
+  const left = namesAbove ? 16 : 150;
+  const nameChars = namesAbove ? Math.floor((width - left - M.right) / (13 * CHAR_EM)) : 18;
+  const xTitle = axisTitleLines("Latency (ms, log scale)", width, left);
+  const bottomMargin = M.bottom + (xTitle.length - 1) * TITLE_LINE;
+  const height = Math.max(H, M.top + rows.length * rowHeight + bottomMargin);
   const values = rows.flatMap((r) => [
     ...Object.values(r.values).filter((v): v is number => v !== null),
     ...Object.values(r.intervals).flat(),
   ]);
-  const x = logScale(values, [left, W - M.right]);
+  const x = logScale(values, [left, width - M.right]);
+  const labelled = labelledTicks(x, formatTick);
   const colors = ["#0072B2", "#009E73", "#E69F00", "#D55E00", "#882255"];
   const shapes = ["circle", "square", "triangle", "diamond", "cross"];
-  const bottom = height - M.bottom;
+  const bottom = height - bottomMargin;
   return (
     <Frame
       title={title}
       description={description}
+      measure={measure}
+      width={width}
       height={height}
       legend={
         <Legend
@@ -392,31 +511,31 @@ export function PercentileChart({
         {x.ticks.map((tick) => (
           <g key={tick}>
             <line x1={x(tick)} x2={x(tick)} y1={M.top} y2={bottom} className="grid" />
-            <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
-              {formatTick(tick)}
-            </text>
+            {labelled.has(tick) ? (
+              <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+                {formatTick(tick)}
+              </text>
+            ) : null}
           </g>
         ))}
-        <line x1={left} x2={W - M.right} y1={bottom} y2={bottom} className="axis" />
-        <text x={(left + W - M.right) / 2} y={height - 8} textAnchor="middle" className="axis-title">
-          Latency (ms, log scale)
-        </text>
+        <line x1={left} x2={width - M.right} y1={bottom} y2={bottom} className="axis" />
+        <AxisTitle lines={xTitle} x={(left + width - M.right) / 2} bottom={height - 8} />
       </g>
       {rows.map((row, index) => {
         const cy =
-          M.top + index * rowHeight + rowHeight / 2 + (height - M.top - M.bottom - rows.length * rowHeight) / 2;
+          M.top + index * rowHeight + rowHeight / 2 + (height - M.top - bottomMargin - rows.length * rowHeight) / 2;
         const present = PERCENTILES.map((p) => row.values[p.key]).filter((v): v is number => v !== null);
         return (
           <g key={row.name}>
             <text
-              x={left - 10}
-              y={cy}
-              dy="0.32em"
-              textAnchor="end"
+              x={namesAbove ? left : left - 10}
+              y={namesAbove ? cy - 17 : cy}
+              dy={namesAbove ? undefined : "0.32em"}
+              textAnchor={namesAbove ? "start" : "end"}
               fontSize="13"
               className={row.baseline ? "tick tick-strong" : "tick"}
             >
-              {row.name.length > 18 ? `${row.name.slice(0, 17)}…` : row.name}
+              {row.name.length > nameChars ? `${row.name.slice(0, nameChars - 1)}…` : row.name}
             </text>
             {present.length > 1 ? (
               <line
@@ -468,18 +587,23 @@ export function HistogramChart({
   description: string;
   marks: { label: string; value: number | null }[];
 }) {
-  const range: [number, number] = [M.left, W - M.right];
+  const [measure, width] = useChartWidth(W);
+  const xLabel = data.log ? "Latency (ms, log scale)" : "Latency (ms)";
+  const { xTitle, bottom, right } = plotArea(width, xLabel);
+  const range: [number, number] = [M.left, right];
   const edges = data.bins.flatMap((b) => [b.x0, b.x1]);
   const x = data.log ? logScale(edges, range) : linearScale(edges, range);
   const y = linearScale(
     data.bins.map((b) => b.count),
-    [H - M.bottom, M.top],
+    [bottom, M.top],
     { zero: true },
   );
   return (
     <Frame
       title={title}
       description={description}
+      measure={measure}
+      width={width}
       table={
         <table className="table table-compact">
           <thead>
@@ -503,14 +627,14 @@ export function HistogramChart({
         </table>
       }
     >
-      <Axes x={x} y={y} xLabel={data.log ? "Latency (ms, log scale)" : "Latency (ms)"} yLabel="Requests" />
+      <Axes x={x} y={y} xTitle={xTitle} yLabel="Requests" width={width} bottom={bottom} />
       {data.bins.map((bin) => (
         <rect
           key={bin.x0}
           x={x(bin.x0) + 0.5}
           y={y(bin.count)}
           width={Math.max(1, x(bin.x1) - x(bin.x0) - 1)}
-          height={Math.max(0, H - M.bottom - y(bin.count))}
+          height={Math.max(0, bottom - y(bin.count))}
           fill="#56B4E9"
           stroke="#0072B2"
           strokeWidth={0.5}
@@ -525,16 +649,16 @@ export function HistogramChart({
               x1={x(mark.value)}
               x2={x(mark.value)}
               y1={M.top}
-              y2={H - M.bottom}
+              y2={bottom}
               stroke="#D55E00"
               strokeWidth={1.5}
               strokeDasharray={i ? "5 3" : ""}
             />
             <text
-              x={x(mark.value) + (x(mark.value) > W - 140 ? -4 : 4)}
+              x={x(mark.value) + (x(mark.value) > width - 140 ? -4 : 4)}
               y={M.top + 12 + i * 16}
               fontSize="13"
-              textAnchor={x(mark.value) > W - 140 ? "end" : "start"}
+              textAnchor={x(mark.value) > width - 140 ? "end" : "start"}
               className="mark-label"
             >
               {`${mark.label} ${formatMs(mark.value)}`}

@@ -1,15 +1,26 @@
 // A scatter plot of labelled points, told apart by colour AND marker shape, with an optional
 // front (the points nothing beats on both axes) drawn as a dashed line, and the numbers as a
-// table. Drawn narrower than the other charts (420 wide) so that its 13-unit text still
-// shows at 11 px or more on a phone.
+// table. At most 420 wide, and as wide as its box below that (like the other charts), so its
+// text shows at the size it is drawn at on a phone.
 import { useId, type ReactNode } from "react";
 import { formatTick } from "../lib/format";
-import { Legend, Marker } from "./Charts";
+import {
+  AxisTitle,
+  axisTitleLines,
+  labelledTicks,
+  Legend,
+  Marker,
+  TITLE_LINE,
+  useChartWidth,
+  yTitleMiddle,
+} from "./Charts";
 import { linearScale, logScale } from "./scales";
 
 const W = 420;
 const H = 320;
 const M = { top: 16, right: 18, bottom: 50, left: 56 };
+/** About how wide a character of a point's 12 px label is. */
+const LABEL_CHAR = 7;
 
 export interface ScatterPoint {
   key: string;
@@ -61,11 +72,15 @@ export function ScatterChart({
   table?: ReactNode;
 }) {
   const id = useId();
+  const [measure, width] = useChartWidth(W);
+  const xTitle = axisTitleLines(xLabel, width, M.left, M.right);
+  const bottom = H - M.bottom - (xTitle.length - 1) * TITLE_LINE;
   const xs = points.map((p) => p.x);
   const ys = points.map((p) => p.y);
-  const x = xLog ? logScale(xs, [M.left + 12, W - M.right - 12]) : linearScale(xs, [M.left + 12, W - M.right - 12]);
-  const y = linearScale(ys, [H - M.bottom, M.top]);
-  const bottom = H - M.bottom;
+  const xRange: [number, number] = [M.left + 12, width - M.right - 12];
+  const x = xLog ? logScale(xs, xRange) : linearScale(xs, xRange);
+  const y = linearScale(ys, [bottom, M.top]);
+  const labelled = labelledTicks(x, xFormat);
   const byKey = new Map(points.map((p) => [p.key, p]));
   const frontPoints = front.map((key) => byKey.get(key)).filter((p): p is ScatterPoint => p !== undefined);
   const style = new Map(groups.map((g) => [g.name, g]));
@@ -75,12 +90,12 @@ export function ScatterChart({
     ...(frontPoints.length > 1 ? [{ name: frontLabel, color: "#6e7781", marker: "none", dash: "5 3" }] : []),
   ];
   return (
-    <figure className="chart chart-scatter" aria-labelledby={`${id}-t`}>
+    <figure className="chart chart-scatter" aria-labelledby={`${id}-t`} ref={measure}>
       <figcaption id={`${id}-t`} className="chart-title">
         {title}
       </figcaption>
       <svg
-        viewBox={`0 0 ${W} ${H}`}
+        viewBox={`0 0 ${width} ${H}`}
         role="img"
         aria-labelledby={`${id}-t ${id}-d`}
         className="chart-svg"
@@ -90,7 +105,7 @@ export function ScatterChart({
         <g className="axes" fontSize="13">
           {y.ticks.map((tick) => (
             <g key={`y${tick}`}>
-              <line x1={M.left} x2={W - M.right} y1={y(tick)} y2={y(tick)} className="grid" />
+              <line x1={M.left} x2={width - M.right} y1={y(tick)} y2={y(tick)} className="grid" />
               <text x={M.left - 6} y={y(tick)} dy="0.32em" textAnchor="end" className="tick">
                 {yFormat(tick)}
               </text>
@@ -99,18 +114,18 @@ export function ScatterChart({
           {x.ticks.map((tick) => (
             <g key={`x${tick}`}>
               <line x1={x(tick)} x2={x(tick)} y1={M.top} y2={bottom} className="grid" />
-              <text x={x(tick)} y={bottom + 17} textAnchor="middle" className="tick">
-                {xFormat(tick)}
-              </text>
+              {labelled.has(tick) ? (
+                <text x={x(tick)} y={bottom + 17} textAnchor="middle" className="tick">
+                  {xFormat(tick)}
+                </text>
+              ) : null}
             </g>
           ))}
-          <line x1={M.left} x2={W - M.right} y1={bottom} y2={bottom} className="axis" />
+          <line x1={M.left} x2={width - M.right} y1={bottom} y2={bottom} className="axis" />
           <line x1={M.left} x2={M.left} y1={M.top} y2={bottom} className="axis" />
-          <text x={(M.left + W - M.right) / 2} y={H - 8} textAnchor="middle" className="axis-title">
-            {xLabel}
-          </text>
+          <AxisTitle lines={xTitle} x={(M.left + width - M.right) / 2} bottom={H - 8} />
           <text
-            transform={`translate(14 ${(M.top + bottom) / 2}) rotate(-90)`}
+            transform={`translate(14 ${yTitleMiddle(yLabel, M.top, bottom, H)}) rotate(-90)`}
             textAnchor="middle"
             className="axis-title"
           >
@@ -132,20 +147,25 @@ export function ScatterChart({
           const color = g?.color ?? "#444444";
           const onFront = frontPoints.includes(p);
           const px = x(p.x);
-          const right = px > W - 130;
+          // a front point's label goes to the side with room for it, cut to fit there
+          const room = { left: px - 14, right: width - px - 14 };
+          const toLeft = width - px < 130 && room.left > room.right;
+          const chars = Math.min(22, Math.floor((toLeft ? room.left : room.right) / LABEL_CHAR));
+          // above the point, or below it where the top of the chart is too near
+          const labelY = y(p.y) - 8 < 14 ? y(p.y) + 18 : y(p.y) - 8;
           return (
             <g key={p.key} className="scatter-point" data-point={p.key} data-front={onFront ? "yes" : undefined}>
               {p.emphasis ? <circle cx={px} cy={y(p.y)} r={9} fill="none" stroke={color} strokeWidth={1.5} /> : null}
               <Marker shape={g?.marker ?? "circle"} x={px} y={y(p.y)} color={color} size={p.emphasis ? 5.5 : 4.5} />
               {onFront ? (
                 <text
-                  x={px + (right ? -10 : 10)}
-                  y={y(p.y) - 8}
-                  textAnchor={right ? "end" : "start"}
+                  x={px + (toLeft ? -10 : 10)}
+                  y={labelY}
+                  textAnchor={toLeft ? "end" : "start"}
                   fontSize="12"
                   className="tick"
                 >
-                  {p.label.length > 22 ? `${p.label.slice(0, 21)}…` : p.label}
+                  {p.label.length > chars ? `${p.label.slice(0, Math.max(1, chars - 1))}…` : p.label}
                 </text>
               ) : null}
               <title>{p.title}</title>
@@ -157,7 +177,9 @@ export function ScatterChart({
       {table ? (
         <details className="chart-data">
           <summary>Numbers as a table</summary>
-          {table}
+          <div className="table-scroll" tabIndex={0}>
+            {table}
+          </div>
         </details>
       ) : null}
     </figure>

@@ -1,4 +1,5 @@
-import { useEffect, useRef, useState, type ReactNode } from "react";
+import { useEffect, useId, useRef, useState, type ReactNode } from "react";
+import { createPortal } from "react-dom";
 import type { ApiError } from "../api/client";
 
 /** The API's sentence, in an alert; `action` offers the way out (retry, sign in ...). */
@@ -250,6 +251,105 @@ export function ConfirmButton({
         Cancel
       </button>
     </span>
+  );
+}
+
+/**
+ * Ask before a big action, saying what it will do: a modal (the native <dialog>) whose body is
+ * the action's consequences and whose confirm button names the action. Render it only while
+ * asking. Focus starts on Cancel, the safe choice, and goes back to what opened the dialog;
+ * Escape cancels. Without `confirmLabel` it only explains (a Close button), for an action the
+ * server would refuse. `onConfirm` runs with the buttons disabled, then the dialog closes
+ * whatever happened: the caller shows a failure where the action was started.
+ */
+export function ConfirmDialog({
+  title,
+  children,
+  confirmLabel,
+  busyLabel = "Working…",
+  tone = "danger",
+  confirmDisabled = false,
+  onConfirm,
+  onClose,
+}: {
+  title: string;
+  children: ReactNode;
+  confirmLabel?: string;
+  busyLabel?: string;
+  tone?: "danger" | "primary";
+  confirmDisabled?: boolean;
+  onConfirm?: () => void | Promise<void>;
+  onClose: () => void;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const cancel = useRef<HTMLButtonElement>(null);
+  const [busy, setBusy] = useState(false);
+  const titleId = useId();
+  const bodyId = useId();
+  useEffect(() => {
+    const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    const dialog = ref.current;
+    // showModal makes the rest of the page inert; test DOMs without it get an open dialog.
+    if (dialog && typeof dialog.showModal === "function") {
+      if (!dialog.open) dialog.showModal();
+    } else dialog?.setAttribute("open", "");
+    cancel.current?.focus();
+    return () => {
+      if (dialog?.open && typeof dialog.close === "function") dialog.close();
+      if (opener?.isConnected) opener.focus();
+    };
+  }, []);
+  const confirm = async () => {
+    setBusy(true);
+    try {
+      await onConfirm?.();
+    } finally {
+      setBusy(false);
+      onClose();
+    }
+  };
+  return createPortal(
+    <dialog
+      ref={ref}
+      className="confirm-dialog"
+      aria-labelledby={titleId}
+      aria-describedby={bodyId}
+      aria-modal="true"
+      onKeyDown={(e) => {
+        if (e.key !== "Escape") return;
+        e.preventDefault();
+        e.stopPropagation();
+        if (!busy) onClose();
+      }}
+      onCancel={(e) => {
+        // The browser's own close request (Escape, a back gesture): React state decides.
+        e.preventDefault();
+        if (!busy) onClose();
+      }}
+    >
+      <h2 id={titleId} className="confirm-dialog-title">
+        {title}
+      </h2>
+      <div id={bodyId} className="confirm-dialog-body">
+        {children}
+      </div>
+      <div className="confirm-dialog-actions">
+        <button ref={cancel} type="button" className="button" disabled={busy} onClick={onClose}>
+          {confirmLabel ? "Cancel" : "Close"}
+        </button>
+        {confirmLabel ? (
+          <button
+            type="button"
+            className={`button ${tone === "danger" ? "button-danger" : "button-primary"}`}
+            disabled={busy || confirmDisabled}
+            onClick={() => void confirm()}
+          >
+            {busy ? busyLabel : confirmLabel}
+          </button>
+        ) : null}
+      </div>
+    </dialog>,
+    document.body,
   );
 }
 

@@ -104,64 +104,66 @@ function FiguresTable({
   recommended?: string | undefined;
 }) {
   return (
-    <table className="table table-compact benchmark-figures">
-      <caption>
-        Batch {batch}, concurrency {concurrency}: each figure with its 95% interval in brackets
-      </caption>
-      <thead>
-        <tr>
-          <th scope="col">Variant</th>
-          <th scope="col" className="num">
-            p50
-          </th>
-          <th scope="col" className="num">
-            p99
-          </th>
-          <th scope="col" className="num">
-            p99.9
-          </th>
-          <th scope="col" className="num">
-            CPU time per inference
-          </th>
-          <th scope="col" className="num">
-            Throughput
-          </th>
-          <th scope="col" className="num">
-            Samples
-          </th>
-          <th scope="col" className="num">
-            Trials
-          </th>
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map((row) => (
-          <tr key={row.name} data-variant={row.name}>
-            <th scope="row" className="mono">
-              {row.name}
-              {row.name === recommended ? <span className="muted small"> (recommended)</span> : null}
+    <div className="table-scroll" tabIndex={0}>
+      <table className="table table-compact benchmark-figures">
+        <caption>
+          Batch {batch}, concurrency {concurrency}: each figure with its 95% interval in brackets
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">Variant</th>
+            <th scope="col" className="num">
+              p50
             </th>
-            <td className="num">
-              <Figure estimate={row.p50} format={formatMs} />
-            </td>
-            <td className="num">
-              <Figure estimate={row.p99} format={formatMs} />
-            </td>
-            <td className="num">
-              <Figure estimate={row.p99_9} format={formatMs} />
-            </td>
-            <td className="num">
-              <Figure estimate={row.cpu} format={formatMs} />
-            </td>
-            <td className="num">
-              <Figure estimate={row.throughput} format={formatRate} />
-            </td>
-            <td className="num">{formatSamples(row.samples)}</td>
-            <td className="num">{row.trials ?? "—"}</td>
+            <th scope="col" className="num">
+              p99
+            </th>
+            <th scope="col" className="num">
+              p99.9
+            </th>
+            <th scope="col" className="num">
+              CPU time per inference
+            </th>
+            <th scope="col" className="num">
+              Throughput
+            </th>
+            <th scope="col" className="num">
+              Samples
+            </th>
+            <th scope="col" className="num">
+              Trials
+            </th>
           </tr>
-        ))}
-      </tbody>
-    </table>
+        </thead>
+        <tbody>
+          {rows.map((row) => (
+            <tr key={row.name} data-variant={row.name}>
+              <th scope="row" className="mono">
+                {row.name}
+                {row.name === recommended ? <span className="muted small"> (recommended)</span> : null}
+              </th>
+              <td className="num">
+                <Figure estimate={row.p50} format={formatMs} />
+              </td>
+              <td className="num">
+                <Figure estimate={row.p99} format={formatMs} />
+              </td>
+              <td className="num">
+                <Figure estimate={row.p99_9} format={formatMs} />
+              </td>
+              <td className="num">
+                <Figure estimate={row.cpu} format={formatMs} />
+              </td>
+              <td className="num">
+                <Figure estimate={row.throughput} format={formatRate} />
+              </td>
+              <td className="num">{formatSamples(row.samples)}</td>
+              <td className="num">{row.trials ?? "—"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 

@@ -138,7 +138,7 @@ export function ComparisonTable({ comparison, compact = false }: { comparison: C
     </tr>
   );
   return (
-    <div className="table-scroll">
+    <div className="table-scroll" tabIndex={0}>
       <table className="table compare-table">
         <thead>
           <tr>

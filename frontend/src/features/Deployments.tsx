@@ -1,21 +1,185 @@
 // Deployments: the table of what was pushed where (with rollback and undeploy), and the
-// deploy form. Built against the deployments API's contract (src/api/deployments.ts).
+// deploy form. Built against the deployments API's contract (src/api/deployments.ts). Each
+// action is confirmed in a dialog that says what comes, what goes, and what the worker does
+// (apps/deployments/deploying.py, workers/tasks/deployments.py).
 import { useId, useState } from "react";
 import { Link } from "react-router";
-import { ApiError } from "../api/client";
+import { ApiError, get } from "../api/client";
 import {
   deploy,
   DEPLOYMENT_STATUSES,
   IN_PROGRESS,
+  listDeployments,
   rollback,
+  rows,
   undeploy,
   type DeployInput,
   type Deployment,
   type ServingTarget,
 } from "../api/deployments";
+import type { VersionDetail } from "../api/types";
 import { can, useMe } from "../auth/session";
-import { ConfirmButton, Empty, ErrorMessage, StatusBadge } from "../components/ui";
+import { ConfirmDialog, Empty, ErrorMessage, KeyValues, StatusBadge } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
+import { useResource } from "../lib/hooks";
+
+/** "digits v2 · ort-int8", the way the tables name what serves. */
+function served(d: Deployment): string {
+  return `${d.model} v${d.version_number} · ${d.variant || "original"}`;
+}
+
+/** Rolling back brings back the deployment this one replaced (`replaces`); the row only has its
+ * id, so its version and variant are read from the list, or else from the API. */
+function RollbackDialog({
+  deployment: d,
+  known,
+  onConfirm,
+  onClose,
+}: {
+  deployment: Deployment;
+  known: Deployment[];
+  onConfirm: () => Promise<void>;
+  onClose: () => void;
+}) {
+  const listed = known.find((k) => k.id === d.replaces);
+  const looked = useResource(
+    async (signal) =>
+      d.replaces === null || listed ? undefined : get<Deployment>(`deployments/${d.replaces}/`, undefined, signal),
+    [d.replaces],
+  );
+  const previous = listed ?? looked.data;
+  const title = `Roll back ${d.model} on ${d.target}?`;
+  if (d.replaces === null) {
+    return (
+      <ConfirmDialog title={title} onClose={onClose}>
+        <p>
+          Deployment #{d.id} is the first live deployment of {d.model} on {d.target}: there is no earlier one to roll
+          back to. Undeploy it instead, or deploy another version.
+        </p>
+      </ConfirmDialog>
+    );
+  }
+  return (
+    <ConfirmDialog
+      title={title}
+      confirmLabel={previous ? `Roll back to v${previous.version_number}` : `Roll back to deployment #${d.replaces}`}
+      busyLabel="Rolling back…"
+      onConfirm={onConfirm}
+      onClose={onClose}
+    >
+      <KeyValues
+        items={[
+          [
+            "Comes back",
+            previous ? (
+              <>
+                <strong>{served(previous)}</strong>
+                <div className="muted small">
+                  deployment #{previous.id}
+                  {previous.triton_model
+                    ? `, Triton '${previous.triton_model}' version ${previous.triton_version}`
+                    : ""}
+                </div>
+              </>
+            ) : looked.error ? (
+              <>
+                Deployment #{d.replaces}, the one that served before this one (its details could not be read:{" "}
+                {looked.error.message})
+              </>
+            ) : (
+              <>Deployment #{d.replaces}, the one that served before this one (looking it up…)</>
+            ),
+          ],
+          [
+            "Goes away",
+            <>
+              <strong>{served(d)}</strong>
+              <div className="muted small">
+                deployment #{d.id}
+                {d.triton_model ? `, Triton '${d.triton_model}' version ${d.triton_version}` : ""}; marked rolled back
+              </div>
+            </>,
+          ],
+        ]}
+      />
+      <p>
+        A worker switches {d.target} back to the earlier version's files and serving settings, which stay in its model
+        repository, and smoke-tests it. If that fails, v{d.version_number} serves again and the rollback is marked
+        failed with the reason.
+      </p>
+      <p className="small">
+        {previous ? `v${previous.version_number}` : "The earlier version"} must still be approved: if its approval was
+        revoked, the rollback is refused.
+      </p>
+    </ConfirmDialog>
+  );
+}
+
+function UndeployDialog({
+  deployment: d,
+  onConfirm,
+  onClose,
+}: {
+  deployment: Deployment;
+  onConfirm: () => Promise<void>;
+  onClose: () => void;
+}) {
+  return (
+    <ConfirmDialog
+      title={`Undeploy ${d.model} from ${d.target}?`}
+      confirmLabel={`Undeploy ${d.model}`}
+      busyLabel="Undeploying…"
+      onConfirm={onConfirm}
+      onClose={onClose}
+    >
+      <p>
+        <strong>
+          Nothing will serve {d.model} on {d.target}.
+        </strong>{" "}
+        A worker unloads {d.triton_model ? `'${d.triton_model}'` : "the model"} from the server and removes every
+        version of it from the model repository, so requests for it fail from then on, and nothing is left to roll back
+        to.
+      </p>
+      <p>
+        {served(d)} keeps serving until the worker gets to it; if taking it off fails, it stays live and says why. To
+        serve {d.model} there again, deploy an approved version.
+      </p>
+    </ConfirmDialog>
+  );
+}
+
+function DeploymentActions({
+  deployment,
+  known,
+  act,
+}: {
+  deployment: Deployment;
+  known: Deployment[];
+  act: (work: () => Promise<unknown>) => Promise<void>;
+}) {
+  const [asking, setAsking] = useState<"rollback" | "undeploy" | null>(null);
+  const close = () => setAsking(null);
+  return (
+    <>
+      <button type="button" className="button button-small" onClick={() => setAsking("rollback")}>
+        Roll back
+      </button>
+      <button type="button" className="button button-small button-quiet" onClick={() => setAsking("undeploy")}>
+        Undeploy
+      </button>
+      {asking === "rollback" ? (
+        <RollbackDialog
+          deployment={deployment}
+          known={known}
+          onConfirm={() => act(() => rollback(deployment.id))}
+          onClose={close}
+        />
+      ) : asking === "undeploy" ? (
+        <UndeployDialog deployment={deployment} onConfirm={() => act(() => undeploy(deployment.id))} onClose={close} />
+      ) : null}
+    </>
+  );
+}
 
 export function DeploymentsTable({
   deployments,
@@ -41,7 +205,7 @@ export function DeploymentsTable({
   return (
     <>
       {error ? <ErrorMessage error={error} title="That did not work" /> : null}
-      <div className="table-scroll">
+      <div className="table-scroll" tabIndex={0}>
         <table className="table">
           <thead>
             <tr>
@@ -95,22 +259,7 @@ export function DeploymentsTable({
                   <td title={formatDateTime(d.live_at ?? d.created_at)}>{formatRelative(d.live_at ?? d.created_at)}</td>
                   <td className="actions">
                     {mayDeploy && d.status === "live" ? (
-                      <>
-                        <ConfirmButton
-                          className="button button-small"
-                          confirmLabel="Roll back now"
-                          onConfirm={() => act(() => rollback(d.id))}
-                        >
-                          Roll back
-                        </ConfirmButton>
-                        <ConfirmButton
-                          className="button button-small button-quiet"
-                          confirmLabel="Undeploy now"
-                          onConfirm={() => act(() => undeploy(d.id))}
-                        >
-                          Undeploy
-                        </ConfirmButton>
-                      </>
+                      <DeploymentActions deployment={d} known={deployments} act={act} />
                     ) : null}
                   </td>
                 </tr>
@@ -132,6 +281,108 @@ export interface DeployChoice {
   label: string;
   variants: string[];
   recommended?: string | undefined;
+  /** The model's slug, to find what is live on the target; without it the confirmation reads
+   * it from the version. */
+  model?: string;
+}
+
+/** What deploying does: which variant of which version goes where, what serves there now and
+ * is replaced, and the smoke tests that guard the switch. What is live is read when asked. */
+function DeployDialog({
+  choice,
+  target,
+  variant,
+  onConfirm,
+  onClose,
+}: {
+  choice: DeployChoice;
+  target: ServingTarget;
+  variant: string;
+  onConfirm: () => Promise<void>;
+  onClose: () => void;
+}) {
+  const live = useResource(
+    async (signal) => {
+      const model = choice.model ?? (await get<VersionDetail>(`versions/${choice.id}/`, undefined, signal)).model;
+      const found = rows(await listDeployments({ status: "live", target: target.slug, model, team: target.team }));
+      return { model, now: found.find((d) => d.target_id === target.id && d.model === model) };
+    },
+    [choice.id, choice.model, target.id],
+  );
+  const now = live.data?.now;
+  const model = live.data?.model ?? choice.model ?? "the model";
+  const failure = now
+    ? `the deployment is marked failed and ${served(now)} keeps serving (or serves again, if the switch had started).`
+    : live.data
+      ? `the deployment is marked failed and nothing of ${model} serves there, as now.`
+      : "the deployment is marked failed and whatever served before keeps serving.";
+  return (
+    <ConfirmDialog
+      title={`Deploy ${choice.label} to ${target.name}?`}
+      confirmLabel={`Deploy to ${target.name}`}
+      busyLabel="Starting…"
+      tone="primary"
+      confirmDisabled={live.loading && !live.error}
+      onConfirm={onConfirm}
+      onClose={onClose}
+    >
+      <KeyValues
+        items={[
+          ["Version", choice.label],
+          [
+            "Variant",
+            variant ? (
+              <span className="mono">{variant}</span>
+            ) : choice.recommended ? (
+              <>
+                the recommended one, <span className="mono">{choice.recommended}</span>
+              </>
+            ) : (
+              `the one recommended for ${target.profile} (the original model where the recommendation was to keep it)`
+            ),
+          ],
+          [
+            "Target",
+            `${target.name} (${target.team}/${target.slug}, ${target.profile})${target.health.healthy === false ? ", down at the last check" : ""}`,
+          ],
+          [
+            "Live there now",
+            live.error ? (
+              <span className="text-warn">could not be read ({live.error.message})</span>
+            ) : !live.data ? (
+              <span role="status">looking…</span>
+            ) : now ? (
+              <>
+                <strong>{served(now)}</strong>
+                <div className="muted small">
+                  deployment #{now.id}, live since {formatRelative(now.live_at)}; it is replaced
+                </div>
+              </>
+            ) : (
+              `nothing of ${model}: this is its first deployment there`
+            ),
+          ],
+        ]}
+      />
+      <p>
+        A worker pushes the variant to {target.name} and loads it beside what serves now, then smoke-tests it against
+        the original model, within the approved tolerance, before any traffic reaches it. Only then does it take over,
+        and the serving instances are smoke-tested again.
+      </p>
+      <p>
+        <strong>If a smoke test or any step fails,</strong> {failure}
+        {now
+          ? ` Once the new one is live, deployment #${now.id} is retired; its files stay on the server, so Roll back can bring it back.`
+          : ""}
+      </p>
+      {target.health.healthy === false ? (
+        <p className="text-warn">
+          {target.name} was down at its last check: the worker retries while it can't reach it, then gives up and marks
+          the deployment failed.
+        </p>
+      ) : null}
+    </ConfirmDialog>
+  );
 }
 
 /** Choose an approved version (or get one fixed), a target and optionally a variant; POST. */
@@ -152,8 +403,23 @@ export function DeployForm({
   const [error, setError] = useState<string>();
   const [failure, setFailure] = useState<ApiError>();
   const [busy, setBusy] = useState(false);
+  const [asking, setAsking] = useState(false);
   const ids = { version: useId(), target: useId(), variant: useId() };
   const chosen = versions.find((v) => v.id === versionId);
+  const chosenTarget = targets.find((t) => t.slug === target);
+  const send = async () => {
+    if (versionId === "") return;
+    setBusy(true);
+    try {
+      const body: DeployInput = { version: versionId, target };
+      if (variant) body.variant = variant;
+      onDeployed(await deploy(body));
+    } catch (err) {
+      setFailure(err instanceof ApiError ? err : undefined);
+    } finally {
+      setBusy(false);
+    }
+  };
   if (!versions.length) return <p className="muted">Only approved versions can be deployed; none is approved yet.</p>;
   if (!targets.length)
     return (
@@ -165,7 +431,7 @@ export function DeployForm({
     <form
       className="form deploy-form"
       noValidate
-      onSubmit={async (e) => {
+      onSubmit={(e) => {
         e.preventDefault();
         setFailure(undefined);
         if (versionId === "" || !target) {
@@ -175,16 +441,7 @@ export function DeployForm({
           return;
         }
         setError(undefined);
-        setBusy(true);
-        try {
-          const body: DeployInput = { version: versionId, target };
-          if (variant) body.variant = variant;
-          onDeployed(await deploy(body));
-        } catch (err) {
-          setFailure(err instanceof ApiError ? err : undefined);
-        } finally {
-          setBusy(false);
-        }
+        setAsking(true);
       }}
     >
       <div className="form-grid">
@@ -243,6 +500,15 @@ export function DeployForm({
           {busy ? "Starting…" : "Deploy"}
         </button>
       </div>
+      {asking && chosen && chosenTarget ? (
+        <DeployDialog
+          choice={chosen}
+          target={chosenTarget}
+          variant={variant}
+          onConfirm={send}
+          onClose={() => setAsking(false)}
+        />
+      ) : null}
     </form>
   );
 }

@@ -185,7 +185,7 @@ export function Devices({ profiles, now }: { profiles: HardwareProfile[]; now: n
             : "A team admin makes an enrollment token for each device."}
         </Empty>
       ) : (
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table">
             <thead>
               <tr>

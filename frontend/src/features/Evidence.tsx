@@ -92,39 +92,41 @@ export function EvidenceSummary({ evidence }: { evidence: EvidenceSnapshot }) {
               ))}
             </div>
             {winner?.benchmark?.length ? (
-              <table className="table table-compact">
-                <caption>Recommended variant vs the original</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Batch × conc.</th>
-                    <th scope="col" className="num">
-                      p50
-                    </th>
-                    <th scope="col" className="num">
-                      p99
-                    </th>
-                    <th scope="col" className="num">
-                      original p99
-                    </th>
-                    <th scope="col" className="num">
-                      Throughput
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {winner.benchmark.map((pt) => (
-                    <tr key={`${pt.batch}x${pt.concurrency}`}>
-                      <th scope="row">
-                        {pt.batch} × {pt.concurrency}
+              <div className="table-scroll" tabIndex={0}>
+                <table className="table table-compact">
+                  <caption>Recommended variant vs the original</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Batch × conc.</th>
+                      <th scope="col" className="num">
+                        p50
                       </th>
-                      <td className="num">{formatMs(pt.p50_ms)}</td>
-                      <td className="num">{formatMs(pt.p99_ms)}</td>
-                      <td className="num">{formatMs(base.get(`${pt.batch}x${pt.concurrency}`)?.p99_ms)}</td>
-                      <td className="num">{formatRate(pt.throughput)}</td>
+                      <th scope="col" className="num">
+                        p99
+                      </th>
+                      <th scope="col" className="num">
+                        original p99
+                      </th>
+                      <th scope="col" className="num">
+                        Throughput
+                      </th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
+                  </thead>
+                  <tbody>
+                    {winner.benchmark.map((pt) => (
+                      <tr key={`${pt.batch}x${pt.concurrency}`}>
+                        <th scope="row">
+                          {pt.batch} × {pt.concurrency}
+                        </th>
+                        <td className="num">{formatMs(pt.p50_ms)}</td>
+                        <td className="num">{formatMs(pt.p99_ms)}</td>
+                        <td className="num">{formatMs(base.get(`${pt.batch}x${pt.concurrency}`)?.p99_ms)}</td>
+                        <td className="num">{formatRate(pt.throughput)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
             ) : null}
             {winner?.parity ? (
               <p className="small">

@@ -15,32 +15,34 @@ import { AssumptionList } from "./Assumptions";
 
 function Tensors({ title, tensors }: { title: string; tensors: TensorSpec[] }) {
   return (
-    <table className="table table-compact">
-      <caption>{title}</caption>
-      <thead>
-        <tr>
-          <th scope="col">Name</th>
-          <th scope="col">Type</th>
-          <th scope="col">Shape</th>
-        </tr>
-      </thead>
-      <tbody>
-        {tensors.map((t) => (
-          <tr key={t.name}>
-            <th scope="row" className="mono">
-              {t.name}
-            </th>
-            <td className="mono">{t.dtype}</td>
-            <td className="mono">
-              {formatShape(t.shape)}
-              {t.shape?.some((d) => typeof d === "string" || d === null) ? (
-                <span className="muted small"> (dynamic)</span>
-              ) : null}
-            </td>
+    <div className="table-scroll" tabIndex={0}>
+      <table className="table table-compact">
+        <caption>{title}</caption>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Type</th>
+            <th scope="col">Shape</th>
           </tr>
-        ))}
-      </tbody>
-    </table>
+        </thead>
+        <tbody>
+          {tensors.map((t) => (
+            <tr key={t.name}>
+              <th scope="row" className="mono">
+                {t.name}
+              </th>
+              <td className="mono">{t.dtype}</td>
+              <td className="mono">
+                {formatShape(t.shape)}
+                {t.shape?.some((d) => typeof d === "string" || d === null) ? (
+                  <span className="muted small"> (dynamic)</span>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -90,36 +92,38 @@ function InputPlanSummary({ plan }: { plan: InputPlan }) {
         Used wherever no validation or calibration set was uploaded: parity, calibration and benchmarks.
         {plan.description ? ` In short: ${plan.description}.` : ""}
       </p>
-      <table className="table table-compact">
-        <caption>How each input is made</caption>
-        <thead>
-          <tr>
-            <th scope="col">Input</th>
-            <th scope="col">Kind</th>
-            <th scope="col">Shape</th>
-            <th scope="col">Range or values</th>
-            <th scope="col">Source</th>
-          </tr>
-        </thead>
-        <tbody>
-          {plan.recipes.map((recipe) => (
-            <tr key={recipe.name}>
-              <th scope="row" className="mono">
-                {recipe.name}
-              </th>
-              <td>{INPUT_KINDS[recipe.kind] ?? recipe.kind}</td>
-              <td className="mono">
-                {plannedShape(plan, recipe)}
-                {recipe.batch_axis !== null && recipe.batch_axis !== undefined && recipe.batch_axis !== 0 ? (
-                  <span className="muted small"> (samples on axis {recipe.batch_axis})</span>
-                ) : null}
-              </td>
-              <td>{plannedValues(recipe)}</td>
-              <td>{recipe.source || <span className="muted">Slipway's default for the kind</span>}</td>
+      <div className="table-scroll" tabIndex={0}>
+        <table className="table table-compact">
+          <caption>How each input is made</caption>
+          <thead>
+            <tr>
+              <th scope="col">Input</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Shape</th>
+              <th scope="col">Range or values</th>
+              <th scope="col">Source</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {plan.recipes.map((recipe) => (
+              <tr key={recipe.name}>
+                <th scope="row" className="mono">
+                  {recipe.name}
+                </th>
+                <td>{INPUT_KINDS[recipe.kind] ?? recipe.kind}</td>
+                <td className="mono">
+                  {plannedShape(plan, recipe)}
+                  {recipe.batch_axis !== null && recipe.batch_axis !== undefined && recipe.batch_axis !== 0 ? (
+                    <span className="muted small"> (samples on axis {recipe.batch_axis})</span>
+                  ) : null}
+                </td>
+                <td>{plannedValues(recipe)}</td>
+                <td>{recipe.source || <span className="muted">Slipway's default for the kind</span>}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
       {dims.length ? (
         <p className="muted small">
           Sizes for the symbolic dims: {dims.map(([name, size]) => `${name} = ${size}`).join(", ")}
@@ -195,48 +199,50 @@ function OutputSemanticsTable({ semantics }: { semantics: Record<string, OutputS
         Parity judges each output by metrics that fit its kind. If a proposal is wrong, declare the output at upload
         (output declarations).
       </p>
-      <table className="table table-compact">
-        <caption>Output kinds, declared or proposed</caption>
-        <thead>
-          <tr>
-            <th scope="col">Output</th>
-            <th scope="col">Kind</th>
-            <th scope="col">From</th>
-            <th scope="col">Why</th>
-          </tr>
-        </thead>
-        <tbody>
-          {outputs.map((output) => {
-            const detail = kindDetail(output);
-            return (
-              <tr key={output.name}>
-                <th scope="row" className="mono">
-                  {output.name}
-                </th>
-                <td>
-                  {OUTPUT_KINDS[output.kind] ?? output.kind}
-                  {detail ? <p className="muted small">{detail}</p> : null}
-                </td>
-                <td>
-                  {output.source === "declared"
-                    ? "declared at upload"
-                    : output.source === "proposed"
-                      ? "proposed by inspection"
-                      : output.source}
-                </td>
-                <td>
-                  {/* a declaration's "why" is only that it was declared, which From already says */}
-                  {output.why && !(output.source === "declared" && output.why === "declared at upload") ? (
-                    output.why
-                  ) : (
-                    <span className="muted">—</span>
-                  )}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <div className="table-scroll" tabIndex={0}>
+        <table className="table table-compact">
+          <caption>Output kinds, declared or proposed</caption>
+          <thead>
+            <tr>
+              <th scope="col">Output</th>
+              <th scope="col">Kind</th>
+              <th scope="col">From</th>
+              <th scope="col">Why</th>
+            </tr>
+          </thead>
+          <tbody>
+            {outputs.map((output) => {
+              const detail = kindDetail(output);
+              return (
+                <tr key={output.name}>
+                  <th scope="row" className="mono">
+                    {output.name}
+                  </th>
+                  <td>
+                    {OUTPUT_KINDS[output.kind] ?? output.kind}
+                    {detail ? <p className="muted small">{detail}</p> : null}
+                  </td>
+                  <td>
+                    {output.source === "declared"
+                      ? "declared at upload"
+                      : output.source === "proposed"
+                        ? "proposed by inspection"
+                        : output.source}
+                  </td>
+                  <td>
+                    {/* a declaration's "why" is only that it was declared, which From already says */}
+                    {output.why && !(output.source === "declared" && output.why === "declared at upload") ? (
+                      output.why
+                    ) : (
+                      <span className="muted">—</span>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
     </div>
   );
 }

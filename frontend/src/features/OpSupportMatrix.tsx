@@ -144,6 +144,7 @@ export function OpSupportMatrix({
           ))}
         </ul>
       ) : null}
+      {/* its cells are buttons, so the keyboard already reaches (and scrolls) it */}
       <div className="table-scroll">
         <table className="table matrix-table">
           <thead>

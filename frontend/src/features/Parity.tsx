@@ -78,7 +78,7 @@ export function ParityTable({ report }: { report: ParityReport | undefined }) {
           : ""}
         Per output: {toleranceRule(report.tolerance)}
       </p>
-      <div className="table-scroll">
+      <div className="table-scroll" tabIndex={0}>
         <table className="table">
           <thead>
             <tr>

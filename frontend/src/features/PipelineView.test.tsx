@@ -1,7 +1,7 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import type { Job, PipelineRun } from "../api/types";
-import { PipelineView } from "./PipelineView";
+import { formatAbout, ordinal, PipelineView } from "./PipelineView";
 
 const job: Job = {
   id: 7,
@@ -95,6 +95,76 @@ describe("PipelineView", () => {
     ];
     render(<PipelineView run={run([job])} readiness={readiness} />);
     expect(screen.getByRole("alert").textContent).toBe(`arm-cpu-mnn, measured on other hardware: ${note}`);
+  });
+
+  it("says a queued step's place in line and when it likely starts, with what that comes from", () => {
+    const basis = "from the median of 12 recent optimize steps on queue cpu and the 2 live workers that take it";
+    const estimate = {
+      starts_in_seconds: 130,
+      elapsed_seconds: null,
+      typical_seconds: 95,
+      samples: 12,
+      live_workers: 2,
+      basis,
+    };
+    render(<PipelineView run={run([{ ...job, kind: "optimize", queue_position: 3, ahead: 2, estimate }])} />);
+    expect(screen.getByText(/in line on queue/).textContent).toBe(
+      `3rd in line on queue cpu; about 2 min from now, ${basis}`,
+    );
+  });
+
+  it("says why there is no estimate instead of inventing one", () => {
+    const basis = "No optimize step has finished on queue cpu lately, so there is no estimate of when it starts yet.";
+    const estimate = {
+      starts_in_seconds: null,
+      elapsed_seconds: null,
+      typical_seconds: null,
+      samples: 0,
+      live_workers: 1,
+      basis,
+    };
+    render(<PipelineView run={run([{ ...job, queue_position: 1, ahead: 0, estimate }])} />);
+    expect(screen.getByText(/in line on queue/).textContent).toBe(`next in line on queue cpu. ${basis}`);
+  });
+
+  it("says how long a running step's kind usually takes", () => {
+    const estimate = {
+      starts_in_seconds: null,
+      elapsed_seconds: 40,
+      typical_seconds: 180,
+      samples: 7,
+      live_workers: 1,
+      basis: "from the median of 7 recent inspect steps on queue cpu",
+    };
+    const running: Job = { ...job, status: "running", progress_message: "reading the graph", estimate };
+    render(<PipelineView run={run([running])} />);
+    expect(screen.getByText(/reading the graph/).textContent).toContain(
+      "reading the graph · usually about 3 min, from the median of 7 recent inspect steps on queue cpu",
+    );
+  });
+
+  it("words places and spans as people read them", () => {
+    expect([1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111].map(ordinal)).toEqual([
+      "next",
+      "2nd",
+      "3rd",
+      "4th",
+      "11th",
+      "12th",
+      "13th",
+      "21st",
+      "22nd",
+      "101st",
+      "111th",
+    ]);
+    expect([0, 42, 89, 130, 3600, 3900].map(formatAbout)).toEqual([
+      "0 s",
+      "42 s",
+      "1 min",
+      "2 min",
+      "1 h",
+      "1 h 5 min",
+    ]);
   });
 
   it("shows no note while a worker serves the queue", () => {

@@ -21,6 +21,46 @@ export const STEP_LABELS: Record<string, string> = {
 
 const ACTIVE = new Set(["queued", "running"]);
 
+const SUFFIXES: Record<number, string> = { 1: "st", 2: "nd", 3: "rd" };
+
+/** "next", "2nd", "3rd", "11th", "21st": a place in line. */
+export function ordinal(position: number): string {
+  if (position === 1) return "next";
+  const tens = position % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : (SUFFIXES[position % 10] ?? "th");
+  return `${position}${suffix}`;
+}
+
+/** A rough span: "40 s", "2 min", "1 h 5 min". */
+export function formatAbout(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  const minutes = Math.round((s % 3600) / 60);
+  return `${Math.floor(s / 3600)} h${minutes ? ` ${minutes} min` : ""}`;
+}
+
+/** Where a queued step stands, as the server estimated it: its place on its queue and when it
+ *  likely starts, with what that comes from, or why there is no estimate. */
+export function waitingLine(job: Job): string {
+  if (job.queue_position === null || job.queue_position === undefined) {
+    return `queued on ${job.queue}, waiting for a worker`; // a server that sends no place
+  }
+  const place = `${ordinal(job.queue_position)} in line on queue ${job.queue}`;
+  const estimate = job.estimate;
+  if (!estimate) return place;
+  if (estimate.starts_in_seconds === null) return `${place}. ${estimate.basis}`;
+  if (estimate.starts_in_seconds === 0) return `${place}; any moment now: ${estimate.basis}`;
+  return `${place}; about ${formatAbout(estimate.starts_in_seconds)} from now, ${estimate.basis}`;
+}
+
+/** How long a running step's kind usually takes on its queue, when recent steps say. */
+function typicalLine(job: Job): string {
+  const estimate = job.estimate;
+  if (!estimate || estimate.typical_seconds === null) return "";
+  return ` · usually about ${formatAbout(estimate.typical_seconds)}, ${estimate.basis}`;
+}
+
 function JobLog({ job }: { job: Job }) {
   const running = ACTIVE.has(job.status);
   const detail = usePolled<JobDetail>(`/api/v1/jobs/${job.id}/`, 2000, () => running);
@@ -39,9 +79,9 @@ function StepRow({ job, now }: { job: Job; now: number }) {
   const running = job.status === "running";
   const message =
     job.status === "running"
-      ? job.progress_message || "working"
+      ? `${job.progress_message || "working"}${typicalLine(job)}`
       : job.status === "queued"
-        ? `queued on ${job.queue}, waiting for a worker`
+        ? waitingLine(job)
         : job.status === "pending"
           ? "waits for the steps before it"
           : job.status === "succeeded"

@@ -7,7 +7,7 @@ export function ProfileService({ profiles }: { profiles: readonly HardwareProfil
   const shown = profiles.filter((p) => p.enabled !== false);
   if (shown.length === 0) return null;
   return (
-    <div className="table-scroll">
+    <div className="table-scroll" tabIndex={0}>
       <table className="table">
         <caption className="muted small">Hardware profiles and the live workers that measure for them</caption>
         <thead>

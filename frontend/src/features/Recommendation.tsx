@@ -73,7 +73,7 @@ export function RecommendationCard({ report }: { report: RecommendReport | undef
         {report.budget_ms ? ` (budget ${formatMs(report.budget_ms)})` : ""}.
         {report.statistic_note ? ` Ranked by ${report.statistic_note}.` : ""}
       </p>
-      <div className="table-scroll">
+      <div className="table-scroll" tabIndex={0}>
         <table className="table">
           <thead>
             <tr>

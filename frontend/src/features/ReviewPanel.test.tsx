@@ -1,7 +1,8 @@
-import { render, screen } from "@testing-library/react";
+import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Review } from "../api/types";
+import slower from "../test/fixtures/previous-approved-slower.json";
 import { validateDecision } from "./decision";
 import { DecisionForm, GatesList } from "./ReviewPanel";
 
@@ -32,14 +33,21 @@ const failingGate = {
 
 let fetchMock: ReturnType<typeof vi.fn>;
 
+function json(body: unknown, status = 200) {
+  return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+}
+
+/** The decisions sent (POSTs), without the reads the confirmation makes. */
+function posts(): [string, RequestInit][] {
+  return (fetchMock.mock.calls as [string, RequestInit][]).filter(([, init]) => init.method === "POST");
+}
+
 beforeEach(() => {
   document.cookie = "csrftoken=tok3n";
-  fetchMock = vi.fn(
-    async () =>
-      new Response(JSON.stringify({ id: 99, kind: "approve" }), {
-        status: 201,
-        headers: { "Content-Type": "application/json" },
-      }),
+  fetchMock = vi.fn(async (_url: string, init: RequestInit) =>
+    init.method === "GET"
+      ? json({ id: 12, model: "digits", number: 3, previous_approved: null }) // read by the approve confirmation
+      : json({ id: 99, kind: "approve" }, 201),
   );
   vi.stubGlobal("fetch", fetchMock);
 });
@@ -47,6 +55,10 @@ beforeEach(() => {
 afterEach(() => {
   vi.unstubAllGlobals();
 });
+
+async function waitForEnabled(button: HTMLElement) {
+  await waitFor(() => expect((button as HTMLButtonElement).disabled).toBe(false));
+}
 
 describe("review decisions", () => {
   it("rules: reject and revoke need a comment, approving past a failing gate needs a reason", () => {
@@ -77,6 +89,10 @@ describe("review decisions", () => {
 
     await user.type(screen.getByLabelText("Comment"), "Parity fails on the int8 variant.");
     await user.click(screen.getByRole("button", { name: "Reject" }));
+    const dialog = screen.getByRole("dialog", { name: "Reject digits v3?" });
+    expect(dialog.textContent).toContain("Parity fails on the int8 variant.");
+    expect(fetchMock).not.toHaveBeenCalled();
+    await user.click(within(dialog).getByRole("button", { name: "Reject v3" }));
     expect(fetchMock).toHaveBeenCalledTimes(1);
     const [url, init] = fetchMock.mock.calls[0] as [string, RequestInit];
     expect(url).toBe("/api/v1/versions/12/reject/");
@@ -107,7 +123,16 @@ describe("review decisions", () => {
       "Batch jobs only; latency does not matter.",
     );
     await user.click(screen.getByRole("button", { name: "Approve with override" }));
-    const [url, init] = fetchMock.mock.calls[0] as [string, RequestInit];
+    const dialog = screen.getByRole("dialog", { name: "Approve digits v3?" });
+    // The failing gate is quoted, with the reason the approval will carry.
+    expect(within(dialog).getByText('Gate "p99 under 5 ms" fails on x86-cpu')).toBeTruthy();
+    expect(within(dialog).getByText(failingGate.message)).toBeTruthy();
+    expect(dialog.textContent).toContain("Batch jobs only; latency does not matter.");
+    const confirm = await within(dialog).findByRole("button", { name: "Approve v3 with override" });
+    await waitForEnabled(confirm);
+    expect(posts()).toHaveLength(0);
+    await user.click(confirm);
+    const [url, init] = posts()[0] as [string, RequestInit];
     expect(url).toBe("/api/v1/versions/12/approve/");
     expect(JSON.parse(init.body as string)).toEqual({
       comment: "",
@@ -143,19 +168,25 @@ describe("review decisions", () => {
 
   it("shows the API's sentence when the decision is refused", async () => {
     const user = userEvent.setup();
-    fetchMock.mockResolvedValueOnce(
-      new Response(
-        JSON.stringify({
-          code: "already_approved",
-          message: "v3 was already approved by april; revoke that approval first.",
-          fields: {},
-        }),
-        { status: 409 },
-      ),
+    fetchMock.mockImplementation(async (_url: string, init: RequestInit) =>
+      init.method === "GET"
+        ? json({ id: 12, previous_approved: null })
+        : json(
+            {
+              code: "already_approved",
+              message: "v3 was already approved by april; revoke that approval first.",
+              fields: {},
+            },
+            409,
+          ),
     );
     const onDecided = vi.fn();
     render(<DecisionForm review={review()} onDecided={onDecided} />);
     await user.click(screen.getByRole("button", { name: "Approve" }));
+    const confirm = screen.getByRole("button", { name: "Approve v3" });
+    await waitForEnabled(confirm);
+    await user.click(confirm);
+    expect(screen.queryByRole("dialog")).toBeNull();
     expect(screen.getByRole("alert").textContent).toContain(
       "v3 was already approved by april; revoke that approval first.",
     );
@@ -174,6 +205,28 @@ describe("review decisions", () => {
     expect(screen.queryByRole("button", { name: "Approve" })).toBeNull();
   });
 
+  it("tells the uploader another reviewer decided, once one has", () => {
+    render(
+      <DecisionForm
+        review={review({
+          version: {
+            id: 12,
+            team: "vision",
+            model: "digits",
+            number: 3,
+            status: "approved",
+            url: "/api/v1/versions/12/",
+          },
+          you_can_review: false,
+          four_eyes: { enabled: true, you_uploaded: true, blocks_you: false },
+        })}
+        onDecided={vi.fn()}
+      />,
+    );
+    expect(screen.queryByText("Four eyes: someone else must review this")).toBeNull();
+    expect(screen.getByText(/This version is approved. Another reviewer decided/)).toBeTruthy();
+  });
+
   it("offers to revoke an approval, with a required reason", async () => {
     const user = userEvent.setup();
     render(
@@ -188,5 +241,102 @@ describe("review decisions", () => {
     await user.click(screen.getByRole("button", { name: "Revoke approval" }));
     expect(fetchMock).not.toHaveBeenCalled();
     expect(screen.getByText(/Say why you withdraw the approval/)).toBeTruthy();
+    expect(screen.queryByRole("dialog")).toBeNull();
+
+    await user.type(screen.getByLabelText("Why withdraw the approval?"), "The parity data was wrong.");
+    await user.click(screen.getByRole("button", { name: "Revoke approval" }));
+    const dialog = screen.getByRole("dialog", { name: "Revoke the approval of digits v3?" });
+    expect(dialog.textContent).toContain("v3 stops being deployable");
+    expect(dialog.textContent).toContain("Deployments of it that are live now stay live");
+    expect(dialog.textContent).toContain("The parity data was wrong.");
+    await user.click(within(dialog).getByRole("button", { name: "Revoke approval of v3" }));
+    const [url, init] = posts()[0] as [string, RequestInit];
+    expect(url).toBe("/api/v1/versions/12/revoke/");
+    expect(JSON.parse(init.body as string)).toEqual({ comment: "The parity data was wrong." });
+  });
+});
+
+describe("the approve confirmation", () => {
+  const otherHardware =
+    "Measured on ci-runner-3 (x86_64, AMD EPYC 7B13), which is not the hardware arm-cpu-mnn names (arch aarch64): " +
+    "arch is x86_64. Its op support, parity and timings are not that hardware's; re-run the pipeline once a worker " +
+    "that meets the profile serves it.";
+
+  it("quotes the regression against the previous approved version and the hardware warning", async () => {
+    const user = userEvent.setup();
+    let release = () => {};
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    fetchMock.mockImplementation(async (_url: string, init: RequestInit) => {
+      if (init.method !== "GET") return json({ id: 99, kind: "approve" }, 201);
+      await answered;
+      return json({ id: 12, previous_approved: slower });
+    });
+    const r = review({
+      evidence: {
+        profiles: {
+          "x86-cpu": {},
+          "arm-cpu-mnn": { measured_on_other_hardware: otherHardware },
+          "rk3588-npu": { measured_on: { kind: "device", name: "rock-5b", emulation: "qemu-aarch64" } },
+        },
+      },
+    });
+    render(<DecisionForm review={r} onDecided={vi.fn()} />);
+    await user.click(screen.getByRole("button", { name: "Approve" }));
+    const dialog = screen.getByRole("dialog", { name: "Approve digits v3?" });
+    expect(dialog.textContent).toContain("binds to evidence 7b7c11ff73aa…");
+    expect(dialog.textContent).toContain("makes v3 deployable");
+    // The confirm button waits for the comparison, so no warning can be skipped by a quick click.
+    expect(within(dialog).getByRole("button", { name: "Approve v3" })).toHaveProperty("disabled", true);
+    expect(within(dialog).getByRole("status").textContent).toBe("Comparing with the previous approved version…");
+    release();
+    expect(await within(dialog).findByText("x86-cpu: slower than approved v1")).toBeTruthy();
+    await waitForEnabled(within(dialog).getByRole("button", { name: "Approve v3" }));
+    expect(dialog.textContent).toContain(
+      "This version is slower than approved v1 beyond the measurement's noise: 1.57x-1.63x slower by CPU time per inference",
+    );
+    expect(dialog.textContent).toContain("Further from the original than approved v1: 'y' cosine 0.999 vs 0.99");
+    expect(within(dialog).getByText(otherHardware)).toBeTruthy();
+    expect(dialog.textContent).toContain("measured under qemu-aarch64, not on the device (rock-5b)");
+    expect(dialog.textContent).toContain("You approve despite these 4 warnings:");
+    expect(fetchMock.mock.calls[0]?.[0]).toBe("/api/v1/versions/12/");
+  });
+
+  it("sends nothing when cancelled, by the button or by Escape, and gives focus back", async () => {
+    const user = userEvent.setup();
+    const onDecided = vi.fn();
+    render(<DecisionForm review={review()} onDecided={onDecided} />);
+    const approve = screen.getByRole("button", { name: "Approve" });
+    await user.click(approve);
+    const dialog = screen.getByRole("dialog", { name: "Approve digits v3?" });
+    expect(document.activeElement?.textContent).toBe("Cancel");
+    expect(await within(dialog).findByText("The review shows no warnings.")).toBeTruthy();
+    await user.click(within(dialog).getByRole("button", { name: "Cancel" }));
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(document.activeElement).toBe(approve);
+
+    await user.click(approve);
+    expect(screen.getByRole("dialog")).toBeTruthy();
+    await user.keyboard("{Escape}");
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(posts()).toHaveLength(0);
+    expect(onDecided).not.toHaveBeenCalled();
+  });
+
+  it("sends the same approval as before once confirmed", async () => {
+    const user = userEvent.setup();
+    const onDecided = vi.fn();
+    render(<DecisionForm review={review()} onDecided={onDecided} />);
+    await user.type(screen.getByLabelText("Comment"), "Looks good.");
+    await user.click(screen.getByRole("button", { name: "Approve" }));
+    const confirm = screen.getByRole("button", { name: "Approve v3" });
+    await waitForEnabled(confirm);
+    await user.click(confirm);
+    expect(posts()).toHaveLength(1);
+    const [url, init] = posts()[0] as [string, RequestInit];
+    expect(url).toBe("/api/v1/versions/12/approve/");
+    expect(JSON.parse(init.body as string)).toEqual({ comment: "Looks good." });
+    expect((init.headers as Record<string, string>)["X-CSRFToken"]).toBe("tok3n");
+    expect(onDecided).toHaveBeenCalled();
+    expect(screen.queryByRole("dialog")).toBeNull();
   });
 });

@@ -1,11 +1,13 @@
 // The reviewer's side of a version: each gate's result, whether an approval still applies,
-// the four-eyes rule when it stops you, and the approve / reject (or revoke) form.
+// the four-eyes rule when it stops you, and the approve / reject (or revoke) form, whose
+// decisions are confirmed in a dialog that says what they do and quotes the review's warnings.
 import { useId, useState } from "react";
-import { ApiError, post } from "../api/client";
-import type { Decision, Review } from "../api/types";
+import { ApiError, get, post } from "../api/client";
+import type { Decision, Review, VersionDetail } from "../api/types";
 import { can, useMe } from "../auth/session";
-import { Badge, ErrorMessage, Notice } from "../components/ui";
+import { Badge, ConfirmDialog, ErrorMessage, Notice } from "../components/ui";
 import { formatNumber } from "../lib/format";
+import { useResource } from "../lib/hooks";
 import { decisionBody, validateDecision, type DecisionErrors, type DecisionKind } from "./decision";
 
 function show(value: unknown): string {
@@ -59,12 +61,161 @@ export function FourEyesNotice({ review }: { review: Review }) {
   );
 }
 
+/** A warning the review shows, as the confirmation quotes it: where it comes from, and its words. */
+export interface QuotedWarning {
+  source: string;
+  text: string;
+}
+
+type PreviousApproved = VersionDetail["previous_approved"];
+
+interface ProfileWarnings {
+  measured_on_other_hardware?: string;
+  measured_on?: { kind?: string; name?: string; emulation?: string };
+}
+
+/**
+ * Every warning a reviewer is shown about the version, in the words the page uses: failing
+ * gates (the built-in one included, which carries a profile's missing evidence), figures
+ * measured on hardware that is not the profile's, timings taken under emulation, and, against
+ * the previous approved version, a slowdown or accuracy further from the original.
+ */
+export function reviewWarnings(review: Review, previous?: PreviousApproved): QuotedWarning[] {
+  const warnings: QuotedWarning[] = review.gates
+    .filter((gate) => !gate.passed)
+    .map((gate) => ({ source: `Gate "${gate.name}" fails on ${gate.profile}`, text: gate.message }));
+  const evidence = (review.evidence ?? {}) as { profiles?: Record<string, ProfileWarnings> };
+  for (const [slug, profile] of Object.entries(evidence.profiles ?? {})) {
+    if (profile.measured_on_other_hardware) {
+      warnings.push({ source: `${slug}: measured on other hardware`, text: profile.measured_on_other_hardware });
+    }
+    const emulation = profile.measured_on?.emulation;
+    if (emulation) {
+      warnings.push({
+        source: `${slug}: emulated timings`,
+        text:
+          `These timings were measured under ${emulation}, not on the device` +
+          `${profile.measured_on?.name ? ` (${profile.measured_on.name})` : ""}; the recommendation ranks by ` +
+          "accuracy and size only.",
+      });
+    }
+  }
+  for (const [slug, comparison] of Object.entries(previous?.profiles ?? {})) {
+    const headline = comparison.latency.find((c) => c.what === comparison.headline);
+    if (headline?.verdict === "slower") {
+      warnings.push({
+        source: `${slug}: slower than approved v${previous?.number}`,
+        text: `This version is slower than approved v${previous?.number} beyond the measurement's noise: ${headline.sentence}`,
+      });
+    }
+    const further = comparison.accuracy.filter((c) => c.verdict === "further");
+    if (further.length) {
+      warnings.push({
+        source: `${slug}: less accurate than approved v${previous?.number}`,
+        text: `Further from the original than approved v${previous?.number}: ${further.map((c) => c.sentence).join(" ")}`,
+      });
+    }
+  }
+  return warnings;
+}
+
+function Quoted({ label, text }: { label: string; text: string }) {
+  return (
+    <p>
+      {label} <q>{text}</q>
+    </p>
+  );
+}
+
+/** What approving does, with every warning quoted; the comparison with the previous approved
+ * version is read fresh when the dialog opens, and the button waits for it. */
+function ApproveDialog({
+  review,
+  comment,
+  overrideReason,
+  onConfirm,
+  onClose,
+}: {
+  review: Review;
+  comment: string;
+  overrideReason: string;
+  onConfirm: () => Promise<void>;
+  onClose: () => void;
+}) {
+  const { version } = review;
+  const detail = useResource(
+    (signal) => get<VersionDetail>(`versions/${version.id}/`, undefined, signal),
+    [version.id],
+  );
+  const comparing = detail.loading && !detail.error;
+  const warnings = reviewWarnings(review, detail.data?.previous_approved);
+  return (
+    <ConfirmDialog
+      title={`Approve ${version.model} v${version.number}?`}
+      confirmLabel={review.gates_passed ? `Approve v${version.number}` : `Approve v${version.number} with override`}
+      busyLabel="Approving…"
+      tone="primary"
+      confirmDisabled={comparing}
+      onConfirm={onConfirm}
+      onClose={onClose}
+    >
+      <p>
+        Your approval binds to evidence{" "}
+        <code title={review.evidence_sha256}>{review.evidence_sha256.slice(0, 12)}…</code> (what this review shows) and
+        makes v{version.number} deployable: whoever may deploy in team {version.team} can then put it on the team's
+        serving targets. If that evidence changes (a re-run or a changed artifact), the approval stops applying and the
+        version needs a new review.
+      </p>
+      {warnings.length ? (
+        <div className="confirm-warnings">
+          <p>
+            <strong>
+              You approve despite {warnings.length === 1 ? "this warning" : `these ${warnings.length} warnings`}:
+            </strong>
+          </p>
+          <ul>
+            {warnings.map((w, i) => (
+              <li key={i}>
+                <strong>{w.source}</strong>
+                <blockquote>{w.text}</blockquote>
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : comparing ? null : (
+        <p>The review shows no warnings{review.gates.length ? ": every gate passes" : ""}.</p>
+      )}
+      {comparing ? (
+        <p className="muted" role="status">
+          Comparing with the previous approved version…
+        </p>
+      ) : detail.error ? (
+        <p className="text-warn">
+          The comparison with the previous approved version could not be read ({detail.error.message}); look at the
+          Recommendation section before approving.
+        </p>
+      ) : null}
+      {overrideReason.trim() ? (
+        <Quoted label="Your override reason, recorded with the approval:" text={overrideReason.trim()} />
+      ) : null}
+      {comment.trim() ? <Quoted label="Your comment:" text={comment.trim()} /> : null}
+      {review.four_eyes.you_uploaded ? (
+        <p>
+          You uploaded this version: the approval is recorded as a single reviewer's, as the team's single-reviewer mode
+          (four-eyes off) allows.
+        </p>
+      ) : null}
+    </ConfirmDialog>
+  );
+}
+
 export function DecisionForm({ review, onDecided }: { review: Review; onDecided: (decision: Decision) => void }) {
   const [comment, setComment] = useState("");
   const [overrideReason, setOverrideReason] = useState("");
   const [errors, setErrors] = useState<DecisionErrors>({});
   const [failure, setFailure] = useState<ApiError>();
   const [busy, setBusy] = useState<DecisionKind | null>(null);
+  const [asking, setAsking] = useState<DecisionKind | null>(null);
   const commentId = useId();
   const overrideId = useId();
   const me = useMe();
@@ -73,15 +224,20 @@ export function DecisionForm({ review, onDecided }: { review: Review; onDecided:
   const approved = review.approval.approved && review.version.status === "approved";
   const decidable = review.version.status === "ready";
 
-  const submit = async (kind: DecisionKind) => {
-    const values = { comment, overrideReason };
-    const found = validateDecision(kind, values, review.gates_passed);
+  // A decision that passes the form's rules is asked about first; only the dialog sends it.
+  const submit = (kind: DecisionKind) => {
+    const found = validateDecision(kind, { comment, overrideReason }, review.gates_passed);
     setErrors(found);
     setFailure(undefined);
-    if (Object.keys(found).length) return;
+    if (!Object.keys(found).length) setAsking(kind);
+  };
+  const send = async (kind: DecisionKind) => {
     setBusy(kind);
     try {
-      const decision = await post<Decision>(`versions/${review.version.id}/${kind}/`, decisionBody(kind, values));
+      const decision = await post<Decision>(
+        `versions/${review.version.id}/${kind}/`,
+        decisionBody(kind, { comment, overrideReason }),
+      );
       setComment("");
       setOverrideReason("");
       onDecided(decision);
@@ -93,9 +249,17 @@ export function DecisionForm({ review, onDecided }: { review: Review; onDecided:
   };
 
   if (!review.you_can_review) {
-    return review.four_eyes.blocks_you && hasRole ? (
-      <FourEyesNotice review={review} />
-    ) : (
+    if (review.four_eyes.blocks_you && hasRole) return <FourEyesNotice review={review} />;
+    if (review.four_eyes.you_uploaded && hasRole && review.version.status !== "ready") {
+      // Someone else has decided: say where things stand, not that a review is still owed.
+      return (
+        <p className="muted">
+          This version is {review.version.status.replace(/_/g, " ")}. Another reviewer decided, as the four-eyes rule
+          asks; the decision and its evidence are in the version's history.
+        </p>
+      );
+    }
+    return (
       <p className="muted">
         Only approvers and admins of team {review.version.team} can approve or reject its versions.
       </p>
@@ -115,7 +279,7 @@ export function DecisionForm({ review, onDecided }: { review: Review; onDecided:
       noValidate
       onSubmit={(e) => {
         e.preventDefault();
-        void submit(approved ? "revoke" : "approve");
+        submit(approved ? "revoke" : "approve");
       }}
     >
       <div className="field">
@@ -177,7 +341,7 @@ export function DecisionForm({ review, onDecided }: { review: Review; onDecided:
               type="button"
               className="button button-danger"
               disabled={busy !== null}
-              onClick={() => void submit("reject")}
+              onClick={() => submit("reject")}
             >
               {busy === "reject" ? "Rejecting…" : "Reject"}
             </button>
@@ -189,6 +353,55 @@ export function DecisionForm({ review, onDecided }: { review: Review; onDecided:
         <code title={review.evidence_sha256}>{review.evidence_sha256.slice(0, 12)}…</code>; a re-run makes it stop
         applying.
       </p>
+      {asking === "approve" ? (
+        <ApproveDialog
+          review={review}
+          comment={comment}
+          overrideReason={overrideReason}
+          onConfirm={() => send("approve")}
+          onClose={() => setAsking(null)}
+        />
+      ) : asking === "reject" ? (
+        <ConfirmDialog
+          title={`Reject ${review.version.model} v${review.version.number}?`}
+          confirmLabel={`Reject v${review.version.number}`}
+          busyLabel="Rejecting…"
+          onConfirm={() => send("reject")}
+          onClose={() => setAsking(null)}
+        >
+          <p>
+            v{review.version.number} is marked rejected: it can't be approved or deployed. To be reviewed again it needs
+            its pipeline re-run, or a new version uploaded.
+          </p>
+          <Quoted label="Your comment tells the uploader why:" text={comment.trim()} />
+        </ConfirmDialog>
+      ) : asking === "revoke" ? (
+        <ConfirmDialog
+          title={`Revoke the approval of ${review.version.model} v${review.version.number}?`}
+          confirmLabel={`Revoke approval of v${review.version.number}`}
+          busyLabel="Revoking…"
+          onConfirm={() => send("revoke")}
+          onClose={() => setAsking(null)}
+        >
+          {review.approval.current ? (
+            <p>
+              v{review.version.number} stops being deployable: new deployments of it are refused, one still waiting for
+              a worker fails when the worker checks the approval again, and no rollback can bring it back onto a target.
+            </p>
+          ) : (
+            <p>
+              v{review.version.number} can't be deployed already (its evidence changed since the approval); revoking
+              also stops rollbacks from bringing it back onto a target.
+            </p>
+          )}
+          <p>
+            <strong>Deployments of it that are live now stay live</strong> until someone rolls them back or undeploys
+            them (under Deployments).
+          </p>
+          <p>To approve it again, its pipeline has to be re-run for a new review.</p>
+          <Quoted label="Your reason, kept in the version's history:" text={comment.trim()} />
+        </ConfirmDialog>
+      ) : null}
     </form>
   );
 }

@@ -214,7 +214,7 @@ function SearchCandidates({ record }: { record: SearchRecord }) {
               : "No candidate could be scored."}
           </Empty>
         )}
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table table-compact search-candidates">
             <caption className="small muted">
               Every candidate judged, in order. Only the chosen one was built and benchmarked: left of the plot, less in

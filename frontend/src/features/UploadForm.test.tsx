@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import { ApiError } from "../api/client";
 import type { UploadHandle, UploadProgress } from "../api/upload";
 import type { HardwareProfile, VersionDetail } from "../api/types";
+import { TORCHSCRIPT_MEMBERS, zipFile } from "../test/zipFile";
 import { UploadForm } from "./UploadForm";
 
 const profiles = [
@@ -42,8 +43,8 @@ const profiles = [
   },
 ] as unknown as HardwareProfile[];
 const teams = [
-  { slug: "vision", name: "Vision", role: "data_scientist", four_eyes: true },
-  { slug: "fraud", name: "Fraud", role: "admin", four_eyes: true },
+  { slug: "vision", name: "Vision", role: "data_scientist", four_eyes: true, reviewers: 2 },
+  { slug: "fraud", name: "Fraud", role: "admin", four_eyes: true, reviewers: 2 },
 ];
 
 function controlledUpload() {
@@ -251,5 +252,73 @@ describe("UploadForm: inputs and outputs", () => {
     expect(document.getElementById(outputs.getAttribute("aria-describedby") as string)?.textContent).toBe(
       "Value must be valid JSON.",
     );
+  });
+});
+
+describe("UploadForm: a format without an input signature", () => {
+  const signature = '[{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]';
+
+  it("asks for a TorchScript file's signature up front and sends nothing without it", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    const field = () => screen.getByLabelText("Input signature (JSON)");
+    expect(field().closest("details")).not.toBeNull(); // an ONNX user never needs it: under Advanced
+    await user.upload(screen.getByLabelText(/Choose a file/), zipFile(TORCHSCRIPT_MEMBERS, "mlp.pt"));
+    await user.type(screen.getByLabelText("Model"), "mlp");
+    await screen.findByText(/This is a TorchScript file, which does not record its input shapes/);
+    expect(field().closest("details")).toBeNull();
+    expect(field().getAttribute("placeholder")).toBe(
+      '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]',
+    );
+
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).not.toHaveBeenCalled();
+    expect(field().getAttribute("aria-invalid")).toBe("true");
+    const error = document.getElementById(field().getAttribute("aria-describedby") as string);
+    expect(error?.textContent).toMatch(/^mlp\.pt is a TorchScript file, which does not record its input shapes/);
+
+    await user.click(field());
+    await user.paste(signature);
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).toHaveBeenCalledTimes(1);
+    expect((control.upload.mock.calls[0]?.[1] as FormData).get("inputs")).toBe(signature);
+  });
+
+  it("asks for an MXNet model's signature without insisting: the symbol may record it", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await user.upload(
+      screen.getByLabelText(/Choose a file/),
+      zipFile(["resnet-symbol.json", "resnet-0010.params"], "resnet.zip"),
+    );
+    await user.type(screen.getByLabelText("Model"), "resnet");
+    await screen.findByText(/This is an MXNet model, whose symbol rarely records its input shapes/);
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    expect(control.upload).toHaveBeenCalledTimes(1);
+  });
+
+  it("brings the signature field up front when the server says it needs one", async () => {
+    const user = userEvent.setup();
+    const control = controlledUpload();
+    render(
+      <UploadForm teams={[teams[0]!]} profiles={profiles} models={[]} upload={control.upload} onUploaded={vi.fn()} />,
+    );
+    await user.upload(screen.getByLabelText(/Choose a file/), new File([new Uint8Array([8, 1])], "net.bin"));
+    await user.type(screen.getByLabelText("Model"), "net");
+    await user.click(screen.getByRole("button", { name: "Upload and start the pipeline" }));
+    const message =
+      "This MXNet symbol records no input shapes (no variable has a __shape__), so Slipway needs them at upload: " +
+      'send the \'inputs\' field with each input\'s name, shape and dtype, for example inputs=[{"name": "data", ' +
+      '"shape": ["batch", 3, 224, 224], "dtype": "float32"}] with your model\'s sizes. Nothing was stored.';
+    await act(async () => control.reject(new ApiError(400, { code: "inputs_required", message, fields: {} })));
+    const field = screen.getByLabelText("Input signature (JSON)");
+    expect(field.closest("details")).toBeNull();
+    expect(document.getElementById(field.getAttribute("aria-describedby") as string)?.textContent).toBe(message);
   });
 });

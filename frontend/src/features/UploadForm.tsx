@@ -12,9 +12,12 @@ import {
   ERROR_CODE_FIELDS,
   INPUT_DECLARATIONS_EXAMPLE,
   OUTPUT_DECLARATIONS_EXAMPLE,
+  SIGNATURE_EXAMPLE,
   slugify,
+  unsignedFormatOf,
   uploadFormData,
   validateUpload,
+  type UnsignedFormat,
   type UploadErrors,
   type UploadValues,
 } from "./uploadRules";
@@ -61,6 +64,16 @@ function Field({
   );
 }
 
+// Why the form asks for the input signature up front: the chosen file's format records none,
+// or the server said it needs one.
+const SIGNATURE_HELP: Record<UnsignedFormat | "asked", string> = {
+  torchscript:
+    'This is a TorchScript file, which does not record its input shapes: give one entry per argument of the module\'s forward, in order, with a name (e.g. "batch") for each dim that varies.',
+  mxnet:
+    "This is an MXNet model, whose symbol rarely records its input shapes: give each data input's shape (only the first dim, the batch, may vary), unless the symbol sets them with mx.sym.var(..., shape=...).",
+  asked: "The server needs this model's input signature: give each input's name, shape and dtype.",
+};
+
 function describedBy(id: string, error?: string, help?: boolean): string | undefined {
   if (error) return `${id}-err`;
   return help ? `${id}-help` : undefined;
@@ -73,6 +86,10 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
   const [progress, setProgress] = useState<UploadProgress | null>(null);
   const [dragging, setDragging] = useState(false);
   const [declaring, setDeclaring] = useState(Boolean(initial?.inputDeclarations || initial?.outputDeclarations));
+  // Why the signature is asked for up front (see SIGNATURE_HELP); null: it sits under Advanced.
+  const [signature, setSignature] = useState<UnsignedFormat | "asked" | null>(null);
+  // The chosen file's format, read from its zip directory; submit waits for it.
+  const detection = useRef<Promise<UnsignedFormat | null>>(Promise.resolve(null));
   const handle = useRef<UploadHandle | null>(null);
   const ids = {
     model: useId(),
@@ -97,18 +114,26 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
   const set = <K extends keyof UploadValues>(key: K, value: UploadValues[K]) =>
     setValues((v) => ({ ...v, [key]: value }));
 
+  const chooseFile = (file: File | null) => {
+    set("file", file);
+    setErrors((e) => ({ ...e, file: undefined }));
+    const pending = unsignedFormatOf(file);
+    detection.current = pending;
+    void pending.then((format) => {
+      if (detection.current === pending) setSignature(format);
+    });
+  };
+
   const onDrop = (event: DragEvent<HTMLDivElement>) => {
     event.preventDefault();
     setDragging(false);
     const file = event.dataTransfer.files?.[0];
-    if (file && !uploading) {
-      set("file", file);
-      setErrors((e) => ({ ...e, file: undefined }));
-    }
+    if (file && !uploading) chooseFile(file);
   };
 
   const submit = async () => {
-    const found = validateUpload(values, { needsTeam });
+    const format = await detection.current;
+    const found = validateUpload(values, { needsTeam, format });
     setErrors(found);
     setFailure(undefined);
     if (found.inputDeclarations || found.outputDeclarations) setDeclaring(true);
@@ -141,6 +166,7 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
       const codeField = ERROR_CODE_FIELDS[apiError.code];
       if (codeField && !fieldErrors[codeField]) fieldErrors[codeField] = apiError.message;
       if (fieldErrors.inputDeclarations || fieldErrors.outputDeclarations) setDeclaring(true);
+      if (fieldErrors.inputs) setSignature((current) => current ?? "asked");
       setErrors(fieldErrors);
     } finally {
       setProgress(null);
@@ -166,6 +192,23 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
         aria-invalid={errors[field] ? true : undefined}
         aria-describedby={describedBy(ids[field], errors[field], true)}
         onChange={(e) => set(field, e.target.value)}
+      />
+    </Field>
+  );
+
+  /** The input signature: up front when the file needs one, under Advanced otherwise. */
+  const signatureField = (help: string) => (
+    <Field id={ids.inputs} label="Input signature (JSON)" error={errors.inputs} help={help}>
+      <textarea
+        id={ids.inputs}
+        className="input mono"
+        rows={2}
+        placeholder={SIGNATURE_EXAMPLE}
+        value={values.inputs}
+        disabled={uploading}
+        aria-invalid={errors.inputs ? true : undefined}
+        aria-describedby={describedBy(ids.inputs, errors.inputs, true)}
+        onChange={(e) => set("inputs", e.target.value)}
       />
     </Field>
   );
@@ -196,10 +239,7 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
           className="visually-hidden-focusable"
           disabled={uploading}
           aria-describedby={describedBy(ids.file, errors.file, true)}
-          onChange={(e) => {
-            set("file", e.target.files?.[0] ?? null);
-            setErrors((er) => ({ ...er, file: undefined }));
-          }}
+          onChange={(e) => chooseFile(e.target.files?.[0] ?? null)}
         />
         <div className="dropzone-body">
           {values.file ? (
@@ -274,6 +314,8 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
           </Field>
         ) : null}
       </div>
+
+      {signature ? signatureField(`${SIGNATURE_HELP[signature]} For example ${SIGNATURE_EXAMPLE}.`) : null}
 
       <fieldset className="field fieldset">
         <legend>Hardware profiles</legend>
@@ -426,23 +468,11 @@ export function UploadForm({ teams, profiles, models, initial, upload, onUploade
             />
           </Field>
         </div>
-        <Field
-          id={ids.inputs}
-          label="Input signature (JSON)"
-          error={errors.inputs}
-          help='Only for formats without one (TorchScript), e.g. [{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]'
-        >
-          <textarea
-            id={ids.inputs}
-            className="input mono"
-            rows={2}
-            value={values.inputs}
-            disabled={uploading}
-            aria-invalid={errors.inputs ? true : undefined}
-            aria-describedby={describedBy(ids.inputs, errors.inputs, true)}
-            onChange={(e) => set("inputs", e.target.value)}
-          />
-        </Field>
+        {signature
+          ? null
+          : signatureField(
+              'Only for formats without one (TorchScript, most MXNet models), e.g. [{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]',
+            )}
         <div className="form-grid">
           <Field
             id={ids.calibration}

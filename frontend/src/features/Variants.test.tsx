@@ -1,6 +1,7 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import type { OptimizeReport } from "../api/reports";
+import type { Artifact } from "../api/types";
 import { rewriteText, VariantsTable } from "./Variants";
 
 describe("VariantsTable", () => {
@@ -72,6 +73,42 @@ describe("VariantsTable", () => {
     expect(screen.getAllByText(recipe)).toHaveLength(2);
     expect(document.querySelectorAll(".variant-recipe")).toHaveLength(2);
     expect(screen.getByText(/keeping 4 of its 11 quantized activations in float/)).toBeTruthy();
+  });
+
+  it("links each built variant to its download", () => {
+    const optimize: OptimizeReport = {
+      profile: "x86-cpu",
+      variants: [
+        { name: "ort-int8", backend: "onnxruntime", format: "onnx", precision: "int8", pass_name: "ort-quantize" },
+        { name: "ov-fp16", backend: "openvino", format: "openvino-ir+zip", precision: "fp16", pass_name: "ov" },
+      ],
+    };
+    const artifact: Artifact = {
+      id: 42,
+      kind: "variant",
+      name: "x86-cpu/ort-int8",
+      format: "onnx",
+      sha256: "ab".repeat(32),
+      size: 2048,
+      parent_id: 7,
+      job_id: 9,
+      download_url: "/api/v1/artifacts/42/download/",
+    };
+    render(
+      <VariantsTable
+        optimize={optimize}
+        parity={undefined}
+        benchmark={undefined}
+        recommend={undefined}
+        artifacts={[artifact]}
+        profile="x86-cpu"
+      />,
+    );
+    const link = screen.getByRole("link", { name: "Download ort-int8" });
+    expect(link.getAttribute("href")).toBe("/api/v1/artifacts/42/download/");
+    expect(link.hasAttribute("download")).toBe(true);
+    // a variant with no stored artifact has nothing to download
+    expect(screen.queryByRole("link", { name: "Download ov-fp16" })).toBeNull();
   });
 });
 

@@ -1,4 +1,5 @@
 import type { BenchmarkReport, OptimizeReport, ParityReport, RecommendReport } from "../api/reports";
+import { apiUrl } from "../api/client";
 import type { Artifact } from "../api/types";
 import { Badge, Empty } from "../components/ui";
 import { formatBytes, formatMs, formatRate } from "../lib/format";
@@ -44,7 +45,7 @@ export function VariantsTable({
       {optimize.variants.length === 0 ? (
         <Empty title="No variant could be built for this profile." />
       ) : (
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table">
             <thead>
               <tr>
@@ -62,6 +63,7 @@ export function VariantsTable({
                 <th scope="col" className="num">
                   Throughput
                 </th>
+                <th scope="col">File</th>
               </tr>
             </thead>
             <tbody>
@@ -111,6 +113,20 @@ export function VariantsTable({
                       )}
                     </td>
                     <td className="num">{point ? formatRate(point.throughput) : "—"}</td>
+                    <td>
+                      {artifact ? (
+                        <a
+                          href={apiUrl(`artifacts/${artifact.id}/download/`)}
+                          download
+                          aria-label={`Download ${v.name}`}
+                          title={`sha256 ${artifact.sha256}`}
+                        >
+                          Download
+                        </a>
+                      ) : (
+                        "—"
+                      )}
+                    </td>
                   </tr>
                 );
               })}

@@ -5,10 +5,14 @@ import {
   EMPTY_UPLOAD,
   parseIntList,
   slugify,
+  unsignedFormat,
+  unsignedFormatOf,
   uploadFormData,
   validateUpload,
+  zipMemberNames,
   type UploadValues,
 } from "./uploadRules";
+import { TORCHSCRIPT_MEMBERS, zipFile } from "../test/zipFile";
 
 const file = new File([new Uint8Array([8, 1, 2, 3])], "mlp.onnx");
 const valid: UploadValues = { ...EMPTY_UPLOAD, model: "mlp", file };
@@ -108,5 +112,29 @@ describe("upload form rules", () => {
     });
     expect(form.get("input_declarations")).toBe('{"inputs": {"sr": {"value": 16000}}}');
     expect(form.get("output_declarations")).toBe('{"logits": {"kind": "classifier"}}');
+  });
+
+  it("tells a format that records no input signature from its zip's member names", async () => {
+    expect(await zipMemberNames(zipFile(TORCHSCRIPT_MEMBERS, "mlp.pt"))).toEqual(TORCHSCRIPT_MEMBERS);
+    expect(await zipMemberNames(file)).toBeNull();
+    expect(unsignedFormat(TORCHSCRIPT_MEMBERS)).toBe("torchscript");
+    // torch.export's .pt2 carries its example inputs; a torch.save checkpoint is refused anyway
+    expect(unsignedFormat([...TORCHSCRIPT_MEMBERS, "mlp/archive_format"])).toBeNull();
+    expect(unsignedFormat(["ckpt/data.pkl", "ckpt/data/0", "ckpt/version"])).toBeNull();
+    expect(unsignedFormat(["net-symbol.json", "net-0000.params"])).toBe("mxnet");
+    expect(unsignedFormat(["model.onnx", "weights.bin"])).toBeNull();
+    expect(await unsignedFormatOf(zipFile(["resnet-symbol.json", "resnet-0010.params"], "resnet.zip"))).toBe("mxnet");
+    expect(await unsignedFormatOf(zipFile(["model.onnx"], "m.zip"))).toBeNull();
+  });
+
+  it("asks for the input signature of a TorchScript file before it is sent", () => {
+    const scripted = { ...valid, file: zipFile(TORCHSCRIPT_MEMBERS, "mlp.pt") };
+    const errors = validateUpload(scripted, { needsTeam: false, format: "torchscript" });
+    expect(errors.inputs).toMatch(/^mlp\.pt is a TorchScript file, which does not record its input shapes/);
+    expect(errors.inputs).toContain('[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]');
+    const inputs = '[{"name": "x", "shape": ["batch", 8], "dtype": "float32"}]';
+    expect(validateUpload({ ...scripted, inputs }, { needsTeam: false, format: "torchscript" })).toEqual({});
+    // MXNet symbols may record their shapes: the form asks, the server decides
+    expect(validateUpload(scripted, { needsTeam: false, format: "mxnet" })).toEqual({});
   });
 });

@@ -56,7 +56,109 @@ export const ERROR_CODE_FIELDS: Partial<Record<string, keyof UploadValues>> = {
   invalid_declarations: "inputDeclarations",
   invalid_output_declarations: "outputDeclarations",
   inputs_not_applicable: "inputs",
+  inputs_required: "inputs",
 };
+
+/** The input signature's shape (the API's `inputs`), as the form shows it. */
+export const SIGNATURE_EXAMPLE = '[{"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}]';
+
+/**
+ * A format whose file records no input shapes, so the upload needs `inputs`: TorchScript never
+ * has them (the API refuses it without), an MXNet symbol rarely does (the API refuses one
+ * whose variables carry no __shape__).
+ */
+export type UnsignedFormat = "torchscript" | "mxnet";
+
+/** The format of a zip's members when it records no input signature; the same tests as the
+ * server's sniffers (workers/engine/importers/pytorch.py and side.py). */
+export function unsignedFormat(names: readonly string[]): UnsignedFormat | null {
+  const inner = (name: string) => (name.includes("/") ? name.slice(name.indexOf("/") + 1) : name);
+  const exportedProgram = names.some(
+    (name) => inner(name) === "archive_format" || name.endsWith("serialized_exported_program.json"),
+  );
+  if (!exportedProgram) {
+    const roots = new Set(
+      names.filter((n) => n.split("/").length === 2 && n.endsWith("/data.pkl")).map((n) => n.split("/")[0]),
+    );
+    for (const root of roots) {
+      if (names.includes(`${root}/constants.pkl`) || names.some((n) => n.startsWith(`${root}/code/`)))
+        return "torchscript";
+    }
+  }
+  const files = names.filter((n) => !n.startsWith("__MACOSX/") && !n.endsWith("/")).map((n) => n.toLowerCase());
+  if (files.some((n) => n.endsWith("-symbol.json")) && files.some((n) => n.endsWith(".params"))) return "mxnet";
+  return null;
+}
+
+function readBytes(blob: Blob): Promise<ArrayBuffer> {
+  if (typeof blob.arrayBuffer === "function") return blob.arrayBuffer();
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result as ArrayBuffer);
+    reader.onerror = () => reject(reader.error ?? new Error("The file could not be read."));
+    reader.readAsArrayBuffer(blob);
+  });
+}
+
+// A zip's central directory is read whole; a bigger one is left to the server to judge.
+const MAX_ZIP_DIRECTORY = 16 * 1024 * 1024;
+const EOCD = 0x06054b50;
+const ZIP64_LOCATOR = 0x07064b50;
+const ZIP64_EOCD = 0x06064b50;
+const DIRECTORY_ENTRY = 0x02014b50;
+
+/** The member names of a zip, read from its central directory (no member is unpacked); null
+ * when the file is not a zip this can read. */
+export async function zipMemberNames(file: Blob): Promise<string[] | null> {
+  if (file.size < 22) return null;
+  const head = new DataView(await readBytes(file.slice(0, 4)));
+  if (head.getUint32(0, true) !== 0x04034b50) return null;
+  const tailStart = Math.max(0, file.size - (22 + 0xffff));
+  const tail = new DataView(await readBytes(file.slice(tailStart)));
+  let at = -1;
+  for (let i = tail.byteLength - 22; i >= 0; i--) {
+    if (tail.getUint32(i, true) === EOCD) {
+      at = i;
+      break;
+    }
+  }
+  if (at < 0) return null;
+  let size = tail.getUint32(at + 12, true);
+  let offset = tail.getUint32(at + 16, true);
+  if (offset === 0xffffffff || size === 0xffffffff) {
+    // Zip64 (a model over 4 GiB): the locator just before the record points at the real one.
+    if (at < 20 || tail.getUint32(at - 20, true) !== ZIP64_LOCATOR) return null;
+    const record = Number(tail.getBigUint64(at - 12, true));
+    const zip64 = new DataView(await readBytes(file.slice(record, record + 56)));
+    if (zip64.byteLength < 56 || zip64.getUint32(0, true) !== ZIP64_EOCD) return null;
+    size = Number(zip64.getBigUint64(40, true));
+    offset = Number(zip64.getBigUint64(48, true));
+  }
+  if (size > MAX_ZIP_DIRECTORY || offset + size > file.size) return null;
+  const directory = new DataView(await readBytes(file.slice(offset, offset + size)));
+  const decoder = new TextDecoder();
+  const names: string[] = [];
+  let i = 0;
+  while (i + 46 <= directory.byteLength && directory.getUint32(i, true) === DIRECTORY_ENTRY) {
+    const nameLength = directory.getUint16(i + 28, true);
+    const extra = directory.getUint16(i + 30, true);
+    const comment = directory.getUint16(i + 32, true);
+    names.push(decoder.decode(new Uint8Array(directory.buffer, directory.byteOffset + i + 46, nameLength)));
+    i += 46 + nameLength + extra + comment;
+  }
+  return names;
+}
+
+/** Whether the chosen file is a format that records no input signature (see UnsignedFormat). */
+export async function unsignedFormatOf(file: File | null): Promise<UnsignedFormat | null> {
+  if (!file) return null;
+  try {
+    const names = await zipMemberNames(file);
+    return names ? unsignedFormat(names) : null;
+  } catch {
+    return null; // unreadable here: the server judges the file
+  }
+}
 
 /** The API's field names for the form's values, where they differ. */
 export const API_FIELDS: Partial<Record<keyof UploadValues, string>> = {
@@ -143,7 +245,10 @@ export function slugify(text: string): string {
     .slice(0, 100);
 }
 
-export function validateUpload(values: UploadValues, options: { needsTeam: boolean }): UploadErrors {
+export function validateUpload(
+  values: UploadValues,
+  options: { needsTeam: boolean; format?: UnsignedFormat | null },
+): UploadErrors {
   const errors: UploadErrors = {};
   const model = values.model.trim();
   if (!model) errors.model = "Name the model this version belongs to (an existing one, or a new name).";
@@ -172,7 +277,9 @@ export function validateUpload(values: UploadValues, options: { needsTeam: boole
   }
   if (values.maxAbsError.trim() && !(Number(values.maxAbsError) >= 0))
     errors.maxAbsError = "Maximum absolute error is a number of 0 or more, e.g. 0.001.";
-  if (values.inputs.trim()) {
+  if (options.format === "torchscript" && values.file && !values.inputs.trim()) {
+    errors.inputs = `${values.file.name} is a TorchScript file, which does not record its input shapes: give the input signature, one entry per argument of the module's forward, in order, e.g. ${SIGNATURE_EXAMPLE} with your model's sizes (a name such as "batch" for a dim that varies).`;
+  } else if (values.inputs.trim()) {
     try {
       const parsed: unknown = JSON.parse(values.inputs);
       if (!Array.isArray(parsed) || !parsed.every((i) => i && typeof i === "object" && "name" in i && "shape" in i)) {

@@ -125,7 +125,7 @@ export function AuditPage() {
         <Empty title={Object.keys(query).length ? "No event matches these filters." : "No events yet."} />
       ) : (
         <>
-          <div className={`table-scroll${page.loading ? " is-refreshing" : ""}`}>
+          <div className={`table-scroll${page.loading ? " is-refreshing" : ""}`} tabIndex={0}>
             <table className="table">
               <thead>
                 <tr>

@@ -134,7 +134,12 @@ export function DeploymentsPage() {
             <DeployForm
               versions={approved.data
                 .filter((v) => me?.is_superuser || deployTeams.includes(v.team))
-                .map((v) => ({ id: v.id, label: `${v.team}/${v.model} v${v.number}`, variants: [] }))}
+                .map((v) => ({
+                  id: v.id,
+                  label: `${v.team}/${v.model} v${v.number}`,
+                  variants: [],
+                  model: v.model,
+                }))}
               targets={targets.data}
               onDeployed={() => setNonce((n) => n + 1)}
             />

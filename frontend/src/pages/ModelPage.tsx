@@ -1,8 +1,9 @@
-import { Link, useParams, useSearchParams } from "react-router";
-import { get, getAll } from "../api/client";
+import { useState } from "react";
+import { Link, useNavigate, useParams, useSearchParams } from "react-router";
+import { ApiError, del, get, getAll } from "../api/client";
 import { FRAMEWORKS, type Model, type VersionSummary } from "../api/types";
 import { can, useSession } from "../auth/session";
-import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { ConfirmButton, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
 
@@ -11,6 +12,8 @@ export function ModelPage() {
   const [params] = useSearchParams();
   const team = params.get("team") ?? "";
   const { me } = useSession();
+  const navigate = useNavigate();
+  const [deleteError, setDeleteError] = useState<ApiError>();
   const model = useResource(() => get<Model>(`models/${encodeURIComponent(slug)}/`, { team }), [slug, team]);
   const versions = useResource(
     () => getAll<VersionSummary>(`models/${encodeURIComponent(slug)}/versions/`, { team }),
@@ -41,14 +44,38 @@ export function ModelPage() {
         }
       />
       {m.description ? <p>{m.description}</p> : null}
+      {deleteError ? <ErrorMessage error={deleteError} title="The model was not deleted" /> : null}
       {versions.error ? (
         <ErrorMessage error={versions.error} />
       ) : !versions.data ? (
         <Loading />
       ) : versions.data.items.length === 0 ? (
-        <Empty title="This model has no versions yet." />
+        <>
+          <Empty title="This model has no versions yet." />
+          {can(me, m.team, "upload") ? (
+            <p>
+              {/* Only an empty model: a version, its reports and decisions are evidence, and stay. */}
+              <ConfirmButton
+                className="button button-quiet"
+                confirmLabel={`Delete the model ${m.slug}`}
+                onConfirm={async () => {
+                  setDeleteError(undefined);
+                  try {
+                    await del(`models/${encodeURIComponent(m.slug)}/?team=${encodeURIComponent(m.team)}`);
+                    navigate("/models", { replace: true });
+                  } catch (err) {
+                    setDeleteError(err instanceof ApiError ? err : undefined);
+                    versions.reload();
+                  }
+                }}
+              >
+                Delete this empty model
+              </ConfirmButton>
+            </p>
+          ) : null}
+        </>
       ) : (
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table">
             <thead>
               <tr>

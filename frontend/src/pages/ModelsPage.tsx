@@ -3,7 +3,8 @@ import { Link, useSearchParams } from "react-router";
 import { getAll } from "../api/client";
 import { FRAMEWORKS, VERSION_STATUSES, type Framework, type Model, type VersionStatus } from "../api/types";
 import { canAnywhere, useSession } from "../auth/session";
-import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { Empty, ErrorMessage, Loading, Notice, PageHeader, StatusBadge } from "../components/ui";
+import { reviewerAdvice } from "./TeamPage";
 import { formatRelative } from "../lib/format";
 import { useDebounced, useResource } from "../lib/hooks";
 
@@ -53,6 +54,16 @@ export function ModelsPage() {
           ) : null
         }
       />
+      {(me?.teams ?? [])
+        .filter((t) => t.role === "admin" && reviewerAdvice(t))
+        .map((t) => (
+          // A fresh install's first screen: with the four-eyes rule on and one reviewer, nothing
+          // uploaded here could ever be approved; say so and lead the admin to the fix.
+          <Notice key={t.slug} kind="warn" title={`Team ${t.name} can't approve anything yet`}>
+            {reviewerAdvice(t)} <Link to={`/teams/${t.slug}#invite`}>Invite a reviewer</Link> or{" "}
+            <Link to={`/teams/${t.slug}#settings`}>choose single-reviewer mode</Link>.
+          </Notice>
+        ))}
       <div className="filters" role="search">
         <div className="field">
           <label htmlFor={ids.q}>Search</label>
@@ -150,7 +161,7 @@ export function ModelsPage() {
           </Empty>
         )
       ) : (
-        <div className={`table-scroll${models.loading ? " is-refreshing" : ""}`}>
+        <div className={`table-scroll${models.loading ? " is-refreshing" : ""}`} tabIndex={0}>
           <table className="table">
             <caption className="visually-hidden">Models</caption>
             <thead>

@@ -1,13 +1,16 @@
-import { useId, useState } from "react";
+import { useId, useState, type ReactNode } from "react";
 import { ApiError, get } from "../api/client";
 import {
   checkTarget,
   createTarget,
   deleteTarget,
+  listTargetKinds,
   listTargets,
   rows,
   updateTarget,
+  type OptionSpec,
   type TargetInput,
+  type TargetKind,
 } from "../api/deployments";
 import type { HardwareProfile } from "../api/types";
 import { can, teamsWhere, useSession } from "../auth/session";
@@ -16,158 +19,659 @@ import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
 import { HealthBadge } from "./DeploymentsPage";
 
-// The kinds the server deploys to (workers/engine/targets/registry.py); a target of another
-// kind, registered by an earlier release, is listed by its kind's name.
-const KINDS: Record<string, string> = {
-  triton: "Triton Inference Server",
-};
+// What each kind of target takes comes from the server (GET /targets/kinds/: the drivers'
+// option and credential specs), so the form completes for every kind it accepts and checks
+// each value as the server will; the server's own refusal is shown next to the field it names.
 
-function TargetForm({
-  profiles,
-  teams,
-  onCreated,
+type Where = "options" | "credentials";
+type SettingValue = string | boolean;
+type Errors = Record<string, string>;
+type CoreKey = "name" | "slug" | "url" | "repository";
+
+const settingId = (where: Where, key: string) => `${where}.${key}`;
+
+/** "image_repository" -> "Image repository": the label of a setting the server names by its key. */
+export function settingLabel(key: string): string {
+  const words = key.replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function rangeText(spec: OptionSpec): string {
+  const { minimum: low, maximum: high } = spec;
+  if (low != null && high != null) return ` from ${low} to ${high}`;
+  if (low != null) return ` of ${low} or more`;
+  return high != null ? ` of ${high} or less` : "";
+}
+
+const eg = (spec: OptionSpec) => (spec.example ? `, e.g. ${spec.example}` : "");
+const SERVER_URL = /^https?:\/\/[^/\s?#]+\/?$/i;
+const ANY_URL = /^https?:\/\/[^/\s?#]+(\/\S*)?$/i;
+
+/** Lines of "name: value" (a text map or HTTP headers) as an object; an error for a line without a name. */
+function readPairs(text: string, label: string, headers: boolean): { value?: Record<string, string>; error?: string } {
+  const value: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf(":");
+    const name = at > 0 ? line.slice(0, at).trim() : "";
+    if (!name) {
+      return {
+        error: `Write each entry of ${label} on its own line as name: value${headers ? ", e.g. Authorization: Bearer …" : ""}.`,
+      };
+    }
+    value[name] = line.slice(at + 1).trim();
+  }
+  return { value };
+}
+
+/**
+ * A setting as the form holds it, checked as the server's spec checks it: `value` is what to
+ * send (undefined: leave it out, so the driver's default applies), `error` a sentence.
+ */
+export function readSetting(
+  spec: OptionSpec,
+  raw: SettingValue | undefined,
+  where: Where,
+): { value?: unknown; error?: string } {
+  const label = settingLabel(spec.key);
+  if (spec.type === "boolean") {
+    const checked = raw === true;
+    return checked === (spec.default === true) && !spec.required ? {} : { value: checked };
+  }
+  const text = typeof raw === "string" ? raw : "";
+  if (!text.trim()) {
+    return spec.required ? { error: `Fill in ${label.toLowerCase()}: ${spec.help}${eg(spec)}.` } : {};
+  }
+  switch (spec.type) {
+    case "url":
+      return ANY_URL.test(text.trim())
+        ? { value: text.trim() }
+        : { error: `${label} must be an http:// or https:// URL${eg(spec)}.` };
+    case "integer":
+    case "number": {
+      const whole = spec.type === "integer";
+      const n = Number(text.trim());
+      const fits =
+        (whole ? /^-?\d+$/.test(text.trim()) : Number.isFinite(n)) &&
+        (spec.minimum == null || n >= spec.minimum) &&
+        (spec.maximum == null || n <= spec.maximum);
+      return fits
+        ? { value: n }
+        : { error: `${label} must be ${whole ? "a whole number" : "a number"}${rangeText(spec)}.` };
+    }
+    case "path_list": {
+      const paths = text
+        .split("\n")
+        .map((line) => line.trim())
+        .filter(Boolean);
+      const wrong = paths.find((path) => !path.startsWith("/") || /[:"\\]/.test(path));
+      return wrong
+        ? { error: `${label}: '${wrong}' must be an absolute directory without ':', quotes or backslashes.` }
+        : { value: paths };
+    }
+    case "text_map":
+    case "headers": {
+      const read = readPairs(text, label.toLowerCase(), spec.type === "headers");
+      if (read.error || !read.value) return read;
+      const secret = Object.keys(read.value).filter((name) => spec.secret_keys.includes(name));
+      if (secret.length) {
+        return {
+          error: `${secret.join(", ")} is a secret: give it with the credentials below, not in ${label.toLowerCase()}.`,
+        };
+      }
+      return { value: read.value };
+    }
+    default:
+      // string: kept as typed when it is a secret, trimmed otherwise (as the server does)
+      if (spec.choices.length && !spec.choices.includes(text.trim())) {
+        return { error: `${label} must be one of ${spec.choices.join(", ")}.` };
+      }
+      return { value: where === "credentials" ? text : text.trim() };
+  }
+}
+
+/** Whether a URL names a loopback or private address by itself (a host name is resolved by the server). */
+function literalPrivateHost(url: string): string | undefined {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+  } catch {
+    return undefined;
+  }
+  if (host === "localhost" || host.endsWith(".localhost") || host === "::1" || host === "0.0.0.0") return host;
+  const ip = host.match(/^(\d+)\.(\d+)\.\d+\.\d+$/);
+  if (!ip) return undefined;
+  const [a, b] = [Number(ip[1]), Number(ip[2])];
+  const isPrivate =
+    a === 10 || a === 127 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254);
+  return isPrivate ? host : undefined;
+}
+
+/**
+ * The field a refusal from the server is about, when it names one: the serializer's `fields`,
+ * else the error's code, else (for a kind's settings) the key its sentence names.
+ */
+export function fieldOfRefusal(error: ApiError, kind: TargetKind | undefined): string | undefined {
+  const named = Object.keys(error.fields).find((name) => error.fieldMessage(name));
+  if (named && named !== "options" && named !== "credentials") return named;
+  const message = error.message;
+  const names = (where: Where) =>
+    (kind?.[where] ?? []).find((spec) => new RegExp(`(^|[^a-z0-9_])${spec.key}([^a-z0-9_]|$)`).test(message));
+  switch (error.code) {
+    case "invalid_name":
+      return "name";
+    case "invalid_slug":
+    case "slug_taken":
+      return "slug";
+    case "unknown_profile":
+      return "profile";
+    case "unknown_team":
+    case "team_required":
+      return "team";
+    case "invalid_kind":
+      return "kind";
+    case "invalid_backend_mode":
+      return "backend_mode";
+    case "invalid_repository":
+    case "repository_not_allowed":
+      return "repository";
+    case "invalid_url":
+    case "private_address":
+    case "unresolvable_host":
+      if (message.includes("S3 endpoint")) {
+        return kind?.options.some((s) => s.key === "repository_options") ? "options.repository_options" : "repository";
+      }
+      return "url";
+    case "invalid_target":
+      if (message.includes("python path")) return "options.python_paths";
+      if (message.includes("model repository")) return "repository";
+      return message.includes("URL") ? "url" : undefined;
+    case "invalid_options": {
+      const spec = names("options");
+      return spec ? settingId("options", spec.key) : "options";
+    }
+    case "invalid_credentials": {
+      const spec = names("credentials");
+      return spec ? settingId("credentials", spec.key) : "credentials";
+    }
+    default:
+      return named;
+  }
+}
+
+function initialSettings(kind: TargetKind | undefined): Record<string, SettingValue> {
+  const values: Record<string, SettingValue> = {};
+  for (const where of ["options", "credentials"] as const) {
+    for (const spec of kind?.[where] ?? []) {
+      values[settingId(where, spec.key)] = spec.type === "boolean" ? spec.default === true : "";
+    }
+  }
+  return values;
+}
+
+function RequiredMark() {
+  return (
+    <span className="text-bad" aria-hidden="true">
+      {" "}
+      *
+    </span>
+  );
+}
+
+/** One field: its label tied to the input, help and error tied to it by aria-describedby. */
+function FieldShell({
+  id,
+  label,
+  required,
+  help,
+  error,
+  children,
 }: {
-  profiles: HardwareProfile[];
-  teams: string[];
-  onCreated: () => void;
+  id: string;
+  label: string;
+  required?: boolean;
+  help?: string | undefined;
+  error?: string | undefined;
+  children: (describedBy: string | undefined, invalid: boolean) => ReactNode;
 }) {
-  const [values, setValues] = useState<
-    Required<Pick<TargetInput, "name" | "slug" | "team" | "kind" | "url" | "repository" | "profile">> &
-      Pick<TargetInput, "backend_mode">
-  >({
-    name: "",
-    slug: "",
-    team: teams.length === 1 ? (teams[0] ?? "") : "",
-    kind: "triton",
-    url: "",
-    repository: "",
-    profile: profiles[0]?.slug ?? "",
-    backend_mode: "native",
-  });
-  const [failure, setFailure] = useState<ApiError>();
-  const [missing, setMissing] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const id = useId();
-  const set = (key: keyof typeof values, value: string) => setValues((v) => ({ ...v, [key]: value }));
-  const field = (key: "name" | "slug" | "url" | "repository", label: string, help?: string) => (
-    <div className="field">
-      <label htmlFor={`${id}-${key}`}>{label}</label>
-      <input
-        id={`${id}-${key}`}
-        className="input"
-        value={values[key]}
-        onChange={(e) => set(key, e.target.value)}
-        aria-describedby={help ? `${id}-${key}-help` : undefined}
-      />
-      {failure?.fieldMessage(key) ? (
-        <p className="field-error">{failure.fieldMessage(key)}</p>
-      ) : help ? (
-        <p className="help" id={`${id}-${key}-help`}>
+  const describedBy = [error ? `${id}-err` : "", help ? `${id}-help` : ""].filter(Boolean).join(" ") || undefined;
+  return (
+    <div className={`field${error ? " has-error" : ""}`}>
+      <label htmlFor={id}>
+        {label}
+        {required ? <RequiredMark /> : null}
+      </label>
+      {children(describedBy, Boolean(error))}
+      {error ? (
+        <p className="field-error" id={`${id}-err`}>
+          {error}
+        </p>
+      ) : null}
+      {help ? (
+        <p className="help" id={`${id}-help`}>
           {help}
         </p>
       ) : null}
     </div>
   );
+}
+
+function settingHelp(spec: OptionSpec, where: Where): string {
+  const sentence = spec.help.charAt(0).toUpperCase() + spec.help.slice(1);
+  const parts = [sentence.endsWith(".") ? sentence : `${sentence}.`];
+  if (spec.type === "path_list") parts.push("One directory a line.");
+  if (spec.type === "text_map" || spec.type === "headers") parts.push("One name: value a line.");
+  if (spec.type === "integer" || spec.type === "number") {
+    const range = rangeText(spec);
+    if (range) parts.push(`A ${spec.type === "integer" ? "whole number" : "number"}${range}.`);
+  }
+  if (spec.default != null && spec.type !== "boolean") parts.push(`Empty: ${String(spec.default)}.`);
+  if (where === "credentials") parts.push("Encrypted and never shown again.");
+  return parts.join(" ");
+}
+
+function SettingField({
+  baseId,
+  spec,
+  where,
+  value,
+  error,
+  onChange,
+}: {
+  baseId: string;
+  spec: OptionSpec;
+  where: Where;
+  value: SettingValue | undefined;
+  error: string | undefined;
+  onChange: (value: SettingValue) => void;
+}) {
+  const id = `${baseId}-${where}-${spec.key}`;
+  const label = settingLabel(spec.key);
+  const help = settingHelp(spec, where);
+  if (spec.type === "boolean") {
+    return (
+      <div className={`field${error ? " has-error" : ""}`}>
+        <label className="checkbox" htmlFor={id}>
+          <input
+            id={id}
+            type="checkbox"
+            checked={value === true}
+            onChange={(e) => onChange(e.target.checked)}
+            aria-describedby={[error ? `${id}-err` : "", `${id}-help`].filter(Boolean).join(" ")}
+          />
+          {label}
+        </label>
+        {error ? (
+          <p className="field-error" id={`${id}-err`}>
+            {error}
+          </p>
+        ) : null}
+        <p className="help" id={`${id}-help`}>
+          {help}
+        </p>
+      </div>
+    );
+  }
+  const text = typeof value === "string" ? value : "";
+  const placeholder = spec.default != null ? String(spec.default) : spec.example || undefined;
+  return (
+    <FieldShell id={id} label={label} required={spec.required} help={help} error={error}>
+      {(describedBy, invalid) => {
+        const common = {
+          id,
+          className: "input",
+          required: spec.required,
+          "aria-required": spec.required || undefined,
+          "aria-invalid": invalid || undefined,
+          "aria-describedby": describedBy,
+        };
+        if (spec.choices.length) {
+          return (
+            <select {...common} value={text} onChange={(e) => onChange(e.target.value)}>
+              <option value="">
+                {spec.required
+                  ? "Choose one"
+                  : `The default${spec.default != null ? ` (${String(spec.default)})` : ""}`}
+              </option>
+              {spec.choices.map((choice) => (
+                <option key={choice} value={choice}>
+                  {choice}
+                </option>
+              ))}
+            </select>
+          );
+        }
+        if (spec.type === "path_list" || spec.type === "text_map" || spec.type === "headers") {
+          return (
+            <textarea
+              {...common}
+              rows={2}
+              spellCheck={false}
+              placeholder={placeholder}
+              value={text}
+              onChange={(e) => onChange(e.target.value)}
+            />
+          );
+        }
+        const numeric = spec.type === "integer" || spec.type === "number";
+        return (
+          <input
+            {...common}
+            type={where === "credentials" ? "password" : spec.type === "url" ? "url" : "text"}
+            inputMode={numeric ? (spec.type === "integer" ? "numeric" : "decimal") : undefined}
+            autoComplete={where === "credentials" ? "new-password" : "off"}
+            spellCheck={false}
+            placeholder={placeholder}
+            value={text}
+            onChange={(e) => onChange(e.target.value)}
+          />
+        );
+      }}
+    </FieldShell>
+  );
+}
+
+export function TargetForm({
+  profiles,
+  teams,
+  kinds,
+  onCreated,
+}: {
+  profiles: HardwareProfile[];
+  teams: string[];
+  kinds: TargetKind[];
+  onCreated: () => void;
+}) {
+  const firstKind = kinds.find((k) => k.kind === "triton") ?? kinds[0];
+  const [values, setValues] = useState<
+    Required<Pick<TargetInput, "name" | "slug" | "team" | "url" | "repository" | "profile">> &
+      Pick<TargetInput, "backend_mode"> & { kind: string }
+  >({
+    name: "",
+    slug: "",
+    team: teams.length === 1 ? (teams[0] ?? "") : "",
+    kind: firstKind?.kind ?? "",
+    url: "",
+    repository: "",
+    profile: profiles[0]?.slug ?? "",
+    backend_mode: "native",
+  });
+  const [settings, setSettings] = useState<Record<string, SettingValue>>(() => initialSettings(firstKind));
+  const [allowPrivate, setAllowPrivate] = useState(false);
+  const [errors, setErrors] = useState<Errors>({});
+  const [failure, setFailure] = useState<ApiError>();
+  const [summary, setSummary] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const id = useId();
+  const kind = kinds.find((k) => k.kind === values.kind);
+  // the fields this form shows: a refusal about another one is shown above the button instead
+  const shown = new Set<string>(["name", "slug", "kind", "url", "repository", "profile", "backend_mode"]);
+  if (teams.length > 1) shown.add("team");
+  for (const where of ["options", "credentials"] as const) {
+    if (kind?.[where].length) shown.add(where);
+    for (const spec of kind?.[where] ?? []) shown.add(settingId(where, spec.key));
+  }
+  const placeOf = (refusal: ApiError) => {
+    const at = fieldOfRefusal(refusal, kind);
+    return at && shown.has(at) ? at : undefined;
+  };
+  const refusedField = failure ? placeOf(failure) : undefined;
+  // a field's error: what the form found, else the server's refusal when it names this field
+  const errorOf = (field: string) =>
+    errors[field] ?? (failure && refusedField === field ? (failure.fieldMessage(field) ?? failure.message) : undefined);
+  const set = (key: keyof typeof values, value: string) => setValues((v) => ({ ...v, [key]: value }));
+  const domId = (field: string) => (field.includes(".") ? `${id}-${field.replace(".", "-")}` : `${id}-${field}`);
+
+  const field = (key: CoreKey, label: string, help?: string, required = false) => (
+    <FieldShell id={domId(key)} label={label} required={required} help={help} error={errorOf(key)}>
+      {(describedBy, invalid) => (
+        <input
+          id={domId(key)}
+          className="input"
+          value={values[key]}
+          required={required}
+          aria-required={required || undefined}
+          aria-invalid={invalid || undefined}
+          aria-describedby={describedBy}
+          onChange={(e) => set(key, e.target.value)}
+        />
+      )}
+    </FieldShell>
+  );
+
+  const check = (): { errors: Errors; options: Record<string, unknown>; credentials: Record<string, unknown> } => {
+    const found: Errors = {};
+    const sent = { options: {} as Record<string, unknown>, credentials: {} as Record<string, unknown> };
+    if (!values.name.trim()) found.name = "Give the target a name, e.g. Production Triton.";
+    if (values.slug.trim() && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(values.slug.trim())) {
+      found.slug = "Use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit.";
+    }
+    if (teams.length > 1 && !values.team) found.team = "Choose the team the target is for.";
+    const url = values.url.trim();
+    const privateHost = SERVER_URL.test(url) ? literalPrivateHost(url) : undefined;
+    if (!url) found.url = "Give the server's URL, e.g. http://triton.internal:8000.";
+    else if (!SERVER_URL.test(url)) {
+      found.url =
+        "Give the server's URL as http:// or https:// with host and port and no path, e.g. http://triton.internal:8000.";
+    } else if (privateHost && !allowPrivate && kind?.private_needs_allow_private !== false) {
+      found.url = `${privateHost} is a private or loopback address: tick "Allow a private or loopback address" below, or give a public address.`;
+    }
+    if (!values.repository.trim()) {
+      found.repository =
+        "Give the model repository: an absolute directory the workers and the server see, or s3://bucket/prefix.";
+    }
+    if (!values.profile) found.profile = "Choose the hardware profile the server runs.";
+    for (const where of ["options", "credentials"] as const) {
+      for (const spec of kind?.[where] ?? []) {
+        const read = readSetting(spec, settings[settingId(where, spec.key)], where);
+        if (read.error) found[settingId(where, spec.key)] = read.error;
+        else if (read.value !== undefined) sent[where][spec.key] = read.value;
+      }
+    }
+    return { errors: found, ...sent };
+  };
+
   return (
     <form
       className="form"
       noValidate
       onSubmit={async (e) => {
         e.preventDefault();
-        const needed: string[] = (["name", "url", "repository", "profile"] as const).filter((k) => !values[k]?.trim());
-        if (teams.length > 1 && !values.team) needed.push("team");
-        if (needed.length) {
-          setMissing(`Fill in ${needed.join(", ")}.`);
+        const checked = check();
+        setErrors(checked.errors);
+        setFailure(undefined);
+        const wrong = Object.keys(checked.errors);
+        if (wrong.length) {
+          setSummary(
+            wrong.length === 1
+              ? "One field needs a change before the target can be added; it is marked below."
+              : `${wrong.length} fields need a change before the target can be added; they are marked below.`,
+          );
+          document.getElementById(domId(wrong[0] ?? ""))?.focus();
           return;
         }
-        setMissing(undefined);
+        setSummary(undefined);
         setBusy(true);
-        setFailure(undefined);
         try {
-          const body: TargetInput = { ...values };
-          if (!body.slug) delete body.slug;
+          const body: Record<string, unknown> = {
+            ...values,
+            name: values.name.trim(),
+            url: values.url.trim(),
+            repository: values.repository.trim(),
+            options: checked.options,
+            allow_private: allowPrivate,
+          };
+          if (Object.keys(checked.credentials).length) body.credentials = checked.credentials;
+          if (!values.slug.trim()) delete body.slug;
           if (!body.team) delete body.team;
-          await createTarget(body);
+          // `kind` and the settings are the server's own list (GET /targets/kinds/), checked above by its specs.
+          await createTarget(body as TargetInput);
           onCreated();
           setValues((v) => ({ ...v, name: "", slug: "", url: "", repository: "" }));
+          setSettings(initialSettings(kind));
+          setAllowPrivate(false);
         } catch (err) {
-          setFailure(err instanceof ApiError ? err : undefined);
+          const refusal = err instanceof ApiError ? err : undefined;
+          setFailure(refusal);
+          const at = refusal ? placeOf(refusal) : undefined;
+          if (at) document.getElementById(domId(at))?.focus();
         } finally {
           setBusy(false);
         }
       }}
     >
+      <p className="help">
+        Fields marked <span aria-hidden="true">*</span>
+        <span className="visually-hidden">with an asterisk</span> are required.
+      </p>
       <div className="form-grid">
-        {field("name", "Name")}
+        {field("name", "Name", undefined, true)}
         {field("slug", "Slug", "Used in URLs; made from the name if empty.")}
         {teams.length > 1 ? (
-          <div className="field">
-            <label htmlFor={`${id}-team`}>Team</label>
+          <FieldShell id={domId("team")} label="Team" required error={errorOf("team")}>
+            {(describedBy, invalid) => (
+              <select
+                id={domId("team")}
+                className="input"
+                value={values.team}
+                required
+                aria-required
+                aria-invalid={invalid || undefined}
+                aria-describedby={describedBy}
+                onChange={(e) => set("team", e.target.value)}
+              >
+                <option value="">Choose a team</option>
+                {teams.map((t) => (
+                  <option key={t}>{t}</option>
+                ))}
+              </select>
+            )}
+          </FieldShell>
+        ) : null}
+        <FieldShell id={domId("kind")} label="Kind" required error={errorOf("kind")}>
+          {(describedBy, invalid) => (
             <select
-              id={`${id}-team`}
+              id={domId("kind")}
               className="input"
-              value={values.team}
-              onChange={(e) => set("team", e.target.value)}
+              value={values.kind}
+              aria-invalid={invalid || undefined}
+              aria-describedby={describedBy}
+              onChange={(e) => {
+                const next = kinds.find((k) => k.kind === e.target.value);
+                set("kind", e.target.value);
+                setSettings(initialSettings(next));
+                setErrors({});
+                setFailure(undefined);
+              }}
             >
-              <option value="">Choose a team</option>
-              {teams.map((t) => (
-                <option key={t}>{t}</option>
+              {kinds.map((k) => (
+                <option key={k.kind} value={k.kind}>
+                  {k.label}
+                </option>
               ))}
             </select>
-          </div>
-        ) : null}
-        <div className="field">
-          <label htmlFor={`${id}-kind`}>Kind</label>
-          <select id={`${id}-kind`} className="input" value={values.kind} onChange={(e) => set("kind", e.target.value)}>
-            {Object.entries(KINDS).map(([k, label]) => (
-              <option key={k} value={k}>
-                {label}
-              </option>
-            ))}
-          </select>
-        </div>
-        {field("url", "Server URL", "e.g. http://triton.internal:8000")}
+          )}
+        </FieldShell>
+        {field("url", "Server URL", "e.g. http://triton.internal:8000", true)}
         {field(
           "repository",
           "Model repository",
           "An absolute directory the deploying workers reach, or s3://bucket/prefix.",
+          true,
         )}
-        <div className="field">
-          <label htmlFor={`${id}-profile`}>Hardware profile</label>
-          <select
-            id={`${id}-profile`}
-            className="input"
-            value={values.profile}
-            onChange={(e) => set("profile", e.target.value)}
-          >
-            {profiles.map((p) => (
-              <option key={p.slug} value={p.slug}>
-                {p.name}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor={`${id}-mode`}>Backend</label>
-          <select
-            id={`${id}-mode`}
-            className="input"
-            value={values.backend_mode}
-            onChange={(e) => set("backend_mode", e.target.value)}
-          >
-            <option value="native">Triton's own backend for the variant's format</option>
-            <option value="python">Triton's python backend running Slipway's engine</option>
-          </select>
-        </div>
+        <FieldShell id={domId("profile")} label="Hardware profile" required error={errorOf("profile")}>
+          {(describedBy, invalid) => (
+            <select
+              id={domId("profile")}
+              className="input"
+              value={values.profile}
+              aria-invalid={invalid || undefined}
+              aria-describedby={describedBy}
+              onChange={(e) => set("profile", e.target.value)}
+            >
+              {profiles.map((p) => (
+                <option key={p.slug} value={p.slug}>
+                  {p.name}
+                </option>
+              ))}
+            </select>
+          )}
+        </FieldShell>
+        <FieldShell id={domId("backend_mode")} label="Backend" error={errorOf("backend_mode")}>
+          {(describedBy) => (
+            <select
+              id={domId("backend_mode")}
+              className="input"
+              value={values.backend_mode}
+              aria-describedby={describedBy}
+              onChange={(e) => set("backend_mode", e.target.value)}
+            >
+              <option value="native">Triton's own backend for the variant's format</option>
+              <option value="python">Triton's python backend running Slipway's engine</option>
+            </select>
+          )}
+        </FieldShell>
       </div>
-      {missing ? (
-        <p className="field-error" role="alert">
-          {missing}
+      {(["options", "credentials"] as const).map((where) =>
+        kind?.[where].length ? (
+          <fieldset key={where} className="fieldset">
+            <legend>{where === "options" ? `${kind.label} settings` : `${kind.label} credentials`}</legend>
+            {where === "credentials" ? (
+              <p className="help">
+                Secrets are encrypted and never shown again; leave empty what the server does not need.
+              </p>
+            ) : null}
+            {errorOf(where) ? (
+              <p className="field-error" id={domId(where)} tabIndex={-1}>
+                {errorOf(where)}
+              </p>
+            ) : null}
+            <div className="form-grid">
+              {kind[where].map((spec) => (
+                <SettingField
+                  key={spec.key}
+                  baseId={id}
+                  spec={spec}
+                  where={where}
+                  value={settings[settingId(where, spec.key)]}
+                  error={errorOf(settingId(where, spec.key))}
+                  onChange={(value) => setSettings((s) => ({ ...s, [settingId(where, spec.key)]: value }))}
+                />
+              ))}
+            </div>
+          </fieldset>
+        ) : null,
+      )}
+      <div className="field">
+        <label className="checkbox" htmlFor={domId("allow_private")}>
+          <input
+            id={domId("allow_private")}
+            type="checkbox"
+            checked={allowPrivate}
+            onChange={(e) => setAllowPrivate(e.target.checked)}
+            aria-describedby={`${domId("allow_private")}-help`}
+          />
+          Allow a private or loopback address
+        </label>
+        <p className="help" id={`${domId("allow_private")}-help`}>
+          Slipway sends requests only to public addresses unless a team admin allows a target's private or loopback URL
+          and S3 endpoint (such as http://127.0.0.1:8000 or 10.0.0.5), so that a target can't be used to reach services
+          inside the platform's network. Tick it for a server on your own network; who allowed it is recorded in the
+          audit trail.
+          {kind && !kind.private_needs_allow_private
+            ? " This server's operator allows private addresses for every target, so it is not needed here."
+            : ""}
         </p>
-      ) : null}
-      {failure ? <ErrorMessage error={failure} title="The target was not added" /> : null}
+      </div>
+      <div aria-live="polite" role="status">
+        {summary ? <p className="field-error">{summary}</p> : null}
+        {failure && refusedField ? (
+          <p className="field-error">The target was not added: the server refused a field, marked above.</p>
+        ) : null}
+      </div>
+      {failure && !refusedField ? <ErrorMessage error={failure} title="The target was not added" /> : null}
       <div className="form-actions">
-        <button type="submit" className="button button-primary" disabled={busy}>
+        <button type="submit" className="button button-primary" disabled={busy || !kind}>
           {busy ? "Adding…" : "Add target"}
         </button>
       </div>
@@ -180,6 +684,9 @@ export function TargetsPage() {
   const [nonce, setNonce] = useState(0);
   const targets = useResource(async () => rows(await listTargets()), [nonce]);
   const profiles = useResource(() => get<HardwareProfile[]>("profiles/"), []);
+  const kinds = useResource((signal) => listTargetKinds(signal), []);
+  // a target of a kind this release no longer offers is listed by its kind's name
+  const kindLabel = (kind: string) => kinds.data?.find((k) => k.kind === kind)?.label ?? kind;
   const [error, setError] = useState<ApiError>();
   const [checking, setChecking] = useState<number>();
   const manageTeams = teamsWhere(me, "manage").map((t) => t.slug);
@@ -217,7 +724,7 @@ export function TargetsPage() {
           {manageTeams.length ? "Add your first inference server below." : "A team admin registers them."}
         </Empty>
       ) : (
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table">
             <thead>
               <tr>
@@ -244,7 +751,7 @@ export function TargetsPage() {
                       </div>
                     </th>
                     <td>
-                      {KINDS[t.kind] ?? t.kind}
+                      {kindLabel(t.kind)}
                       <div className="muted small">{t.profile}</div>
                     </td>
                     <td>
@@ -304,8 +811,15 @@ export function TargetsPage() {
       )}
       {manageTeams.length ? (
         <Section id="add-target" title="Add a serving target">
-          {profiles.data ? (
-            <TargetForm profiles={profiles.data} teams={manageTeams} onCreated={() => setNonce((n) => n + 1)} />
+          {kinds.error ? (
+            <ErrorMessage error={kinds.error} title="The kinds of target could not be read" />
+          ) : profiles.data && kinds.data ? (
+            <TargetForm
+              profiles={profiles.data}
+              teams={manageTeams}
+              kinds={kinds.data}
+              onCreated={() => setNonce((n) => n + 1)}
+            />
           ) : (
             <Loading height={80} />
           )}

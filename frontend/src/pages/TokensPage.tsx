@@ -80,7 +80,7 @@ export function TokensPage() {
         ) : tokens.data.length === 0 ? (
           <Empty title="You have no API tokens." />
         ) : (
-          <div className="table-scroll">
+          <div className="table-scroll" tabIndex={0}>
             <table className="table">
               <thead>
                 <tr>

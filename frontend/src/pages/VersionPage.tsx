@@ -1,11 +1,21 @@
 import { useEffect, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
-import { ApiError, get, post } from "../api/client";
+import { ApiError, apiUrl, get, post } from "../api/client";
 import { listDeployments, listTargets, rows, type Deployment, type ServingTarget } from "../api/deployments";
 import { reportProfiles } from "../api/reports";
 import { FRAMEWORKS, type Decision, type Review, type VersionDetail } from "../api/types";
 import { can, useSession } from "../auth/session";
-import { Badge, Empty, ErrorMessage, Loading, Notice, PageHeader, Section, StatusBadge } from "../components/ui";
+import {
+  Badge,
+  ConfirmDialog,
+  Empty,
+  ErrorMessage,
+  Loading,
+  Notice,
+  PageHeader,
+  Section,
+  StatusBadge,
+} from "../components/ui";
 import { Benchmarks } from "../features/Benchmarks";
 import { DeployForm, DeploymentsTable, hasInProgress } from "../features/Deployments";
 import { InspectionSummary } from "../features/Inspection";
@@ -47,6 +57,12 @@ function DecisionHistory({ decisions }: { decisions: Decision[] }) {
           </span>
           {d.comment ? <blockquote>{d.comment}</blockquote> : null}
           {d.override_reason ? <p className="small">Override: {d.override_reason}</p> : null}
+          {d.single_reviewer ? (
+            <p className="small text-warn">
+              Single reviewer: {d.actor} uploaded this version and approved it, as the team's single-reviewer mode
+              (four-eyes off) allows.
+            </p>
+          ) : null}
           {!d.gates_passed && d.kind === "approve" ? (
             <p className="small text-warn">Approved while a gate failed.</p>
           ) : null}
@@ -116,6 +132,60 @@ function VersionDeployments({ version }: { version: VersionDetail }) {
   );
 }
 
+/** What a re-run does (apps/approvals/services.py `rerun`): the version goes to processing at
+ * once, so an approval stops applying whatever the new evidence turns out to be. */
+function RerunDialog({
+  version: v,
+  onConfirm,
+  onClose,
+}: {
+  version: VersionDetail;
+  onConfirm: () => Promise<void>;
+  onClose: () => void;
+}) {
+  const hasReports = Object.keys(v.reports ?? {}).length > 0;
+  return (
+    <ConfirmDialog
+      title={`Run the pipeline of ${v.model} v${v.number} again?`}
+      confirmLabel="Run the pipeline again"
+      busyLabel="Starting…"
+      tone="primary"
+      onConfirm={onConfirm}
+      onClose={onClose}
+    >
+      <p>
+        A new pipeline run starts now: every step runs again, for each of the version's hardware profiles. The version
+        is processing until the run finishes, then ready for review again (or failed, if no profile gets measured
+        numbers).
+      </p>
+      <p>
+        This page then shows the new run, whose reports replace the current ones as its steps finish. The current run
+        stays on the server, and each decision in the history keeps the gate results and evidence hash it was made on
+        {hasReports ? (
+          <>
+            {" "}
+            (<a href={apiUrl(`versions/${v.id}/report/`)}>download the current reports</a> to keep a copy at hand)
+          </>
+        ) : null}
+        .
+      </p>
+      {v.status === "approved" ? (
+        <p>
+          <strong>v{v.number} is approved now; that approval stops applying as soon as the run starts.</strong> The
+          version can't be deployed while it runs, and afterwards it needs a new review, even if the new evidence turns
+          out the same. Deployments of it that are live now stay live.
+        </p>
+      ) : v.status === "ready" ? (
+        <p>A reviewer deciding on the current evidence has to wait for the new run.</p>
+      ) : v.status === "rejected" || v.status === "revoked" ? (
+        <p>The earlier decision stays in the history; the new run is reviewed afresh.</p>
+      ) : null}
+    </ConfirmDialog>
+  );
+}
+
+const UNREVIEWABLE = new Set(["received", "processing", "failed"]);
+
 export function VersionPage() {
   const { id = "" } = useParams();
   const versionId = Number(id);
@@ -123,9 +193,15 @@ export function VersionPage() {
   const [params, setParams] = useSearchParams();
   const version = usePolled<VersionDetail>(`/api/v1/versions/${versionId}/`, 1500, isRunning);
   const status = version.data?.status;
-  const review = useResource(() => get<Review>(`versions/${versionId}/review/`), [versionId, status]);
+  // Evidence exists once the pipeline has finished: asking earlier only gets a 409.
+  const reviewable = status !== undefined && !UNREVIEWABLE.has(status);
+  const review = useResource(
+    () => (reviewable ? get<Review>(`versions/${versionId}/review/`) : Promise.resolve(undefined)),
+    [versionId, status],
+  );
   const decisions = useResource(() => get<Decision[]>(`versions/${versionId}/decisions/`), [versionId, status]);
   const [rerunError, setRerunError] = useState<ApiError>();
+  const [askRerun, setAskRerun] = useState(false);
 
   if (!Number.isInteger(versionId) || versionId <= 0)
     return <ErrorMessage error={`"${id}" is not a version number.`} />;
@@ -183,24 +259,27 @@ export function VersionPage() {
         }
         actions={
           can(me, v.team, "upload") && !running ? (
-            <button
-              type="button"
-              className="button"
-              onClick={async () => {
-                setRerunError(undefined);
-                try {
-                  await post(`versions/${v.id}/rerun/`);
-                  version.reload();
-                } catch (err) {
-                  setRerunError(err instanceof ApiError ? err : undefined);
-                }
-              }}
-            >
+            <button type="button" className="button" onClick={() => setAskRerun(true)}>
               Run the pipeline again
             </button>
           ) : null
         }
       />
+      {askRerun ? (
+        <RerunDialog
+          version={v}
+          onConfirm={async () => {
+            setRerunError(undefined);
+            try {
+              await post(`versions/${v.id}/rerun/`);
+              version.reload();
+            } catch (err) {
+              setRerunError(err instanceof ApiError ? err : undefined);
+            }
+          }}
+          onClose={() => setAskRerun(false)}
+        />
+      ) : null}
       {rerunError ? <ErrorMessage error={rerunError} /> : null}
       {v.status === "failed" ? (
         <ErrorMessage error={v.status_reason || "A pipeline step failed."} title="The pipeline failed" />
@@ -322,7 +401,13 @@ export function VersionPage() {
       </Section>
 
       <Section id="review" title="Review">
-        {review.error?.status === 409 ? (
+        {!reviewable ? (
+          <Notice title="Not ready for review">
+            {v.status === "failed"
+              ? "Its pipeline failed, so there is no evidence to review; fix the cause and run the pipeline again."
+              : "Its pipeline is still running; the evidence, the gates and the decision appear here when it finishes."}
+          </Notice>
+        ) : review.error?.status === 409 ? (
           <Notice title="Not ready for review">{review.error.message}</Notice>
         ) : review.error ? (
           <ErrorMessage error={review.error} />

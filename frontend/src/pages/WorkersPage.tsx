@@ -1,9 +1,10 @@
+import { Link } from "react-router";
 import { get } from "../api/client";
-import type { HardwareProfile, Worker } from "../api/types";
+import type { HardwareProfile, QueueDepth, RunningStep, Worker } from "../api/types";
 import { Devices } from "../features/Devices";
 import { ProfileService } from "../features/ProfileService";
 import { Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from "../components/ui";
-import { formatBytes, formatDateTime, formatRelative } from "../lib/format";
+import { formatBytes, formatDateTime, formatPercent, formatRelative } from "../lib/format";
 import { useNow, useResource } from "../lib/hooks";
 import { useEffect } from "react";
 
@@ -29,18 +30,93 @@ const FLAGS_SHOWN = [
   "sve",
 ];
 
+/** Each queue work goes to: how many steps wait (yours among them) and how long the oldest has
+ *  waited, how many run, and the live workers that take it. Other teams' steps are only counted. */
+export function QueueTable({ queues, now }: { queues: readonly QueueDepth[]; now: number }) {
+  if (queues.length === 0) return null;
+  return (
+    <div className="table-scroll" tabIndex={0}>
+      <table className="table">
+        <caption className="muted small">Queues: the steps waiting for a worker, and who takes them</caption>
+        <thead>
+          <tr>
+            <th scope="col">Queue</th>
+            <th scope="col">Profiles</th>
+            <th scope="col">Waiting</th>
+            <th scope="col">Running</th>
+            <th scope="col">Live workers</th>
+          </tr>
+        </thead>
+        <tbody>
+          {queues.map((q) => (
+            <tr key={q.queue}>
+              <th scope="row" className="mono">
+                {q.queue}
+              </th>
+              <td className="small mono">{q.profiles.join(", ") || "—"}</td>
+              <td className="small">
+                {q.queued} waiting{q.queued ? ` (${q.queued_yours} of your teams)` : ""}
+                {q.oldest_enqueued_at ? (
+                  <div className="muted" title={formatDateTime(q.oldest_enqueued_at)}>
+                    oldest queued {formatRelative(q.oldest_enqueued_at, now)}
+                  </div>
+                ) : null}
+              </td>
+              <td className="small">{q.running} running</td>
+              <td className="small">
+                {q.live_workers.length ? (
+                  <span className="mono">{q.live_workers.join(", ")}</span>
+                ) : (
+                  <span className={q.queued ? "text-warn" : "muted"}>
+                    no live worker takes it{q.queued ? ": its steps wait until one does" : ""}
+                  </span>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function RunningNow({ steps, others }: { steps: readonly RunningStep[]; others: number }) {
+  if (steps.length === 0 && others === 0) return <span className="muted">idle</span>;
+  return (
+    <ul className="plain">
+      {steps.map((step) => (
+        <li key={step.job}>
+          {step.kind} of{" "}
+          <Link to={`/versions/${step.version_id}`}>
+            {step.model} v{step.version}
+          </Link>
+          {step.profile ? ` for ${step.profile}` : ""}: {formatPercent(step.progress, 0)}
+          {step.progress_message ? <span className="muted"> ({step.progress_message})</span> : null}
+        </li>
+      ))}
+      {others ? (
+        <li className="muted">
+          {others} step{others === 1 ? "" : "s"} of other teams
+        </li>
+      ) : null}
+    </ul>
+  );
+}
+
 export function WorkersPage() {
   const workers = useResource(() => get<Worker[]>("workers/"), []);
   const profiles = useResource(() => get<HardwareProfile[]>("profiles/"), []);
+  const queues = useResource(() => get<QueueDepth[]>("queues/"), []);
   const now = useNow(5000);
-  // Heartbeats move: look again every 15 s.
+  // Heartbeats and queues move: look again every 15 s.
   useEffect(() => {
     const timer = setInterval(() => {
       workers.reload();
       profiles.reload();
+      queues.reload();
     }, 15000);
     return () => clearInterval(timer);
-  }, [workers.reload, profiles.reload]);
+  }, [workers.reload, profiles.reload, queues.reload]);
   return (
     <>
       <PageHeader
@@ -48,6 +124,8 @@ export function WorkersPage() {
         subtitle="The machines that run pipelines: their hardware, the runtimes installed, the queues they take work from. A worker whose heartbeat stopped is marked stale. A worker runs a profile's steps only when its own hardware meets the profile."
       />
       {profiles.data ? <ProfileService profiles={profiles.data} /> : null}
+      {queues.error ? <ErrorMessage error={queues.error} /> : null}
+      {queues.data ? <QueueTable queues={queues.data} now={now} /> : null}
       {workers.error ? (
         <ErrorMessage error={workers.error} />
       ) : !workers.data ? (
@@ -57,7 +135,7 @@ export function WorkersPage() {
           Start one with `manage.py run_worker`; jobs wait in their queue until a worker that serves it is online.
         </Empty>
       ) : (
-        <div className="table-scroll">
+        <div className="table-scroll" tabIndex={0}>
           <table className="table">
             <thead>
               <tr>
@@ -66,6 +144,7 @@ export function WorkersPage() {
                 <th scope="col">Hardware</th>
                 <th scope="col">Runtimes</th>
                 <th scope="col">Queues</th>
+                <th scope="col">Running now</th>
                 <th scope="col">Heartbeat</th>
               </tr>
             </thead>
@@ -127,6 +206,9 @@ export function WorkersPage() {
                       ) : null}
                     </td>
                     <td className="small mono">{((w.queues as string[]) ?? []).join(", ")}</td>
+                    <td className="small">
+                      <RunningNow steps={w.running ?? []} others={w.running_other_teams ?? 0} />
+                    </td>
                     <td title={formatDateTime(w.last_heartbeat_at)}>
                       {formatRelative(w.last_heartbeat_at, now)}
                       <div className="muted small">up since {formatDateTime(w.started_at)}</div>

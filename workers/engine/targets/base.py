@@ -1,7 +1,7 @@
 """The contracts between the platform and the serving-target drivers.
-It is a little over 600 lines because it is the one contract module that every driver and the
+It is over 600 lines because it is the one contract module that every driver and the
 platform import, and the checks its settings and specs run on themselves (repository folders,
-python paths, model names, tensors, batching) belong with the types they guard.
+python paths, model names, tensors, batching, a kind's options) belong with the types they guard.
 
 The platform describes a target once (`TargetSettings`: where the server answers, where its
 model repository lives, how models run there) and each deployment as a `DeploymentSpec`:
@@ -9,13 +9,16 @@ which variant file, under which Triton model name and version, with which tensor
 inspection report's IO signature), batching, instances, and the reference inputs and
 outputs its smoke test compares against. Drivers answer with frozen results (`PushResult`,
 `SmokeResult`, `TargetHealth`, `DeployOutcome`) or raise `TargetError`, whose `message` is a
-sentence the user can act on and whose `detail` keeps the server's own words.
+sentence the user can act on and whose `detail` keeps the server's own words. What a kind
+takes besides (its options and credentials) each driver declares as `OptionSpec`s, which
+check a target's settings and describe the kind to the API and the browser's form.
 
 Everything here is plain data: importing it loads neither numpy nor an HTTP client.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import site
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
 
 from workers.engine.parity import Tolerance, VariantParity
 
@@ -566,6 +569,219 @@ class DeployOutcome:
     steps: tuple[str, ...] = ()
 
 
+# --- what a kind takes: its options and credentials --------------------------------------
+
+# What an option's value is. "string": text (one of `choices` when set); "url": an http:// or
+# https:// address; "integer" and "number": between `minimum` and `maximum` when set;
+# "boolean"; "path_list": absolute directories; "text_map": names to text (an object);
+# "headers": HTTP header names to single-line values (an object).
+OptionType = Literal["string", "url", "integer", "number", "boolean", "path_list", "text_map", "headers"]
+OPTION_TYPES: tuple[OptionType, ...] = get_args(OptionType)
+OptionValue = str | int | float | bool | None
+OPTION_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_URL_PATTERN = re.compile(r"https?://[^/\s?#]+(/\S*)?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting a serving-target kind takes, in a target's `options` (not secret) or its
+    `credentials` (secret, write-only), declared once on the driver (`option_specs`,
+    `credential_specs`).
+
+    The same declaration checks what a user gives (`check_settings`, which the platform runs
+    before a target is saved), describes the kind to the API (GET /targets/kinds/ and the
+    OpenAPI schema, `settings_schema`) and builds the browser's form, so the three can't
+    disagree. `type` is one of OPTION_TYPES; `default` is what the driver uses when the key is
+    absent (None: nothing); `choices` are a "string"'s allowed values; `minimum` and `maximum`
+    bound an "integer" or "number"; `secret_keys` are keys of a "text_map" that are secrets and
+    are refused there (they belong in the credentials); `example` is a value to show as a hint.
+    A spec checks itself when made, so a driver can't declare one its own check would refuse.
+    """
+
+    key: str
+    type: OptionType
+    help: str
+    required: bool = False
+    default: OptionValue = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    secret_keys: tuple[str, ...] = ()
+    example: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"The option spec '{self.key}'"
+        if not OPTION_KEY_PATTERN.fullmatch(self.key):
+            raise ValueError(f"{where} needs a key of lower-case letters, digits and '_', starting with a letter.")
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"{where} has type {self.type!r}; use one of {', '.join(OPTION_TYPES)}.")
+        if not self.help.strip():
+            raise ValueError(f"{where} needs a help sentence saying what it is for.")
+        if self.choices and self.type != "string":
+            raise ValueError(f"{where} lists choices, which only a 'string' option takes.")
+        bounded = self.minimum is not None or self.maximum is not None
+        if bounded and self.type not in ("integer", "number"):
+            raise ValueError(f"{where} has bounds, which only an 'integer' or 'number' option takes.")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"{where} has a minimum above its maximum.")
+        if self.secret_keys and self.type != "text_map":
+            raise ValueError(f"{where} lists secret keys, which only a 'text_map' option takes.")
+        if self.required and self.default is not None:
+            raise ValueError(f"{where} is required and has a default; a default makes it optional.")
+        if self.default is not None:
+            self.check(self.default, where="option")
+
+    def check(self, value: Any, *, where: Literal["option", "credential"] = "option") -> Any:
+        """`value` as the driver takes it; TargetError("invalid_options" or "invalid_credentials")
+        with a sentence saying what it must be (a python path that can't be carried:
+        "invalid_target", from `check_python_path`)."""
+        code = "invalid_options" if where == "option" else "invalid_credentials"
+        name = f"The {where} {self.key}"
+        if self.type in ("string", "url"):
+            if not isinstance(value, str) or not value.strip():
+                raise TargetError(code, f"{name} must be non-empty text{self._hint()}.")
+            # A secret is kept as given; a setting loses the spaces a paste brings.
+            value = value.strip() if where == "option" else value
+            if self.choices and value not in self.choices:
+                raise TargetError(code, f"{name} must be one of {', '.join(self.choices)}, not '{value}'.")
+            if self.type == "url" and not _URL_PATTERN.fullmatch(value):
+                raise TargetError(code, f"{name} must be an http:// or https:// URL{self._hint()}, not '{value}'.")
+            return value
+        if self.type in ("integer", "number"):
+            whole = self.type == "integer"
+            fits = isinstance(value, int) if whole else isinstance(value, int | float) and math.isfinite(value)
+            low, high = self.minimum, self.maximum
+            if (
+                isinstance(value, bool)
+                or not fits
+                or (low is not None and value < low)
+                or (high is not None and value > high)
+            ):
+                raise TargetError(code, f"{name} must be {'a whole number' if whole else 'a number'}{self._range()}.")
+            return value
+        if self.type == "boolean":
+            if not isinstance(value, bool):
+                raise TargetError(code, f"{name} must be true or false.")
+            return value
+        if self.type == "path_list":
+            if not isinstance(value, list) or not all(isinstance(path, str) for path in value):
+                raise TargetError(code, f"{name} must be a list of absolute directories.")
+            for path in value:
+                check_python_path(path)
+            return list(value)
+        if self.type == "headers":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and k.strip() and ":" not in k and "\n" not in k + v
+                for k, v in value.items()
+            ):
+                raise TargetError(code, f"{name} must be an object of header names to values, both single-line text.")
+            return dict(value)
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise TargetError(code, f"{name} must be an object of names to text values{self._hint()}.")
+        secret = sorted(set(value) & set(self.secret_keys))
+        if secret:
+            raise TargetError(
+                code,
+                f"{', '.join(secret)} is a secret: give it in 'credentials', which is encrypted and never shown, "
+                "not in the options.",
+            )
+        return dict(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The spec as an OpenAPI (JSON Schema) property."""
+        shapes: dict[str, dict[str, Any]] = {
+            "string": {"type": "string", "minLength": 1},
+            "url": {"type": "string", "format": "uri"},
+            "integer": {"type": "integer"},
+            "number": {"type": "number"},
+            "boolean": {"type": "boolean"},
+            "path_list": {"type": "array", "items": {"type": "string"}},
+            "text_map": {"type": "object", "additionalProperties": {"type": "string"}},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+        schema = dict(shapes[self.type])
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.example and self.type in ("string", "url"):
+            schema["example"] = self.example
+        # The default goes in words: generated clients read a schema `default` as "always
+        # present", which would make every defaulted option one a request must send.
+        default = f" (default {json.dumps(self.default)})" if self.default is not None else ""
+        return {**schema, "description": self.help + default}
+
+    def _hint(self) -> str:
+        return f", e.g. {self.example}" if self.example else ""
+
+    def _range(self) -> str:
+        if self.minimum is not None and self.maximum is not None:
+            return f" from {self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f" of {self.minimum:g} or more"
+        return f" of {self.maximum:g} or less" if self.maximum is not None else ""
+
+
+def option_specs(driver: type) -> tuple[OptionSpec, ...]:
+    """The options a driver class takes: its `option_specs`, or, for a driver that declares
+    only `option_keys` (key -> what for), text options of those keys."""
+    declared = getattr(driver, "option_specs", None)
+    if declared is not None:
+        return tuple(declared)
+    return tuple(OptionSpec(key, "string", what) for key, what in getattr(driver, "option_keys", {}).items())
+
+
+def credential_specs(driver: type) -> tuple[OptionSpec, ...]:
+    """The credentials a driver class takes: its `credential_specs`, or text secrets of its `credential_keys`."""
+    declared = getattr(driver, "credential_specs", None)
+    if declared is not None:
+        return tuple(declared)
+    return tuple(OptionSpec(key, "string", what) for key, what in getattr(driver, "credential_keys", {}).items())
+
+
+def described(specs: Sequence[OptionSpec]) -> dict[str, str]:
+    """key -> help of each spec: a driver's `option_keys` and `credential_keys`, made from its specs."""
+    return {spec.key: spec.help for spec in specs}
+
+
+def check_settings(
+    specs: Sequence[OptionSpec], given: Mapping[str, Any], *, label: str, where: Literal["option", "credential"]
+) -> dict[str, Any]:
+    """`given` options (or credentials) of a `label` target, checked against the kind's `specs`:
+    no key it doesn't take, every required one present, each value as its spec says. Raises
+    TargetError("invalid_options" or "invalid_credentials") with a sentence naming the key."""
+    code = "invalid_options" if where == "option" else "invalid_credentials"
+    known = {spec.key: spec for spec in specs}
+    unknown = sorted(str(key) for key in given if key not in known)
+    if unknown:
+        takes = ", ".join(known) or "none"
+        raise TargetError(code, f"Unknown {where} {', '.join(unknown)} for a {label} target; it takes: {takes}.")
+    missing = [spec for spec in specs if spec.required and given.get(spec.key) in (None, "")]
+    if missing:
+        needed = "; ".join(f"{spec.key} ({spec.help}{spec._hint()})" for spec in missing)
+        many = "s" if len(missing) > 1 else ""
+        raise TargetError(code, f"A {label} target needs the {where}{many} {needed}; add {'them' if many else 'it'}.")
+    return {key: known[key].check(value, where=where) for key, value in given.items()}
+
+
+def settings_schema(specs: Sequence[OptionSpec], *, title: str) -> dict[str, Any]:
+    """The OpenAPI (JSON Schema) object of a kind's options or credentials."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "title": title,
+        "properties": {spec.key: spec.json_schema() for spec in specs},
+        "additionalProperties": False,
+    }
+    required = [spec.key for spec in specs if spec.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
 # --- the driver contract -----------------------------------------------------------------
 
 
@@ -573,16 +789,21 @@ class TargetDriver(Protocol):
     """What a serving-target kind implements; `targets.registry` finds the kinds (DRIVERS).
 
     The class attributes are what the platform needs without a worker: the kind's name and
-    label, the non-secret options it takes and the secrets it may hold (name -> what for),
-    and whether it needs a server URL. A driver is made from the target's `TargetSettings`
-    on a worker. `deploy` takes a version through the kind's own way to traffic (Triton:
-    candidate entry, smoke test, switch; see `triton`): push, load, ready, smoke and switch
-    are one call because their order and what is undone on failure differ between kinds.
+    label, the non-secret options it takes and the secrets it may hold, each declared once as
+    an `OptionSpec` (`option_specs`, `credential_specs`: type, required, default, help), from
+    which `option_keys` and `credential_keys` (name -> what for) are made with `described`. A
+    driver that declares only the keys takes text for each (`option_specs()`). A driver is
+    made from the target's `TargetSettings` on a worker. `deploy` takes a version through the
+    kind's own way to traffic (Triton: candidate entry, smoke test, switch; see `triton`):
+    push, load, ready, smoke and switch are one call because their order and what is undone
+    on failure differ between kinds.
     Every method raises `TargetError` with a sentence.
     """
 
     kind: ClassVar[str]
     label: ClassVar[str]
+    option_specs: ClassVar[tuple[OptionSpec, ...]]
+    credential_specs: ClassVar[tuple[OptionSpec, ...]]
     option_keys: ClassVar[dict[str, str]]
     credential_keys: ClassVar[dict[str, str]]
 

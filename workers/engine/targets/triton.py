@@ -47,12 +47,14 @@ from workers.engine.targets.base import (
     SERVING_DTYPES,
     DeploymentSpec,
     DeployOutcome,
+    OptionSpec,
     PushResult,
     SmokeResult,
     TargetError,
     TargetHealth,
     TargetSettings,
     describe_reasons,
+    described,
 )
 from workers.engine.targets.triton_config import TritonModelConfig
 from workers.engine.targets.triton_repository import (
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.1
+# The S3 secrets a target may hold: credentials, never options.
+S3_CREDENTIAL_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 _MAX_DETAIL_CHARS = 4000
 
 
@@ -77,18 +81,51 @@ class TritonTarget:
 
     kind: ClassVar[str] = "triton"
     label: ClassVar[str] = "Triton Inference Server"
-    option_keys: ClassVar[dict[str, str]] = {
-        "python_paths": "sys.path entries the python backend needs on the server (absolute directories)",
-        "repository_options": "S3 client settings for an s3:// repository (endpoint_url, region_name, ...)",
-        "request_timeout_seconds": "seconds to wait for one request to the server (default 30)",
-        "load_timeout_seconds": "seconds to wait for a model to load (default 300)",
-    }
-    credential_keys: ClassVar[dict[str, str]] = {
-        "headers": "HTTP headers sent with every request to the server (an object), e.g. Authorization",
-        "aws_access_key_id": "S3 access key for an s3:// repository",
-        "aws_secret_access_key": "S3 secret key for an s3:// repository",
-        "aws_session_token": "S3 session token for an s3:// repository",
-    }
+    option_specs: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "python_paths",
+            "path_list",
+            "sys.path entries the python backend needs on the server (absolute directories); "
+            "empty: the deploying worker's own",
+            example="/opt/slipway",
+        ),
+        OptionSpec(
+            "repository_options",
+            "text_map",
+            "S3 client settings for an s3:// repository (endpoint_url, region_name, ...)",
+            secret_keys=S3_CREDENTIAL_KEYS,
+            example="endpoint_url: http://minio.internal:9000",
+        ),
+        OptionSpec(
+            "request_timeout_seconds",
+            "number",
+            "seconds to wait for one request to the server",
+            default=TargetSettings.request_timeout_seconds,
+            minimum=1,
+            maximum=3600,
+        ),
+        OptionSpec(
+            "load_timeout_seconds",
+            "number",
+            "seconds to wait for a model to load",
+            default=TargetSettings.load_timeout_seconds,
+            minimum=1,
+            maximum=3600,
+        ),
+    )
+    credential_specs: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "headers",
+            "headers",
+            "HTTP headers sent with every request to the server (an object), e.g. Authorization",
+            example="Authorization: Bearer ...",
+        ),
+        OptionSpec("aws_access_key_id", "string", "S3 access key for an s3:// repository"),
+        OptionSpec("aws_secret_access_key", "string", "S3 secret key for an s3:// repository"),
+        OptionSpec("aws_session_token", "string", "S3 session token for an s3:// repository"),
+    )
+    option_keys: ClassVar[dict[str, str]] = described(option_specs)
+    credential_keys: ClassVar[dict[str, str]] = described(credential_specs)
 
     def __init__(self, settings: TargetSettings, *, store: RepositoryStore | None = None) -> None:
         self.settings = settings
