@@ -36,7 +36,7 @@ class TeamDetailSerializer(serializers.ModelSerializer):
 
 class InvitationSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True)
-    accepted_by = serializers.CharField(source="accepted_by.username", read_only=True, default=None)
+    accepted_by = serializers.CharField(source="accepted_by.username", read_only=True, default=None, allow_null=True)
     state = serializers.ChoiceField(choices=["pending", "accepted", "revoked", "expired"], read_only=True)
     prefix = serializers.SerializerMethodField()
 

@@ -1686,7 +1686,7 @@ export interface components {
             created_at?: string;
             /** Format: date-time */
             expires_at: string;
-            readonly accepted_by: string;
+            readonly accepted_by: string | null;
             /** Format: date-time */
             accepted_at?: string | null;
             /** Format: date-time */
@@ -1708,7 +1708,7 @@ export interface components {
             created_at?: string;
             /** Format: date-time */
             expires_at: string;
-            readonly accepted_by: string;
+            readonly accepted_by: string | null;
             /** Format: date-time */
             accepted_at?: string | null;
             /** Format: date-time */
