@@ -201,6 +201,43 @@ export function CopyButton({ text, label = "Copy" }: { text: string; label?: str
   );
 }
 
+/** A secret the server shows once (a token, an invitation code): each value with a copy button,
+ * what to do with it, and the button that dismisses it. */
+export function ShownOnce({
+  title,
+  children,
+  values,
+  doneLabel,
+  onDone,
+}: {
+  title: ReactNode;
+  children: ReactNode;
+  values: { label: string; text: string; copyLabel: string }[];
+  doneLabel: string;
+  onDone: () => void;
+}) {
+  return (
+    <div className="alert alert-warn token-created" role="status">
+      <span className="alert-icon" aria-hidden="true">
+        !
+      </span>
+      <div>
+        <strong className="alert-title">{title}</strong>
+        <p>{children}</p>
+        {values.map((value) => (
+          <div className="token-value" key={value.label}>
+            <code aria-label={value.label}>{value.text}</code>
+            <CopyButton text={value.text} label={value.copyLabel} />
+          </div>
+        ))}
+        <button type="button" className="button button-quiet button-small" onClick={onDone}>
+          {doneLabel}
+        </button>
+      </div>
+    </div>
+  );
+}
+
 /** Ask before a destructive action; the confirmation is a second button press. */
 export function ConfirmButton({
   onConfirm,

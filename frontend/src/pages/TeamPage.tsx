@@ -10,13 +10,13 @@ import { useSession } from "../auth/session";
 import {
   Badge,
   ConfirmButton,
-  CopyButton,
   Empty,
   ErrorMessage,
   Loading,
   Notice,
   PageHeader,
   Section,
+  ShownOnce,
 } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
@@ -141,31 +141,18 @@ function Members({ team, manage, onChanged }: { team: TeamDetail; manage: boolea
 
 function CreatedInvitation({ invitation, onDone }: { invitation: InvitationCreated; onDone: () => void }) {
   return (
-    <div className="alert alert-warn token-created" role="status">
-      <span className="alert-icon" aria-hidden="true">
-        !
-      </span>
-      <div>
-        <strong className="alert-title">
-          Send this invitation ({ROLES[invitation.role as Role]}) to {invitation.note || "the new member"} now
-        </strong>
-        <p>
-          It works once, until {formatDateTime(invitation.expires_at)}. Slipway keeps only its hash and sends no e-mail:
-          pass the link (or the code) on yourself, through a channel you trust.
-        </p>
-        <div className="token-value">
-          <code aria-label="The invitation link">{invitation.link}</code>
-          <CopyButton text={invitation.link} label="Copy link" />
-        </div>
-        <div className="token-value">
-          <code aria-label="The invitation code">{invitation.code}</code>
-          <CopyButton text={invitation.code} label="Copy code" />
-        </div>
-        <button type="button" className="button button-quiet button-small" onClick={onDone}>
-          I have passed it on
-        </button>
-      </div>
-    </div>
+    <ShownOnce
+      title={`Send this invitation (${ROLES[invitation.role as Role]}) to ${invitation.note || "the new member"} now`}
+      values={[
+        { label: "The invitation link", text: invitation.link, copyLabel: "Copy link" },
+        { label: "The invitation code", text: invitation.code, copyLabel: "Copy code" },
+      ]}
+      doneLabel="I have passed it on"
+      onDone={onDone}
+    >
+      It works once, until {formatDateTime(invitation.expires_at)}. Slipway keeps only its hash and sends no e-mail:
+      pass the link (or the code) on yourself, through a channel you trust.
+    </ShownOnce>
   );
 }
 

@@ -3,12 +3,12 @@ import { ApiError, del, get, post } from "../api/client";
 import type { Token, TokenCreated, TokenScope } from "../api/types";
 import {
   ConfirmButton,
-  CopyButton,
   Empty,
   ErrorMessage,
   Loading,
   PageHeader,
   Section,
+  ShownOnce,
   StatusBadge,
 } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
@@ -32,25 +32,15 @@ export function validateToken(name: string, scopes: TokenScope[], days: string):
 
 function CreatedToken({ token, onDone }: { token: TokenCreated; onDone: () => void }) {
   return (
-    <div className="alert alert-warn token-created" role="status">
-      <span className="alert-icon" aria-hidden="true">
-        !
-      </span>
-      <div>
-        <strong className="alert-title">Copy the token "{token.name}" now</strong>
-        <p>
-          {token.message} Keep it in your CI's secret store; anyone holding it acts as you within its scopes (
-          {token.scopes.join(", ")}).
-        </p>
-        <div className="token-value">
-          <code aria-label="The new token">{token.token}</code>
-          <CopyButton text={token.token} label="Copy token" />
-        </div>
-        <button type="button" className="button button-quiet button-small" onClick={onDone}>
-          I have copied it
-        </button>
-      </div>
-    </div>
+    <ShownOnce
+      title={`Copy the token "${token.name}" now`}
+      values={[{ label: "The new token", text: token.token, copyLabel: "Copy token" }]}
+      doneLabel="I have copied it"
+      onDone={onDone}
+    >
+      {token.message} Keep it in your CI's secret store; anyone holding it acts as you within its scopes (
+      {token.scopes.join(", ")}).
+    </ShownOnce>
   );
 }
 
