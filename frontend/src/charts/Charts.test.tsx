@@ -1,7 +1,8 @@
 import { render } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { formatMs, formatTick } from "../lib/format";
-import { axisTitleLines, LineChart, PercentileChart, labelledTicks, wrapLabel } from "./Charts";
+import { axisTitleLines, LineChart, PercentileChart, labelledTicks } from "./Charts";
+import { CHAR_EM, fitText, wrapToWidth } from "./measure";
 import { ScatterChart } from "./ScatterChart";
 import { logScale } from "./scales";
 
@@ -121,7 +122,8 @@ describe("charts on narrow screens", () => {
 
 describe("axis labels", () => {
   it("break a long title at spaces into lines that fit", () => {
-    expect(wrapLabel("Speed-up over the original (CPU time), ×", 20)).toEqual([
+    // jsdom measures nothing: CHAR_EM a character, so 20 characters' room at 14 px
+    expect(wrapToWidth("Speed-up over the original (CPU time), ×", 20 * 14 * CHAR_EM, 14)).toEqual([
       "Speed-up over the",
       "original (CPU time),",
       "×",
@@ -129,12 +131,21 @@ describe("axis labels", () => {
     expect(axisTitleLines("Latency (ms, log scale)", 600)).toEqual(["Latency (ms, log scale)"]);
   });
 
+  it("cut a name that doesn't fit with an ellipsis, and leave one that fits whole", () => {
+    expect(fitText("resnet18-int8", 13 * 13 * CHAR_EM, 13)).toBe("resnet18-int8");
+    const cut = fitText("onnxruntime-int8-dynamic-per-channel", 10 * 13 * CHAR_EM, 13);
+    expect(cut).toBe("onnxrunti…");
+    expect(fitText("anything", 2, 13)).toBe("");
+  });
+
   it("leave out tick labels that would touch, keeping the powers of ten", () => {
     const narrow = logScale([1, 900], [16, 300]);
     const shown = labelledTicks(narrow, formatTick);
-    expect([...shown].filter((t) => Number.isInteger(Math.log10(t))).sort((a, b) => a - b)).toEqual([1, 10, 100, 1000]);
+    expect([...shown.keys()].filter((t) => Number.isInteger(Math.log10(t))).sort((a, b) => a - b)).toEqual([
+      1, 10, 100, 1000,
+    ]);
     const boxes = [...shown]
-      .map((t) => [narrow(t), (formatTick(t).length * 13 * 0.6) / 2])
+      .map(([t, at]) => [at, (formatTick(t).length * 13 * CHAR_EM) / 2])
       .sort((a, b) => (a[0] as number) - (b[0] as number));
     for (let i = 1; i < boxes.length; i++) {
       const [at, half] = boxes[i] as [number, number];
@@ -143,5 +154,20 @@ describe("axis labels", () => {
     }
     const wide = logScale([1, 900], [150, 578]);
     expect(labelledTicks(wide, formatTick).size).toBeGreaterThan(shown.size);
+  });
+
+  it("move a label that would run past the chart's side inward, leaving the others where they are", () => {
+    // a phone's percentile chart: the plot starts 16 px from the left edge
+    const scale = logScale([0.004, 0.9], [16, 300]);
+    const free = labelledTicks(scale, formatTick);
+    const kept = labelledTicks(scale, formatTick, 13, [0, 320]);
+    expect([...kept.keys()]).toEqual([...free.keys()]);
+    for (const [tick, at] of kept) {
+      const half = (formatTick(tick).length * 13 * CHAR_EM) / 2;
+      expect(at - half).toBeGreaterThanOrEqual(0);
+      expect(at + half).toBeLessThanOrEqual(320);
+    }
+    const leftmost = Math.min(...kept.keys());
+    expect(kept.get(leftmost)).toBeGreaterThan(scale(leftmost));
   });
 });

@@ -5,6 +5,7 @@ import { useCallback, useId, useState, type ReactNode, type RefCallback } from "
 import { formatMs, formatTick } from "../lib/format";
 import type { Histogram, Interval, PercentileRow, Series } from "./series";
 import { PERCENTILES } from "./series";
+import { CHAR_EM, fitText, textWidth, wrapToWidth } from "./measure";
 import { linearScale, logScale, pointScale, type Scale } from "./scales";
 
 // Okabe-Ito-derived palette: distinguishable for the common colour-vision deficiencies.
@@ -30,8 +31,6 @@ const H = 320;
 const M = { top: 18, right: 22, bottom: 52, left: 68 };
 /** Below this a chart is scaled down rather than drawn narrower: its plot would be too cramped. */
 const NARROWEST = 260;
-/** About how wide a character of chart text is, as a share of its font size. */
-const CHAR_EM = 0.6;
 const TITLE_PX = 14;
 /** The distance between the lines of an axis title. */
 export const TITLE_LINE = 16;
@@ -59,36 +58,32 @@ export function useChartWidth(widest: number): [RefCallback<HTMLElement>, number
   return [measure, width];
 }
 
-/** `text` broken at spaces into lines of at most `chars` characters (a longer word stays whole). */
-export function wrapLabel(text: string, chars: number): string[] {
-  const lines: string[] = [];
-  for (const word of text.split(" ")) {
-    const last = lines[lines.length - 1];
-    if (last !== undefined && last.length + 1 + word.length <= chars) lines[lines.length - 1] = `${last} ${word}`;
-    else lines.push(word);
-  }
-  return lines;
-}
-
 /** The x axis title's lines for a chart `width` wide whose plot runs from `left` to `width - right`. */
 export function axisTitleLines(text: string, width: number, left = M.left, right = M.right): string[] {
   // centred on the plot, so it has twice the room on its narrower side
   const room = 2 * Math.min((left + width - right) / 2, (width - left + right) / 2) - 8;
-  return wrapLabel(text, Math.max(12, Math.floor(room / (TITLE_PX * CHAR_EM))));
+  return wrapToWidth(text, Math.max(12 * TITLE_PX * CHAR_EM, room), TITLE_PX, 600);
 }
 
-/** The ticks of a horizontal axis whose labels fit side by side at `fontSize` px: on a log axis
- * the powers of ten first, then the others wherever they don't touch a label already placed. */
-export function labelledTicks(scale: Scale, format: (v: number) => string, fontSize = 13): Set<number> {
+/** The ticks of a horizontal axis whose labels fit side by side at `fontSize` px, each with the
+ * x its label is centred on: on a log axis the powers of ten first, then the others wherever they
+ * don't touch a label already placed. A label that would run past `edges` (the chart's sides)
+ * moves inward, so it is not cut off; its tick mark still shows the exact place. */
+export function labelledTicks(
+  scale: Scale,
+  format: (v: number) => string,
+  fontSize = 13,
+  edges: [number, number] = [-Infinity, Infinity],
+): Map<number, number> {
   const first = scale.log ? scale.ticks.filter((t) => Number.isInteger(Math.log10(t))) : scale.ticks;
   const placed: [number, number][] = [];
-  const shown = new Set<number>();
+  const shown = new Map<number, number>();
   for (const tick of [...first, ...scale.ticks.filter((t) => !first.includes(t))]) {
-    const half = (format(tick).length * fontSize * CHAR_EM) / 2 + 3;
-    const at = scale(tick);
+    const half = textWidth(format(tick), fontSize) / 2 + 3;
+    const at = Math.min(Math.max(scale(tick), edges[0] + half), edges[1] - half);
     if (placed.every(([from, to]) => at + half <= from || at - half >= to)) {
       placed.push([at - half, at + half]);
-      shown.add(tick);
+      shown.set(tick, at);
     }
   }
   return shown;
@@ -97,7 +92,7 @@ export function labelledTicks(scale: Scale, format: (v: number) => string, fontS
 /** Where the y axis title's middle goes: beside the middle of the plot (`top` to `bottom`),
  * moved down where a long title would run off the top of a chart `height` tall. */
 export function yTitleMiddle(text: string, top: number, bottom: number, height: number): number {
-  const half = (text.length * TITLE_PX * CHAR_EM) / 2 + 2;
+  const half = textWidth(text, TITLE_PX, 600) / 2 + 2;
   return Math.min(Math.max((top + bottom) / 2, half), height - half);
 }
 
@@ -216,7 +211,7 @@ function Axes({
   /** The plot's bottom edge. */
   bottom: number;
 }) {
-  const labelled = labelledTicks(x, xFormat);
+  const labelled = labelledTicks(x, xFormat, 13, [0, width]);
   return (
     <g className="axes" fontSize="13">
       {y.ticks.map((tick) => (
@@ -231,7 +226,7 @@ function Axes({
         <g key={`x${tick}`}>
           <line x1={x(tick)} x2={x(tick)} y1={bottom} y2={bottom + 5} className="axis" />
           {labelled.has(tick) ? (
-            <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+            <text x={labelled.get(tick)} y={bottom + 18} textAnchor="middle" className="tick">
               {xFormat(tick)}
             </text>
           ) : null}
@@ -439,7 +434,8 @@ export function PercentileChart({
   const namesAbove = width < 400;
   const rowHeight = namesAbove ? 50 : 30;
   const left = namesAbove ? 16 : 150;
-  const nameChars = namesAbove ? Math.floor((width - left - M.right) / (13 * CHAR_EM)) : 18;
+  // room for a variant's name: the plot's width above its row, or the margin left of it
+  const nameRoom = namesAbove ? width - left - M.right : left - 14;
   const xTitle = axisTitleLines("Latency (ms, log scale)", width, left);
   const bottomMargin = M.bottom + (xTitle.length - 1) * TITLE_LINE;
   const height = Math.max(H, M.top + rows.length * rowHeight + bottomMargin);
@@ -448,7 +444,7 @@ export function PercentileChart({
     ...Object.values(r.intervals).flat(),
   ]);
   const x = logScale(values, [left, width - M.right]);
-  const labelled = labelledTicks(x, formatTick);
+  const labelled = labelledTicks(x, formatTick, 13, [0, width]);
   const colors = ["#0072B2", "#009E73", "#E69F00", "#D55E00", "#882255"];
   const shapes = ["circle", "square", "triangle", "diamond", "cross"];
   const bottom = height - bottomMargin;
@@ -512,7 +508,7 @@ export function PercentileChart({
           <g key={tick}>
             <line x1={x(tick)} x2={x(tick)} y1={M.top} y2={bottom} className="grid" />
             {labelled.has(tick) ? (
-              <text x={x(tick)} y={bottom + 18} textAnchor="middle" className="tick">
+              <text x={labelled.get(tick)} y={bottom + 18} textAnchor="middle" className="tick">
                 {formatTick(tick)}
               </text>
             ) : null}
@@ -535,7 +531,7 @@ export function PercentileChart({
               fontSize="13"
               className={row.baseline ? "tick tick-strong" : "tick"}
             >
-              {row.name.length > nameChars ? `${row.name.slice(0, nameChars - 1)}…` : row.name}
+              {fitText(row.name, nameRoom, 13, row.baseline ? 700 : 400)}
             </text>
             {present.length > 1 ? (
               <line
@@ -642,12 +638,17 @@ export function HistogramChart({
           <title>{`${formatMs(bin.x0)} – ${formatMs(bin.x1)}: ${bin.count} requests`}</title>
         </rect>
       ))}
-      {marks.map((mark, i) =>
-        mark.value === null ? null : (
+      {marks.map((mark, i) => {
+        if (mark.value === null) return null;
+        const label = `${mark.label} ${formatMs(mark.value)}`;
+        const at = x(mark.value);
+        // beside the line on the side with room for the label
+        const toLeft = at + 4 + textWidth(label, 13, 600) > width - 2;
+        return (
           <g key={mark.label}>
             <line
-              x1={x(mark.value)}
-              x2={x(mark.value)}
+              x1={at}
+              x2={at}
               y1={M.top}
               y2={bottom}
               stroke="#D55E00"
@@ -655,17 +656,17 @@ export function HistogramChart({
               strokeDasharray={i ? "5 3" : ""}
             />
             <text
-              x={x(mark.value) + (x(mark.value) > width - 140 ? -4 : 4)}
+              x={at + (toLeft ? -4 : 4)}
               y={M.top + 12 + i * 16}
               fontSize="13"
-              textAnchor={x(mark.value) > width - 140 ? "end" : "start"}
+              textAnchor={toLeft ? "end" : "start"}
               className="mark-label"
             >
-              {`${mark.label} ${formatMs(mark.value)}`}
+              {label}
             </text>
           </g>
-        ),
-      )}
+        );
+      })}
     </Frame>
   );
 }

@@ -14,13 +14,12 @@ import {
   useChartWidth,
   yTitleMiddle,
 } from "./Charts";
+import { fitText, textWidth } from "./measure";
 import { linearScale, logScale } from "./scales";
 
 const W = 420;
 const H = 320;
 const M = { top: 16, right: 18, bottom: 50, left: 56 };
-/** About how wide a character of a point's 12 px label is. */
-const LABEL_CHAR = 7;
 
 export interface ScatterPoint {
   key: string;
@@ -80,7 +79,7 @@ export function ScatterChart({
   const xRange: [number, number] = [M.left + 12, width - M.right - 12];
   const x = xLog ? logScale(xs, xRange) : linearScale(xs, xRange);
   const y = linearScale(ys, [bottom, M.top]);
-  const labelled = labelledTicks(x, xFormat);
+  const labelled = labelledTicks(x, xFormat, 13, [0, width]);
   const byKey = new Map(points.map((p) => [p.key, p]));
   const frontPoints = front.map((key) => byKey.get(key)).filter((p): p is ScatterPoint => p !== undefined);
   const style = new Map(groups.map((g) => [g.name, g]));
@@ -115,7 +114,7 @@ export function ScatterChart({
             <g key={`x${tick}`}>
               <line x1={x(tick)} x2={x(tick)} y1={M.top} y2={bottom} className="grid" />
               {labelled.has(tick) ? (
-                <text x={x(tick)} y={bottom + 17} textAnchor="middle" className="tick">
+                <text x={labelled.get(tick)} y={bottom + 17} textAnchor="middle" className="tick">
                   {xFormat(tick)}
                 </text>
               ) : null}
@@ -149,8 +148,8 @@ export function ScatterChart({
           const px = x(p.x);
           // a front point's label goes to the side with room for it, cut to fit there
           const room = { left: px - 14, right: width - px - 14 };
-          const toLeft = width - px < 130 && room.left > room.right;
-          const chars = Math.min(22, Math.floor((toLeft ? room.left : room.right) / LABEL_CHAR));
+          const toLeft = textWidth(p.label, 12) > room.right && room.left > room.right;
+          const shown = fitText(p.label, Math.min(160, toLeft ? room.left : room.right), 12);
           // above the point, or below it where the top of the chart is too near
           const labelY = y(p.y) - 8 < 14 ? y(p.y) + 18 : y(p.y) - 8;
           return (
@@ -165,7 +164,7 @@ export function ScatterChart({
                   fontSize="12"
                   className="tick"
                 >
-                  {p.label.length > chars ? `${p.label.slice(0, Math.max(1, chars - 1))}…` : p.label}
+                  {shown}
                 </text>
               ) : null}
               <title>{p.title}</title>
