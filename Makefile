@@ -67,8 +67,9 @@ define run_pytest
 	$(VENV)/bin/pytest $(1) $(PYTEST_ARGS) && rm -rf "$$PYTEST_DEBUG_TEMPROOT"
 endef
 
+## The unit tests beside the integration and browser tests (scripts/pytest_all.sh says why).
 pytest:
-	$(call run_pytest,)
+	bash scripts/pytest_all.sh $(PYTEST_ARGS)
 
 ## Day-to-day: lint and the unit tests (no integration, slow, browser or GPU tests).
 test-fast: setup services lint

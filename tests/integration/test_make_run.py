@@ -44,6 +44,12 @@ _QUICK_RECOVERY = {
     "SLIPWAY_WORKER_HEARTBEAT_SECONDS": "2",
     "SLIPWAY_WORKER_STALE_AFTER_SECONDS": "8",
 }
+# The pipeline's correctness is what is checked here, not its timings: short benchmark points,
+# as the integration worker measures (tests/integration/conftest.py).
+_SHORT_BENCHMARKS = {
+    "SLIPWAY_BENCHMARK_MAX_SECONDS_PER_POINT": "0.4",
+    "SLIPWAY_BENCHMARK_MAX_TRIALS": "2",
+}
 
 
 def _free_port() -> int:
@@ -81,6 +87,7 @@ def test_run_script_serves_the_api_and_processes_an_upload(tmp_path):
         HOME=str(home),
         TMPDIR=str(system_tmp),
         **_QUICK_RECOVERY,
+        **_SHORT_BENCHMARKS,
     )
     proc = subprocess.Popen(
         ["bash", "scripts/run.sh"],
