@@ -7,18 +7,8 @@
 //        MODEL_NAME, CHROMIUM (default /usr/bin/chromium)
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { env, startBrowser } from "./browser.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../../frontend/package.json"));
-const { chromium } = require("playwright-core");
-
-const env = (name) => {
-  const value = process.env[name];
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("BASE_URL");
 const work = env("WORK");
 const result = { steps: [], console_errors: [] };
@@ -117,21 +107,7 @@ async function run(page) {
   step("read why a bad reference can't be compared");
 }
 
-const profile = fs.mkdtempSync(path.join(work, "chromium-compare-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-  ],
-  viewport: { width: 1280, height: 900 },
-});
-const page = context.pages()[0] ?? (await context.newPage());
-page.setDefaultTimeout(30_000);
+const { page, close } = await startBrowser(work, "compare");
 page.on("console", (message) => {
   if (message.type() !== "error") return;
   // the first "who am I" answers 401 by design; the bad reference answers 400 on purpose
@@ -155,8 +131,7 @@ try {
     // the browser itself failed
   }
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.stdout.write(JSON.stringify(result) + "\n");
 process.exit(code);

@@ -12,18 +12,8 @@
 //        CHROMIUM (default /usr/bin/chromium)
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { env, startBrowser } from "./browser.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../../frontend/package.json"));
-const { chromium } = require("playwright-core");
-
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const phase = process.argv[2];
 const base = env("BASE_URL");
 const shots = env("SHOTS");
@@ -334,24 +324,7 @@ async function deployer(page) {
 }
 
 const phases = { teamadmin, invitee, scientist, approver, deployer };
-const profile = fs.mkdtempSync(path.join(work, `chromium-${phase}-`));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-  viewport: { width: 1280, height: 900 },
-  deviceScaleFactor: 1,
-});
-const page = context.pages()[0] ?? (await context.newPage());
-page.setDefaultTimeout(30_000);
+const { page, close } = await startBrowser(work, phase);
 page.on("console", (message) => {
   // the first "who am I" before signing in answers 401 by design
   if (
@@ -382,8 +355,7 @@ try {
     // the browser itself failed
   }
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.stdout.write(JSON.stringify(result) + "\n");
 process.exit(code);

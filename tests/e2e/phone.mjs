@@ -13,19 +13,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { env, require, startBrowser } from "./browser.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../../frontend/package.json"));
-const { chromium } = require("playwright-core");
 const AXE = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("BASE_URL");
 const shots = env("SHOTS");
 const work = env("WORK", os.tmpdir());
@@ -244,26 +234,11 @@ async function checkMenuNavigation(page) {
     );
 }
 
-const profile = fs.mkdtempSync(path.join(work, "chromium-phone-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
+const { page, close } = await startBrowser(work, "phone", {
   viewport: VIEWPORT,
-  deviceScaleFactor: 1,
   // not isMobile: a mobile viewport zooms out to fit a page that is too wide, and hides the very
   // sideways scrolling this measures
 });
-const page = context.pages()[0] ?? (await context.newPage());
-page.setDefaultTimeout(30_000);
 page.on("console", (message) => {
   // the first "who am I" before signing in answers 401 by design
   if (
@@ -291,8 +266,7 @@ try {
   result.error = String(error?.stack ?? error);
   result.url = page.url();
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 result.ok = code === 0 && result.problems.length === 0;
 process.stdout.write(JSON.stringify(result) + "\n");
