@@ -12,10 +12,20 @@ from typing import Any
 from django.utils import timezone
 
 from apps.hardware.models import HardwareProfile
-from apps.pipeline.models import Job, JobKind, JobStatus, PipelineRun, RunStatus
+from apps.pipeline.models import InspectionGraph, Job, JobKind, JobStatus, PipelineRun, RunStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion, VersionStatus
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from workers.engine.recommend import recommend
+
+# What the inspect step stores for the browser's drawing (`workers.engine.graph_view`): x -> Relu -> y.
+GRAPH: dict[str, Any] = {
+    "node_count": 1,
+    "omitted": "",
+    "nodes": [{"id": "relu", "op": "Relu", "in": ["x"], "out": ["y"]}],
+    "values": {"x": {"t": "float32", "s": ["batch", 4]}, "y": {"t": "float32", "s": ["batch", 4]}},
+    "inputs": ["x"],
+    "outputs": ["y"],
+}
 
 
 def _point(batch: int, p99: float) -> dict[str, Any]:
@@ -87,7 +97,8 @@ def finished_version(
             finished_at=now,
         )
 
-    job(JobKind.INSPECT, 0, {"inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]}, False)
+    inspect = job(JobKind.INSPECT, 0, {"inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]}, False)
+    InspectionGraph.objects.create(job=inspect, data=GRAPH)
     job(
         JobKind.VALIDATE,
         1,

@@ -4,8 +4,9 @@ The server is the `tritonserver` binary that the `nvidia-pytriton` wheel ships (
 python backend only), or the one named by $SLIPWAY_TRITONSERVER, or one on PATH (an NVIDIA
 image, with its backends in /opt/tritonserver/backends). It runs with
 `--model-control-mode=explicit` on a given model repository, HTTP only, bound to
-127.0.0.1; gRPC, metrics, SageMaker and Vertex AI endpoints are off, so only one port is
-needed.
+127.0.0.1; gRPC, SageMaker and Vertex AI endpoints are off, and so is the metrics endpoint
+unless asked for (`metrics=True`: Prometheus text on a second free loopback port,
+`server.metrics_url`), so by default only one port is needed.
 
 The wheel's python backend needs its stub, built for this interpreter's Python version, in
 `<backend dir>/python/`; the launcher assembles such a backend directory in the caller's
@@ -114,6 +115,7 @@ class TritonServer:
     repository: Path
     log_path: Path
     args: tuple[str, ...] = field(default=())
+    metrics_url: str = ""  # http://127.0.0.1:<port>/metrics when started with metrics=True
 
     def logs(self, tail_chars: int | None = None) -> str:
         """The server's output so far (the last `tail_chars` characters)."""
@@ -169,10 +171,13 @@ def start_triton_server(
     extra_args: Sequence[str] = (),
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     attempts: int = 3,
+    metrics: bool = False,
 ) -> TritonServer:
     """Start tritonserver on `repository` and return once /v2/health/ready answers 200.
 
     `work_dir` (a temp dir of the caller's) receives the backend directory and the log.
+    With `metrics` the Prometheus metrics endpoint serves on another free loopback port
+    (`server.metrics_url`), its counters refreshed every 100 ms rather than every 2 s.
     A port taken between choosing and binding it makes the start fail; it is retried on a
     new port up to `attempts` times. Raises RuntimeError with the log's tail when the
     server exits or is not ready within `ready_timeout`.
@@ -189,7 +194,14 @@ def start_triton_server(
     last_error = ""
     for attempt in range(attempts):
         port = free_port()
+        metrics_port = free_port() if metrics else 0
         log_path = work_dir / f"tritonserver-{port}.log"
+        metrics_args = (
+            ("--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=false",
+             "--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}", "--metrics-interval-ms=100")
+            if metrics
+            else ("--allow-metrics=false",)
+        )  # fmt: skip
         args = (
             str(install.binary),
             f"--model-repository={repository}",
@@ -198,7 +210,7 @@ def start_triton_server(
             "--http-address=127.0.0.1",
             f"--http-port={port}",
             "--allow-grpc=false",
-            "--allow-metrics=false",
+            *metrics_args,
             "--allow-sagemaker=false",
             "--allow-vertex-ai=false",
             "--exit-timeout-secs=5",
@@ -216,7 +228,8 @@ def start_triton_server(
                 start_new_session=True,  # its own process group, so stop() can reach the stubs too
                 preexec_fn=_die_with_parent,
             )
-        server = TritonServer(process, f"http://127.0.0.1:{port}", port, repository, log_path, args)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics else ""
+        server = TritonServer(process, f"http://127.0.0.1:{port}", port, repository, log_path, args, metrics_url)
         if _wait_ready(server, ready_timeout):
             return server
         server.stop(timeout=5)

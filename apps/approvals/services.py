@@ -272,6 +272,30 @@ RERUNNABLE = frozenset(
 )
 
 
+# Failures a re-run would repeat: what the step needs comes with the upload (an input signature
+# the file does not record), so the way on is a new upload, not the same pipeline again.
+FIXED_BY_A_NEW_UPLOAD = frozenset({"inputs_required"})
+
+
+def rerun_blocker(version: ModelVersion) -> str:
+    """Why running the version's pipeline again would fail the same way, or "" when it may not:
+    its latest run failed on something only a new upload can give."""
+    from apps.pipeline.models import JobStatus
+
+    run = version.runs.order_by("-created_at", "-pk").first()
+    if run is None:
+        return ""
+    job = run.jobs.filter(status=JobStatus.FAILED, error_code__in=FIXED_BY_A_NEW_UPLOAD).order_by("sequence").first()
+    if job is None:
+        return ""
+    return (
+        f"Running the pipeline again would fail the same way: the {job.kind} step needs what comes with the "
+        "upload (the model's input signature, which this file does not record), and a version's upload can't "
+        "change. Upload the model again as a new version with its input signature: the 'inputs' field of the "
+        "API, `slipway push --inputs`, or the upload form's input signature."
+    )
+
+
 def rerun(version: ModelVersion, user: Any) -> Any:
     """Run the version's pipeline again. New evidence replaces the old, so an approval of
     this version stops applying and it goes back to review when the run finishes."""
@@ -284,6 +308,9 @@ def rerun(version: ModelVersion, user: Any) -> Any:
                 f"Version {version.number} of {version.model.slug} is "
                 f"{VersionStatus(version.status).label.lower()}; wait for its pipeline to finish before re-running it.",
             )
+        blocker = rerun_blocker(version)
+        if blocker:
+            raise Conflict("rerun_cannot_help", blocker)
         return jobs.start_pipeline(version, user)
 
 

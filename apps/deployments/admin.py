@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.deployments.models import Deployment, ServingTarget
+from apps.deployments.models import Deployment, ServingTarget, TargetMetricSample
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -35,3 +35,11 @@ class DeploymentAdmin(_ReadOnlyAdmin):
     list_filter = ("status", "kind")
     search_fields = ("triton_model", "model__slug")
     list_select_related = ("target__team", "model", "version__model")
+
+
+@admin.register(TargetMetricSample)
+class TargetMetricSampleAdmin(_ReadOnlyAdmin):
+    list_display = ("id", "target", "model_name", "model_version", "sampled_at", "request_success", "request_failure")
+    list_filter = ("target",)
+    search_fields = ("model_name",)
+    list_select_related = ("target__team",)

@@ -24,7 +24,8 @@ class ServingTarget(models.Model):
     its variants are the ones deployed there. `options` hold the driver's other, non-secret
     settings (python_paths, repository_options, timeouts: what its kind's driver declares);
     `credentials` the secret ones (request headers, S3 keys), encrypted at rest and never
-    shown back. The health fields are the last check.
+    shown back. The health fields are the last check; the metrics fields the last reading of
+    its metrics endpoint (the numbers are `TargetMetricSample`s).
     """
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="serving_targets")
@@ -62,6 +63,12 @@ class ServingTarget(models.Model):
     server_version = models.CharField(max_length=100, blank=True)
     health_detail = models.TextField(blank=True)
     health_check_requested_at = models.DateTimeField(null=True, blank=True)
+    health_changed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When `healthy` last changed (the first check counts as a change)."
+    )
+    metrics_sampled_at = models.DateTimeField(null=True, blank=True, help_text="When its metrics were last read.")
+    metrics_source = models.CharField(max_length=2000, blank=True, help_text="The metrics URL last read.")
+    metrics_detail = models.TextField(blank=True, help_text="Why the last reading gave no numbers; empty when it did.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "slug"], name="serving_target_slug_unique_per_team")]
@@ -190,3 +197,40 @@ class Deployment(DurableWork):
 
     def __str__(self) -> str:
         return f"deployment {self.pk}: {self.triton_model} v{self.triton_version} on {self.target_id}"
+
+
+class TargetMetricSample(models.Model):
+    """One reading of a model version's counters on a serving target, as its metrics endpoint
+    gave them (Triton's nv_inference_*), taken with the periodic health check.
+
+    The counters add up from the server's start, so the numbers users see are differences
+    between consecutive samples (apps.deployments.metrics); a counter that went down means
+    the server restarted. Kept for a bounded time and count (`metrics.RETENTION`). None: the
+    server does not export that counter.
+    """
+
+    target = models.ForeignKey(ServingTarget, on_delete=models.CASCADE, related_name="metric_samples")
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=20)
+    sampled_at = models.DateTimeField(default=timezone.now)
+    request_success = models.FloatField(null=True, blank=True)
+    request_failure = models.FloatField(null=True, blank=True)
+    inference_count = models.FloatField(null=True, blank=True)
+    execution_count = models.FloatField(null=True, blank=True)
+    request_duration_us = models.FloatField(null=True, blank=True)
+    queue_duration_us = models.FloatField(null=True, blank=True)
+    compute_input_duration_us = models.FloatField(null=True, blank=True)
+    compute_infer_duration_us = models.FloatField(null=True, blank=True)
+    compute_output_duration_us = models.FloatField(null=True, blank=True)
+    request_quantiles_us = models.JSONField(
+        default=dict, blank=True, help_text='The server\'s own recent latency quantiles, e.g. {"0.5": 771.0}.'
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["target", "model_name", "model_version", "sampled_at"], name="metric_sample_series"),
+            models.Index(fields=["target", "sampled_at"], name="metric_sample_target_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} v{self.model_version} on {self.target_id} at {self.sampled_at:%Y-%m-%d %H:%M:%S}"

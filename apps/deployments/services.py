@@ -106,6 +106,7 @@ def target_settings(target: ServingTarget, *, request_timeout: float | None = No
         load_timeout_seconds=float(options.get("load_timeout_seconds", 300.0)),
         repository_options=tuple(sorted(repository_options.items())),
         allowed_roots=tuple(str(root) for root in settings.TARGET_ROOTS),
+        metrics_url=str(options.get("metrics_url") or ""),
     )
 
 

@@ -244,6 +244,7 @@ def _check_target(target: ServingTarget) -> None:
     if not target.url:
         raise ApiError("invalid_url", "Give the server's URL, e.g. http://triton.internal:8000.")
     target.url = check_outbound_url(target.url, private_outbound_allowed(target.allow_private)).url
+    metrics_url = str((target.options or {}).get("metrics_url") or "")
     try:
         if target.repository:
             RepositoryLocation.parse(target.repository)
@@ -253,9 +254,20 @@ def _check_target(target: ServingTarget) -> None:
             repository=target.repository or "/",
             backend_mode=target.backend_mode,  # type: ignore[arg-type]
             python_paths=tuple((target.options or {}).get("python_paths") or ()),
+            metrics_url=metrics_url,
         )
     except TargetError as exc:
         raise ApiError(exc.code, exc.message) from None
+    if metrics_url.strip() and metrics_url.strip().lower() != "off":
+        check_metrics_address(target, metrics_url.strip())
+
+
+def check_metrics_address(target: ServingTarget, url: str) -> None:
+    """A metrics URL is one more address the workers send requests to: the same checks as the server's."""
+    try:
+        check_outbound_url(url, private_outbound_allowed(target.allow_private))
+    except ApiError as exc:
+        raise ApiError("invalid_options", f"The option metrics_url can't be used. {exc.message}") from None
 
 
 def _save_unique(target: ServingTarget, **kwargs: Any) -> None:
@@ -421,8 +433,10 @@ def record_health(
         if locked is None:
             return
         changed = locked.healthy != healthy
+        now = timezone.now()
         ServingTarget.objects.filter(pk=target.pk).update(
-            health_checked_at=timezone.now(),
+            health_checked_at=now,
+            health_changed_at=now if changed or locked.health_changed_at is None else locked.health_changed_at,
             healthy=healthy,
             health_ready=ready,
             server_version=version[:100],

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.pipeline.models import Job, PipelineRun
+from apps.pipeline.models import InspectionGraph, Job, PipelineRun
 
 
 class JobInline(admin.TabularInline):
@@ -34,3 +34,18 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "queue")
     # Job state is written by workers through apps.pipeline.services; the admin only shows it.
     readonly_fields = [f.name for f in Job._meta.fields]
+
+
+@admin.register(InspectionGraph)
+class InspectionGraphAdmin(admin.ModelAdmin):
+    """The graph an inspect job read for the browser's drawing: shown, never edited."""
+
+    list_display = ("id", "job", "created_at")
+    list_select_related = ("job__run__version__model",)
+    readonly_fields = ("job", "data", "created_at")
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False

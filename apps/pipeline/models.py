@@ -98,3 +98,16 @@ class Job(DurableWork):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class InspectionGraph(models.Model):
+    """The model's graph as the browser draws it (`workers.engine.graph_view.GraphView.to_dict`),
+    read by the inspect job in the sandbox. Kept apart from the job's report: a graph runs to
+    hundreds of kilobytes, and the reports go out with every version page and evidence snapshot."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="graph")
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"graph of job {self.job_id}"

@@ -20,12 +20,14 @@ DOMAIN_MODELS = [
     "registry.artifact",
     "jobs.pipelinerun",
     "jobs.job",
+    "jobs.inspectiongraph",
     "runtimes.hardwareprofile",
     "audit.auditevent",
     "approvals.policy",
     "approvals.decision",
     "deployments.servingtarget",
     "deployments.deployment",
+    "deployments.targetmetricsample",
     "runtimes.device",
     "runtimes.deviceenrollment",
 ]
@@ -76,6 +78,11 @@ def test_admin_changelist_and_change_page_render(label, broker):
         triton_version=1,
         requested_by=version.created_by,
     )
+    from apps.deployments.models import TargetMetricSample
+    from apps.pipeline.models import InspectionGraph, Job
+
+    TargetMetricSample.objects.create(target=target, model_name="m", model_version="1", request_success=3.0)
+    InspectionGraph.objects.create(job=Job.objects.filter(run__version=version).first(), data={"node_count": 0})
     from apps.hardware import devices
 
     Membership.objects.filter(team=version.model.team, user=version.created_by).update(role="admin")

@@ -373,6 +373,7 @@ MATRIX: list[Row] = [
         lambda w, r: f"/api/v1/decisions/{w.decision.pk}/evidence/",
     ),
     Row("GET", "versions/<int:pk>/report/", MEMBERS, 200, v("ready", "report/?format=csv")),
+    Row("GET", "versions/<int:pk>/graph/", MEMBERS, 200, v("ready", "graph/")),
     Row(
         "GET",
         "artifacts/<int:pk>/download/",
@@ -503,6 +504,7 @@ MATRIX: list[Row] = [
         lambda w: {"version": w.approved.pk, "target": _live(w).target.slug},
     ),
     Row("GET", "deployments/<int:pk>/", MEMBERS, 200, _deployment_url()),
+    Row("GET", "deployments/<int:pk>/metrics/", MEMBERS, 200, _deployment_url("metrics/")),
     Row("POST", "deployments/<int:pk>/rollback/", DEPLOYERS, 202, _deployment_url("rollback/")),
     Row("POST", "deployments/<int:pk>/undeploy/", DEPLOYERS, 202, _deployment_url("undeploy/")),
     Row("GET", "audit/", EVERYONE, 200, const("/api/v1/audit/?team=vision"), kind="list"),

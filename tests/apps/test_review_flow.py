@@ -238,6 +238,30 @@ def test_revoke_keeps_history_and_a_rerun_makes_an_approval_stale(personas):
     assert approval["approved"] is False
 
 
+def _failed_at_import(version, code: str) -> None:
+    job = Job.objects.filter(run__version=version).order_by("sequence").first()
+    Job.objects.filter(pk=job.pk).update(status="failed", error_code=code, error="the import failed")
+    ModelVersion.objects.filter(pk=version.pk).update(status=VersionStatus.FAILED)
+
+
+def test_a_failure_only_a_new_upload_can_fix_is_not_offered_a_rerun(personas):
+    version = finished_version(team=personas.team, uploader=personas.owner)
+    _failed_at_import(version, "inputs_required")
+    body = client_for(personas.owner).get(f"/api/v1/versions/{version.pk}/").json()
+    assert "would fail the same way" in body["rerun_blocked"] and "--inputs" in body["rerun_blocked"]
+    refused = _post(personas.owner, version, "rerun")
+    assert refused.status_code == 409 and refused.json()["code"] == "rerun_cannot_help"
+    assert refused.json()["message"] == body["rerun_blocked"]
+    assert _status(version) == VersionStatus.FAILED
+
+    # a failure a re-run may cure (a worker lost, a timeout...) is still re-run
+    other = finished_version(team=personas.team, uploader=personas.owner)
+    _failed_at_import(other, "worker_lost")
+    assert client_for(personas.owner).get(f"/api/v1/versions/{other.pk}/").json()["rerun_blocked"] == ""
+    assert _post(personas.owner, other, "rerun").status_code == 202
+    assert _status(other) == VersionStatus.PROCESSING
+
+
 def test_changed_evidence_makes_the_approval_not_current(personas):
     version = finished_version(team=personas.team, uploader=personas.owner)
     assert _post(personas.approver, version, "approve").status_code == 201

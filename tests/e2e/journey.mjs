@@ -144,6 +144,28 @@ async function scientist(page) {
   await shotOf(matrix, "version-matrix");
   await shotOf(page.locator("#benchmarks"), "version-benchmarks");
 
+  // The graph: opened on demand, a node found by its operator, its details read in the panel
+  // after a click, coloured by a backend's verdict.
+  const graph = page.locator("#graph");
+  await graph.getByText("Show the graph").click();
+  const nodes = graph.locator("g[data-node]");
+  await nodes.first().waitFor();
+  result.graph_nodes = await nodes.count();
+  await graph.getByLabel("Find a node by name or operator").fill("Gemm");
+  await graph.getByRole("button", { name: "Find", exact: true }).click();
+  result.graph_found = await graph
+    .locator("g[data-node][aria-pressed=true]")
+    .getAttribute("data-node");
+  await nodes.last().click();
+  const details = graph.locator("aside");
+  await details.locator("dl").waitFor();
+  result.graph_details = await details.textContent();
+  result.graph_colour_by = await graph
+    .getByLabel("Colour by")
+    .evaluate((select) => select.selectedOptions[0]?.textContent ?? "");
+  await shotOf(graph, "version-graph");
+  step("looked at the graph, found a node and read its details");
+
   const onlyProblems = matrix.getByRole("checkbox", { name: /Only problems/ });
   await onlyProblems.check();
   result.problems_filter = await matrix
@@ -243,6 +265,8 @@ async function teamadmin(page) {
     await add.getByLabel("Hardware profile").selectOption("x86-cpu");
     await add.getByLabel("Backend").selectOption("python");
     await add.getByLabel("Allow a private or loopback address").check();
+    if (process.env.METRICS_URL)
+      await add.getByLabel("Metrics URL").fill(env("METRICS_URL"));
     await add.getByRole("button", { name: "Add target" }).click();
     const row = page.locator("tbody tr", { hasText: "Local Triton" });
     await row.waitFor({ timeout: 30_000 });
@@ -323,7 +347,36 @@ async function deployer(page) {
   step("saw it live on the target");
 }
 
-const phases = { teamadmin, invitee, scientist, approver, deployer };
+async function watcher(page) {
+  // The traffic was sent and one sample of the server's counters taken before; a health check
+  // asked for on the targets page takes the second, and the deployment's panel draws the rates.
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.getByRole("link", { name: "Serving targets" }).click();
+  const row = page.locator("tbody tr", { hasText: env("TARGET") });
+  await row.getByRole("button", { name: "Check now" }).click();
+  step("asked for a health check, which reads the metrics too");
+  await page.getByRole("link", { name: "Deployments" }).click();
+  const traffic = page.locator("#traffic");
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    await traffic.locator(".metrics-panel").first().waitFor();
+    if (await traffic.locator("figure.chart svg").count()) break;
+    await page.waitForTimeout(2_000);
+    await page.reload();
+  }
+  await traffic.locator("figure.chart svg").first().waitFor({ timeout: 5_000 });
+  result.metrics_panel = await traffic
+    .locator(".metrics-panel")
+    .first()
+    .textContent();
+  result.metrics_charts = await traffic
+    .locator("figure.chart figcaption")
+    .allTextContents();
+  await shotOf(traffic, "deployment-metrics");
+  step("read the deployment's traffic, errors and latency");
+}
+
+const phases = { teamadmin, invitee, scientist, approver, deployer, watcher };
 const { page, close } = await startBrowser(work, phase);
 page.on("console", (message) => {
   // the first "who am I" before signing in answers 401 by design

@@ -1,20 +1,22 @@
 """A data scientist and an approver use Slipway in a real browser, against the real server and
 worker: sign in, upload a model through the file input, watch the pipeline finish live, read
-the op-support matrix and the benchmark plots; then the approver (invited by the team admin on
-the team page, joined through the link) signs in, reads the evidence
-in the review queue and approves; then deploys it to a real Triton server. Screenshots of the
-main pages are saved to docs/screenshots/ on the way."""
+the op-support matrix, the benchmark plots and the graph; then the approver (invited by the
+team admin on the team page, joined through the link) signs in, reads the evidence in the
+review queue and approves; then deploys it to a real Triton server and reads the traffic the
+server reports. Screenshots of the main pages are saved to docs/screenshots/ on the way."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from apps.accounts.models import Invitation, Membership
 from apps.approvals.models import Decision
-from apps.deployments.models import Deployment, ServingTarget
+from apps.deployments.models import Deployment, ServingTarget, TargetMetricSample
+from apps.deployments.services import send_health_check
 from apps.registry.models import ModelVersion, VersionStatus
 from tests import modelzoo
 from tests.e2e.conftest import SCREENSHOTS
@@ -39,7 +41,7 @@ def triton(tmp_path: Path) -> Iterator[TritonServer | str]:
         return
     repository = tmp_path / "repository"
     repository.mkdir()
-    server = start_triton_server(repository, tmp_path / "triton")
+    server = start_triton_server(repository, tmp_path / "triton", metrics=True)
     try:
         yield server
     finally:
@@ -47,11 +49,16 @@ def triton(tmp_path: Path) -> Iterator[TritonServer | str]:
 
 
 def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journey, triton, tmp_path):
+    httpclient = pytest.importorskip("tritonclient.http")
     model = modelzoo.make_mlp_onnx(tmp_path / "digits.onnx")
 
     # The team admin invites a second reviewer on the team page and registers the serving target
     # through its form; the reviewer opens the link in a browser of their own and joins.
-    where = {} if isinstance(triton, str) else {"triton_url": triton.url, "repository": str(triton.repository)}
+    where = (
+        {}
+        if isinstance(triton, str)
+        else {"triton_url": triton.url, "repository": str(triton.repository), "metrics_url": triton.metrics_url}
+    )
     found = journey("teamadmin", username=personas.admin.username, password=PASSWORD, **where)
     assert not found["console_errors"], found["console_errors"]
     assert "/app/join#code=slwinv_" in found["link"], found["link"]
@@ -85,6 +92,12 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
     assert found["chart_svgs"] >= 4 and found["parity_rows"] >= 4
     assert found["recommendation"].startswith("Use '"), found["recommendation"]
     assert "Ready for review" in found["models_row"]
+    # the graph: every node drawn, the search found the Gemm, the clicked node's details shown
+    assert found["graph_nodes"] >= 3, found["graph_nodes"]
+    assert found["graph_found"] and "gemm" in found["graph_found"].lower(), found["graph_found"]
+    assert "Inputs" in found["graph_details"] and "float32" in found["graph_details"], found["graph_details"]
+    assert found["graph_colour_by"].startswith("x86-cpu / "), found["graph_colour_by"]
+    assert "Supported on" in found["graph_details"], found["graph_details"]
 
     # Two models finished earlier (tests/finished.py), so the list has more than one state to show.
     for name, status in (("fraud-scorer", VersionStatus.APPROVED), ("ocr-detector", VersionStatus.FAILED)):
@@ -112,6 +125,7 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
         "version-page",
         "version-matrix",
         "version-benchmarks",
+        "version-graph",
         "review-queue",
     ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
@@ -139,3 +153,29 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
     assert deployment.status == "live" and deployment.requested_by == rita.user
     assert "digits" in found["live_card"] and "Nothing live here." not in found["live_card"]
     assert (SCREENSHOTS / "deployments.png").stat().st_size > 10_000
+    assert target.options["metrics_url"] == triton.metrics_url
+
+    # Traffic on the live deployment, between two readings of the server's counters: the first
+    # by a health check asked for here, the second from the targets page; the deployments page
+    # draws the rates between them.
+    send_health_check(target.pk)
+    wait_for(
+        lambda: TargetMetricSample.objects.filter(target=target, model_name=deployment.triton_model).exists(),
+        timeout=60,
+        what="the health check to read the server's counters",
+    )
+    client = httpclient.InferenceServerClient(triton.url.removeprefix("http://"), network_timeout=30)
+    try:
+        for _ in range(12):
+            tensor = httpclient.InferInput("input", [2, 16], "FP32")
+            tensor.set_data_from_numpy(np.ones((2, 16), np.float32))
+            client.infer(deployment.triton_model, [tensor])
+    finally:
+        client.close()
+    found = journey("watcher", username="rita", password=REVIEWER_PASSWORD, target=target.slug)
+    assert not found["console_errors"], found["console_errors"]
+    panel = found["metrics_panel"]
+    assert "target healthy" in panel and f"Triton metrics endpoint {triton.metrics_url}" in panel, panel
+    assert "12 requests" in panel, panel
+    assert found["metrics_charts"] == ["Requests per second", "Mean latency (ms)"], found["metrics_charts"]
+    assert (SCREENSHOTS / "deployment-metrics.png").stat().st_size > 10_000

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from workers.engine.errors import ModelError
 from workers.engine.flops import FlopEstimate, estimate_flops
 from workers.engine.formats import scan_onnx_header
+from workers.engine.graph_view import GraphView, describe_graph
 from workers.engine.input_planning import plan_inputs
 
 # The engine's one tensor spec lives with the input plan's contracts; imported from here too.
@@ -113,6 +114,9 @@ class InspectionReport:
     # What each output is (`outputs.OutputSemantics.to_dict` by output name): declared at upload,
     # or proposed from the graph with the reason. Parity judges each output by its kind.
     output_semantics: dict[str, dict[str, Any]] | None = None
+    # The graph for the browser to draw (`graph_view.GraphView.to_dict`). The inspect step stores
+    # it apart from the report, so the version page's reports never carry it.
+    graph: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain dicts, lists, strings and numbers, ready for JSON."""
@@ -145,7 +149,8 @@ def inspect_model(
     "invalid_declarations" when `declarations` name an input the model does not take;
     "output_declaration_mismatch" when `output_declarations` name an output the model lacks
     or a layout that doesn't fit the output's shape. The report's `output_semantics` holds
-    those declarations, and for every other output what its graph suggests it is.
+    those declarations, and for every other output what its graph suggests it is; its `graph`
+    is the description the browser draws (`graph_view.describe_graph`).
     """
     report_progress = progress or _ignore_progress
 
@@ -168,6 +173,7 @@ def inspect_model(
     outputs = tuple(_tensor_spec(value) for value in inferred.graph.output)
     check_declarations_fit(output_declarations or {}, [(spec.name, spec.shape) for spec in outputs])
     semantics = _output_semantics(inferred, output_declarations or {}, notes)
+    graph = _graph_view(inferred, notes)
     del inferred
     report_progress(0.7, "shapes inferred")
 
@@ -202,6 +208,7 @@ def inspect_model(
         notes=tuple(notes),
         input_plan=plan.to_dict() if plan else None,
         output_semantics={name: each.to_dict() for name, each in semantics.items()},
+        graph=graph,
     )
     report_progress(1.0, "inspection done")
     return report
@@ -222,6 +229,19 @@ def _output_semantics(
         )
         proposed = {}
     return {**proposed, **declared}
+
+
+def _graph_view(inferred: ModelProto, notes: list[str]) -> dict[str, Any]:
+    """The drawing's description; a graph it cannot describe is not drawn, and inspection goes on."""
+    try:
+        return describe_graph(inferred).to_dict()
+    except Exception as exc:  # a drawing aid over arbitrary graphs: never fail inspection over it
+        notes.append(
+            f"The graph could not be described for drawing ({type(exc).__name__}); the operator table still lists it."
+        )
+        return GraphView(
+            node_count=len(inferred.graph.node), omitted="The graph could not be described for drawing."
+        ).to_dict()
 
 
 def _ignore_progress(fraction: float, message: str) -> None:

@@ -25,7 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from apps.approvals.evidence import latest_run
 from apps.approvals.services import approval_state
 from apps.core.errors import DomainError
-from apps.deployments import deploying, lifecycle, services, targets
+from apps.deployments import deploying, lifecycle, metrics, services, targets
 from apps.deployments.models import Deployment, DeploymentKind, ServingTarget
 from apps.pipeline.models import JobKind, JobStatus
 from apps.registry.models import Artifact, ArtifactKind, ModelVersion
@@ -398,7 +398,37 @@ def check_target(target_id: int) -> str:
         return "gone"
     healthy, ready, version, detail = _health(target)
     targets.record_health(target, healthy=healthy, ready=ready, version=version, detail=detail)
+    if healthy:
+        _sample_metrics(target)
     return "healthy" if healthy else "unhealthy"
+
+
+def _sample_metrics(target: ServingTarget) -> None:
+    """Read the counters of what is live on a healthy target and keep them (apps.deployments.metrics).
+    Never fails the health check: a metrics endpoint that can't be read is said on the target."""
+    from workers.engine.targets.registry import DRIVERS, get_driver
+
+    driver_class = DRIVERS.get(target.kind)
+    endpoint = getattr(driver_class, "metrics_endpoint", None)
+    wanted = metrics.live_series(target)
+    if endpoint is None or not wanted:
+        return
+    try:
+        settings = services.target_settings(target, request_timeout=HEALTH_TIMEOUT_SECONDS)
+        url = endpoint(settings)
+        if not url:
+            metrics.record_no_metrics(target, "", "Reading metrics is off for this target (its metrics_url is off).")
+            return
+        targets.check_metrics_address(target, url)
+        reading = get_driver(settings).metrics()  # type: ignore[attr-defined]
+    except DomainError as exc:
+        metrics.record_no_metrics(target, "", exc.message)
+        return
+    except Exception as exc:  # a driver's bug must not cost the health check
+        logger.warning("reading the metrics of target %s failed", target.pk, exc_info=True)
+        metrics.record_no_metrics(target, "", f"Slipway failed reading the metrics ({type(exc).__name__}: {exc}).")
+        return
+    metrics.record_sample(target, reading, wanted)
 
 
 def _health(target: ServingTarget) -> tuple[bool | None, bool | None, str, str]:

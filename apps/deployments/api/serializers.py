@@ -9,7 +9,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.deployments import services, targets
+from apps.deployments import metrics, services, targets
 from apps.deployments.models import BackendMode, Deployment, ServingTarget
 from workers.engine.targets.base import OPTION_TYPES
 
@@ -21,6 +21,9 @@ class TargetHealthSerializer(serializers.Serializer):
     server_version = serializers.CharField()
     detail = serializers.CharField(help_text="What the check found, as a sentence.")
     check_requested_at = serializers.DateTimeField(allow_null=True, help_text="A check asked for and not done yet.")
+    changed_at = serializers.DateTimeField(
+        allow_null=True, help_text="Since when `healthy` is what it is (its last change); null: never checked."
+    )
 
 
 class TargetSerializer(serializers.ModelSerializer):
@@ -74,6 +77,7 @@ class TargetSerializer(serializers.ModelSerializer):
             "server_version": target.server_version,
             "detail": target.health_detail or ("Not checked yet." if target.health_checked_at is None else ""),
             "check_requested_at": target.health_check_requested_at,
+            "changed_at": target.health_changed_at,
         }
 
 
@@ -201,6 +205,67 @@ class TargetUpdateInput(serializers.Serializer):
     allow_private = serializers.BooleanField(required=False, help_text=_ALLOW_PRIVATE_HELP)
 
 
+class DeploymentTargetHealthSerializer(serializers.Serializer):
+    healthy = serializers.BooleanField(allow_null=True, help_text="Live at the last check; null: never checked.")
+    ready = serializers.BooleanField(allow_null=True, help_text="Ready at the last check.")
+    checked_at = serializers.DateTimeField(allow_null=True, help_text="When a worker last asked the server.")
+    since = serializers.DateTimeField(allow_null=True, help_text="Since when `healthy` is what it is.")
+    detail = serializers.CharField(help_text="What the last check found, as a sentence.")
+
+
+class MetricsIntervalSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="The earlier sample.")
+    end = serializers.DateTimeField(help_text="The later sample.")
+    seconds = serializers.FloatField()
+    requests = serializers.FloatField(allow_null=True, help_text="Requests answered or failed in between.")
+    failures = serializers.FloatField(allow_null=True)
+    requests_per_second = serializers.FloatField(allow_null=True)
+    failures_per_second = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True, help_text="Failures / requests (0 to 1); null: no requests.")
+    mean_latency_ms = serializers.FloatField(
+        allow_null=True, help_text="Mean end-to-end request time: the duration counter's difference / successes."
+    )
+    mean_queue_ms = serializers.FloatField(allow_null=True, help_text="Mean time a request waited in the queue.")
+    mean_compute_ms = serializers.FloatField(
+        allow_null=True, help_text="Mean compute time a request took (inputs + inference + outputs)."
+    )
+    counter_reset = serializers.BooleanField(
+        help_text="The server's counters started again in between (a restart): only what came after counts."
+    )
+
+
+class MetricsProvenanceSerializer(serializers.Serializer):
+    # A field named as the answer names it; the serializer's metaclass takes it (Field's own
+    # `source` is untouched), which the stubs can't tell.
+    source = serializers.CharField(  # type: ignore[assignment]
+        help_text='Where the numbers come from, e.g. "Triton metrics endpoint <url>".'
+    )
+    sampling_interval_seconds = serializers.IntegerField(help_text="How often a worker reads the counters.")
+    samples = serializers.IntegerField(help_text="Samples in the window.")
+    method = serializers.CharField(help_text="How the figures are made from the samples.")
+    window_seconds = serializers.IntegerField()
+    first_sample_at = serializers.DateTimeField(allow_null=True)
+    last_sample_at = serializers.DateTimeField(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When a worker last tried to read them.")
+    last_error = serializers.CharField(help_text="Why the last reading gave no numbers; empty when it did.")
+    quantiles = serializers.CharField(help_text="What `latest_quantiles_ms` are; empty without them.")
+
+
+class DeploymentMetricsSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField()
+    model_name = serializers.CharField(help_text="The model's name on the server.")
+    model_version = serializers.CharField(help_text="The version's number on the server.")
+    available = serializers.BooleanField(help_text="Whether the target's kind reports metrics at all.")
+    detail = serializers.CharField(help_text="Why there are no figures yet, as a sentence; empty when there are.")
+    intervals = MetricsIntervalSerializer(many=True, help_text="Oldest first; long windows merge neighbours.")
+    totals = MetricsIntervalSerializer(allow_null=True, help_text="The whole window as one interval.")
+    latest_quantiles_ms = serializers.DictField(
+        child=serializers.FloatField(), help_text='The server\'s own recent latency quantiles, e.g. {"0.99": 0.9}.'
+    )
+    provenance = MetricsProvenanceSerializer()
+    target_health = DeploymentTargetHealthSerializer()
+
+
 class DeploymentSerializer(serializers.ModelSerializer):
     team = serializers.CharField(source="target.team.slug", read_only=True)
     target = serializers.CharField(source="target.slug", read_only=True, help_text="Target slug.")
@@ -218,6 +283,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     restores = serializers.IntegerField(source="restores_id", read_only=True, allow_null=True)
     # Plain text rather than a second enum named "kind" in the schema (targets have one).
     kind = serializers.CharField(read_only=True, help_text="deploy, or rollback.")
+    target_health = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
@@ -265,8 +331,13 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "undeploy_requested_at",
             "attempt",
             "max_attempts",
+            "target_health",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DeploymentTargetHealthSerializer)
+    def get_target_health(self, deployment: Deployment) -> dict[str, Any]:
+        return metrics.target_health(deployment.target)
 
 
 class DeployInput(serializers.Serializer):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("targets/<int:pk>/check/", views.TargetCheck.as_view(), name="target-check"),
     path("deployments/", views.DeploymentListCreate.as_view(), name="deployment-list"),
     path("deployments/<int:pk>/", views.DeploymentDetail.as_view(), name="deployment-detail"),
+    path("deployments/<int:pk>/metrics/", views.DeploymentMetrics.as_view(), name="deployment-metrics"),
     path("deployments/<int:pk>/rollback/", views.DeploymentRollback.as_view(), name="deployment-rollback"),
     path("deployments/<int:pk>/undeploy/", views.DeploymentUndeploy.as_view(), name="deployment-undeploy"),
 ]

@@ -19,9 +19,10 @@ from apps.core.api.errors import ApiError
 from apps.core.api.filters import integer_filter
 from apps.core.api.schema import query
 from apps.core.idempotency import idempotent
-from apps.deployments import deploying, targets
+from apps.deployments import deploying, metrics, targets
 from apps.deployments.api.serializers import (
     DeployInput,
+    DeploymentMetricsSerializer,
     DeploymentSerializer,
     TargetCreateInput,
     TargetKindSerializer,
@@ -204,6 +205,35 @@ class DeploymentDetail(DeploymentRows, generics.RetrieveAPIView):
     """One deployment: its state and why, the variant and serving settings, the smoke tests' numbers."""
 
     serializer_class = DeploymentSerializer
+
+
+class DeploymentMetrics(DeploymentRows, APIView):
+    """What the deployment's target reports about it: requests/s, failures/s, error rate and mean
+    request, queue and compute times between consecutive samples of the server's counters (read
+    with each health check), over the last `window` seconds (default an hour, at most 7 days),
+    with where the numbers come from and the target's last health."""
+
+    @extend_schema(
+        parameters=[
+            query(
+                "window",
+                "Seconds back from now to cover: at least 60, default 3600; beyond 604800 (the 7 days samples are "
+                "kept) it covers what is kept",
+                int,
+            )
+        ],
+        responses=DeploymentMetricsSerializer,
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        # the query is read first, so a bad one is refused the same way whatever the deployment
+        window = integer_filter(request.query_params, "window", "a number of seconds")
+        if window is not None and window < 60:
+            raise ApiError("invalid_window", f"The window must be at least 60 seconds, not {window}.")
+        deployment = self.one(pk)
+        # samples are kept for 7 days: a longer window covers what is kept, and says so
+        longest = int(metrics.RETENTION.total_seconds())
+        answer = metrics.deployment_metrics(deployment, min(window or metrics.DEFAULT_WINDOW_SECONDS, longest))
+        return Response(DeploymentMetricsSerializer(answer).data)
 
 
 class DeploymentRollback(DeploymentRows, APIView):

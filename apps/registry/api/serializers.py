@@ -208,6 +208,10 @@ class VersionDetailSerializer(VersionSummarySerializer):
         help_text="This version against the model's previous approved version, per profile, computed when read "
         "(so it follows later approvals and revocations); null when there is no earlier approved version."
     )
+    rerun_blocked = serializers.SerializerMethodField(
+        help_text="Why running the pipeline again would fail the same way (the latest run failed on something only "
+        "a new upload can give, such as an input signature), with what to do instead; empty when a re-run may help."
+    )
 
     class Meta(VersionSummarySerializer.Meta):
         fields = [
@@ -225,6 +229,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
             "latest_run",
             "reports",
             "previous_approved",
+            "rerun_blocked",
         ]
 
     def _latest_run(self, version: ModelVersion) -> PipelineRun | None:
@@ -268,6 +273,11 @@ class VersionDetailSerializer(VersionSummarySerializer):
             ]
             outcome["hardware_note"] = wrong_hardware(profile, hosts) if profile is not None else ""
         return outcomes
+
+    def get_rerun_blocked(self, version: ModelVersion) -> str:
+        from apps.approvals.services import rerun_blocker
+
+        return rerun_blocker(version)
 
     @extend_schema_field(PreviousApprovedSerializer(allow_null=True))
     def get_previous_approved(self, version: ModelVersion) -> dict[str, Any] | None:

@@ -15,6 +15,10 @@ export type DeployInput = S["DeployInputRequest"];
 export type TargetKind = S["TargetKind"];
 export type OptionSpec = S["OptionSpec"];
 export type OptionType = S["TypeEnum"];
+/** What a deployment's target reports about it (GET /deployments/{id}/metrics/). */
+export type DeploymentMetrics = S["DeploymentMetrics"];
+export type MetricsInterval = S["MetricsInterval"];
+export type TargetHealthNow = S["DeploymentTargetHealth"];
 
 export const DEPLOYMENT_STATUSES: Record<DeploymentStatus, string> = {
   pending: "Pending",
@@ -42,6 +46,8 @@ export const listDeployments = (query?: RequestOptions["query"]) =>
 export const deploy = (input: DeployInput) => post<Deployment>("deployments/", input);
 export const rollback = (id: number) => post<Deployment>(`deployments/${id}/rollback/`);
 export const undeploy = (id: number) => post<Deployment>(`deployments/${id}/undeploy/`);
+export const deploymentMetrics = (id: number, signal?: AbortSignal) =>
+  get<DeploymentMetrics>(`deployments/${id}/metrics/`, undefined, signal);
 
 export function rows<T>(answer: Page<T> | T[]): T[] {
   return Array.isArray(answer) ? answer : answer.results;

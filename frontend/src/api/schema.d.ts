@@ -303,6 +303,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/deployments/{id}/metrics/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description What the deployment's target reports about it: requests/s, failures/s, error rate and mean
+         *     request, queue and compute times between consecutive samples of the server's counters (read
+         *     with each health check), over the last `window` seconds (default an hour, at most 7 days),
+         *     with where the numbers come from and the target's last health.
+         */
+        get: operations["deployments_metrics_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/deployments/{id}/rollback/": {
         parameters: {
             query?: never;
@@ -928,6 +950,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/versions/{id}/graph/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The version's model graph, from its latest run's inspection, coloured per backend. */
+        get: operations["versions_graph_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/versions/{id}/profiles/{profile}/drop/": {
         parameters: {
             query?: never;
@@ -1265,6 +1304,22 @@ export interface components {
          * @enum {string}
          */
         BackendModeEnum: "native" | "python";
+        BackendNodes: {
+            profile: string;
+            backend: string;
+            /** @description The backend's verdict on the whole model (full, partial, none...). */
+            verdict: string;
+            /** @description How support was found out (runtime, probe...). */
+            method: string;
+            /** @description A reference column: checked, not built for. */
+            report_only: boolean;
+            /** @description Drawn nodes per status. */
+            counts: {
+                [key: string]: number;
+            };
+            /** @description Every drawn node is in exactly one group. */
+            groups: components["schemas"]["NodeOutcome"][];
+        };
         BeatInputRequest: {
             /** @description The probe now, if it changed. */
             hardware?: unknown;
@@ -1479,6 +1534,28 @@ export interface components {
             /** @description Claims so far; every write is fenced by it. */
             readonly attempt: number;
             readonly max_attempts: number;
+            readonly target_health: components["schemas"]["DeploymentTargetHealth"];
+        };
+        DeploymentMetrics: {
+            deployment: number;
+            /** @description The model's name on the server. */
+            model_name: string;
+            /** @description The version's number on the server. */
+            model_version: string;
+            /** @description Whether the target's kind reports metrics at all. */
+            available: boolean;
+            /** @description Why there are no figures yet, as a sentence; empty when there are. */
+            detail: string;
+            /** @description Oldest first; long windows merge neighbours. */
+            intervals: components["schemas"]["MetricsInterval"][];
+            /** @description The whole window as one interval. */
+            totals: components["schemas"]["MetricsInterval"] | null;
+            /** @description The server's own recent latency quantiles, e.g. {"0.99": 0.9}. */
+            latest_quantiles_ms: {
+                [key: string]: number;
+            };
+            provenance: components["schemas"]["MetricsProvenance"];
+            target_health: components["schemas"]["DeploymentTargetHealth"];
         };
         /**
          * @description * `pending` - Pending
@@ -1491,6 +1568,24 @@ export interface components {
          * @enum {string}
          */
         DeploymentStatusEnum: "pending" | "pushing" | "live" | "failed" | "undeploying" | "rolled_back" | "retired";
+        DeploymentTargetHealth: {
+            /** @description Live at the last check; null: never checked. */
+            healthy: boolean | null;
+            /** @description Ready at the last check. */
+            ready: boolean | null;
+            /**
+             * Format: date-time
+             * @description When a worker last asked the server.
+             */
+            checked_at: string | null;
+            /**
+             * Format: date-time
+             * @description Since when `healthy` is what it is.
+             */
+            since: string | null;
+            /** @description What the last check found, as a sentence. */
+            detail: string;
+        };
         Device: {
             id: number;
             team: string;
@@ -1883,6 +1978,77 @@ export interface components {
             username: string;
             role: components["schemas"]["RoleEnum"];
         };
+        MetricsInterval: {
+            /**
+             * Format: date-time
+             * @description The earlier sample.
+             */
+            start: string;
+            /**
+             * Format: date-time
+             * @description The later sample.
+             */
+            end: string;
+            /** Format: double */
+            seconds: number;
+            /**
+             * Format: double
+             * @description Requests answered or failed in between.
+             */
+            requests: number | null;
+            /** Format: double */
+            failures: number | null;
+            /** Format: double */
+            requests_per_second: number | null;
+            /** Format: double */
+            failures_per_second: number | null;
+            /**
+             * Format: double
+             * @description Failures / requests (0 to 1); null: no requests.
+             */
+            error_rate: number | null;
+            /**
+             * Format: double
+             * @description Mean end-to-end request time: the duration counter's difference / successes.
+             */
+            mean_latency_ms: number | null;
+            /**
+             * Format: double
+             * @description Mean time a request waited in the queue.
+             */
+            mean_queue_ms: number | null;
+            /**
+             * Format: double
+             * @description Mean compute time a request took (inputs + inference + outputs).
+             */
+            mean_compute_ms: number | null;
+            /** @description The server's counters started again in between (a restart): only what came after counts. */
+            counter_reset: boolean;
+        };
+        MetricsProvenance: {
+            /** @description Where the numbers come from, e.g. "Triton metrics endpoint <url>". */
+            source: string;
+            /** @description How often a worker reads the counters. */
+            sampling_interval_seconds: number;
+            /** @description Samples in the window. */
+            samples: number;
+            /** @description How the figures are made from the samples. */
+            method: string;
+            window_seconds: number;
+            /** Format: date-time */
+            first_sample_at: string | null;
+            /** Format: date-time */
+            last_sample_at: string | null;
+            /**
+             * Format: date-time
+             * @description When a worker last tried to read them.
+             */
+            last_attempt_at: string | null;
+            /** @description Why the last reading gave no numbers; empty when it did. */
+            last_error: string;
+            /** @description What `latest_quantiles_ms` are; empty without them. */
+            quantiles: string;
+        };
         Model: {
             readonly id: number;
             readonly team: string;
@@ -1903,6 +2069,24 @@ export interface components {
             /** Format: date-time */
             created_at?: string;
         };
+        NodeOutcome: {
+            status: components["schemas"]["NodeOutcomeStatusEnum"];
+            /** @description Node ids (the graph's `id`). */
+            nodes: string[];
+            reason: string;
+            /** @description Where these nodes run, when the backend says. */
+            device: string;
+            /** @description The rewrite chain after which the backend runs these nodes; empty when none. */
+            after_rewrite: string;
+        };
+        /**
+         * @description * `supported` - supported
+         *     * `unsupported` - unsupported
+         *     * `fallback` - fallback
+         *     * `unknown` - unknown
+         * @enum {string}
+         */
+        NodeOutcomeStatusEnum: "supported" | "unsupported" | "fallback" | "unknown";
         /**
          * @description * `p99_latency_batch1` - p99_latency_batch1
          *     * `throughput_within_p99_budget` - throughput_within_p99_budget
@@ -2114,6 +2298,11 @@ export interface components {
                 request_timeout_seconds?: number;
                 /** @description seconds to wait for a model to load (default 300.0) */
                 load_timeout_seconds?: number;
+                /**
+                 * @description where the server's Prometheus metrics are read from (an http:// or https:// URL), or off; empty: port 8002 of the server's host, /metrics (Triton's default)
+                 * @example http://triton.internal:8002/metrics
+                 */
+                metrics_url?: string;
             };
             /** @description Secrets, write-only (never shown again; the answer says which are set). One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. null removes them. */
             credentials?: {
@@ -2442,6 +2631,11 @@ export interface components {
                 request_timeout_seconds?: number;
                 /** @description seconds to wait for a model to load (default 300.0) */
                 load_timeout_seconds?: number;
+                /**
+                 * @description where the server's Prometheus metrics are read from (an http:// or https:// URL), or off; empty: port 8002 of the server's host, /metrics (Triton's default)
+                 * @example http://triton.internal:8002/metrics
+                 */
+                metrics_url?: string;
             };
             /** @description Secrets, write-only (never shown again; the answer says which are set). One object per kind, by `kind`; GET /targets/kinds/ lists the same specs with their help, for forms. */
             credentials?: {
@@ -2481,6 +2675,11 @@ export interface components {
              * @description A check asked for and not done yet.
              */
             check_requested_at: string | null;
+            /**
+             * Format: date-time
+             * @description Since when `healthy` is what it is (its last change); null: never checked.
+             */
+            changed_at: string | null;
         };
         TargetKind: {
             /** @description The value of a target's `kind`. */
@@ -2645,6 +2844,56 @@ export interface components {
             };
             /** @description This version against the model's previous approved version, per profile, computed when read (so it follows later approvals and revocations); null when there is no earlier approved version. */
             readonly previous_approved: components["schemas"]["PreviousApproved"] | null;
+            /** @description Why running the pipeline again would fail the same way (the latest run failed on something only a new upload can give, such as an input signature), with what to do instead; empty when a re-run may help. */
+            readonly rerun_blocked: string;
+        };
+        VersionGraph: {
+            version: number;
+            run_id: number;
+            /** @description Nodes of the main graph. */
+            node_count: number;
+            /** @description Why the graph is not drawn (too many nodes); empty when `graph` is given. */
+            omitted: string;
+            /** @description The main graph (`workers/engine/graph_view.py`), nodes in topological order. */
+            graph: {
+                nodes: {
+                    /** @description The label support reports give the node. */
+                    id: string;
+                    op: string;
+                    /** @description Values read ('' = absent). */
+                    in: string[];
+                    out: string[];
+                    /** @description The node's own name, where it differs from id. */
+                    name?: string;
+                    /** @description Operator domain, when not ai.onnx. */
+                    dom?: string;
+                    /** @description Attributes as short text; tensors as dtype and shape, never data. */
+                    attrs?: {
+                        [key: string]: string;
+                    };
+                    /** @description The label backends that number nodes in file order use. */
+                    alt?: string;
+                    /** @description Why part of the node is not drawn (its subgraphs). */
+                    note?: string;
+                    /** @description Nodes inside its subgraphs. */
+                    inner?: number;
+                }[];
+                /** @description Value name -> dtype (t), shape (s), and w: 1 for weights (initializers). */
+                values: {
+                    [key: string]: {
+                        t?: string;
+                        /** @description Dims: a size, a symbolic name, or null when unknown. */
+                        s?: ((number | string) | null)[];
+                        w?: number;
+                    };
+                };
+                inputs: string[];
+                outputs: string[];
+            } | null;
+            /** @description Per profile validated, each backend's verdict per node. */
+            support: components["schemas"]["BackendNodes"][];
+            /** @description Profiles without a verdict, and why. */
+            notes: string[];
         };
         VersionRef: {
             id: number;
@@ -5018,6 +5267,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deployments_metrics_retrieve: {
+        parameters: {
+            query?: {
+                /** @description Seconds back from now to cover: at least 60, default 3600; beyond 604800 (the 7 days samples are kept) it covers what is kept */
+                window?: number;
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentMetrics"];
                 };
             };
             /** @description The request is invalid; the message says what to change. */
@@ -10184,6 +10529,99 @@ export interface operations {
                 };
             };
             /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_graph_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionGraph"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such version, or no graph yet (inspection not finished, or older). */
             404: {
                 headers: {
                     [name: string]: unknown;

@@ -22,6 +22,7 @@ import { can, useMe } from "../auth/session";
 import { ConfirmDialog, Empty, ErrorMessage, KeyValues, StatusBadge } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
+import { TargetHealthNote } from "./DeploymentMetrics";
 
 /** "digits v2 · ort-int8", the way the tables name what serves. */
 function served(d: Deployment): string {
@@ -244,6 +245,7 @@ export function DeploymentsTable({
                   </td>
                   <td>
                     <StatusBadge status={d.status} label={DEPLOYMENT_STATUSES[d.status]} />
+                    {d.status === "live" ? <TargetHealthNote health={d.target_health} /> : null}
                     {d.status_reason ? (
                       <div className={`small ${d.status === "failed" ? "text-bad" : "muted"}`}>{d.status_reason}</div>
                     ) : null}

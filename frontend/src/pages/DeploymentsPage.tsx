@@ -13,6 +13,7 @@ import {
 import type { VersionSummary } from "../api/types";
 import { canAnywhere, teamsWhere, useSession } from "../auth/session";
 import { Badge, Empty, ErrorMessage, Loading, Notice, PageHeader, Section } from "../components/ui";
+import { DeploymentMetricsPanel } from "../features/DeploymentMetrics";
 import { DeployForm, DeploymentsTable, hasInProgress } from "../features/Deployments";
 import { formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
@@ -118,6 +119,25 @@ export function DeploymentsPage() {
           <Loading height={120} />
         ) : (
           <LiveWhere deployments={all.data} targets={targets.data} />
+        )}
+      </Section>
+      <Section
+        id="traffic"
+        title="Traffic, errors and latency"
+        description="What each live deployment's serving target reports (Triton's metrics endpoint), read at every health check: means between samples, over the last hour."
+      >
+        {all.error ? (
+          <ErrorMessage error={all.error} />
+        ) : !all.data ? (
+          <Loading height={120} />
+        ) : all.data.length ? (
+          <div className="metrics-list">
+            {all.data.map((d) => (
+              <DeploymentMetricsPanel key={d.id} deployment={d} refresh={nonce} />
+            ))}
+          </div>
+        ) : (
+          <Empty title="Nothing is live.">Traffic figures appear here once a deployment is live.</Empty>
         )}
       </Section>
       {canAnywhere(me, "deploy") ? (

@@ -30,9 +30,10 @@ type CoreKey = "name" | "slug" | "url" | "repository";
 
 const settingId = (where: Where, key: string) => `${where}.${key}`;
 
-/** "image_repository" -> "Image repository": the label of a setting the server names by its key. */
+/** "image_repository" -> "Image repository", "metrics_url" -> "Metrics URL": the label of a
+ * setting the server names by its key. */
 export function settingLabel(key: string): string {
-  const words = key.replace(/_/g, " ");
+  const words = key.replace(/_/g, " ").replace(/\b(url|id|tls|http|https)\b/g, (word) => word.toUpperCase());
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 

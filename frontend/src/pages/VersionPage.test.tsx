@@ -86,4 +86,15 @@ describe("re-running the pipeline", () => {
     expect(posts(fetchMock).map(([url]) => url)).toEqual(["/api/v1/versions/2/rerun/"]);
     expect(screen.queryByRole("dialog")).toBeNull();
   });
+
+  it("offers a new upload instead where a re-run would fail the same way", async () => {
+    const blocked =
+      "Running the pipeline again would fail the same way: the import step needs what comes with the upload.";
+    serve({ ...fixture, status: "failed", status_reason: "Import failed.", rerun_blocked: blocked });
+    page();
+    const upload = await screen.findByRole("link", { name: "Upload a new version" });
+    expect(upload.getAttribute("href")).toBe("/upload?model=mlp&team=default");
+    expect(screen.getByText(blocked)).toBeTruthy();
+    expect(screen.queryByRole("button", { name: "Run the pipeline again" })).toBeNull();
+  });
 });

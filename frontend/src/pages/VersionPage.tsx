@@ -18,6 +18,7 @@ import {
 } from "../components/ui";
 import { Benchmarks } from "../features/Benchmarks";
 import { DeployForm, DeploymentsTable, hasInProgress } from "../features/Deployments";
+import { GraphView } from "../features/GraphView";
 import { InspectionSummary } from "../features/Inspection";
 import { OpSupportMatrix } from "../features/OpSupportMatrix";
 import { ParityTable } from "../features/Parity";
@@ -33,6 +34,7 @@ import { isRunning } from "./UploadPage";
 const SECTIONS: [string, string][] = [
   ["pipeline", "Pipeline"],
   ["inspection", "Inspection"],
+  ["graph", "Graph"],
   ["matrix", "Op support"],
   ["variants", "Variants"],
   ["benchmarks", "Benchmarks"],
@@ -41,6 +43,17 @@ const SECTIONS: [string, string][] = [
   ["review", "Review"],
   ["deployments", "Deployments"],
 ];
+
+/** The graph is loaded only when someone opens it: it can run to thousands of nodes. */
+function GraphDisclosure({ versionId }: { versionId: number }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details className="graph-disclosure" onToggle={(event) => setOpen(event.currentTarget.open)}>
+      <summary>Show the graph</summary>
+      {open ? <GraphView versionId={versionId} /> : null}
+    </details>
+  );
+}
 
 function DecisionHistory({ decisions }: { decisions: Decision[] }) {
   if (!decisions.length) return <p className="muted">No decisions yet.</p>;
@@ -259,9 +272,18 @@ export function VersionPage() {
         }
         actions={
           can(me, v.team, "upload") && !running ? (
-            <button type="button" className="button" onClick={() => setAskRerun(true)}>
-              Run the pipeline again
-            </button>
+            v.rerun_blocked ? (
+              <Link
+                className="button"
+                to={`/upload?model=${encodeURIComponent(v.model)}&team=${encodeURIComponent(v.team)}`}
+              >
+                Upload a new version
+              </Link>
+            ) : (
+              <button type="button" className="button" onClick={() => setAskRerun(true)}>
+                Run the pipeline again
+              </button>
+            )
           ) : null
         }
       />
@@ -284,6 +306,7 @@ export function VersionPage() {
       {v.status === "failed" ? (
         <ErrorMessage error={v.status_reason || "A pipeline step failed."} title="The pipeline failed" />
       ) : null}
+      {v.rerun_blocked ? <Notice title="A new upload, not a re-run">{v.rerun_blocked}</Notice> : null}
       {v.notes ? <p className="notes-text">{v.notes}</p> : null}
       <nav className="section-nav" aria-label="Sections of this page">
         {SECTIONS.map(([anchor, label]) => (
@@ -339,6 +362,14 @@ export function VersionPage() {
 
       <Section id="inspection" title="Inspection">
         {v.reports.inspect ? <InspectionSummary report={v.reports.inspect} /> : missing("inspect", "Inspection")}
+      </Section>
+
+      <Section
+        id="graph"
+        title="Graph"
+        description="The model's graph as inspection read it, coloured by whether a backend runs each node."
+      >
+        <GraphDisclosure versionId={v.id} />
       </Section>
 
       <Section

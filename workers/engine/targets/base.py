@@ -68,6 +68,9 @@ MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 # Triton keeps versions as int64; more than this is certainly a mistake.
 MAX_VERSION = 2**53
 
+# A target's metrics_url that turns reading its metrics off.
+METRICS_OFF = "off"
+
 
 class TargetError(Exception):
     """A deployment step failed, told as a sentence the user can act on.
@@ -245,7 +248,8 @@ class TargetSettings:
     token). `repository_options` configure the S3 client (endpoint_url, region_name, ...).
     `allowed_roots` are the folders a local repository must be inside (the platform passes
     SLIPWAY_TARGET_ROOTS; None: no such list), checked again before every write
-    (`check_repository_folder`).
+    (`check_repository_folder`). `metrics_url` is where the server's Prometheus metrics are
+    ("": the kind's default, e.g. Triton's port 8002 on the server's host; "off": none).
     """
 
     name: str
@@ -259,6 +263,7 @@ class TargetSettings:
     load_timeout_seconds: float = 300.0
     repository_options: tuple[tuple[str, str], ...] = ()
     allowed_roots: tuple[str, ...] | None = None
+    metrics_url: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"https?://[^/\s]+/?", self.url.strip()):
@@ -277,6 +282,7 @@ class TargetSettings:
         for path in self.python_paths:
             check_python_path(path)
         RepositoryLocation.parse(self.repository)
+        check_metrics_url(self.metrics_url)
 
     @property
     def location(self) -> RepositoryLocation:
@@ -287,6 +293,19 @@ class TargetSettings:
     def effective_python_paths(self) -> tuple[str, ...]:
         """`python_paths`, or this worker's own when none are set."""
         return self.python_paths or default_python_paths()
+
+
+def check_metrics_url(value: str) -> None:
+    """Raise TargetError("invalid_options") unless `value` is "" (the kind's default), "off", or an
+    http:// or https:// URL with a host (a path allowed, e.g. http://triton.internal:8002/metrics)."""
+    text = value.strip()
+    if text.lower() in ("", METRICS_OFF) or re.fullmatch(r"https?://[^/\s?#@]+(/[^\s#]*)?", text, re.IGNORECASE):
+        return
+    raise TargetError(
+        "invalid_options",
+        f"The option metrics_url must be an http:// or https:// URL such as http://triton.internal:8002/metrics, "
+        f"or off for a server that exports no metrics, not '{value}'.",
+    )
 
 
 def check_python_path(path: str) -> None:
@@ -550,6 +569,43 @@ class TargetHealth:
     extensions: tuple[str, ...] = ()
     failed_models: tuple[str, ...] = ()
     error: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCounters:
+    """One model version's counters as its server reported them at one moment.
+
+    They count since the server (or the version) started, so only the difference between two
+    readings means anything: a rate, or a mean duration per request. None: the server does
+    not export that counter (or gave NaN). `request_quantiles_us` are the server's own latency
+    quantiles over its recent requests ((0.5, 771.0), ...), where it exports them (Triton:
+    --metrics-config summary_latencies=true).
+    """
+
+    model_name: str
+    model_version: str
+    request_success: float | None = None
+    request_failure: float | None = None
+    inference_count: float | None = None
+    execution_count: float | None = None
+    request_duration_us: float | None = None
+    queue_duration_us: float | None = None
+    compute_input_duration_us: float | None = None
+    compute_infer_duration_us: float | None = None
+    compute_output_duration_us: float | None = None
+    request_quantiles_us: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServingMetrics:
+    """What a target's metrics endpoint (`source`, a URL) reported: one `ModelCounters` per
+    model version, or `error`, a sentence saying why there are none. `notes` say what was
+    skipped (lines that broke the format)."""
+
+    source: str
+    models: tuple[ModelCounters, ...] = ()
+    error: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

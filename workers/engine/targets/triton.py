@@ -49,6 +49,7 @@ from workers.engine.targets.base import (
     DeployOutcome,
     OptionSpec,
     PushResult,
+    ServingMetrics,
     SmokeResult,
     TargetError,
     TargetHealth,
@@ -57,6 +58,7 @@ from workers.engine.targets.base import (
     described,
 )
 from workers.engine.targets.triton_config import TritonModelConfig
+from workers.engine.targets.triton_metrics import metrics_endpoint, read_metrics
 from workers.engine.targets.triton_repository import (
     CANDIDATE_SUFFIX,
     PreparedVersion,
@@ -112,6 +114,14 @@ class TritonTarget:
             minimum=1,
             maximum=3600,
         ),
+        # Text, not "url": "off" must pass too; TargetSettings checks that it is a URL otherwise.
+        OptionSpec(
+            "metrics_url",
+            "string",
+            "where the server's Prometheus metrics are read from (an http:// or https:// URL), or off; "
+            "empty: port 8002 of the server's host, /metrics (Triton's default)",
+            example="http://triton.internal:8002/metrics",
+        ),
     )
     credential_specs: ClassVar[tuple[OptionSpec, ...]] = (
         OptionSpec(
@@ -132,6 +142,22 @@ class TritonTarget:
         self.repository = TritonRepository(store or open_store(settings))
 
     # --- the server ----------------------------------------------------------------------
+
+    @staticmethod
+    def metrics_endpoint(settings: TargetSettings) -> str:
+        """Where the server's metrics are read ("" when its metrics_url is off)."""
+        return metrics_endpoint(settings.url, settings.metrics_url)
+
+    def metrics(self) -> ServingMetrics:
+        """The server's counters per model version, from its Prometheus endpoint; never raises.
+
+        The target's headers go along only when the endpoint is on the server's own host, so a
+        metrics_url elsewhere never receives its credentials.
+        """
+        url = self.metrics_endpoint(self.settings)
+        same_host = urlsplit(url).hostname == urlsplit(self.settings.url.strip()).hostname
+        headers = self._headers if url and same_host else {}
+        return read_metrics(url, headers=headers, timeout=min(self.settings.request_timeout_seconds, 30.0))
 
     def health(self) -> TargetHealth:
         """Whether the server is live and ready (/v2/health/*) and what it is (/v2); never raises.

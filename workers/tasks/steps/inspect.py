@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from apps.pipeline.models import Job
+from collections.abc import Callable
+from typing import Any
+
+from apps.pipeline.models import InspectionGraph, Job
 from apps.pipeline.services import StepOutcome
 from workers.engine.sandbox import run_in_sandbox
 from workers.tasks.steps.common import ProgressCallback, fetch_model, job_workdir, sandbox_limits, scaled
@@ -26,4 +29,17 @@ def run_inspect(job: Job, progress: ProgressCallback) -> StepOutcome:
             what="inspection",
             writable=[workdir],
         )
-    return StepOutcome(result=report, log=log[-5000:] if log else "")
+    # The graph goes into a row of its own: the report is read on every version page, the graph
+    # only when someone opens it.
+    graph = report.pop("graph", None)
+    return StepOutcome(
+        result=report, persist=_store_graph(graph) if graph is not None else None, log=log[-5000:] if log else ""
+    )
+
+
+def _store_graph(graph: dict[str, Any]) -> Callable[[Job], None]:
+    def persist(job: Job) -> None:
+        # Keyed by the job: a retried attempt replaces the graph, never adds a second one.
+        InspectionGraph.objects.update_or_create(job=job, defaults={"data": graph})
+
+    return persist
