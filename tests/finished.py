@@ -97,7 +97,19 @@ def finished_version(
             finished_at=now,
         )
 
-    inspect = job(JobKind.INSPECT, 0, {"inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]}, False)
+    # The reports have every field their schemas require (docs/openapi.yaml), as a real run's do:
+    # the API's answers that carry them are checked against those schemas (tests/integration/test_api_fuzz.py).
+    inspect = job(
+        JobKind.INSPECT,
+        0,
+        {
+            "ir_version": 8,
+            "opset_imports": {"": 17},
+            "inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}],
+            "outputs": [{"name": "y", "shape": ["batch", 4], "dtype": "float32"}],
+        },
+        False,
+    )
     InspectionGraph.objects.create(job=inspect, data=GRAPH)
     job(
         JobKind.VALIDATE,
@@ -105,9 +117,18 @@ def finished_version(
         {
             "profile": profile,
             "reports": {
-                b: {"backend": b, "verdict": v, "runtime_version": "1.0", "ops": [], "partitions": []}
+                b: {
+                    "backend": b,
+                    "verdict": v,
+                    "runtime_version": "1.0",
+                    "installed": True,
+                    "method": "runtime",
+                    "ops": [],
+                    "partitions": [],
+                }
                 for b, v in backends.items()
             },
+            "matrix": {"backends": list(backends), "rows": [], "verdicts": dict(backends), "problems": 0},
         },
     )
     optimize = job(JobKind.OPTIMIZE, 2, {"profile": profile, "variants": []})

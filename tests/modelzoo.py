@@ -45,13 +45,16 @@ def _finish(graph: onnx.GraphProto, **kwargs: object) -> onnx.ModelProto:
     return model
 
 
-def make_mlp_onnx(path: Path, with_external_data: bool = False, batch: str | int | None = "batch") -> Path:
+def make_mlp_onnx(
+    path: Path, with_external_data: bool = False, batch: str | int | None = "batch", seed: int = 0
+) -> Path:
     """An MLP (Gemm 16->32, Relu, Gemm 32->4) with input "input" of shape [batch, 16].
 
-    With `with_external_data`, every initializer goes to "weights.bin" next to `path`.
+    With `with_external_data`, every initializer goes to "weights.bin" next to `path`;
+    `seed` draws other weights (another version of the same network).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     weights = {
         "w1": rng.standard_normal((16, 32)).astype(np.float32),
         "b1": rng.standard_normal(32).astype(np.float32),

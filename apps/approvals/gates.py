@@ -15,6 +15,7 @@ from typing import Any
 
 from apps.approvals.models import Policy, PolicyKind
 from apps.core.api.errors import ApiError
+from workers.engine.targets.base import OptionSpec, TargetError
 
 # max_accuracy_drift: the recommended variant's worst metric against the FP32 original.
 DRIFT_LIMITS = {
@@ -40,6 +41,44 @@ PARAM_HELP: dict[str, str] = {
     PolicyKind.NO_CPU_FALLBACK: "no parameters ({})",
 }
 
+# What each kind's params are, declared once: check_params checks them, GET /policies/kinds/
+# describes them, and the team page's form is built from them (as serving targets' options).
+PARAM_SPECS: dict[str, tuple[OptionSpec, ...]] = {
+    PolicyKind.MAX_ACCURACY_DRIFT: (
+        OptionSpec("max_abs_error", "number", "the largest absolute error allowed", minimum=0, example="0.01"),
+        OptionSpec("max_rel_error", "number", "the largest relative error allowed", minimum=0, example="0.05"),
+        OptionSpec("p99_abs_error", "number", "the largest 99th-percentile absolute error", minimum=0, example="0.005"),
+        OptionSpec(
+            "min_cosine", "number", "the smallest cosine similarity allowed", minimum=0, maximum=1, example="0.999"
+        ),
+        OptionSpec(
+            "min_top1_agreement",
+            "number",
+            "the smallest share of top-1 agreement",
+            minimum=0,
+            maximum=1,
+            example="0.99",
+        ),
+    ),
+    PolicyKind.MAX_P99_LATENCY: (
+        OptionSpec("max_ms", "number", "the p99 latency allowed, in milliseconds", required=True, minimum=0.001),
+        OptionSpec("batch", "integer", "the batch size the p99 is read at", default=1, minimum=1),
+        OptionSpec("concurrency", "integer", "the concurrency the p99 is read at", default=1, minimum=1),
+    ),
+    PolicyKind.REQUIRED_BACKENDS: (
+        OptionSpec(
+            "backends",
+            "string_list",
+            "the backends that must run every operator of the model",
+            required=True,
+            example="onnxruntime, openvino",
+        ),
+    ),
+    PolicyKind.NO_CPU_FALLBACK: (),
+}
+# Kinds whose params are each optional, but at least one must be given.
+AT_LEAST_ONE: frozenset[str] = frozenset({PolicyKind.MAX_ACCURACY_DRIFT})
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -61,7 +100,7 @@ def _number(value: Any) -> bool:
 
 
 def check_params(kind: str, params: Any) -> dict[str, Any]:
-    """The params, validated for the kind; a 400 saying what a valid value looks like."""
+    """The params, checked against the kind's specs (PARAM_SPECS); a 400 saying what a valid value looks like."""
 
     def bad(detail: str) -> ApiError:
         return ApiError(
@@ -72,32 +111,24 @@ def check_params(kind: str, params: Any) -> dict[str, Any]:
         raise ApiError("invalid_policy", f"Unknown policy kind '{kind}'; use one of {', '.join(PolicyKind.values)}.")
     if not isinstance(params, dict):
         raise bad("The params must be a JSON object.")
-    if kind == PolicyKind.MAX_ACCURACY_DRIFT:
-        unknown = sorted(set(params) - set(DRIFT_LIMITS))
-        if unknown or not params:
-            raise bad(f"Unknown setting(s) {', '.join(unknown)}." if unknown else "No limit given.")
-        for key, value in params.items():
-            if not _number(value) or value < 0 or (key.startswith("min_") and value > 1):
-                raise bad(f"'{key}' must be a number{' between 0 and 1' if key.startswith('min_') else ' >= 0'}.")
-    elif kind == PolicyKind.MAX_P99_LATENCY:
-        unknown = sorted(set(params) - {"max_ms", "batch", "concurrency"})
-        if unknown:
-            raise bad(f"Unknown setting(s) {', '.join(unknown)}.")
-        if not _number(params.get("max_ms")) or params["max_ms"] <= 0:
-            raise bad("'max_ms' must be a positive number of milliseconds.")
-        for key in ("batch", "concurrency"):
-            value = params.get(key, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(f"'{key}' must be a whole number of at least 1.")
-    elif kind == PolicyKind.REQUIRED_BACKENDS:
-        backends = params.get("backends")
-        if set(params) != {"backends"} or not isinstance(backends, list) or not backends:
-            raise bad("Give the list of backends.")
-        if not all(isinstance(b, str) and b for b in backends):
-            raise bad("Backend names must be strings.")
-    elif params:
+    specs = {spec.key: spec for spec in PARAM_SPECS[kind]}
+    if not specs and params:
         raise bad("This kind takes no parameters.")
-    return params
+    unknown = sorted(set(params) - set(specs))
+    if unknown:
+        raise bad(f"Unknown setting(s) {', '.join(unknown)}.")
+    missing = [key for key, spec in specs.items() if spec.required and key not in params]
+    if missing:
+        raise bad(f"'{missing[0]}' is required: {specs[missing[0]].help}.")
+    if kind in AT_LEAST_ONE and not params:
+        raise bad("No limit given.")
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            checked[key] = specs[key].check(value, where="setting")
+        except TargetError as exc:
+            raise bad(exc.message) from None
+    return checked
 
 
 def _accuracy_drift(policy: Policy, profile: str, evidence: dict[str, Any]) -> GateResult:

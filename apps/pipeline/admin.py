@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.pipeline.models import InspectionGraph, Job, PipelineRun
+from apps.pipeline.models import InspectionGraph, Job, PipelineRun, Trial
 
 
 class JobInline(admin.TabularInline):
@@ -49,3 +49,11 @@ class InspectionGraphAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ("id", "version", "status", "input_name", "requested_by", "created_at", "finished_at")
+    list_filter = ("status",)
+    # Trials are written by the API and the worker (apps.pipeline.trials); the admin only shows them.
+    readonly_fields = [f.name for f in Trial._meta.fields]

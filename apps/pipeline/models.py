@@ -111,3 +111,47 @@ class InspectionGraph(models.Model):
 
     def __str__(self) -> str:
         return f"graph of job {self.job_id}"
+
+
+class TrialStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Trial(models.Model):
+    """One playground run: the original model and the chosen variants on one input a user gave
+    (an image, WAV, .npz or JSON), run by a worker in the sandbox (`workers.engine.playground`).
+
+    The input's bytes are a blob in artifact storage (`input_key`, by its sha256); `result` holds
+    bounded summaries only (top classes, boxes, statistics, the difference from the original),
+    never whole output arrays. A worker claims the row with a conditional UPDATE (queued ->
+    running) and writes the outcome once."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="trials")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    input_name = models.CharField(max_length=255, help_text="The file name as uploaded.")
+    input_key = models.CharField(max_length=255, help_text="The input's blob in artifact storage.")
+    input_sha256 = models.CharField(max_length=64)
+    input_size = models.BigIntegerField()
+    preprocessing = models.JSONField(
+        default=dict, blank=True, help_text="The user's changes to the image preprocessing."
+    )
+    variants = models.JSONField(default=list, blank=True, help_text="Variant names run beside the original.")
+    status = models.CharField(max_length=20, choices=TrialStatus.choices, default=TrialStatus.QUEUED)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="What went wrong, as a sentence for the user.")
+    error_code = models.CharField(max_length=50, blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["version", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"trial {self.pk} of {self.version_id} ({self.status})"

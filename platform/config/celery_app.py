@@ -15,6 +15,7 @@ app = Celery(
         "workers.tasks.notifications",
         "workers.tasks.webhooks",
         "workers.tasks.deployments",
+        "workers.tasks.trials",
     ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -21,6 +21,7 @@ DOMAIN_MODELS = [
     "jobs.pipelinerun",
     "jobs.job",
     "jobs.inspectiongraph",
+    "jobs.trial",
     "runtimes.hardwareprofile",
     "audit.auditevent",
     "approvals.policy",
@@ -83,6 +84,9 @@ def test_admin_changelist_and_change_page_render(label, broker):
 
     TargetMetricSample.objects.create(target=target, model_name="m", model_version="1", request_success=3.0)
     InspectionGraph.objects.create(job=Job.objects.filter(run__version=version).first(), data={"node_count": 0})
+    from apps.pipeline.models import Trial
+
+    Trial.objects.create(version=version, input_name="x.png", input_key="k", input_sha256="0" * 64, input_size=1)
     from apps.hardware import devices
 
     Membership.objects.filter(team=version.model.team, user=version.created_by).update(role="admin")

@@ -165,6 +165,17 @@ def _enrollment_token(w: World) -> str:
 _PROBE = {"host": "box", "arch": "x86_64", "cpu_model": "x", "cpu_flags": [], "cores": 2, "memory_bytes": 1, "gpus": []}
 
 
+def _trial(w: World) -> Any:
+    """A trial of the ready version (made on first use)."""
+    if getattr(w, "trial", None) is None:
+        from apps.pipeline.models import Trial
+
+        w.trial = Trial.objects.create(  # type: ignore[attr-defined]
+            version=w.ready, input_name="x.json", input_key="k", input_sha256="0" * 64, input_size=2
+        )
+    return w.trial  # type: ignore[attr-defined]
+
+
 def _stored_artifact(w: World) -> Any:
     """A variant of the ready version whose bytes are in the artifact storage (made on first use)."""
     if getattr(w, "stored_artifact", None) is None:
@@ -374,6 +385,17 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "versions/<int:pk>/report/", MEMBERS, 200, v("ready", "report/?format=csv")),
     Row("GET", "versions/<int:pk>/graph/", MEMBERS, 200, v("ready", "graph/")),
+    Row("GET", "versions/<int:pk>/trials/", MEMBERS, 200, v("ready", "trials/")),
+    Row(
+        "POST",
+        "versions/<int:pk>/trials/",
+        UPLOADERS | REVIEWERS,
+        202,
+        v("ready", "trials/"),
+        lambda w: {"file": SimpleUploadedFile("x.json", b'{"x": [[1, 2, 3, 4]]}')},
+        multipart=True,
+    ),
+    Row("GET", "trials/<int:pk>/", MEMBERS, 200, lambda w, r: f"/api/v1/trials/{_trial(w).pk}/"),
     Row(
         "GET",
         "artifacts/<int:pk>/download/",
@@ -382,6 +404,7 @@ MATRIX: list[Row] = [
         lambda w, r: f"/api/v1/artifacts/{_stored_artifact(w).pk}/download/",
     ),
     Row("GET", "policies/", EVERYONE, 200, const("/api/v1/policies/?team=vision"), kind="list"),
+    Row("GET", "policies/kinds/", EVERYONE, 200, const("/api/v1/policies/kinds/"), kind="open"),
     Row(
         "POST",
         "policies/",

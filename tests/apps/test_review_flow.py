@@ -318,7 +318,13 @@ def test_accuracy_drift_and_backend_gates(personas):
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"kind": "max_p99_latency", "params": {}}, "'max_ms' must be a positive number"),
+        ({"kind": "max_p99_latency", "params": {}}, "'max_ms' is required: the p99 latency allowed, in milliseconds"),
+        ({"kind": "max_p99_latency", "params": {"max_ms": 0}}, "The setting max_ms must be a number of 0.001 or more"),
+        ({"kind": "max_p99_latency", "params": {"max_ms": 5, "batch": 1.5}}, "batch must be a whole number of 1"),
+        ({"kind": "max_accuracy_drift", "params": {}}, "No limit given"),
+        ({"kind": "max_accuracy_drift", "params": {"min_cosine": 1.5}}, "min_cosine must be a number from 0 to 1"),
+        ({"kind": "required_backends_supported", "params": {"backends": []}}, "a list of one or more non-empty"),
+        ({"kind": "no_cpu_fallback", "params": {"x": 1}}, "This kind takes no parameters"),
         ({"kind": "max_accuracy_drift", "params": {"cosine": 1}}, "Unknown setting(s) cosine"),
         ({"kind": "nonsense", "params": {}}, "kind"),
         ({"kind": "max_p99_latency", "params": {"max_ms": 5}, "profile": "quantum"}, "Unknown hardware profile"),
@@ -425,3 +431,37 @@ def test_a_p99_the_samples_cant_support_is_bounded_by_the_slowest_request(person
         assert gate["value"] == 0.4 and "so the p99 is within 2 ms" in gate["message"]
     else:
         assert gate["value"] is None and "measure longer" in gate["message"]
+
+
+def test_policy_kinds_describe_the_params_the_server_checks(personas):
+    kinds = {k["kind"]: k for k in client_for(personas.viewer).get("/api/v1/policies/kinds/").json()}
+    assert set(kinds) == {"max_accuracy_drift", "max_p99_latency", "required_backends_supported", "no_cpu_fallback"}
+    latency = {p["key"]: p for p in kinds["max_p99_latency"]["params"]}
+    assert latency["max_ms"]["required"] and latency["max_ms"]["type"] == "number"
+    assert latency["batch"]["default"] == 1 and latency["batch"]["minimum"] == 1 and not latency["batch"]["required"]
+    drift = kinds["max_accuracy_drift"]
+    assert drift["at_least_one"] and {p["key"] for p in drift["params"]} == {
+        "max_abs_error",
+        "max_rel_error",
+        "p99_abs_error",
+        "min_cosine",
+        "min_top1_agreement",
+    }
+    assert {p["key"]: p["maximum"] for p in drift["params"]}["min_cosine"] == 1
+    assert kinds["required_backends_supported"]["params"][0]["type"] == "string_list"
+    assert kinds["no_cpu_fallback"]["params"] == [] and not kinds["no_cpu_fallback"]["at_least_one"]
+    # what the description allows, the server takes: each spec's bound is the one it checks
+    admin = client_for(personas.admin)
+    for value, status in ((0.001, 201), (0.0009, 400)):
+        body = {"team": "vision", "name": f"p99 {value}", "kind": "max_p99_latency", "params": {"max_ms": value}}
+        assert admin.post("/api/v1/policies/", body, format="json").status_code == status
+
+
+def test_the_browser_tests_copy_of_the_policy_kinds_is_the_servers(personas):
+    """frontend/src/test/fixtures/policy-kinds.json (the team page's tests build gates from it) is
+    what GET /policies/kinds/ answers; regenerate it from this answer when the specs change."""
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[2] / "frontend/src/test/fixtures/policy-kinds.json"
+    answer = client_for(personas.viewer).get("/api/v1/policies/kinds/").json()
+    assert json.loads(fixture.read_text()) == answer

@@ -61,6 +61,7 @@ SAMPLES: dict[str, Any] = {
     "url": "https://registry.example.com",
     "boolean": True,
     "path_list": ["/opt/slipway"],
+    "string_list": ["onnxruntime"],
     "text_map": {"region_name": "eu-west-1"},
     "headers": {"Authorization": "Bearer test"},
 }
@@ -71,6 +72,7 @@ WRONG: dict[str, Any] = {
     "number": "fast",
     "boolean": "yes",
     "path_list": "/opt/slipway",
+    "string_list": [],
     "text_map": ["eu-west-1"],
     "headers": "Authorization: x",
 }
@@ -251,3 +253,20 @@ def test_the_openapi_schema_documents_each_kinds_settings():
             assert item.get("required", []) == [spec.key for spec in specs if spec.required]
             assert all(item["properties"][spec.key]["description"].startswith(spec.help) for spec in specs)
     assert schemas["OptionSpec"]["properties"]["type"]
+
+
+def test_a_string_list_takes_one_or_more_texts_and_only_its_choices():
+    from workers.engine.targets.base import OptionSpec, TargetError
+
+    spec = OptionSpec("backends", "string_list", "the backends", choices=("onnxruntime", "openvino"))
+    assert spec.check([" onnxruntime ", "openvino"], where="setting") == ["onnxruntime", "openvino"]
+    for wrong, words in (
+        ([], "a list of one or more non-empty texts"),
+        (["onnxruntime", ""], "a list of one or more non-empty texts"),
+        ("onnxruntime", "a list of one or more non-empty texts"),
+        (["tensorrt"], "takes only onnxruntime, openvino; tensorrt is not one of them"),
+    ):
+        with pytest.raises(TargetError) as refused:
+            spec.check(wrong, where="setting")
+        assert f"The setting backends must be {words}" in refused.value.message or words in refused.value.message
+    assert spec.json_schema()["items"]["enum"] == ["onnxruntime", "openvino"]

@@ -296,6 +296,61 @@ async function invitee(page) {
   step("joined the team through the link");
 }
 
+// Deploy `label` (e.g. "vision/digits v1") to the target from the deployments page's form,
+// confirming in the dialog (its text kept as `result[dialogKey]`), and wait until the newest
+// row of the history is live or failed: its state.
+async function deployFromTheForm(page, label, dialogKey) {
+  // the main navigation's link: a version page has a "Deployments" section link of its own
+  await page
+    .getByRole("navigation", { name: "Main" })
+    .getByRole("link", { name: "Deployments", exact: true })
+    .click();
+  await page
+    .getByRole("heading", { name: "Deploy an approved version" })
+    .waitFor();
+  const form = page.locator("#deploy");
+  await form.getByLabel("Approved version").selectOption({ label });
+  // the history loaded (a row, or the empty state) before the newest id is read
+  await page
+    .locator("#history tbody tr, #history .empty-title")
+    .first()
+    .waitFor();
+  const before = await newestId(page);
+  await form
+    .getByLabel("Serving target")
+    .selectOption({ value: env("TARGET") });
+  await form.getByRole("button", { name: "Deploy" }).click();
+  const confirm = page.getByRole("dialog");
+  result[dialogKey] = await confirm.textContent();
+  await confirm.getByRole("button", { name: /^Deploy to / }).click();
+  return newestSettles(page, label, before);
+}
+
+// The id of the newest deployment in the history (its first column); 0 when there is none.
+async function newestId(page) {
+  const rows = page.locator("#history tbody tr");
+  if (!(await rows.count())) return 0;
+  return Number(await rows.first().locator("td").first().textContent());
+}
+
+// The newest row of the deployments history once it is a deployment made after `after` (an
+// id) and live or failed (up to 3 minutes).
+async function newestSettles(page, what, after) {
+  const history = page.locator("#history tbody tr").first();
+  const deadline = Date.now() + 180_000;
+  let state = "";
+  while (Date.now() < deadline) {
+    if ((await newestId(page)) > after) {
+      state = (await history.locator(".badge").first().textContent()) ?? "";
+      if (/Live|Failed/.test(state)) break;
+    }
+    await page.waitForTimeout(500);
+  }
+  if (!/Live|Failed/.test(state))
+    throw new Error(`${what} was not live or failed within 3 minutes`);
+  return { state, row: (await history.textContent()) ?? "" };
+}
+
 async function deployer(page) {
   await signIn(page, env("USERNAME"), env("PASSWORD"));
   await page.getByRole("link", { name: "Serving targets" }).click();
@@ -310,33 +365,15 @@ async function deployer(page) {
   await shot(page, "targets");
   step("checked the target's health");
 
-  await page.getByRole("link", { name: "Deployments" }).click();
-  await page
-    .getByRole("heading", { name: "Deploy an approved version" })
-    .waitFor();
-  const form = page.locator("#deploy");
-  await form
-    .getByLabel("Approved version")
-    .selectOption({ label: `vision/${env("MODEL_NAME")} v1` });
-  await form
-    .getByLabel("Serving target")
-    .selectOption({ value: env("TARGET") });
-  await form.getByRole("button", { name: "Deploy" }).click();
-  const confirm = page.getByRole("dialog");
-  result.deploy_dialog = await confirm.textContent();
-  await confirm.getByRole("button", { name: /^Deploy to / }).click();
+  const deployed = await deployFromTheForm(
+    page,
+    `vision/${env("MODEL_NAME")} v1`,
+    "deploy_dialog",
+  );
   step("asked for the deployment");
-  const history = page.locator("#history tbody tr").first();
-  await history.waitFor();
-  const deadline = Date.now() + 180_000;
-  let state = "";
-  while (Date.now() < deadline) {
-    state = (await history.locator(".badge").first().textContent()) ?? "";
-    if (/Live|Failed/.test(state)) break;
-    await page.waitForTimeout(500);
-  }
+  const state = deployed.state;
   result.deployment_state = state;
-  result.deployment_row = await history.textContent();
+  result.deployment_row = deployed.row;
   await page
     .locator("#live")
     .getByText(`${env("MODEL_NAME")}`)
@@ -376,7 +413,87 @@ async function watcher(page) {
   step("read the deployment's traffic, errors and latency");
 }
 
-const phases = { teamadmin, invitee, scientist, approver, deployer, watcher };
+async function upgrader(page) {
+  // v2, approved, against v1 on its page; deployed in v1's place, then rolled back to v1.
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.goto(`${base}/app/versions/${env("VERSION_ID")}#recommendation`);
+  const against = page.getByText(/^Against approved v1/);
+  await against.waitFor();
+  result.previous_card = await against.textContent();
+  step("compared v2 with the approved v1 on its page");
+
+  const deployed = await deployFromTheForm(
+    page,
+    `vision/${env("MODEL_NAME")} v2`,
+    "upgrade_dialog",
+  );
+  result.upgrade_state = deployed.state;
+  step("deployed v2 in v1's place");
+
+  const live = page.locator("#history tbody tr").first();
+  const upgraded = await newestId(page);
+  await live.getByRole("button", { name: "Roll back" }).click();
+  const confirm = page.getByRole("dialog");
+  await confirm.getByRole("button", { name: /^Roll back to / }).waitFor();
+  result.rollback_dialog = await confirm.textContent();
+  await shotOf(confirm, "rollback-dialog");
+  await confirm.getByRole("button", { name: /^Roll back to / }).click();
+  const settled = await newestSettles(page, "the rollback", upgraded);
+  result.rollback_state = settled.state;
+  result.rollback_row = settled.row;
+  result.live_after_rollback = await page.locator("#live").textContent();
+  step("rolled back to v1");
+}
+
+async function tryer(page) {
+  // The version page's "Try it": an image in, the preprocessing shown (and left as the input
+  // plan proposes), the original and one variant run by a worker, top classes side by side.
+  await signIn(page, env("USERNAME"), env("PASSWORD"));
+  await page.goto(`${base}/app/versions/${env("VERSION_ID")}#try`);
+  const section = page.locator("#try");
+  await section
+    .getByLabel("Input file (PNG or JPEG image, WAV, .npz or JSON)")
+    .setInputFiles(env("IMAGE"));
+  await section.getByAltText("Preview of the chosen image").waitFor();
+  result.size_proposed = [
+    await section.getByLabel("Height").inputValue(),
+    await section.getByLabel("Width").inputValue(),
+  ];
+  const models = section.getByRole("group", { name: "Models to run" });
+  const variant = models.getByRole("checkbox").nth(1);
+  await variant.check();
+  result.variant = (await models.locator("label").nth(1).textContent())?.trim();
+  await section.getByRole("button", { name: "Run", exact: true }).click();
+  step("asked for a trial of the original and a variant");
+  const results = section.getByRole("region", { name: "Trial results" });
+  await results.waitFor({ timeout: 180_000 });
+  result.runs = await results.locator("article h3").allTextContents();
+  result.applied = await results.locator("code").allTextContents();
+  result.top_captions = await results
+    .locator("caption", { hasText: /^Top \d+ classes by/ })
+    .allTextContents();
+  result.top_rows = await results
+    .locator("article")
+    .first()
+    .locator("tbody tr")
+    .count();
+  result.difference = await results
+    .locator("table", { hasText: "Difference from the original on this input" })
+    .textContent();
+  await shotOf(section, "try-it");
+  step("read what the original and the variant made of the image");
+}
+
+const phases = {
+  tryer,
+  teamadmin,
+  invitee,
+  scientist,
+  approver,
+  deployer,
+  watcher,
+  upgrader,
+};
 const { page, close } = await startBrowser(work, phase);
 page.on("console", (message) => {
   // the first "who am I" before signing in answers 401 by design

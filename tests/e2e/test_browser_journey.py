@@ -19,6 +19,7 @@ from apps.deployments.models import Deployment, ServingTarget, TargetMetricSampl
 from apps.deployments.services import send_health_check
 from apps.registry.models import ModelVersion, VersionStatus
 from tests import modelzoo
+from tests.conftest import client_for
 from tests.e2e.conftest import SCREENSHOTS
 from tests.factories import RegisteredModelFactory
 from tests.finished import finished_version
@@ -179,3 +180,42 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
     assert "12 requests" in panel, panel
     assert found["metrics_charts"] == ["Requests per second", "Mean latency (ms)"], found["metrics_charts"]
     assert (SCREENSHOTS / "deployment-metrics.png").stat().st_size > 10_000
+
+    # v2: uploaded and approved over the API; in the browser, read against the approved v1 on its
+    # page, deployed in v1's place through the form, then rolled back: the dialog says v1 returns.
+    with open(modelzoo.make_mlp_onnx(tmp_path / "digits-v2.onnx", seed=1), "rb") as fh:
+        created = client_for(personas.owner).post("/api/v1/models/digits/versions/", {"file": fh}, format="multipart")
+    assert created.status_code == 201, created.json()
+    second = ModelVersion.objects.get(pk=created.json()["id"])
+    wait_for(
+        lambda: (
+            ModelVersion.objects.filter(pk=second.pk, status__in=[VersionStatus.READY, VersionStatus.FAILED])
+            .values_list("status", flat=True)
+            .first()
+        ),
+        timeout=300,
+        what="v2's pipeline to finish",
+    )
+    second.refresh_from_db()
+    assert second.status == VersionStatus.READY, second.status_reason
+    approved = client_for(rita.user).post(
+        f"/api/v1/versions/{second.pk}/approve/", {"comment": "v2 for the rollback drill"}, format="json"
+    )
+    assert approved.status_code == 201, approved.json()
+    found = journey(
+        "upgrader",
+        username="rita",
+        password=REVIEWER_PASSWORD,
+        model_name="digits",
+        target=target.slug,
+        version_id=second.pk,
+    )
+    assert not found["console_errors"], found["console_errors"]
+    assert found["previous_card"].startswith("Against approved v1"), found["previous_card"]
+    assert found["upgrade_state"].endswith("Live"), found
+    assert "v1" in found["rollback_dialog"] and "Roll back to v1" in found["rollback_dialog"], found["rollback_dialog"]
+    assert found["rollback_state"].endswith("Live"), found["rollback_row"]
+    live = Deployment.objects.get(target=target, status="live")
+    assert live.version == version and live.kind == "rollback" and live.requested_by == rita.user
+    assert "digits v1" in found["live_after_rollback"], found["live_after_rollback"]
+    assert (SCREENSHOTS / "rollback-dialog.png").stat().st_size > 5_000

@@ -300,6 +300,112 @@ def parity_variant_entry(payload: dict[str, Any], progress: ProgressCallback) ->
     return result
 
 
+def trial_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """The playground's original run: the user's file as the model's feeds, run in onnxruntime.
+
+    payload: {"model": path, "input": path (the user's file), "input_plan": the inspection's
+    `InputPlan.to_dict()` (or null: planned from the graph), "declarations", "semantics": what
+    each output is (optional), "preprocessing": the user's changes to the image preprocessing
+    (optional), "store": path (.npz receiving the feeds and outputs for `trial_variant`)}.
+    Returns {"input": what was read and how, "outputs": bounded summaries}.
+    """
+    import numpy as np
+
+    from workers.engine import playground
+    from workers.engine.backends.registry import get_backend
+    from workers.engine.errors import ModelError, runtime_cause
+    from workers.engine.inputs import InputPlan
+    from workers.engine.outputs import semantics_map
+
+    model = Path(payload["model"])
+    if payload.get("input_plan"):
+        plan = InputPlan.from_dict(payload["input_plan"])
+    else:
+        import onnx
+
+        from workers.engine.input_planning import plan_inputs
+        from workers.engine.inspection import graph_input_specs
+        from workers.engine.signature import parse_input_declarations
+
+        graph = onnx.load(str(model), load_external_data=False)
+        specs = graph_input_specs(graph.graph, numpy_dtypes_only=True)
+        plan = plan_inputs(graph, specs, parse_input_declarations(payload.get("declarations")))
+    progress(0.1, "reading the input")
+    feeds = playground.read_feeds(Path(payload["input"]), plan, payload.get("preprocessing") or None)
+    progress(0.3, "running the original in onnxruntime")
+    try:
+        session = get_backend("onnxruntime").load(model)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(
+            "reference_failed", f"onnxruntime could not load the model: {runtime_cause(exc).rstrip('. ')}."
+        ) from None
+    try:
+        outputs = session.run(dict(feeds.feeds))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(
+            "trial_failed",
+            f"The model failed in onnxruntime on this input ({'; '.join(feeds.applied)}): "
+            f"{runtime_cause(exc).rstrip('. ')}. Check the preprocessing (size, layout, channels) against the "
+            "model's input.",
+        ) from None
+    finally:
+        session.close()
+    arrays = {f"in/0/{name}": value for name, value in feeds.feeds.items()}
+    arrays.update({f"out/0/{name}": value for name, value in outputs.items()})
+    np.savez(payload["store"], **arrays)
+    semantics = semantics_map(payload.get("semantics"))
+    return playground.json_safe(
+        {
+            "input": {
+                "kind": feeds.kind,
+                "applied": list(feeds.applied),
+                "preprocessing": feeds.preprocessing,
+                "image_size": list(feeds.image_size) if feeds.image_size else None,
+                "shapes": {name: list(np.shape(value)) for name, value in feeds.feeds.items()},
+            },
+            "outputs": playground.summarize_outputs(outputs, semantics, feeds, playground.model_input_size(feeds)),
+        }
+    )
+
+
+def trial_variant_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """The playground's run of one variant on the feeds `trial` saved, with its backend.
+
+    payload: {"backend", "variant": path, "store": path, "semantics", "input": the "input" part
+    of the trial's result (for mapping boxes to the image)}. Returns {"outputs": summaries,
+    "difference": vs the original (`playground.difference`)}.
+    """
+    from workers.engine import playground
+    from workers.engine.backends.registry import get_backend
+    from workers.engine.outputs import semantics_map
+    from workers.engine.parity import run_session
+
+    store = Path(payload["store"])
+    inputs, reference = _load_runs(store, "in"), _load_runs(store, "out")
+    progress(0.2, f"running the variant with {payload['backend']}")
+    session = get_backend(payload["backend"]).load(Path(payload["variant"]))
+    try:
+        outputs = run_session(session, inputs)[0]
+    finally:
+        session.close()
+    semantics = semantics_map(payload.get("semantics"))
+    described = payload.get("input") or {}
+    image_size = described.get("image_size")
+    feeds = playground.Feeds(
+        {},
+        str(described.get("kind") or ""),
+        (),
+        described.get("preprocessing"),
+        tuple(image_size) if image_size else None,
+    )
+    return playground.json_safe(
+        {
+            "outputs": playground.summarize_outputs(outputs, semantics, feeds, playground.model_input_size(feeds)),
+            "difference": playground.difference(reference[0], outputs, semantics),
+        }
+    )
+
+
 def _selftest_entry(payload: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """Used by the sandbox's own tests: behave as asked (echo, crash, allocate, hang, reject)."""
     import os
@@ -417,5 +523,7 @@ ENTRYPOINTS: dict[str, Callable[[dict[str, Any], ProgressCallback], dict[str, An
     "optimize": optimize_entry,
     "parity_reference": parity_reference_entry,
     "parity_variant": parity_variant_entry,
+    "trial": trial_entry,
+    "trial_variant": trial_variant_entry,
     "selftest": _selftest_entry,
 }

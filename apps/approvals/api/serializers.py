@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.approvals.models import Decision, Policy
+from apps.deployments.api.serializers import OptionSpecSerializer
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -117,3 +118,13 @@ class PolicySerializer(serializers.ModelSerializer):
 
     def get_profile(self, policy: Policy) -> str | None:
         return policy.profile.slug if policy.profile else None
+
+
+class PolicyKindSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="The value of a policy's `kind`.")
+    label = serializers.CharField(help_text="The kind's name for people.")  # type: ignore[assignment]
+    help = serializers.CharField(help_text="What the params look like, in words.")
+    params = OptionSpecSerializer(many=True, help_text="The parameters the kind takes, each checked as declared.")
+    at_least_one = serializers.BooleanField(
+        help_text="Whether at least one of the (each optional) parameters must be given."
+    )

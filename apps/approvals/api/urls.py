@@ -13,5 +13,6 @@ urlpatterns = [
     path("versions/<int:pk>/decisions/", views.DecisionList.as_view(), name="version-decisions"),
     path("decisions/<int:pk>/", views.DecisionDetail.as_view(), name="decision-detail"),
     path("policies/", views.PolicyListCreate.as_view(), name="policy-list"),
+    path("policies/kinds/", views.PolicyKindList.as_view(), name="policy-kinds"),
     path("policies/<int:pk>/", views.PolicyDetail.as_view(), name="policy-detail"),
 ]

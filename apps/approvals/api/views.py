@@ -19,6 +19,7 @@ from apps.approvals import services
 from apps.approvals.api.serializers import (
     DecisionDetailSerializer,
     DecisionSerializer,
+    PolicyKindSerializer,
     PolicySerializer,
     RerunSerializer,
     ReviewSerializer,
@@ -191,6 +192,28 @@ class PolicyRows(TeamScoped):
 
 
 @extend_schema_view(get=extend_schema(parameters=[query("team", "Team slug"), query("model", "Model slug")]))
+class PolicyKindList(APIView):
+    """The kinds of policy (gate) a team can set, with the parameters each takes (type, required,
+    default, bounds, help) as apps.approvals.gates declares them: the same specs check a policy
+    when it is created, and the team page builds its form from them."""
+
+    @extend_schema(responses=PolicyKindSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        from apps.approvals import gates
+
+        kinds = [
+            {
+                "kind": kind.value,
+                "label": kind.label,
+                "help": gates.PARAM_HELP[kind],
+                "params": list(gates.PARAM_SPECS[kind]),
+                "at_least_one": kind in gates.AT_LEAST_ONE,
+            }
+            for kind in PolicyKind
+        ]
+        return Response(PolicyKindSerializer(kinds, many=True).data)
+
+
 class PolicyListCreate(PolicyRows, generics.ListCreateAPIView):
     """The gates of your teams (?team=, ?model=), or add one (team admins)."""
 

@@ -134,13 +134,13 @@ class OptionsFieldSchema(OpenApiSerializerFieldExtension):
 
 
 class OptionSpecSerializer(serializers.Serializer):
-    key = serializers.CharField(help_text="The key in the target's options (or credentials).")
+    key = serializers.CharField(help_text="The key in the target's options (or credentials), or in a policy's params.")
     type = serializers.ChoiceField(
         choices=list(OPTION_TYPES),
         help_text="string (one of `choices` when set), url (http:// or https://), integer or number (between "
-        "`minimum` and `maximum` when set), boolean, path_list (absolute directories), text_map (an object of "
-        "names to text; `secret_keys` belong in the credentials instead) or headers (HTTP header names to "
-        "single-line values).",
+        "`minimum` and `maximum` when set), boolean, path_list (absolute directories), string_list (one or more "
+        "non-empty texts, each one of `choices` when set), text_map (an object of names to text; `secret_keys` "
+        "belong in the credentials instead) or headers (HTTP header names to single-line values).",
     )
     help = serializers.CharField(help_text="What it is for, in words.")
     # Named as the spec names it; the serializer's metaclass takes it as a field (Field's own

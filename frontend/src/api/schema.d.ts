@@ -577,6 +577,27 @@ export interface paths {
         patch: operations["policies_partial_update"];
         trace?: never;
     };
+    "/api/v1/policies/kinds/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The kinds of policy (gate) a team can set, with the parameters each takes (type, required,
+         *     default, bounds, help) as apps.approvals.gates declares them: the same specs check a policy
+         *     when it is created, and the team page builds its form from them.
+         */
+        get: operations["policies_kinds_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/profiles/": {
         parameters: {
             query?: never;
@@ -878,6 +899,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/trials/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description One trial: its status and, once done, its result or a sentence on what went wrong. */
+        get: operations["trials_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/versions/": {
         parameters: {
             query?: never;
@@ -1076,6 +1114,32 @@ export interface paths {
         put?: never;
         /** @description Withdraw a version's approval; `comment` (required) says why. */
         post: operations["versions_revoke_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/versions/{id}/trials/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description A version's recent trials, newest first (GET); POST tries the version on your input: the
+         *     original and the chosen variants run by a worker in the sandbox (202; poll the trial).
+         *     Team members who may upload or review.
+         */
+        get: operations["versions_trials_list"];
+        put?: never;
+        /**
+         * @description A version's recent trials, newest first (GET); POST tries the version on your input: the
+         *     original and the chosen variants run by a worker in the sandbox (202; poll the trial).
+         *     Team members who may upload or review.
+         */
+        post: operations["versions_trials_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2094,10 +2158,10 @@ export interface components {
          */
         ObjectiveEnum: "p99_latency_batch1" | "throughput_within_p99_budget";
         OptionSpec: {
-            /** @description The key in the target's options (or credentials). */
+            /** @description The key in the target's options (or credentials), or in a policy's params. */
             key: string;
             /**
-             * @description string (one of `choices` when set), url (http:// or https://), integer or number (between `minimum` and `maximum` when set), boolean, path_list (absolute directories), text_map (an object of names to text; `secret_keys` belong in the credentials instead) or headers (HTTP header names to single-line values).
+             * @description string (one of `choices` when set), url (http:// or https://), integer or number (between `minimum` and `maximum` when set), boolean, path_list (absolute directories), string_list (one or more non-empty texts, each one of `choices` when set), text_map (an object of names to text; `secret_keys` belong in the credentials instead) or headers (HTTP header names to single-line values).
              *
              *     * `string` - string
              *     * `url` - url
@@ -2105,6 +2169,7 @@ export interface components {
              *     * `number` - number
              *     * `boolean` - boolean
              *     * `path_list` - path_list
+             *     * `string_list` - string_list
              *     * `text_map` - text_map
              *     * `headers` - headers
              */
@@ -2243,6 +2308,19 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Target"][];
         };
+        PaginatedTrialList: {
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cD00ODY%3D"
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cj0xJnA9NDg3
+             */
+            previous?: string | null;
+            results: components["schemas"]["Trial"][];
+        };
         PaginatedVersionSummaryList: {
             /**
              * Format: uri
@@ -2353,6 +2431,18 @@ export interface components {
             created_at?: string;
             /** Format: date-time */
             updated_at?: string;
+        };
+        PolicyKind: {
+            /** @description The value of a policy's `kind`. */
+            kind: string;
+            /** @description The kind's name for people. */
+            label: string;
+            /** @description What the params look like, in words. */
+            help: string;
+            /** @description The parameters the kind takes, each checked as declared. */
+            params: components["schemas"]["OptionSpec"][];
+            /** @description Whether at least one of the (each optional) parameters must be given. */
+            at_least_one: boolean;
         };
         /**
          * @description * `max_accuracy_drift` - Max accuracy drift
@@ -2764,6 +2854,59 @@ export interface components {
              */
             expires_in_days: number;
         };
+        Trial: {
+            readonly id: number;
+            readonly version: number;
+            readonly status: components["schemas"]["TrialStatusEnum"];
+            /** @description The file name as uploaded. */
+            readonly input_name: string;
+            readonly input_size: number;
+            /** @description The image preprocessing changes asked for. */
+            readonly preprocessing: {
+                [key: string]: unknown;
+            };
+            readonly variants: string[];
+            /** @description Bounded summaries (`workers/engine/playground.py`): `input` (kind, applied steps, preprocessing as applied, image_size [w, h], shapes), `original` and `variants` (name -> {backend, outputs, difference, error}). Each output: name, shape, dtype, kind, stats {min, max, mean, nonfinite, first}; a classifier adds top [{class, probability, score}] and scores (how probabilities were read); a detection head adds boxes [{class, score, box [x1, y1, x2, y2]}] in the original image's pixels, box_frame, layout. */
+            readonly result: {
+                [key: string]: unknown;
+            } | null;
+            /** @description What went wrong, as a sentence for the user. */
+            readonly error: string;
+            readonly error_code: string;
+            /** @default  */
+            readonly requested_by: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly started_at: string | null;
+            /** Format: date-time */
+            readonly finished_at: string | null;
+        };
+        TrialInputRequest: {
+            /**
+             * Format: binary
+             * @description The input: a PNG or JPEG image, a WAV file, an .npz (one array per input) or JSON ({input name: nested list}, or a list of token ids). Up to 20 MiB.
+             */
+            file: string;
+            /**
+             * @description Comma-separated variant names (e.g. x86-cpu/ort-int8); the original always runs.
+             * @default
+             */
+            variants: string;
+            /**
+             * @description JSON object changing the image preprocessing: size [h, w], layout NCHW|NHWC, channel_order RGB|BGR|GRAY, scale, mean [..], std [..], dtype, resample.
+             * @default
+             */
+            preprocessing: string;
+        };
+        /**
+         * @description * `queued` - Queued
+         *     * `running` - Running
+         *     * `succeeded` - Succeeded
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        TrialStatusEnum: "queued" | "running" | "succeeded" | "failed";
         /**
          * @description * `string` - string
          *     * `url` - url
@@ -2771,11 +2914,12 @@ export interface components {
          *     * `number` - number
          *     * `boolean` - boolean
          *     * `path_list` - path_list
+         *     * `string_list` - string_list
          *     * `text_map` - text_map
          *     * `headers` - headers
          * @enum {string}
          */
-        TypeEnum: "string" | "url" | "integer" | "number" | "boolean" | "path_list" | "text_map" | "headers";
+        TypeEnum: "string" | "url" | "integer" | "number" | "boolean" | "path_list" | "string_list" | "text_map" | "headers";
         VersionDetail: {
             readonly id: number;
             readonly team: string;
@@ -6889,14 +7033,10 @@ export interface operations {
             query?: {
                 /** @description The pagination cursor value. */
                 cursor?: string;
-                /** @description Model slug */
-                model?: string;
                 /** @description Which field to use when ordering the results. */
                 ordering?: string;
                 /** @description Number of results to return per page. */
                 page_size?: number;
-                /** @description Team slug */
-                team?: string;
             };
             header?: never;
             path?: never;
@@ -7349,6 +7489,102 @@ export interface operations {
             };
             /** @description The object's state does not allow this now (e.g. still running, already approved). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    policies_kinds_list: {
+        parameters: {
+            query?: {
+                /** @description Model slug */
+                model?: string;
+                /** @description Team slug */
+                team?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyKind"][];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10172,6 +10408,99 @@ export interface operations {
             };
         };
     };
+    trials_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Trial"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     versions_list: {
         parameters: {
             query?: {
@@ -11258,6 +11587,212 @@ export interface operations {
                 };
             };
             /** @description The object's state does not allow this now (e.g. still running, already approved). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_trials_list: {
+        parameters: {
+            query?: {
+                /** @description The pagination cursor value. */
+                cursor?: string;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedTrialList"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_trials_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["TrialInputRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Trial"];
+                };
+            };
+            /** @description A field that does not read, with a sentence naming it. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The version has no inspected ONNX model yet. */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -1,4 +1,4 @@
-import { useId, useState, type ReactNode } from "react";
+import { useId, useState } from "react";
 import { ApiError, get } from "../api/client";
 import {
   checkTarget,
@@ -8,7 +8,6 @@ import {
   listTargets,
   rows,
   updateTarget,
-  type OptionSpec,
   type TargetInput,
   type TargetKind,
 } from "../api/deployments";
@@ -17,119 +16,19 @@ import { can, teamsWhere, useSession } from "../auth/session";
 import { ConfirmButton, Empty, ErrorMessage, Loading, Notice, PageHeader, Section } from "../components/ui";
 import { formatDateTime, formatRelative } from "../lib/format";
 import { useResource } from "../lib/hooks";
+import { FieldShell, readSetting, SettingField, type SettingValue, type Where } from "../features/settingFields";
 import { HealthBadge } from "./DeploymentsPage";
 
 // What each kind of target takes comes from the server (GET /targets/kinds/: the drivers'
 // option and credential specs), so the form completes for every kind it accepts and checks
 // each value as the server will; the server's own refusal is shown next to the field it names.
 
-type Where = "options" | "credentials";
-type SettingValue = string | boolean;
 type Errors = Record<string, string>;
 type CoreKey = "name" | "slug" | "url" | "repository";
 
 const settingId = (where: Where, key: string) => `${where}.${key}`;
 
-/** "image_repository" -> "Image repository", "metrics_url" -> "Metrics URL": the label of a
- * setting the server names by its key. */
-export function settingLabel(key: string): string {
-  const words = key.replace(/_/g, " ").replace(/\b(url|id|tls|http|https)\b/g, (word) => word.toUpperCase());
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
-function rangeText(spec: OptionSpec): string {
-  const { minimum: low, maximum: high } = spec;
-  if (low != null && high != null) return ` from ${low} to ${high}`;
-  if (low != null) return ` of ${low} or more`;
-  return high != null ? ` of ${high} or less` : "";
-}
-
-const eg = (spec: OptionSpec) => (spec.example ? `, e.g. ${spec.example}` : "");
 const SERVER_URL = /^https?:\/\/[^/\s?#]+\/?$/i;
-const ANY_URL = /^https?:\/\/[^/\s?#]+(\/\S*)?$/i;
-
-/** Lines of "name: value" (a text map or HTTP headers) as an object; an error for a line without a name. */
-function readPairs(text: string, label: string, headers: boolean): { value?: Record<string, string>; error?: string } {
-  const value: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    const at = line.indexOf(":");
-    const name = at > 0 ? line.slice(0, at).trim() : "";
-    if (!name) {
-      return {
-        error: `Write each entry of ${label} on its own line as name: value${headers ? ", e.g. Authorization: Bearer …" : ""}.`,
-      };
-    }
-    value[name] = line.slice(at + 1).trim();
-  }
-  return { value };
-}
-
-/**
- * A setting as the form holds it, checked as the server's spec checks it: `value` is what to
- * send (undefined: leave it out, so the driver's default applies), `error` a sentence.
- */
-export function readSetting(
-  spec: OptionSpec,
-  raw: SettingValue | undefined,
-  where: Where,
-): { value?: unknown; error?: string } {
-  const label = settingLabel(spec.key);
-  if (spec.type === "boolean") {
-    const checked = raw === true;
-    return checked === (spec.default === true) && !spec.required ? {} : { value: checked };
-  }
-  const text = typeof raw === "string" ? raw : "";
-  if (!text.trim()) {
-    return spec.required ? { error: `Fill in ${label.toLowerCase()}: ${spec.help}${eg(spec)}.` } : {};
-  }
-  switch (spec.type) {
-    case "url":
-      return ANY_URL.test(text.trim())
-        ? { value: text.trim() }
-        : { error: `${label} must be an http:// or https:// URL${eg(spec)}.` };
-    case "integer":
-    case "number": {
-      const whole = spec.type === "integer";
-      const n = Number(text.trim());
-      const fits =
-        (whole ? /^-?\d+$/.test(text.trim()) : Number.isFinite(n)) &&
-        (spec.minimum == null || n >= spec.minimum) &&
-        (spec.maximum == null || n <= spec.maximum);
-      return fits
-        ? { value: n }
-        : { error: `${label} must be ${whole ? "a whole number" : "a number"}${rangeText(spec)}.` };
-    }
-    case "path_list": {
-      const paths = text
-        .split("\n")
-        .map((line) => line.trim())
-        .filter(Boolean);
-      const wrong = paths.find((path) => !path.startsWith("/") || /[:"\\]/.test(path));
-      return wrong
-        ? { error: `${label}: '${wrong}' must be an absolute directory without ':', quotes or backslashes.` }
-        : { value: paths };
-    }
-    case "text_map":
-    case "headers": {
-      const read = readPairs(text, label.toLowerCase(), spec.type === "headers");
-      if (read.error || !read.value) return read;
-      const secret = Object.keys(read.value).filter((name) => spec.secret_keys.includes(name));
-      if (secret.length) {
-        return {
-          error: `${secret.join(", ")} is a secret: give it with the credentials below, not in ${label.toLowerCase()}.`,
-        };
-      }
-      return { value: read.value };
-    }
-    default:
-      // string: kept as typed when it is a secret, trimmed otherwise (as the server does)
-      if (spec.choices.length && !spec.choices.includes(text.trim())) {
-        return { error: `${label} must be one of ${spec.choices.join(", ")}.` };
-      }
-      return { value: where === "credentials" ? text : text.trim() };
-  }
-}
 
 /** Whether a URL names a loopback or private address by itself (a host name is resolved by the server). */
 function literalPrivateHost(url: string): string | undefined {
@@ -208,168 +107,6 @@ function initialSettings(kind: TargetKind | undefined): Record<string, SettingVa
     }
   }
   return values;
-}
-
-function RequiredMark() {
-  return (
-    <span className="text-bad" aria-hidden="true">
-      {" "}
-      *
-    </span>
-  );
-}
-
-/** One field: its label tied to the input, help and error tied to it by aria-describedby. */
-function FieldShell({
-  id,
-  label,
-  required,
-  help,
-  error,
-  children,
-}: {
-  id: string;
-  label: string;
-  required?: boolean;
-  help?: string | undefined;
-  error?: string | undefined;
-  children: (describedBy: string | undefined, invalid: boolean) => ReactNode;
-}) {
-  const describedBy = [error ? `${id}-err` : "", help ? `${id}-help` : ""].filter(Boolean).join(" ") || undefined;
-  return (
-    <div className={`field${error ? " has-error" : ""}`}>
-      <label htmlFor={id}>
-        {label}
-        {required ? <RequiredMark /> : null}
-      </label>
-      {children(describedBy, Boolean(error))}
-      {error ? (
-        <p className="field-error" id={`${id}-err`}>
-          {error}
-        </p>
-      ) : null}
-      {help ? (
-        <p className="help" id={`${id}-help`}>
-          {help}
-        </p>
-      ) : null}
-    </div>
-  );
-}
-
-function settingHelp(spec: OptionSpec, where: Where): string {
-  const sentence = spec.help.charAt(0).toUpperCase() + spec.help.slice(1);
-  const parts = [sentence.endsWith(".") ? sentence : `${sentence}.`];
-  if (spec.type === "path_list") parts.push("One directory a line.");
-  if (spec.type === "text_map" || spec.type === "headers") parts.push("One name: value a line.");
-  if (spec.type === "integer" || spec.type === "number") {
-    const range = rangeText(spec);
-    if (range) parts.push(`A ${spec.type === "integer" ? "whole number" : "number"}${range}.`);
-  }
-  if (spec.default != null && spec.type !== "boolean") parts.push(`Empty: ${String(spec.default)}.`);
-  if (where === "credentials") parts.push("Encrypted and never shown again.");
-  return parts.join(" ");
-}
-
-function SettingField({
-  baseId,
-  spec,
-  where,
-  value,
-  error,
-  onChange,
-}: {
-  baseId: string;
-  spec: OptionSpec;
-  where: Where;
-  value: SettingValue | undefined;
-  error: string | undefined;
-  onChange: (value: SettingValue) => void;
-}) {
-  const id = `${baseId}-${where}-${spec.key}`;
-  const label = settingLabel(spec.key);
-  const help = settingHelp(spec, where);
-  if (spec.type === "boolean") {
-    return (
-      <div className={`field${error ? " has-error" : ""}`}>
-        <label className="checkbox" htmlFor={id}>
-          <input
-            id={id}
-            type="checkbox"
-            checked={value === true}
-            onChange={(e) => onChange(e.target.checked)}
-            aria-describedby={[error ? `${id}-err` : "", `${id}-help`].filter(Boolean).join(" ")}
-          />
-          {label}
-        </label>
-        {error ? (
-          <p className="field-error" id={`${id}-err`}>
-            {error}
-          </p>
-        ) : null}
-        <p className="help" id={`${id}-help`}>
-          {help}
-        </p>
-      </div>
-    );
-  }
-  const text = typeof value === "string" ? value : "";
-  const placeholder = spec.default != null ? String(spec.default) : spec.example || undefined;
-  return (
-    <FieldShell id={id} label={label} required={spec.required} help={help} error={error}>
-      {(describedBy, invalid) => {
-        const common = {
-          id,
-          className: "input",
-          required: spec.required,
-          "aria-required": spec.required || undefined,
-          "aria-invalid": invalid || undefined,
-          "aria-describedby": describedBy,
-        };
-        if (spec.choices.length) {
-          return (
-            <select {...common} value={text} onChange={(e) => onChange(e.target.value)}>
-              <option value="">
-                {spec.required
-                  ? "Choose one"
-                  : `The default${spec.default != null ? ` (${String(spec.default)})` : ""}`}
-              </option>
-              {spec.choices.map((choice) => (
-                <option key={choice} value={choice}>
-                  {choice}
-                </option>
-              ))}
-            </select>
-          );
-        }
-        if (spec.type === "path_list" || spec.type === "text_map" || spec.type === "headers") {
-          return (
-            <textarea
-              {...common}
-              rows={2}
-              spellCheck={false}
-              placeholder={placeholder}
-              value={text}
-              onChange={(e) => onChange(e.target.value)}
-            />
-          );
-        }
-        const numeric = spec.type === "integer" || spec.type === "number";
-        return (
-          <input
-            {...common}
-            type={where === "credentials" ? "password" : spec.type === "url" ? "url" : "text"}
-            inputMode={numeric ? (spec.type === "integer" ? "numeric" : "decimal") : undefined}
-            autoComplete={where === "credentials" ? "new-password" : "off"}
-            spellCheck={false}
-            placeholder={placeholder}
-            value={text}
-            onChange={(e) => onChange(e.target.value)}
-          />
-        );
-      }}
-    </FieldShell>
-  );
 }
 
 export function TargetForm({

@@ -4,7 +4,8 @@ import { MemoryRouter, Route, Routes } from "react-router";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SessionProvider } from "../auth/session";
 import { JoinPage, codeFromLocation } from "./JoinPage";
-import { TeamPage, policyParams, reviewerAdvice } from "./TeamPage";
+import kinds from "../test/fixtures/policy-kinds.json";
+import { TeamPage, policyParams, reviewerAdvice, type PolicyKindSpec } from "./TeamPage";
 
 function answer(body: unknown, status = 200): Response {
   return new Response(body === null ? null : JSON.stringify(body), {
@@ -49,6 +50,9 @@ function serve(role: string) {
     if (url.includes("/invitations/")) return answer([]);
     if (url.includes("/members/"))
       return answer([{ username: "ada", email: "", role: "admin", created_at: "2026-12-07T10:00:00Z" }]);
+    if (url.includes("/policies/kinds/")) return answer(kinds);
+    if (url.includes("/policies/") && method === "POST")
+      return answer({ id: 9, ...JSON.parse(String(init?.body)) }, 201);
     if (url.includes("/policies/")) return answer({ results: [], next: null });
     if (url.includes("/teams/default/") && method === "PATCH") {
       team = { ...team, ...JSON.parse(String(init?.body)) };
@@ -122,16 +126,53 @@ describe("team page", () => {
     expect(sent("/invitations/", "GET")).toHaveLength(0);
   });
 
-  it("builds a gate's params as the server checks them", () => {
-    expect(policyParams("max_accuracy_drift", {})).toBe("Give at least one limit.");
-    expect(policyParams("max_accuracy_drift", { min_cosine: "1.5" })).toMatch(/between 0 and 1/);
-    expect(policyParams("max_accuracy_drift", { min_cosine: "0.999" })).toEqual({ min_cosine: 0.999 });
-    expect(policyParams("max_p99_latency", { max_ms: "20", batch: "2.5" })).toMatch(/whole number/);
-    expect(policyParams("max_p99_latency", { max_ms: "20", concurrency: "4" })).toEqual({ max_ms: 20, concurrency: 4 });
-    expect(policyParams("required_backends_supported", { backends: "onnxruntime, openvino" })).toEqual({
-      backends: ["onnxruntime", "openvino"],
+  it("builds a gate's params as the server's specs check them", () => {
+    // the server's own answer (tests/apps/test_review_flow.py keeps this copy equal to it)
+    const kind = (name: string) => (kinds as PolicyKindSpec[]).find((k) => k.kind === name)!;
+    expect(policyParams(kind("max_accuracy_drift"), {})).toEqual({ errors: { "": "Give at least one limit." } });
+    expect(policyParams(kind("max_accuracy_drift"), { min_cosine: "1.5" })).toEqual({
+      errors: { min_cosine: "Min cosine must be a number from 0 to 1." },
     });
-    expect(policyParams("no_cpu_fallback", {})).toEqual({});
+    expect(policyParams(kind("max_accuracy_drift"), { min_cosine: "0.999" })).toEqual({
+      params: { min_cosine: 0.999 },
+    });
+    expect(policyParams(kind("max_p99_latency"), { max_ms: "20", batch: "2.5" })).toEqual({
+      errors: { batch: "Batch must be a whole number of 1 or more." },
+    });
+    expect(policyParams(kind("max_p99_latency"), { batch: "2" })).toMatchObject({
+      errors: { max_ms: /Fill in max ms/ },
+    });
+    expect(policyParams(kind("max_p99_latency"), { max_ms: "20", concurrency: "4" })).toEqual({
+      params: { max_ms: 20, concurrency: 4 },
+    });
+    expect(policyParams(kind("required_backends_supported"), { backends: "onnxruntime, openvino" })).toEqual({
+      params: { backends: ["onnxruntime", "openvino"] },
+    });
+    expect(policyParams(kind("no_cpu_fallback"), {})).toEqual({ params: {} });
+  });
+
+  it("adds a gate from a form built from the kind's specs, saying what a field needs", async () => {
+    const user = userEvent.setup();
+    serve("admin");
+    page();
+    const form = await screen.findByRole("form", { name: "Add a gate" });
+    await within(form).findByRole("option", { name: "Max p99 latency" });
+    await user.selectOptions(within(form).getByLabelText("Kind"), "max_p99_latency");
+    expect(within(form).getByLabelText(/^Batch/)).toBeTruthy();
+    await user.type(within(form).getByLabelText("Name"), "fast enough");
+    await user.type(within(form).getByLabelText(/^Max ms/), "0");
+    await user.click(within(form).getByRole("button", { name: "Add gate" }));
+    expect(await within(form).findByText("Max ms must be a number of 0.001 or more.")).toBeTruthy();
+    expect(sent("/policies/", "POST")).toHaveLength(0);
+    await user.clear(within(form).getByLabelText(/^Max ms/));
+    await user.type(within(form).getByLabelText(/^Max ms/), "20");
+    await user.click(within(form).getByRole("button", { name: "Add gate" }));
+    expect(JSON.parse(String(sent("/policies/", "POST")[0]![1].body))).toEqual({
+      team: "default",
+      name: "fast enough",
+      kind: "max_p99_latency",
+      params: { max_ms: 20 },
+    });
   });
 
   it("advises only where four-eyes leaves no second reviewer", () => {

@@ -4,7 +4,9 @@
 import { useId, useState } from "react";
 import { Link, Navigate, useParams } from "react-router";
 import { ApiError, del, get, patch, post } from "../api/client";
-import type { Invitation, InvitationCreated, Member, Policy, PolicyKind, Role, TeamDetail } from "../api/types";
+import type { Invitation, InvitationCreated, Member, Policy, Role, TeamDetail } from "../api/types";
+import type { components } from "../api/schema";
+import { readSetting, SettingField, type SettingValue } from "../features/settingFields";
 import { ROLES } from "../api/types";
 import { useSession } from "../auth/session";
 import {
@@ -438,59 +440,25 @@ function Settings({ team, onSaved }: { team: TeamDetail; onSaved: () => void }) 
   );
 }
 
-const POLICY_KINDS: { kind: PolicyKind; label: string; help: string }[] = [
-  { kind: "max_accuracy_drift", label: "Max accuracy drift", help: "the recommended variant stays this close" },
-  { kind: "max_p99_latency", label: "Max p99 latency", help: "measured p99 at a batch and concurrency" },
-  {
-    kind: "required_backends_supported",
-    label: "Required backends fully supported",
-    help: "every listed runtime supports every node",
-  },
-  { kind: "no_cpu_fallback", label: "No CPU fallback on a GPU profile", help: "no node runs on the CPU" },
-];
+/** A policy kind as the server declares it (GET /policies/kinds/, apps/approvals/gates.py). */
+export type PolicyKindSpec = components["schemas"]["PolicyKind"];
 
-const DRIFT_FIELDS: [string, string][] = [
-  ["min_cosine", "Min cosine (0-1)"],
-  ["min_top1_agreement", "Min top-1 agreement (0-1)"],
-  ["max_abs_error", "Max abs error"],
-  ["max_rel_error", "Max rel error"],
-  ["p99_abs_error", "p99 abs error"],
-];
-
-/** The params a policy form's fields make, or the sentence saying what is missing. */
-export function policyParams(kind: PolicyKind, fields: Record<string, string>): Record<string, unknown> | string {
-  const number = (key: string) => (fields[key]?.trim() ? Number(fields[key]) : undefined);
-  if (kind === "max_accuracy_drift") {
-    const params: Record<string, number> = {};
-    for (const [key] of DRIFT_FIELDS) {
-      const value = number(key);
-      if (value === undefined) continue;
-      if (!Number.isFinite(value) || value < 0 || (key.startsWith("min_") && value > 1))
-        return `${key} must be a number${key.startsWith("min_") ? " between 0 and 1" : " of 0 or more"}.`;
-      params[key] = value;
-    }
-    return Object.keys(params).length ? params : "Give at least one limit.";
+/** The params a policy form's values make, checked as the kind's specs check them: the params,
+ * or the sentence per field (and "" for the form as a whole) saying what is wrong. */
+export function policyParams(
+  kind: PolicyKindSpec,
+  values: Record<string, SettingValue>,
+): { params: Record<string, unknown> } | { errors: Record<string, string> } {
+  const params: Record<string, unknown> = {};
+  const errors: Record<string, string> = {};
+  for (const spec of kind.params) {
+    const read = readSetting(spec, values[spec.key], "options");
+    if (read.error) errors[spec.key] = read.error;
+    else if (read.value !== undefined) params[spec.key] = read.value;
   }
-  if (kind === "max_p99_latency") {
-    const maxMs = number("max_ms");
-    if (maxMs === undefined || !Number.isFinite(maxMs) || maxMs <= 0) return "Give max_ms, a positive number.";
-    const params: Record<string, number> = { max_ms: maxMs };
-    for (const key of ["batch", "concurrency"]) {
-      const value = number(key);
-      if (value === undefined) continue;
-      if (!Number.isInteger(value) || value < 1) return `${key} must be a whole number of at least 1.`;
-      params[key] = value;
-    }
-    return params;
-  }
-  if (kind === "required_backends_supported") {
-    const backends = (fields.backends ?? "")
-      .split(",")
-      .map((b) => b.trim())
-      .filter(Boolean);
-    return backends.length ? { backends } : "List the backends, separated by commas.";
-  }
-  return {};
+  if (Object.keys(errors).length) return { errors };
+  if (kind.at_least_one && !Object.keys(params).length) return { errors: { "": "Give at least one limit." } };
+  return { params };
 }
 
 function Policies({ team, manage }: { team: TeamDetail; manage: boolean }) {
@@ -498,10 +466,13 @@ function Policies({ team, manage }: { team: TeamDetail; manage: boolean }) {
     () => get<{ results: Policy[] }>("policies/", { team: team.slug, page_size: 100 }),
     [team.slug],
   );
-  const [kind, setKind] = useState<PolicyKind>("max_accuracy_drift");
+  const kinds = useResource(() => get<PolicyKindSpec[]>("policies/kinds/"), []);
+  const [kindName, setKindName] = useState("max_accuracy_drift");
   const [name, setName] = useState("");
-  const [fields, setFields] = useState<Record<string, string>>({});
+  const [values, setValues] = useState<Record<string, SettingValue>>({});
+  const [errors, setErrors] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<string>();
+  const kind = kinds.data?.find((k) => k.kind === kindName);
   const [failure, setFailure] = useState<ApiError>();
   const id = useId();
   const act = async (work: () => Promise<unknown>) => {
@@ -516,18 +487,6 @@ function Policies({ team, manage }: { team: TeamDetail; manage: boolean }) {
       policies.reload();
     }
   };
-  const field = (key: string, label: string) => (
-    <div className="field" key={key}>
-      <label htmlFor={`${id}-${key}`}>{label}</label>
-      <input
-        id={`${id}-${key}`}
-        className="input"
-        inputMode={key === "backends" ? undefined : "decimal"}
-        value={fields[key] ?? ""}
-        onChange={(e) => setFields({ ...fields, [key]: e.target.value })}
-      />
-    </div>
-  );
   const rows = policies.data?.results ?? [];
   return (
     <>
@@ -583,13 +542,17 @@ function Policies({ team, manage }: { team: TeamDetail; manage: boolean }) {
           aria-label="Add a gate"
           onSubmit={async (e) => {
             e.preventDefault();
-            const params = policyParams(kind, fields);
-            const found = !name.trim() ? "Name the gate." : typeof params === "string" ? params : undefined;
+            if (!kind) return;
+            const read = policyParams(kind, values);
+            const fieldErrors = "errors" in read ? read.errors : {};
+            setErrors(fieldErrors);
+            const found = !name.trim() ? "Name the gate." : fieldErrors[""];
             setProblem(found);
-            if (found || typeof params === "string") return;
-            if (await act(() => post("policies/", { team: team.slug, name: name.trim(), kind, params }))) {
+            if (found || !("params" in read)) return;
+            const body = { team: team.slug, name: name.trim(), kind: kind.kind, params: read.params };
+            if (await act(() => post("policies/", body))) {
               setName("");
-              setFields({});
+              setValues({});
             }
           }}
         >
@@ -600,33 +563,36 @@ function Policies({ team, manage }: { team: TeamDetail; manage: boolean }) {
               <select
                 id={`${id}-kind`}
                 className="input"
-                value={kind}
+                value={kindName}
                 onChange={(e) => {
-                  setKind(e.target.value as PolicyKind);
-                  setFields({});
+                  setKindName(e.target.value);
+                  setValues({});
+                  setErrors({});
                 }}
               >
-                {POLICY_KINDS.map((k) => (
+                {(kinds.data ?? []).map((k) => (
                   <option key={k.kind} value={k.kind}>
                     {k.label}
                   </option>
                 ))}
               </select>
-              <p className="help">{POLICY_KINDS.find((k) => k.kind === kind)?.help}</p>
+              {kind ? <p className="help">Takes {kind.help}.</p> : null}
             </div>
             <div className="field">
               <label htmlFor={`${id}-pname`}>Name</label>
               <input id={`${id}-pname`} className="input" value={name} onChange={(e) => setName(e.target.value)} />
             </div>
-            {kind === "max_accuracy_drift" ? DRIFT_FIELDS.map(([key, label]) => field(key, label)) : null}
-            {kind === "max_p99_latency"
-              ? [
-                  field("max_ms", "max_ms (p99, ms)"),
-                  field("batch", "Batch (1)"),
-                  field("concurrency", "Concurrency (1)"),
-                ]
-              : null}
-            {kind === "required_backends_supported" ? field("backends", "Backends (comma-separated)") : null}
+            {kind?.params.map((spec) => (
+              <SettingField
+                key={`${kind.kind}-${spec.key}`}
+                baseId={`${id}-${kind.kind}`}
+                spec={spec}
+                where="options"
+                value={values[spec.key]}
+                error={errors[spec.key]}
+                onChange={(value) => setValues({ ...values, [spec.key]: value })}
+              />
+            ))}
           </div>
           {problem ? (
             <p className="field-error" role="alert">

@@ -23,6 +23,7 @@ import { InspectionSummary } from "../features/Inspection";
 import { OpSupportMatrix } from "../features/OpSupportMatrix";
 import { ParityTable } from "../features/Parity";
 import { PipelineView } from "../features/PipelineView";
+import { Playground } from "../features/Playground";
 import { CompareWith } from "../features/Compare";
 import { PreviousApprovedCard, RecommendationCard } from "../features/Recommendation";
 import { ApprovalLine, DecisionForm, GatesList } from "../features/ReviewPanel";
@@ -35,6 +36,7 @@ const SECTIONS: [string, string][] = [
   ["pipeline", "Pipeline"],
   ["inspection", "Inspection"],
   ["graph", "Graph"],
+  ["try", "Try it"],
   ["matrix", "Op support"],
   ["variants", "Variants"],
   ["benchmarks", "Benchmarks"],
@@ -370,6 +372,19 @@ export function VersionPage() {
         description="The model's graph as inspection read it, coloured by whether a backend runs each node."
       >
         <GraphDisclosure versionId={v.id} />
+      </Section>
+
+      <Section
+        id="try"
+        title="Try it"
+        description="Run the original and its variants on your own input, in a worker's sandbox, and compare what comes out."
+      >
+        <Playground
+          versionId={v.id}
+          inputPlan={v.reports.inspect?.input_plan}
+          variants={[...new Set(v.artifacts.filter((a) => a.kind === "variant").map((a) => a.name))].sort()}
+          canRun={can(me, v.team, "upload") || can(me, v.team, "review")}
+        />
       </Section>
 
       <Section

@@ -629,9 +629,10 @@ class DeployOutcome:
 
 # What an option's value is. "string": text (one of `choices` when set); "url": an http:// or
 # https:// address; "integer" and "number": between `minimum` and `maximum` when set;
-# "boolean"; "path_list": absolute directories; "text_map": names to text (an object);
-# "headers": HTTP header names to single-line values (an object).
-OptionType = Literal["string", "url", "integer", "number", "boolean", "path_list", "text_map", "headers"]
+# "boolean"; "path_list": absolute directories; "string_list": one or more non-empty texts
+# (each one of `choices` when set); "text_map": names to text (an object); "headers": HTTP
+# header names to single-line values (an object).
+OptionType = Literal["string", "url", "integer", "number", "boolean", "path_list", "string_list", "text_map", "headers"]
 OPTION_TYPES: tuple[OptionType, ...] = get_args(OptionType)
 OptionValue = str | int | float | bool | None
 OPTION_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -673,8 +674,8 @@ class OptionSpec:
             raise ValueError(f"{where} has type {self.type!r}; use one of {', '.join(OPTION_TYPES)}.")
         if not self.help.strip():
             raise ValueError(f"{where} needs a help sentence saying what it is for.")
-        if self.choices and self.type != "string":
-            raise ValueError(f"{where} lists choices, which only a 'string' option takes.")
+        if self.choices and self.type not in ("string", "string_list"):
+            raise ValueError(f"{where} lists choices, which only a 'string' or 'string_list' option takes.")
         bounded = self.minimum is not None or self.maximum is not None
         if bounded and self.type not in ("integer", "number"):
             raise ValueError(f"{where} has bounds, which only an 'integer' or 'number' option takes.")
@@ -687,11 +688,13 @@ class OptionSpec:
         if self.default is not None:
             self.check(self.default, where="option")
 
-    def check(self, value: Any, *, where: Literal["option", "credential"] = "option") -> Any:
+    def check(self, value: Any, *, where: Literal["option", "credential", "setting"] = "option") -> Any:
         """`value` as the driver takes it; TargetError("invalid_options" or "invalid_credentials")
         with a sentence saying what it must be (a python path that can't be carried:
-        "invalid_target", from `check_python_path`)."""
-        code = "invalid_options" if where == "option" else "invalid_credentials"
+        "invalid_target", from `check_python_path`). `where` names the value in the sentence:
+        a target's option or credential, or a setting of something else declared with specs
+        (a policy's parameters)."""
+        code = "invalid_credentials" if where == "credential" else "invalid_options"
         name = f"The {where} {self.key}"
         if self.type in ("string", "url"):
             if not isinstance(value, str) or not value.strip():
@@ -719,6 +722,20 @@ class OptionSpec:
             if not isinstance(value, bool):
                 raise TargetError(code, f"{name} must be true or false.")
             return value
+        if self.type == "string_list":
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(item, str) and item.strip() for item in value)
+            ):
+                raise TargetError(code, f"{name} must be a list of one or more non-empty texts{self._hint()}.")
+            items = [item.strip() for item in value]
+            wrong = [item for item in items if self.choices and item not in self.choices]
+            if wrong:
+                raise TargetError(
+                    code, f"{name} takes only {', '.join(self.choices)}; {', '.join(wrong)} is not one of them."
+                )
+            return items
         if self.type == "path_list":
             if not isinstance(value, list) or not all(isinstance(path, str) for path in value):
                 raise TargetError(code, f"{name} must be a list of absolute directories.")
@@ -754,11 +771,14 @@ class OptionSpec:
             "number": {"type": "number"},
             "boolean": {"type": "boolean"},
             "path_list": {"type": "array", "items": {"type": "string"}},
+            "string_list": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
             "text_map": {"type": "object", "additionalProperties": {"type": "string"}},
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
         }
         schema = dict(shapes[self.type])
-        if self.choices:
+        if self.choices and self.type == "string_list":
+            schema["items"] = {**schema["items"], "enum": list(self.choices)}
+        elif self.choices:
             schema["enum"] = list(self.choices)
         if self.minimum is not None:
             schema["minimum"] = self.minimum
