@@ -60,6 +60,30 @@ def inspection(version: ModelVersion) -> dict[str, Any] | None:
     return (job.result or {}) if job is not None else None
 
 
+def proposed_preprocessing(version: ModelVersion) -> tuple[dict[str, Any] | None, str]:
+    """The image preprocessing a trial applies unless told otherwise, as the version's input plan
+    implies it (`playground.default_preprocessing`: read from the inspection's JSON, never from
+    the model), or None with a sentence saying why there is none."""
+    from workers.engine.errors import ModelError
+    from workers.engine.inputs import InputPlan
+    from workers.engine.playground import default_preprocessing
+
+    report = inspection(version)
+    if report is None:
+        return None, "The version has not been inspected yet: its pipeline's inspect step proposes the preprocessing."
+    if not report.get("input_plan"):
+        return None, "The inspection made no input plan; the worker plans the inputs from the graph when a trial runs."
+    plan = InputPlan.from_dict(report["input_plan"])
+    images = [recipe for recipe in plan.recipes if recipe.kind == "image"]
+    if len(images) != 1:
+        kinds = ", ".join(f"'{recipe.name}' ({recipe.kind})" for recipe in plan.recipes) or "none"
+        return None, f"The model takes no single image input (its inputs: {kinds}): give an .npz or JSON."
+    try:
+        return default_preprocessing(plan, images[0]).to_dict(), ""
+    except ModelError as exc:
+        return None, exc.message
+
+
 def variants_of(version: ModelVersion) -> dict[str, Artifact]:
     """The version's variants by name ("x86-cpu/ort-int8"), the latest build of each."""
     found: dict[str, Artifact] = {}

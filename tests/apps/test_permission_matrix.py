@@ -386,6 +386,7 @@ MATRIX: list[Row] = [
     Row("GET", "versions/<int:pk>/report/", MEMBERS, 200, v("ready", "report/?format=csv")),
     Row("GET", "versions/<int:pk>/graph/", MEMBERS, 200, v("ready", "graph/")),
     Row("GET", "versions/<int:pk>/trials/", MEMBERS, 200, v("ready", "trials/")),
+    Row("GET", "versions/<int:pk>/trials/defaults/", MEMBERS, 200, v("ready", "trials/defaults/")),
     Row(
         "POST",
         "versions/<int:pk>/trials/",

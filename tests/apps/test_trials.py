@@ -151,3 +151,33 @@ def test_a_bad_input_fails_the_trial_with_a_sentence(personas, version, broker, 
     trial = Trial.objects.get()
     assert trial.status == TrialStatus.FAILED and trial.error_code == "bad_trial_input"
     assert "takes 3 channels" in trial.error and trial.finished_at is not None
+
+
+def test_the_form_starts_from_the_preprocessing_the_input_plan_implies(personas, version, tmp_path):
+    """GET .../trials/defaults/ reads the inspection's plan (JSON, never the model): a 3-channel
+    32x32 NCHW image in [0, 1] is resized to 32x32, RGB, /255, NCHW float32."""
+    import onnx
+
+    from tests import modelzoo
+    from workers.engine.input_planning import plan_inputs
+    from workers.engine.inspection import graph_input_specs
+
+    url = f"/api/v1/versions/{version.pk}/trials/defaults/"
+    # finished_version's inspection has no input plan: the worker plans from the graph
+    answer = client_for(personas.viewer).get(url).json()
+    assert answer["preprocessing"] is None and "no input plan" in answer["note"]
+
+    model = onnx.load(modelzoo.make_cnn_onnx(tmp_path / "cnn.onnx"))
+    plan = plan_inputs(model, graph_input_specs(model.graph, numpy_dtypes_only=True))
+    inspect = Job.objects.get(run__version=version, kind=JobKind.INSPECT)
+    inspect.result = {**inspect.result, "input_plan": plan.to_dict()}
+    inspect.save(update_fields=["result"])
+    answer = client_for(personas.viewer).get(url).json()
+    assert answer["note"] == ""
+    assert answer["preprocessing"]["size"] == [32, 32] and answer["preprocessing"]["layout"] == "NCHW"
+    assert answer["preprocessing"]["channel_order"] == "RGB" and answer["preprocessing"]["dtype"] == "float32"
+    assert answer["preprocessing"]["scale"] == pytest.approx(1 / 255)
+    assert client_for(personas.outsider).get(url).status_code == 404
+
+    Job.objects.filter(pk=inspect.pk).update(status="running")
+    assert "not been inspected yet" in client_for(personas.viewer).get(url).json()["note"]

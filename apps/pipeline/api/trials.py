@@ -167,6 +167,30 @@ class VersionTrials(TeamScoped, generics.ListAPIView):
         return Response(TrialSerializer(trial).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ProposedPreprocessingSerializer(serializers.Serializer):
+    preprocessing = serializers.DictField(
+        allow_null=True,
+        help_text="size [height, width], layout (NCHW or NHWC), channel_order (RGB, BGR or GRAY), scale, mean "
+        "and std per channel, dtype, resample: what a trial applies to an image unless told otherwise; null "
+        "when the model takes no single image input.",
+    )
+    note = serializers.CharField(help_text="Why there is no proposal; empty when there is one.")
+
+
+class VersionTrialDefaults(generics.GenericAPIView):
+    """The image preprocessing a trial of this version applies unless told otherwise, read from
+    its input plan (the playground's form starts from it)."""
+
+    serializer_class = ProposedPreprocessingSerializer
+
+    @extend_schema(responses=ProposedPreprocessingSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        versions = ModelVersion.objects.select_related("model__team")
+        version = one_in_teams_of(request.user, versions, "model__team", pk=pk)
+        preprocessing, note = trials.proposed_preprocessing(version)
+        return Response(ProposedPreprocessingSerializer({"preprocessing": preprocessing, "note": note}).data)
+
+
 class TrialDetail(TeamScoped, generics.RetrieveAPIView):
     """One trial: its status and, once done, its result or a sentence on what went wrong."""
 

@@ -1146,6 +1146,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/versions/{id}/trials/defaults/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The image preprocessing a trial of this version applies unless told otherwise, read from
+         *     its input plan (the playground's form starts from it).
+         */
+        get: operations["versions_trials_defaults_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/": {
         parameters: {
             query?: never;
@@ -2510,6 +2530,14 @@ export interface components {
          * @enum {string}
          */
         ProfileReadinessStatusEnum: "ready" | "failed" | "processing";
+        ProposedPreprocessing: {
+            /** @description size [height, width], layout (NCHW or NHWC), channel_order (RGB, BGR or GRAY), scale, mean and std per channel, dtype, resample: what a trial applies to an image unless told otherwise; null when the model takes no single image input. */
+            preprocessing: {
+                [key: string]: unknown;
+            } | null;
+            /** @description Why there is no proposal; empty when there is one. */
+            note: string;
+        };
         QueueDepth: {
             queue: string;
             /** @description The enabled hardware profiles whose work goes to this queue. */
@@ -11794,6 +11822,99 @@ export interface operations {
             };
             /** @description The version has no inspected ONNX model yet. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL (path and query string) is longer than the web server accepts; gunicorn answers this itself (platform/docker/gunicorn.conf.py), before the request reaches the API. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests for this token; retry after the time in Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request's headers are too many or too large for the web server; gunicorn answers this itself. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is briefly unavailable, or a disk is full (code disk_full, naming the disk); nothing was done. Retry after the time in Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    versions_trials_defaults_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProposedPreprocessing"];
+                };
+            };
+            /** @description The request is invalid; the message says what to change. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the API token is malformed, unknown, revoked or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role or your token's scope does not allow this; the message says which would. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It does not exist, or it belongs to a team you are not in. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -5,24 +5,24 @@ import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import axe from "axe-core";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { InputPlan, InputRecipe } from "../api/reports";
-import { defaultPreprocessing, Playground, TrialResults, type TrialResult } from "./Playground";
+import { Playground, TrialResults, type TrialResult } from "./Playground";
 
-const images: InputRecipe = {
-  name: "images",
-  dtype: "float32",
-  shape: ["batch", 3, "height", "width"],
-  kind: "image",
-  low: 0,
-  high: 1,
-  batch_axis: 0,
+// what GET /versions/{id}/trials/defaults/ proposes for a [batch, 3, 224, 192] image in [0, 1]
+// (tests/apps/test_trials.py checks the server's proposal itself)
+const proposal = {
+  preprocessing: {
+    size: [224, 192],
+    layout: "NCHW",
+    channel_order: "RGB",
+    scale: 1 / 255,
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
+    dtype: "float32",
+    resample: "bilinear",
+  },
+  note: "",
 };
-
-const plan: InputPlan = {
-  recipes: [images],
-  dims: { height: 224, width: 192 },
-  batch_symbols: ["batch"],
-};
+const DEFAULTS = "/api/v1/versions/3/trials/defaults/";
 
 const classifierResult: TrialResult = {
   input: {
@@ -79,54 +79,34 @@ beforeEach(() => {
 });
 afterEach(() => vi.unstubAllGlobals());
 
-describe("defaultPreprocessing", () => {
-  it("reads size, layout, channels and scale from the input plan", () => {
-    expect(defaultPreprocessing(plan)).toEqual({
-      size: [224, 192],
-      layout: "NCHW",
-      channel_order: "RGB",
-      scale: 1 / 255,
-      mean: [0, 0, 0],
-      std: [1, 1, 1],
-      dtype: "float32",
-      resample: "bilinear",
-    });
-    const signed = { ...plan, recipes: [{ ...images, shape: [1, 32, 32, 1], low: -1, high: 1 }] };
-    expect(defaultPreprocessing(signed)).toMatchObject({
-      size: [32, 32],
-      layout: "NHWC",
-      channel_order: "GRAY",
-      mean: [0.5],
-      std: [0.5],
-    });
-    expect(defaultPreprocessing({ ...plan, recipes: [{ ...images, kind: "token_ids" }] })).toBeNull();
-  });
-});
-
 describe("Playground", () => {
   it("runs a trial with the edited preprocessing and the chosen variant, and shows the results", async () => {
     const user = userEvent.setup();
     const queued = { id: 5, version: 3, status: "queued", result: null, error: "" };
-    const fetchMock = vi.fn(async (_url: string, init?: RequestInit) => {
+    const fetchMock = vi.fn(async (url: string, init?: RequestInit) => {
+      if (url.startsWith(DEFAULTS)) return json(proposal);
       if (init?.method === "POST") return json(queued, 202);
       return json({ ...queued, status: "succeeded", result: classifierResult });
     });
     vi.stubGlobal("fetch", fetchMock);
     const { container } = render(
-      <Playground versionId={3} inputPlan={plan} variants={["x86-cpu/ort-int8", "x86-cpu/ort-opt"]} canRun />,
+      <Playground versionId={3} inspected variants={["x86-cpu/ort-int8", "x86-cpu/ort-opt"]} canRun />,
     );
 
     const image = new File([new Uint8Array([137, 80, 78, 71])], "cat.png", { type: "image/png" });
     await user.upload(screen.getByLabelText(/Input file/), image);
     expect(screen.getByRole("img", { name: "Preview of the chosen image" })).toBeTruthy();
-    expect((screen.getByLabelText("Height") as HTMLInputElement).value).toBe("224");
+    expect(((await screen.findByLabelText("Height")) as HTMLInputElement).value).toBe("224");
     expect((screen.getByLabelText("Width") as HTMLInputElement).value).toBe("192");
     await user.selectOptions(screen.getByLabelText("Channel order"), "BGR");
     await user.click(screen.getByRole("checkbox", { name: "x86-cpu/ort-int8" }));
     await user.click(screen.getByRole("button", { name: "Run" }));
 
     expect(await screen.findByText("Queued: waiting for a worker")).toBeTruthy();
-    const [url, init] = fetchMock.mock.calls[0] as [string, RequestInit];
+    const posted = (fetchMock.mock.calls as [string, RequestInit | undefined][]).filter(
+      ([u]) => !u.startsWith(DEFAULTS),
+    );
+    const [url, init] = posted[0] as [string, RequestInit];
     expect(url).toBe("/api/v1/versions/3/trials/");
     const form = init.body as FormData;
     expect(form.get("variants")).toBe("x86-cpu/ort-int8");
@@ -140,7 +120,8 @@ describe("Playground", () => {
     const variant = within(results).getByRole("article", { name: /^x86-cpu\/ort-int8/ });
     expect(within(variant).getByText("Differs from the original")).toBeTruthy();
     expect(within(variant).getByText("logits: max abs error 0.1 above 0.05.")).toBeTruthy();
-    expect(fetchMock.mock.calls[1]?.[0]).toBe("/api/v1/trials/5/");
+    const polled = (fetchMock.mock.calls as [string][]).map(([u]) => u).filter((u) => !u.startsWith(DEFAULTS));
+    expect(polled[1]).toBe("/api/v1/trials/5/");
 
     const axeResults = await axe.run(container, { rules: { "color-contrast": { enabled: false } } });
     expect(axeResults.violations.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
@@ -153,7 +134,7 @@ describe("Playground", () => {
       "fetch",
       vi.fn(async () => json(body, 400)),
     );
-    render(<Playground versionId={3} inputPlan={plan} variants={[]} canRun />);
+    render(<Playground versionId={3} inspected variants={[]} canRun />);
     await user.upload(screen.getByLabelText(/Input file/), new File(["{}"], "x.json", { type: "application/json" }));
     expect(screen.queryByLabelText("Height")).toBeNull();
     await user.click(screen.getByRole("button", { name: "Run" }));
@@ -161,7 +142,7 @@ describe("Playground", () => {
   });
 
   it("lets viewers see but not run", () => {
-    render(<Playground versionId={3} inputPlan={plan} variants={["a"]} canRun={false} />);
+    render(<Playground versionId={3} inspected variants={["a"]} canRun={false} />);
     expect((screen.getByRole("button", { name: "Run" }) as HTMLButtonElement).disabled).toBe(true);
     expect(screen.getByText("Trying needs a data scientist, approver or admin")).toBeTruthy();
   });

@@ -5,9 +5,9 @@
 // inspection's input plan and may be changed; the result says what was applied.
 import { useEffect, useId, useRef, useState } from "react";
 import { ApiError, apiUrl, csrfToken, errorFrom, get, networkError } from "../api/client";
-import type { InputPlan, InputRecipe } from "../api/reports";
 import type { components } from "../api/schema";
 import { Badge, ErrorMessage, Notice } from "../components/ui";
+import { useResource } from "../lib/hooks";
 
 export type Trial = components["schemas"]["Trial"];
 
@@ -66,54 +66,14 @@ export interface Preprocessing {
   resample: string;
 }
 
-const OTHER_DIM = 16; // as workers/engine/inputs.py OTHER_DIM
 const MAX_BYTES = 20 * 2 ** 20;
 const POLL_MS = 1000;
 
-/** An input's concrete shape at batch 1, as the plan resolves its symbolic dims. */
-function planShape(plan: InputPlan, recipe: InputRecipe): number[] {
-  const dims = (plan.dims ?? {}) as Record<string, number>;
-  const batch = new Set(plan.batch_symbols ?? []);
-  return (recipe.shape ?? []).map((dim, axis) => {
-    if (typeof dim === "number" && dim > 0) return dim;
-    if (axis === recipe.batch_axis || (typeof dim === "string" && batch.has(dim))) return 1;
-    if (typeof dim === "string" && dims[dim] !== undefined) return dims[dim];
-    return dims[`${recipe.name}:${axis}`] ?? OTHER_DIM;
-  });
-}
-
-/** The preprocessing the plan implies for its image input (as workers/engine/playground.py's
- * default_preprocessing reads it), or null when the model takes no single image. */
-export function defaultPreprocessing(plan: InputPlan | null | undefined): Preprocessing | null {
-  const images = (plan?.recipes ?? []).filter((r) => r.kind === "image");
-  const recipe = images[0];
-  if (!plan || images.length !== 1 || !recipe) return null;
-  const shape = planShape(plan, recipe);
-  if (shape.length !== 4) return null;
-  const [, d1, d2, d3] = shape as [number, number, number, number];
-  const first = d1 === 1 || d1 === 3 || !(d3 === 1 || d3 === 3);
-  const channels = first ? d1 : d3;
-  const count = channels === 1 ? 1 : 3;
-  const low = recipe.low ?? 0;
-  const high = recipe.high ?? 1;
-  let scale = 1 / 255;
-  let mean = Array(count).fill(0);
-  let std = Array(count).fill(1);
-  if (high > 2) scale = 1;
-  else if (low < -0.5) {
-    mean = Array(count).fill(0.5);
-    std = Array(count).fill(0.5);
-  }
-  return {
-    size: first ? [d2, d3] : [d1, d2],
-    layout: first ? "NCHW" : "NHWC",
-    channel_order: channels === 1 ? "GRAY" : "RGB",
-    scale,
-    mean,
-    std,
-    dtype: ["float32", "float16", "uint8", "int8"].includes(recipe.dtype ?? "") ? (recipe.dtype as string) : "float32",
-    resample: "bilinear",
-  };
+/** GET /versions/{id}/trials/defaults/: the preprocessing a trial applies unless told otherwise,
+ * from the input plan (apps/pipeline/trials.py `proposed_preprocessing`), or null and why not. */
+interface Proposal {
+  preprocessing: Preprocessing | null;
+  note: string;
 }
 
 function numbers(text: string): number[] {
@@ -494,20 +454,28 @@ function PreprocessingForm({ value, onChange }: { value: Preprocessing; onChange
 
 export function Playground({
   versionId,
-  inputPlan,
+  inspected,
   variants,
   canRun,
 }: {
   versionId: number;
-  inputPlan: InputPlan | null | undefined;
+  /** Whether the version's inspection has finished (its input plan is what a trial starts from). */
+  inspected: boolean;
   variants: string[];
   canRun: boolean;
 }) {
   const id = useId();
-  const defaults = defaultPreprocessing(inputPlan);
+  const proposal = useResource(
+    (signal) =>
+      inspected
+        ? get<Proposal>(`versions/${versionId}/trials/defaults/`, undefined, signal)
+        : Promise.resolve(undefined),
+    [versionId, inspected],
+  );
   const [file, setFile] = useState<File | null>(null);
   const [preview, setPreview] = useState<string | undefined>();
-  const [prep, setPrep] = useState<Preprocessing | null>(defaults);
+  const [edited, setPrep] = useState<Preprocessing | null>(null);
+  const prep = edited ?? proposal.data?.preprocessing ?? null;
   const [chosen, setChosen] = useState<string[]>([]);
   const [trial, setTrial] = useState<Trial | undefined>();
   const [error, setError] = useState<ApiError | Error | undefined>();
@@ -538,7 +506,7 @@ export function Playground({
     }, POLL_MS);
   };
 
-  if (!inputPlan) {
+  if (!inspected) {
     return <Notice title="Nothing to try yet">The model can be tried once its inspection has finished.</Notice>;
   }
 
@@ -598,10 +566,8 @@ export function Playground({
         </div>
         {preview ? <img className="trial-preview" src={preview} alt="Preview of the chosen image" /> : null}
         {file && isImage(file) && prep ? <PreprocessingForm value={prep} onChange={setPrep} /> : null}
-        {file && isImage(file) && !prep ? (
-          <Notice kind="warn">
-            The input plan shows no single image input; the worker will say what the model takes.
-          </Notice>
+        {file && isImage(file) && !prep && proposal.data ? (
+          <Notice kind="warn">{proposal.data.note || "The worker will say what the model takes."}</Notice>
         ) : null}
         <fieldset className="fieldset">
           <legend>Models to run</legend>

@@ -381,7 +381,7 @@ export function VersionPage() {
       >
         <Playground
           versionId={v.id}
-          inputPlan={v.reports.inspect?.input_plan}
+          inspected={Boolean(v.reports.inspect)}
           variants={[...new Set(v.artifacts.filter((a) => a.kind === "variant").map((a) => a.name))].sort()}
           canRun={can(me, v.team, "upload") || can(me, v.team, "review")}
         />
