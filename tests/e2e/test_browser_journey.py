@@ -23,7 +23,7 @@ from tests.conftest import client_for
 from tests.e2e.conftest import SCREENSHOTS
 from tests.factories import RegisteredModelFactory
 from tests.finished import finished_version
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import uploaded_and_ready, wait_for
 from tests.triton_server import TritonServer, start_triton_server, triton_skip_reason
 
 PHONE = Path(__file__).with_name("phone.mjs")
@@ -183,21 +183,7 @@ def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journe
 
     # v2: uploaded and approved over the API; in the browser, read against the approved v1 on its
     # page, deployed in v1's place through the form, then rolled back: the dialog says v1 returns.
-    with open(modelzoo.make_mlp_onnx(tmp_path / "digits-v2.onnx", seed=1), "rb") as fh:
-        created = client_for(personas.owner).post("/api/v1/models/digits/versions/", {"file": fh}, format="multipart")
-    assert created.status_code == 201, created.json()
-    second = ModelVersion.objects.get(pk=created.json()["id"])
-    wait_for(
-        lambda: (
-            ModelVersion.objects.filter(pk=second.pk, status__in=[VersionStatus.READY, VersionStatus.FAILED])
-            .values_list("status", flat=True)
-            .first()
-        ),
-        timeout=300,
-        what="v2's pipeline to finish",
-    )
-    second.refresh_from_db()
-    assert second.status == VersionStatus.READY, second.status_reason
+    second = uploaded_and_ready(personas.owner, "digits", modelzoo.make_mlp_onnx(tmp_path / "digits-v2.onnx", seed=1))
     approved = client_for(rita.user).post(
         f"/api/v1/versions/{second.pk}/approve/", {"comment": "v2 for the rollback drill"}, format="json"
     )

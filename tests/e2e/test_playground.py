@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from apps.pipeline.models import Trial
-from apps.registry.models import ModelVersion, VersionStatus
 from tests import modelzoo
-from tests.conftest import client_for
 from tests.e2e.conftest import SCREENSHOTS
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import uploaded_and_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -25,21 +23,7 @@ def test_try_a_model_on_an_image_in_a_real_browser(personas, journey, tmp_path):
     image_module = pytest.importorskip("PIL.Image")
     ort = pytest.importorskip("onnxruntime")
     model = modelzoo.make_cnn_onnx(tmp_path / "tiny-cnn.onnx")  # image [1, 3, 32, 32] -> 10 logits
-    with open(model, "rb") as fh:
-        created = client_for(personas.owner).post("/api/v1/models/tiny-cnn/versions/", {"file": fh}, format="multipart")
-    assert created.status_code == 201, created.json()
-    version = ModelVersion.objects.get(pk=created.json()["id"])
-    wait_for(
-        lambda: (
-            ModelVersion.objects.filter(pk=version.pk, status__in=[VersionStatus.READY, VersionStatus.FAILED])
-            .values_list("status", flat=True)
-            .first()
-        ),
-        timeout=300,
-        what="the CNN's pipeline to finish",
-    )
-    version.refresh_from_db()
-    assert version.status == VersionStatus.READY, version.status_reason
+    version = uploaded_and_ready(personas.owner, "tiny-cnn", model)
 
     # a 64x48 picture: a red-to-blue gradient with a green square
     pixels = np.zeros((48, 64, 3), np.uint8)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -158,6 +159,27 @@ def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: st
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def uploaded_and_ready(user: Any, slug: str, path: Path, timeout: float = 300) -> Any:
+    """Upload `path` as a new version of model `slug` over the API as `user`, wait for the real
+    worker's pipeline to finish, and return the version, which must be ready."""
+    from apps.registry.models import ModelVersion, VersionStatus
+    from tests.conftest import client_for
+
+    with open(path, "rb") as fh:
+        created = client_for(user).post(f"/api/v1/models/{slug}/versions/", {"file": fh}, format="multipart")
+    assert created.status_code == 201, created.json()
+    version = ModelVersion.objects.get(pk=created.json()["id"])
+    done = (VersionStatus.READY, VersionStatus.FAILED)
+    wait_for(
+        lambda: ModelVersion.objects.filter(pk=version.pk, status__in=done).exists(),
+        timeout=timeout,
+        what=f"the pipeline of {slug} v{version.number} to finish",
+    )
+    version.refresh_from_db()
+    assert version.status == VersionStatus.READY, version.status_reason
+    return version
 
 
 def _free_port() -> int:
