@@ -61,7 +61,8 @@ PARAM_SPECS: dict[str, tuple[OptionSpec, ...]] = {
         ),
     ),
     PolicyKind.MAX_P99_LATENCY: (
-        OptionSpec("max_ms", "number", "the p99 latency allowed, in milliseconds", required=True, minimum=0.001),
+        # above 0, which an inclusive bound can't say: check_params refuses 0 itself
+        OptionSpec("max_ms", "number", "the p99 latency allowed, in milliseconds, above 0", required=True, minimum=0),
         OptionSpec("batch", "integer", "the batch size the p99 is read at", default=1, minimum=1),
         OptionSpec("concurrency", "integer", "the concurrency the p99 is read at", default=1, minimum=1),
     ),
@@ -128,6 +129,8 @@ def check_params(kind: str, params: Any) -> dict[str, Any]:
             checked[key] = specs[key].check(value, where="setting")
         except TargetError as exc:
             raise bad(exc.message) from None
+    if kind == PolicyKind.MAX_P99_LATENCY and checked["max_ms"] == 0:
+        raise bad("The setting max_ms must be above 0: no measured p99 is 0 ms.")
     return checked
 
 
