@@ -82,6 +82,9 @@ const metrics: DeploymentMetrics = {
 
 let answer: unknown;
 beforeEach(() => {
+  // the components read the clock ("14:02" today, "7 Dec 14:02" another day): the tests' today is NOW's
+  vi.useFakeTimers({ toFake: ["Date"] });
+  vi.setSystemTime(NOW);
   answer = metrics;
   vi.stubGlobal(
     "fetch",
@@ -89,6 +92,7 @@ beforeEach(() => {
   );
 });
 afterEach(() => {
+  vi.useRealTimers();
   vi.unstubAllGlobals();
   vi.restoreAllMocks();
 });
