@@ -24,7 +24,7 @@ from tests.e2e.conftest import SCREENSHOTS
 from tests.factories import RegisteredModelFactory
 from tests.finished import finished_version
 from tests.integration.conftest import uploaded_and_ready, wait_for
-from tests.triton_server import TritonServer, start_triton_server, triton_skip_reason
+from tests.triton_server import TritonServer, running_triton_server, triton_skip_reason
 
 PHONE = Path(__file__).with_name("phone.mjs")
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -42,11 +42,8 @@ def triton(tmp_path: Path) -> Iterator[TritonServer | str]:
         return
     repository = tmp_path / "repository"
     repository.mkdir()
-    server = start_triton_server(repository, tmp_path / "triton", metrics=True)
-    try:
+    with running_triton_server(repository, tmp_path / "triton", metrics=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_upload_watch_read_approve_and_deploy_in_a_real_browser(personas, journey, triton, tmp_path):

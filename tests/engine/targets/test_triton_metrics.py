@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.engine.targets.conftest import make_mlp, mlp_feeds, mlp_spec
 from tests.engine.targets.test_triton_server import _infer
-from tests.triton_server import TritonServer, start_triton_server, triton_skip_reason
+from tests.triton_server import TritonServer, running_triton_server, triton_skip_reason
 from workers.engine.targets.base import ModelCounters, TargetSettings
 from workers.engine.targets.triton import TritonTarget
 
@@ -29,13 +29,10 @@ def metered_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonS
     root = tmp_path_factory.mktemp("triton-metrics")
     repository = root / "repository"
     repository.mkdir()
-    server = start_triton_server(
+    with running_triton_server(
         repository, root / "server", metrics=True, extra_args=["--metrics-config=summary_latencies=true"]
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
